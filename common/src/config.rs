@@ -1,0 +1,148 @@
+//! Connection settings shared by several services, read from environment
+//! variables with defaults that reach the local stack (`deploy/local/up.sh`).
+//! Each service's own `Config` nests the ones it needs.
+
+use envconfig::Envconfig;
+
+/// Kafka connection and topic names.
+#[derive(Envconfig, Clone, Debug, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `KAFKA_BROKERS`: bootstrap servers, comma-separated `host:port`.
+    /// Default `127.0.0.1:9092`.
+    #[envconfig(from = "KAFKA_BROKERS", default = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// `KAFKA_RAW_TOPIC`: topic of raw events. Default `smartlinks.events.raw`
+    /// ([`schemas::topics::RAW_EVENTS`]).
+    #[envconfig(from = "KAFKA_RAW_TOPIC", default = "smartlinks.events.raw")]
+    pub raw_topic: String,
+    /// `KAFKA_DEAD_LETTER_TOPIC`: topic of rejected records. Default
+    /// `smartlinks.events.dead-letter` ([`schemas::topics::DEAD_LETTERS`]).
+    #[envconfig(from = "KAFKA_DEAD_LETTER_TOPIC", default = "smartlinks.events.dead-letter")]
+    pub dead_letter_topic: String,
+    /// `KAFKA_REPLICATION`: replication factor of topics `migrate` creates.
+    /// Default 1 (single local broker); 3 in production.
+    #[envconfig(from = "KAFKA_REPLICATION", default = "1")]
+    pub replication: i32,
+}
+
+impl KafkaConfig {
+    /// The topic names in use.
+    pub fn topic_names(&self) -> schemas::topics::TopicNames {
+        schemas::topics::TopicNames {
+            raw_events: self.raw_topic.clone(),
+            dead_letters: self.dead_letter_topic.clone(),
+        }
+    }
+}
+
+/// ClickHouse connection over HTTP.
+#[derive(Envconfig, Clone, PartialEq, Eq)]
+pub struct ClickHouseConfig {
+    /// `CLICKHOUSE_URL`: HTTP endpoint. Default `http://127.0.0.1:8123`.
+    #[envconfig(from = "CLICKHOUSE_URL", default = "http://127.0.0.1:8123")]
+    pub url: String,
+    /// `CLICKHOUSE_DATABASE`: database. Default `smartlinks`.
+    #[envconfig(from = "CLICKHOUSE_DATABASE", default = "smartlinks")]
+    pub database: String,
+    /// `CLICKHOUSE_USER`: user. Default `default`.
+    #[envconfig(from = "CLICKHOUSE_USER", default = "default")]
+    pub user: String,
+    /// `CLICKHOUSE_PASSWORD`: password. Default empty. Never logged.
+    #[envconfig(from = "CLICKHOUSE_PASSWORD", default = "")]
+    pub password: String,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
+
+impl ClickHouseConfig {
+    /// A client for the configured server, without a default database (DDL
+    /// names its database; queries name theirs with [`Self::database`]).
+    /// Row validation is off: ClickHouse 18.16 lacks the
+    /// `RowBinaryWithNamesAndTypes` format it needs (`../shared/docs/infra.md`).
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_password(&self.password)
+            .with_validation(false)
+    }
+}
+
+/// MongoDB (wire protocol) connection.
+#[derive(Envconfig, Clone, PartialEq, Eq)]
+pub struct MongoConfig {
+    /// `MONGODB_URI`: connection string. Default `mongodb://127.0.0.1:27017`.
+    #[envconfig(from = "MONGODB_URI", default = "mongodb://127.0.0.1:27017")]
+    pub uri: String,
+    /// `MONGODB_DATABASE`: database. Default `smartlinks`.
+    #[envconfig(from = "MONGODB_DATABASE", default = "smartlinks")]
+    pub database: String,
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &redact_userinfo(&self.uri))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl MongoConfig {
+    /// Connects (lazily: the driver dials on first use) and returns the
+    /// configured database. Errors when the URI does not parse.
+    pub async fn database(&self) -> Result<mongodb::Database, mongodb::error::Error> {
+        let mut options = mongodb::options::ClientOptions::parse(&self.uri).await?;
+        options.app_name.get_or_insert_with(|| "smartlinks".into());
+        options
+            .server_selection_timeout
+            .get_or_insert(std::time::Duration::from_secs(5));
+        Ok(mongodb::Client::with_options(options)?.database(&self.database))
+    }
+}
+
+/// `scheme://user:pass@host` → `scheme://<redacted>@host`; other strings unchanged.
+pub fn redact_userinfo(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &uri[..s + 3], &uri[at..]),
+        _ => uri.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_match_the_schemas_names_and_local_stack() {
+        let k = KafkaConfig::init_from_hashmap(&HashMap::new()).unwrap();
+        assert_eq!(k.topic_names(), schemas::topics::TopicNames::default());
+        let c = ClickHouseConfig::init_from_hashmap(&HashMap::new()).unwrap();
+        assert_eq!(c.database, schemas::clickhouse::DEFAULT_DATABASE);
+        let m = MongoConfig::init_from_hashmap(&HashMap::new()).unwrap();
+        assert_eq!(m.database, schemas::mongo::DEFAULT_DATABASE);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut env = HashMap::new();
+        env.insert("CLICKHOUSE_PASSWORD".to_string(), "hunter2".to_string());
+        env.insert("MONGODB_URI".to_string(), "mongodb://app:s3cret@db:27017/?x=1".to_string());
+        let c = ClickHouseConfig::init_from_hashmap(&env).unwrap();
+        let m = MongoConfig::init_from_hashmap(&env).unwrap();
+        let out = format!("{c:?} {m:?}");
+        assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+        assert!(out.contains("mongodb://<redacted>@db:27017"), "{out}");
+        assert_eq!(redact_userinfo("mongodb://h:1"), "mongodb://h:1");
+    }
+}

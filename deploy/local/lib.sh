@@ -1,0 +1,193 @@
+# shellcheck shell=bash
+# Helpers sourced by deploy/local/*.sh: where things live, how each engine is
+# installed (idempotently) and started on loopback, and how we wait for it.
+#
+# Layout:
+#   $SMARTLINKS_STATE_DIR (default <repo>/.state, gitignored): data, logs, pid files.
+#   $SMARTLINKS_CACHE_DIR (default ~/.cache/smartlinks): installed engines and the
+#     cargo target dir, kept outside the clone so a fresh clone rebuilds only what changed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DEPLOY="$ROOT/deploy/local"
+STATE=${SMARTLINKS_STATE_DIR:-$ROOT/.state}
+CACHE=${SMARTLINKS_CACHE_DIR:-$HOME/.cache/smartlinks}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+# rustup's cargo and the Go toolchain live outside the default PATH of a
+# non-login shell (CI runs `bash .ci/run`).
+for d in "$HOME/.cargo/bin" /usr/local/go/bin; do
+  case ":$PATH:" in *":$d:"*) ;; *) [ -d "$d" ] && PATH="$d:$PATH" ;; esac
+done
+export PATH
+
+KAFKA_VERSION=3.9.1
+FERRETDB_VERSION=v1.24.0
+KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
+FERRETDB_BIN="$CACHE/ferretdb-$FERRETDB_VERSION/ferretdb"
+FERRETDB_DEBUG_ADDR=127.0.0.1:8088
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# die MESSAGE [LOGFILE]: print the message and the last lines of LOGFILE, exit 1.
+die() {
+  printf '[%s] ERROR: %s\n' "$(date -u +%H:%M:%S)" "$1" >&2
+  if [ -n "${2:-}" ] && [ -f "$2" ]; then
+    printf -- '--- last lines of %s ---\n' "$2" >&2
+    tail -n 40 "$2" >&2
+  fi
+  exit 1
+}
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive NAME: true when $STATE/NAME.pid names a live process.
+pid_alive() {
+  local f="$STATE/$1.pid"
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# wait_until SECONDS DESCRIPTION LOGFILE CMD...: poll CMD every 0.25 s until it
+# succeeds; on timeout, fail with the log tail.
+wait_until() {
+  local secs=$1 what=$2 logf=$3
+  shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      die "$what did not come up within ${secs}s" "$logf"
+    fi
+    sleep 0.25
+  done
+}
+
+apt_install() {
+  if [ -z "${_APT_UPDATED:-}" ]; then
+    log "apt-get update"
+    apt-get update -qq
+    _APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Build tools the Rust workspace needs: rdkafka's bundled librdkafka builds with
+# cmake and wants the curl headers (../shared/docs/infra.md).
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+  command -v wrk >/dev/null || missing+=(wrk)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# --- Kafka: Apache Kafka from Maven Central, KRaft single node --------------
+install_kafka() {
+  [ -f "$KAFKA_HOME/.complete" ] && return 0
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central"
+  mkdir -p "$KAFKA_HOME"
+  mvn -q -B -Dstyle.color=never -f "$DEPLOY/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_HOME/libs" -DincludeScope=runtime
+  touch "$KAFKA_HOME/.complete"
+}
+
+# The JVM command line for any Kafka class: small heap (-Xmx512m), our log4j config.
+KAFKA_JVM=(java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j.configuration=file:$DEPLOY/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*")
+kafka_java() { "${KAFKA_JVM[@]}" "$@"; }
+
+start_kafka() {
+  if pid_alive kafka && port_open 9092; then log "kafka: already up"; return 0; fi
+  port_open 9092 && die "kafka: port 9092 is taken by a process this stack did not start"
+  install_kafka
+  mkdir -p "$STATE/kafka"
+  sed "s#@STATE@#$STATE#g" "$DEPLOY/kafka/server.properties.in" > "$STATE/kafka/server.properties"
+  if [ ! -f "$STATE/kafka/data/meta.properties" ]; then
+    log "kafka: formatting the KRaft log dir"
+    kafka_java kafka.tools.StorageTool format -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
+      -c "$STATE/kafka/server.properties" >"$STATE/kafka/format.log" 2>&1 \
+      || die "kafka: storage format failed" "$STATE/kafka/format.log"
+  fi
+  log "kafka: starting on 127.0.0.1:9092"
+  setsid nohup "${KAFKA_JVM[@]}" kafka.Kafka "$STATE/kafka/server.properties" \
+    >"$STATE/kafka/server.log" 2>&1 &
+  echo $! >"$STATE/kafka.pid"
+  wait_until 60 kafka "$STATE/kafka/server.log" port_open 9092
+  wait_until 60 kafka "$STATE/kafka/server.log" grep -q "Transition from STARTING to STARTED" "$STATE/kafka/server.log"
+}
+
+# --- ClickHouse: Debian's clickhouse-server, started with our config ---------
+install_clickhouse() {
+  command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null && return 0
+  apt_install clickhouse-server clickhouse-client || true  # "policy-rc.d denied" is harmless
+  command -v clickhouse-server >/dev/null || die "clickhouse: install failed"
+}
+
+clickhouse_query() { curl -fsS --max-time 5 "http://127.0.0.1:8123/" --data-binary "$1"; }
+
+start_clickhouse() {
+  if pid_alive clickhouse && port_open 8123; then log "clickhouse: already up"; return 0; fi
+  port_open 8123 && die "clickhouse: port 8123 is taken by a process this stack did not start"
+  install_clickhouse
+  mkdir -p "$STATE/clickhouse/"{data,tmp,log,user_files,format_schemas}
+  sed "s#@STATE@#$STATE#g" "$DEPLOY/clickhouse/config.xml.in" > "$STATE/clickhouse/config.xml"
+  cp "$DEPLOY/clickhouse/users.xml" "$STATE/clickhouse/users.xml"
+  log "clickhouse: starting on 127.0.0.1:8123 (HTTP) and 9000 (native)"
+  setsid nohup /usr/sbin/clickhouse-server --config-file="$STATE/clickhouse/config.xml" \
+    >"$STATE/clickhouse/stdout.log" 2>&1 &
+  echo $! >"$STATE/clickhouse.pid"
+  wait_until 60 clickhouse "$STATE/clickhouse/log/error.log" clickhouse_query "SELECT 1"
+}
+
+# --- MongoDB wire: FerretDB built from the Go module proxy, SQLite backend ---
+install_ferretdb() {
+  [ -x "$FERRETDB_BIN" ] && return 0
+  command -v go >/dev/null || die "ferretdb: Go is needed to build FerretDB"
+  log "ferretdb: building FerretDB $FERRETDB_VERSION from the Go module proxy"
+  local dir src
+  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+        | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -n "$dir" ] || die "ferretdb: go mod download failed"
+  src="$CACHE/ferretdb-$FERRETDB_VERSION/src"
+  rm -rf "$src" && mkdir -p "$(dirname "$src")"
+  cp -r "$dir" "$src" && chmod -R u+w "$src"
+  # The module zip lacks the generated build/version/version.txt that the binary
+  # insists on; write what `git describe` would say.
+  echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+  (cd "$src" && go build -o "$FERRETDB_BIN" ./cmd/ferretdb)
+  rm -rf "$src"
+}
+
+start_ferretdb() {
+  if pid_alive ferretdb && port_open 27017; then log "ferretdb: already up"; return 0; fi
+  port_open 27017 && die "ferretdb: port 27017 is taken by a process this stack did not start"
+  install_ferretdb
+  mkdir -p "$STATE/ferretdb/data"
+  log "ferretdb: starting on 127.0.0.1:27017 (SQLite backend)"
+  setsid nohup "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$STATE/ferretdb/data/" \
+    --listen-addr=127.0.0.1:27017 --debug-addr="$FERRETDB_DEBUG_ADDR" \
+    --state-dir="$STATE/ferretdb" --telemetry=disable --log-level=warn --log-format=text \
+    >"$STATE/ferretdb/server.log" 2>&1 &
+  echo $! >"$STATE/ferretdb.pid"
+  wait_until 60 ferretdb "$STATE/ferretdb/server.log" port_open 27017
+}
+
+# stop NAME [SECONDS]: SIGTERM the process in $STATE/NAME.pid, SIGKILL after SECONDS.
+stop() {
+  local name=$1 secs=${2:-20} pid
+  if ! pid_alive "$name"; then log "$name: not running"; rm -f "$STATE/$name.pid"; return 0; fi
+  pid=$(cat "$STATE/$name.pid")
+  log "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + secs))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "$name: still running after ${secs}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  rm -f "$STATE/$name.pid"
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the local stack on loopback: Apache Kafka
+# (127.0.0.1:9092), ClickHouse (8123/9000) and FerretDB, a MongoDB-wire server
+# (27017); then runs `migrate` (topics, ClickHouse tables, MongoDB indexes).
+# A second run changes nothing. State: $SMARTLINKS_STATE_DIR (default .state/).
+source "$(dirname "$0")/lib.sh"
+
+mkdir -p "$STATE" "$CACHE"
+ensure_build_deps
+start_kafka
+start_clickhouse
+start_ferretdb
+
+log "migrate: building and applying topics, ClickHouse DDL and MongoDB indexes"
+cargo build -q -p common --bin migrate 2>"$STATE/migrate-build.log" \
+  || die "migrate: build failed" "$STATE/migrate-build.log"
+RUST_LOG=${RUST_LOG:-warn} "$CARGO_TARGET_DIR/debug/migrate" || die "migrate failed"
+
+"$DEPLOY/status.sh"

@@ -1,0 +1,285 @@
+//! ClickHouse: the enriched event row ingest writes and the DDL that creates
+//! its table.
+//!
+//! SQL rules: every statement here runs on ClickHouse 18.16 (the build Debian
+//! ships, used locally and in CI) and on current ClickHouse. That rules out
+//! `DateTime64`, `TTL`, `CODEC`, `LowCardinality` without a setting, and
+//! `IF NOT EXISTS` on columns (see `../shared/docs/infra.md`). Every statement
+//! is idempotent (`IF NOT EXISTS`), so `migrate` can run at every start.
+//!
+//! ## Why `ReplacingMergeTree` keyed by the event id
+//! Ingest is at-least-once: a rebalance or a crash between the ClickHouse
+//! write and the offset commit redelivers events, which are then written
+//! twice. Duplicates carry the same `event_id` and the same `ts` (set by the
+//! edge), so they share the sorting key and the day partition, and
+//! `ReplacingMergeTree(ingested_at)` collapses them to one row at merge time
+//! (keeping the latest enrichment). Merges are eventual, so every query that
+//! counts reads through the dedup: `uniqExact(event_id)`, `FINAL`, or a
+//! `GROUP BY event_id` subquery. The rollups (aggregator) do the same, so
+//! "duplicates never inflate a count" holds before and after merges.
+
+use serde::{Deserialize, Serialize};
+use serde_repr::{Deserialize_repr, Serialize_repr};
+use uuid::Uuid;
+
+/// Default ClickHouse database.
+pub const DEFAULT_DATABASE: &str = "smartlinks";
+/// Table of enriched events, one row per event id after dedup.
+pub const EVENTS_TABLE: &str = "events";
+
+/// Event kind as stored: `Enum8('view' = 1, 'click' = 2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum KindCode {
+    /// A landing-page view.
+    View = 1,
+    /// A click-out to a platform.
+    Click = 2,
+}
+
+impl From<crate::event::EventKind> for KindCode {
+    fn from(k: crate::event::EventKind) -> Self {
+        match k {
+            crate::event::EventKind::View => KindCode::View,
+            crate::event::EventKind::Click => KindCode::Click,
+        }
+    }
+}
+
+/// Device class as stored: `Enum8('other' = 0, 'desktop' = 1, 'mobile' = 2,
+/// 'tablet' = 3, 'bot' = 4)` (seed 000 `device.type`, plus `other` for what a
+/// user agent does not tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum DeviceCode {
+    /// Unknown or not a browser (smart TVs, consoles, libraries).
+    #[default]
+    Other = 0,
+    /// Desktop or laptop browser.
+    Desktop = 1,
+    /// Phone.
+    Mobile = 2,
+    /// Tablet.
+    Tablet = 3,
+    /// Crawler, unfurler, scanner.
+    Bot = 4,
+}
+
+/// Consent state as stored: `Enum8('unknown' = 0, 'granted' = 1, 'denied' = 2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum ConsentCode {
+    /// No answer to the banner.
+    #[default]
+    Unknown = 0,
+    /// Accepted.
+    Granted = 1,
+    /// Refused.
+    Denied = 2,
+}
+
+impl From<crate::event::Consent> for ConsentCode {
+    fn from(c: crate::event::Consent) -> Self {
+        match c {
+            crate::event::Consent::Unknown => ConsentCode::Unknown,
+            crate::event::Consent::Granted => ConsentCode::Granted,
+            crate::event::Consent::Denied => ConsentCode::Denied,
+        }
+    }
+}
+
+/// One enriched event: a row of [`EVENTS_TABLE`], in the column order of
+/// [`events_table_ddl`] (RowBinary is positional). Strings are empty, not
+/// NULL, when unknown; `country` is `[0, 0]` when unknown.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct EventRow {
+    /// UUIDv7 from the edge; the dedup key.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    /// View or click.
+    pub kind: KindCode,
+    /// Event time, seconds since the Unix epoch, UTC (`DateTime('UTC')`).
+    pub ts: u32,
+    /// Event time, ms since the Unix epoch, UTC (sub-second order).
+    pub ts_ms: u64,
+    /// Tenant id, 24 hex digits.
+    pub tenant_id: String,
+    /// Smartlink id, 24 hex digits.
+    pub link_id: String,
+    /// Slug as stored.
+    pub slug: String,
+    /// Host the request came to.
+    pub host: String,
+    /// Platform id of a click; empty on views.
+    pub platform: String,
+    /// 1 when flagged as a bot (crawler UA, HEAD, unfurler, scanner).
+    pub is_bot: u8,
+    /// Why it is a bot (`crawler_ua`, `head_request`, `unfurler`, ...); empty if not.
+    pub bot_reason: String,
+    /// Client IP, anonymised (IPv4 /24, IPv6 /48) unless the tenant opted out.
+    pub ip: String,
+    /// Keyed hash of (tenant, IP, user agent, daily salt): counts uniques without cookies.
+    pub visitor_hash: u64,
+    /// First-party visitor cookie, when the visitor consented; else empty.
+    pub visitor_id: String,
+    /// Session id (30 min of inactivity ends a session).
+    pub session_id: u64,
+    /// 1-based number of this visitor's visit to this link.
+    pub visit_number: u32,
+    /// 1 on the visitor's first event on this link.
+    pub is_unique: u8,
+    /// 1 when the visitor was seen on this link before (visit_number > 1).
+    pub is_returning: u8,
+    /// ISO 3166-1 alpha-2 country code (`FixedString(2)`).
+    pub country: [u8; 2],
+    /// Region or subdivision name.
+    pub region: String,
+    /// City name.
+    pub city: String,
+    /// IANA time zone of the location.
+    pub timezone: String,
+    /// Device class.
+    pub device: DeviceCode,
+    /// Operating system name (`iOS`, `Windows 10`).
+    pub os: String,
+    /// Operating system version.
+    pub os_version: String,
+    /// Browser name.
+    pub browser: String,
+    /// Browser version.
+    pub browser_version: String,
+    /// Browser or device vendor.
+    pub vendor: String,
+    /// Full `Referer`.
+    pub referrer: String,
+    /// Host of the `Referer`, lowercased, without `www.`.
+    pub referrer_host: String,
+    /// `utm_source`.
+    pub utm_source: String,
+    /// `utm_medium`.
+    pub utm_medium: String,
+    /// `utm_campaign`.
+    pub utm_campaign: String,
+    /// `utm_term`.
+    pub utm_term: String,
+    /// `utm_content`.
+    pub utm_content: String,
+    /// Google Ads click id.
+    pub gclid: String,
+    /// Meta click id.
+    pub fbclid: String,
+    /// TikTok click id.
+    pub ttclid: String,
+    /// Primary language of `Accept-Language` (`fr`, `en`), lowercase; empty if none.
+    pub language: String,
+    /// Cookie-consent state.
+    pub consent: ConsentCode,
+    /// 1 when `DNT: 1` or `Sec-GPC: 1` was sent.
+    pub dnt: u8,
+    /// `User-Agent` as received.
+    pub user_agent: String,
+    /// When ingest wrote the row, seconds since the Unix epoch, UTC; the
+    /// `ReplacingMergeTree` version (the latest write of a duplicate wins).
+    pub ingested_at: u32,
+}
+
+/// `CREATE DATABASE IF NOT EXISTS {database}`.
+pub fn database_ddl(database: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {database}")
+}
+
+/// The `CREATE TABLE IF NOT EXISTS {database}.events` statement.
+///
+/// Partitioned by UTC day (`toYYYYMMDD(ts)`): retention drops whole day
+/// partitions (18.16 has no TTL). Ordered by `(tenant_id, link_id, ts,
+/// event_id)`: per-tenant and per-link time ranges read a contiguous range
+/// of the primary index, and the trailing `event_id` makes duplicates
+/// collapse (see the module docs).
+pub fn events_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{EVENTS_TABLE} (
+    event_id UUID,
+    kind Enum8('view' = 1, 'click' = 2),
+    ts DateTime('UTC'),
+    ts_ms UInt64,
+    tenant_id String,
+    link_id String,
+    slug String,
+    host String,
+    platform String,
+    is_bot UInt8,
+    bot_reason String,
+    ip String,
+    visitor_hash UInt64,
+    visitor_id String,
+    session_id UInt64,
+    visit_number UInt32,
+    is_unique UInt8,
+    is_returning UInt8,
+    country FixedString(2),
+    region String,
+    city String,
+    timezone String,
+    device Enum8('other' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4),
+    os String,
+    os_version String,
+    browser String,
+    browser_version String,
+    vendor String,
+    referrer String,
+    referrer_host String,
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    utm_term String,
+    utm_content String,
+    gclid String,
+    fbclid String,
+    ttclid String,
+    language String,
+    consent Enum8('unknown' = 0, 'granted' = 1, 'denied' = 2),
+    dnt UInt8,
+    user_agent String,
+    ingested_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (tenant_id, link_id, ts, event_id)
+SETTINGS index_granularity = 8192"
+    )
+}
+
+/// Every statement `migrate` runs, in order, for `database`.
+pub fn ddl(database: &str) -> Vec<String> {
+    vec![database_ddl(database), events_table_ddl(database)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_is_idempotent_and_names_the_database() {
+        for stmt in ddl("db_x") {
+            assert!(stmt.contains("IF NOT EXISTS"), "{stmt}");
+            assert!(stmt.contains("db_x"), "{stmt}");
+        }
+    }
+
+    #[test]
+    fn ddl_columns_match_row_fields_in_order() {
+        // RowBinary is positional: the DDL column list must follow the struct.
+        let ddl = events_table_ddl("d");
+        let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find(") ENGINE").unwrap()];
+        let columns: Vec<&str> =
+            body.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        let fields: Vec<&str> = <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec();
+        assert_eq!(columns, fields);
+    }
+
+    #[test]
+    fn enum_codes_serialize_as_i8() {
+        assert_eq!(serde_json::to_string(&KindCode::Click).unwrap(), "2");
+        assert_eq!(serde_json::to_string(&DeviceCode::Bot).unwrap(), "4");
+        assert_eq!(serde_json::to_string(&ConsentCode::Denied).unwrap(), "2");
+    }
+}

@@ -1,0 +1,16 @@
+//! The shared contract of the pipeline, and nothing else: every stage agrees
+//! on these types and names, so a change here is a change of contract.
+//!
+//! - [`event`]: the raw event the edge produces to Kafka (JSON, versioned).
+//! - [`clickhouse`]: the enriched row ingest writes, and the ClickHouse DDL.
+//! - [`mongo`]: MongoDB collections, documents (seed 000 field names) and indexes.
+//! - [`topics`]: Kafka topic names, partition counts, dead-letter headers.
+//! - [`ids`]: ObjectId, slug and platform id rules.
+//!
+//! It performs no I/O; `common::migrate` applies the DDL, indexes and topics.
+
+pub mod clickhouse;
+pub mod event;
+pub mod ids;
+pub mod mongo;
+pub mod topics;

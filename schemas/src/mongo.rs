@@ -1,0 +1,772 @@
+//! MongoDB: the collections the pipeline touches, their documents and their
+//! indexes.
+//!
+//! Field names are camelCase as in seed 000 (`clients`, `smartlinks`,
+//! `users`, `analytics_daily`), so documents written by older tools stay
+//! readable. Where we diverge from the seed it is said on the field:
+//! - `settings.anonymizeIp` and `settings.defaultPlatformOrder` are added to
+//!   clients (seed 002's GDPR anonymisation is per tenant; seed 000 keeps the
+//!   platform order on users, but the landing page is the tenant's);
+//! - `api_keys` is new (the seed has no machine credentials); keys are stored
+//!   as SHA-256 hashes only;
+//! - rollup documents have a deterministic string `_id` so that a re-run of a
+//!   window is an idempotent upsert.
+//!
+//! Money is stored as integer minor units, integers are read type-tolerantly
+//! (serde widens Int32 to i64), and times are BSON dates (UTC, ms).
+
+use std::collections::BTreeMap;
+
+use bson::{oid::ObjectId, DateTime};
+use serde::{Deserialize, Serialize};
+
+/// Default MongoDB database name.
+pub const DEFAULT_DATABASE: &str = "smartlinks";
+
+/// Collection names.
+pub mod collections {
+    /// Tenants (seed 000 `clients`).
+    pub const CLIENTS: &str = "clients";
+    /// Smartlinks (seed 000 `smartlinks`).
+    pub const SMARTLINKS: &str = "smartlinks";
+    /// Hourly rollups (same shape as daily, `hours` empty).
+    pub const ANALYTICS_HOURLY: &str = "analytics_hourly";
+    /// Daily rollups (seed 000 `analytics_daily`).
+    pub const ANALYTICS_DAILY: &str = "analytics_daily";
+    /// Back-office users (seed 000 `users`).
+    pub const USERS: &str = "users";
+    /// API keys, hashed.
+    pub const API_KEYS: &str = "api_keys";
+}
+
+/// Status of a tenant (seed 000 `clients.metadata.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    /// Serving.
+    #[default]
+    Active,
+    /// Links answer 404 until reactivated.
+    Suspended,
+    /// Serving, on trial.
+    Trial,
+}
+
+/// A tenant: an agency client with its domain, branding and pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Client {
+    /// Tenant id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Display name ("Universal Music").
+    pub name: String,
+    /// URL-safe name ("universal-music"), unique.
+    pub slug: String,
+    /// Custom domain serving its links, lowercase ("links.client.com"), unique.
+    pub domain: String,
+    /// Subdomain of the agency's shared domain, lowercase, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    /// Client-side pixel ids for the dual engine (seed 002).
+    #[serde(default)]
+    pub tracking: ClientTracking,
+    /// Landing page look.
+    #[serde(default)]
+    pub branding: Branding,
+    /// Limits and privacy settings.
+    #[serde(default)]
+    pub settings: ClientSettings,
+    /// Timestamps and status.
+    pub metadata: ClientMetadata,
+}
+
+/// Pixel and tag ids of a tenant; each is optional, and the page loads only
+/// those present, and only with consent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTracking {
+    /// GA4 measurement id (`G-XXXXXXXXXX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga4: Option<String>,
+    /// GTM container id (`GTM-XXXXXXX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtm: Option<String>,
+    /// Meta Pixel id (digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facebook: Option<String>,
+    /// TikTok Pixel id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiktok: Option<String>,
+}
+
+/// Branding of a tenant's landing pages (seed 000 `clients.branding`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branding {
+    /// Logo URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo: Option<String>,
+    /// Favicon URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub favicon: Option<String>,
+    /// CSS colour, e.g. `#1DB954`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_color: Option<String>,
+    /// CSS colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_color: Option<String>,
+    /// CSS colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_color: Option<String>,
+    /// CSS font stack, e.g. `Inter, sans-serif`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub font: Option<String>,
+}
+
+/// Business and privacy settings of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClientSettings {
+    /// Links a tenant may create per calendar month.
+    pub max_smartlinks_per_month: i64,
+    /// Back-office users per tenant.
+    pub max_users_per_client: i64,
+    /// Whether the tenant may serve from its own domain.
+    pub allow_custom_domains: bool,
+    /// Days raw events are kept; older day partitions are dropped.
+    pub analytics_retention_days: i64,
+    /// API requests per hour for the tenant's keys.
+    pub api_rate_limit: i64,
+    /// Feature flags (`advanced-analytics`, `white-label`).
+    pub features: Vec<String>,
+    /// Store client IPs anonymised (IPv4 /24, IPv6 /48); default true (GDPR).
+    pub anonymize_ip: bool,
+    /// Platform ids in the order buttons appear on landing pages; platforms
+    /// not listed follow in [`PlatformId::ALL`] order.
+    pub default_platform_order: Vec<String>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            max_smartlinks_per_month: 1000,
+            max_users_per_client: 50,
+            allow_custom_domains: true,
+            analytics_retention_days: 365,
+            api_rate_limit: 1000,
+            features: Vec::new(),
+            anonymize_ip: true,
+            default_platform_order: Vec::new(),
+        }
+    }
+}
+
+/// Plan of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanType {
+    /// Entry plan.
+    #[default]
+    Starter,
+    /// Mid plan.
+    Professional,
+    /// Top plan.
+    Enterprise,
+}
+
+/// Timestamps and status of a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientMetadata {
+    /// Creation time, UTC.
+    pub created_at: DateTime,
+    /// Last change, UTC; the edge polls for documents changed since its last load.
+    pub updated_at: DateTime,
+    /// Status.
+    #[serde(default)]
+    pub status: ClientStatus,
+    /// Plan.
+    #[serde(default)]
+    pub plan_type: PlanType,
+}
+
+/// Status of a smartlink (seed 000 `smartlinks.metadata.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkStatus {
+    /// Served.
+    #[default]
+    Active,
+    /// Not yet published: 404.
+    Draft,
+    /// Taken down: 410.
+    Archived,
+}
+
+/// The known streaming platforms, with their ids (in events, URLs, rollups)
+/// and the seed's camelCase field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlatformId {
+    /// Spotify.
+    Spotify,
+    /// Apple Music.
+    AppleMusic,
+    /// Deezer.
+    Deezer,
+    /// YouTube / YouTube Music.
+    Youtube,
+    /// SoundCloud.
+    Soundcloud,
+    /// Tidal.
+    Tidal,
+    /// Amazon Music.
+    AmazonMusic,
+    /// Bandcamp.
+    Bandcamp,
+}
+
+impl PlatformId {
+    /// Every known platform, in the default button order.
+    pub const ALL: [PlatformId; 8] = [
+        PlatformId::Spotify,
+        PlatformId::AppleMusic,
+        PlatformId::Deezer,
+        PlatformId::Youtube,
+        PlatformId::Soundcloud,
+        PlatformId::Tidal,
+        PlatformId::AmazonMusic,
+        PlatformId::Bandcamp,
+    ];
+
+    /// The id used in paths, events and rollups (`apple-music`).
+    pub fn id(self) -> &'static str {
+        match self {
+            PlatformId::Spotify => "spotify",
+            PlatformId::AppleMusic => "apple-music",
+            PlatformId::Deezer => "deezer",
+            PlatformId::Youtube => "youtube",
+            PlatformId::Soundcloud => "soundcloud",
+            PlatformId::Tidal => "tidal",
+            PlatformId::AmazonMusic => "amazon-music",
+            PlatformId::Bandcamp => "bandcamp",
+        }
+    }
+
+    /// The button label (`Apple Music`).
+    pub fn label(self) -> &'static str {
+        match self {
+            PlatformId::Spotify => "Spotify",
+            PlatformId::AppleMusic => "Apple Music",
+            PlatformId::Deezer => "Deezer",
+            PlatformId::Youtube => "YouTube",
+            PlatformId::Soundcloud => "SoundCloud",
+            PlatformId::Tidal => "TIDAL",
+            PlatformId::AmazonMusic => "Amazon Music",
+            PlatformId::Bandcamp => "Bandcamp",
+        }
+    }
+
+    /// The platform with path id `id`, if known.
+    pub fn from_id(id: &str) -> Option<PlatformId> {
+        PlatformId::ALL.into_iter().find(|p| p.id() == id)
+    }
+}
+
+/// A custom platform button (seed 000 `platforms.custom`). Its id is `name`
+/// slugified ([`crate::ids::is_slug`] rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomPlatform {
+    /// Label, also the source of its id.
+    pub name: String,
+    /// Destination URL, http or https.
+    pub url: String,
+    /// Icon URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+}
+
+/// Destination URLs of a smartlink, by platform (seed 000 `platforms`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Platforms {
+    /// Spotify URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spotify: Option<String>,
+    /// Apple Music URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apple_music: Option<String>,
+    /// Deezer URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deezer: Option<String>,
+    /// YouTube URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub youtube: Option<String>,
+    /// SoundCloud URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soundcloud: Option<String>,
+    /// Tidal URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tidal: Option<String>,
+    /// Amazon Music URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amazon_music: Option<String>,
+    /// Bandcamp URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandcamp: Option<String>,
+    /// Other destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<CustomPlatform>,
+}
+
+impl Platforms {
+    /// The URL stored for a known platform.
+    pub fn get(&self, p: PlatformId) -> Option<&str> {
+        match p {
+            PlatformId::Spotify => self.spotify.as_deref(),
+            PlatformId::AppleMusic => self.apple_music.as_deref(),
+            PlatformId::Deezer => self.deezer.as_deref(),
+            PlatformId::Youtube => self.youtube.as_deref(),
+            PlatformId::Soundcloud => self.soundcloud.as_deref(),
+            PlatformId::Tidal => self.tidal.as_deref(),
+            PlatformId::AmazonMusic => self.amazon_music.as_deref(),
+            PlatformId::Bandcamp => self.bandcamp.as_deref(),
+        }
+    }
+}
+
+/// Track shown on the landing page (seed 000 `track`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Track {
+    /// Title.
+    pub title: String,
+    /// Artist.
+    pub artist_name: String,
+    /// Album.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album_name: Option<String>,
+    /// Genre.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre: Option<String>,
+    /// Release date, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<DateTime>,
+    /// Duration in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    /// ISRC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isrc: Option<String>,
+}
+
+/// Media of a smartlink (seed 000 `media`): URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Media {
+    /// Cover art URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_art: Option<String>,
+    /// Background image URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background_image: Option<String>,
+    /// 30 s audio preview URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_preview: Option<String>,
+}
+
+/// SEO, Open Graph and Twitter card values (seed 000 `seo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seo {
+    /// `<title>` and `og:title`; defaults to "Title - Artist".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_title: Option<String>,
+    /// `<meta name=description>` and `og:description`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_description: Option<String>,
+    /// Keywords.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// `og:image`; defaults to the cover art.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub og_image: Option<String>,
+}
+
+/// Timestamps, status and cached counters of a smartlink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkMetadata {
+    /// Creation time, UTC.
+    pub created_at: DateTime,
+    /// Last change, UTC; polled by the edge.
+    pub updated_at: DateTime,
+    /// Creator (`users._id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<ObjectId>,
+    /// Status.
+    #[serde(default)]
+    pub status: LinkStatus,
+    /// Featured on the tenant's dashboard.
+    #[serde(default)]
+    pub featured: bool,
+    /// Cached total views (maintained by the aggregator).
+    #[serde(default)]
+    pub total_views: i64,
+    /// Cached unique visitors (maintained by the aggregator).
+    #[serde(default)]
+    pub unique_visitors: i64,
+    /// Cached click-outs / views, 0..=1 (maintained by the aggregator).
+    #[serde(default)]
+    pub conversion_rate: f64,
+}
+
+/// A smartlink: one track, one landing page, one URL per platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Smartlink {
+    /// Link id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Owning tenant.
+    pub client_id: ObjectId,
+    /// Slug, unique per tenant ([`crate::ids::is_slug`]).
+    pub slug: String,
+    /// The track.
+    pub track: Track,
+    /// Destination URLs.
+    #[serde(default)]
+    pub platforms: Platforms,
+    /// Media URLs.
+    #[serde(default)]
+    pub media: Media,
+    /// SEO values.
+    #[serde(default)]
+    pub seo: Seo,
+    /// Timestamps, status, cached counters.
+    pub metadata: LinkMetadata,
+}
+
+/// One rollup document of `analytics_hourly` or `analytics_daily` (seed 000
+/// `analytics_daily`): the counts of one tenant, or one of its links, over
+/// one hour or one UTC day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollup {
+    /// `{clientId}:{smartlinkId or "all"}:{bucket start, RFC 3339}`: stable,
+    /// so re-rolling a window upserts the same document.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Start of the hour or day, UTC.
+    pub date: DateTime,
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// Link; absent for the tenant-wide rollup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smartlink_id: Option<ObjectId>,
+    /// Counters.
+    pub metrics: RollupMetrics,
+    /// Breakdowns: dimension value → count of views (clicks for `platforms`).
+    pub breakdown: RollupBreakdown,
+    /// When written, UTC.
+    pub last_updated: DateTime,
+}
+
+/// Counters of a rollup. Bots are excluded from every counter but `bots`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollupMetrics {
+    /// Views (landing pages served).
+    pub total_views: i64,
+    /// Click-outs to platforms.
+    pub total_clicks: i64,
+    /// Distinct visitors over the whole window (not a sum of sub-windows).
+    pub unique_visitors: i64,
+    /// Distinct visitors seen on the link before.
+    pub returning_visitors: i64,
+    /// Views that led to a click-out.
+    pub total_conversions: i64,
+    /// `total_clicks / total_views`, 0 when no views.
+    pub conversion_rate: f64,
+    /// Events flagged as bots.
+    pub bots: i64,
+}
+
+/// Breakdowns of a rollup (seed 000 `breakdown`), each a map from dimension
+/// value to count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollupBreakdown {
+    /// ISO country code → views.
+    pub countries: BTreeMap<String, i64>,
+    /// Device class → views.
+    pub devices: BTreeMap<String, i64>,
+    /// Browser → views.
+    pub browsers: BTreeMap<String, i64>,
+    /// OS → views.
+    pub os: BTreeMap<String, i64>,
+    /// Platform id → clicks.
+    pub platforms: BTreeMap<String, i64>,
+    /// Referrer host → views.
+    pub referrers: BTreeMap<String, i64>,
+    /// UTM source → views.
+    pub sources: BTreeMap<String, i64>,
+    /// Views per hour of the day, 24 entries (daily rollups; empty on hourly).
+    #[serde(default)]
+    pub hours: Vec<i64>,
+}
+
+/// Role of a back-office user (seed 000 `users.permissions.role`; seed 001
+/// calls `editor` "agent").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including users, settings and audit.
+    Admin,
+    /// Everything but administration.
+    Manager,
+    /// Creates and edits links and CRM records.
+    Editor,
+    /// Reads.
+    Viewer,
+}
+
+/// A back-office user of a tenant (seed 000 `users`, login part).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// User id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// Credentials and lockout state.
+    pub auth: UserAuth,
+    /// Role and API scopes.
+    pub permissions: UserPermissions,
+    /// Creation and change times, UTC.
+    pub created_at: DateTime,
+    /// Last change, UTC.
+    pub updated_at: DateTime,
+}
+
+/// Credentials of a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAuth {
+    /// Login email, lowercase; unique per tenant.
+    pub email: String,
+    /// Password hash (PHC string), never the password.
+    pub password_hash: String,
+    /// Failed logins since the last success.
+    #[serde(default)]
+    pub login_attempts: i64,
+    /// Locked until this time, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_until: Option<DateTime>,
+    /// Email verified.
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+/// Role and scopes of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPermissions {
+    /// Role.
+    pub role: Role,
+    /// Extra API scopes (`links:write`, `analytics:read`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// An API key. The key itself is shown once at creation; only its SHA-256
+/// is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Key id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Tenant the key acts for.
+    pub client_id: ObjectId,
+    /// Human label.
+    pub name: String,
+    /// The first characters of the key, to recognise it in lists.
+    pub prefix: String,
+    /// Lowercase hex SHA-256 of the whole key; unique.
+    pub key_hash: String,
+    /// Scopes (`links:read`, `links:write`, `analytics:read`, ...).
+    pub scopes: Vec<String>,
+    /// Creation time, UTC.
+    pub created_at: DateTime,
+    /// Revocation time, UTC; a revoked key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime>,
+}
+
+/// An index `migrate` creates. Keys are `(field path, 1 | -1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Collection.
+    pub collection: &'static str,
+    /// Index name (stable, so re-creating it is a no-op).
+    pub name: &'static str,
+    /// Keys in order.
+    pub keys: &'static [(&'static str, i32)],
+    /// Rejects a second document with the same key (E11000).
+    pub unique: bool,
+}
+
+/// Every index of the collections above (seed 000 "index stratégiques",
+/// restricted to the collections the pipeline keeps in MongoDB; raw events
+/// live in ClickHouse, not in an `analytics` collection).
+pub const INDEXES: &[IndexSpec] = &[
+    IndexSpec { collection: collections::CLIENTS, name: "domain_unique", keys: &[("domain", 1)], unique: true },
+    IndexSpec { collection: collections::CLIENTS, name: "slug_unique", keys: &[("slug", 1)], unique: true },
+    IndexSpec { collection: collections::CLIENTS, name: "subdomain", keys: &[("subdomain", 1)], unique: false },
+    IndexSpec { collection: collections::CLIENTS, name: "updated_at", keys: &[("metadata.updatedAt", 1)], unique: false },
+    IndexSpec { collection: collections::SMARTLINKS, name: "client_slug_unique", keys: &[("clientId", 1), ("slug", 1)], unique: true },
+    IndexSpec {
+        collection: collections::SMARTLINKS,
+        name: "client_status_created",
+        keys: &[("clientId", 1), ("metadata.status", 1), ("metadata.createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec { collection: collections::SMARTLINKS, name: "updated_at", keys: &[("metadata.updatedAt", 1)], unique: false },
+    IndexSpec { collection: collections::ANALYTICS_HOURLY, name: "client_date", keys: &[("clientId", 1), ("date", -1)], unique: false },
+    IndexSpec { collection: collections::ANALYTICS_HOURLY, name: "link_date", keys: &[("smartlinkId", 1), ("date", -1)], unique: false },
+    IndexSpec { collection: collections::ANALYTICS_DAILY, name: "client_date", keys: &[("clientId", 1), ("date", -1)], unique: false },
+    IndexSpec { collection: collections::ANALYTICS_DAILY, name: "link_date", keys: &[("smartlinkId", 1), ("date", -1)], unique: false },
+    IndexSpec { collection: collections::USERS, name: "client_email_unique", keys: &[("clientId", 1), ("auth.email", 1)], unique: true },
+    IndexSpec { collection: collections::API_KEYS, name: "key_hash_unique", keys: &[("keyHash", 1)], unique: true },
+    IndexSpec { collection: collections::API_KEYS, name: "client", keys: &[("clientId", 1)], unique: false },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime {
+        DateTime::from_millis(1_763_700_000_000)
+    }
+
+    fn sample_link() -> Smartlink {
+        Smartlink {
+            id: ObjectId::new(),
+            client_id: ObjectId::new(),
+            slug: "jiro-in-your-light".into(),
+            track: Track { title: "In Your Light".into(), artist_name: "Jiro".into(), ..Default::default() },
+            platforms: Platforms {
+                spotify: Some("https://open.spotify.com/track/x".into()),
+                apple_music: Some("https://music.apple.com/x".into()),
+                custom: vec![CustomPlatform { name: "Qobuz".into(), url: "https://qobuz.com/x".into(), icon_url: None }],
+                ..Default::default()
+            },
+            media: Media { cover_art: Some("https://cdn/x.jpg".into()), ..Default::default() },
+            seo: Seo::default(),
+            metadata: LinkMetadata {
+                created_at: now(),
+                updated_at: now(),
+                created_by: None,
+                status: LinkStatus::Active,
+                featured: false,
+                total_views: 0,
+                unique_visitors: 0,
+                conversion_rate: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn smartlink_round_trips_through_json_and_bson_with_seed_field_names() {
+        let link = sample_link();
+        let json = serde_json::to_value(&link).unwrap();
+        assert_eq!(json["platforms"]["appleMusic"], "https://music.apple.com/x");
+        assert_eq!(json["track"]["artistName"], "Jiro");
+        assert_eq!(json["metadata"]["status"], "active");
+        let back: Smartlink = serde_json::from_value(json).unwrap();
+        assert_eq!(back, link);
+        let doc = bson::to_document(&link).unwrap();
+        assert!(doc.get_object_id("clientId").is_ok());
+        assert_eq!(bson::from_document::<Smartlink>(doc).unwrap(), link);
+    }
+
+    #[test]
+    fn client_round_trips_and_defaults_settings() {
+        let c = Client {
+            id: ObjectId::new(),
+            name: "Universal".into(),
+            slug: "universal".into(),
+            domain: "links.universal.com".into(),
+            subdomain: None,
+            tracking: ClientTracking { ga4: Some("G-ABC".into()), ..Default::default() },
+            branding: Branding { primary_color: Some("#1DB954".into()), ..Default::default() },
+            settings: ClientSettings::default(),
+            metadata: ClientMetadata { created_at: now(), updated_at: now(), status: ClientStatus::Trial, plan_type: PlanType::Enterprise },
+        };
+        let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        // A seed-era document without the fields we added still reads.
+        let doc = bson::doc! { "_id": c.id, "name": "U", "slug": "u", "domain": "d",
+            "settings": { "analyticsRetentionDays": 30_i32 },
+            "metadata": { "createdAt": now(), "updatedAt": now() } };
+        let old: Client = bson::from_document(doc).unwrap();
+        assert_eq!(old.settings.analytics_retention_days, 30);
+        assert!(old.settings.anonymize_ip);
+        assert_eq!(old.metadata.status, ClientStatus::Active);
+    }
+
+    #[test]
+    fn rollup_and_user_and_key_round_trip() {
+        let r = Rollup {
+            id: "a:all:2026-11-21T00:00:00Z".into(),
+            date: now(),
+            client_id: ObjectId::new(),
+            smartlink_id: None,
+            metrics: RollupMetrics { total_views: 3, conversion_rate: 0.5, ..Default::default() },
+            breakdown: RollupBreakdown { hours: vec![0; 24], ..Default::default() },
+            last_updated: now(),
+        };
+        assert_eq!(bson::from_document::<Rollup>(bson::to_document(&r).unwrap()).unwrap(), r);
+        let u = User {
+            id: ObjectId::new(),
+            client_id: ObjectId::new(),
+            auth: UserAuth { email: "a@b.c".into(), password_hash: "$argon2id$".into(), login_attempts: 0, lock_until: None, email_verified: true },
+            permissions: UserPermissions { role: Role::Editor, scopes: vec![] },
+            created_at: now(),
+            updated_at: now(),
+        };
+        assert_eq!(serde_json::from_value::<User>(serde_json::to_value(&u).unwrap()).unwrap(), u);
+        let k = ApiKey {
+            id: ObjectId::new(),
+            client_id: ObjectId::new(),
+            name: "ci".into(),
+            prefix: "sk_abcd".into(),
+            key_hash: "00".repeat(32),
+            scopes: vec!["links:write".into()],
+            created_at: now(),
+            revoked_at: None,
+        };
+        assert_eq!(bson::from_document::<ApiKey>(bson::to_document(&k).unwrap()).unwrap(), k);
+    }
+
+    #[test]
+    fn platform_ids_are_slugs_and_resolve() {
+        for p in PlatformId::ALL {
+            assert!(crate::ids::is_slug(p.id()));
+            assert_eq!(PlatformId::from_id(p.id()), Some(p));
+        }
+        assert_eq!(sample_link().platforms.get(PlatformId::AppleMusic), Some("https://music.apple.com/x"));
+    }
+
+    #[test]
+    fn index_names_are_unique_per_collection() {
+        let mut seen = std::collections::HashSet::new();
+        for i in INDEXES {
+            assert!(seen.insert((i.collection, i.name)), "{i:?}");
+        }
+        assert!(INDEXES.iter().any(|i| i.collection == collections::SMARTLINKS && i.unique));
+    }
+}

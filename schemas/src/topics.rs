@@ -1,0 +1,113 @@
+//! Kafka topics: names, partition counts and topic configs. `migrate` creates
+//! them (`common::migrate`); the edge produces to [`RAW_EVENTS`], ingest
+//! consumes it and produces rejects to [`DEAD_LETTERS`].
+
+/// Raw events from the edge, JSON ([`crate::event::RawEvent`]), keyed by visitor.
+pub const RAW_EVENTS: &str = "smartlinks.events.raw";
+/// Records ingest could not parse or validate, as received, with
+/// [`dead_letter_headers`] giving the reason and origin.
+pub const DEAD_LETTERS: &str = "smartlinks.events.dead-letter";
+/// Partitions of the raw topic: the most ingest consumers one group can use.
+pub const RAW_EVENTS_PARTITIONS: i32 = 6;
+/// Partitions of the dead-letter topic (low volume, read by people).
+pub const DEAD_LETTERS_PARTITIONS: i32 = 1;
+/// The consumer group of ingest.
+pub const INGEST_GROUP: &str = "smartlinks-ingest";
+
+/// Header names ingest sets on every dead-letter record.
+pub mod dead_letter_headers {
+    /// Stable snake_case reason (`parse_error`, `bad_timestamp`, ...).
+    pub const REASON: &str = "dlq-reason";
+    /// Human-readable error text.
+    pub const ERROR: &str = "dlq-error";
+    /// Source topic of the rejected record.
+    pub const TOPIC: &str = "dlq-source-topic";
+    /// Source partition, decimal.
+    pub const PARTITION: &str = "dlq-source-partition";
+    /// Source offset, decimal.
+    pub const OFFSET: &str = "dlq-source-offset";
+    /// When ingest rejected it: ms since the Unix epoch, UTC, decimal.
+    pub const TS_MS: &str = "dlq-ts-ms";
+}
+
+/// What `migrate` creates for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count (created with exactly this many; never shrunk).
+    pub partitions: i32,
+    /// Replication factor: 1 on the local single broker; set 3 in production.
+    pub replication: i32,
+    /// Topic-level configs (`retention.ms`, `compression.type`, ...).
+    pub config: Vec<(&'static str, String)>,
+}
+
+/// The topic names a deployment uses; tests pick unique names per test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicNames {
+    /// Raw events topic, default [`RAW_EVENTS`].
+    pub raw_events: String,
+    /// Dead-letter topic, default [`DEAD_LETTERS`].
+    pub dead_letters: String,
+}
+
+impl Default for TopicNames {
+    fn default() -> Self {
+        Self { raw_events: RAW_EVENTS.into(), dead_letters: DEAD_LETTERS.into() }
+    }
+}
+
+impl TopicNames {
+    /// The default names with `.{suffix}` appended, for an isolated test.
+    pub fn with_suffix(suffix: &str) -> Self {
+        Self {
+            raw_events: format!("{RAW_EVENTS}.{suffix}"),
+            dead_letters: format!("{DEAD_LETTERS}.{suffix}"),
+        }
+    }
+
+    /// The specs of both topics with `replication` replicas: raw events with
+    /// [`RAW_EVENTS_PARTITIONS`] partitions and 7 days of retention, dead
+    /// letters with [`DEAD_LETTERS_PARTITIONS`] and 30 days. Both compress with
+    /// lz4, as the edge produces.
+    pub fn specs(&self, replication: i32) -> Vec<TopicSpec> {
+        const DAY_MS: i64 = 86_400_000;
+        vec![
+            TopicSpec {
+                name: self.raw_events.clone(),
+                partitions: RAW_EVENTS_PARTITIONS,
+                replication,
+                config: vec![
+                    ("retention.ms", (7 * DAY_MS).to_string()),
+                    ("compression.type", "lz4".into()),
+                ],
+            },
+            TopicSpec {
+                name: self.dead_letters.clone(),
+                partitions: DEAD_LETTERS_PARTITIONS,
+                replication,
+                config: vec![
+                    ("retention.ms", (30 * DAY_MS).to_string()),
+                    ("compression.type", "lz4".into()),
+                ],
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_have_explicit_partitions() {
+        let specs = TopicNames::default().specs(1);
+        assert_eq!(specs[0].name, RAW_EVENTS);
+        assert_eq!(specs[0].partitions, 6);
+        assert_eq!(specs[1].name, DEAD_LETTERS);
+        assert_eq!(specs[1].partitions, 1);
+        let t = TopicNames::with_suffix("t1");
+        assert_eq!(t.raw_events, "smartlinks.events.raw.t1");
+    }
+}
