@@ -1,8 +1,8 @@
 //! The admin listener every service runs (edge 9180, ingest 9181, aggregator
 //! 9182, api 9183, loopback): `/metrics` (Prometheus text format 0.0.4),
 //! `/healthz` (liveness: 200 while the process serves) and `/readyz`
-//! (readiness: 200 when every registered component is ready, else 503 with a
-//! JSON body naming the ones that are not).
+//! (readiness: 200 when every registered component is ready or degraded, else
+//! 503; the JSON body always names each component's state).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -19,11 +19,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// State of one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Ready,
+    /// Serving, but something is wrong (e.g. the edge serves a stale cache
+    /// while MongoDB is down): still ready, so a load balancer keeps it.
+    Degraded(String),
+    NotReady(String),
+}
+
 /// Readiness of the components of one process (`kafka`, `mongodb`, `cache`,
 /// ...). Cheap to clone; all clones share state.
 #[derive(Clone, Default)]
 pub struct Health {
-    components: Arc<RwLock<BTreeMap<&'static str, Result<(), String>>>>,
+    components: Arc<RwLock<BTreeMap<&'static str, State>>>,
 }
 
 impl Health {
@@ -34,15 +44,21 @@ impl Health {
 
     /// Marks `component` ready.
     pub fn ready(&self, component: &'static str) {
-        self.set(component, Ok(()));
+        self.set(component, State::Ready);
+    }
+
+    /// Marks `component` serving but degraded, with a reason shown by `/readyz`;
+    /// it does not make the process unready.
+    pub fn degraded(&self, component: &'static str, reason: impl Into<String>) {
+        self.set(component, State::Degraded(reason.into()));
     }
 
     /// Marks `component` not ready, with a reason shown by `/readyz`.
     pub fn not_ready(&self, component: &'static str, reason: impl Into<String>) {
-        self.set(component, Err(reason.into()));
+        self.set(component, State::NotReady(reason.into()));
     }
 
-    fn set(&self, component: &'static str, state: Result<(), String>) {
+    fn set(&self, component: &'static str, state: State) {
         let mut map = self.components.write().unwrap_or_else(|e| e.into_inner());
         map.insert(component, state);
     }
@@ -50,23 +66,25 @@ impl Health {
     /// True when every component is ready.
     pub fn is_ready(&self) -> bool {
         let map = self.components.read().unwrap_or_else(|e| e.into_inner());
-        map.values().all(Result::is_ok)
+        map.values().all(|s| !matches!(s, State::NotReady(_)))
     }
 
-    /// `{"ready": bool, "components": {"name": "ok" | "reason"}}`.
+    /// `{"ready": bool, "components": {"name": "ok" | "degraded: reason" | "not ready: reason"}}`.
     pub fn report(&self) -> serde_json::Value {
         let map = self.components.read().unwrap_or_else(|e| e.into_inner());
         let components: serde_json::Map<String, serde_json::Value> = map
             .iter()
             .map(|(k, v)| {
                 let s = match v {
-                    Ok(()) => "ok".to_string(),
-                    Err(r) => r.clone(),
+                    State::Ready => "ok".to_string(),
+                    State::Degraded(r) => format!("degraded: {r}"),
+                    State::NotReady(r) => format!("not ready: {r}"),
                 };
                 ((*k).to_string(), serde_json::Value::String(s))
             })
             .collect();
-        serde_json::json!({ "ready": map.values().all(Result::is_ok), "components": components })
+        let ready = map.values().all(|s| !matches!(s, State::NotReady(_)));
+        serde_json::json!({ "ready": ready, "components": components })
     }
 }
 
@@ -154,7 +172,10 @@ mod tests {
         assert!(!h.is_ready());
         let r = h.report();
         assert_eq!(r["ready"], false);
-        assert_eq!(r["components"]["mongodb"], "connection refused");
+        assert_eq!(r["components"]["mongodb"], "not ready: connection refused");
+        h.degraded("mongodb", "stale cache");
+        assert!(h.is_ready(), "degraded still serves");
+        assert_eq!(h.report()["components"]["mongodb"], "degraded: stale cache");
         h.ready("mongodb");
         assert!(h.is_ready());
     }

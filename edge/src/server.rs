@@ -1,0 +1,441 @@
+//! The public HTTP/1.1 listener and the request handler.
+//!
+//! Routes (host = the tenant's `domain` or `subdomain`, case-insensitive, port ignored):
+//! - `GET|HEAD /{slug}`: landing page, one `view` event; `?go={platform}`
+//!   redirects like the next route instead.
+//! - `GET|HEAD /{slug}/{platform}`: 302 to the URL stored on the link, one
+//!   `click` event. Only stored http(s) URLs are ever redirected to.
+//! - Unknown host or slug, drafts, unknown platform: 404 page. Archived: 410.
+//!   Any other method: 405. Before the first cache load: 503.
+//!
+//! The handler is synchronous and allocation-light: it reads the cache
+//! snapshot, builds the event, hands it to the sink (never waiting for the
+//! broker) and answers. Limits: request head size (`max_buf_size`, 431 from
+//! hyper), URI length (414), time to send the head (slowloris), per-IP rate
+//! (429 with `Retry-After`).
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
+use schemas::event::{truncate_utf8, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::cache::{Cache, Link, Resolved, Tenant};
+use crate::client_ip::client_ip;
+use crate::metrics::{DropCause, Metrics};
+use crate::page::{self, CONSENT_COOKIE, VISITOR_COOKIE};
+use crate::sink::EventSink;
+
+/// Everything the handler reads. Shared by all connections.
+pub struct AppState {
+    /// Tenants and links.
+    pub cache: Cache,
+    /// Where events go.
+    pub sink: EventSink,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Trusted proxy networks.
+    pub trusted: Vec<IpNet>,
+    /// Per-IP limiter; `None` when disabled.
+    pub limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Longest path + query, bytes.
+    pub max_uri_bytes: usize,
+    /// Key signing click ids.
+    pub eid_key: Vec<u8>,
+    /// Cookies get `Secure`.
+    pub secure_cookies: bool,
+}
+
+/// A per-IP limiter allowing `per_sec` sustained and `burst` at once;
+/// `None` when `per_sec` is 0.
+pub fn limiter(per_sec: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+    let rate = NonZeroU32::new(per_sec)?;
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rate);
+    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// Route labels for metrics (a fixed set).
+mod route {
+    pub const LANDING: &str = "landing";
+    pub const REDIRECT: &str = "redirect";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const GONE: &str = "gone";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const UNAVAILABLE: &str = "unavailable";
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Lowercase host without port or trailing dot, from `Host` or the URI authority.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        &raw[..rest.find(']')? + 2]
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => raw,
+        }
+    };
+    let host = host.trim_end_matches('.');
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// A path segment as a slug, lowercased; `None` when not a valid slug.
+fn slug_segment(s: &str) -> Option<Cow<'_, str>> {
+    let s = if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) };
+    schemas::ids::is_slug(&s).then_some(s)
+}
+
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let v = headers.get(name)?;
+    let s = String::from_utf8_lossy(v.as_bytes());
+    let s = truncate_utf8(s.trim(), MAX_HEADER_VALUE_BYTES);
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Consent and visitor cookies of a request.
+struct Cookies {
+    consent: Consent,
+    visitor: Option<String>,
+}
+
+fn cookies(headers: &HeaderMap) -> Cookies {
+    let mut c = Cookies { consent: Consent::Unknown, visitor: None };
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(s) = v.to_str() else { continue };
+        for cookie in cookie::Cookie::split_parse(s).flatten() {
+            match cookie.name() {
+                CONSENT_COOKIE => {
+                    c.consent = match cookie.value() {
+                        "granted" => Consent::Granted,
+                        "denied" => Consent::Denied,
+                        _ => Consent::Unknown,
+                    }
+                }
+                VISITOR_COOKIE if cookie.value().len() == 32 && cookie.value().bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    c.visitor = Some(cookie.value().to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    c
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_only: bool) -> Resp {
+    let mut r = Response::new(Full::new(if head_only { Bytes::new() } else { body }));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    r
+}
+
+fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_only: bool) -> Resp {
+    let html = page::error(status.as_u16(), message, tenant);
+    respond(status, "text/html; charset=utf-8", Bytes::from(html), head_only)
+}
+
+/// Handles one request (synchronously: everything it needs is in memory).
+pub fn handle(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let (route, resp) = route_request(state, peer, req);
+    state.metrics.requests.with_label_values(&[route, resp.status().as_str()]).inc();
+    state.metrics.request_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) -> (&'static str, Resp) {
+    let head_only = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head_only {
+        let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None, false);
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return (route::BAD_REQUEST, r);
+    }
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > state.max_uri_bytes {
+        return (route::BAD_REQUEST, error_page(StatusCode::URI_TOO_LONG, "URI too long", None, head_only));
+    }
+    let ip = client_ip(peer, req.headers(), &state.trusted);
+    if let Some(limiter) = &state.limiter {
+        if let Err(not_until) = limiter.check_key(&ip) {
+            state.metrics.rate_limited.inc();
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, "Too many requests", None, head_only);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+            return (route::RATE_LIMITED, r);
+        }
+    }
+    let Some(host) = request_host(req) else {
+        return (route::BAD_REQUEST, error_page(StatusCode::BAD_REQUEST, "Missing Host header", None, head_only));
+    };
+    if !state.cache.is_loaded() {
+        let mut r = error_page(StatusCode::SERVICE_UNAVAILABLE, "Starting up, try again in a moment", None, head_only);
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (route::UNAVAILABLE, r);
+    }
+    let snapshot = state.cache.snapshot();
+    let path = req.uri().path();
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+    let (first, second, rest) = (segments.next(), segments.next(), segments.next());
+    let not_found = |tenant: Option<&Tenant>| (route::NOT_FOUND, error_page(StatusCode::NOT_FOUND, "This link does not exist", tenant, head_only));
+    let (slug, platform) = match (first.and_then(slug_segment), second, rest) {
+        (Some(slug), None | Some(""), None) => (slug, None),
+        (Some(slug), Some(p), None | Some("")) => match slug_segment(p) {
+            Some(p) => (slug, Some(p)),
+            None => return not_found(snapshot.tenant(&host)),
+        },
+        _ => return not_found(snapshot.tenant(&host)),
+    };
+    let (tenant, link) = match snapshot.resolve(&host, &slug) {
+        Resolved::Found(t, l) => (t, l),
+        Resolved::Gone(t) => {
+            return (route::GONE, error_page(StatusCode::GONE, "This link is no longer available", Some(t), head_only));
+        }
+        Resolved::UnknownSlug(t) => return not_found(Some(t)),
+        Resolved::UnknownHost => return not_found(None),
+    };
+
+    let mut attribution = Attribution::default();
+    let mut go: Option<String> = None;
+    let mut eid: Option<String> = None;
+    if let Some(q) = req.uri().query() {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            match k.as_ref() {
+                "go" => go = Some(v.to_ascii_lowercase()),
+                "eid" => eid = Some(v.into_owned()),
+                name => {
+                    attribution.set(name, &v);
+                }
+            }
+        }
+    }
+    let platform: Option<Cow<'_, str>> = platform.or_else(|| go.map(Cow::Owned));
+    let headers = req.headers();
+    let cookies = cookies(headers);
+    let dnt = headers.get("dnt").is_some_and(|v| v == "1") || headers.get("sec-gpc").is_some_and(|v| v == "1");
+    let tracked = cookies.consent == Consent::Granted && !dnt;
+    let (visitor_id, set_visitor) = match (&cookies.visitor, tracked) {
+        (Some(v), true) => (Some(v.clone()), None),
+        (None, true) => {
+            let v = Uuid::new_v4().simple().to_string();
+            (Some(v.clone()), Some(v))
+        }
+        (_, false) => (None, None),
+    };
+    let now = now_ms();
+
+    let (kind, event_id, resp, route) = match &platform {
+        Some(p) => {
+            let Some(button) = link.button(p) else { return not_found(Some(tenant)) };
+            let event_id = eid
+                .as_deref()
+                .and_then(|t| crate::eid::verify(&state.eid_key, t, &link.id_hex, &button.id, now))
+                .unwrap_or_else(Uuid::now_v7);
+            let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
+            r.headers_mut().insert(header::LOCATION, button.location.clone());
+            (EventKind::Click, event_id, r, route::REDIRECT)
+        }
+        None => {
+            let view_event_id = Uuid::now_v7();
+            let html = render_landing(state, tenant, link, &host, view_event_id, dnt);
+            (EventKind::View, view_event_id, respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only), route::LANDING)
+        }
+    };
+    let mut resp = resp;
+    if let Some(v) = set_visitor {
+        set_cookie(&mut resp, &format!("{VISITOR_COOKIE}={v}; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly{}", secure(state)));
+    } else if cookies.consent == Consent::Denied && cookies.visitor.is_some() {
+        set_cookie(&mut resp, &format!("{VISITOR_COOKIE}=; Max-Age=0; Path=/; SameSite=Lax; HttpOnly{}", secure(state)));
+    }
+
+    let event = RawEvent {
+        v: RAW_EVENT_VERSION,
+        event_id,
+        kind,
+        ts_ms: now,
+        tenant_id: tenant.id_hex.clone(),
+        link_id: link.id_hex.clone(),
+        slug: link.doc.slug.clone(),
+        host,
+        path: path.to_string(),
+        method: if head_only { "HEAD" } else { "GET" }.to_string(),
+        platform: match kind {
+            EventKind::Click => platform.map(Cow::into_owned),
+            EventKind::View => None,
+        },
+        ip,
+        user_agent: header_string(headers, header::USER_AGENT),
+        accept_language: header_string(headers, header::ACCEPT_LANGUAGE),
+        referrer: header_string(headers, header::REFERER),
+        attribution,
+        consent: cookies.consent,
+        dnt,
+        visitor_id,
+        keep_full_ip: !tenant.client.settings.anonymize_ip,
+    };
+    match serde_json::to_vec(&event) {
+        Ok(payload) => state.sink.send(event.partition_key().as_bytes(), &payload),
+        Err(e) => {
+            state.metrics.drop_event(DropCause::Serialize);
+            tracing::error!(error = %e, "event serialisation failed");
+        }
+    }
+    (route, resp)
+}
+
+fn secure(state: &AppState) -> &'static str {
+    if state.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn set_cookie(resp: &mut Resp, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn render_landing(state: &AppState, tenant: &Tenant, link: &Link, host: &str, view_event_id: Uuid, dnt: bool) -> String {
+    let clicks = link
+        .buttons
+        .iter()
+        .map(|b| {
+            let id = Uuid::now_v7();
+            (b.id.as_str(), id, crate::eid::sign(&state.eid_key, &id, &link.id_hex, &b.id))
+        })
+        .collect();
+    page::landing(&page::LandingPage {
+        tenant,
+        link,
+        host,
+        view_event_id,
+        clicks,
+        dnt,
+        secure_cookies: state.secure_cookies,
+    })
+}
+
+/// HTTP limits of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Bound on the request head, bytes (at least 8192, hyper's minimum).
+    pub max_header_bytes: usize,
+    /// Time allowed to send a request head.
+    pub header_timeout: Duration,
+}
+
+/// Accepts connections on `listener` until `shutdown`, then waits up to
+/// `grace` for open connections to finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: common::shutdown::CancellationToken,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let resp = handle(&st, peer, &req);
+            async move { Ok::<_, Infallible>(resp) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_parse_consent_and_a_well_formed_visitor_id_only() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=b; sl_consent=granted; sl_vid=0123456789abcdef0123456789abcdef"));
+        let c = cookies(&h);
+        assert_eq!(c.consent, Consent::Granted);
+        assert_eq!(c.visitor.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        h.insert(header::COOKIE, HeaderValue::from_static("sl_consent=maybe; sl_vid=<script>"));
+        let c = cookies(&h);
+        assert_eq!(c.consent, Consent::Unknown);
+        assert_eq!(c.visitor, None);
+    }
+
+    #[test]
+    fn slug_segments_lowercase_and_reject_junk() {
+        assert_eq!(slug_segment("Jiro-In-Your-Light").as_deref(), Some("jiro-in-your-light"));
+        assert_eq!(slug_segment("a%20b"), None);
+        assert_eq!(slug_segment(""), None);
+        assert_eq!(slug_segment("favicon.ico"), None);
+    }
+
+    #[test]
+    fn limiter_disabled_at_zero() {
+        assert!(limiter(0, 10).is_none());
+        let l = limiter(1, 2).unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.check_key(&ip).is_ok() && l.check_key(&ip).is_ok());
+        assert!(l.check_key(&ip).is_err(), "burst of 2 then refused");
+        assert!(l.check_key(&"192.0.2.2".parse().unwrap()).is_ok(), "per IP");
+    }
+}
