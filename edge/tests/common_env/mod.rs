@@ -1,0 +1,146 @@
+//! Shared set-up of the edge integration tests: a unique MongoDB database
+//! and Kafka topics per test, tenants and links written through the real
+//! driver, and an edge started in-process on ephemeral ports.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bson::{doc, oid::ObjectId, DateTime};
+use common::testing::unique_name;
+use envconfig::Envconfig;
+use schemas::event::RawEvent;
+use schemas::mongo::*;
+
+pub struct Env {
+    pub db: mongodb::Database,
+    pub cfg: edge::Config,
+    pub shutdown: common::shutdown::CancellationToken,
+}
+
+/// A config on ephemeral ports with its own database, topics and spool,
+/// talking to `brokers`. Topics are created.
+pub async fn env(brokers: &str) -> Env {
+    let name = unique_name("edge");
+    let mut vars = HashMap::new();
+    vars.insert("EDGE_LISTEN".to_string(), "127.0.0.1:0".to_string());
+    vars.insert("EDGE_ADMIN_LISTEN".to_string(), "127.0.0.1:0".to_string());
+    vars.insert("EDGE_SPOOL_DIR".to_string(), std::env::temp_dir().join(&name).display().to_string());
+    vars.insert("EDGE_RATE_LIMIT_PER_SEC".to_string(), "0".to_string());
+    vars.insert("KAFKA_BROKERS".to_string(), brokers.to_string());
+    vars.insert("KAFKA_RAW_TOPIC".to_string(), format!("raw.{name}"));
+    vars.insert("KAFKA_DEAD_LETTER_TOPIC".to_string(), format!("dlq.{name}"));
+    vars.insert("MONGODB_DATABASE".to_string(), name.clone());
+    if let Ok(uri) = std::env::var("MONGODB_URI") {
+        vars.insert("MONGODB_URI".to_string(), uri);
+    }
+    let cfg = edge::Config::init_from_hashmap(&vars).expect("config");
+    common::kafka::ensure_topics(brokers, &cfg.kafka.topic_names().specs(1)).await.expect("topics");
+    let db = cfg.mongo.database().await.expect("mongo");
+    common::migrate::apply_mongo_indexes(&db).await.expect("indexes");
+    Env { db, cfg, shutdown: common::shutdown::CancellationToken::new() }
+}
+
+pub fn shared_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub async fn insert_client(db: &mongodb::Database, domain: &str) -> Client {
+    let now = DateTime::now();
+    let c = Client {
+        id: ObjectId::new(),
+        name: format!("Label of {domain}"),
+        slug: domain.replace('.', "-"),
+        domain: domain.into(),
+        subdomain: None,
+        tracking: ClientTracking { gtm: Some("GTM-TEST1".into()), facebook: Some("1234567890".into()), ..Default::default() },
+        branding: Branding { primary_color: Some("#1DB954".into()), ..Default::default() },
+        settings: ClientSettings::default(),
+        metadata: ClientMetadata { created_at: now, updated_at: now, status: ClientStatus::Active, plan_type: PlanType::Professional },
+    };
+    db.collection::<Client>(collections::CLIENTS).insert_one(&c).await.expect("insert client");
+    c
+}
+
+pub async fn insert_link(db: &mongodb::Database, client: &Client, slug: &str, title: &str, spotify: &str) -> Smartlink {
+    let now = DateTime::now();
+    let l = Smartlink {
+        id: ObjectId::new(),
+        client_id: client.id,
+        slug: slug.into(),
+        track: Track { title: title.into(), artist_name: "Jiro".into(), ..Default::default() },
+        platforms: Platforms {
+            spotify: Some(spotify.into()),
+            apple_music: Some("https://music.apple.com/album/1".into()),
+            deezer: Some("https://www.deezer.com/track/1".into()),
+            ..Default::default()
+        },
+        media: Media { cover_art: Some("https://cdn.example.com/cover.jpg".into()), ..Default::default() },
+        seo: Seo::default(),
+        metadata: LinkMetadata {
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+            status: LinkStatus::Active,
+            featured: false,
+            total_views: 0,
+            unique_visitors: 0,
+            conversion_rate: 0.0,
+        },
+    };
+    db.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&l).await.expect("insert link");
+    l
+}
+
+pub async fn update_link(db: &mongodb::Database, id: ObjectId, set: bson::Document) {
+    let mut set = set;
+    set.insert("metadata.updatedAt", DateTime::now());
+    db.collection::<Smartlink>(collections::SMARTLINKS)
+        .update_one(doc! { "_id": id }, doc! { "$set": set })
+        .await
+        .expect("update link");
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Waits until `host`/`path` answers `status` (the cache picked up a change).
+pub async fn wait_status(addr: std::net::SocketAddr, host: &str, path: &str, status: u16, within: Duration) {
+    let c = http();
+    let url = format!("http://{addr}{path}");
+    common::testing::eventually(within, &format!("{host}{path} to answer {status}"), || {
+        let c = c.clone();
+        let url = url.clone();
+        let host = host.to_string();
+        async move {
+            let r = c.get(&url).header("host", host).send().await.ok()?;
+            (r.status().as_u16() == status).then_some(())
+        }
+    })
+    .await;
+}
+
+/// All raw events of `topic` (waits for `expect`, then 1 s of quiet).
+pub async fn events(brokers: &str, topic: &str, expect: usize) -> Vec<RawEvent> {
+    let (b, t) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        common::testing::consume_all(&b, &t, expect, Duration::from_secs(60), Duration::from_secs(1))
+    })
+    .await
+    .expect("consumer thread")
+    .into_iter()
+    .map(|(_, v)| serde_json::from_slice::<RawEvent>(&v).expect("raw event JSON"))
+    .collect()
+}
+
+/// Reads a counter from the admin listener's `/metrics`.
+pub async fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let body = http().get(format!("http://{admin}/metrics")).send().await.expect("metrics").text().await.expect("body");
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

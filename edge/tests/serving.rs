@@ -1,0 +1,237 @@
+//! The edge against the real MongoDB-wire server and Kafka broker: cache
+//! sync, landing pages, redirects, escaping, and one event per request.
+
+mod common_env;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bson::doc;
+use common_env::*;
+use schemas::event::{Consent, EventKind};
+
+#[tokio::test]
+async fn a_link_inserted_in_mongodb_resolves_within_5s_and_changes_follow() {
+    let env = env(&shared_brokers()).await;
+    let client = insert_client(&env.db, "links.cache.test").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    // The cache loaded (an unknown slug is a 404, not a 503).
+    wait_status(edge.addr, "links.cache.test", "/nope", 404, Duration::from_secs(5)).await;
+
+    let inserted = Instant::now();
+    let link = insert_link(&env.db, &client, "new-single", "New Single", "https://open.spotify.com/track/A").await;
+    wait_status(edge.addr, "links.cache.test", "/new-single", 200, Duration::from_secs(5)).await;
+    eprintln!("new link live after {:?}", inserted.elapsed());
+
+    update_link(&env.db, link.id, doc! { "platforms.spotify": "https://open.spotify.com/track/B" }).await;
+    let c = http();
+    common::testing::eventually(Duration::from_secs(5), "the new URL", || {
+        let c = c.clone();
+        let addr = edge.addr;
+        async move {
+            let r = c.get(format!("http://{addr}/new-single/spotify")).header("host", "links.cache.test").send().await.ok()?;
+            (r.headers().get("location")?.to_str().ok()? == "https://open.spotify.com/track/B").then_some(())
+        }
+    })
+    .await;
+
+    update_link(&env.db, link.id, doc! { "metadata.status": "archived" }).await;
+    wait_status(edge.addr, "links.cache.test", "/new-single", 410, Duration::from_secs(5)).await;
+
+    let ready = http().get(format!("http://{}/readyz", edge.admin_addr)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
+    let env = env(&shared_brokers()).await;
+    let a = insert_client(&env.db, "links.a.test").await;
+    let b = insert_client(&env.db, "links.b.test").await;
+    insert_link(&env.db, &a, "jiro", "<script>alert('pwned')</script>", "https://open.spotify.com/track/A").await;
+    insert_link(&env.db, &b, "jiro", "In Your Light", "https://open.spotify.com/track/B").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, "links.a.test", "/jiro", 200, Duration::from_secs(5)).await;
+    let c = http();
+    let get = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let url = format!("http://{}{path}", edge.addr);
+        async move { c.get(url).header("host", host).send().await.unwrap() }
+    };
+
+    let page = get("links.a.test", "/jiro").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>alert"), "title must come out inert");
+    assert!(html.contains("&lt;script&gt;alert("), "title is shown escaped");
+    assert!(html.contains("href=\"/jiro/spotify?eid="), "buttons point to /slug/platform");
+    assert!(html.contains("GTM-TEST1") && html.contains("1234567890"), "pixels configured");
+
+    let page_b = get("links.b.test", "/jiro").await.text().await.unwrap();
+    assert!(page_b.contains("<h1>In Your Light</h1>"));
+
+    for (host, want) in [("links.a.test", "https://open.spotify.com/track/A"), ("LINKS.B.TEST:8080", "https://open.spotify.com/track/B")] {
+        let r = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", host).send().await.unwrap();
+        assert_eq!(r.status(), 302, "{host}");
+        assert_eq!(r.headers()["location"], want, "{host}");
+    }
+    let go = get("links.b.test", "/jiro?go=deezer&utm_source=ig").await;
+    assert_eq!((go.status().as_u16(), go.headers()["location"].to_str().unwrap()), (302, "https://www.deezer.com/track/1"));
+
+    assert_eq!(get("links.a.test", "/jiro/tidal").await.status(), 404, "platform not on the link");
+    assert_eq!(get("links.a.test", "/missing").await.status(), 404);
+    assert_eq!(get("unknown.test", "/jiro").await.status(), 404);
+    assert_eq!(get("links.a.test", "/").await.status(), 404);
+    assert_eq!(get("links.a.test", "/jiro/spotify/extra").await.status(), 404);
+    assert_eq!(get("links.a.test", "/JIRO/Spotify").await.status(), 302, "paths are case-insensitive");
+
+    let head = c.head(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.a.test").send().await.unwrap();
+    assert_eq!(head.status(), 302);
+    let head = c.head(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+    let post = c.post(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
+    assert_eq!(post.status(), 405);
+    let long = format!("http://{}/jiro?x={}", edge.addr, "a".repeat(5000));
+    assert_eq!(c.get(long).header("host", "links.a.test").send().await.unwrap().status(), 414);
+
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
+    let brokers = shared_brokers();
+    let env = env(&brokers).await;
+    let tenant = insert_client(&env.db, "links.events.test").await;
+    let link = insert_link(&env.db, &tenant, "jiro", "In Your Light", "https://open.spotify.com/track/A").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, "links.events.test", "/jiro", 200, Duration::from_secs(5)).await; // 1 view
+    let c = http();
+    let base = format!("http://{}", edge.addr);
+
+    // A view from a visitor behind our (trusted, loopback) proxy, with consent.
+    let page = c
+        .get(format!("{base}/jiro?utm_source=instagram&utm_campaign=launch&fbclid=IwAR0"))
+        .header("host", "links.events.test")
+        .header("x-forwarded-for", "6.6.6.6, 81.2.69.142")
+        .header("user-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15")
+        .header("accept-language", "fr-FR,fr;q=0.9")
+        .header("referer", "https://l.instagram.com/")
+        .header("cookie", "sl_consent=granted")
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = page.headers().get("set-cookie").expect("visitor cookie with consent").to_str().unwrap().to_string();
+    assert!(set_cookie.starts_with("sl_vid=") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    let vid = set_cookie["sl_vid=".len()..set_cookie.find(';').unwrap()].to_string();
+    let html = page.text().await.unwrap();
+    // The click the page prepared: its eid token and the id it pushes to the pixels.
+    let href_start = html.find("href=\"/jiro/spotify?eid=").unwrap() + "href=\"".len();
+    let href = &html[href_start..href_start + html[href_start..].find('"').unwrap()];
+    let eid_start = html.find("data-platform=\"spotify\" data-eid=\"").unwrap() + "data-platform=\"spotify\" data-eid=\"".len();
+    let page_click_id = html[eid_start..eid_start + 36].to_string();
+    let view_id_start = html.find("\"eventId\":\"").unwrap() + "\"eventId\":\"".len();
+    let page_view_id = html[view_id_start..view_id_start + 36].to_string();
+
+    // The click through that button, same visitor.
+    let click = c
+        .get(format!("{base}{href}"))
+        .header("host", "links.events.test")
+        .header("x-forwarded-for", "81.2.69.142")
+        .header("cookie", format!("sl_consent=granted; sl_vid={vid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(click.status(), 302);
+    // A direct click without consent, with DNT, and a HEAD from a bot.
+    let direct = c.get(format!("{base}/jiro/deezer")).header("host", "links.events.test").header("dnt", "1").send().await.unwrap();
+    assert_eq!(direct.status(), 302);
+    assert!(direct.headers().get("set-cookie").is_none());
+    c.head(format!("{base}/jiro")).header("host", "links.events.test").header("user-agent", "facebookexternalhit/1.1").send().await.unwrap();
+    // Requests that are not views or clicks make no event.
+    c.get(format!("{base}/nope")).header("host", "links.events.test").send().await.unwrap();
+
+    let events = events(&brokers, &env.cfg.kafka.raw_topic, 5).await;
+    assert_eq!(events.len(), 5, "1 warm-up view + view + click + direct click + HEAD view: {events:#?}");
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 5, "unique event ids");
+    for e in &events {
+        assert_eq!(e.validate(e.ts_ms), Ok(()), "{e:?}");
+        assert_eq!(e.tenant_id, tenant.id.to_hex());
+        assert_eq!(e.link_id, link.id.to_hex());
+        assert_eq!(e.slug, "jiro");
+        assert_eq!(e.host, "links.events.test");
+    }
+    let view = events.iter().find(|e| e.event_id.to_string() == page_view_id).expect("the page's view id was recorded");
+    assert_eq!(view.kind, EventKind::View);
+    assert_eq!(view.ip.to_string(), "81.2.69.142", "first untrusted XFF hop");
+    assert_eq!(view.attribution.utm_source.as_deref(), Some("instagram"));
+    assert_eq!(view.attribution.utm_campaign.as_deref(), Some("launch"));
+    assert_eq!(view.attribution.fbclid.as_deref(), Some("IwAR0"));
+    assert_eq!(view.referrer.as_deref(), Some("https://l.instagram.com/"));
+    assert_eq!(view.accept_language.as_deref(), Some("fr-FR,fr;q=0.9"));
+    assert!(view.user_agent.as_deref().unwrap().contains("iPhone"));
+    assert_eq!(view.consent, Consent::Granted);
+    assert_eq!(view.visitor_id.as_deref(), Some(vid.as_str()));
+    assert!(!view.keep_full_ip);
+
+    let click = events.iter().find(|e| e.event_id.to_string() == page_click_id).expect("the click carries the id the page gave the pixels");
+    assert_eq!(click.kind, EventKind::Click);
+    assert_eq!(click.platform.as_deref(), Some("spotify"));
+    assert_eq!(click.visitor_id.as_deref(), Some(vid.as_str()));
+    assert_eq!(view.partition_key(), click.partition_key(), "one visitor, one partition");
+
+    let direct = events.iter().find(|e| e.platform.as_deref() == Some("deezer")).unwrap();
+    assert!(direct.dnt && direct.visitor_id.is_none() && direct.consent == Consent::Unknown);
+    assert_eq!(direct.ip.to_string(), "127.0.0.1");
+    let head = events.iter().find(|e| e.method == "HEAD").unwrap();
+    assert_eq!(head.kind, EventKind::View);
+    assert_eq!(head.user_agent.as_deref(), Some("facebookexternalhit/1.1"));
+
+    assert_eq!(metric(edge.admin_addr, "edge_events_produced_total").await, 5.0);
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let mut env = env(&shared_brokers()).await;
+    env.cfg.rate_limit_per_sec = 1;
+    env.cfg.rate_limit_burst = 3;
+    let tenant = insert_client(&env.db, "links.rl.test").await;
+    insert_link(&env.db, &tenant, "jiro", "T", "https://open.spotify.com/track/A").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    let c = http();
+    // Wait for the cache from another client IP, so the limited one starts fresh.
+    common::testing::eventually(Duration::from_secs(5), "cache", || {
+        let c = c.clone();
+        let addr = edge.addr;
+        async move {
+            let r = c.get(format!("http://{addr}/jiro")).header("host", "links.rl.test").header("x-forwarded-for", "198.51.100.1").send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.rl.test").header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [302, 302, 302, 429, 429]);
+    let other = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.rl.test").header("x-forwarded-for", "203.0.113.8").send().await.unwrap();
+    assert_eq!(other.status(), 302, "limits are per client IP");
+    assert_eq!(metric(edge.admin_addr, "edge_rate_limited_total").await, 2.0);
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}
