@@ -238,6 +238,7 @@ impl EventSink {
                 health.ready("kafka");
                 continue;
             }
+            health.degraded("kafka", format!("spooling to disk, {} events pending", self.shared.spool().pending()));
             if tokio::time::Instant::now() < backoff_until {
                 continue;
             }

@@ -22,6 +22,7 @@ pub struct Env {
 /// A config on ephemeral ports with its own database, topics and spool,
 /// talking to `brokers`. Topics are created.
 pub async fn env(brokers: &str) -> Env {
+    common::telemetry::init_logging();
     let name = unique_name("edge");
     let mut vars = HashMap::new();
     vars.insert("EDGE_LISTEN".to_string(), "127.0.0.1:0".to_string());
@@ -103,7 +104,11 @@ pub async fn update_link(db: &mongodb::Database, id: ObjectId, set: bson::Docume
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 /// Waits until `host`/`path` answers `status` (the cache picked up a change).
@@ -135,12 +140,20 @@ pub async fn events(brokers: &str, topic: &str, expect: usize) -> Vec<RawEvent> 
     .collect()
 }
 
-/// Reads a counter from the admin listener's `/metrics`.
+/// Reads a counter from the admin listener's `/metrics`; panics when the
+/// listener does not answer.
 pub async fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
-    let body = http().get(format!("http://{admin}/metrics")).send().await.expect("metrics").text().await.expect("body");
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    try_metric(admin, name).await.expect("admin listener answers")
+}
+
+/// Like [`metric`], `None` while the listener does not answer (a process starting).
+pub async fn try_metric(admin: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let body = http().get(format!("http://{admin}/metrics")).send().await.ok()?.text().await.ok()?;
+    Some(
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+    )
 }

@@ -1,0 +1,172 @@
+//! The edge when Kafka goes away: redirects keep answering, events go to the
+//! on-disk spool, and every one of them reaches the topic once the broker is
+//! back, none lost and none duplicated; the spool survives `kill -9`.
+//! Each test runs its own Apache Kafka broker (`common::testing::KafkaInstance`)
+//! so stopping it disturbs no other test.
+
+mod common_env;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::testing::{eventually, KafkaInstance};
+use common_env::*;
+
+const N: usize = 200;
+
+async fn get_302s(addr: std::net::SocketAddr, host: &str, n: usize) {
+    let c = http();
+    for i in 0..n {
+        let platform = ["spotify", "deezer", "apple-music"][i % 3];
+        let r = c
+            .get(format!("http://{addr}/jiro/{platform}"))
+            .header("host", host)
+            .header("x-forwarded-for", format!("198.51.100.{}", i % 250))
+            .send()
+            .await
+            .expect("edge answers while the broker is down");
+        assert_eq!(r.status(), 302);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_stopped_redirects_answer_and_every_event_arrives_after_it_returns() {
+    let mut kafka = tokio::task::spawn_blocking(KafkaInstance::start_new).await.unwrap();
+    let brokers = kafka.brokers();
+    let mut env = env(&brokers).await;
+    env.cfg.kafka_message_timeout_ms = 3_000;
+    let tenant = insert_client(&env.db, "links.outage.test").await;
+    insert_link(&env.db, &tenant, "jiro", "T", "https://open.spotify.com/track/A").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, "links.outage.test", "/jiro/spotify", 302, Duration::from_secs(5)).await; // event 1
+
+    kafka = tokio::task::spawn_blocking(move || {
+        kafka.kill();
+        kafka
+    })
+    .await
+    .unwrap();
+    get_302s(edge.addr, "links.outage.test", N).await;
+    // Everything that could not be delivered is on disk.
+    eventually(Duration::from_secs(30), "events spooled", || async {
+        (metric(edge.admin_addr, "edge_events_spooled_total").await >= N as f64).then_some(())
+    })
+    .await;
+    let readyz: serde_json::Value = http().get(format!("http://{}/readyz", edge.admin_addr)).send().await.unwrap().json().await.unwrap();
+    assert!(readyz["components"]["kafka"].as_str().unwrap_or("").starts_with("degraded"), "{readyz}");
+
+    let kafka = tokio::task::spawn_blocking(move || {
+        kafka.start();
+        kafka
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(60), "spool drained", || async {
+        (metric(edge.admin_addr, "edge_spool_pending").await == 0.0
+            && metric(edge.admin_addr, "edge_events_replayed_total").await >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let events = events(&brokers, &env.cfg.kafka.raw_topic, N + 1).await;
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), N + 1, "none lost");
+    assert_eq!(events.len(), N + 1, "none duplicated");
+    assert_eq!(metric(edge.admin_addr, "edge_events_dropped_total{cause=\"spool_full\"}").await, 0.0);
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+    drop(kafka);
+}
+
+/// The edge binary as a child process, killed (SIGKILL) on drop.
+struct EdgeProcess(Child);
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_edge(env: &Env, listen: &str, admin: &str) -> EdgeProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+    cmd.env("EDGE_LISTEN", listen)
+        .env("EDGE_ADMIN_LISTEN", admin)
+        .env("EDGE_SPOOL_DIR", &env.cfg.spool_dir)
+        .env("EDGE_RATE_LIMIT_PER_SEC", "0")
+        .env("EDGE_KAFKA_MESSAGE_TIMEOUT_MS", "3000")
+        .env("KAFKA_BROKERS", &env.cfg.kafka.brokers)
+        .env("KAFKA_RAW_TOPIC", &env.cfg.kafka.raw_topic)
+        .env("MONGODB_URI", &env.cfg.mongo.uri)
+        .env("MONGODB_DATABASE", &env.cfg.mongo.database)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    EdgeProcess(cmd.spawn().expect("spawn edge binary"))
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_survives_kill_9_and_is_replayed_on_restart() {
+    let mut kafka = tokio::task::spawn_blocking(KafkaInstance::start_new).await.unwrap();
+    let brokers = kafka.brokers();
+    let env = env(&brokers).await;
+    let tenant = insert_client(&env.db, "links.kill.test").await;
+    insert_link(&env.db, &tenant, "jiro", "T", "https://open.spotify.com/track/A").await;
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut child = spawn_edge(&env, &listen, &admin);
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let admin_addr: std::net::SocketAddr = admin.parse().unwrap();
+    wait_status(addr, "links.kill.test", "/jiro/spotify", 302, Duration::from_secs(15)).await; // event 1
+    eventually(Duration::from_secs(10), "first event delivered", || async {
+        (metric(admin_addr, "edge_events_produced_total").await >= 1.0).then_some(())
+    })
+    .await;
+
+    kafka = tokio::task::spawn_blocking(move || {
+        kafka.kill();
+        kafka
+    })
+    .await
+    .unwrap();
+    get_302s(addr, "links.kill.test", N).await;
+    eventually(Duration::from_secs(30), "events spooled and synced", || async {
+        (metric(admin_addr, "edge_events_spooled_total").await >= N as f64).then_some(())
+    })
+    .await;
+    // Give the periodic fsync (100 ms) a moment, then crash hard.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.0.kill().expect("kill -9");
+    child.0.wait().unwrap();
+
+    let kafka = tokio::task::spawn_blocking(move || {
+        kafka.start();
+        kafka
+    })
+    .await
+    .unwrap();
+    let (listen2, admin2) = (free_addr(), free_addr());
+    let mut child = spawn_edge(&env, &listen2, &admin2);
+    let admin2: std::net::SocketAddr = admin2.parse().unwrap();
+    eventually(Duration::from_secs(60), "spool replayed after restart", || async {
+        let replayed = try_metric(admin2, "edge_events_replayed_total").await?;
+        let pending = try_metric(admin2, "edge_spool_pending").await?;
+        (replayed >= N as f64 && pending == 0.0).then_some(())
+    })
+    .await;
+    let events = events(&brokers, &env.cfg.kafka.raw_topic, N + 1).await;
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), N + 1, "every event of before the crash arrived");
+    assert_eq!(events.len(), N + 1, "no duplicates");
+    // SIGTERM: a clean stop.
+    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+    env.db.drop().await.unwrap();
+    drop(kafka);
+}
