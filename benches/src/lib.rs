@@ -1,3 +1,119 @@
 //! Load generators and benchmarks of the pipeline; each binary under
 //! `src/bin/` measures one stage against the real engines and prints its
-//! figures, recorded in `benches/README.md`.
+//! figures, recorded in `benches/README.md`. Shared helpers live here.
+
+use std::time::Duration;
+
+/// What `wrk --latency` reported for one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WrkReport {
+    /// Requests completed.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Latency percentiles p50, p75, p90, p99.
+    pub p50: Duration,
+    /// p75.
+    pub p75: Duration,
+    /// p90.
+    pub p90: Duration,
+    /// p99.
+    pub p99: Duration,
+    /// Responses that were not 2xx or 3xx.
+    pub non_2xx_3xx: u64,
+    /// Socket errors (connect, read, write, timeout) summed.
+    pub socket_errors: u64,
+}
+
+/// Parses a wrk duration (`123.45us`, `1.20ms`, `2.00s`, `1.00m`).
+fn parse_duration(s: &str) -> Option<Duration> {
+    let unit_at = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(unit_at);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "us" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Parses the text `wrk --latency` prints. `None` when the essentials are missing.
+pub fn parse_wrk(out: &str) -> Option<WrkReport> {
+    let mut r = WrkReport::default();
+    for line in out.lines().map(str::trim) {
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next()) {
+            (Some("50%"), Some(v)) => r.p50 = parse_duration(v)?,
+            (Some("75%"), Some(v)) => r.p75 = parse_duration(v)?,
+            (Some("90%"), Some(v)) => r.p90 = parse_duration(v)?,
+            (Some("99%"), Some(v)) => r.p99 = parse_duration(v)?,
+            (Some("Requests/sec:"), Some(v)) => r.rps = v.parse().ok()?,
+            (Some(n), Some("requests")) => r.requests = n.parse().ok()?,
+            _ => {}
+        }
+        if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx_3xx = v.trim().parse().ok()?;
+        }
+        if let Some(v) = line.strip_prefix("Socket errors:") {
+            r.socket_errors = v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    (r.requests > 0 && r.rps > 0.0).then_some(r)
+}
+
+/// Runs `wrk --latency` against `url` with `Host: host`. Errors when wrk is
+/// missing, fails, or prints nothing parseable.
+pub fn run_wrk(url: &str, host: &str, threads: u32, connections: u32, duration: Duration) -> anyhow::Result<WrkReport> {
+    let out = std::process::Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-H")
+        .arg(format!("Host: {host}"))
+        .arg(url)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    parse_wrk(&text).ok_or_else(|| anyhow::anyhow!("cannot parse wrk output:\n{text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_latency_output() {
+        let out = "Running 10s test @ http://127.0.0.1:8080/jiro/spotify
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   512.34us  100.00us   5.00ms   90.00%
+    Req/Sec    50.00k     2.00k   55.00k    80.00%
+  Latency Distribution
+     50%  480.00us
+     75%  600.00us
+     90%    1.10ms
+     99%    2.50ms
+  500000 requests in 10.00s, 80.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 3
+Requests/sec:  49999.50
+Transfer/sec:      8.00MB
+";
+        let r = parse_wrk(out).unwrap();
+        assert_eq!(r.requests, 500_000);
+        assert_eq!(r.p50, Duration::from_micros(480));
+        assert_eq!(r.p99, Duration::from_micros(2500));
+        assert_eq!(r.non_2xx_3xx, 3);
+        assert_eq!(r.socket_errors, 3);
+        assert!((r.rps - 49_999.5).abs() < 1e-6);
+        assert!(parse_wrk("garbage").is_none());
+    }
+}
