@@ -6,7 +6,7 @@ rc=0
 line() { printf '%-11s %-5s %-28s %s\n' "$@"; }
 line SERVICE STATE VERSION ADDRESS
 
-if pid_alive kafka && port_open 9092; then
+if port_open 9092; then
   line kafka up "apache-kafka $KAFKA_VERSION" "127.0.0.1:9092 (KRaft)"
 else line kafka down - 127.0.0.1:9092; rc=1; fi
 
@@ -14,7 +14,7 @@ if v=$(clickhouse_query "SELECT version()" 2>/dev/null); then
   line clickhouse up "clickhouse $v" "127.0.0.1:8123 http, :9000 native"
 else line clickhouse down - 127.0.0.1:8123; rc=1; fi
 
-if pid_alive ferretdb && port_open 27017; then
+if port_open 27017; then
   v=$(curl -fsS --max-time 3 "http://$FERRETDB_DEBUG_ADDR/debug/metrics" 2>/dev/null \
       | sed -n 's/^ferretdb_up{.*version="\([^"]*\)".*/\1/p' | head -1)
   line ferretdb up "ferretdb ${v:-$FERRETDB_VERSION} (sqlite)" "127.0.0.1:27017 mongodb-wire"

@@ -85,6 +85,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         },
         spool,
         metrics.clone(),
+        health.clone(),
     )
     .context("creating the Kafka producer")?;
 
@@ -99,11 +100,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         health.clone(),
         shutdown.clone(),
     ));
-    let background = tokio::spawn(sink.clone().run_background(
-        Duration::from_millis(cfg.spool_sync_ms),
-        health.clone(),
-        shutdown.clone(),
-    ));
+    let background = tokio::spawn(sink.clone().run_background(Duration::from_millis(cfg.spool_sync_ms), shutdown.clone()));
 
     let limiter = server::limiter(cfg.rate_limit_per_sec, cfg.rate_limit_burst);
     let eid_key = if cfg.event_id_key.is_empty() {

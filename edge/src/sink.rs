@@ -55,6 +55,9 @@ pub struct SinkConfig {
 
 struct Shared {
     spooling: AtomicBool,
+    /// Component `kafka`: degraded from the moment spooling starts until the
+    /// spool is drained (set at the transitions, not polled).
+    health: common::admin::Health,
     spool: Mutex<Spool>,
     metrics: Metrics,
     /// Set by the error callback; the replayer purges the queue.
@@ -68,14 +71,19 @@ impl Shared {
         self.spool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn enter_spooling(&self) {
+        if !self.spooling.swap(true, Ordering::AcqRel) {
+            self.health.degraded("kafka", "kafka not taking events: spooling to disk");
+            tracing::warn!("kafka not taking events: spooling to disk");
+        }
+    }
+
     /// Appends to the spool. With `force`, enters spooling first; without,
     /// only appends while spooling and returns false otherwise.
     fn spool_append(&self, key: &[u8], value: &[u8], force: bool) -> bool {
         let mut spool = self.spool();
         if force {
-            if !self.spooling.swap(true, Ordering::AcqRel) {
-                tracing::warn!("kafka not taking events: spooling to disk");
-            }
+            self.enter_spooling();
         } else if !self.spooling.load(Ordering::Acquire) {
             return false;
         }
@@ -102,7 +110,7 @@ pub struct SinkContext {
 impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
-            self.shared.spooling.store(true, Ordering::Release);
+            self.shared.enter_spooling();
             self.shared.purge_requested.store(true, Ordering::Release);
         }
         tracing::warn!(error = %error, reason, "kafka client error");
@@ -143,13 +151,18 @@ impl EventSink {
     /// Creates the producer (idempotent, `acks=all`, lz4, batched) over
     /// `spool`. A spool with pending records starts in spooling so that they
     /// go out before new events. Errors when librdkafka rejects the config.
-    pub fn new(cfg: SinkConfig, spool: Spool, metrics: Metrics) -> Result<Self, KafkaError> {
+    /// Reports component `kafka` in `health`.
+    pub fn new(cfg: SinkConfig, spool: Spool, metrics: Metrics, health: common::admin::Health) -> Result<Self, KafkaError> {
         let pending = !spool.is_empty();
         if pending {
             tracing::info!(pending = spool.pending(), bytes = spool.used_bytes(), "spool holds events from a previous run; replaying first");
+            health.degraded("kafka", "replaying the spool of a previous run");
+        } else {
+            health.ready("kafka");
         }
         let shared = Arc::new(Shared {
             spooling: AtomicBool::new(pending),
+            health,
             spool: Mutex::new(spool),
             metrics,
             purge_requested: AtomicBool::new(false),
@@ -207,14 +220,8 @@ impl EventSink {
     }
 
     /// Replays the spool while spooling, syncs it every `sync_every`, and
-    /// updates the gauges, until `shutdown`. Reports component `kafka` in
-    /// `health` (degraded while spooling).
-    pub async fn run_background(
-        self,
-        sync_every: Duration,
-        health: common::admin::Health,
-        shutdown: common::shutdown::CancellationToken,
-    ) {
+    /// updates the gauges, until `shutdown`.
+    pub async fn run_background(self, sync_every: Duration, shutdown: common::shutdown::CancellationToken) {
         let mut tick = tokio::time::interval(sync_every.min(Duration::from_millis(200)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sync = tokio::time::Instant::now();
@@ -226,7 +233,9 @@ impl EventSink {
             }
             if self.shared.purge_requested.swap(false, Ordering::AcqRel) {
                 tracing::warn!("all brokers down: moving queued events to the spool");
-                self.producer.purge(PurgeConfig::default().queue());
+                // librdkafka may block briefly while its threads purge.
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || me.producer.purge(PurgeConfig::default().queue())).await;
             }
             if last_sync.elapsed() >= sync_every {
                 let me = self.clone();
@@ -235,10 +244,8 @@ impl EventSink {
             }
             self.update_gauges();
             if !self.is_spooling() {
-                health.ready("kafka");
                 continue;
             }
-            health.degraded("kafka", format!("spooling to disk, {} events pending", self.shared.spool().pending()));
             if tokio::time::Instant::now() < backoff_until {
                 continue;
             }
@@ -248,7 +255,7 @@ impl EventSink {
                     tracing::info!(replayed = n, pending = self.shared.spool().pending(), "replayed spooled events");
                 }
                 Err(reason) => {
-                    health.degraded("kafka", format!("spooling to disk: {reason}"));
+                    self.shared.health.degraded("kafka", format!("spooling to disk: {reason}"));
                     backoff_until = tokio::time::Instant::now() + Duration::from_secs(1);
                 }
             }
@@ -267,6 +274,7 @@ impl EventSink {
         if batch.is_empty() {
             let spool = self.shared.spool();
             if spool.is_empty() && self.shared.spooling.swap(false, Ordering::AcqRel) {
+                self.shared.health.ready("kafka");
                 tracing::info!("spool drained: producing directly again");
             }
             return Ok(0);

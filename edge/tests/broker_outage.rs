@@ -15,6 +15,9 @@ use common_env::*;
 
 const N: usize = 200;
 
+/// The two tests each run a Kafka JVM and stress the machine: one at a time.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn get_302s(addr: std::net::SocketAddr, host: &str, n: usize) {
     let c = http();
     for i in 0..n {
@@ -32,6 +35,7 @@ async fn get_302s(addr: std::net::SocketAddr, host: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_stopped_redirects_answer_and_every_event_arrives_after_it_returns() {
+    let _one_at_a_time = HEAVY.lock().await;
     let mut kafka = tokio::task::spawn_blocking(KafkaInstance::start_new).await.unwrap();
     let brokers = kafka.brokers();
     let mut env = env(&brokers).await;
@@ -62,7 +66,7 @@ async fn with_the_broker_stopped_redirects_answer_and_every_event_arrives_after_
     })
     .await
     .unwrap();
-    eventually(Duration::from_secs(60), "spool drained", || async {
+    eventually(Duration::from_secs(120), "spool drained", || async {
         (metric(edge.admin_addr, "edge_spool_pending").await == 0.0
             && metric(edge.admin_addr, "edge_events_replayed_total").await >= 1.0)
             .then_some(())
@@ -100,10 +104,29 @@ fn spawn_edge(env: &Env, listen: &str, admin: &str) -> EdgeProcess {
         .env("KAFKA_RAW_TOPIC", &env.cfg.kafka.raw_topic)
         .env("MONGODB_URI", &env.cfg.mongo.uri)
         .env("MONGODB_DATABASE", &env.cfg.mongo.database)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info,librdkafka=warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(std::fs::File::create(log_path(env)).map(Stdio::from).unwrap_or_else(|_| Stdio::inherit()));
     EdgeProcess(cmd.spawn().expect("spawn edge binary"))
+}
+
+/// Where the spawned edge logs (appended across restarts is not needed: one file per start is fine).
+fn log_path(env: &Env) -> std::path::PathBuf {
+    env.cfg.spool_dir.with_extension(format!("{}.log", std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())))
+}
+
+/// Prints every log the spawned edges wrote next to the spool (shown when a test fails).
+fn dump_logs(env: &Env) {
+    let dir = env.cfg.spool_dir.parent().unwrap();
+    let stem = env.cfg.spool_dir.file_name().unwrap().to_string_lossy().to_string();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with(&stem) && name.ends_with(".log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- {name} (last 40 lines) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
 }
 
 fn free_addr() -> String {
@@ -113,6 +136,7 @@ fn free_addr() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_survives_kill_9_and_is_replayed_on_restart() {
+    let _one_at_a_time = HEAVY.lock().await;
     let mut kafka = tokio::task::spawn_blocking(KafkaInstance::start_new).await.unwrap();
     let brokers = kafka.brokers();
     let env = env(&brokers).await;
@@ -153,12 +177,19 @@ async fn the_spool_survives_kill_9_and_is_replayed_on_restart() {
     let (listen2, admin2) = (free_addr(), free_addr());
     let mut child = spawn_edge(&env, &listen2, &admin2);
     let admin2: std::net::SocketAddr = admin2.parse().unwrap();
-    eventually(Duration::from_secs(60), "spool replayed after restart", || async {
-        let replayed = try_metric(admin2, "edge_events_replayed_total").await?;
-        let pending = try_metric(admin2, "edge_spool_pending").await?;
-        (replayed >= N as f64 && pending == 0.0).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let replayed = try_metric(admin2, "edge_events_replayed_total").await;
+        let pending = try_metric(admin2, "edge_spool_pending").await;
+        if replayed.is_some_and(|r| r >= N as f64) && pending == Some(0.0) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            dump_logs(&env);
+            panic!("spool not replayed within 120 s after restart: replayed {replayed:?}, pending {pending:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let events = events(&brokers, &env.cfg.kafka.raw_topic, N + 1).await;
     let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), N + 1, "every event of before the crash arrived");
