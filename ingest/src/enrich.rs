@@ -1,0 +1,249 @@
+//! From a Kafka record to a ClickHouse row: parse (simd-json), validate,
+//! enrich. Everything here is synchronous and in memory; the consumer loop
+//! calls [`Enricher::process`] once per record.
+
+use std::sync::Arc;
+
+use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode};
+use schemas::event::RawEvent;
+
+use crate::device::{bot_reason, UaParser};
+use crate::geoip::GeoIp;
+use crate::visitor::{anonymize, key64, Sessions, VisitorHasher};
+
+/// Why a record goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Stable snake_case reason (`parse_error`, `bad_timestamp`, ...), a bounded label.
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub error: String,
+}
+
+/// Parses a record value with simd-json into a [`RawEvent`] and validates it
+/// against `now_ms`. The value is copied (simd-json parses in place).
+pub fn parse(value: &[u8], now_ms: i64) -> Result<RawEvent, Reject> {
+    let mut buf = value.to_vec();
+    let event: RawEvent = simd_json::serde::from_slice(&mut buf)
+        .map_err(|e| Reject { reason: "parse_error", error: e.to_string() })?;
+    event.validate(now_ms).map_err(|e| Reject { reason: e.reason(), error: e.to_string() })?;
+    Ok(event)
+}
+
+/// Host of a URL, lowercased, without `www.` and port; empty when none.
+pub fn referrer_host(url: &str) -> String {
+    let rest = match url.find("://") {
+        Some(i) => &url[i + 3..],
+        None => return String::new(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or("").to_string()
+    };
+    let host = host.to_ascii_lowercase();
+    host.strip_prefix("www.").map(str::to_string).unwrap_or(host)
+}
+
+/// Primary language of an `Accept-Language` value: `fr-FR,fr;q=0.9` → `fr`.
+pub fn language(accept_language: &str) -> String {
+    let first = accept_language.split(',').next().unwrap_or("").split(';').next().unwrap_or("").trim();
+    let primary = first.split(['-', '_']).next().unwrap_or("");
+    if (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic()) {
+        primary.to_ascii_lowercase()
+    } else {
+        String::new()
+    }
+}
+
+/// The enrichment state of one consumer.
+pub struct Enricher {
+    /// GeoIP databases.
+    pub geoip: Arc<GeoIp>,
+    /// User-agent parser.
+    pub ua: Arc<UaParser>,
+    /// Visitor hashes.
+    pub visitors: VisitorHasher,
+    /// Visit state.
+    pub sessions: Sessions,
+    /// GeoIP lookups that failed on a corrupt record.
+    pub geoip_errors: u64,
+}
+
+impl Enricher {
+    /// The row of `e`, written at `now_s` (seconds since the Unix epoch, UTC).
+    pub fn enrich(&mut self, e: &RawEvent, now_s: u32) -> EventRow {
+        let ua = e.user_agent.as_deref().unwrap_or("");
+        let device = self.ua.parse(e.user_agent.as_deref());
+        let reason = bot_reason(&e.method, e.user_agent.as_deref(), &device);
+        let geo = match self.geoip.lookup(e.ip) {
+            Ok(g) => g,
+            Err(err) => {
+                self.geoip_errors += 1;
+                tracing::debug!(error = %err, "geoip lookup failed");
+                Default::default()
+            }
+        };
+        let visitor_hash = self.visitors.hash(e.ts_ms, &e.tenant_id, e.ip, ua);
+        let visitor_key = e.visitor_id.as_deref().map_or(visitor_hash, key64);
+        let visit = self.sessions.observe(key64(&e.link_id), visitor_key, e.ts_ms);
+        let a = &e.attribution;
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        EventRow {
+            event_id: e.event_id,
+            kind: KindCode::from(e.kind),
+            ts: (e.ts_ms / 1000) as u32,
+            ts_ms: e.ts_ms as u64,
+            tenant_id: e.tenant_id.clone(),
+            link_id: e.link_id.clone(),
+            slug: e.slug.clone(),
+            host: e.host.clone(),
+            platform: e.platform.clone().unwrap_or_default(),
+            is_bot: u8::from(reason.is_some()),
+            bot_reason: reason.unwrap_or("").to_string(),
+            ip: if e.keep_full_ip { e.ip } else { anonymize(e.ip) }.to_string(),
+            visitor_hash,
+            visitor_id: s(&e.visitor_id),
+            session_id: visit.session_id,
+            visit_number: visit.visit_number,
+            is_unique: u8::from(visit.is_unique),
+            is_returning: u8::from(visit.is_returning),
+            country: geo.country,
+            region: geo.region,
+            city: geo.city,
+            timezone: geo.timezone,
+            device: if reason.is_some() { DeviceCode::Bot } else { device.class },
+            os: device.os.clone(),
+            os_version: device.os_version.clone(),
+            browser: device.browser.clone(),
+            browser_version: device.browser_version.clone(),
+            vendor: device.vendor.clone(),
+            referrer: s(&e.referrer),
+            referrer_host: e.referrer.as_deref().map(referrer_host).unwrap_or_default(),
+            utm_source: s(&a.utm_source),
+            utm_medium: s(&a.utm_medium),
+            utm_campaign: s(&a.utm_campaign),
+            utm_term: s(&a.utm_term),
+            utm_content: s(&a.utm_content),
+            gclid: s(&a.gclid),
+            fbclid: s(&a.fbclid),
+            ttclid: s(&a.ttclid),
+            language: e.accept_language.as_deref().map(language).unwrap_or_default(),
+            consent: ConsentCode::from(e.consent),
+            dnt: u8::from(e.dnt),
+            user_agent: ua.to_string(),
+            ingested_at: now_s,
+        }
+    }
+}
+
+/// Approximate bytes of a row on the wire (for the batch byte bound).
+pub fn row_bytes(r: &EventRow) -> usize {
+    96 + [
+        &r.tenant_id, &r.link_id, &r.slug, &r.host, &r.platform, &r.bot_reason, &r.ip, &r.visitor_id, &r.region, &r.city,
+        &r.timezone, &r.os, &r.os_version, &r.browser, &r.browser_version, &r.vendor, &r.referrer, &r.referrer_host,
+        &r.utm_source, &r.utm_medium, &r.utm_campaign, &r.utm_term, &r.utm_content, &r.gclid, &r.fbclid, &r.ttclid,
+        &r.language, &r.user_agent,
+    ]
+    .iter()
+    .map(|s| s.len() + 1)
+    .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::event::{Attribution, Consent, EventKind, RAW_EVENT_VERSION};
+
+    fn raw(ip: &str, ua: &str, method: &str) -> RawEvent {
+        let mut attribution = Attribution::default();
+        attribution.set("utm_source", "ig");
+        RawEvent {
+            v: RAW_EVENT_VERSION,
+            event_id: uuid::Uuid::now_v7(),
+            kind: EventKind::Click,
+            ts_ms: 1_763_700_000_123,
+            tenant_id: "65f1c0ffee0000000000beef".into(),
+            link_id: "65f1c0ffee0000000000cafe".into(),
+            slug: "jiro".into(),
+            host: "links.a.test".into(),
+            path: "/jiro/spotify".into(),
+            method: method.into(),
+            platform: Some("spotify".into()),
+            ip: ip.parse().unwrap(),
+            user_agent: Some(ua.into()),
+            accept_language: Some("fr-FR,fr;q=0.9".into()),
+            referrer: Some("https://www.Instagram.com:443/p/x?y".into()),
+            attribution,
+            consent: Consent::Granted,
+            dnt: false,
+            visitor_id: None,
+            keep_full_ip: false,
+        }
+    }
+
+    fn enricher() -> Enricher {
+        let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb");
+        Enricher {
+            geoip: Arc::new(GeoIp::open(&[db]).unwrap()),
+            ua: Arc::new(UaParser::new(100)),
+            visitors: VisitorHasher::new(b"s"),
+            sessions: Sessions::new(1_800_000, 100),
+            geoip_errors: 0,
+        }
+    }
+
+    #[test]
+    fn a_click_is_enriched_fully() {
+        let mut en = enricher();
+        let e = raw("81.2.69.142", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", "GET");
+        let r = en.enrich(&e, 1_763_700_001);
+        assert_eq!((r.country, r.region.as_str(), r.city.as_str(), r.timezone.as_str()), (*b"GB", "England", "London", "Europe/London"));
+        assert_eq!(r.ip, "81.2.69.0");
+        assert_eq!((r.device, r.os.as_str(), r.browser.as_str()), (DeviceCode::Mobile, "iPhone", "Safari"));
+        assert_eq!((r.is_bot, r.bot_reason.as_str()), (0, ""));
+        assert_eq!((r.referrer_host.as_str(), r.language.as_str(), r.utm_source.as_str()), ("instagram.com", "fr", "ig"));
+        assert_eq!((r.ts, r.ts_ms, r.kind), (1_763_700_000, 1_763_700_000_123, KindCode::Click));
+        assert_eq!((r.visit_number, r.is_unique, r.is_returning), (1, 1, 0));
+        let again = en.enrich(&e, 1_763_700_002);
+        assert_eq!((again.is_unique, again.session_id, again.visitor_hash), (0, r.session_id, r.visitor_hash));
+        assert!(row_bytes(&r) > 200);
+    }
+
+    #[test]
+    fn head_requests_and_crawlers_are_bots_and_full_ip_when_opted_out() {
+        let mut en = enricher();
+        let r = en.enrich(&raw("2001:218::1", "Mozilla/5.0", "HEAD"), 0);
+        assert_eq!((r.is_bot, r.bot_reason.as_str(), r.device), (1, "head_request", DeviceCode::Bot));
+        assert_eq!((r.country, r.ip.as_str()), (*b"JP", "2001:218::"));
+        let mut e = raw("81.2.69.142", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "GET");
+        e.keep_full_ip = true;
+        let r = en.enrich(&e, 0);
+        assert_eq!((r.is_bot, r.bot_reason.as_str(), r.ip.as_str()), (1, "crawler_ua", "81.2.69.142"));
+    }
+
+    #[test]
+    fn parse_rejects_with_reasons() {
+        let e = raw("81.2.69.142", "ua", "GET");
+        let json = serde_json::to_vec(&e).unwrap();
+        assert_eq!(parse(&json, e.ts_ms).unwrap(), e);
+        assert_eq!(parse(b"{not json", 0).unwrap_err().reason, "parse_error");
+        assert_eq!(parse(br#"{"v":1}"#, 0).unwrap_err().reason, "parse_error");
+        let mut bad = e.clone();
+        bad.tenant_id = "x".into();
+        assert_eq!(parse(&serde_json::to_vec(&bad).unwrap(), e.ts_ms).unwrap_err().reason, "bad_id");
+    }
+
+    #[test]
+    fn referrer_hosts_and_languages() {
+        assert_eq!(referrer_host("https://user@WWW.Example.com:8443/a"), "example.com");
+        assert_eq!(referrer_host("android-app://com.google.android.gm/"), "com.google.android.gm");
+        assert_eq!(referrer_host("not a url"), "");
+        assert_eq!(referrer_host("http://[2001:db8::1]:80/"), "[2001:db8::1]");
+        assert_eq!(language("en-US,en;q=0.5"), "en");
+        assert_eq!(language("*"), "");
+        assert_eq!(language(""), "");
+    }
+}

@@ -1,0 +1,274 @@
+//! IP → location with MaxMind DB files (`maxminddb`).
+//!
+//! Two record schemas are read, told apart by the database's metadata
+//! (`database_type`):
+//! - MaxMind GeoIP2 / GeoLite2 City (`GeoIP2-City`, `GeoLite2-City`, ...):
+//!   nested `country.iso_code`, `subdivisions[0].names.en`, `city.names.en`,
+//!   `location.time_zone` (what production users bring);
+//! - the flat schema of ip-location-db's DB-IP Lite (`database_type` `city`):
+//!   `country_code`, `state1`, `city`, `timezone` (the local demo's
+//!   database, CC BY 4.0, "IP Geolocation by DB-IP").
+//!
+//! `maxminddb` 0.26 can panic on a corrupt file (an index out of range in
+//! its pointer resolution; reproduced with MaxMind's
+//! `GeoIP2-City-Test-Invalid-Node-Count.mmdb`). A lookup therefore runs under
+//! `catch_unwind`: a database that panics once is marked broken, logged and
+//! skipped from then on ([`GeoIp::broken`]), and the event keeps flowing.
+//!
+//! Several files can be configured (DB-IP ships IPv4 and IPv6 apart); a
+//! lookup asks each in order until one knows the address. Files are
+//! re-read when their modification time changes ([`GeoIp::reload_if_changed`]),
+//! without a restart; a file that fails to load keeps the previous version.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use maxminddb::{geoip2, Reader};
+use serde::Deserialize;
+
+/// A location. Empty strings and `[0, 0]` when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Geo {
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub country: [u8; 2],
+    /// First subdivision (region, state), English name.
+    pub region: String,
+    /// City, English name.
+    pub city: String,
+    /// IANA time zone.
+    pub timezone: String,
+}
+
+/// Errors opening a database.
+#[derive(Debug, thiserror::Error)]
+#[error("geoip database {path}: {source}")]
+pub struct GeoIpError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    #[source]
+    pub source: maxminddb::MaxMindDbError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    MaxMind,
+    Flat,
+}
+
+struct Db {
+    reader: Reader<Vec<u8>>,
+    schema: Schema,
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    /// The reader panicked on this file once: skip it until it is reloaded.
+    broken: AtomicBool,
+}
+
+#[derive(Deserialize)]
+struct FlatCity<'a> {
+    country_code: Option<&'a str>,
+    state1: Option<&'a str>,
+    city: Option<&'a str>,
+    timezone: Option<&'a str>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn open(path: &Path) -> Result<Db, GeoIpError> {
+    let reader = Reader::open_readfile(path).map_err(|source| GeoIpError { path: path.to_path_buf(), source })?;
+    let t = reader.metadata.database_type.to_ascii_lowercase();
+    let schema = if t.starts_with("geoip") || t.starts_with("geolite") { Schema::MaxMind } else { Schema::Flat };
+    Ok(Db { reader, schema, path: path.to_path_buf(), modified: modified(path), broken: AtomicBool::new(false) })
+}
+
+fn country_code(s: Option<&str>) -> [u8; 2] {
+    match s.map(str::as_bytes) {
+        Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => [a.to_ascii_uppercase(), b.to_ascii_uppercase()],
+        _ => [0, 0],
+    }
+}
+
+impl Db {
+    /// `Ok(None)` when the address is not in this file.
+    fn lookup(&self, ip: IpAddr) -> Result<Option<Geo>, maxminddb::MaxMindDbError> {
+        match self.schema {
+            Schema::MaxMind => Ok(self.reader.lookup::<geoip2::City>(ip)?.map(|c| Geo {
+                country: country_code(c.country.as_ref().and_then(|c| c.iso_code)),
+                region: c
+                    .subdivisions
+                    .as_ref()
+                    .and_then(|s| s.first())
+                    .and_then(|s| s.names.as_ref())
+                    .and_then(|n| n.get("en"))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                city: c.city.as_ref().and_then(|c| c.names.as_ref()).and_then(|n| n.get("en")).map(|s| s.to_string()).unwrap_or_default(),
+                timezone: c.location.as_ref().and_then(|l| l.time_zone).unwrap_or_default().to_string(),
+            })),
+            Schema::Flat => Ok(self.reader.lookup::<FlatCity>(ip)?.map(|c| Geo {
+                country: country_code(c.country_code),
+                region: c.state1.unwrap_or_default().to_string(),
+                city: c.city.unwrap_or_default().to_string(),
+                timezone: c.timezone.unwrap_or_default().to_string(),
+            })),
+        }
+    }
+}
+
+/// The configured databases, swappable at run time.
+pub struct GeoIp {
+    dbs: ArcSwap<Vec<Arc<Db>>>,
+}
+
+impl GeoIp {
+    /// Opens every file of `paths` (in lookup order). Errors on the first
+    /// that is missing or corrupt.
+    pub fn open(paths: &[PathBuf]) -> Result<Self, GeoIpError> {
+        let dbs = paths.iter().map(|p| open(p).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { dbs: ArcSwap::from_pointee(dbs) })
+    }
+
+    /// No database: every lookup is empty.
+    pub fn empty() -> Self {
+        Self { dbs: ArcSwap::from_pointee(Vec::new()) }
+    }
+
+    /// `database_type` of each file, in order (for logs and tests).
+    pub fn database_types(&self) -> Vec<String> {
+        self.dbs.load().iter().map(|d| d.reader.metadata.database_type.clone()).collect()
+    }
+
+    /// The location of `ip`; empty when no file knows it. A corrupt record
+    /// is an error (counted by the caller), not a panic.
+    pub fn lookup(&self, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
+        for db in self.dbs.load().iter() {
+            if db.broken.load(Ordering::Relaxed) {
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(|| db.lookup(ip))) {
+                Ok(Ok(Some(g))) => return Ok(g),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    db.broken.store(true, Ordering::Relaxed);
+                    tracing::error!(path = %db.path.display(), "geoip database is corrupt (the reader panicked); skipping it until it is replaced");
+                    return Err(maxminddb::MaxMindDbError::InvalidDatabase(format!("{} is corrupt", db.path.display())));
+                }
+            }
+        }
+        Ok(Geo::default())
+    }
+
+    /// Files found corrupt at lookup time (skipped until replaced).
+    pub fn broken(&self) -> Vec<PathBuf> {
+        self.dbs.load().iter().filter(|d| d.broken.load(Ordering::Relaxed)).map(|d| d.path.clone()).collect()
+    }
+
+    /// Re-opens files whose modification time changed. Returns how many were
+    /// reloaded; a file that fails to open keeps its previous version and is
+    /// reported in the error.
+    pub fn reload_if_changed(&self) -> Result<usize, GeoIpError> {
+        let current = self.dbs.load_full();
+        let mut next = Vec::with_capacity(current.len());
+        let mut reloaded = 0;
+        let mut first_error = None;
+        for db in current.iter() {
+            if modified(&db.path) != db.modified {
+                match open(&db.path) {
+                    Ok(fresh) => {
+                        next.push(Arc::new(fresh));
+                        reloaded += 1;
+                        continue;
+                    }
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            next.push(db.clone());
+        }
+        if reloaded > 0 {
+            self.dbs.store(Arc::new(next));
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(reloaded),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn test_db(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test").join(name)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn maxmind_city_test_database_gives_the_known_answers() {
+        let g = GeoIp::open(&[test_db("GeoIP2-City-Test.mmdb")]).unwrap();
+        assert_eq!(g.database_types(), ["GeoIP2-City"]);
+        assert_eq!(
+            g.lookup(ip("81.2.69.142")).unwrap(),
+            Geo { country: *b"GB", region: "England".into(), city: "London".into(), timezone: "Europe/London".into() }
+        );
+        assert_eq!(
+            g.lookup(ip("89.160.20.128")).unwrap(),
+            Geo { country: *b"SE", region: "Östergötland County".into(), city: "Linköping".into(), timezone: "Europe/Stockholm".into() }
+        );
+        let jp = g.lookup(ip("2001:218::1")).unwrap();
+        assert_eq!((jp.country, jp.timezone.as_str(), jp.city.as_str()), (*b"JP", "Asia/Tokyo", ""));
+        assert_eq!(g.lookup(ip("1.2.3.4")).unwrap(), Geo::default());
+        let lite = GeoIp::open(&[test_db("GeoLite2-City-Test.mmdb")]).unwrap();
+        assert_eq!(lite.lookup(ip("81.2.69.142")).unwrap().country, *b"GB");
+    }
+
+    #[test]
+    fn corrupt_databases_are_errors_not_panics() {
+        // Opens (the header is fine) but its search tree points out of the file.
+        let g = GeoIp::open(&[test_db("GeoIP2-City-Test-Invalid-Node-Count.mmdb"), test_db("GeoIP2-City-Test.mmdb")]).unwrap();
+        assert!(g.lookup(ip("81.2.69.142")).is_err(), "the corrupt file is reported");
+        assert_eq!(g.broken().len(), 1);
+        assert_eq!(g.lookup(ip("81.2.69.142")).unwrap().country, *b"GB", "then skipped: the good file answers");
+        let broken = GeoIp::open(&[test_db("GeoIP2-City-Test-Broken-Double-Format.mmdb")]);
+        if let Ok(g) = broken {
+            // Lookups through the broken record fail cleanly or find nothing.
+            for a in ["81.2.69.142", "2001:220::1", "89.160.20.128"] {
+                let _ = g.lookup(ip(a));
+            }
+        }
+        assert!(GeoIp::open(&[PathBuf::from("/nonexistent.mmdb")]).is_err());
+    }
+
+    #[test]
+    fn reload_picks_up_a_replaced_file_and_keeps_the_old_on_failure() {
+        let dir = std::env::temp_dir().join(format!("geoip-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("city.mmdb");
+        std::fs::copy(test_db("GeoLite2-City-Test.mmdb"), &path).unwrap();
+        let g = GeoIp::open(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(g.database_types(), ["GeoLite2-City"]);
+        assert_eq!(g.reload_if_changed().unwrap(), 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::copy(test_db("GeoIP2-City-Test.mmdb"), &path).unwrap();
+        let t = SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(t).unwrap();
+        assert_eq!(g.reload_if_changed().unwrap(), 1);
+        assert_eq!(g.database_types(), ["GeoIP2-City"]);
+        std::fs::write(&path, b"not a database").unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(t + std::time::Duration::from_secs(5)).unwrap();
+        assert!(g.reload_if_changed().is_err());
+        assert_eq!(g.lookup(ip("81.2.69.142")).unwrap().country, *b"GB", "old version still serves");
+    }
+}
