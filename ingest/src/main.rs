@@ -1,6 +1,18 @@
-//! `ingest` binary: not built yet (issue #4).
+//! `ingest` binary: reads `ingest::Config` from the environment, consumes
+//! until SIGTERM/SIGINT, then writes what it holds and commits.
 
-fn main() {
-    eprintln!("ingest: not implemented yet (issue #4)");
-    std::process::exit(2);
+use anyhow::Context;
+use envconfig::Envconfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init_logging();
+    let cfg = ingest::Config::init_from_env().context("reading ingest config from the environment")?;
+    tracing::info!(config = ?cfg, "starting ingest");
+    let shutdown = common::shutdown::on_signal();
+    let ingest = ingest::start(cfg, prometheus::Registry::new(), shutdown).await?;
+    tracing::info!(admin = %ingest.admin_addr, "ingest consuming");
+    ingest.wait().await;
+    tracing::info!("ingest stopped");
+    Ok(())
 }

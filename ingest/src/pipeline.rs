@@ -1,0 +1,335 @@
+//! The consumer loop: Kafka → parse → enrich → batch → ClickHouse → commit.
+//!
+//! ## Delivery: at-least-once, counted once
+//! Offsets are committed only after the batch holding those events is in
+//! ClickHouse (and a rejected record only after its dead-letter copy is
+//! acknowledged), so a crash or rebalance can redeliver but never skip. A
+//! redelivered event carries the same `event_id`: ingest skips ids it wrote
+//! recently (a bounded window, [`crate::config::Config::dedup_capacity`]), and
+//! the `events` table (`ReplacingMergeTree` ordered by ... `event_id`, see
+//! `schemas::clickhouse`) collapses whatever gets past it, e.g. after a
+//! restart; every count downstream reads through that dedup.
+//!
+//! ## Backpressure
+//! A batch is written when it reaches its row, byte or age bound. While a
+//! write fails (ClickHouse slow or down) the loop stops reading: it pauses
+//! the assigned partitions, retries the same batch with exponential backoff,
+//! then resumes. Memory is bounded by the batch bounds plus librdkafka's
+//! prefetch; nothing is committed past an unwritten event; the group keeps
+//! the partitions for up to `max.poll.interval.ms`.
+//!
+//! ## Dead letters
+//! A record that does not parse or validate goes to the dead-letter topic,
+//! as received, with headers naming the reason, the error, and its source
+//! topic, partition, offset and time. It never blocks its partition: the
+//! events after it go on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use schemas::clickhouse::{EventRow, EVENTS_TABLE};
+use schemas::topics::dead_letter_headers as dlh;
+
+use crate::enrich::{self, Enricher, Reject};
+use crate::metrics::{clickhouse_error_kind, Metrics};
+
+/// Logs rebalances.
+pub struct IngestContext;
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        tracing::info!(rebalance = %describe(rebalance), "rebalance starting");
+    }
+    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        tracing::info!(rebalance = %describe(rebalance), "rebalance done");
+    }
+}
+
+/// `assign [0, 1, 2]`, `revoke [3]`, `error: ...`.
+fn describe(r: &rdkafka::consumer::Rebalance<'_>) -> String {
+    use rdkafka::consumer::Rebalance;
+    let parts = |tpl: &TopicPartitionList| tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>();
+    match r {
+        Rebalance::Assign(tpl) => format!("assign {:?}", parts(tpl)),
+        Rebalance::Revoke(tpl) => format!("revoke {:?}", parts(tpl)),
+        Rebalance::Error(e) => format!("error: {e}"),
+    }
+}
+
+/// The consumer type of ingest.
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Rows waiting for ClickHouse and the offsets they cover.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<EventRow>,
+    bytes: usize,
+    /// Next offset to commit, per partition.
+    offsets: HashMap<i32, i64>,
+    started: Option<Instant>,
+}
+
+/// Bounds of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Rows.
+    pub max_rows: usize,
+    /// Bytes (approximate).
+    pub max_bytes: usize,
+    /// Age of the first record.
+    pub max_age: Duration,
+    /// Longest wait between write attempts.
+    pub retry_max: Duration,
+}
+
+/// One consumer's loop and state.
+pub struct Pipeline {
+    /// The consumer (shared with the lag reporter).
+    pub consumer: Arc<IngestConsumer>,
+    /// Producer of dead letters.
+    pub dlq: FutureProducer,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Raw topic (for commits).
+    pub topic: String,
+    /// ClickHouse client with the database set.
+    pub clickhouse: clickhouse::Client,
+    /// Enrichment state.
+    pub enricher: Enricher,
+    /// Recently written event ids.
+    pub recent: quick_cache::unsync::Cache<uuid::Uuid, ()>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness (`clickhouse`).
+    pub health: common::admin::Health,
+    /// Batch bounds.
+    pub limits: BatchLimits,
+    batch: Batch,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Pipeline {
+    /// A pipeline over a subscribed consumer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        consumer: Arc<IngestConsumer>,
+        dlq: FutureProducer,
+        dlq_topic: String,
+        topic: String,
+        clickhouse: clickhouse::Client,
+        enricher: Enricher,
+        dedup_capacity: usize,
+        metrics: Metrics,
+        health: common::admin::Health,
+        limits: BatchLimits,
+    ) -> Self {
+        Self {
+            consumer,
+            dlq,
+            dlq_topic,
+            topic,
+            clickhouse,
+            enricher,
+            recent: quick_cache::unsync::Cache::new(dedup_capacity.max(16)),
+            metrics,
+            health,
+            limits,
+            batch: Batch::default(),
+        }
+    }
+
+    /// Runs until `shutdown`: then writes what is batched (if ClickHouse
+    /// takes it within a few attempts) and commits synchronously.
+    pub async fn run(mut self, shutdown: common::shutdown::CancellationToken) {
+        loop {
+            let wait = match self.batch.started {
+                Some(t) => self.limits.max_age.saturating_sub(t.elapsed()),
+                None => self.limits.max_age,
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = tokio::time::timeout(wait, self.consumer.recv()) => match r {
+                    Err(_) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok(Ok(msg)) => {
+                        let msg = msg.detach();
+                        self.handle(&msg, &shutdown).await;
+                    }
+                },
+            }
+            if self.should_flush() && !self.flush(&shutdown).await {
+                break;
+            }
+        }
+        // Last write: a few attempts at most, then leave it to redelivery.
+        let last_chance = common::shutdown::CancellationToken::new();
+        let t = last_chance.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            t.cancel();
+        });
+        if self.flush(&last_chance).await {
+            self.commit(CommitMode::Sync);
+        }
+        tracing::info!("ingest consumer stopped");
+    }
+
+    fn should_flush(&self) -> bool {
+        let b = &self.batch;
+        b.rows.len() >= self.limits.max_rows
+            || b.bytes >= self.limits.max_bytes
+            || b.started.is_some_and(|t| t.elapsed() >= self.limits.max_age)
+    }
+
+    async fn handle(&mut self, msg: &rdkafka::message::OwnedMessage, shutdown: &common::shutdown::CancellationToken) {
+        self.metrics.consumed.inc();
+        self.batch.started.get_or_insert_with(Instant::now);
+        let value = msg.payload().unwrap_or_default();
+        match enrich::parse(value, now_ms()) {
+            Ok(event) => {
+                if self.recent.get(&event.event_id).is_some() {
+                    self.metrics.duplicates.inc();
+                } else {
+                    let row = self.enricher.enrich(&event, (now_ms() / 1000) as u32);
+                    self.batch.bytes += enrich::row_bytes(&row);
+                    self.batch.rows.push(row);
+                    self.recent.insert(event.event_id, ());
+                }
+            }
+            Err(reject) => {
+                if !self.dead_letter(msg, &reject, shutdown).await {
+                    return; // not acknowledged: its offset must not be committed
+                }
+            }
+        }
+        self.batch.offsets.insert(msg.partition(), msg.offset() + 1);
+    }
+
+    /// Produces the record to the dead-letter topic, retrying until Kafka
+    /// acknowledges it. Returns false when shutdown came first.
+    async fn dead_letter(&mut self, msg: &rdkafka::message::OwnedMessage, reject: &Reject, shutdown: &common::shutdown::CancellationToken) -> bool {
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let ts = now_ms().to_string();
+        let error = schemas::event::truncate_utf8(&reject.error, 1024).to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: dlh::REASON, value: Some(reject.reason) })
+            .insert(Header { key: dlh::ERROR, value: Some(&error) })
+            .insert(Header { key: dlh::TOPIC, value: Some(msg.topic()) })
+            .insert(Header { key: dlh::PARTITION, value: Some(&partition) })
+            .insert(Header { key: dlh::OFFSET, value: Some(&offset) })
+            .insert(Header { key: dlh::TS_MS, value: Some(&ts) });
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dlq_topic).payload(msg.payload().unwrap_or_default()).headers(headers.clone());
+            if let Some(k) = msg.key() {
+                record = record.key(k);
+            }
+            match self.dlq.send(record, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+                    if shutdown.is_cancelled() {
+                        return false;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.metrics.dead_letter.with_label_values(&[reject.reason]).inc();
+        tracing::debug!(reason = reject.reason, partition = msg.partition(), offset = msg.offset(), "record dead-lettered");
+        true
+    }
+
+    async fn write(&self) -> Result<(), clickhouse::error::Error> {
+        let mut insert = self
+            .clickhouse
+            .insert::<EventRow>(EVENTS_TABLE)
+            .await?
+            .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)));
+        for row in &self.batch.rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+
+    /// Writes the batch (retrying with backoff, partitions paused while it
+    /// fails) and commits its offsets. Returns false when `shutdown` came
+    /// before the write succeeded (nothing committed).
+    async fn flush(&mut self, shutdown: &common::shutdown::CancellationToken) -> bool {
+        if self.batch.rows.is_empty() && self.batch.offsets.is_empty() {
+            self.batch.started = None;
+            return true;
+        }
+        if !self.batch.rows.is_empty() {
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(100);
+            let mut paused: Option<TopicPartitionList> = None;
+            loop {
+                match self.write().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.metrics.clickhouse_errors.with_label_values(&[clickhouse_error_kind(&e)]).inc();
+                        self.health.not_ready("clickhouse", format!("write failing: {e}"));
+                        if paused.is_none() {
+                            tracing::warn!(error = %e, rows = self.batch.rows.len(), "clickhouse write failed; pausing consumption and retrying");
+                            if let Ok(tpl) = self.consumer.assignment() {
+                                let _ = self.consumer.pause(&tpl);
+                                paused = Some(tpl);
+                            }
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return false,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(self.limits.retry_max);
+                    }
+                }
+            }
+            if let Some(tpl) = paused {
+                let _ = self.consumer.resume(&tpl);
+                tracing::info!(after = ?started.elapsed(), "clickhouse write succeeded; consumption resumed");
+            }
+            self.health.ready("clickhouse");
+            self.metrics.written.inc_by(self.batch.rows.len() as u64);
+            self.metrics.batch.observe(self.batch.rows.len() as f64);
+            self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        self.commit(CommitMode::Async);
+        self.batch.rows.clear();
+        self.batch.bytes = 0;
+        self.batch.started = None;
+        true
+    }
+
+    fn commit(&mut self, mode: CommitMode) {
+        if self.batch.offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in self.batch.offsets.drain() {
+            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(next));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            // A revoked partition's commit fails; its events are redelivered
+            // to the new owner and deduplicated.
+            self.metrics.commit_errors.inc();
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
