@@ -5,7 +5,7 @@
 //! - MaxMind GeoIP2 / GeoLite2 City (`GeoIP2-City`, `GeoLite2-City`, ...):
 //!   nested `country.iso_code`, `subdivisions[0].names.en`, `city.names.en`,
 //!   `location.time_zone` (what production users bring);
-//! - the flat schema of ip-location-db's DB-IP Lite (`database_type` `city`):
+//! - the flat schema of ip-location-db's DB-IP Lite (`database_type` `city ipv4` / `city ipv6`):
 //!   `country_code`, `state1`, `city`, `timezone` (the local demo's
 //!   database, CC BY 4.0, "IP Geolocation by DB-IP").
 //!
@@ -16,7 +16,9 @@
 //! skipped from then on ([`GeoIp::broken`]), and the event keeps flowing.
 //!
 //! Several files can be configured (DB-IP ships IPv4 and IPv6 apart); a
-//! lookup asks each in order until one knows the address. Files are
+//! lookup asks each in order until one knows the address. An IPv4-only file
+//! (metadata `ip_version` 4) is never asked about an IPv6 address: the reader
+//! would answer with the record of the address's first 32 bits. Files are
 //! re-read when their modification time changes ([`GeoIp::reload_if_changed`]),
 //! without a restart; a file that fails to load keeps the previous version.
 
@@ -150,7 +152,7 @@ impl GeoIp {
     /// is an error (counted by the caller), not a panic.
     pub fn lookup(&self, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
         for db in self.dbs.load().iter() {
-            if db.broken.load(Ordering::Relaxed) {
+            if db.broken.load(Ordering::Relaxed) || (ip.is_ipv6() && db.reader.metadata.ip_version == 4) {
                 continue;
             }
             match catch_unwind(AssertUnwindSafe(|| db.lookup(ip))) {
