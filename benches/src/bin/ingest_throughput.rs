@@ -1,0 +1,198 @@
+//! `ingest_throughput`: how fast ingest turns raw events into ClickHouse rows.
+//!
+//! One run, the same N events throughout (user agents drawn by weight from
+//! the npm `user-agents` dataset, client IPs spread over public IPv4 space,
+//! GeoIP on the DB-IP Lite databases `deploy/local/up.sh` installs):
+//! 1. enrichment on one core: simd-json parse + validate + GeoIP + UA (cached)
+//!    + bot flag + visitor hash + session, events/s;
+//! 2. raw insert: the already-enriched rows inserted straight into ClickHouse
+//!    (batches of 50k, lz4), rows/s: the ceiling for ingest's writes;
+//! 3. end to end: the events produced to a fresh Kafka topic first, then an
+//!    in-process ingest consumes, enriches and writes them; events/s from its
+//!    start until ClickHouse holds all N.
+//!
+//! Usage: `cargo run --release -p benches --bin ingest_throughput -- [N]` (default 200000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envconfig::Envconfig;
+use schemas::clickhouse::{EventRow, EVENTS_TABLE};
+use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSION};
+
+/// A small deterministic generator (xorshift64*), so runs are comparable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn state_dir() -> std::path::PathBuf {
+    std::env::var("SMARTLINKS_STATE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| ".state".into())
+}
+
+fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
+    let text = std::fs::read_to_string(state_dir().join("data/user-agents.json"))?;
+    let uas: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    let mut cumulative = Vec::with_capacity(uas.len());
+    let mut total = 0.0;
+    for u in &uas {
+        total += u["weight"].as_f64().unwrap_or(0.0);
+        cumulative.push(total);
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    Ok((0..n)
+        .map(|i| {
+            let pick = rng.unit() * total;
+            let idx = cumulative.partition_point(|c| *c < pick).min(uas.len() - 1);
+            let ua = uas[idx]["userAgent"].as_str().unwrap_or("").to_string();
+            let ip = std::net::Ipv4Addr::from((rng.next() as u32 % 0xDF00_0000).max(0x0100_0000));
+            let click = rng.unit() < 0.4;
+            let mut attribution = Attribution::default();
+            attribution.set("utm_source", ["instagram", "tiktok", "newsletter", "youtube"][i % 4]);
+            RawEvent {
+                v: RAW_EVENT_VERSION,
+                event_id: uuid::Uuid::now_v7(),
+                kind: if click { EventKind::Click } else { EventKind::View },
+                ts_ms: now - (n - i) as i64,
+                tenant_id: "65f1c0ffee0000000000beef".into(),
+                link_id: format!("65f1c0ffee0000000000{:04x}", i % 50),
+                slug: "jiro".into(),
+                host: "links.bench.test".into(),
+                path: "/jiro".into(),
+                method: "GET".into(),
+                platform: click.then(|| ["spotify", "apple-music", "deezer"][i % 3].to_string()),
+                ip: ip.into(),
+                user_agent: Some(ua),
+                accept_language: Some("en-US,en;q=0.9".into()),
+                referrer: Some("https://www.instagram.com/".into()),
+                attribution,
+                consent: Consent::Unknown,
+                dnt: false,
+                visitor_id: None,
+                keep_full_ip: false,
+            }
+        })
+        .collect())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
+    let name = common::testing::unique_name("bench_ingest");
+    let mut cfg = ingest::Config::init_from_env()?;
+    cfg.admin_listen = "127.0.0.1:0".parse()?;
+    cfg.group_id = format!("g.{name}");
+    cfg.kafka.raw_topic = format!("bench.raw.{name}");
+    cfg.kafka.dead_letter_topic = format!("bench.dlq.{name}");
+    cfg.clickhouse.database = name.clone();
+    let geo_paths: Vec<_> = cfg.geoip_paths().into_iter().map(|p| if p.is_relative() { state_dir().join(p.strip_prefix(".state").unwrap_or(&p)) } else { p }).collect();
+    cfg.geoip_databases = geo_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+
+    eprintln!("generating {n} events…");
+    let events = events(n)?;
+    let payloads: Vec<Vec<u8>> = events.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
+
+    // 1. Enrichment on one core.
+    let mut enricher = ingest::enrich::Enricher {
+        geoip: Arc::new(ingest::geoip::GeoIp::open(&geo_paths)?),
+        ua: Arc::new(ingest::device::UaParser::new(cfg.ua_cache_size)),
+        visitors: ingest::visitor::VisitorHasher::new(b"bench"),
+        sessions: ingest::visitor::Sessions::new(1_800_000, 1_000_000),
+        geoip_errors: 0,
+    };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let t = Instant::now();
+    let mut rows: Vec<EventRow> = Vec::with_capacity(n);
+    for p in &payloads {
+        let e = ingest::enrich::parse(p, now_ms).map_err(|r| anyhow::anyhow!("{}: {}", r.reason, r.error))?;
+        rows.push(enricher.enrich(&e, (now_ms / 1000) as u32));
+    }
+    let enrich_secs = t.elapsed().as_secs_f64();
+    let (hits, misses) = enricher.ua.cache_stats();
+    let t = Instant::now();
+    for p in payloads.iter().take(n.min(50_000)) {
+        let mut buf = p.clone();
+        let _: RawEvent = simd_json::serde::from_slice(&mut buf)?;
+    }
+    let parse_only = n.min(50_000) as f64 / t.elapsed().as_secs_f64();
+
+    // 2. Raw insert of the same rows.
+    common::migrate::apply_clickhouse(&cfg.clickhouse).await?;
+    let raw_db = format!("{name}_raw");
+    let mut raw_cfg = cfg.clickhouse.clone();
+    raw_cfg.database = raw_db.clone();
+    common::migrate::apply_clickhouse(&raw_cfg).await?;
+    let raw_client = raw_cfg.client().with_database(&raw_db);
+    let t = Instant::now();
+    for chunk in rows.chunks(50_000) {
+        let mut insert = raw_client.insert::<EventRow>(EVENTS_TABLE).await?;
+        for r in chunk {
+            insert.write(r).await?;
+        }
+        insert.end().await?;
+    }
+    let raw_secs = t.elapsed().as_secs_f64();
+
+    // 3. End to end through Kafka and ingest.
+    common::kafka::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await?;
+    let producer: rdkafka::producer::FutureProducer = common::kafka::base_config(&cfg.kafka.brokers, "bench")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let t = Instant::now();
+    let keys: Vec<String> = events.iter().map(RawEvent::partition_key).collect();
+    let mut pending = Vec::with_capacity(10_000);
+    for (key, p) in keys.iter().zip(&payloads) {
+        pending.push(producer.send(rdkafka::producer::FutureRecord::to(&cfg.kafka.raw_topic).key(key).payload(p), Duration::from_secs(60)));
+        if pending.len() == 10_000 {
+            for r in futures::future::join_all(pending.drain(..)).await {
+                r.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for r in futures::future::join_all(pending.drain(..)).await {
+        r.map_err(|(e, _)| e)?;
+    }
+    let produce_secs = t.elapsed().as_secs_f64();
+    let shutdown = common::shutdown::CancellationToken::new();
+    let t = Instant::now();
+    let ing = ingest::start(cfg.clone(), prometheus::Registry::new(), shutdown.clone()).await?;
+    while ing.metrics.written.get() < n as u64 {
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "ingest did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e2e_secs = t.elapsed().as_secs_f64();
+    let ch = cfg.clickhouse.client().with_database(&cfg.clickhouse.database);
+    let stored: u64 = ch.query("SELECT uniqExact(event_id) FROM events").fetch_one().await?;
+    shutdown.cancel();
+    ing.wait().await;
+
+    println!("| stage | events | seconds | events/s |");
+    println!("|---|---|---|---|");
+    println!("| simd-json parse only (1 core) | {} | - | {parse_only:.0} |", n.min(50_000));
+    println!("| parse + validate + enrich (1 core) | {n} | {enrich_secs:.2} | {:.0} |", n as f64 / enrich_secs);
+    println!("| raw ClickHouse insert of the same rows (50k batches) | {n} | {raw_secs:.2} | {:.0} |", n as f64 / raw_secs);
+    println!("| produce to Kafka (bench client, for reference) | {n} | {produce_secs:.2} | {:.0} |", n as f64 / produce_secs);
+    println!("| end to end: ingest from Kafka to ClickHouse | {n} | {e2e_secs:.2} | {:.0} |", n as f64 / e2e_secs);
+    println!();
+    println!(
+        "UA cache: {hits} hits / {misses} misses ({:.1}% hits); rows in ClickHouse: {stored} of {n}",
+        100.0 * hits as f64 / (hits + misses).max(1) as f64
+    );
+    let admin = cfg.clickhouse.client();
+    for db in [&cfg.clickhouse.database, &raw_db] {
+        admin.query(&format!("DROP DATABASE {db}")).execute().await?;
+    }
+    anyhow::ensure!(stored == n as u64, "only {stored} of {n} rows stored");
+    Ok(())
+}
