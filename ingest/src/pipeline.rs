@@ -10,13 +10,16 @@
 //! `schemas::clickhouse`) collapses whatever gets past it, e.g. after a
 //! restart; every count downstream reads through that dedup.
 //!
-//! ## Backpressure
-//! A batch is written when it reaches its row, byte or age bound. While a
-//! write fails (ClickHouse slow or down) the loop stops reading: it pauses
-//! the assigned partitions, retries the same batch with exponential backoff,
-//! then resumes. Memory is bounded by the batch bounds plus librdkafka's
-//! prefetch; nothing is committed past an unwritten event; the group keeps
-//! the partitions for up to `max.poll.interval.ms`.
+//! ## Batching and backpressure
+//! A batch is closed when it reaches its row, byte or age bound and handed
+//! to the writer task over a one-slot channel, so the consumer fills the
+//! next batch while the previous one is written (batches are written and
+//! committed in order). While a write fails (ClickHouse slow or down) the
+//! writer pauses the assigned partitions and retries the same batch with
+//! exponential backoff; the consumer stops as soon as the slot is taken.
+//! Memory is bounded by three batches (writing, queued, filling) plus
+//! librdkafka's prefetch; nothing is committed past an unwritten event; the
+//! group keeps the partitions for up to `max.poll.interval.ms`.
 //!
 //! ## Dead letters
 //! A record that does not parse or validate goes to the dead-letter topic,
@@ -114,6 +117,16 @@ pub struct Pipeline {
     batch: Batch,
 }
 
+/// Writes closed batches to ClickHouse and commits their offsets, in order.
+struct Writer {
+    consumer: Arc<IngestConsumer>,
+    topic: String,
+    clickhouse: clickhouse::Client,
+    metrics: Metrics,
+    health: common::admin::Health,
+    retry_max: Duration,
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -148,9 +161,21 @@ impl Pipeline {
         }
     }
 
-    /// Runs until `shutdown`: then writes what is batched (if ClickHouse
-    /// takes it within a few attempts) and commits synchronously.
+    /// Runs until `shutdown`: then hands over what is batched, lets the
+    /// writer finish (a few seconds at most) and commits synchronously.
     pub async fn run(mut self, shutdown: common::shutdown::CancellationToken) {
+        let writer = Arc::new(Writer {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+            clickhouse: self.clickhouse.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            retry_max: self.limits.retry_max,
+        });
+        // The writer keeps retrying until `writer_stop`: shutdown + 5 s.
+        let writer_stop = common::shutdown::CancellationToken::new();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+        let writer_task = tokio::spawn(writer.run(rx, writer_stop.clone()));
         loop {
             let wait = match self.batch.started {
                 Some(t) => self.limits.max_age.saturating_sub(t.elapsed()),
@@ -170,20 +195,24 @@ impl Pipeline {
                     }
                 },
             }
-            if self.should_flush() && !self.flush(&shutdown).await {
-                break;
+            if self.should_flush() {
+                let batch = std::mem::take(&mut self.batch);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = tx.send(batch) => if r.is_err() { break },
+                }
             }
         }
-        // Last write: a few attempts at most, then leave it to redelivery.
-        let last_chance = common::shutdown::CancellationToken::new();
-        let t = last_chance.clone();
+        let last = std::mem::take(&mut self.batch);
+        if !last.offsets.is_empty() {
+            let _ = tx.try_send(last);
+        }
+        drop(tx);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            t.cancel();
+            writer_stop.cancel();
         });
-        if self.flush(&last_chance).await {
-            self.commit(CommitMode::Sync);
-        }
+        let _ = writer_task.await;
         tracing::info!("ingest consumer stopped");
     }
 
@@ -256,48 +285,64 @@ impl Pipeline {
         true
     }
 
-    async fn write(&self) -> Result<(), clickhouse::error::Error> {
+}
+
+impl Writer {
+    /// Writes batches as they come until the channel closes or `stop`; then
+    /// commits the last written offsets synchronously.
+    async fn run(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Batch>, stop: common::shutdown::CancellationToken) {
+        let mut last: Option<TopicPartitionList> = None;
+        while let Some(batch) = rx.recv().await {
+            match self.flush(batch, &stop).await {
+                Some(tpl) => last = Some(tpl),
+                None => break,
+            }
+        }
+        if let Some(tpl) = last {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final offset commit failed");
+            }
+        }
+    }
+
+    async fn write(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
         let mut insert = self
             .clickhouse
             .insert::<EventRow>(EVENTS_TABLE)
             .await?
             .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)));
-        for row in &self.batch.rows {
+        for row in rows {
             insert.write(row).await?;
         }
         insert.end().await
     }
 
     /// Writes the batch (retrying with backoff, partitions paused while it
-    /// fails) and commits its offsets. Returns false when `shutdown` came
-    /// before the write succeeded (nothing committed).
-    async fn flush(&mut self, shutdown: &common::shutdown::CancellationToken) -> bool {
-        if self.batch.rows.is_empty() && self.batch.offsets.is_empty() {
-            self.batch.started = None;
-            return true;
-        }
-        if !self.batch.rows.is_empty() {
+    /// fails) and commits its offsets. Returns what it committed, or `None`
+    /// when `stop` came before the write succeeded (nothing committed).
+    async fn flush(&self, batch: Batch, stop: &common::shutdown::CancellationToken) -> Option<TopicPartitionList> {
+        if !batch.rows.is_empty() {
             let started = Instant::now();
             let mut delay = Duration::from_millis(100);
             let mut paused: Option<TopicPartitionList> = None;
             loop {
-                match self.write().await {
+                match self.write(&batch.rows).await {
                     Ok(()) => break,
                     Err(e) => {
                         self.metrics.clickhouse_errors.with_label_values(&[clickhouse_error_kind(&e)]).inc();
                         self.health.not_ready("clickhouse", format!("write failing: {e}"));
                         if paused.is_none() {
-                            tracing::warn!(error = %e, rows = self.batch.rows.len(), "clickhouse write failed; pausing consumption and retrying");
+                            tracing::warn!(error = %e, rows = batch.rows.len(), "clickhouse write failed; pausing consumption and retrying");
                             if let Ok(tpl) = self.consumer.assignment() {
                                 let _ = self.consumer.pause(&tpl);
                                 paused = Some(tpl);
                             }
                         }
                         tokio::select! {
-                            _ = shutdown.cancelled() => return false,
+                            _ = stop.cancelled() => return None,
                             _ = tokio::time::sleep(delay) => {}
                         }
-                        delay = (delay * 2).min(self.limits.retry_max);
+                        delay = (delay * 2).min(self.retry_max);
                     }
                 }
             }
@@ -306,30 +351,22 @@ impl Pipeline {
                 tracing::info!(after = ?started.elapsed(), "clickhouse write succeeded; consumption resumed");
             }
             self.health.ready("clickhouse");
-            self.metrics.written.inc_by(self.batch.rows.len() as u64);
-            self.metrics.batch.observe(self.batch.rows.len() as f64);
+            self.metrics.written.inc_by(batch.rows.len() as u64);
+            self.metrics.batch.observe(batch.rows.len() as f64);
             self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
         }
-        self.commit(CommitMode::Async);
-        self.batch.rows.clear();
-        self.batch.bytes = 0;
-        self.batch.started = None;
-        true
-    }
-
-    fn commit(&mut self, mode: CommitMode) {
-        if self.batch.offsets.is_empty() {
-            return;
-        }
         let mut tpl = TopicPartitionList::new();
-        for (p, next) in self.batch.offsets.drain() {
-            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(next));
+        for (p, next) in &batch.offsets {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*next));
         }
-        if let Err(e) = self.consumer.commit(&tpl, mode) {
-            // A revoked partition's commit fails; its events are redelivered
-            // to the new owner and deduplicated.
-            self.metrics.commit_errors.inc();
-            tracing::warn!(error = %e, "offset commit failed");
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                // A revoked partition's commit fails; its events are
+                // redelivered to the new owner and deduplicated.
+                self.metrics.commit_errors.inc();
+                tracing::warn!(error = %e, "offset commit failed");
+            }
         }
+        Some(tpl)
     }
 }
