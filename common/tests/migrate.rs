@@ -134,16 +134,7 @@ fn link(client_id: ObjectId, slug: &str) -> Smartlink {
         platforms: Default::default(),
         media: Default::default(),
         seo: Default::default(),
-        metadata: LinkMetadata {
-            created_at: now,
-            updated_at: now,
-            created_by: None,
-            status: LinkStatus::Active,
-            featured: false,
-            total_views: 0,
-            unique_visitors: 0,
-            conversion_rate: 0.0,
-        },
+        metadata: LinkMetadata::new(now, LinkStatus::Active),
     }
 }
 

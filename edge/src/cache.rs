@@ -412,16 +412,7 @@ mod tests {
             },
             media: Default::default(),
             seo: Default::default(),
-            metadata: LinkMetadata {
-                created_at: DateTime::now(),
-                updated_at: DateTime::now(),
-                created_by: None,
-                status,
-                featured: false,
-                total_views: 0,
-                unique_visitors: 0,
-                conversion_rate: 0.0,
-            },
+            metadata: LinkMetadata::new(DateTime::now(), status),
         }
     }
 

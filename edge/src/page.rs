@@ -274,16 +274,7 @@ mod tests {
             platforms: Platforms { spotify: Some("https://open.spotify.com/t".into()), ..Default::default() },
             media: Media { cover_art: Some(cover.into()), ..Default::default() },
             seo: Default::default(),
-            metadata: LinkMetadata {
-                created_at: DateTime::now(),
-                updated_at: DateTime::now(),
-                created_by: None,
-                status: LinkStatus::Active,
-                featured: false,
-                total_views: 0,
-                unique_visitors: 0,
-                conversion_rate: 0.0,
-            },
+            metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
         };
         Snapshot::build(vec![c], vec![l])
     }

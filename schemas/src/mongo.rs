@@ -422,6 +422,23 @@ pub struct LinkMetadata {
     pub conversion_rate: f64,
 }
 
+impl LinkMetadata {
+    /// Metadata of a link created at `now` (UTC) with `status`: not
+    /// featured, no creator recorded, counters at zero.
+    pub fn new(now: DateTime, status: LinkStatus) -> Self {
+        Self {
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+            status,
+            featured: false,
+            total_views: 0,
+            unique_visitors: 0,
+            conversion_rate: 0.0,
+        }
+    }
+}
+
 /// A smartlink: one track, one landing page, one URL per platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -666,16 +683,7 @@ mod tests {
             },
             media: Media { cover_art: Some("https://cdn/x.jpg".into()), ..Default::default() },
             seo: Seo::default(),
-            metadata: LinkMetadata {
-                created_at: now(),
-                updated_at: now(),
-                created_by: None,
-                status: LinkStatus::Active,
-                featured: false,
-                total_views: 0,
-                unique_visitors: 0,
-                conversion_rate: 0.0,
-            },
+            metadata: LinkMetadata::new(now(), LinkStatus::Active),
         }
     }
 

@@ -98,16 +98,7 @@ async fn main() -> anyhow::Result<()> {
         platforms: Platforms { spotify: Some(TARGET.into()), ..Default::default() },
         media: Media::default(),
         seo: Seo::default(),
-        metadata: LinkMetadata {
-            created_at: now,
-            updated_at: now,
-            created_by: None,
-            status: LinkStatus::Active,
-            featured: false,
-            total_views: 0,
-            unique_visitors: 0,
-            conversion_rate: 0.0,
-        },
+        metadata: LinkMetadata::new(now, LinkStatus::Active),
     };
     db.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await?;
     let shutdown = common::shutdown::CancellationToken::new();

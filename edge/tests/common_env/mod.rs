@@ -79,16 +79,7 @@ pub async fn insert_link(db: &mongodb::Database, client: &Client, slug: &str, ti
         },
         media: Media { cover_art: Some("https://cdn.example.com/cover.jpg".into()), ..Default::default() },
         seo: Seo::default(),
-        metadata: LinkMetadata {
-            created_at: now,
-            updated_at: now,
-            created_by: None,
-            status: LinkStatus::Active,
-            featured: false,
-            total_views: 0,
-            unique_visitors: 0,
-            conversion_rate: 0.0,
-        },
+        metadata: LinkMetadata::new(now, LinkStatus::Active),
     };
     db.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&l).await.expect("insert link");
     l
