@@ -82,7 +82,7 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     let db = unique_name("t_ddl");
     let cfg = clickhouse_config(&db);
     let tables = common::migrate::apply_clickhouse(&cfg).await.expect("first apply");
-    assert_eq!(tables, vec![EVENTS_TABLE.to_string()]);
+    assert_eq!(tables, vec![EVENTS_TABLE.to_string(), schemas::clickhouse::ROLLUPS_TABLE.to_string()]);
     let again = common::migrate::apply_clickhouse(&cfg).await.expect("second apply is a no-op");
     assert_eq!(again, tables);
 

@@ -320,12 +320,18 @@ impl Writer {
     /// Writes the batch (retrying with backoff, partitions paused while it
     /// fails) and commits its offsets. Returns what it committed, or `None`
     /// when `stop` came before the write succeeded (nothing committed).
-    async fn flush(&self, batch: Batch, stop: &common::shutdown::CancellationToken) -> Option<TopicPartitionList> {
+    async fn flush(&self, mut batch: Batch, stop: &common::shutdown::CancellationToken) -> Option<TopicPartitionList> {
         if !batch.rows.is_empty() {
             let started = Instant::now();
             let mut delay = Duration::from_millis(100);
             let mut paused: Option<TopicPartitionList> = None;
             loop {
+                // `ingested_at` is the time of the write that lands: the
+                // aggregator finds new rows by it, even after an outage.
+                let now = (now_ms() / 1000) as u32;
+                for r in &mut batch.rows {
+                    r.ingested_at = now;
+                }
                 match self.write(&batch.rows).await {
                     Ok(()) => break,
                     Err(e) => {

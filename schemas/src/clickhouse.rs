@@ -26,6 +26,50 @@ use uuid::Uuid;
 pub const DEFAULT_DATABASE: &str = "smartlinks";
 /// Table of enriched events, one row per event id after dedup.
 pub const EVENTS_TABLE: &str = "events";
+/// Table of hourly and daily rollups written by the aggregator.
+pub const ROLLUPS_TABLE: &str = "rollups";
+
+/// Rollup grain as stored: `Enum8('hour' = 1, 'day' = 2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum GrainCode {
+    /// One UTC hour.
+    Hour = 1,
+    /// One UTC day.
+    Day = 2,
+}
+
+/// One rollup: the counts of a tenant (`link_id` empty) or of one of its
+/// links over one hour or day. A row of [`ROLLUPS_TABLE`], in DDL order.
+/// Re-rolling a window writes the same key with a newer `computed_at`;
+/// `ReplacingMergeTree(computed_at)` keeps the newest, read with `FINAL`.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct RollupRow {
+    /// Hour or day.
+    pub grain: GrainCode,
+    /// Start of the window, seconds since the Unix epoch, UTC.
+    pub bucket: u32,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Link; empty for the tenant-wide rollup.
+    pub link_id: String,
+    /// Views by people (bots excluded).
+    pub views: u64,
+    /// Click-outs by people.
+    pub clicks: u64,
+    /// Distinct visitors over the whole window.
+    pub unique_visitors: u64,
+    /// Distinct visitors seen on the link before.
+    pub returning_visitors: u64,
+    /// Sessions with at least one click-out.
+    pub conversions: u64,
+    /// Events flagged as bots.
+    pub bots: u64,
+    /// Breakdowns as JSON (`schemas::mongo::RollupBreakdown`): 18.16 has no Map type.
+    pub breakdown: String,
+    /// When computed, seconds since the Unix epoch, UTC.
+    pub computed_at: u32,
+}
 
 /// Event kind as stored: `Enum8('view' = 1, 'click' = 2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
@@ -178,8 +222,10 @@ pub struct EventRow {
     pub dnt: u8,
     /// `User-Agent` as received.
     pub user_agent: String,
-    /// When ingest wrote the row, seconds since the Unix epoch, UTC; the
-    /// `ReplacingMergeTree` version (the latest write of a duplicate wins).
+    /// When ingest's write of the row landed (set on each write attempt),
+    /// seconds since the Unix epoch, UTC; the `ReplacingMergeTree` version
+    /// (the latest write of a duplicate wins) and how the aggregator finds
+    /// rows written since its last pass.
     pub ingested_at: u32,
 }
 
@@ -248,9 +294,33 @@ SETTINGS index_granularity = 8192"
     )
 }
 
+/// The `CREATE TABLE IF NOT EXISTS {database}.rollups` statement: monthly
+/// partitions, ordered for per-tenant time ranges.
+pub fn rollups_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{ROLLUPS_TABLE} (
+    grain Enum8('hour' = 1, 'day' = 2),
+    bucket DateTime('UTC'),
+    tenant_id String,
+    link_id String,
+    views UInt64,
+    clicks UInt64,
+    unique_visitors UInt64,
+    returning_visitors UInt64,
+    conversions UInt64,
+    bots UInt64,
+    breakdown String,
+    computed_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(computed_at)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (tenant_id, grain, bucket, link_id)
+SETTINGS index_granularity = 8192"
+    )
+}
+
 /// Every statement `migrate` runs, in order, for `database`.
 pub fn ddl(database: &str) -> Vec<String> {
-    vec![database_ddl(database), events_table_ddl(database)]
+    vec![database_ddl(database), events_table_ddl(database), rollups_table_ddl(database)]
 }
 
 #[cfg(test)]
@@ -274,6 +344,14 @@ mod tests {
             body.lines().filter_map(|l| l.split_whitespace().next()).collect();
         let fields: Vec<&str> = <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec();
         assert_eq!(columns, fields);
+    }
+
+    #[test]
+    fn rollup_ddl_columns_match_row_fields_in_order() {
+        let ddl = rollups_table_ddl("d");
+        let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find(") ENGINE").unwrap()];
+        let columns: Vec<&str> = body.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(columns, <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
     }
 
     #[test]

@@ -511,27 +511,58 @@ pub struct RollupMetrics {
 }
 
 /// Breakdowns of a rollup (seed 000 `breakdown`), each a map from dimension
-/// value to count.
+/// value to count in memory, stored as an array of `{value, count}` (seed
+/// 000 uses `Map<string, number>`, but map keys may not contain `.` on our
+/// MongoDB-wire server, and referrer hosts do; arrays are also what MongoDB
+/// queries and indexes well).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RollupBreakdown {
     /// ISO country code → views.
+    #[serde(with = "counts")]
     pub countries: BTreeMap<String, i64>,
     /// Device class → views.
+    #[serde(with = "counts")]
     pub devices: BTreeMap<String, i64>,
     /// Browser → views.
+    #[serde(with = "counts")]
     pub browsers: BTreeMap<String, i64>,
     /// OS → views.
+    #[serde(with = "counts")]
     pub os: BTreeMap<String, i64>,
     /// Platform id → clicks.
+    #[serde(with = "counts")]
     pub platforms: BTreeMap<String, i64>,
     /// Referrer host → views.
+    #[serde(with = "counts")]
     pub referrers: BTreeMap<String, i64>,
     /// UTM source → views.
+    #[serde(with = "counts")]
     pub sources: BTreeMap<String, i64>,
     /// Views per hour of the day, 24 entries (daily rollups; empty on hourly).
     #[serde(default)]
     pub hours: Vec<i64>,
+}
+
+/// `BTreeMap<String, i64>` ↔ `[{"value": .., "count": ..}]`, ordered by value.
+mod counts {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        value: String,
+        count: i64,
+    }
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, i64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter().map(|(value, count)| Entry { value: value.clone(), count: *count }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, i64>, D::Error> {
+        Ok(Vec::<Entry>::deserialize(d)?.into_iter().map(|e| (e.value, e.count)).collect())
+    }
 }
 
 /// Role of a back-office user (seed 000 `users.permissions.role`; seed 001
@@ -737,7 +768,12 @@ mod tests {
             breakdown: RollupBreakdown { hours: vec![0; 24], ..Default::default() },
             last_updated: now(),
         };
-        assert_eq!(bson::from_document::<Rollup>(bson::to_document(&r).unwrap()).unwrap(), r);
+        let mut r = r;
+        r.breakdown.referrers.insert("l.instagram.com".into(), 3);
+        let doc = bson::to_document(&r).unwrap();
+        let refs = doc.get_document("breakdown").unwrap().get_array("referrers").unwrap();
+        assert_eq!(refs[0].as_document().unwrap().get_str("value").unwrap(), "l.instagram.com", "no dotted keys");
+        assert_eq!(bson::from_document::<Rollup>(doc).unwrap(), r);
         let u = User {
             id: ObjectId::new(),
             client_id: ObjectId::new(),

@@ -1,0 +1,360 @@
+//! Computing and writing the rollups of one window (an hour or a day).
+//!
+//! ## Rules (seed 000 `analytics_daily`, issue #5)
+//! - Events are read through the dedup (`FROM events FINAL`), so a
+//!   redelivered event never counts twice.
+//! - Bots are excluded from every counter but `bots`.
+//! - A visitor is the first-party cookie when present, else the daily
+//!   visitor hash; uniques and returning visitors are distinct visitors over
+//!   the whole window (a day's uniques are counted over the day, never
+//!   summed from its hours); conversions are sessions with a click-out;
+//!   the conversion rate is clicks / views.
+//! - Breakdowns count views by country, device, browser, OS, referrer host,
+//!   UTM source and hour of day, and clicks by platform; they are additive,
+//!   so the tenant-wide breakdown is the sum of its links'.
+//!
+//! ## Idempotency
+//! A window is recomputed whole and written under stable keys: in
+//! ClickHouse `(tenant, grain, bucket, link)` with a newer `computed_at`
+//! (`ReplacingMergeTree`), in MongoDB `_id = {tenant}:{link|all}:{bucket}`
+//! with a replacing upsert. A key that had a rollup and now has no event
+//! (every event erased) is written as zeros. Re-rolling a window that did not
+//! change leaves the same numbers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bson::{doc, oid::ObjectId, DateTime};
+use futures::TryStreamExt;
+use schemas::clickhouse::{GrainCode, RollupRow, EVENTS_TABLE, ROLLUPS_TABLE};
+use schemas::mongo::{collections, Rollup, RollupBreakdown, RollupMetrics};
+use serde::Deserialize;
+
+/// Errors of a roll.
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    /// A ClickHouse query or insert failed.
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    /// A MongoDB operation failed.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    /// Serialising a breakdown failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Hour or day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grain {
+    /// One UTC hour.
+    Hour,
+    /// One UTC day.
+    Day,
+}
+
+impl Grain {
+    /// Length in seconds.
+    pub fn seconds(self) -> u32 {
+        match self {
+            Grain::Hour => 3600,
+            Grain::Day => 86_400,
+        }
+    }
+
+    /// The window start containing `ts` (seconds, UTC).
+    pub fn floor(self, ts: u32) -> u32 {
+        ts - ts % self.seconds()
+    }
+
+    fn code(self) -> GrainCode {
+        match self {
+            Grain::Hour => GrainCode::Hour,
+            Grain::Day => GrainCode::Day,
+        }
+    }
+
+    fn collection(self) -> &'static str {
+        match self {
+            Grain::Hour => collections::ANALYTICS_HOURLY,
+            Grain::Day => collections::ANALYTICS_DAILY,
+        }
+    }
+}
+
+/// The visitor key of an event row, in SQL.
+const VISITOR: &str = "if(visitor_id != '', visitor_id, toString(visitor_hash))";
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct Counters {
+    tenant_id: String,
+    link_id: String,
+    views: u64,
+    clicks: u64,
+    unique_visitors: u64,
+    returning_visitors: u64,
+    conversions: u64,
+    bots: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct BreakdownRow {
+    tenant_id: String,
+    link_id: String,
+    dim: String,
+    value: String,
+    n: u64,
+}
+
+/// One computed rollup, ready for both stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    /// Tenant id (hex).
+    pub tenant_id: String,
+    /// Link id (hex); empty for the tenant-wide rollup.
+    pub link_id: String,
+    /// Counters.
+    pub metrics: RollupMetrics,
+    /// Breakdowns.
+    pub breakdown: RollupBreakdown,
+}
+
+fn counters_sql(db: &str, by_link: bool) -> String {
+    let link = if by_link { "link_id" } else { "'' AS link_id" };
+    let group = if by_link { "tenant_id, link_id" } else { "tenant_id" };
+    format!(
+        "SELECT tenant_id, {link},
+            countIf(kind = 'view' AND is_bot = 0) AS views,
+            countIf(kind = 'click' AND is_bot = 0) AS clicks,
+            uniqExactIf({VISITOR}, is_bot = 0) AS unique_visitors,
+            uniqExactIf({VISITOR}, is_bot = 0 AND is_returning = 1) AS returning_visitors,
+            uniqExactIf(session_id, kind = 'click' AND is_bot = 0) AS conversions,
+            countIf(is_bot = 1) AS bots
+         FROM {db}.{EVENTS_TABLE} FINAL
+         WHERE ts >= toDateTime(?) AND ts < toDateTime(?)
+         GROUP BY {group}"
+    )
+}
+
+fn breakdown_sql(db: &str) -> String {
+    format!(
+        "SELECT tenant_id, link_id, dim, value, count() AS n
+         FROM (
+            SELECT tenant_id, link_id, kind, ts, country, device, browser, os, referrer_host, utm_source, platform
+            FROM {db}.{EVENTS_TABLE} FINAL
+            WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND is_bot = 0
+         )
+         ARRAY JOIN
+            ['countries', 'devices', 'browsers', 'os', 'referrers', 'sources', 'platforms', 'hours'] AS dim,
+            [toString(country), toString(device), browser, os, referrer_host, utm_source, platform, toString(toHour(ts))] AS value
+         WHERE (dim = 'platforms') = (kind = 'click')
+         GROUP BY tenant_id, link_id, dim, value"
+    )
+}
+
+fn add(b: &mut RollupBreakdown, dim: &str, value: &str, n: i64, daily: bool) {
+    let value = value.trim_end_matches('\0');
+    if value.is_empty() {
+        return;
+    }
+    let map = match dim {
+        "countries" => &mut b.countries,
+        "devices" => &mut b.devices,
+        "browsers" => &mut b.browsers,
+        "os" => &mut b.os,
+        "referrers" => &mut b.referrers,
+        "sources" => &mut b.sources,
+        "platforms" => &mut b.platforms,
+        "hours" => {
+            if daily {
+                if let Ok(h) = value.parse::<usize>() {
+                    if b.hours.len() < 24 {
+                        b.hours.resize(24, 0);
+                    }
+                    if h < 24 {
+                        b.hours[h] += n;
+                    }
+                }
+            }
+            return;
+        }
+        _ => return,
+    };
+    *map.entry(value.to_string()).or_insert(0) += n;
+}
+
+fn rate(clicks: u64, views: u64) -> f64 {
+    if views == 0 {
+        0.0
+    } else {
+        clicks as f64 / views as f64
+    }
+}
+
+/// Computes every rollup (per link and per tenant) of the window starting at
+/// `start` (seconds, UTC) from the events table of database `db`.
+pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32) -> Result<Vec<Computed>, RollupError> {
+    let end = start + grain.seconds();
+    let mut counters: Vec<Counters> = ch.query(&counters_sql(db, true)).bind(start).bind(end).fetch_all().await?;
+    counters.extend(ch.query(&counters_sql(db, false)).bind(start).bind(end).fetch_all::<Counters>().await?);
+    let rows: Vec<BreakdownRow> = ch.query(&breakdown_sql(db)).bind(start).bind(end).fetch_all().await?;
+    let daily = grain == Grain::Day;
+    let mut breakdowns: HashMap<(String, String), RollupBreakdown> = HashMap::new();
+    for r in rows {
+        let n = r.n as i64;
+        add(breakdowns.entry((r.tenant_id.clone(), r.link_id)).or_default(), &r.dim, &r.value, n, daily);
+        add(breakdowns.entry((r.tenant_id, String::new())).or_default(), &r.dim, &r.value, n, daily);
+    }
+    Ok(counters
+        .into_iter()
+        .map(|c| {
+            let mut breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone())).unwrap_or_default();
+            if daily && breakdown.hours.is_empty() {
+                breakdown.hours = vec![0; 24];
+            }
+            Computed {
+                metrics: RollupMetrics {
+                    total_views: c.views as i64,
+                    total_clicks: c.clicks as i64,
+                    unique_visitors: c.unique_visitors as i64,
+                    returning_visitors: c.returning_visitors as i64,
+                    total_conversions: c.conversions as i64,
+                    conversion_rate: rate(c.clicks, c.views),
+                    bots: c.bots as i64,
+                },
+                breakdown,
+                tenant_id: c.tenant_id,
+                link_id: c.link_id,
+            }
+        })
+        .collect())
+}
+
+/// The MongoDB `_id` of a rollup: `{tenant}:{link|all}:{bucket RFC 3339}`.
+pub fn rollup_id(tenant_id: &str, link_id: &str, start: u32) -> String {
+    let at = DateTime::from_millis(i64::from(start) * 1000).try_to_rfc3339_string().unwrap_or_else(|_| start.to_string());
+    format!("{tenant_id}:{}:{at}", if link_id.is_empty() { "all" } else { link_id })
+}
+
+/// Rolls one window: computes it and writes it to ClickHouse (`rollups`)
+/// and MongoDB (`analytics_hourly` / `analytics_daily`), zeroing keys that
+/// had a rollup and have no event any more. Returns the rollups written.
+pub async fn roll(
+    ch: &clickhouse::Client,
+    db: &str,
+    mongo: &mongodb::Database,
+    grain: Grain,
+    start: u32,
+    now: u32,
+) -> Result<Vec<Computed>, RollupError> {
+    let mut computed = compute(ch, db, grain, start).await?;
+    let coll = mongo.collection::<Rollup>(grain.collection());
+    let date = DateTime::from_millis(i64::from(start) * 1000);
+    // Keys written before for this window and absent now: zero them.
+    let present: HashSet<String> = computed.iter().map(|c| rollup_id(&c.tenant_id, &c.link_id, start)).collect();
+    let previous: Vec<Rollup> = coll.find(doc! { "date": date }).await?.try_collect().await?;
+    for p in previous {
+        if !present.contains(&p.id) {
+            computed.push(Computed {
+                tenant_id: p.client_id.to_hex(),
+                link_id: p.smartlink_id.map(|l| l.to_hex()).unwrap_or_default(),
+                metrics: RollupMetrics::default(),
+                breakdown: RollupBreakdown { hours: if grain == Grain::Day { vec![0; 24] } else { Vec::new() }, ..Default::default() },
+            });
+        }
+    }
+    if computed.is_empty() {
+        return Ok(computed);
+    }
+    let mut insert = ch.insert::<RollupRow>(ROLLUPS_TABLE).await?;
+    for c in &computed {
+        insert
+            .write(&RollupRow {
+                grain: grain.code(),
+                bucket: start,
+                tenant_id: c.tenant_id.clone(),
+                link_id: c.link_id.clone(),
+                views: c.metrics.total_views as u64,
+                clicks: c.metrics.total_clicks as u64,
+                unique_visitors: c.metrics.unique_visitors as u64,
+                returning_visitors: c.metrics.returning_visitors as u64,
+                conversions: c.metrics.total_conversions as u64,
+                bots: c.metrics.bots as u64,
+                breakdown: serde_json::to_string(&c.breakdown)?,
+                computed_at: now,
+            })
+            .await?;
+    }
+    insert.end().await?;
+    for c in &computed {
+        let (Ok(client_id), link) = (ObjectId::parse_str(&c.tenant_id), &c.link_id) else { continue };
+        let smartlink_id = if link.is_empty() { None } else { ObjectId::parse_str(link).ok() };
+        let id = rollup_id(&c.tenant_id, &c.link_id, start);
+        let doc = Rollup {
+            id: id.clone(),
+            date,
+            client_id,
+            smartlink_id,
+            metrics: c.metrics.clone(),
+            breakdown: c.breakdown.clone(),
+            last_updated: DateTime::from_millis(i64::from(now) * 1000),
+        };
+        coll.replace_one(doc! { "_id": &id }, &doc).upsert(true).await?;
+    }
+    Ok(computed)
+}
+
+/// Hours and days touched by rows written at or after `since` (seconds,
+/// UTC), and the newest write time seen (`since` when none).
+pub async fn dirty_windows(ch: &clickhouse::Client, db: &str, since: u32) -> Result<(Vec<(Grain, u32)>, u32), RollupError> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Dirty {
+        hour: u32,
+        newest: u32,
+    }
+    let rows: Vec<Dirty> = ch
+        .query(&format!(
+            "SELECT toUInt32(toStartOfHour(ts)) AS hour, toUInt32(max(ingested_at)) AS newest
+             FROM {db}.{EVENTS_TABLE} WHERE ingested_at >= toDateTime(?) GROUP BY hour ORDER BY hour"
+        ))
+        .bind(since)
+        .fetch_all()
+        .await?;
+    let newest = rows.iter().map(|r| r.newest).max().unwrap_or(since);
+    let mut windows: BTreeMap<(Grain, u32), ()> = BTreeMap::new();
+    for r in &rows {
+        windows.insert((Grain::Hour, r.hour), ());
+        windows.insert((Grain::Day, Grain::Day.floor(r.hour)), ());
+    }
+    Ok((windows.into_keys().collect(), newest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_ids() {
+        assert_eq!(Grain::Hour.floor(1_763_703_599), 1_763_701_200);
+        assert_eq!(Grain::Day.floor(1_763_703_599), 1_763_683_200);
+        assert_eq!(rollup_id("t", "", 1_763_683_200), "t:all:2025-11-21T00:00:00Z");
+        assert_eq!(rollup_id("t", "l", 1_763_683_200), "t:l:2025-11-21T00:00:00Z");
+    }
+
+    #[test]
+    fn breakdown_values_are_cleaned_and_hours_are_daily_only() {
+        let mut b = RollupBreakdown::default();
+        add(&mut b, "countries", "GB", 2, true);
+        add(&mut b, "countries", "\0\0", 5, true);
+        add(&mut b, "hours", "13", 3, true);
+        add(&mut b, "platforms", "spotify", 1, true);
+        assert_eq!(b.countries.get("GB"), Some(&2));
+        assert_eq!(b.countries.len(), 1, "unknown country left out");
+        assert_eq!(b.hours.len(), 24);
+        assert_eq!(b.hours[13], 3);
+        let mut hourly = RollupBreakdown::default();
+        add(&mut hourly, "hours", "13", 3, false);
+        assert!(hourly.hours.is_empty());
+        assert_eq!(rate(1, 4), 0.25);
+        assert_eq!(rate(1, 0), 0.0);
+    }
+}

@@ -1,0 +1,251 @@
+//! Rollups against the real ClickHouse and MongoDB-wire server: exact
+//! numbers, daily uniques over the day, duplicates and bots, idempotent
+//! re-rolls, late events, link counters, and zeroing after erasure.
+
+use std::time::Duration;
+
+use aggregator::rollup::{self, Grain};
+use aggregator::{Metrics, Stores};
+use bson::{doc, oid::ObjectId, DateTime};
+use common::testing::{eventually, unique_name};
+use envconfig::Envconfig;
+use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode, RollupRow, EVENTS_TABLE};
+use schemas::mongo::{collections, LinkMetadata, LinkStatus, Rollup, Smartlink, Track};
+
+const DAY: u32 = 1_763_683_200; // 2025-11-21T00:00:00Z
+const H10: u32 = DAY + 10 * 3600;
+const H11: u32 = DAY + 11 * 3600;
+
+struct T {
+    stores: Stores,
+    tenant: ObjectId,
+    link_a: ObjectId,
+    link_b: ObjectId,
+}
+
+async fn setup() -> T {
+    let name = unique_name("agg");
+    let mut ch_cfg = common::config::ClickHouseConfig::init_from_env().unwrap();
+    ch_cfg.database = name.clone();
+    common::migrate::apply_clickhouse(&ch_cfg).await.unwrap();
+    let mut m_cfg = common::config::MongoConfig::init_from_env().unwrap();
+    m_cfg.database = name.clone();
+    let mongo = m_cfg.database().await.unwrap();
+    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
+    let tenant = ObjectId::new();
+    let (link_a, link_b) = (ObjectId::new(), ObjectId::new());
+    for (id, slug) in [(link_a, "a"), (link_b, "b")] {
+        let l = Smartlink {
+            id,
+            client_id: tenant,
+            slug: slug.into(),
+            track: Track { title: "T".into(), artist_name: "A".into(), ..Default::default() },
+            platforms: Default::default(),
+            media: Default::default(),
+            seo: Default::default(),
+            metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
+        };
+        mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(l).await.unwrap();
+    }
+    T { stores: Stores { ch: ch_cfg.client().with_database(&name), ch_db: name, mongo }, tenant, link_a, link_b }
+}
+
+struct Ev {
+    link: ObjectId,
+    kind: KindCode,
+    ts: u32,
+    visitor: u64,
+    session: u64,
+    bot: bool,
+    country: [u8; 2],
+    platform: &'static str,
+}
+
+fn row(t: &T, e: &Ev, id: uuid::Uuid, ingested_at: u32) -> EventRow {
+    EventRow {
+        event_id: id,
+        kind: e.kind,
+        ts: e.ts,
+        ts_ms: u64::from(e.ts) * 1000,
+        tenant_id: t.tenant.to_hex(),
+        link_id: e.link.to_hex(),
+        slug: "x".into(),
+        host: "h".into(),
+        platform: e.platform.into(),
+        is_bot: u8::from(e.bot),
+        bot_reason: if e.bot { "crawler_ua".into() } else { String::new() },
+        ip: "81.2.69.0".into(),
+        visitor_hash: e.visitor,
+        visitor_id: String::new(),
+        session_id: e.session,
+        visit_number: 1,
+        is_unique: 1,
+        is_returning: 0,
+        country: e.country,
+        region: String::new(),
+        city: String::new(),
+        timezone: String::new(),
+        device: if e.bot { DeviceCode::Bot } else { DeviceCode::Mobile },
+        os: "iOS".into(),
+        os_version: String::new(),
+        browser: "Safari".into(),
+        browser_version: String::new(),
+        vendor: String::new(),
+        referrer: String::new(),
+        referrer_host: "instagram.com".into(),
+        utm_source: "ig".into(),
+        utm_medium: String::new(),
+        utm_campaign: String::new(),
+        utm_term: String::new(),
+        utm_content: String::new(),
+        gclid: String::new(),
+        fbclid: String::new(),
+        ttclid: String::new(),
+        language: "en".into(),
+        consent: ConsentCode::Unknown,
+        dnt: 0,
+        user_agent: "ua".into(),
+        ingested_at,
+    }
+}
+
+async fn insert(t: &T, rows: &[EventRow]) {
+    let mut ins = t.stores.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
+    for r in rows {
+        ins.write(r).await.unwrap();
+    }
+    ins.end().await.unwrap();
+}
+
+async fn daily(t: &T, link: Option<ObjectId>) -> Rollup {
+    let id = rollup::rollup_id(&t.tenant.to_hex(), &link.map(|l| l.to_hex()).unwrap_or_default(), DAY);
+    t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).find_one(doc! { "_id": id }).await.unwrap().expect("daily rollup")
+}
+
+async fn hourly(t: &T, link: ObjectId, hour: u32) -> Rollup {
+    let id = rollup::rollup_id(&t.tenant.to_hex(), &link.to_hex(), hour);
+    t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_HOURLY).find_one(doc! { "_id": id }).await.unwrap().expect("hourly rollup")
+}
+
+fn metrics() -> Metrics {
+    Metrics::register(&prometheus::Registry::new()).unwrap()
+}
+
+#[tokio::test]
+async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure() {
+    let t = setup().await;
+    let (a, b) = (t.link_a, t.link_b);
+    let now = 1_900_000_000;
+    let events = [
+        // Visitor 1: views link A at 10h and 11h, clicks Spotify at 10h.
+        Ev { link: a, kind: KindCode::View, ts: H10 + 60, visitor: 1, session: 11, bot: false, country: *b"GB", platform: "" },
+        Ev { link: a, kind: KindCode::Click, ts: H10 + 90, visitor: 1, session: 11, bot: false, country: *b"GB", platform: "spotify" },
+        Ev { link: a, kind: KindCode::View, ts: H11 + 60, visitor: 1, session: 12, bot: false, country: *b"GB", platform: "" },
+        // Visitor 2: one view of A at 11h, from Japan.
+        Ev { link: a, kind: KindCode::View, ts: H11 + 120, visitor: 2, session: 21, bot: false, country: *b"JP", platform: "" },
+        // A crawler on A, and visitor 3 on link B.
+        Ev { link: a, kind: KindCode::View, ts: H10 + 30, visitor: 9, session: 91, bot: true, country: *b"US", platform: "" },
+        Ev { link: b, kind: KindCode::View, ts: H10 + 10, visitor: 3, session: 31, bot: false, country: [0, 0], platform: "" },
+        Ev { link: b, kind: KindCode::Click, ts: H10 + 20, visitor: 3, session: 31, bot: false, country: [0, 0], platform: "deezer" },
+    ];
+    let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    let mut rows: Vec<EventRow> = events.iter().zip(&ids).map(|(e, id)| row(&t, e, *id, now)).collect();
+    // The click of visitor 1 redelivered and written twice.
+    rows.push(row(&t, &events[1], ids[1], now + 1));
+    insert(&t, &rows).await;
+
+    let m = metrics();
+    let watermark = aggregator::pass(&t.stores, 0, &m).await.unwrap();
+    assert_eq!(watermark, now + 1);
+
+    let day_a = daily(&t, Some(a)).await;
+    assert_eq!(
+        (day_a.metrics.total_views, day_a.metrics.total_clicks, day_a.metrics.unique_visitors, day_a.metrics.bots, day_a.metrics.total_conversions),
+        (3, 1, 2, 1, 1),
+        "duplicate click once, bot excluded, visitor 1 unique once over the day"
+    );
+    assert!((day_a.metrics.conversion_rate - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(day_a.breakdown.countries.get("GB"), Some(&2));
+    assert_eq!(day_a.breakdown.countries.get("JP"), Some(&1));
+    assert!(!day_a.breakdown.countries.contains_key("US"), "bots not in breakdowns");
+    assert_eq!(day_a.breakdown.platforms.get("spotify"), Some(&1));
+    assert_eq!(day_a.breakdown.hours[10], 1);
+    assert_eq!(day_a.breakdown.hours[11], 2);
+    assert_eq!(day_a.breakdown.referrers.get("instagram.com"), Some(&3));
+    let h10 = hourly(&t, a, H10).await;
+    let h11 = hourly(&t, a, H11).await;
+    assert_eq!((h10.metrics.unique_visitors, h11.metrics.unique_visitors), (1, 2), "hours count their own uniques");
+    assert!(h10.breakdown.hours.is_empty(), "hour-of-day only on daily rollups");
+    let day_all = daily(&t, None).await;
+    assert_eq!(
+        (day_all.metrics.total_views, day_all.metrics.total_clicks, day_all.metrics.unique_visitors, day_all.metrics.bots),
+        (4, 2, 3, 1)
+    );
+    assert_eq!(day_all.breakdown.platforms.get("deezer"), Some(&1));
+    assert_eq!(day_all.smartlink_id, None);
+
+    // ClickHouse rollups equal MongoDB's.
+    let ch_day: Vec<RollupRow> = t
+        .stores
+        .ch
+        .query("SELECT ?fields FROM rollups FINAL WHERE grain = 'day' ORDER BY link_id")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(ch_day.len(), 3);
+    for r in &ch_day {
+        let link = (!r.link_id.is_empty()).then(|| ObjectId::parse_str(&r.link_id).unwrap());
+        let mg = daily(&t, link).await;
+        assert_eq!(
+            (r.views, r.clicks, r.unique_visitors, r.bots),
+            (mg.metrics.total_views as u64, mg.metrics.total_clicks as u64, mg.metrics.unique_visitors as u64, mg.metrics.bots as u64)
+        );
+        assert_eq!(serde_json::from_str::<schemas::mongo::RollupBreakdown>(&r.breakdown).unwrap(), mg.breakdown);
+    }
+
+    // Link counters followed.
+    let link_a: Smartlink = t.stores.mongo.collection(collections::SMARTLINKS).find_one(doc! { "_id": a }).await.unwrap().unwrap();
+    assert_eq!((link_a.metadata.total_views, link_a.metadata.unique_visitors), (3, 2));
+
+    // Re-running changes nothing.
+    aggregator::pass(&t.stores, 0, &m).await.unwrap();
+    let again = daily(&t, Some(a)).await;
+    assert_eq!((again.metrics.clone(), again.breakdown.clone()), (day_a.metrics.clone(), day_a.breakdown.clone()));
+
+    // A late event for 10h, written now: that hour and the day are re-rolled.
+    let late = Ev { link: a, kind: KindCode::View, ts: H10 + 500, visitor: 4, session: 41, bot: false, country: *b"SE", platform: "" };
+    insert(&t, &[row(&t, &late, uuid::Uuid::now_v7(), now + 100)]).await;
+    let w2 = aggregator::pass(&t.stores, watermark - 120, &m).await.unwrap();
+    assert_eq!(w2, now + 100);
+    let day_late = daily(&t, Some(a)).await;
+    assert_eq!((day_late.metrics.total_views, day_late.metrics.unique_visitors), (4, 3));
+    assert_eq!(day_late.breakdown.countries.get("SE"), Some(&1));
+    assert_eq!(hourly(&t, a, H10).await.metrics.total_views, 2);
+    assert_eq!(hourly(&t, a, H11).await.metrics.total_views, 2, "other hours untouched");
+
+    // Erasure of link B's only visitor: its rollups are zeroed by a re-roll.
+    t.stores
+        .ch
+        .query(&format!("ALTER TABLE {}.events DELETE WHERE link_id = ?", t.stores.ch_db))
+        .bind(b.to_hex())
+        .execute()
+        .await
+        .unwrap();
+    let db = t.stores.ch_db.clone();
+    let ch = t.stores.ch.clone();
+    eventually(Duration::from_secs(30), "mutation done", || {
+        let (ch, db) = (ch.clone(), db.clone());
+        async move {
+            let pending: u64 = ch.query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0").bind(db).fetch_one().await.ok()?;
+            (pending == 0).then_some(())
+        }
+    })
+    .await;
+    rollup::roll(&t.stores.ch, &t.stores.ch_db, &t.stores.mongo, Grain::Day, DAY, now + 200).await.unwrap();
+    let day_b = daily(&t, Some(b)).await;
+    assert_eq!((day_b.metrics.total_views, day_b.metrics.total_clicks, day_b.metrics.unique_visitors), (0, 0, 0));
+    assert_eq!(daily(&t, None).await.metrics.total_clicks, 1, "tenant-wide follows");
+
+    t.stores.mongo.drop().await.unwrap();
+    t.stores.ch.query(&format!("DROP DATABASE {}", t.stores.ch_db)).execute().await.unwrap();
+}
