@@ -335,23 +335,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ddl_columns_match_row_fields_in_order() {
-        // RowBinary is positional: the DDL column list must follow the struct.
-        let ddl = events_table_ddl("d");
+    /// Column names of a `CREATE TABLE` statement, in order.
+    fn columns(ddl: &str) -> Vec<&str> {
         let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find(") ENGINE").unwrap()];
-        let columns: Vec<&str> =
-            body.lines().filter_map(|l| l.split_whitespace().next()).collect();
-        let fields: Vec<&str> = <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec();
-        assert_eq!(columns, fields);
+        body.lines().filter_map(|l| l.split_whitespace().next()).collect()
     }
 
     #[test]
-    fn rollup_ddl_columns_match_row_fields_in_order() {
-        let ddl = rollups_table_ddl("d");
-        let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find(") ENGINE").unwrap()];
-        let columns: Vec<&str> = body.lines().filter_map(|l| l.split_whitespace().next()).collect();
-        assert_eq!(columns, <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
+    fn ddl_columns_match_row_fields_in_order() {
+        // RowBinary is positional: each DDL column list must follow its struct.
+        assert_eq!(columns(&events_table_ddl("d")), <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
+        assert_eq!(columns(&rollups_table_ddl("d")), <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
     }
 
     #[test]
