@@ -11,11 +11,16 @@
 //! land in old hours and make those windows dirty again; re-rolling is
 //! idempotent.
 //!
+//! Once a day (and at start) it applies each tenant's retention
+//! ([`lifecycle::apply_retention`]); [`lifecycle::erase_visitor`] is the
+//! erasure path of a data subject request.
+//!
 //! Reads: ClickHouse `events`. Writes: ClickHouse `rollups`, MongoDB
 //! rollups, `smartlinks.metadata` counters, `aggregator_state`. Serves: the
 //! admin listener (127.0.0.1:9182).
 
 pub mod config;
+pub mod lifecycle;
 pub mod rollup;
 
 use std::net::SocketAddr;
@@ -191,7 +196,17 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let (m, h) = (metrics.clone(), health.clone());
     let done = tokio::spawn(async move {
         let mut watermark: Option<u32> = None;
+        let mut last_retention: Option<Instant> = None;
         loop {
+            if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400)) {
+                match lifecycle::apply_retention(&stores, now_s()).await {
+                    Ok(n) => {
+                        tracing::info!(tenants = n, "retention applied");
+                        last_retention = Some(Instant::now());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "retention failed; retrying next pass"),
+                }
+            }
             let started = Instant::now();
             let result = async {
                 let w = match watermark {

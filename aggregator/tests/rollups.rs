@@ -249,3 +249,48 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
     t.stores.mongo.drop().await.unwrap();
     t.stores.ch.query(&format!("DROP DATABASE {}", t.stores.ch_db)).execute().await.unwrap();
 }
+
+#[tokio::test]
+async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
+    let t = setup().await;
+    let a = t.link_a;
+    let now = 1_900_000_000;
+    let keep = Ev { link: a, kind: KindCode::View, ts: H10 + 1, visitor: 1, session: 1, bot: false, country: *b"GB", platform: "" };
+    let erase1 = Ev { link: a, kind: KindCode::View, ts: H10 + 2, visitor: 77, session: 7, bot: false, country: *b"FR", platform: "" };
+    let erase2 = Ev { link: a, kind: KindCode::Click, ts: H11 + 2, visitor: 77, session: 7, bot: false, country: *b"FR", platform: "tidal" };
+    let rows: Vec<EventRow> = [&keep, &erase1, &erase2].iter().map(|e| row(&t, e, uuid::Uuid::now_v7(), now)).collect();
+    insert(&t, &rows).await;
+    let m = metrics();
+    aggregator::pass(&t.stores, 0, &m).await.unwrap();
+    assert_eq!(daily(&t, Some(a)).await.metrics.unique_visitors, 2);
+
+    let done = aggregator::lifecycle::erase_visitor(&t.stores, &t.tenant.to_hex(), &aggregator::lifecycle::Visitor::Hash(77), now + 10).await.unwrap();
+    assert_eq!(done, aggregator::lifecycle::Erasure { events: 2, windows: 3 });
+    let left: u64 = t.stores.ch.query("SELECT count() FROM events WHERE visitor_hash = 77").fetch_one().await.unwrap();
+    assert_eq!(left, 0, "the visitor's events are gone");
+    let day = daily(&t, Some(a)).await;
+    assert_eq!((day.metrics.total_views, day.metrics.total_clicks, day.metrics.unique_visitors), (1, 0, 1));
+    assert!(!day.breakdown.countries.contains_key("FR"));
+    assert_eq!(hourly(&t, a, H11).await.metrics.total_clicks, 0, "the 11h window was re-rolled to zero");
+
+    // Retention: a tenant keeping 30 days loses events and rollups older than that.
+    let client = doc! { "_id": t.tenant, "name": "T", "slug": "t", "domain": "t.test",
+        "settings": { "analyticsRetentionDays": 30_i32 },
+        "metadata": { "createdAt": DateTime::now(), "updatedAt": DateTime::now() } };
+    t.stores.mongo.collection::<bson::Document>(collections::CLIENTS).insert_one(client).await.unwrap();
+    let today = DAY + 40 * 86_400; // 40 days after the events
+    let recent = Ev { link: a, kind: KindCode::View, ts: today - 86_400 + 5, visitor: 5, session: 5, bot: false, country: *b"GB", platform: "" };
+    insert(&t, &[row(&t, &recent, uuid::Uuid::now_v7(), now + 20)]).await;
+    aggregator::pass(&t.stores, now + 15, &m).await.unwrap();
+    let tenants = aggregator::lifecycle::apply_retention(&t.stores, today).await.unwrap();
+    assert_eq!(tenants, 1);
+    let events: u64 = t.stores.ch.query("SELECT count() FROM events").fetch_one().await.unwrap();
+    assert_eq!(events, 1, "only the recent event is kept");
+    let old = t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).count_documents(doc! { "date": DateTime::from_millis(i64::from(DAY) * 1000) }).await.unwrap();
+    assert_eq!(old, 0, "rollups of expired days are gone");
+    let kept = t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).count_documents(doc! {}).await.unwrap();
+    assert_eq!(kept, 2, "the recent day's link and tenant rollups remain");
+
+    t.stores.mongo.drop().await.unwrap();
+    t.stores.ch.query(&format!("DROP DATABASE {}", t.stores.ch_db)).execute().await.unwrap();
+}
