@@ -203,6 +203,20 @@ start_ferretdb() {
   wait_until 60 ferretdb "$STATE/ferretdb/server.log" port_open 27017
 }
 
+# start_stage NAME ADMIN_PORT [VAR=VALUE...]: starts the release binary NAME
+# of the workspace in the background (log: $STATE/logs/NAME.log), then waits
+# until its admin listener answers /readyz.
+start_stage() {
+  local name=$1 admin=$2
+  shift 2
+  if pid_alive "$name"; then log "$name: already running"; return 0; fi
+  mkdir -p "$STATE/logs"
+  log "$name: starting (admin 127.0.0.1:$admin, log $STATE/logs/$name.log)"
+  (cd "$ROOT" && env "$@" setsid nohup "$CARGO_TARGET_DIR/release/$name" >"$STATE/logs/$name.log" 2>&1 &
+   echo $! >"$STATE/$name.pid")
+  wait_until 60 "$name" "$STATE/logs/$name.log" curl -fsS --max-time 2 "http://127.0.0.1:$admin/readyz"
+}
+
 # stop NAME [SECONDS]: SIGTERM the process in $STATE/NAME.pid, SIGKILL after SECONDS.
 stop() {
   local name=$1 secs=${2:-20} pid
