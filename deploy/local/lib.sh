@@ -210,11 +210,14 @@ start_stage() {
   local name=$1 admin=$2
   shift 2
   if pid_alive "$name"; then log "$name: already running"; return 0; fi
+  port_open "$admin" && die "$name: port $admin is taken by a process this stack did not start"
   mkdir -p "$STATE/logs"
   log "$name: starting (admin 127.0.0.1:$admin, log $STATE/logs/$name.log)"
-  (cd "$ROOT" && env "$@" setsid nohup "$CARGO_TARGET_DIR/release/$name" >"$STATE/logs/$name.log" 2>&1 &
-   echo $! >"$STATE/$name.pid")
+  # exec: the pid file names the binary itself, so stop() reaches it.
+  (cd "$ROOT" && exec env "$@" setsid nohup "$CARGO_TARGET_DIR/release/$name" >"$STATE/logs/$name.log" 2>&1) &
+  echo $! >"$STATE/$name.pid"
   wait_until 60 "$name" "$STATE/logs/$name.log" curl -fsS --max-time 2 "http://127.0.0.1:$admin/readyz"
+  pid_alive "$name" || die "$name: exited after start" "$STATE/logs/$name.log"
 }
 
 # stop NAME [SECONDS]: SIGTERM the process in $STATE/NAME.pid, SIGKILL after SECONDS.

@@ -155,6 +155,77 @@ fn client_ips(n: usize, rng: &mut Rng) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// One visitor's behaviour.
+struct Plan {
+    i: usize,
+    link: &'static str,
+    ua: String,
+    head: bool,
+    crawler: bool,
+    referrer: String,
+    clicks: bool,
+    platform: String,
+    returns: bool,
+    ip: String,
+}
+
+/// One visit: the landing page, then maybe a click through its eid link.
+/// Returns the cookies to send next time.
+async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan, mut cookie: String) -> String {
+    let utm = ["instagram", "tiktok", "newsletter", "youtube_ads"][p.i % 4];
+    let url = format!("{edge}/{}?utm_source={utm}&utm_medium=social&utm_campaign=release&fbclid=IwAR{}", p.link, p.i);
+    let req = if p.head { http.head(&url) } else { http.get(&url) };
+    let mut req = req.header("host", HOST).header("user-agent", &p.ua).header("x-forwarded-for", &p.ip).header("accept-language", "en-GB,en;q=0.8");
+    if !p.referrer.is_empty() {
+        req = req.header("referer", &p.referrer);
+    }
+    if !cookie.is_empty() {
+        req = req.header("cookie", &cookie);
+    }
+    let Ok(resp) = req.send().await else {
+        sent.lock().map(|mut s| s.errors += 1).ok();
+        return cookie;
+    };
+    if let Some(vid) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()) {
+        cookie = format!("{cookie}; {vid}");
+    }
+    let ok = resp.status() == 200;
+    let body = resp.text().await.unwrap_or_default();
+    {
+        let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
+        if !ok {
+            s.errors += 1;
+            return cookie;
+        }
+        if p.crawler {
+            s.bot_events += 1;
+        } else {
+            s.views += 1;
+        }
+    }
+    if p.clicks {
+        let needle = format!("href=\"/{}/{}?eid=", p.link, p.platform);
+        if let Some(start) = body.find(&needle) {
+            let href = &body[start + 6..];
+            let href = &href[..href.find('"').unwrap_or(0)];
+            let r = http
+                .get(format!("{edge}{href}"))
+                .header("host", HOST)
+                .header("user-agent", &p.ua)
+                .header("x-forwarded-for", &p.ip)
+                .header("cookie", &cookie)
+                .send()
+                .await;
+            let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
+            match r {
+                Ok(r) if r.status() == 302 => *s.clicks.entry(p.platform.clone()).or_insert(0) += 1,
+                _ => s.errors += 1,
+            }
+        }
+    }
+    cookie
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let visits: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3000);
@@ -194,85 +265,55 @@ async fn main() -> anyhow::Result<()> {
     let uas = user_agents()?;
     let ips = client_ips(visits, &mut rng)?;
     let sent = Arc::new(Mutex::new(Sent { views: 0, bot_events: probes, ..Default::default() }));
+    let return_after = Duration::from_millis(std::env::var("LOADGEN_RETURN_AFTER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = Vec::with_capacity(visits);
+    let mut first_wave = Vec::with_capacity(visits);
     for (i, ip) in ips.into_iter().enumerate() {
-        let permit = sem.clone().acquire_owned().await?;
-        let link = LINKS[(rng.next() % 3) as usize].0;
         let crawler = rng.unit() < 0.05;
-        let ua = if crawler { CRAWLERS[(rng.next() % 4) as usize].to_string() } else { rng.pick(&uas).clone() };
-        let head = crawler && rng.unit() < 0.3;
-        let referrer = rng.pick(&REFERRERS).to_string();
-        let consent = rng.unit() < 0.6;
-        let clicks = !crawler && rng.unit() < 0.45;
-        let platform = rng.pick(&PLATFORMS).to_string();
-        let returns = !crawler && rng.unit() < 0.2;
-        let utm = ["instagram", "tiktok", "newsletter", "youtube_ads"][i % 4];
+        let plan = Arc::new(Plan {
+            i,
+            link: LINKS[(rng.next() % 3) as usize].0,
+            ua: if crawler { CRAWLERS[(rng.next() % 4) as usize].to_string() } else { rng.pick(&uas).clone() },
+            head: crawler && rng.unit() < 0.3,
+            crawler,
+            referrer: rng.pick(&REFERRERS).to_string(),
+            clicks: !crawler && rng.unit() < 0.45,
+            platform: rng.pick(&PLATFORMS).to_string(),
+            returns: !crawler && rng.unit() < 0.2,
+            ip,
+        });
+        let cookie = if rng.unit() < 0.6 { "sl_consent=granted".to_string() } else { String::new() };
+        let permit = sem.clone().acquire_owned().await?;
         let (http, edge, sent) = (http.clone(), edge.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move {
+        first_wave.push(tokio::spawn(async move {
             let _permit = permit;
-            let mut cookie = if consent { "sl_consent=granted".to_string() } else { String::new() };
-            let visits_here = if returns { 2 } else { 1 };
-            for _ in 0..visits_here {
-                let url = format!("{edge}/{link}?utm_source={utm}&utm_medium=social&utm_campaign=release&fbclid=IwAR{i}");
-                let req = if head { http.head(&url) } else { http.get(&url) };
-                let mut req = req.header("host", HOST).header("user-agent", &ua).header("x-forwarded-for", &ip).header("accept-language", "en-GB,en;q=0.8");
-                if !referrer.is_empty() {
-                    req = req.header("referer", &referrer);
-                }
-                if !cookie.is_empty() {
-                    req = req.header("cookie", &cookie);
-                }
-                let Ok(resp) = req.send().await else {
-                    sent.lock().map(|mut s| s.errors += 1).ok();
-                    return;
-                };
-                if let Some(v) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
-                    if let Some(vid) = v.split(';').next() {
-                        cookie = format!("{cookie}; {vid}");
-                    }
-                }
-                let ok = resp.status() == 200;
-                let body = resp.text().await.unwrap_or_default();
-                {
-                    let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
-                    if !ok {
-                        s.errors += 1;
-                        return;
-                    }
-                    if crawler {
-                        s.bot_events += 1;
-                    } else {
-                        s.views += 1;
-                    }
-                }
-                if clicks {
-                    let needle = format!("href=\"/{link}/{platform}?eid=");
-                    let Some(start) = body.find(&needle) else { continue };
-                    let href = &body[start + 6..];
-                    let href = &href[..href.find('"').unwrap_or(0)];
-                    let r = http
-                        .get(format!("{edge}{href}"))
-                        .header("host", HOST)
-                        .header("user-agent", &ua)
-                        .header("x-forwarded-for", &ip)
-                        .header("cookie", &cookie)
-                        .send()
-                        .await;
-                    let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
-                    match r {
-                        Ok(r) if r.status() == 302 => *s.clicks.entry(platform.clone()).or_insert(0) += 1,
-                        _ => s.errors += 1,
-                    }
-                }
-            }
+            let cookie = visit(&http, &edge, &sent, &plan, cookie).await;
+            plan.returns.then_some((plan, cookie))
         }));
     }
-    for t in tasks {
+    let mut returning = Vec::new();
+    for t in first_wave {
+        if let Some(r) = t.await? {
+            returning.push(r);
+        }
+    }
+    // Returning visitors come back after the session timeout (the demo
+    // shortens ingest's), so they count as returning, not as the same visit.
+    tokio::time::sleep(return_after).await;
+    let mut second_wave = Vec::with_capacity(returning.len());
+    for (plan, cookie) in returning {
+        let permit = sem.clone().acquire_owned().await?;
+        let (http, edge, sent) = (http.clone(), edge.clone(), sent.clone());
+        second_wave.push(tokio::spawn(async move {
+            let _permit = permit;
+            visit(&http, &edge, &sent, &plan, cookie).await;
+        }));
+    }
+    for t in second_wave {
         t.await?;
     }
-    let send_secs = started.elapsed().as_secs_f64();
+    let send_secs = (started.elapsed() - return_after).as_secs_f64();
     let sent = Arc::try_unwrap(sent).map_err(|_| anyhow::anyhow!("tasks still running"))?.into_inner().unwrap_or_else(|e| e.into_inner());
     let total_clicks: u64 = sent.clicks.values().sum();
     let total = sent.views + total_clicks + sent.bot_events;
@@ -311,7 +352,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n=== demo summary (tenant {HOST}, today, UTC) ===");
     println!("sent:    {} views, {} clicks {:?}, {} bot requests, {} errors", sent.views, total_clicks, sent.clicks, sent.bot_events, sent.errors);
     println!("counted: {} views, {} clicks, {} bots (this run); today's clicks by platform {:?}", m.total_views, m.total_clicks, m.bots, rollup.breakdown.platforms);
-    println!("unique visitors {}, returning {}, conversions {}, conversion rate {:.1}%", m.unique_visitors, m.returning_visitors, m.total_conversions, m.conversion_rate * 100.0);
+    println!("today (all runs): unique visitors {}, returning {}, conversions {}, conversion rate {:.1}%", m.unique_visitors, m.returning_visitors, m.total_conversions, m.conversion_rate * 100.0);
     let top = |map: &BTreeMap<String, i64>| {
         let mut v: Vec<_> = map.iter().collect();
         v.sort_by(|a, b| b.1.cmp(a.1));
