@@ -68,8 +68,9 @@ pub struct Enricher {
     pub visitors: VisitorHasher,
     /// Visit state.
     pub sessions: Sessions,
-    /// GeoIP lookups that failed on a corrupt record.
-    pub geoip_errors: u64,
+    /// Counts GeoIP lookups that failed on a corrupt record
+    /// (`ingest_geoip_errors_total` in the service).
+    pub geoip_errors: prometheus::IntCounter,
 }
 
 impl Enricher {
@@ -81,7 +82,7 @@ impl Enricher {
         let geo = match self.geoip.lookup(e.ip) {
             Ok(g) => g,
             Err(err) => {
-                self.geoip_errors += 1;
+                self.geoip_errors.inc();
                 tracing::debug!(error = %err, "geoip lookup failed");
                 Default::default()
             }
@@ -191,7 +192,7 @@ mod tests {
             ua: Arc::new(UaParser::new(100)),
             visitors: VisitorHasher::new(b"s"),
             sessions: Sessions::new(1_800_000, 100),
-            geoip_errors: 0,
+            geoip_errors: prometheus::IntCounter::new("geoip_errors", "test").unwrap(),
         }
     }
 
@@ -222,6 +223,16 @@ mod tests {
         e.keep_full_ip = true;
         let r = en.enrich(&e, 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.ip.as_str()), (1, "crawler_ua", "81.2.69.142"));
+    }
+
+    #[test]
+    fn a_corrupt_geoip_database_is_counted_and_the_row_still_written() {
+        let mut en = enricher();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test");
+        en.geoip = Arc::new(GeoIp::open(&[dir.join("GeoIP2-City-Test-Invalid-Node-Count.mmdb")]).unwrap());
+        let r = en.enrich(&raw("81.2.69.142", "Mozilla/5.0", "GET"), 0);
+        assert_eq!(r.country, [0, 0]);
+        assert_eq!(en.geoip_errors.get(), 1);
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         ua: ua.clone(),
         visitors: visitor::VisitorHasher::new(cfg.visitor_secret.as_bytes()),
         sessions: visitor::Sessions::new(cfg.session_timeout_ms, cfg.session_capacity),
-        geoip_errors: 0,
+        geoip_errors: metrics.geoip_errors.clone(),
     };
 
     let consumer: pipeline::IngestConsumer = common::kafka::base_config(&cfg.kafka.brokers, "smartlinks-ingest")

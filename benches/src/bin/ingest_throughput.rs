@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         ua: Arc::new(ingest::device::UaParser::new(cfg.ua_cache_size)),
         visitors: ingest::visitor::VisitorHasher::new(b"bench"),
         sessions: ingest::visitor::Sessions::new(1_800_000, 1_000_000),
-        geoip_errors: 0,
+        geoip_errors: prometheus::IntCounter::new("geoip_errors", "bench")?,
     };
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let t = Instant::now();
