@@ -82,12 +82,97 @@ impl Grain {
 }
 
 /// The visitor key of an event row, in SQL.
-const VISITOR: &str = "if(visitor_id != '', visitor_id, toString(visitor_hash))";
+pub const VISITOR_SQL: &str = "if(visitor_id != '', visitor_id, toString(visitor_hash))";
+
+/// Which events a computation reads and how it groups them. The aggregator
+/// rolls every tenant ([`Selection::rollup`]); the API reads one tenant or
+/// one link over any range with the same SQL, so a window answered from
+/// raw events equals its rollup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only this tenant (hex id).
+    pub tenant_id: Option<String>,
+    /// Only this link (hex id); `None` with a tenant gives tenant-wide
+    /// results only.
+    pub link_id: Option<String>,
+    /// Count bots like humans (rollups never do: their `bots` counter is
+    /// the only one with bots).
+    pub include_bots: bool,
+    /// Also group by UTC windows of this grain (`Computed::bucket`).
+    pub bucket: Option<Grain>,
+}
+
+impl Selection {
+    /// Every tenant, per link and tenant-wide, humans only: what a rollup holds.
+    pub fn rollup(grain: Grain) -> Self {
+        Selection { bucket: Some(grain), ..Default::default() }
+    }
+
+    /// `true` when per-link results are wanted.
+    fn per_link(&self) -> bool {
+        self.tenant_id.is_none() || self.link_id.is_some()
+    }
+
+    /// `true` when tenant-wide results are wanted.
+    fn per_tenant(&self) -> bool {
+        self.link_id.is_none()
+    }
+
+    /// The SQL condition that keeps humans, or `1` with [`Self::include_bots`].
+    pub fn human_sql(&self) -> &'static str {
+        if self.include_bots {
+            "1"
+        } else {
+            "is_bot = 0"
+        }
+    }
+
+    /// The SQL expression of an event's window start (Unix s, UTC), or `0`.
+    pub fn bucket_sql(&self) -> String {
+        match self.bucket {
+            Some(g) => format!("toUInt32(intDiv(toUInt32(ts), {s}) * {s})", s = g.seconds()),
+            None => "toUInt32(0)".into(),
+        }
+    }
+
+    /// The `WHERE` condition over `ranges` (half-open `[from, to)`, Unix s)
+    /// and the tenant and link; bind its parameters with [`Self::bind`].
+    pub fn where_sql(&self, ranges: &[(u32, u32)]) -> String {
+        let mut w = if ranges.is_empty() {
+            "0".to_string()
+        } else {
+            let r: Vec<&str> = ranges.iter().map(|_| "(ts >= toDateTime(?) AND ts < toDateTime(?))").collect();
+            format!("({})", r.join(" OR "))
+        };
+        if self.tenant_id.is_some() {
+            w.push_str(" AND tenant_id = ?");
+        }
+        if self.link_id.is_some() {
+            w.push_str(" AND link_id = ?");
+        }
+        w
+    }
+
+    /// Binds the parameters of [`Self::where_sql`], in order.
+    pub fn bind(&self, mut q: clickhouse::query::Query, ranges: &[(u32, u32)]) -> clickhouse::query::Query {
+        for (from, to) in ranges {
+            q = q.bind(*from).bind(*to);
+        }
+        if let Some(t) = &self.tenant_id {
+            q = q.bind(t.as_str());
+        }
+        if let Some(l) = &self.link_id {
+            q = q.bind(l.as_str());
+        }
+        q
+    }
+}
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct Counters {
     tenant_id: String,
     link_id: String,
+    bucket: u32,
     views: u64,
     clicks: u64,
     unique_visitors: u64,
@@ -100,6 +185,7 @@ struct Counters {
 struct BreakdownRow {
     tenant_id: String,
     link_id: String,
+    bucket: u32,
     dim: String,
     value: String,
     n: u64,
@@ -112,46 +198,53 @@ pub struct Computed {
     pub tenant_id: String,
     /// Link id (hex); empty for the tenant-wide rollup.
     pub link_id: String,
+    /// Window start (Unix s, UTC) when grouped by a grain, else 0.
+    pub bucket: u32,
     /// Counters.
     pub metrics: RollupMetrics,
     /// Breakdowns.
     pub breakdown: RollupBreakdown,
 }
 
-fn counters_sql(db: &str, by_link: bool) -> String {
+fn counters_sql(db: &str, sel: &Selection, ranges: &[(u32, u32)], by_link: bool) -> String {
     let link = if by_link { "link_id" } else { "'' AS link_id" };
-    let group = if by_link { "tenant_id, link_id" } else { "tenant_id" };
+    let group = if by_link { "tenant_id, link_id, bucket" } else { "tenant_id, bucket" };
+    let (human, bucket, filter) = (sel.human_sql(), sel.bucket_sql(), sel.where_sql(ranges));
     format!(
-        "SELECT tenant_id, {link},
-            countIf(kind = 'view' AND is_bot = 0) AS views,
-            countIf(kind = 'click' AND is_bot = 0) AS clicks,
-            uniqExactIf({VISITOR}, is_bot = 0) AS unique_visitors,
-            uniqExactIf({VISITOR}, is_bot = 0 AND is_returning = 1) AS returning_visitors,
-            uniqExactIf(session_id, kind = 'click' AND is_bot = 0) AS conversions,
+        "SELECT tenant_id, {link}, {bucket} AS bucket,
+            countIf(kind = 'view' AND {human}) AS views,
+            countIf(kind = 'click' AND {human}) AS clicks,
+            uniqExactIf({VISITOR_SQL}, {human}) AS unique_visitors,
+            uniqExactIf({VISITOR_SQL}, {human} AND is_returning = 1) AS returning_visitors,
+            uniqExactIf(session_id, kind = 'click' AND {human}) AS conversions,
             countIf(is_bot = 1) AS bots
          FROM {db}.{EVENTS_TABLE} FINAL
-         WHERE ts >= toDateTime(?) AND ts < toDateTime(?)
+         WHERE {filter}
          GROUP BY {group}"
     )
 }
 
-fn breakdown_sql(db: &str) -> String {
+fn breakdown_sql(db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> String {
+    let (human, bucket, filter) = (sel.human_sql(), sel.bucket_sql(), sel.where_sql(ranges));
     format!(
-        "SELECT tenant_id, link_id, dim, value, count() AS n
+        "SELECT tenant_id, link_id, bucket, dim, value, count() AS n
          FROM (
-            SELECT tenant_id, link_id, kind, ts, country, device, browser, os, referrer_host, utm_source, platform
+            SELECT tenant_id, link_id, {bucket} AS bucket, kind, ts, country, device, browser, os, referrer_host, utm_source, platform
             FROM {db}.{EVENTS_TABLE} FINAL
-            WHERE ts >= toDateTime(?) AND ts < toDateTime(?) AND is_bot = 0
+            WHERE {filter} AND {human}
          )
          ARRAY JOIN
             ['countries', 'devices', 'browsers', 'os', 'referrers', 'sources', 'platforms', 'hours'] AS dim,
             [toString(country), toString(device), browser, os, referrer_host, utm_source, platform, toString(toHour(ts))] AS value
          WHERE (dim = 'platforms') = (kind = 'click')
-         GROUP BY tenant_id, link_id, dim, value"
+         GROUP BY tenant_id, link_id, bucket, dim, value"
     )
 }
 
-fn add(b: &mut RollupBreakdown, dim: &str, value: &str, n: i64, daily: bool) {
+/// Adds `n` to the breakdown `dim` (a [`RollupBreakdown`] field name) at
+/// `value`; empty and NUL-padded values are left out; `hours` only counts
+/// when `daily`.
+pub fn add(b: &mut RollupBreakdown, dim: &str, value: &str, n: i64, daily: bool) {
     let value = value.trim_end_matches('\0');
     if value.is_empty() {
         return;
@@ -182,7 +275,8 @@ fn add(b: &mut RollupBreakdown, dim: &str, value: &str, n: i64, daily: bool) {
     *map.entry(value.to_string()).or_insert(0) += n;
 }
 
-fn rate(clicks: u64, views: u64) -> f64 {
+/// `clicks / views`, 0 when no views (issue #5: conversion rate = click-outs / views).
+pub fn rate(clicks: u64, views: u64) -> f64 {
     if views == 0 {
         0.0
     } else {
@@ -193,21 +287,38 @@ fn rate(clicks: u64, views: u64) -> f64 {
 /// Computes every rollup (per link and per tenant) of the window starting at
 /// `start` (seconds, UTC) from the events table of database `db`.
 pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32) -> Result<Vec<Computed>, RollupError> {
-    let end = start + grain.seconds();
-    let mut counters: Vec<Counters> = ch.query(&counters_sql(db, true)).bind(start).bind(end).fetch_all().await?;
-    counters.extend(ch.query(&counters_sql(db, false)).bind(start).bind(end).fetch_all::<Counters>().await?);
-    let rows: Vec<BreakdownRow> = ch.query(&breakdown_sql(db)).bind(start).bind(end).fetch_all().await?;
-    let daily = grain == Grain::Day;
-    let mut breakdowns: HashMap<(String, String), RollupBreakdown> = HashMap::new();
+    compute_range(ch, db, &Selection::rollup(grain), &[(start, start + grain.seconds())]).await
+}
+
+/// Computes counters and breakdowns of the events selected by `sel` over
+/// `ranges` (half-open, Unix s, UTC; counted once each, so they must not
+/// overlap): one [`Computed`] per (tenant, link or tenant-wide, bucket)
+/// that has events. Uniques are distinct over everything one result covers.
+/// `hours` is filled when `sel.bucket` is a day or absent.
+pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
+    let mut counters: Vec<Counters> = Vec::new();
+    if sel.per_link() {
+        counters.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, true)), ranges).fetch_all::<Counters>().await?);
+    }
+    if sel.per_tenant() {
+        counters.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, false)), ranges).fetch_all::<Counters>().await?);
+    }
+    let rows: Vec<BreakdownRow> = sel.bind(ch.query(&breakdown_sql(db, sel, ranges)), ranges).fetch_all().await?;
+    let daily = sel.bucket != Some(Grain::Hour);
+    let mut breakdowns: HashMap<(String, String, u32), RollupBreakdown> = HashMap::new();
     for r in rows {
         let n = r.n as i64;
-        add(breakdowns.entry((r.tenant_id.clone(), r.link_id)).or_default(), &r.dim, &r.value, n, daily);
-        add(breakdowns.entry((r.tenant_id, String::new())).or_default(), &r.dim, &r.value, n, daily);
+        if sel.per_link() {
+            add(breakdowns.entry((r.tenant_id.clone(), r.link_id, r.bucket)).or_default(), &r.dim, &r.value, n, daily);
+        }
+        if sel.per_tenant() {
+            add(breakdowns.entry((r.tenant_id, String::new(), r.bucket)).or_default(), &r.dim, &r.value, n, daily);
+        }
     }
     Ok(counters
         .into_iter()
         .map(|c| {
-            let mut breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone())).unwrap_or_default();
+            let mut breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone(), c.bucket)).unwrap_or_default();
             if daily && breakdown.hours.is_empty() {
                 breakdown.hours = vec![0; 24];
             }
@@ -224,6 +335,7 @@ pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32
                 breakdown,
                 tenant_id: c.tenant_id,
                 link_id: c.link_id,
+                bucket: c.bucket,
             }
         })
         .collect())
@@ -257,6 +369,7 @@ pub async fn roll(
             computed.push(Computed {
                 tenant_id: p.client_id.to_hex(),
                 link_id: p.smartlink_id.map(|l| l.to_hex()).unwrap_or_default(),
+                bucket: start,
                 metrics: RollupMetrics::default(),
                 breakdown: RollupBreakdown { hours: if grain == Grain::Day { vec![0; 24] } else { Vec::new() }, ..Default::default() },
             });
