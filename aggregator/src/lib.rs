@@ -154,7 +154,8 @@ pub async fn load_watermark(mongo: &mongodb::Database) -> Result<u32, mongodb::e
     Ok(d.and_then(|d| d.get("watermark").and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))).unwrap_or(0) as u32)
 }
 
-async fn save_watermark(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
+/// Persists the watermark `w` (Unix seconds) in `aggregator_state`.
+pub async fn save_watermark(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
     mongo
         .collection::<bson::Document>(STATE_COLLECTION)
         .replace_one(doc! { "_id": "rollups" }, doc! { "_id": "rollups", "watermark": i64::from(w) })

@@ -290,19 +290,44 @@ pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32
     compute_range(ch, db, &Selection::rollup(grain), &[(start, start + grain.seconds())]).await
 }
 
-/// Computes counters and breakdowns of the events selected by `sel` over
-/// `ranges` (half-open, Unix s, UTC; counted once each, so they must not
-/// overlap): one [`Computed`] per (tenant, link or tenant-wide, bucket)
-/// that has events. Uniques are distinct over everything one result covers.
-/// `hours` is filled when `sel.bucket` is a day or absent.
-pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
-    let mut counters: Vec<Counters> = Vec::new();
+/// Counts the events selected by `sel` over `ranges` (half-open, Unix s,
+/// UTC; they must not overlap): one [`Computed`] per (tenant, link or
+/// tenant-wide, bucket) that has events, with empty breakdowns. Uniques,
+/// returning visitors and conversions are distinct over everything one
+/// result covers, never sums.
+pub async fn counters(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
+    let mut rows: Vec<Counters> = Vec::new();
     if sel.per_link() {
-        counters.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, true)), ranges).fetch_all::<Counters>().await?);
+        rows.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, true)), ranges).fetch_all::<Counters>().await?);
     }
     if sel.per_tenant() {
-        counters.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, false)), ranges).fetch_all::<Counters>().await?);
+        rows.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, false)), ranges).fetch_all::<Counters>().await?);
     }
+    Ok(rows
+        .into_iter()
+        .map(|c| Computed {
+            metrics: RollupMetrics {
+                total_views: c.views as i64,
+                total_clicks: c.clicks as i64,
+                unique_visitors: c.unique_visitors as i64,
+                returning_visitors: c.returning_visitors as i64,
+                total_conversions: c.conversions as i64,
+                conversion_rate: rate(c.clicks, c.views),
+                bots: c.bots as i64,
+            },
+            breakdown: RollupBreakdown::default(),
+            tenant_id: c.tenant_id,
+            link_id: c.link_id,
+            bucket: c.bucket,
+        })
+        .collect())
+}
+
+/// [`counters`] with breakdowns: views by country, device, browser, OS,
+/// referrer host, UTM source (and hour of day when `sel.bucket` is a day
+/// or absent), clicks by platform.
+pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
+    let mut computed = counters(ch, db, sel, ranges).await?;
     let rows: Vec<BreakdownRow> = sel.bind(ch.query(&breakdown_sql(db, sel, ranges)), ranges).fetch_all().await?;
     let daily = sel.bucket != Some(Grain::Hour);
     let mut breakdowns: HashMap<(String, String, u32), RollupBreakdown> = HashMap::new();
@@ -315,30 +340,13 @@ pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, r
             add(breakdowns.entry((r.tenant_id, String::new(), r.bucket)).or_default(), &r.dim, &r.value, n, daily);
         }
     }
-    Ok(counters
-        .into_iter()
-        .map(|c| {
-            let mut breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone(), c.bucket)).unwrap_or_default();
-            if daily && breakdown.hours.is_empty() {
-                breakdown.hours = vec![0; 24];
-            }
-            Computed {
-                metrics: RollupMetrics {
-                    total_views: c.views as i64,
-                    total_clicks: c.clicks as i64,
-                    unique_visitors: c.unique_visitors as i64,
-                    returning_visitors: c.returning_visitors as i64,
-                    total_conversions: c.conversions as i64,
-                    conversion_rate: rate(c.clicks, c.views),
-                    bots: c.bots as i64,
-                },
-                breakdown,
-                tenant_id: c.tenant_id,
-                link_id: c.link_id,
-                bucket: c.bucket,
-            }
-        })
-        .collect())
+    for c in &mut computed {
+        c.breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone(), c.bucket)).unwrap_or_default();
+        if daily && c.breakdown.hours.is_empty() {
+            c.breakdown.hours = vec![0; 24];
+        }
+    }
+    Ok(computed)
 }
 
 /// The MongoDB `_id` of a rollup: `{tenant}:{link|all}:{bucket RFC 3339}`.

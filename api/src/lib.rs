@@ -1,4 +1,147 @@
-//! `api`: The HTTP API of dashboards and back-office tools: tenants, API keys, smartlinks, analytics; authenticated and tenant-isolated.
+//! `api`: the HTTP API of dashboards and back-office tools (127.0.0.1:8081,
+//! admin 127.0.0.1:9183): tenants and API keys ([`routes::clients`]),
+//! smartlinks ([`routes::smartlinks`]) and analytics
+//! ([`routes::analytics`], computed by [`analytics::Engine`]).
 //!
-//! Not built yet: this crate reserves the stage's place in the workspace and
-//! is filled by issue #5.
+//! JSON over HTTP under `/v1`, OpenAPI at `/v1/openapi.json`
+//! ([`openapi::ApiDoc`]), errors as JSON with a stable code
+//! ([`error::ApiError`]). Every `/v1` route but the OpenAPI document needs
+//! `Authorization: Bearer <key>` ([`auth`]): the operator key, or a tenant
+//! key that only ever sees its tenant (another tenant's ids answer 404).
+//!
+//! Reads and writes: MongoDB `clients`, `smartlinks`, `api_keys`,
+//! `aggregator_state` (read); ClickHouse `rollups` and `events` (read).
+
+pub mod analytics;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::{middleware, Json, Router};
+use common::admin::Health;
+use common::shutdown::CancellationToken;
+use prometheus::Registry;
+use utoipa::OpenApi;
+
+pub use config::Config;
+use error::ApiError;
+use routes::{analytics as a, clients, smartlinks};
+pub use state::AppState;
+
+/// Largest request body, bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi::ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Malformed { code: "method_not_allowed", message: "method not allowed on this route".into() }
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/v1/clients", post(clients::create))
+        .route("/v1/clients/{id}", get(clients::get))
+        .route("/v1/clients/{id}/api-keys", post(clients::create_key).get(clients::list_keys))
+        .route("/v1/clients/{id}/api-keys/{key_id}", delete(clients::revoke_key))
+        .route("/v1/smartlinks", post(smartlinks::create).get(smartlinks::list))
+        .route("/v1/smartlinks/{id}", get(smartlinks::get).patch(smartlinks::patch).delete(smartlinks::archive))
+        .route("/v1/analytics/overview", get(a::overview))
+        .route("/v1/analytics/timeseries", get(a::timeseries))
+        .route("/v1/analytics/breakdown", get(a::breakdown))
+        .route("/v1/analytics/realtime", get(a::realtime))
+        .route("/v1/analytics/health", get(a::health))
+        .route("/v1/analytics/export", get(a::export))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
+    Router::new()
+        .route("/v1/openapi.json", get(openapi_json))
+        .merge(authed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A running API.
+pub struct Api {
+    /// Address of the HTTP API.
+    pub addr: SocketAddr,
+    /// Address of the admin listener.
+    pub admin_addr: SocketAddr,
+    /// Readiness (`mongodb`, `clickhouse`).
+    pub health: Health,
+    /// Shared state (stores, limiter, metrics).
+    pub state: AppState,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Api {
+    /// Waits until the server has drained after `shutdown`.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Binds the API and its admin listener and serves until `shutdown`;
+/// in-flight requests finish first. Errors when a listener cannot bind,
+/// the operator key is too short, or the MongoDB URI does not parse.
+pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken) -> anyhow::Result<Api> {
+    if !cfg.operator_key.is_empty() && cfg.operator_key.len() < 24 {
+        anyhow::bail!("API_OPERATOR_KEY must have at least 24 characters");
+    }
+    let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
+    let mongo = cfg.mongo.database().await.context("MongoDB URI")?;
+    let state = AppState::new(cfg.clone(), mongo, metrics);
+    let health = Health::new();
+    let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding {}", cfg.admin_listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(probe(state.clone(), health.clone(), shutdown.clone()));
+    let app = router(state.clone());
+    let stop = shutdown.clone();
+    let done = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "api server failed");
+        }
+    });
+    Ok(Api { addr, admin_addr, health, state, done })
+}
+
+/// Pings both stores every 5 s and reports them on `/readyz`.
+async fn probe(state: AppState, health: Health, shutdown: CancellationToken) {
+    loop {
+        match state.mongo.run_command(bson::doc! { "ping": 1 }).await {
+            Ok(_) => health.ready("mongodb"),
+            Err(e) => health.not_ready("mongodb", e.to_string()),
+        }
+        match state.ch.query("SELECT 1").fetch_one::<u8>().await {
+            Ok(_) => health.ready("clickhouse"),
+            Err(e) => health.degraded("clickhouse", format!("analytics unavailable: {e}")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -321,6 +321,20 @@ pub struct Platforms {
 }
 
 impl Platforms {
+    /// The field holding a known platform's URL.
+    pub fn slot(&mut self, p: PlatformId) -> &mut Option<String> {
+        match p {
+            PlatformId::Spotify => &mut self.spotify,
+            PlatformId::AppleMusic => &mut self.apple_music,
+            PlatformId::Deezer => &mut self.deezer,
+            PlatformId::Youtube => &mut self.youtube,
+            PlatformId::Soundcloud => &mut self.soundcloud,
+            PlatformId::Tidal => &mut self.tidal,
+            PlatformId::AmazonMusic => &mut self.amazon_music,
+            PlatformId::Bandcamp => &mut self.bandcamp,
+        }
+    }
+
     /// The URL stored for a known platform.
     pub fn get(&self, p: PlatformId) -> Option<&str> {
         match p {

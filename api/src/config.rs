@@ -1,0 +1,80 @@
+//! Settings of the API, from environment variables (prefix `API_`; shared
+//! names for ClickHouse and MongoDB).
+
+use std::net::SocketAddr;
+
+use common::config::{ClickHouseConfig, MongoConfig};
+use envconfig::Envconfig;
+
+/// Everything the API reads at start.
+#[derive(Envconfig, Clone)]
+pub struct Config {
+    /// `API_LISTEN`: the HTTP API. Default `127.0.0.1:8081`.
+    #[envconfig(from = "API_LISTEN", default = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// `API_ADMIN_LISTEN`: `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9183`.
+    #[envconfig(from = "API_ADMIN_LISTEN", default = "127.0.0.1:9183")]
+    pub admin_listen: SocketAddr,
+    /// `API_OPERATOR_KEY`: the operator's bearer key (creates tenants and
+    /// tenant keys, reads everything). Empty (the default) disables it; at
+    /// least 24 characters otherwise. Never logged.
+    #[envconfig(from = "API_OPERATOR_KEY", default = "")]
+    pub operator_key: String,
+    /// `API_RATE_LIMIT_PER_SECOND`: sustained requests per second per key
+    /// (GCRA, `governor`). Default 50.
+    #[envconfig(from = "API_RATE_LIMIT_PER_SECOND", default = "50")]
+    pub rate_limit_per_second: u32,
+    /// `API_RATE_LIMIT_BURST`: requests a key may send at once above the
+    /// sustained rate. Default 100.
+    #[envconfig(from = "API_RATE_LIMIT_BURST", default = "100")]
+    pub rate_limit_burst: u32,
+    /// `API_ROLLUP_GRACE_SECS`: a window is answered from its rollup once the
+    /// aggregator's watermark is this far past its end, s; before that, from
+    /// raw events. Default 60.
+    #[envconfig(from = "API_ROLLUP_GRACE_SECS", default = "60")]
+    pub rollup_grace_secs: u32,
+    /// `API_LINK_BASE_SCHEME`: scheme of the public link URLs the API shows
+    /// (`https` in production, `http` for the local edge). Default `https`.
+    #[envconfig(from = "API_LINK_BASE_SCHEME", default = "https")]
+    pub link_scheme: String,
+    /// ClickHouse endpoint and database.
+    #[envconfig(nested)]
+    pub clickhouse: ClickHouseConfig,
+    /// MongoDB URI and database.
+    #[envconfig(nested)]
+    pub mongo: MongoConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("operator_key", &if self.operator_key.is_empty() { "<disabled>" } else { "<redacted>" })
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("rollup_grace_secs", &self.rollup_grace_secs)
+            .field("link_scheme", &self.link_scheme)
+            .field("clickhouse", &self.clickhouse)
+            .field("mongo", &self.mongo)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_run_locally_and_the_operator_key_is_never_printed() {
+        let c = Config::init_from_hashmap(&HashMap::new()).unwrap();
+        assert_eq!(c.listen.port(), 8081);
+        assert_eq!(c.admin_listen.port(), 9183);
+        assert!(c.operator_key.is_empty());
+        let mut env = HashMap::new();
+        env.insert("API_OPERATOR_KEY".to_string(), "op-secret-0123456789abcdef".to_string());
+        let c = Config::init_from_hashmap(&env).unwrap();
+        assert!(!format!("{c:?}").contains("op-secret"));
+    }
+}

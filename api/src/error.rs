@@ -1,0 +1,213 @@
+//! Errors of the API and their JSON form: every failure answers
+//! `{"error": {"code": "...", "message": "...", "field": "..."}}` with a
+//! stable `code` clients may branch on, and a status that says who must act
+//! (4xx: the caller; 503: retry later).
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`: a field is missing, malformed or out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as a path (`platforms.spotify`, `from`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// 400 `malformed_body` / `malformed_query`: not parseable at all.
+    #[error("{message}")]
+    Malformed {
+        /// `malformed_body`, `malformed_query` or `malformed_path`.
+        code: &'static str,
+        /// The parser's message, with the field path when it has one.
+        message: String,
+    },
+    /// 401 `unauthorized`: no bearer key, or an unknown or revoked one.
+    #[error("missing, unknown or revoked bearer key")]
+    Unauthorized,
+    /// 403 `forbidden`: the key is valid but lacks the scope or role.
+    #[error("this key lacks {0}")]
+    Forbidden(&'static str),
+    /// 404 `not_found`: no such resource for this key (also another
+    /// tenant's resources: their existence is not disclosed).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409 with a specific code (`slug_taken`, `domain_taken`).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
+    /// 429 `rate_limited`: the key's rate is exceeded; retry after the
+    /// given seconds.
+    #[error("rate limit exceeded; retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until a request is allowed again.
+        retry_after_s: u64,
+    },
+    /// 503 `unavailable`: a store (MongoDB, ClickHouse) failed; retryable.
+    #[error("{store} unavailable")]
+    Unavailable {
+        /// `mongodb` or `clickhouse`.
+        store: &'static str,
+        /// The underlying error (logged, not returned).
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// A 400 on `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { .. } => "invalid_request",
+            ApiError::Malformed { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code, message and field of an error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: `invalid_request`, `malformed_body`, `malformed_query`,
+    /// `malformed_path`, `unauthorized`, `forbidden`, `not_found`,
+    /// `slug_taken`, `domain_taken`, `rate_limited`, `unavailable`,
+    /// `method_not_allowed`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The offending field, for `invalid_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Unavailable { store, detail } = &self {
+            tracing::warn!(store, error = %detail, "store failed; answering 503");
+        }
+        let field = match &self {
+            ApiError::Invalid { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let message = match &self {
+            ApiError::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().into(), message, field } };
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        match &self {
+            ApiError::RateLimited { retry_after_s } => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            ApiError::Unauthorized => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::Malformed { code: "malformed_body", message: r.body_text() }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::Malformed { code: "malformed_query", message: r.body_text() }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::Malformed { code: "malformed_path", message: r.body_text() }
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(e: mongodb::error::Error) -> Self {
+        ApiError::Unavailable { store: "mongodb", detail: e.to_string() }
+    }
+}
+
+impl From<clickhouse::error::Error> for ApiError {
+    fn from(e: clickhouse::error::Error) -> Self {
+        ApiError::Unavailable { store: "clickhouse", detail: e.to_string() }
+    }
+}
+
+impl From<aggregator::rollup::RollupError> for ApiError {
+    fn from(e: aggregator::rollup::RollupError) -> Self {
+        use aggregator::rollup::RollupError as R;
+        match e {
+            R::ClickHouse(e) => e.into(),
+            R::Mongo(e) => e.into(),
+            R::Json(e) => ApiError::Unavailable { store: "clickhouse", detail: format!("rollup breakdown: {e}") },
+        }
+    }
+}
+
+/// `true` when a MongoDB write failed on a unique index (E11000).
+pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes_are_stable() {
+        assert_eq!(ApiError::invalid("slug", "bad").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::NotFound("smartlink").code(), "not_found");
+        assert_eq!(ApiError::RateLimited { retry_after_s: 1 }.status(), StatusCode::TOO_MANY_REQUESTS);
+        let r = ApiError::RateLimited { retry_after_s: 3 }.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+    }
+}

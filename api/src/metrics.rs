@@ -1,0 +1,64 @@
+//! Prometheus metrics of the API (one registry per process, labels bounded:
+//! `route` is the matched route template, never the raw path).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::state::AppState;
+
+/// The API's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `api_requests_total{route, method, status}`.
+    pub requests: IntCounterVec,
+    /// `api_request_duration_seconds{route}`.
+    pub duration: HistogramVec,
+    /// `api_auth_failures_total{reason}`: `missing`, `unknown_key`.
+    pub auth_failures: IntCounterVec,
+    /// `api_rate_limited_total`: requests refused with 429.
+    pub rate_limited: IntCounter,
+    /// `api_analytics_windows_total{source}`: analytics windows answered
+    /// from `rollup`s or from `raw` events.
+    pub analytics_windows: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics in `r`.
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let m = Metrics {
+            requests: IntCounterVec::new(Opts::new("api_requests_total", "HTTP requests by route template, method and status."), &["route", "method", "status"])?,
+            duration: HistogramVec::new(
+                HistogramOpts::new("api_request_duration_seconds", "Request handling time by route template, seconds.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                &["route"],
+            )?,
+            auth_failures: IntCounterVec::new(Opts::new("api_auth_failures_total", "Requests refused with 401, by reason."), &["reason"])?,
+            rate_limited: IntCounter::new("api_rate_limited_total", "Requests refused with 429.")?,
+            analytics_windows: IntCounterVec::new(
+                Opts::new("api_analytics_windows_total", "Analytics windows answered from rollups or raw events."),
+                &["source"],
+            )?,
+        };
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.duration.clone()))?;
+        r.register(Box::new(m.auth_failures.clone()))?;
+        r.register(Box::new(m.rate_limited.clone()))?;
+        r.register(Box::new(m.analytics_windows.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Axum middleware counting every request by route template, method and status.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    state.metrics.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,434 @@
+//! Tenants (`/v1/clients`) and their API keys. Creating tenants and keys
+//! is the operator's; a tenant key reads its own tenant only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bson::{doc, oid::ObjectId, DateTime};
+use futures::TryStreamExt;
+use schemas::mongo::{self, collections, ApiKey, Client, ClientMetadata, ClientStatus, PlanType, PlatformId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{generate_key, Principal, Scope};
+use crate::error::{is_duplicate_key, ApiError, ErrorBody};
+use crate::extract::{Body, Path};
+use crate::state::AppState;
+use crate::validate;
+
+/// Client-side pixel ids of the dual engine (seed 002); each optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tracking {
+    /// GA4 measurement id, `G-` + 4..30 of A-Z0-9.
+    pub ga4: Option<String>,
+    /// GTM container id, `GTM-` + 4..30 of A-Z0-9.
+    pub gtm: Option<String>,
+    /// Meta Pixel id, digits.
+    pub meta_pixel: Option<String>,
+    /// TikTok Pixel id, A-Z0-9.
+    pub tiktok: Option<String>,
+}
+
+/// Landing-page look; URLs are http(s), colours `#rgb`/`#rrggbb`/`#rrggbbaa`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrandingDto {
+    /// Logo URL.
+    pub logo: Option<String>,
+    /// Favicon URL.
+    pub favicon: Option<String>,
+    /// Primary colour.
+    pub primary_color: Option<String>,
+    /// Secondary colour.
+    pub secondary_color: Option<String>,
+    /// Accent colour.
+    pub accent_color: Option<String>,
+    /// CSS font family (letters, digits, spaces, `-`, `,`), at most 100 characters.
+    pub font: Option<String>,
+}
+
+/// Limits and privacy settings; absent fields take the defaults shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Days raw events are kept, 1..=3650. Default 365.
+    pub analytics_retention_days: i64,
+    /// Store visitor IPs anonymised (IPv4 /24, IPv6 /48). Default true.
+    pub anonymize_ip: bool,
+    /// Platform ids (`spotify`, `apple-music`, ...) in button order.
+    pub default_platform_order: Vec<String>,
+    /// Smartlinks the tenant may create per month. Default 1000.
+    pub max_smartlinks_per_month: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let d = mongo::ClientSettings::default();
+        Settings {
+            analytics_retention_days: d.analytics_retention_days,
+            anonymize_ip: d.anonymize_ip,
+            default_platform_order: d.default_platform_order,
+            max_smartlinks_per_month: d.max_smartlinks_per_month,
+        }
+    }
+}
+
+/// `POST /v1/clients` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCreate {
+    /// Display name, 1..=200 characters.
+    pub name: String,
+    /// URL-safe name, unique (slug rules).
+    pub slug: String,
+    /// Domain serving the tenant's links (`links.client.com`), unique.
+    pub domain: String,
+    /// `active` (default), `trial` or `suspended`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `starter` (default), `professional` or `enterprise`.
+    #[serde(default)]
+    pub plan_type: Option<String>,
+    /// Pixel ids.
+    #[serde(default)]
+    pub tracking: Tracking,
+    /// Landing-page look.
+    #[serde(default)]
+    pub branding: BrandingDto,
+    /// Settings.
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// A tenant as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClientView {
+    /// Tenant id (24 hex digits).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// URL-safe name.
+    pub slug: String,
+    /// Domain serving its links.
+    pub domain: String,
+    /// `active`, `trial` or `suspended`.
+    pub status: String,
+    /// `starter`, `professional` or `enterprise`.
+    pub plan_type: String,
+    /// Pixel ids.
+    pub tracking: Tracking,
+    /// Landing-page look.
+    pub branding: BrandingDto,
+    /// Settings.
+    pub settings: Settings,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last change, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn from_wire<T: for<'de> Deserialize<'de>>(field: &str, v: &str, allowed: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(v.to_string())).map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}")))
+}
+
+fn bson_rfc3339(t: DateTime) -> String {
+    t.try_to_rfc3339_string().unwrap_or_default()
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        ClientView {
+            id: c.id.to_hex(),
+            name: c.name.clone(),
+            slug: c.slug.clone(),
+            domain: c.domain.clone(),
+            status: wire(&c.metadata.status),
+            plan_type: wire(&c.metadata.plan_type),
+            tracking: Tracking {
+                ga4: c.tracking.ga4.clone(),
+                gtm: c.tracking.gtm.clone(),
+                meta_pixel: c.tracking.facebook.clone(),
+                tiktok: c.tracking.tiktok.clone(),
+            },
+            branding: BrandingDto {
+                logo: c.branding.logo.clone(),
+                favicon: c.branding.favicon.clone(),
+                primary_color: c.branding.primary_color.clone(),
+                secondary_color: c.branding.secondary_color.clone(),
+                accent_color: c.branding.accent_color.clone(),
+                font: c.branding.font.clone(),
+            },
+            settings: Settings {
+                analytics_retention_days: c.settings.analytics_retention_days,
+                anonymize_ip: c.settings.anonymize_ip,
+                default_platform_order: c.settings.default_platform_order.clone(),
+                max_smartlinks_per_month: c.settings.max_smartlinks_per_month,
+            },
+            created_at: bson_rfc3339(c.metadata.created_at),
+            updated_at: bson_rfc3339(c.metadata.updated_at),
+        }
+    }
+}
+
+fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
+    let t = &body.tracking;
+    let b = &body.branding;
+    let s = &body.settings;
+    if !(1..=3650).contains(&s.analytics_retention_days) {
+        return Err(ApiError::invalid("settings.analytics_retention_days", "must be 1 to 3650"));
+    }
+    if !(1..=1_000_000).contains(&s.max_smartlinks_per_month) {
+        return Err(ApiError::invalid("settings.max_smartlinks_per_month", "must be 1 to 1000000"));
+    }
+    for (i, p) in s.default_platform_order.iter().enumerate() {
+        if PlatformId::from_id(p).is_none() {
+            return Err(ApiError::invalid(format!("settings.default_platform_order[{i}]"), "unknown platform id"));
+        }
+    }
+    let font = validate::opt_text("branding.font", b.font.as_deref(), 100)?;
+    if font.as_deref().is_some_and(|f| !f.chars().all(|c| c.is_alphanumeric() || " -,".contains(c))) {
+        return Err(ApiError::invalid("branding.font", "letters, digits, spaces, '-' and ',' only"));
+    }
+    Ok(Client {
+        id: ObjectId::new(),
+        name: validate::text("name", &body.name, 1, 200)?,
+        slug: validate::slug("slug", &body.slug)?,
+        domain: validate::hostname("domain", &body.domain)?,
+        subdomain: None,
+        tracking: mongo::ClientTracking {
+            ga4: validate::tag_id("tracking.ga4", t.ga4.as_deref(), "G-", false)?,
+            gtm: validate::tag_id("tracking.gtm", t.gtm.as_deref(), "GTM-", false)?,
+            facebook: validate::tag_id("tracking.meta_pixel", t.meta_pixel.as_deref(), "", true)?,
+            tiktok: validate::tag_id("tracking.tiktok", t.tiktok.as_deref(), "", false)?,
+        },
+        branding: mongo::Branding {
+            logo: validate::opt_http_url("branding.logo", b.logo.as_deref())?,
+            favicon: validate::opt_http_url("branding.favicon", b.favicon.as_deref())?,
+            primary_color: validate::color("branding.primary_color", b.primary_color.as_deref())?,
+            secondary_color: validate::color("branding.secondary_color", b.secondary_color.as_deref())?,
+            accent_color: validate::color("branding.accent_color", b.accent_color.as_deref())?,
+            font,
+        },
+        settings: mongo::ClientSettings {
+            analytics_retention_days: s.analytics_retention_days,
+            anonymize_ip: s.anonymize_ip,
+            default_platform_order: s.default_platform_order.clone(),
+            max_smartlinks_per_month: s.max_smartlinks_per_month,
+            ..Default::default()
+        },
+        metadata: ClientMetadata {
+            created_at: now,
+            updated_at: now,
+            status: match body.status.as_deref() {
+                None => ClientStatus::Active,
+                Some(v) => from_wire("status", v, "active, trial, suspended")?,
+            },
+            plan_type: match body.plan_type.as_deref() {
+                None => PlanType::Starter,
+                Some(v) => from_wire("plan_type", v, "starter, professional, enterprise")?,
+            },
+        },
+    })
+}
+
+/// Loads tenant `id` if the caller may see it; 404 otherwise.
+pub async fn load_client(st: &AppState, p: &Principal, id: ObjectId) -> Result<Client, ApiError> {
+    p.check_tenant(id, "client")?;
+    st.mongo
+        .collection::<Client>(collections::CLIENTS)
+        .find_one(doc! { "_id": id })
+        .await?
+        .ok_or(ApiError::NotFound("client"))
+}
+
+/// Creates a tenant (operator only). 409 `slug_taken` / `domain_taken`
+/// when another tenant has the slug or domain.
+#[utoipa::path(post, path = "/v1/clients", tag = "tenants", request_body = ClientCreate,
+    responses((status = 201, body = ClientView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, Body(body): Body<ClientCreate>) -> Result<(StatusCode, Json<ClientView>), ApiError> {
+    p.require_operator()?;
+    let client = build_client(body, DateTime::now())?;
+    let coll = st.mongo.collection::<Client>(collections::CLIENTS);
+    for (field, value, code) in [("slug", &client.slug, "slug_taken"), ("domain", &client.domain, "domain_taken")] {
+        if coll.find_one(doc! { field: value }).await?.is_some() {
+            return Err(ApiError::Conflict { code, message: format!("another client has {field} {value}") });
+        }
+    }
+    match coll.insert_one(&client).await {
+        Ok(_) => Ok((StatusCode::CREATED, Json(ClientView::from(&client)))),
+        Err(e) if is_duplicate_key(&e) => Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads a tenant: any tenant for the operator, its own for a tenant key.
+#[utoipa::path(get, path = "/v1/clients/{id}", tag = "tenants", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = ClientView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<ClientView>, ApiError> {
+    let id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
+    Ok(Json(ClientView::from(&load_client(&st, &p, id).await?)))
+}
+
+/// `POST /v1/clients/{id}/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    /// Label, 1..=100 characters.
+    pub name: String,
+    /// Scopes: `links:read`, `links:write`, `analytics:read`; at least one.
+    pub scopes: Vec<String>,
+}
+
+/// A key as listed (never the key itself).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyView {
+    /// Key id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// First 12 characters of the key.
+    pub prefix: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Revocation time, RFC 3339 UTC, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// A key just created: the only time `key` is shown.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyCreated {
+    /// The bearer key; store it now, it cannot be shown again.
+    pub key: String,
+    /// Its listing.
+    #[serde(flatten)]
+    pub info: ApiKeyView,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyView {
+            id: k.id.to_hex(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scopes.clone(),
+            created_at: bson_rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(bson_rfc3339),
+        }
+    }
+}
+
+/// Creates a tenant key (operator only); the answer holds the key, shown once.
+#[utoipa::path(post, path = "/v1/clients/{id}/api-keys", tag = "tenants", params(("id" = String, Path, description = "Tenant id")),
+    request_body = ApiKeyCreate,
+    responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_key(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(body): Body<ApiKeyCreate>,
+) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
+    p.require_operator()?;
+    let client_id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
+    load_client(&st, &p, client_id).await?;
+    let name = validate::text("name", &body.name, 1, 100)?;
+    if body.scopes.is_empty() {
+        return Err(ApiError::invalid("scopes", "at least one scope"));
+    }
+    let mut scopes = Vec::new();
+    for (i, s) in body.scopes.iter().enumerate() {
+        let scope = Scope::parse(s).ok_or_else(|| ApiError::invalid(format!("scopes[{i}]"), "must be links:read, links:write or analytics:read"))?;
+        if !scopes.contains(&scope.as_str().to_string()) {
+            scopes.push(scope.as_str().to_string());
+        }
+    }
+    let (key, prefix, key_hash) = generate_key().map_err(|e| ApiError::Unavailable { store: "os random", detail: e.to_string() })?;
+    let doc = ApiKey { id: ObjectId::new(), client_id, name, prefix, key_hash, scopes, created_at: DateTime::now(), revoked_at: None };
+    st.mongo.collection::<ApiKey>(collections::API_KEYS).insert_one(&doc).await?;
+    Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, info: ApiKeyView::from(&doc) })))
+}
+
+/// Lists a tenant's keys (operator only), newest first, without the keys.
+#[utoipa::path(get, path = "/v1/clients/{id}/api-keys", tag = "tenants", params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = Vec<ApiKeyView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_keys(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    p.require_operator()?;
+    let client_id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
+    load_client(&st, &p, client_id).await?;
+    let keys: Vec<ApiKey> = st
+        .mongo
+        .collection::<ApiKey>(collections::API_KEYS)
+        .find(doc! { "clientId": client_id })
+        .sort(doc! { "_id": -1 })
+        .await?
+        .try_collect()
+        .await?;
+    Ok(Json(keys.iter().map(ApiKeyView::from).collect()))
+}
+
+/// Revokes a key (operator only); it is refused from the next request on.
+#[utoipa::path(delete, path = "/v1/clients/{id}/api-keys/{key_id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn revoke_key(State(st): State<AppState>, Extension(p): Extension<Principal>, Path((id, key_id)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    p.require_operator()?;
+    let client_id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
+    let key_id = validate::object_id("key_id", &key_id).map_err(|_| ApiError::NotFound("api key"))?;
+    let r = st
+        .mongo
+        .collection::<ApiKey>(collections::API_KEYS)
+        .update_one(doc! { "_id": key_id, "clientId": client_id }, doc! { "$set": { "revokedAt": DateTime::now() } })
+        .await?;
+    if r.matched_count == 0 {
+        return Err(ApiError::NotFound("api key"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: serde_json::Value) -> ClientCreate {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn builds_and_validates_clients() {
+        let c = build_client(
+            body(serde_json::json!({"name": " Label ", "slug": "label", "domain": "Links.Label.com", "status": "trial",
+                "tracking": {"ga4": "G-ABC123", "meta_pixel": "1234567"}, "branding": {"primary_color": "#112233"},
+                "settings": {"analytics_retention_days": 30}})),
+            DateTime::now(),
+        )
+        .unwrap();
+        assert_eq!((c.name.as_str(), c.domain.as_str()), ("Label", "links.label.com"));
+        assert_eq!(c.metadata.status, ClientStatus::Trial);
+        assert_eq!(c.tracking.facebook.as_deref(), Some("1234567"));
+        assert_eq!(c.settings.analytics_retention_days, 30);
+        assert!(c.settings.anonymize_ip, "absent settings keep defaults");
+        let view = ClientView::from(&c);
+        assert_eq!(view.status, "trial");
+        assert_eq!(view.plan_type, "starter");
+        let err = |v| match build_client(body(v), DateTime::now()) {
+            Err(ApiError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err(serde_json::json!({"name": "x", "slug": "Bad Slug", "domain": "a.com"})), "slug");
+        assert_eq!(err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "status": "gone"})), "status");
+        assert_eq!(err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "branding": {"logo": "javascript:x"}})), "branding.logo");
+        assert_eq!(
+            err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "settings": {"default_platform_order": ["spotify", "myspace"]}})),
+            "settings.default_platform_order[1]"
+        );
+        assert!(serde_json::from_value::<ClientCreate>(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "extra": 1})).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP routes under `/v1`, one module per resource.
+
+pub mod analytics;
+pub mod clients;
+pub mod smartlinks;

@@ -1,0 +1,58 @@
+//! The state every handler shares.
+
+use std::num::NonZeroU32;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// MongoDB database (tenants, links, keys, rollup mirrors, watermark).
+    pub mongo: mongodb::Database,
+    /// ClickHouse client with the configured database as default.
+    pub ch: clickhouse::Client,
+    /// ClickHouse database name (queries name their tables with it).
+    pub ch_db: String,
+    /// Settings.
+    pub cfg: Config,
+    /// Per-key rate limiter (key id or `operator`).
+    pub limiter: DefaultKeyedRateLimiter<String>,
+    /// SHA-256 of the operator key, when one is configured.
+    pub operator_hash: Option<[u8; 32]>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state from `cfg` and connected stores.
+    pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Self {
+        let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
+        let operator_hash = (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.as_bytes()).into());
+        AppState(Arc::new(Inner {
+            mongo,
+            ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
+            ch_db: cfg.clickhouse.database.clone(),
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            operator_hash,
+            metrics,
+            cfg,
+        }))
+    }
+}

@@ -1,0 +1,173 @@
+//! Field validation shared by the routes. Each check names the field it
+//! failed on (`ApiError::Invalid { field }` → 400 `invalid_request`).
+
+use bson::oid::ObjectId;
+
+use crate::error::ApiError;
+
+/// Longest URL accepted, bytes (what browsers and CDNs handle everywhere).
+pub const MAX_URL_LEN: usize = 2048;
+
+/// `value` trimmed, with `min..=max` characters.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, ApiError> {
+    let v = value.trim();
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::invalid(field, format!("must have {min} to {max} characters, has {n}")));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(field, "must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+/// [`text`] on an optional value; empty strings become `None`.
+pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => text(field, v, 1, max).map(Some),
+    }
+}
+
+/// An absolute `http` or `https` URL with a host, at most [`MAX_URL_LEN`]
+/// bytes (issue #5: destinations are http/https only, so `javascript:` and
+/// `data:` never reach a redirect or a page).
+pub fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.len() > MAX_URL_LEN {
+        return Err(ApiError::invalid(field, format!("longer than {MAX_URL_LEN} bytes")));
+    }
+    let u = url::Url::parse(v).map_err(|e| ApiError::invalid(field, format!("not a URL: {e}")))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(ApiError::invalid(field, "must be an http or https URL"));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid(field, "must have a host"));
+    }
+    Ok(u.to_string())
+}
+
+/// [`http_url`] on an optional value; empty strings become `None`.
+pub fn opt_http_url(field: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => http_url(field, v).map(Some),
+    }
+}
+
+/// A slug ([`schemas::ids::is_slug`]: `a-z`, `0-9`, `-`, 1 to 64).
+pub fn slug(field: &str, value: &str) -> Result<String, ApiError> {
+    if schemas::ids::is_slug(value) {
+        Ok(value.to_string())
+    } else {
+        Err(ApiError::invalid(field, "must be 1 to 64 characters of a-z, 0-9 and '-', not starting or ending with '-'"))
+    }
+}
+
+/// A DNS host name (RFC 1123), lowercased: labels of `a-z`, `0-9`, `-`, 1 to
+/// 63 bytes, at least two labels, 253 bytes in all.
+pub fn hostname(field: &str, value: &str) -> Result<String, ApiError> {
+    let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.contains('.')
+        && v.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(field, "must be a host name such as links.example.com"))
+    }
+}
+
+/// A MongoDB ObjectId as 24 lowercase hex digits.
+pub fn object_id(field: &str, value: &str) -> Result<ObjectId, ApiError> {
+    if !schemas::ids::is_object_id(value) {
+        return Err(ApiError::invalid(field, "must be an id of 24 lowercase hex digits"));
+    }
+    ObjectId::parse_str(value).map_err(|_| ApiError::invalid(field, "must be an id of 24 lowercase hex digits"))
+}
+
+/// A CSS hex colour: `#rgb`, `#rrggbb` or `#rrggbbaa`.
+pub fn color(field: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.starts_with('#') && matches!(v.len(), 4 | 7 | 9) && v[1..].bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_string())),
+        Some(_) => Err(ApiError::invalid(field, "must be a hex colour such as #1DB954")),
+    }
+}
+
+/// A pixel or tag id matching `prefix` followed by 4 to 30 of `A-Z`, `0-9`
+/// (GA4 `G-`, GTM `GTM-`), or only digits when `prefix` is empty and
+/// `digits` (Meta), or `A-Z0-9` (TikTok).
+pub fn tag_id(field: &str, value: Option<&str>, prefix: &str, digits: bool) -> Result<Option<String>, ApiError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let rest = v.strip_prefix(prefix).unwrap_or("");
+    let ok = v.starts_with(prefix)
+        && (4..=30).contains(&rest.len())
+        && rest.bytes().all(|b| if digits { b.is_ascii_digit() } else { b.is_ascii_uppercase() || b.is_ascii_digit() });
+    if ok {
+        Ok(Some(v.to_string()))
+    } else {
+        Err(ApiError::invalid(field, format!("must look like {prefix}{}", if digits { "1234567890" } else { "ABC123" })))
+    }
+}
+
+/// An RFC 3339 time → Unix seconds (UTC). Times before 1970 or after 2106
+/// (u32 range of ClickHouse `DateTime`) are refused.
+pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
+    let t = bson::DateTime::parse_rfc3339_str(value).map_err(|_| ApiError::invalid(field, "must be an RFC 3339 time such as 2026-11-21T00:00:00Z"))?;
+    u32::try_from(t.timestamp_millis().div_euclid(1000)).map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
+}
+
+/// Unix seconds → RFC 3339 (`2026-11-21T00:00:00Z`).
+pub fn to_rfc3339(secs: u32) -> String {
+    bson::DateTime::from_millis(i64::from(secs) * 1000).try_to_rfc3339_string().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(e: ApiError) -> String {
+        match e {
+            ApiError::Invalid { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_are_http_or_https_only() {
+        assert_eq!(http_url("u", " https://open.spotify.com/track/x ").unwrap(), "https://open.spotify.com/track/x");
+        for bad in ["javascript:alert(1)", "data:text/html,x", "ftp://x.com/a", "//x.com", "https://", "not a url"] {
+            assert_eq!(field(http_url("platforms.spotify", bad).unwrap_err()), "platforms.spotify", "{bad}");
+        }
+        assert!(http_url("u", &format!("https://x.com/{}", "a".repeat(MAX_URL_LEN))).is_err());
+        assert_eq!(opt_http_url("u", Some("")).unwrap(), None);
+    }
+
+    #[test]
+    fn names_hosts_ids_colors_tags_times() {
+        assert_eq!(hostname("d", "Links.Client.COM.").unwrap(), "links.client.com");
+        for bad in ["localhost", "a..b", "-a.com", "a_b.com", "x.com/path", ""] {
+            assert!(hostname("d", bad).is_err(), "{bad}");
+        }
+        assert!(slug("s", "jiro-in-your-light").is_ok());
+        assert!(slug("s", "Jiro").is_err() && slug("s", "a/b").is_err() && slug("s", "-a").is_err());
+        assert!(object_id("id", "0123456789abcdef01234567").is_ok());
+        assert!(object_id("id", "{\"$gt\":\"\"}").is_err());
+        assert_eq!(color("c", Some("#1DB954")).unwrap().as_deref(), Some("#1DB954"));
+        assert!(color("c", Some("red;background:url(x)")).is_err());
+        assert!(tag_id("g", Some("G-ABC123"), "G-", false).unwrap().is_some());
+        assert!(tag_id("g", Some("UA-1"), "G-", false).is_err());
+        assert!(tag_id("f", Some("1234567890"), "", true).unwrap().is_some());
+        assert!(tag_id("f", Some("12ab"), "", true).is_err());
+        assert_eq!(rfc3339("from", "2025-11-21T00:00:00Z").unwrap(), 1_763_683_200);
+        assert_eq!(rfc3339("from", "2025-11-21T01:00:00+01:00").unwrap(), 1_763_683_200);
+        assert!(rfc3339("from", "yesterday").is_err());
+        assert_eq!(to_rfc3339(1_763_683_200), "2025-11-21T00:00:00Z");
+        assert!(text("n", "  ", 1, 10).is_err() && text("n", "a\u{0}b", 1, 10).is_err());
+        assert_eq!(text("n", " ok ", 1, 10).unwrap(), "ok");
+    }
+}
