@@ -9,7 +9,7 @@ use aggregator::{Metrics, Stores};
 use bson::{doc, oid::ObjectId, DateTime};
 use common::testing::{eventually, unique_name};
 use envconfig::Envconfig;
-use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode, RollupRow, EVENTS_TABLE};
+use schemas::clickhouse::{DeviceCode, EventRow, KindCode, RollupRow, EVENTS_TABLE};
 use schemas::mongo::{collections, LinkMetadata, LinkStatus, Rollup, Smartlink, Track};
 
 const DAY: u32 = 1_763_683_200; // 2025-11-21T00:00:00Z
@@ -63,49 +63,16 @@ struct Ev {
 
 fn row(t: &T, e: &Ev, id: uuid::Uuid, ingested_at: u32) -> EventRow {
     EventRow {
-        event_id: id,
-        kind: e.kind,
-        ts: e.ts,
-        ts_ms: u64::from(e.ts) * 1000,
-        tenant_id: t.tenant.to_hex(),
-        link_id: e.link.to_hex(),
-        slug: "x".into(),
-        host: "h".into(),
         platform: e.platform.into(),
         is_bot: u8::from(e.bot),
         bot_reason: if e.bot { "crawler_ua".into() } else { String::new() },
-        ip: "81.2.69.0".into(),
-        visitor_hash: e.visitor,
-        visitor_id: String::new(),
-        session_id: e.session,
-        visit_number: 1,
-        is_unique: 1,
-        is_returning: 0,
         country: e.country,
-        region: String::new(),
-        city: String::new(),
-        timezone: String::new(),
         device: if e.bot { DeviceCode::Bot } else { DeviceCode::Mobile },
         os: "iOS".into(),
-        os_version: String::new(),
         browser: "Safari".into(),
-        browser_version: String::new(),
-        vendor: String::new(),
-        referrer: String::new(),
         referrer_host: "instagram.com".into(),
         utm_source: "ig".into(),
-        utm_medium: String::new(),
-        utm_campaign: String::new(),
-        utm_term: String::new(),
-        utm_content: String::new(),
-        gclid: String::new(),
-        fbclid: String::new(),
-        ttclid: String::new(),
-        language: "en".into(),
-        consent: ConsentCode::Unknown,
-        dnt: 0,
-        user_agent: "ua".into(),
-        ingested_at,
+        ..EventRow::minimal(id, e.kind, e.ts, &t.tenant.to_hex(), &e.link.to_hex(), e.visitor, e.session, ingested_at)
     }
 }
 

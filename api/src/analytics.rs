@@ -62,10 +62,10 @@ pub fn plan(from: u32, to: u32, closed_until: u32) -> Plan {
     let mut t = from;
     while t < to {
         let (day, hour) = (Grain::Day.seconds(), Grain::Hour.seconds());
-        if t % day == 0 && t + day <= to && t + day <= closed_until {
+        if t.is_multiple_of(day) && t + day <= to && t + day <= closed_until {
             p.days.push(t);
             t += day;
-        } else if t % hour == 0 && t + hour <= to && t + hour <= closed_until {
+        } else if t.is_multiple_of(hour) && t + hour <= to && t + hour <= closed_until {
             p.hours.push(t);
             t += hour;
         } else {
@@ -221,7 +221,7 @@ pub struct HealthStats {
     /// Human views whose visitor did not answer the banner.
     pub consent_unknown: u64,
     /// Human views sent with DNT or GPC.
-    pub dnt: u64,
+    pub dnt_views: u64,
     /// Bot events.
     pub bots: u64,
     /// Newest event time, Unix s (0 when none).
@@ -482,7 +482,7 @@ impl Engine<'_> {
                 countIf(kind = 'view' AND is_bot = 0 AND consent = 'granted' AND dnt = 0) AS client_eligible,
                 countIf(kind = 'view' AND is_bot = 0 AND consent = 'denied') AS consent_denied,
                 countIf(kind = 'view' AND is_bot = 0 AND consent = 'unknown') AS consent_unknown,
-                countIf(kind = 'view' AND is_bot = 0 AND dnt = 1) AS dnt,
+                countIf(kind = 'view' AND is_bot = 0 AND dnt = 1) AS dnt_views,
                 countIf(is_bot = 1) AS bots,
                 toUInt32(max(ts)) AS last_event_at,
                 toUInt32(max(ingested_at)) AS last_ingested_at,

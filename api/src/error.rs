@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 403 `forbidden`: the key is valid but lacks the scope or role.
     #[error("this key lacks {0}")]
     Forbidden(&'static str),
+    /// 405 `method_not_allowed`: the route exists, not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// 404 `not_found`: no such resource for this key (also another
     /// tenant's resources: their existence is not disclosed).
     #[error("{0} not found")]
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -90,6 +94,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "unavailable",
@@ -188,12 +193,15 @@ impl From<aggregator::rollup::RollupError> for ApiError {
     }
 }
 
-/// `true` when a MongoDB write failed on a unique index (E11000).
+/// `true` when a MongoDB write failed on a unique index: E11000, or the
+/// `InternalError` "UNIQUE constraint failed" FerretDB 1.24 answers to an
+/// update that breaks a unique index (its inserts answer E11000).
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+
     use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000 || c.message.contains("UNIQUE constraint failed"),
         _ => e.to_string().contains("E11000"),
     }
 }

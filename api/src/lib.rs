@@ -52,7 +52,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::Malformed { code: "method_not_allowed", message: "method not allowed on this route".into() }
+    ApiError::MethodNotAllowed
 }
 
 /// The API's routes over `state`.

@@ -229,6 +229,63 @@ pub struct EventRow {
     pub ingested_at: u32,
 }
 
+
+impl EventRow {
+    /// A human event of `kind` at `ts` (Unix s, UTC) on `link_id` of
+    /// `tenant_id`, by visitor `visitor_hash` in session `session_id`,
+    /// written at `ingested_at`; every other column empty or zero (no
+    /// country, device `Other`, consent unknown). Handy to build rows whose
+    /// rollups are known (tests, benchmarks).
+    #[allow(clippy::too_many_arguments, reason = "one argument per column that sets the rollup keys; the rest default")]
+    pub fn minimal(event_id: Uuid, kind: KindCode, ts: u32, tenant_id: &str, link_id: &str, visitor_hash: u64, session_id: u64, ingested_at: u32) -> Self {
+        EventRow {
+            event_id,
+            kind,
+            ts,
+            ts_ms: u64::from(ts) * 1000,
+            tenant_id: tenant_id.into(),
+            link_id: link_id.into(),
+            slug: String::new(),
+            host: String::new(),
+            platform: String::new(),
+            is_bot: 0,
+            bot_reason: String::new(),
+            ip: String::new(),
+            visitor_hash,
+            visitor_id: String::new(),
+            session_id,
+            visit_number: 1,
+            is_unique: 1,
+            is_returning: 0,
+            country: [0, 0],
+            region: String::new(),
+            city: String::new(),
+            timezone: String::new(),
+            device: DeviceCode::Other,
+            os: String::new(),
+            os_version: String::new(),
+            browser: String::new(),
+            browser_version: String::new(),
+            vendor: String::new(),
+            referrer: String::new(),
+            referrer_host: String::new(),
+            utm_source: String::new(),
+            utm_medium: String::new(),
+            utm_campaign: String::new(),
+            utm_term: String::new(),
+            utm_content: String::new(),
+            gclid: String::new(),
+            fbclid: String::new(),
+            ttclid: String::new(),
+            language: String::new(),
+            consent: ConsentCode::Unknown,
+            dnt: 0,
+            user_agent: String::new(),
+            ingested_at,
+        }
+    }
+}
+
 /// `CREATE DATABASE IF NOT EXISTS {database}`.
 pub fn database_ddl(database: &str) -> String {
     format!("CREATE DATABASE IF NOT EXISTS {database}")

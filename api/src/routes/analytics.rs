@@ -500,7 +500,7 @@ pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principa
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-        dnt: s.dnt,
+        dnt: s.dnt_views,
         bots: s.bots,
         last_event_at: (s.last_event_at > 0).then(|| to_rfc3339(s.last_event_at)),
         ingest_delay_p50_s: if s.delay_p50_s.is_finite() { s.delay_p50_s } else { 0.0 },

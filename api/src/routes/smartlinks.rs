@@ -516,13 +516,12 @@ pub async fn patch(
         link.seo = seo(s)?;
     }
     require_destination(&link)?;
+    let coll = st.mongo.collection::<Smartlink>(collections::SMARTLINKS);
+    if body.slug.is_some() && coll.find_one(doc! { "clientId": link.client_id, "slug": &link.slug, "_id": { "$ne": link.id } }).await?.is_some() {
+        return Err(slug_taken(&link.slug));
+    }
     link.metadata.updated_at = DateTime::now();
-    match st
-        .mongo
-        .collection::<Smartlink>(collections::SMARTLINKS)
-        .replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link)
-        .await
-    {
+    match coll.replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link).await {
         Ok(r) if r.matched_count == 0 => Err(ApiError::NotFound("smartlink")),
         Ok(_) => Ok(Json(view(&link, &client, &st.cfg.link_scheme))),
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),

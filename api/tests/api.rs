@@ -1,0 +1,434 @@
+//! The API against the real MongoDB-wire server and ClickHouse: auth and
+//! keys, smartlink CRUD and validation, tenant isolation on every link and
+//! analytics route, analytics from rollups equal to raw events, per-key
+//! rate limits.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use api::auth::Principal;
+use api::routes::analytics::{self as a, AnalyticsQuery};
+use bson::doc;
+use common::testing::unique_name;
+use envconfig::Envconfig;
+use reqwest::{Method, StatusCode};
+use schemas::clickhouse::{ConsentCode, EventRow, KindCode, EVENTS_TABLE};
+use serde_json::{json, Value};
+
+const DAY: u32 = 1_763_683_200; // 2025-11-21T00:00:00Z
+
+struct Env {
+    base: String,
+    op: String,
+    http: reqwest::Client,
+    api: api::Api,
+    ch: clickhouse::Client,
+    ch_db: String,
+    mongo: mongodb::Database,
+    _shutdown: common::shutdown::CancellationToken,
+}
+
+async fn env_with(rate: u32, burst: u32) -> Env {
+    let name = unique_name("api");
+    let mut cfg = api::Config::init_from_env().unwrap();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k"));
+    cfg.rate_limit_per_second = rate;
+    cfg.rate_limit_burst = burst;
+    cfg.link_scheme = "http".into();
+    cfg.clickhouse.database = name.clone();
+    cfg.mongo.database = name.clone();
+    common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
+    let mongo = cfg.mongo.database().await.unwrap();
+    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
+    let ch = cfg.clickhouse.client().with_database(&name);
+    let shutdown = common::shutdown::CancellationToken::new();
+    let op = cfg.operator_key.clone();
+    let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
+    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, _shutdown: shutdown }
+}
+
+async fn env() -> Env {
+    env_with(1000, 1000).await
+}
+
+impl Env {
+    async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(Some(key), method, path, body).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    async fn tenant(&self, slug: &str) -> (String, String) {
+        let c = self
+            .ok(&self.op, Method::POST, "/v1/clients", Some(json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"),
+                "tracking": {"ga4": "G-TEST123"}})))
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let k = self
+            .ok(&self.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "all", "scopes": ["links:write", "analytics:read"]})))
+            .await;
+        (id, k["key"].as_str().unwrap().to_string())
+    }
+
+    async fn link(&self, key: &str, slug: &str) -> String {
+        let l = self
+            .ok(key, Method::POST, "/v1/smartlinks", Some(json!({"slug": slug, "track": {"title": "In Your Light", "artist_name": "Jiro"},
+                "platforms": {"spotify": "https://open.spotify.com/track/x", "apple-music": "https://music.apple.com/x"}})))
+            .await;
+        l["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+fn now_s() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32
+}
+
+#[tokio::test]
+async fn auth_tenants_and_keys() {
+    let e = env().await;
+    let (s, doc) = e.call(None, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["paths"]["/v1/smartlinks/{id}"].is_object());
+
+    let body = json!({"name": "Label", "slug": "label", "domain": "links.label.test"});
+    let (s, v) = e.call(None, Method::POST, "/v1/clients", Some(body.clone())).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = e.call(Some("slk_0000"), Method::POST, "/v1/clients", Some(body.clone())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, c) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(body.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "label", "domain": "other.label.test"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));
+    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "other", "domain": "links.label.test"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "domain_taken"));
+    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "x2", "domain": "localhost"}))).await;
+    assert_eq!((s, code(&v), v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, "invalid_request", Some("domain")));
+    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": {"$gt": ""}, "domain": "a.test"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "operators in values are refused: {v}");
+    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "x3", "domain": "a.test", "admin": true}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "unknown fields refused: {v}");
+
+    // Keys: shown once, stored hashed, scoped, revocable.
+    let (s, v) = e.call(Some(&e.op), Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "ci", "scopes": ["links:admin"]}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scopes[0]")));
+    let k = e.ok(&e.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "ci", "scopes": ["links:write"]}))).await;
+    let key = k["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("slk_"));
+    let list = e.ok(&e.op, Method::GET, &format!("/v1/clients/{id}/api-keys"), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("key").is_none(), "never listed: {list}");
+    let stored = e.mongo.collection::<bson::Document>("api_keys").find_one(doc! {}).await.unwrap().unwrap();
+    assert!(!stored.to_string().contains(&key[4..]), "only the hash is stored");
+
+    let (s, v) = e.call(Some(&key), Method::POST, "/v1/clients", Some(json!({"name": "y", "slug": "y", "domain": "y.test"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, v) = e.call(Some(&key), Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "x", "scopes": ["links:read"]}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "tenant keys cannot mint keys");
+    let own = e.ok(&key, Method::GET, &format!("/v1/clients/{id}"), None).await;
+    assert_eq!(own["domain"], "links.label.test");
+    let (s, v) = e.call(Some(&key), Method::GET, "/v1/analytics/overview", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "no analytics:read scope");
+
+    let key_id = k["id"].as_str().unwrap();
+    let (s, _) = e.call(Some(&e.op), Method::DELETE, &format!("/v1/clients/{id}/api-keys/{key_id}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = e.call(Some(&key), Method::GET, &format!("/v1/clients/{id}"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked");
+
+    let (s, v) = e.call(Some(&e.op), Method::GET, "/v1/nope", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, v) = e.call(Some(&e.op), Method::PUT, "/v1/clients", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn smartlinks_crud_validation_and_tenant_isolation() {
+    let e = env().await;
+    let (a_id, a_key) = e.tenant("tenant-a").await;
+    let (b_id, b_key) = e.tenant("tenant-b").await;
+    let link = e.ok(
+        &a_key,
+        Method::POST,
+        "/v1/smartlinks",
+        Some(json!({"slug": "jiro-in-your-light", "track": {"title": "In Your Light", "artist_name": "Jiro"},
+            "platforms": {"spotify": "https://open.spotify.com/track/x"}, "custom_platforms": [{"name": "Qobuz", "url": "https://qobuz.com/x"}]})),
+    )
+    .await;
+    let a_link = link["id"].as_str().unwrap().to_string();
+    assert_eq!(link["client_id"], a_id.as_str());
+    assert_eq!(link["url"], "http://tenant-a.links.test/jiro-in-your-light");
+    assert_eq!(link["status"], "active");
+
+    // Validation names the field.
+    for (body, field) in [
+        (json!({"slug": "Bad Slug", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}), "slug"),
+        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "ftp://x.test"}}), "platforms.spotify"),
+        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"myspace": "https://x.test"}}), "platforms.myspace"),
+        (json!({"slug": "ok", "track": {"title": "", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}), "track.title"),
+        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}}), "platforms"),
+        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}, "media": {"cover_art": "javascript:alert(1)"}}), "media.cover_art"),
+    ] {
+        let (s, v) = e.call(Some(&a_key), Method::POST, "/v1/smartlinks", Some(body)).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let dup = json!({"slug": "jiro-in-your-light", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}});
+    let (s, v) = e.call(Some(&a_key), Method::POST, "/v1/smartlinks", Some(dup.clone())).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));
+    let (s, _) = e.call(Some(&b_key), Method::POST, "/v1/smartlinks", Some(dup)).await;
+    assert_eq!(s, StatusCode::CREATED, "slugs are unique per tenant only");
+    let (s, v) = e.call(Some(&e.op), Method::GET, "/v1/smartlinks", None).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("client_id")));
+
+    // Pages.
+    e.link(&a_key, "second").await;
+    e.link(&a_key, "third").await;
+    let p1 = e.ok(&a_key, Method::GET, "/v1/smartlinks?limit=2", None).await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    assert_eq!(p1["items"][0]["slug"], "third", "newest first");
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2 = e.ok(&a_key, Method::GET, &format!("/v1/smartlinks?limit=2&cursor={cursor}"), None).await;
+    assert_eq!(p2["items"].as_array().unwrap().len(), 1);
+    assert!(p2["next_cursor"].is_null());
+    let via_op = e.ok(&e.op, Method::GET, &format!("/v1/smartlinks?client_id={a_id}&status=active"), None).await;
+    assert_eq!(via_op["items"].as_array().unwrap().len(), 3);
+
+    // Patch: replaces, validates, bumps updatedAt (what the edge polls).
+    let before = e.ok(&a_key, Method::GET, &format!("/v1/smartlinks/{a_link}"), None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = e
+        .ok(&a_key, Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "in-your-light", "platforms": {"deezer": "https://deezer.com/x"}})))
+        .await;
+    assert_eq!(after["slug"], "in-your-light");
+    assert_eq!(after["platforms"], json!({"deezer": "https://deezer.com/x"}));
+    assert_eq!(after["custom_platforms"][0]["name"], "Qobuz", "untouched fields stay");
+    assert!(after["updated_at"].as_str() > before["updated_at"].as_str());
+    let (s, v) = e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "second"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));
+    let (s, v) = e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"status": "deleted"}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("status")));
+
+    // Tenant B sees none of A's resources: 404 everywhere, like unknown ids.
+    let link_path = format!("/v1/smartlinks/{a_link}");
+    for (m, path, body) in [
+        (Method::GET, link_path.clone(), None),
+        (Method::PATCH, link_path.clone(), Some(json!({"featured": true}))),
+        (Method::DELETE, link_path.clone(), None),
+        (Method::GET, format!("/v1/smartlinks?client_id={a_id}"), None),
+        (Method::POST, "/v1/smartlinks".to_string(), Some(json!({"client_id": a_id, "slug": "intruder", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}))),
+        (Method::GET, format!("/v1/clients/{a_id}"), None),
+    ] {
+        let (s, v) = e.call(Some(&b_key), m.clone(), &path, body).await;
+        assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{m} {path}: {v}");
+    }
+    for route in ["overview", "timeseries", "breakdown", "realtime", "health", "export"] {
+        for scope in [format!("smartlink_id={a_link}"), format!("client_id={a_id}")] {
+            let path = format!("/v1/analytics/{route}?{scope}&dimension=country");
+            let (s, v) = e.call(Some(&b_key), Method::GET, &path, None).await;
+            assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{path}: {v}");
+        }
+    }
+    let unknown = bson::oid::ObjectId::new().to_hex();
+    let (s, _) = e.call(Some(&b_key), Method::GET, &format!("/v1/smartlinks/{unknown}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let still = e.ok(&a_key, Method::GET, &format!("/v1/smartlinks/{a_link}"), None).await;
+    assert_eq!(still["featured"], false, "B's PATCH changed nothing");
+    assert_eq!(still["status"], "active", "B's DELETE changed nothing");
+    let own_b = e.ok(&b_key, Method::GET, &format!("/v1/clients/{b_id}"), None).await;
+    assert_eq!(own_b["id"], b_id.as_str());
+
+    // Delete archives.
+    let (s, _) = e.call(Some(&a_key), Method::DELETE, &link_path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let archived = e.ok(&a_key, Method::GET, &link_path, None).await;
+    assert_eq!(archived["status"], "archived");
+}
+
+fn ev(kind: KindCode, ts: u32, tenant: &str, link: &str, visitor: u64, session: u64, ingested_at: u32) -> EventRow {
+    EventRow::minimal(uuid::Uuid::now_v7(), kind, ts, tenant, link, visitor, session, ingested_at)
+}
+
+#[tokio::test]
+async fn analytics_from_rollups_equal_raw_events() {
+    let e = env().await;
+    let (tenant, key) = e.tenant("stats").await;
+    let link_a = e.link(&key, "a").await;
+    let link_b = e.link(&key, "b").await;
+    let now = now_s();
+    let (h10, h23) = (DAY + 10 * 3600, DAY + 23 * 3600);
+    let mut rows = Vec::new();
+    // Visitor 1: A at 10h (view + Spotify click) and the next day at 01h (view): returning.
+    rows.push(EventRow { country: *b"GB", region: "England".into(), utm_medium: "social".into(), ..ev(KindCode::View, h10 + 5, &tenant, &link_a, 1, 11, now) });
+    rows.push(EventRow { platform: "spotify".into(), country: *b"GB", ..ev(KindCode::Click, h10 + 9, &tenant, &link_a, 1, 11, now) });
+    rows.push(EventRow { country: *b"GB", is_returning: 1, ..ev(KindCode::View, DAY + 86_400 + 3600 + 5, &tenant, &link_a, 1, 12, now) });
+    // Visitor 2: B at 23h, from Japan with consent, clicks Apple Music.
+    rows.push(EventRow { country: *b"JP", city: "Tokyo".into(), consent: ConsentCode::Granted, ..ev(KindCode::View, h23 + 100, &tenant, &link_b, 2, 21, now) });
+    rows.push(EventRow { platform: "apple-music".into(), country: *b"JP", ..ev(KindCode::Click, h23 + 110, &tenant, &link_b, 2, 21, now) });
+    // A crawler on A, and a view that lands in the partial hour at the end of the range.
+    rows.push(EventRow { is_bot: 1, bot_reason: "crawler_ua".into(), ..ev(KindCode::View, h10 + 30, &tenant, &link_a, 9, 91, now) });
+    rows.push(EventRow { country: *b"FR", ..ev(KindCode::View, DAY + 86_400 + 2 * 3600 + 60, &tenant, &link_a, 3, 31, now) });
+    let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
+    for r in &rows {
+        ins.write(r).await.unwrap();
+    }
+    ins.end().await.unwrap();
+    let stores = aggregator::Stores { ch: e.ch.clone(), ch_db: e.ch_db.clone(), mongo: e.mongo.clone() };
+    let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
+    let w = aggregator::pass(&stores, 0, &m).await.unwrap();
+    aggregator::save_watermark(&e.mongo, w).await.unwrap();
+
+    // 22:00 the day before → 02:30 the day after: an hour, a day, two hours and a half hour.
+    let range = "from=2025-11-20T22:00:00Z&to=2025-11-22T02:30:00Z";
+    let o = e.ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}"), None).await;
+    assert_eq!(
+        (o["views"].as_i64(), o["clicks"].as_i64(), o["unique_visitors"].as_i64(), o["returning_visitors"].as_i64(), o["bots"].as_i64()),
+        (Some(4), Some(2), Some(3), Some(1), Some(1)),
+        "{o}"
+    );
+    assert_eq!(o["conversions"], 2);
+    assert_eq!(o["conversion_rate"], 0.5);
+    assert_eq!(o["top_countries"][0], json!({"value": "GB", "count": 2}));
+    assert_eq!(o["clicks_by_platform"], json!([{"value": "apple-music", "count": 1}, {"value": "spotify", "count": 1}]));
+    assert!(o["sources"]["rollup_windows"].as_u64().unwrap() >= 3, "closed windows from rollups: {o}");
+    assert_eq!(o["sources"]["raw_ranges"], 1, "the half hour from raw events");
+
+    // Identical when everything is read from raw events, for the tenant and for a link.
+    let q = |scope: (&str, &str), extra: &[(&str, &str)]| {
+        let mut q = AnalyticsQuery { from: Some("2025-11-20T22:00:00Z".into()), to: Some("2025-11-22T02:30:00Z".into()), ..Default::default() };
+        match scope.0 {
+            "client" => q.client_id = Some(scope.1.to_string()),
+            _ => q.smartlink_id = Some(scope.1.to_string()),
+        }
+        for (k, v) in extra {
+            match *k {
+                "interval" => q.interval = Some(v.to_string()),
+                "dimension" => q.dimension = Some(v.to_string()),
+                _ => q.include_bots = Some(*v == "true"),
+            }
+        }
+        q
+    };
+    let st = &e.api.state;
+    let op = Principal::Operator;
+    for scope in [("client", tenant.as_str()), ("link", link_a.as_str())] {
+        let rolled = a::overview_with(st, &op, &q(scope, &[]), Some(u32::MAX)).await.unwrap();
+        let raw = a::overview_with(st, &op, &q(scope, &[]), Some(0)).await.unwrap();
+        assert_eq!(raw.sources.rollup_windows, 0);
+        assert!(rolled.sources.rollup_windows > 0);
+        assert_eq!((rolled.views, rolled.clicks, rolled.unique_visitors, rolled.bots), (raw.views, raw.clicks, raw.unique_visitors, raw.bots));
+        assert_eq!((&rolled.top_countries, &rolled.clicks_by_platform), (&raw.top_countries, &raw.clicks_by_platform));
+        for interval in ["hour", "day"] {
+            let mut rolled = a::timeseries_with(st, &op, &q(scope, &[("interval", interval)]), Some(u32::MAX)).await.unwrap();
+            let mut raw = a::timeseries_with(st, &op, &q(scope, &[("interval", interval)]), Some(0)).await.unwrap();
+            assert!(rolled.points.iter().any(|p| p.source == "rollup"));
+            for p in rolled.points.iter_mut().chain(raw.points.iter_mut()) {
+                p.source.clear();
+            }
+            assert_eq!(rolled, raw, "{scope:?} {interval}");
+        }
+        for dim in ["country", "platform", "device", "region", "city", "utm_medium"] {
+            let rolled = a::breakdown_with(st, &op, &q(scope, &[("dimension", dim)]), Some(u32::MAX)).await.unwrap();
+            let raw = a::breakdown_with(st, &op, &q(scope, &[("dimension", dim)]), Some(0)).await.unwrap();
+            assert_eq!(rolled, raw, "{scope:?} {dim}");
+        }
+    }
+    let link_o = a::overview_with(st, &op, &q(("link", &link_a), &[]), None).await.unwrap();
+    assert_eq!((link_o.views, link_o.clicks, link_o.unique_visitors), (3, 1, 2));
+
+    // Daily series: uniques per day, not sums of hours.
+    let ts = e.ok(&key, Method::GET, &format!("/v1/analytics/timeseries?client_id={tenant}&{range}&interval=day"), None).await;
+    let pts = ts["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 3);
+    assert_eq!((pts[1]["start"].as_str(), pts[1]["views"].as_i64(), pts[1]["unique_visitors"].as_i64()), (Some("2025-11-21T00:00:00Z"), Some(2), Some(2)));
+    assert_eq!(pts[1]["source"], "rollup");
+    assert_eq!(pts[1]["clicks_by_platform"], json!({"apple-music": 1, "spotify": 1}));
+    assert_eq!(pts[2]["source"], "raw", "the last day is clipped to the range");
+
+    // Breakdowns: raw-only dimensions carry the country.
+    let b = e.ok(&key, Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&{range}&dimension=city"), None).await;
+    assert_eq!(b["items"], json!([{"value": "Tokyo", "country": "JP", "count": 1, "share": 1.0}]));
+    let b = e.ok(&key, Method::GET, &format!("/v1/analytics/breakdown?smartlink_id={link_a}&{range}&dimension=country&limit=1"), None).await;
+    assert_eq!((b["total"].as_i64(), b["items"].as_array().unwrap().len(), b["metric"].as_str()), (Some(3), 1, Some("views")));
+    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&dimension=planet"), None).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("dimension")));
+    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&from=yesterday"), None).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
+    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&smartlink_id={link_a}"), None).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("smartlink_id")));
+    let (s, v) = e.call(Some(&key), Method::GET, "/v1/analytics/overview?client=x", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_query"));
+
+    // Bots on request.
+    let with_bots = e.ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}&include_bots=true"), None).await;
+    assert_eq!((with_bots["views"].as_i64(), with_bots["bots"].as_i64()), (Some(5), Some(1)));
+
+    // CSV export: a header and one row per day, the same numbers.
+    let resp = e
+        .http
+        .get(format!("{}/v1/analytics/export?client_id={tenant}&{range}&interval=day", e.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("start,views,clicks,unique_visitors") && lines[0].contains("clicks_apple-music"));
+    assert!(lines[2].starts_with("2025-11-21T00:00:00Z,2,2,2,"), "{csv}");
+
+    // Realtime and health read the last minutes.
+    let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
+    for v in 0..3u64 {
+        ins.write(&EventRow { consent: ConsentCode::Granted, ..ev(KindCode::View, now - 60, &tenant, &link_b, 100 + v, 200 + v, now) }).await.unwrap();
+    }
+    ins.end().await.unwrap();
+    let rt = e.ok(&key, Method::GET, &format!("/v1/analytics/realtime?client_id={tenant}"), None).await;
+    assert_eq!((rt["active_visitors"].as_u64(), rt["views_last_30_min"].as_u64()), (Some(3), Some(3)), "{rt}");
+    assert_eq!(rt["per_minute"].as_array().unwrap().len(), 30);
+    let h = e.ok(&key, Method::GET, &format!("/v1/analytics/health?smartlink_id={link_b}"), None).await;
+    assert_eq!((h["views"].as_u64(), h["client_tracking_rate"].as_f64(), h["pixels_configured"].as_bool()), (Some(3), Some(1.0), Some(true)), "{h}");
+    assert_eq!(h["status"], "healthy");
+}
+
+#[tokio::test]
+async fn each_key_has_its_own_rate_limit() {
+    let e = env_with(1, 3).await;
+    let (id, key) = e.tenant("limited").await; // 2 operator requests
+    let path = format!("/v1/clients/{id}");
+    for _ in 0..3 {
+        let (s, _) = e.call(Some(&key), Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let resp = e.http.get(format!("{}{path}", e.base)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(code(&v), "rate_limited");
+    // The operator's own budget is separate (one request left of 3).
+    let (s, _) = e.call(Some(&e.op), Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let metrics = reqwest::get(format!("http://{}/metrics", e.api.admin_addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("api_rate_limited_total 1"), "{metrics}");
+    assert!(metrics.contains(r#"api_requests_total{method="GET",route="/v1/clients/{id}",status="429"} 1"#), "{metrics}");
+}
