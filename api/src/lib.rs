@@ -58,7 +58,7 @@ async fn method_not_allowed() -> ApiError {
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/v1/clients", post(clients::create))
+        .route("/v1/clients", post(clients::create).get(clients::list))
         .route("/v1/clients/{id}", get(clients::get))
         .route("/v1/clients/{id}/api-keys", post(clients::create_key).get(clients::list_keys))
         .route("/v1/clients/{id}/api-keys/{key_id}", delete(clients::revoke_key))

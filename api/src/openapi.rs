@@ -13,7 +13,7 @@ use crate::routes::{analytics, clients, smartlinks};
 #[openapi(
     info(title = "smartlinks API", version = "1", description = "Tenants, API keys, smartlinks and analytics. Authenticate with `Authorization: Bearer <key>`; errors are `{\"error\": {\"code\", \"message\", \"field\"}}`."),
     paths(
-        clients::create, clients::get, clients::create_key, clients::list_keys, clients::revoke_key,
+        clients::create, clients::list, clients::get, clients::create_key, clients::list_keys, clients::revoke_key,
         smartlinks::create, smartlinks::list, smartlinks::get, smartlinks::patch, smartlinks::archive,
         analytics::overview, analytics::timeseries, analytics::breakdown, analytics::realtime, analytics::health, analytics::export,
     ),

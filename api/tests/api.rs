@@ -145,6 +145,10 @@ async fn auth_tenants_and_keys() {
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
     let (s, v) = e.call(Some(&key), Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "x", "scopes": ["links:read"]}))).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "tenant keys cannot mint keys");
+    let found = e.ok(&e.op, Method::GET, "/v1/clients?domain=LINKS.label.test", None).await;
+    assert_eq!(found[0]["id"], id.as_str());
+    let (s, _) = e.call(Some(&key), Method::GET, "/v1/clients", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "tenant keys cannot list tenants");
     let own = e.ok(&key, Method::GET, &format!("/v1/clients/{id}"), None).await;
     assert_eq!(own["domain"], "links.label.test");
     let (s, v) = e.call(Some(&key), Method::GET, "/v1/analytics/overview", None).await;

@@ -8,11 +8,11 @@ use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
 use schemas::mongo::{self, collections, ApiKey, Client, ClientMetadata, ClientStatus, PlanType, PlatformId};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{generate_key, Principal, Scope};
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
-use crate::extract::{Body, Path};
+use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
 use crate::validate;
 
@@ -84,6 +84,9 @@ pub struct ClientCreate {
     pub slug: String,
     /// Domain serving the tenant's links (`links.client.com`), unique.
     pub domain: String,
+    /// Subdomain of the agency's shared domain also serving them, if any.
+    #[serde(default)]
+    pub subdomain: Option<String>,
     /// `active` (default), `trial` or `suspended`.
     #[serde(default)]
     pub status: Option<String>,
@@ -112,6 +115,8 @@ pub struct ClientView {
     pub slug: String,
     /// Domain serving its links.
     pub domain: String,
+    /// Shared-domain subdomain serving them, if any.
+    pub subdomain: Option<String>,
     /// `active`, `trial` or `suspended`.
     pub status: String,
     /// `starter`, `professional` or `enterprise`.
@@ -147,6 +152,7 @@ impl From<&Client> for ClientView {
             name: c.name.clone(),
             slug: c.slug.clone(),
             domain: c.domain.clone(),
+            subdomain: c.subdomain.clone(),
             status: wire(&c.metadata.status),
             plan_type: wire(&c.metadata.plan_type),
             tracking: Tracking {
@@ -199,7 +205,10 @@ fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
         name: validate::text("name", &body.name, 1, 200)?,
         slug: validate::slug("slug", &body.slug)?,
         domain: validate::hostname("domain", &body.domain)?,
-        subdomain: None,
+        subdomain: match body.subdomain.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => Some(validate::hostname("subdomain", s)?),
+            None => None,
+        },
         tracking: mongo::ClientTracking {
             ga4: validate::tag_id("tracking.ga4", t.ga4.as_deref(), "G-", false)?,
             gtm: validate::tag_id("tracking.gtm", t.gtm.as_deref(), "GTM-", false)?,
@@ -265,6 +274,28 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         Err(e) if is_duplicate_key(&e) => Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `GET /v1/clients` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ClientListQuery {
+    /// Only the tenant serving this domain (exact, case-insensitive).
+    pub domain: Option<String>,
+}
+
+/// Lists tenants (operator only), newest first, at most 500.
+#[utoipa::path(get, path = "/v1/clients", tag = "tenants", params(ClientListQuery),
+    responses((status = 200, body = Vec<ClientView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ClientListQuery>) -> Result<Json<Vec<ClientView>>, ApiError> {
+    p.require_operator()?;
+    let filter = match q.domain.as_deref() {
+        Some(d) => doc! { "domain": validate::hostname("domain", d)? },
+        None => doc! {},
+    };
+    let clients: Vec<Client> = st.mongo.collection::<Client>(collections::CLIENTS).find(filter).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    Ok(Json(clients.iter().map(ClientView::from).collect()))
 }
 
 /// Reads a tenant: any tenant for the operator, its own for a tenant key.
