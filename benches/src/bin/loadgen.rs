@@ -1,9 +1,10 @@
 //! `loadgen`: realistic smartlink traffic against a running edge, then a
 //! check that the pipeline counted exactly what was sent.
 //!
-//! 1. Seeds a demo tenant (`demo.smartlinks.local`) and three smartlinks in
-//!    MongoDB (until the API of issue #5 exists, directly through the driver;
-//!    idempotent).
+//! 1. Creates a demo tenant (`demo.smartlinks.local`), a tenant API key and
+//!    three smartlinks through the API (`POST /v1/clients`,
+//!    `/v1/clients/{id}/api-keys`, `/v1/smartlinks`; a second run reuses
+//!    the tenant and links).
 //! 2. Sends visits over HTTP to the edge: user agents drawn by weight from
 //!    the npm `user-agents` dataset, client IPs drawn from public IPv4 space
 //!    and kept when DB-IP Lite places them in a country (passed as
@@ -11,20 +12,28 @@
 //!    referrers, UTM parameters and ad click ids, consent for some visitors,
 //!    click-throughs per platform through the eid links of the landing page,
 //!    returning visitors, and crawlers, unfurlers and HEAD requests.
-//! 3. Waits until ClickHouse holds every event and the MongoDB daily rollup
-//!    of the tenant shows the views, clicks and bots sent, then prints a summary.
+//! 3. Waits until the API's overview of the run shows exactly the views,
+//!    clicks and bots sent, and the tenant's daily rollup in MongoDB has
+//!    them too and equals ClickHouse's, then prints a summary read from the
+//!    API (`/v1/analytics/overview`, `breakdown`, `realtime`, `health`).
 //!
 //! Usage: `loadgen [VISITS] [CONCURRENCY]` (defaults 3000, 32). Settings from
 //! the environment: `LOADGEN_EDGE` (default `http://127.0.0.1:8080`),
-//! `MONGODB_*`, `CLICKHOUSE_*` (see `common::config`), `SMARTLINKS_STATE_DIR`.
+//! `LOADGEN_API` (default `http://127.0.0.1:8081`), `API_OPERATOR_KEY`
+//! (required), `LOADGEN_KEY_FILE` (where the demo tenant's key is written,
+//! default `$SMARTLINKS_STATE_DIR/demo-tenant-key`), `MONGODB_*`,
+//! `CLICKHOUSE_*` (see `common::config`), `SMARTLINKS_STATE_DIR`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bson::{doc, oid::ObjectId, DateTime};
+use anyhow::Context;
+use bson::doc;
 use envconfig::Envconfig;
-use schemas::mongo::*;
+use schemas::clickhouse::RollupRow;
+use schemas::mongo::{collections, Rollup};
+use serde_json::{json, Value};
 
 const HOST: &str = "demo.smartlinks.local";
 const LINKS: [(&str, &str, &str); 3] = [
@@ -57,54 +66,70 @@ struct Sent {
     errors: u64,
 }
 
-async fn seed(db: &mongodb::Database) -> anyhow::Result<(ObjectId, Vec<ObjectId>)> {
-    let now = DateTime::now();
-    let clients = db.collection::<Client>(collections::CLIENTS);
-    let tenant = match clients.find_one(doc! { "domain": HOST }).await? {
-        Some(c) => c.id,
+/// The API as the demo tenant's tools use it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// `method path` with `key` and an optional JSON body → (status, JSON).
+    async fn call(&self, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("API at {} (is it running?)", self.base))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Like [`Api::call`], failing unless 2xx.
+    async fn ok(&self, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (s, v) = self.call(key, method.clone(), path, body).await?;
+        anyhow::ensure!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        Ok(v)
+    }
+}
+
+fn str_of(v: &Value, k: &str) -> anyhow::Result<String> {
+    v[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k} in {v}"))
+}
+
+/// Creates (or finds) the demo tenant and its links through the API, and a
+/// fresh tenant key. Returns (tenant id, tenant key).
+async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
+    use reqwest::Method;
+    let found = api.ok(op, Method::GET, &format!("/v1/clients?domain={HOST}"), None).await?;
+    let tenant = match found.as_array().and_then(|a| a.first()) {
+        Some(c) => str_of(c, "id")?,
         None => {
-            let c = Client {
-                id: ObjectId::new(),
-                name: "Demo Records".into(),
-                slug: "demo-records".into(),
-                domain: HOST.into(),
-                subdomain: Some("demo.localhost".into()),
-                tracking: ClientTracking { gtm: Some("GTM-DEMO123".into()), facebook: Some("1234567890".into()), ..Default::default() },
-                branding: Branding { primary_color: Some("#1DB954".into()), secondary_color: Some("#121212".into()), ..Default::default() },
-                settings: ClientSettings::default(),
-                metadata: ClientMetadata { created_at: now, updated_at: now, status: ClientStatus::Active, plan_type: PlanType::Professional },
-            };
-            clients.insert_one(&c).await?;
-            c.id
+            let c = api
+                .ok(
+                    op,
+                    Method::POST,
+                    "/v1/clients",
+                    Some(json!({"name": "Demo Records", "slug": "demo-records", "domain": HOST, "subdomain": "demo.localhost", "plan_type": "professional",
+                        "tracking": {"gtm": "GTM-DEMO123", "meta_pixel": "1234567890"},
+                        "branding": {"primary_color": "#1DB954", "secondary_color": "#121212"}})),
+                )
+                .await?;
+            str_of(&c, "id")?
         }
     };
-    let links = db.collection::<Smartlink>(collections::SMARTLINKS);
-    let mut ids = Vec::new();
+    let k = api
+        .ok(op, Method::POST, &format!("/v1/clients/{tenant}/api-keys"), Some(json!({"name": "demo", "scopes": ["links:write", "analytics:read"]})))
+        .await?;
+    let key = str_of(&k, "key")?;
     for (slug, title, artist) in LINKS {
-        if let Some(l) = links.find_one(doc! { "clientId": tenant, "slug": slug }).await? {
-            ids.push(l.id);
-            continue;
-        }
-        let l = Smartlink {
-            id: ObjectId::new(),
-            client_id: tenant,
-            slug: slug.into(),
-            track: Track { title: title.into(), artist_name: artist.into(), ..Default::default() },
-            platforms: Platforms {
-                spotify: Some(format!("https://open.spotify.com/track/{slug}")),
-                apple_music: Some(format!("https://music.apple.com/album/{slug}")),
-                youtube: Some(format!("https://music.youtube.com/watch?v={slug}")),
-                deezer: Some(format!("https://www.deezer.com/track/{slug}")),
-                ..Default::default()
-            },
-            media: Media { cover_art: Some("https://picsum.photos/seed/smartlink/600".into()), ..Default::default() },
-            seo: Seo::default(),
-            metadata: LinkMetadata::new(now, LinkStatus::Active),
-        };
-        links.insert_one(&l).await?;
-        ids.push(l.id);
+        let body = json!({"slug": slug, "track": {"title": title, "artist_name": artist},
+            "platforms": {"spotify": format!("https://open.spotify.com/track/{slug}"), "apple-music": format!("https://music.apple.com/album/{slug}"),
+                "youtube": format!("https://music.youtube.com/watch?v={slug}"), "deezer": format!("https://www.deezer.com/track/{slug}")},
+            "media": {"cover_art": "https://picsum.photos/seed/smartlink/600"}});
+        let (s, v) = api.call(&key, Method::POST, "/v1/smartlinks", Some(body)).await?;
+        anyhow::ensure!(s == 201 || (s == 409 && v["error"]["code"] == "slug_taken"), "creating {slug}: {s} {v}");
     }
-    Ok((tenant, ids))
+    Ok((tenant, key))
 }
 
 /// Public IPv4 addresses DB-IP places in a country.
@@ -203,13 +228,19 @@ async fn main() -> anyhow::Result<()> {
     let mongo = common::config::MongoConfig::init_from_env()?.database().await?;
     let ch_cfg = common::config::ClickHouseConfig::init_from_env()?;
     let ch = ch_cfg.client().with_database(&ch_cfg.database);
-    let (tenant, _links) = seed(&mongo).await?;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(concurrency).build()?;
-
-    // Baseline: what the pipeline already counted today (the demo can run again).
-    let tenant_hex = tenant.to_hex();
-    let day_id = |t: u32| aggregator::rollup::rollup_id(&tenant_hex, "", t - t % 86_400);
+    let api = Api { http: http.clone(), base: std::env::var("LOADGEN_API").unwrap_or_else(|_| "http://127.0.0.1:8081".into()) };
+    let op = std::env::var("API_OPERATOR_KEY").context("API_OPERATOR_KEY (the API's operator key) is required")?;
+    let (tenant_hex, key) = seed(&api, &op).await?;
+    let key_file = std::env::var("LOADGEN_KEY_FILE").map(std::path::PathBuf::from).unwrap_or_else(|_| common::testing::state_dir().join("demo-tenant-key"));
+    std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    // The run's events are those from now on: the API's overview of
+    // [t0, ...) must show exactly what this run sends.
+    let t0 = now_s();
+
+    // Baseline of the daily rollup: what the pipeline already counted today (the demo can run again).
+    let day_id = |t: u32| aggregator::rollup::rollup_id(&tenant_hex, "", t - t % 86_400);
     let today = day_id(now_s());
     let daily = mongo.collection::<Rollup>(collections::ANALYTICS_DAILY);
     let base = daily.find_one(doc! { "_id": &today }).await?.map(|r| r.metrics).unwrap_or_default();
@@ -288,54 +319,93 @@ async fn main() -> anyhow::Result<()> {
     let total = sent.views + total_clicks + sent.bot_events;
     eprintln!("sent {total} requests in {send_secs:.1} s ({:.0} events/s); waiting for the pipeline…", total as f64 / send_secs);
 
-    // Wait until ClickHouse has every event and the daily rollup shows them.
+    // Wait until the API shows exactly what was sent, ClickHouse holds every
+    // event, and today's rollup in MongoDB has them.
     let waited = Instant::now();
-    let rollup = loop {
+    let run = format!("/v1/analytics/overview?client_id={tenant_hex}&from={}&to={}", to_rfc3339(t0), to_rfc3339(now_s() + 3600));
+    let (overview, rollup) = loop {
+        let o = api.ok(&key, reqwest::Method::GET, &run, None).await?;
         let stored: u64 = ch.query("SELECT count() FROM events FINAL WHERE tenant_id = ?").bind(&tenant_hex).fetch_one().await.unwrap_or(0);
         let r = daily.find_one(doc! { "_id": &today }).await?;
-        if let Some(r) = r {
+        let api_done = o["views"].as_u64() == Some(sent.views) && o["clicks"].as_u64() == Some(total_clicks) && o["bots"].as_u64() == Some(sent.bot_events);
+        if let (true, Some(r)) = (api_done && stored - base_stored >= total, r) {
             let m = &r.metrics;
-            if stored - base_stored >= total
-                && (m.total_views - base.total_views) as u64 >= sent.views
+            if (m.total_views - base.total_views) as u64 >= sent.views
                 && (m.total_clicks - base.total_clicks) as u64 >= total_clicks
                 && (m.bots - base.bots) as u64 >= sent.bot_events
             {
-                break r;
+                break (o, r);
             }
         }
         anyhow::ensure!(
             waited.elapsed() < Duration::from_secs(120),
-            "pipeline did not catch up: {} of {total} events in ClickHouse",
-            stored - base_stored
+            "pipeline did not catch up: {} of {total} events in ClickHouse; API shows {} views, {} clicks, {} bots",
+            stored - base_stored,
+            o["views"],
+            o["clicks"],
+            o["bots"]
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let delay = waited.elapsed().as_secs_f64();
-    let m = RollupMetrics {
-        total_views: rollup.metrics.total_views - base.total_views,
-        total_clicks: rollup.metrics.total_clicks - base.total_clicks,
-        bots: rollup.metrics.bots - base.bots,
-        ..rollup.metrics.clone()
-    };
-    let m = &m;
-    println!("\n=== demo summary (tenant {HOST}, today, UTC) ===");
-    println!("sent:    {} views, {} clicks {:?}, {} bot requests, {} errors", sent.views, total_clicks, sent.clicks, sent.bot_events, sent.errors);
-    println!("counted: {} views, {} clicks, {} bots (this run); today's clicks by platform {:?}", m.total_views, m.total_clicks, m.bots, rollup.breakdown.platforms);
-    println!("today (all runs): unique visitors {}, returning {}, conversions {}, conversion rate {:.1}%", m.unique_visitors, m.returning_visitors, m.total_conversions, m.conversion_rate * 100.0);
-    let top = |map: &BTreeMap<String, i64>| {
-        let mut v: Vec<_> = map.iter().collect();
-        v.sort_by(|a, b| b.1.cmp(a.1));
-        v.into_iter().take(6).map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
-    };
-    println!("top countries: {}", top(&rollup.breakdown.countries));
-    println!("devices: {}", top(&rollup.breakdown.devices));
-    println!("browsers: {}", top(&rollup.breakdown.browsers));
-    println!("referrers: {}", top(&rollup.breakdown.referrers));
-    println!("achieved {:.0} events/s at the edge; ClickHouse and rollups caught up {delay:.1} s after the last request", total as f64 / send_secs);
+    // The MongoDB mirror equals ClickHouse's rollup of the same day.
+    let ch_day: RollupRow = ch
+        .query("SELECT ?fields FROM rollups FINAL WHERE tenant_id = ? AND grain = 'day' AND link_id = '' AND bucket = ?")
+        .bind(&tenant_hex)
+        .bind(rollup.date.timestamp_millis() / 1000)
+        .fetch_one()
+        .await?;
+    let rm = &rollup.metrics;
     anyhow::ensure!(
-        m.total_views as u64 == sent.views && m.total_clicks as u64 == total_clicks && m.bots as u64 == sent.bot_events,
-        "counted numbers differ from what was sent"
+        (ch_day.views, ch_day.clicks, ch_day.unique_visitors, ch_day.bots)
+            == (rm.total_views as u64, rm.total_clicks as u64, rm.unique_visitors as u64, rm.bots as u64),
+        "MongoDB daily rollup differs from ClickHouse's: {rm:?} vs {ch_day:?}"
     );
-    println!("OK: counted exactly what was sent. GeoIP by DB-IP Lite (CC BY 4.0, https://db-ip.com).");
+    let (dv, dc, db) = (rm.total_views - base.total_views, rm.total_clicks - base.total_clicks, rm.bots - base.bots);
+
+    let get = |path: String| {
+        let (api, key) = (&api, &key);
+        async move { api.ok(key, reqwest::Method::GET, &path, None).await }
+    };
+    let devices = get(format!("/v1/analytics/breakdown?client_id={tenant_hex}&from={}&dimension=device", to_rfc3339(t0))).await?;
+    let realtime = get(format!("/v1/analytics/realtime?client_id={tenant_hex}")).await?;
+    let health = get(format!("/v1/analytics/health?client_id={tenant_hex}")).await?;
+    let list = |v: &Value, k: &str| {
+        v[k].as_array()
+            .map(|a| a.iter().take(6).map(|i| format!("{} {}", i["value"].as_str().unwrap_or(""), i["count"])).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    println!("\n=== demo summary (tenant {HOST}; this run, from the API) ===");
+    println!("sent:    {} views, {} clicks {:?}, {} bot requests, {} errors", sent.views, total_clicks, sent.clicks, sent.bot_events, sent.errors);
+    println!("API:     {} views, {} clicks, {} bots", overview["views"], overview["clicks"], overview["bots"]);
+    println!("clicks by platform: {}", list(&overview, "clicks_by_platform"));
+    println!(
+        "unique visitors {}, returning {}, conversions {}, conversion rate {:.1}%",
+        overview["unique_visitors"],
+        overview["returning_visitors"],
+        overview["conversions"],
+        overview["conversion_rate"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    println!("top countries: {}", list(&overview, "top_countries"));
+    println!("devices: {}", list(&devices, "items"));
+    println!("realtime: {} active visitors over the last 5 min", realtime["active_visitors"]);
+    println!(
+        "tracking health: {}; client-side pixels could see {:.1}% of views, the server side recorded all; ingest delay p99 {} s",
+        health["status"],
+        health["client_tracking_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        health["ingest_delay_p99_s"]
+    );
+    println!("daily rollup (MongoDB = ClickHouse): +{dv} views, +{dc} clicks, +{db} bots this run");
+    println!("achieved {:.0} events/s at the edge; API and rollups caught up {delay:.1} s after the last request", total as f64 / send_secs);
+    anyhow::ensure!(
+        dv as u64 == sent.views && dc as u64 == total_clicks && db as u64 == sent.bot_events,
+        "the daily rollup differs from what was sent"
+    );
+    println!("OK: the API and the rollups counted exactly what was sent. GeoIP by DB-IP Lite (CC BY 4.0, https://db-ip.com).");
+    println!("demo tenant key written to {} (scopes links:write, analytics:read)", key_file.display());
     Ok(())
+}
+
+fn to_rfc3339(secs: u32) -> String {
+    bson::DateTime::from_millis(i64::from(secs) * 1000).try_to_rfc3339_string().unwrap_or_default()
 }
