@@ -37,6 +37,16 @@ pub mod collections {
     pub const USERS: &str = "users";
     /// API keys, hashed.
     pub const API_KEYS: &str = "api_keys";
+    /// Login sessions, hashed.
+    pub const SESSIONS: &str = "sessions";
+    /// Audit log (seed 001 `AuditLog`), append-only.
+    pub const AUDIT_LOGS: &str = "audit_logs";
+    /// CRM leads (seeds 001, 003, 004).
+    pub const LEADS: &str = "leads";
+    /// CRM contacts (seed 003).
+    pub const CONTACTS: &str = "contacts";
+    /// CRM opportunities (seed 003, 8 stages).
+    pub const OPPORTUNITIES: &str = "opportunities";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -579,8 +589,9 @@ mod counts {
     }
 }
 
-/// Role of a back-office user (seed 000 `users.permissions.role`; seed 001
-/// calls `editor` "agent").
+/// Role of a back-office user (seed 001 `role`: admin / manager / agent;
+/// seed 000 calls the agent `editor`, seed 003 `sales`; seed 000 adds
+/// `viewer`). Its permissions: `api::rbac`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -588,13 +599,16 @@ pub enum Role {
     Admin,
     /// Everything but administration.
     Manager,
-    /// Creates and edits links and CRM records.
-    Editor,
+    /// Creates and edits CRM records; reads links and analytics.
+    #[serde(alias = "editor", alias = "sales")]
+    Agent,
     /// Reads.
     Viewer,
 }
 
-/// A back-office user of a tenant (seed 000 `users`, login part).
+/// A back-office user (seed 000 `users` merged with seed 001 `User`): a
+/// tenant's staff, or the agency's when `client_id` is the agency tenant.
+/// The email is stored encrypted with a blind index (`api::crypto`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -603,23 +617,36 @@ pub struct User {
     pub id: ObjectId,
     /// Tenant.
     pub client_id: ObjectId,
-    /// Credentials and lockout state.
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Credentials, second factor and lockout state.
     pub auth: UserAuth,
     /// Role and API scopes.
     pub permissions: UserPermissions,
-    /// Creation and change times, UTC.
+    /// A deactivated user cannot log in; their sessions stop working.
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    /// Creation time, UTC.
     pub created_at: DateTime,
     /// Last change, UTC.
     pub updated_at: DateTime,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Credentials of a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserAuth {
-    /// Login email, lowercase; unique per tenant.
-    pub email: String,
-    /// Password hash (PHC string), never the password.
+    /// Login email, encrypted (`enc:v1:...`).
+    pub email_enc: String,
+    /// Blind index of the lowercase email; unique.
+    pub email_index: String,
+    /// Password hash (argon2id PHC string), never the password.
     pub password_hash: String,
     /// Failed logins since the last success.
     #[serde(default)]
@@ -630,6 +657,15 @@ pub struct UserAuth {
     /// Email verified.
     #[serde(default)]
     pub email_verified: bool,
+    /// TOTP secret (RFC 6238), encrypted, once enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret_enc: Option<String>,
+    /// TOTP secret being set up, encrypted, until confirmed with a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_pending_enc: Option<String>,
+    /// Last successful login, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<DateTime>,
 }
 
 /// Role and scopes of a user.
@@ -638,9 +674,32 @@ pub struct UserAuth {
 pub struct UserPermissions {
     /// Role.
     pub role: Role,
-    /// Extra API scopes (`links:write`, `analytics:read`).
+    /// Extra API scopes (unused by roles; kept from seed 000).
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// A login session: an opaque bearer token (`sls_` + 64 hex) whose SHA-256
+/// only is stored, valid until `expires_at` unless revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// Session id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// User.
+    pub user_id: ObjectId,
+    /// The user's tenant.
+    pub client_id: ObjectId,
+    /// Lowercase hex SHA-256 of the token; unique.
+    pub token_hash: String,
+    /// Creation time, UTC.
+    pub created_at: DateTime,
+    /// Expiry, UTC.
+    pub expires_at: DateTime,
+    /// Revocation time (logout), UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime>,
 }
 
 /// An API key. The key itself is shown once at creation; only its SHA-256
@@ -701,7 +760,16 @@ pub const INDEXES: &[IndexSpec] = &[
     IndexSpec { collection: collections::ANALYTICS_HOURLY, name: "link_date", keys: &[("smartlinkId", 1), ("date", -1)], unique: false },
     IndexSpec { collection: collections::ANALYTICS_DAILY, name: "client_date", keys: &[("clientId", 1), ("date", -1)], unique: false },
     IndexSpec { collection: collections::ANALYTICS_DAILY, name: "link_date", keys: &[("smartlinkId", 1), ("date", -1)], unique: false },
-    IndexSpec { collection: collections::USERS, name: "client_email_unique", keys: &[("clientId", 1), ("auth.email", 1)], unique: true },
+    IndexSpec { collection: collections::USERS, name: "email_index_unique", keys: &[("auth.emailIndex", 1)], unique: true },
+    IndexSpec { collection: collections::USERS, name: "client", keys: &[("clientId", 1)], unique: false },
+    IndexSpec { collection: collections::SESSIONS, name: "token_hash_unique", keys: &[("tokenHash", 1)], unique: true },
+    IndexSpec { collection: collections::AUDIT_LOGS, name: "client_at", keys: &[("clientId", 1), ("at", -1)], unique: false },
+    IndexSpec { collection: collections::AUDIT_LOGS, name: "resource", keys: &[("resource", 1), ("resourceId", 1)], unique: false },
+    IndexSpec { collection: collections::LEADS, name: "client_email_index_unique", keys: &[("clientId", 1), ("personal.emailIndex", 1)], unique: true },
+    IndexSpec { collection: collections::LEADS, name: "client_stage_priority", keys: &[("clientId", 1), ("pipeline.stage", 1), ("pipeline.priority", 1)], unique: false },
+    IndexSpec { collection: collections::LEADS, name: "client_assignee", keys: &[("clientId", 1), ("assignment.assignedTo", 1)], unique: false },
+    IndexSpec { collection: collections::CONTACTS, name: "client_email_index_unique", keys: &[("clientId", 1), ("emailIndex", 1)], unique: true },
+    IndexSpec { collection: collections::OPPORTUNITIES, name: "client_stage", keys: &[("clientId", 1), ("stage", 1)], unique: false },
     IndexSpec { collection: collections::API_KEYS, name: "key_hash_unique", keys: &[("keyHash", 1)], unique: true },
     IndexSpec { collection: collections::API_KEYS, name: "client", keys: &[("clientId", 1)], unique: false },
 ];
@@ -791,12 +859,27 @@ mod tests {
         let u = User {
             id: ObjectId::new(),
             client_id: ObjectId::new(),
-            auth: UserAuth { email: "a@b.c".into(), password_hash: "$argon2id$".into(), login_attempts: 0, lock_until: None, email_verified: true },
-            permissions: UserPermissions { role: Role::Editor, scopes: vec![] },
+            first_name: "Ada".into(),
+            last_name: "L".into(),
+            auth: UserAuth {
+                email_enc: "enc:v1:k:x".into(),
+                email_index: "00".into(),
+                password_hash: "$argon2id$".into(),
+                login_attempts: 0,
+                lock_until: None,
+                email_verified: true,
+                totp_secret_enc: None,
+                totp_pending_enc: None,
+                last_login: None,
+            },
+            permissions: UserPermissions { role: Role::Agent, scopes: vec![] },
+            is_active: true,
             created_at: now(),
             updated_at: now(),
         };
         assert_eq!(serde_json::from_value::<User>(serde_json::to_value(&u).unwrap()).unwrap(), u);
+        assert_eq!(serde_json::from_value::<Role>(serde_json::json!("editor")).unwrap(), Role::Agent, "seed 000 name");
+        assert_eq!(serde_json::from_value::<Role>(serde_json::json!("sales")).unwrap(), Role::Agent, "seed 003 name");
         let k = ApiKey {
             id: ObjectId::new(),
             client_id: ObjectId::new(),

@@ -1,0 +1,156 @@
+//! Who may do what: one permission check for API keys and user sessions
+//! (issue #6; seed 001 `permissions`: create/read/update/delete per
+//! resource, `analytics.export`, `admin.{users, settings, audit}`).
+//!
+//! | resource | admin | manager | agent | viewer |
+//! |---|---|---|---|---|
+//! | links | CRUD | CRUD | R | R |
+//! | analytics | R, export | R, export | R | R |
+//! | leads, contacts, opportunities, tasks, activities | CRUD | CRUD | CRU | R |
+//! | users | CRUD | R | – | – |
+//! | settings (CRM settings) | RU | R | R | R |
+//! | audit | R | – | – | – |
+//!
+//! Tenant API keys hold scopes instead: `links:read`, `links:write`
+//! (links CRUD), `analytics:read` (read, export), `crm:read`, `crm:write`
+//! (CRM CRU). The operator key may do everything.
+
+use schemas::mongo::Role;
+
+/// What is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// Smartlinks.
+    Links,
+    /// Analytics.
+    Analytics,
+    /// CRM leads.
+    Leads,
+    /// CRM contacts.
+    Contacts,
+    /// CRM opportunities.
+    Opportunities,
+    /// CRM tasks.
+    Tasks,
+    /// CRM activities (timeline).
+    Activities,
+    /// Back-office users.
+    Users,
+    /// CRM settings.
+    Settings,
+    /// The audit log.
+    Audit,
+}
+
+impl Resource {
+    /// The name used in audit records and errors (`leads`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Links => "links",
+            Resource::Analytics => "analytics",
+            Resource::Leads => "leads",
+            Resource::Contacts => "contacts",
+            Resource::Opportunities => "opportunities",
+            Resource::Tasks => "tasks",
+            Resource::Activities => "activities",
+            Resource::Users => "users",
+            Resource::Settings => "settings",
+            Resource::Audit => "audit",
+        }
+    }
+
+    fn is_crm(self) -> bool {
+        matches!(self, Resource::Leads | Resource::Contacts | Resource::Opportunities | Resource::Tasks | Resource::Activities)
+    }
+}
+
+/// What is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create.
+    Create,
+    /// Read.
+    Read,
+    /// Update.
+    Update,
+    /// Delete (or archive).
+    Delete,
+    /// Export (analytics CSV).
+    Export,
+}
+
+impl Action {
+    /// `create`, `read`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Read => "read",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Export => "export",
+        }
+    }
+}
+
+/// Whether a user with `role` may do `action` on `resource` (the table above).
+pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
+    use Action::*;
+    use Resource::*;
+    match role {
+        Role::Admin => !(resource == Settings && matches!(action, Create | Delete)) && (action != Export || resource == Analytics),
+        Role::Manager => match resource {
+            Links => matches!(action, Create | Read | Update | Delete),
+            Analytics => matches!(action, Read | Export),
+            r if r.is_crm() => matches!(action, Create | Read | Update | Delete),
+            Users | Settings => action == Read,
+            _ => false,
+        },
+        Role::Agent => match resource {
+            Links | Analytics | Settings => action == Read,
+            r if r.is_crm() => matches!(action, Create | Read | Update),
+            _ => false,
+        },
+        Role::Viewer => matches!(resource, Links | Analytics | Settings) && action == Read || resource.is_crm() && action == Read,
+    }
+}
+
+/// Whether a tenant key with `scopes` may do `action` on `resource`.
+pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bool {
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    match resource {
+        Resource::Links => has("links:write") || (action == Action::Read && has("links:read")),
+        Resource::Analytics => matches!(action, Action::Read | Action::Export) && has("analytics:read"),
+        r if r.is_crm() => (has("crm:write") && action != Action::Delete) || (action == Action::Read && (has("crm:read") || has("crm:write"))),
+        _ => false,
+    }
+}
+
+/// Every scope a tenant key may hold.
+pub const SCOPES: [&str; 5] = ["links:read", "links:write", "analytics:read", "crm:read", "crm:write"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_spot_checks() {
+        assert!(role_allows(Role::Admin, Resource::Audit, Action::Read));
+        assert!(role_allows(Role::Admin, Resource::Users, Action::Delete));
+        assert!(!role_allows(Role::Manager, Resource::Audit, Action::Read));
+        assert!(!role_allows(Role::Manager, Resource::Users, Action::Create));
+        assert!(role_allows(Role::Manager, Resource::Leads, Action::Delete));
+        assert!(role_allows(Role::Manager, Resource::Analytics, Action::Export));
+        assert!(!role_allows(Role::Agent, Resource::Leads, Action::Delete));
+        assert!(role_allows(Role::Agent, Resource::Leads, Action::Update));
+        assert!(!role_allows(Role::Agent, Resource::Analytics, Action::Export));
+        assert!(!role_allows(Role::Agent, Resource::Links, Action::Update));
+        assert!(role_allows(Role::Viewer, Resource::Contacts, Action::Read));
+        assert!(!role_allows(Role::Viewer, Resource::Contacts, Action::Create));
+        assert!(!role_allows(Role::Viewer, Resource::Users, Action::Read));
+        let s = vec!["links:write".to_string()];
+        assert!(scopes_allow(&s, Resource::Links, Action::Read));
+        assert!(!scopes_allow(&s, Resource::Analytics, Action::Read));
+        assert!(!scopes_allow(&["crm:write".to_string()], Resource::Leads, Action::Delete));
+        assert!(!scopes_allow(&["crm:write".to_string()], Resource::Users, Action::Read));
+    }
+}
