@@ -8,48 +8,24 @@
 //!   lets the lookup be one indexed read. Revoked keys are refused.
 //! - A tenant key never sees another tenant's resources: they answer 404,
 //!   exactly as if they did not exist ([`Principal::check_tenant`]).
-//! - Every key is rate-limited on its own (GCRA via `governor`).
+//! - A session token (`sls_` + 64 hex, from `POST /v1/auth/login`) acts
+//!   for one back-office user with their role; only its SHA-256 is stored
+//!   (`sessions`), and it ends at expiry, logout, or deactivation.
+//! - Keys and sessions share one check, [`Principal::can`] ([`crate::rbac`]).
+//! - Every key and user is rate-limited on its own (GCRA via `governor`).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use bson::{doc, oid::ObjectId};
-use schemas::mongo::{collections, ApiKey};
+use schemas::crm::Actor;
+use schemas::mongo::{collections, ApiKey, Role, Session, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::rbac::{self, Action, Resource};
 use crate::state::AppState;
-
-/// What a tenant key may do. `links:write` implies `links:read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Read smartlinks (and the tenant itself).
-    LinksRead,
-    /// Create, change and archive smartlinks.
-    LinksWrite,
-    /// Read analytics, including CSV exports.
-    AnalyticsRead,
-}
-
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::LinksRead, Scope::LinksWrite, Scope::AnalyticsRead];
-
-    /// The wire name (`links:write`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::LinksRead => "links:read",
-            Scope::LinksWrite => "links:write",
-            Scope::AnalyticsRead => "analytics:read",
-        }
-    }
-
-    /// The scope named `s`, if any.
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
 
 /// Who is calling, set by [`middleware`] on every authenticated request.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,32 +38,43 @@ pub enum Principal {
         client_id: ObjectId,
         /// The key's id.
         key_id: ObjectId,
-        /// Its scopes.
-        scopes: Vec<Scope>,
+        /// Its scopes ([`rbac::SCOPES`]).
+        scopes: Vec<String>,
+    },
+    /// A logged-in back-office user (session token).
+    User {
+        /// The user's tenant.
+        client_id: ObjectId,
+        /// The user.
+        user_id: ObjectId,
+        /// Role, read at each request (a role change applies at once).
+        role: Role,
+        /// The session.
+        session_id: ObjectId,
     },
 }
 
 impl Principal {
-    /// Ok when the caller holds `scope` (the operator holds all); 403 otherwise.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        match self {
-            Principal::Operator => Ok(()),
-            Principal::Tenant { scopes, .. } => {
-                let ok = scopes.contains(&scope) || (scope == Scope::LinksRead && scopes.contains(&Scope::LinksWrite));
-                if ok {
-                    Ok(())
-                } else {
-                    Err(ApiError::Forbidden(scope.as_str()))
-                }
-            }
+    /// Ok when the caller may do `action` on `resource` ([`crate::rbac`]);
+    /// 403 otherwise.
+    pub fn can(&self, resource: Resource, action: Action) -> Result<(), ApiError> {
+        let ok = match self {
+            Principal::Operator => true,
+            Principal::Tenant { scopes, .. } => rbac::scopes_allow(scopes, resource, action),
+            Principal::User { role, .. } => rbac::role_allows(*role, resource, action),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("permission {}:{}", resource.name(), action.name())))
         }
     }
 
-    /// Ok for the operator; 403 for tenant keys.
+    /// Ok for the operator; 403 for everyone else.
     pub fn require_operator(&self) -> Result<(), ApiError> {
         match self {
             Principal::Operator => Ok(()),
-            Principal::Tenant { .. } => Err(ApiError::Forbidden("the operator role")),
+            _ => Err(ApiError::Forbidden("the operator role".into())),
         }
     }
 
@@ -96,8 +83,8 @@ impl Principal {
     pub fn check_tenant(&self, client_id: ObjectId, what: &'static str) -> Result<(), ApiError> {
         match self {
             Principal::Operator => Ok(()),
-            Principal::Tenant { client_id: own, .. } if *own == client_id => Ok(()),
-            Principal::Tenant { .. } => Err(ApiError::NotFound(what)),
+            _ if self.own_client() == Some(client_id) => Ok(()),
+            _ => Err(ApiError::NotFound(what)),
         }
     }
 
@@ -105,7 +92,20 @@ impl Principal {
     pub fn own_client(&self) -> Option<ObjectId> {
         match self {
             Principal::Operator => None,
-            Principal::Tenant { client_id, .. } => Some(*client_id),
+            Principal::Tenant { client_id, .. } | Principal::User { client_id, .. } => Some(*client_id),
+        }
+    }
+
+    /// The actor of an audit record.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Operator => Actor { kind: "operator".into(), id: None, role: "operator".into() },
+            Principal::Tenant { key_id, scopes, .. } => Actor { kind: "api_key".into(), id: Some(*key_id), role: scopes.join(" ") },
+            Principal::User { user_id, role, .. } => Actor {
+                kind: "user".into(),
+                id: Some(*user_id),
+                role: serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            },
         }
     }
 
@@ -114,6 +114,7 @@ impl Principal {
         match self {
             Principal::Operator => "operator".into(),
             Principal::Tenant { key_id, .. } => key_id.to_hex(),
+            Principal::User { user_id, .. } => user_id.to_hex(),
         }
     }
 }
@@ -126,11 +127,8 @@ pub fn hash_key(key: &str) -> String {
 /// A new tenant key: `(key, prefix shown in lists, hash to store)`. Errors
 /// only when the OS has no randomness.
 pub fn generate_key() -> Result<(String, String, String), getrandom::Error> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)?;
-    let key = format!("slk_{}", hex::encode(secret));
+    let (key, hash) = generate_token("slk_")?;
     let prefix = key[..12].to_string();
-    let hash = hash_key(&key);
     Ok((key, prefix, hash))
 }
 
@@ -149,6 +147,9 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
             return Ok(Principal::Operator);
         }
     }
+    if token.starts_with("sls_") {
+        return authenticate_session(state, token).await;
+    }
     if !token.starts_with("slk_") {
         return Err(ApiError::Unauthorized);
     }
@@ -162,8 +163,37 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
     Ok(Principal::Tenant {
         client_id: key.client_id,
         key_id: key.id,
-        scopes: key.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        scopes: key.scopes.clone(),
     })
+}
+
+/// Resolves a session token: live (not revoked, not expired) and its user active.
+async fn authenticate_session(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let session = state
+        .mongo
+        .collection::<Session>(collections::SESSIONS)
+        .find_one(doc! { "tokenHash": hash_key(token) })
+        .await?
+        .filter(|s| s.revoked_at.is_none() && s.expires_at > bson::DateTime::now())
+        .ok_or(ApiError::Unauthorized)?;
+    let user = state
+        .mongo
+        .collection::<User>(collections::USERS)
+        .find_one(doc! { "_id": session.user_id })
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Principal::User { client_id: user.client_id, user_id: user.id, role: user.permissions.role, session_id: session.id })
+}
+
+/// A new secret token with `prefix` (`slk_`, `sls_`): `(token, hash to
+/// store)`. 256 random bits.
+pub fn generate_token(prefix: &str) -> Result<(String, String), getrandom::Error> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)?;
+    let token = format!("{prefix}{}", hex::encode(secret));
+    let hash = hash_key(&token);
+    Ok((token, hash))
 }
 
 /// Axum middleware: authenticates the bearer key, applies the key's rate
@@ -226,12 +256,15 @@ mod tests {
     #[test]
     fn scopes_and_tenants() {
         let t = ObjectId::new();
-        let p = Principal::Tenant { client_id: t, key_id: ObjectId::new(), scopes: vec![Scope::LinksWrite] };
-        assert!(p.require(Scope::LinksRead).is_ok(), "write implies read");
-        assert!(matches!(p.require(Scope::AnalyticsRead), Err(ApiError::Forbidden(_))));
+        let p = Principal::Tenant { client_id: t, key_id: ObjectId::new(), scopes: vec!["links:write".into()] };
+        assert!(p.can(Resource::Links, Action::Read).is_ok(), "write implies read");
+        assert!(matches!(p.can(Resource::Analytics, Action::Read), Err(ApiError::Forbidden(_))));
         assert!(p.check_tenant(t, "x").is_ok());
         assert!(matches!(p.check_tenant(ObjectId::new(), "x"), Err(ApiError::NotFound(_))));
         assert!(p.require_operator().is_err());
-        assert!(Principal::Operator.require(Scope::AnalyticsRead).is_ok());
+        assert!(Principal::Operator.can(Resource::Audit, Action::Read).is_ok());
+        let u = Principal::User { client_id: t, user_id: ObjectId::new(), role: Role::Viewer, session_id: ObjectId::new() };
+        assert!(u.can(Resource::Leads, Action::Read).is_ok() && u.can(Resource::Leads, Action::Create).is_err());
+        assert_eq!(u.actor().role, "viewer");
     }
 }

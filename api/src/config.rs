@@ -37,6 +37,25 @@ pub struct Config {
     /// (`https` in production, `http` for the local edge). Default `https`.
     #[envconfig(from = "API_LINK_BASE_SCHEME", default = "https")]
     pub link_scheme: String,
+    /// `API_PII_KEYS`: AES-256-GCM keys for personal data,
+    /// `kid:base64(32 bytes)` comma-separated, the first encrypts (rotation:
+    /// put the new key first, keep the old ones). Empty (the default): the
+    /// back office (users, CRM) answers 503. Never logged.
+    #[envconfig(from = "API_PII_KEYS", default = "")]
+    pub pii_keys: String,
+    /// `API_BLIND_INDEX_KEY`: base64 HMAC key (≥ 32 bytes) of the email
+    /// blind index; changing it breaks lookups of stored emails. Never logged.
+    #[envconfig(from = "API_BLIND_INDEX_KEY", default = "")]
+    pub blind_index_key: String,
+    /// `API_SESSION_TTL_SECS`: lifetime of a login session, s. Default 43200 (12 h).
+    #[envconfig(from = "API_SESSION_TTL_SECS", default = "43200")]
+    pub session_ttl_secs: u32,
+    /// `API_LOGIN_MAX_ATTEMPTS`: failed logins before the account locks. Default 5.
+    #[envconfig(from = "API_LOGIN_MAX_ATTEMPTS", default = "5")]
+    pub login_max_attempts: i64,
+    /// `API_LOGIN_LOCK_SECS`: how long a locked account stays locked, s. Default 900.
+    #[envconfig(from = "API_LOGIN_LOCK_SECS", default = "900")]
+    pub login_lock_secs: u32,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
@@ -55,6 +74,11 @@ impl std::fmt::Debug for Config {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("rollup_grace_secs", &self.rollup_grace_secs)
             .field("link_scheme", &self.link_scheme)
+            .field("pii_keys", &if self.pii_keys.is_empty() { "<none>" } else { "<redacted>" })
+            .field("blind_index_key", &if self.blind_index_key.is_empty() { "<none>" } else { "<redacted>" })
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("login_max_attempts", &self.login_max_attempts)
+            .field("login_lock_secs", &self.login_lock_secs)
             .field("clickhouse", &self.clickhouse)
             .field("mongo", &self.mongo)
             .finish()

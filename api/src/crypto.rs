@@ -111,7 +111,7 @@ impl Pii {
 
     /// The blind index of an already normalised value.
     pub fn index(&self, value: &str) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.index_key) else { return String::new() };
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key) else { return String::new() };
         mac.update(value.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }

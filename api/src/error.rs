@@ -31,9 +31,19 @@ pub enum ApiError {
     /// 401 `unauthorized`: no bearer key, or an unknown or revoked one.
     #[error("missing, unknown or revoked bearer key")]
     Unauthorized,
-    /// 403 `forbidden`: the key is valid but lacks the scope or role.
-    #[error("this key lacks {0}")]
-    Forbidden(&'static str),
+    /// 401 with a login code: `invalid_credentials`, `totp_required`,
+    /// `invalid_totp`.
+    #[error("{1}")]
+    Unauthenticated(&'static str, &'static str),
+    /// 423 `account_locked`: too many failed logins.
+    #[error("account locked until {until}")]
+    Locked {
+        /// RFC 3339 UTC.
+        until: String,
+    },
+    /// 403 `forbidden`: the key or user is valid but lacks the permission.
+    #[error("not allowed: lacks {0}")]
+    Forbidden(String),
     /// 405 `method_not_allowed`: the route exists, not with this method.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -76,7 +86,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Locked { .. } => StatusCode::LOCKED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -92,6 +103,8 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Malformed { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthenticated(code, _) => code,
+            ApiError::Locked { .. } => "account_locked",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -113,7 +126,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: `invalid_request`, `malformed_body`, `malformed_query`,
-    /// `malformed_path`, `unauthorized`, `forbidden`, `not_found`,
+    /// `malformed_path`, `unauthorized`, `invalid_credentials`,
+    /// `totp_required`, `invalid_totp`, `account_locked`, `forbidden`, `not_found`,
+    /// `email_taken`,
     /// `slug_taken`, `domain_taken`, `rate_limited`, `unavailable`,
     /// `method_not_allowed`.
     pub code: String,

@@ -13,12 +13,15 @@
 //! `aggregator_state` (read); ClickHouse `rollups` and `events` (read).
 
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod rbac;
 pub mod routes;
 pub mod state;
 pub mod validate;
@@ -37,7 +40,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{analytics as a, clients, smartlinks};
+use routes::{analytics as a, audit_log, clients, smartlinks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -70,9 +73,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analytics/realtime", get(a::realtime))
         .route("/v1/analytics/health", get(a::health))
         .route("/v1/analytics/export", get(a::export))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route("/v1/users/me", get(users::me))
+        .route("/v1/audit", get(audit_log::list))
+        .route("/v1/users/{id}", axum::routing::patch(users::patch))
+        .route("/v1/auth/logout", post(users::logout))
+        .route("/v1/auth/totp/setup", post(users::totp_setup))
+        .route("/v1/auth/totp/enable", post(users::totp_enable))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::failures))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/auth/login", post(users::login))
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -110,7 +122,10 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     }
     let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
     let mongo = cfg.mongo.database().await.context("MongoDB URI")?;
-    let state = AppState::new(cfg.clone(), mongo, metrics);
+    let state = AppState::new(cfg.clone(), mongo, metrics).context("API_PII_KEYS / API_BLIND_INDEX_KEY")?;
+    if state.pii.is_none() {
+        tracing::warn!("API_PII_KEYS and API_BLIND_INDEX_KEY are empty: users and CRM routes answer 503");
+    }
     let health = Health::new();
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await
@@ -121,6 +136,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let app = router(state.clone());
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
             tracing::error!(error = %e, "api server failed");
         }

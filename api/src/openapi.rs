@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{analytics, clients, smartlinks};
+use crate::routes::{analytics, audit_log, clients, smartlinks, users};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -16,12 +16,14 @@ use crate::routes::{analytics, clients, smartlinks};
         clients::create, clients::list, clients::get, clients::create_key, clients::list_keys, clients::revoke_key,
         smartlinks::create, smartlinks::list, smartlinks::get, smartlinks::patch, smartlinks::archive,
         analytics::overview, analytics::timeseries, analytics::breakdown, analytics::realtime, analytics::health, analytics::export,
+        users::create, users::list, users::me, users::patch, users::login, users::logout, users::totp_setup, users::totp_enable, audit_log::list,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
         (name = "tenants", description = "Tenants and their API keys (operator)"),
         (name = "smartlinks", description = "Smartlinks of a tenant"),
+        (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
     )
 )]

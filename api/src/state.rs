@@ -8,6 +8,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::crypto::{CryptoError, Pii};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc`.
@@ -30,6 +32,8 @@ pub struct Inner {
     pub operator_hash: Option<[u8; 32]>,
     /// Metrics.
     pub metrics: Metrics,
+    /// PII encryption and blind index, when keys are configured.
+    pub pii: Option<Pii>,
 }
 
 impl Deref for AppState {
@@ -40,12 +44,20 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state from `cfg` and connected stores.
-    pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Self {
+    /// The PII keys, or 503 when none are configured.
+    pub fn pii(&self) -> Result<&Pii, ApiError> {
+        self.pii.as_ref().ok_or(ApiError::Unavailable { store: "pii encryption", detail: "API_PII_KEYS / API_BLIND_INDEX_KEY not set".into() })
+    }
+
+    /// Builds the state from `cfg` and connected stores; errors when the
+    /// PII keys are set but malformed.
+    pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Result<Self, CryptoError> {
+        let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() { None } else { Some(Pii::new(&cfg.pii_keys, &cfg.blind_index_key)?) };
         let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
         let operator_hash = (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.as_bytes()).into());
-        AppState(Arc::new(Inner {
+        Ok(AppState(Arc::new(Inner {
+            pii,
             mongo,
             ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
             ch_db: cfg.clickhouse.database.clone(),
@@ -53,6 +65,6 @@ impl AppState {
             operator_hash,
             metrics,
             cfg,
-        }))
+        })))
     }
 }

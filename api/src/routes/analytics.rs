@@ -17,7 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use aggregator::rollup::Grain;
 
 use crate::analytics::{Dimension, Engine, Scope};
-use crate::auth::{Principal, Scope as KeyScope};
+use crate::auth::Principal;
+use crate::rbac::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::routes::clients::load_client;
@@ -272,7 +273,7 @@ impl Resolved {
 }
 
 async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Resolved, ApiError> {
-    p.require(KeyScope::AnalyticsRead)?;
+    p.can(Resource::Analytics, Action::Read)?;
     let (scope, client) = match (q.client_id.as_deref(), q.smartlink_id.as_deref()) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("smartlink_id", "give client_id or smartlink_id, not both")),
         (None, Some(l)) => {
@@ -517,6 +518,7 @@ pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principa
     responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<impl IntoResponse, ApiError> {
+    p.can(Resource::Analytics, Action::Export)?;
     let ts = timeseries_with(&st, &p, &q, None).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut head: Vec<String> = ["start", "views", "clicks", "unique_visitors", "returning_visitors", "conversions", "conversion_rate", "bots"]

@@ -10,7 +10,9 @@ use schemas::mongo::{self, collections, ApiKey, Client, ClientMetadata, ClientSt
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{generate_key, Principal, Scope};
+use crate::audit::{self, Entry, Meta, Target};
+use crate::auth::{generate_key, Principal};
+use crate::rbac;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
@@ -245,6 +247,17 @@ fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
     })
 }
 
+/// The tenant a request acts on: `client_id` when given (404 when the
+/// caller may not see it), else the key's own; the operator must name one.
+pub async fn target_client(st: &AppState, p: &Principal, client_id: Option<&str>) -> Result<Client, ApiError> {
+    let id = match (client_id, p.own_client()) {
+        (Some(s), _) => validate::object_id("client_id", s)?,
+        (None, Some(own)) => own,
+        (None, None) => return Err(ApiError::invalid("client_id", "required with the operator key")),
+    };
+    load_client(st, p, id).await
+}
+
 /// Loads tenant `id` if the caller may see it; 404 otherwise.
 pub async fn load_client(st: &AppState, p: &Principal, id: ObjectId) -> Result<Client, ApiError> {
     p.check_tenant(id, "client")?;
@@ -260,7 +273,7 @@ pub async fn load_client(st: &AppState, p: &Principal, id: ObjectId) -> Result<C
 #[utoipa::path(post, path = "/v1/clients", tag = "tenants", request_body = ClientCreate,
     responses((status = 201, body = ClientView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, Body(body): Body<ClientCreate>) -> Result<(StatusCode, Json<ClientView>), ApiError> {
+pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(body): Body<ClientCreate>) -> Result<(StatusCode, Json<ClientView>), ApiError> {
     p.require_operator()?;
     let client = build_client(body, DateTime::now())?;
     let coll = st.mongo.collection::<Client>(collections::CLIENTS);
@@ -270,7 +283,10 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         }
     }
     match coll.insert_one(&client).await {
-        Ok(_) => Ok((StatusCode::CREATED, Json(ClientView::from(&client)))),
+        Ok(_) => {
+            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "clients", id: client.id }, None, Some(&client)).await?;
+            Ok((StatusCode::CREATED, Json(ClientView::from(&client))))
+        }
         Err(e) if is_duplicate_key(&e) => Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() }),
         Err(e) => Err(e.into()),
     }
@@ -312,7 +328,7 @@ pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>,
 pub struct ApiKeyCreate {
     /// Label, 1..=100 characters.
     pub name: String,
-    /// Scopes: `links:read`, `links:write`, `analytics:read`; at least one.
+    /// Scopes: `links:read`, `links:write`, `analytics:read`, `crm:read`, `crm:write`; at least one.
     pub scopes: Vec<String>,
 }
 
@@ -364,6 +380,7 @@ impl From<&ApiKey> for ApiKeyView {
 pub async fn create_key(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    meta: Meta,
     Path(id): Path<String>,
     Body(body): Body<ApiKeyCreate>,
 ) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
@@ -376,14 +393,17 @@ pub async fn create_key(
     }
     let mut scopes = Vec::new();
     for (i, s) in body.scopes.iter().enumerate() {
-        let scope = Scope::parse(s).ok_or_else(|| ApiError::invalid(format!("scopes[{i}]"), "must be links:read, links:write or analytics:read"))?;
-        if !scopes.contains(&scope.as_str().to_string()) {
-            scopes.push(scope.as_str().to_string());
+        if !rbac::SCOPES.contains(&s.as_str()) {
+            return Err(ApiError::invalid(format!("scopes[{i}]"), format!("must be one of {}", rbac::SCOPES.join(", "))));
+        }
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
         }
     }
     let (key, prefix, key_hash) = generate_key().map_err(|e| ApiError::Unavailable { store: "os random", detail: e.to_string() })?;
     let doc = ApiKey { id: ObjectId::new(), client_id, name, prefix, key_hash, scopes, created_at: DateTime::now(), revoked_at: None };
     st.mongo.collection::<ApiKey>(collections::API_KEYS).insert_one(&doc).await?;
+    audit::changed(&st, &p, &meta, Target { client_id, action: "create", resource: "api_keys", id: doc.id }, None, Some(&doc)).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, info: ApiKeyView::from(&doc) })))
 }
 
@@ -409,7 +429,12 @@ pub async fn list_keys(State(st): State<AppState>, Extension(p): Extension<Princ
 #[utoipa::path(delete, path = "/v1/clients/{id}/api-keys/{key_id}", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn revoke_key(State(st): State<AppState>, Extension(p): Extension<Principal>, Path((id, key_id)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_key(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     p.require_operator()?;
     let client_id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
     let key_id = validate::object_id("key_id", &key_id).map_err(|_| ApiError::NotFound("api key"))?;
@@ -421,6 +446,8 @@ pub async fn revoke_key(State(st): State<AppState>, Extension(p): Extension<Prin
     if r.matched_count == 0 {
         return Err(ApiError::NotFound("api key"));
     }
+    let entry = Entry { client_id: Some(client_id), action: "revoke", resource: "api_keys", resource_id: Some(key_id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    audit::record(&st, Some(&p), &meta, entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,5 +1,7 @@
 //! HTTP routes under `/v1`, one module per resource.
 
 pub mod analytics;
+pub mod audit_log;
 pub mod clients;
 pub mod smartlinks;
+pub mod users;

@@ -17,10 +17,12 @@ use schemas::mongo::{collections, Client, CustomPlatform, LinkMetadata, LinkStat
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Principal, Scope};
+use crate::audit::{self, Meta, Target};
+use crate::auth::Principal;
+use crate::rbac::{Action, Resource};
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
-use crate::routes::clients::load_client;
+use crate::routes::clients::{load_client, target_client};
 use crate::state::AppState;
 use crate::validate;
 
@@ -364,17 +366,6 @@ fn require_destination(l: &Smartlink) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The tenant a request acts on: `client_id` when given (404 when the
-/// caller may not see it), else the key's own; the operator must name one.
-async fn target_client(st: &AppState, p: &Principal, client_id: Option<&str>) -> Result<Client, ApiError> {
-    let id = match (client_id, p.own_client()) {
-        (Some(s), _) => validate::object_id("client_id", s)?,
-        (None, Some(own)) => own,
-        (None, None) => return Err(ApiError::invalid("client_id", "required with the operator key")),
-    };
-    load_client(st, p, id).await
-}
-
 /// Loads link `id` and its tenant if the caller may see them; 404 otherwise.
 pub async fn load_link(st: &AppState, p: &Principal, id: &str) -> Result<(Smartlink, Client), ApiError> {
     let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("smartlink"))?;
@@ -401,8 +392,8 @@ fn slug_taken(slug: &str) -> ApiError {
     responses((status = 201, body = SmartlinkView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, Body(body): Body<SmartlinkCreate>) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
-    p.require(Scope::LinksWrite)?;
+pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(body): Body<SmartlinkCreate>) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
+    p.can(Resource::Links, Action::Create)?;
     let client = target_client(&st, &p, body.client_id.as_deref()).await?;
     let status = match body.status.as_deref() {
         None => LinkStatus::Active,
@@ -422,7 +413,10 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     };
     require_destination(&link)?;
     match st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await {
-        Ok(_) => Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme)))),
+        Ok(_) => {
+            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id }, None, Some(&link)).await?;
+            Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
+        }
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
         Err(e) => Err(e.into()),
     }
@@ -433,7 +427,7 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     responses((status = 200, body = SmartlinkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ListQuery>) -> Result<Json<SmartlinkPage>, ApiError> {
-    p.require(Scope::LinksRead)?;
+    p.can(Resource::Links, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -468,7 +462,7 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
 #[utoipa::path(get, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
     responses((status = 200, body = SmartlinkView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<SmartlinkView>, ApiError> {
-    p.require(Scope::LinksRead)?;
+    p.can(Resource::Links, Action::Read)?;
     let (link, client) = load_link(&st, &p, &id).await?;
     Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
 }
@@ -481,11 +475,13 @@ pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>,
 pub async fn patch(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    meta: Meta,
     Path(id): Path<String>,
     Body(body): Body<SmartlinkPatch>,
 ) -> Result<Json<SmartlinkView>, ApiError> {
-    p.require(Scope::LinksWrite)?;
+    p.can(Resource::Links, Action::Update)?;
     let (mut link, client) = load_link(&st, &p, &id).await?;
+    let old = link.clone();
     if let Some(s) = &body.slug {
         link.slug = validate::slug("slug", s)?;
     }
@@ -523,7 +519,10 @@ pub async fn patch(
     link.metadata.updated_at = DateTime::now();
     match coll.replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link).await {
         Ok(r) if r.matched_count == 0 => Err(ApiError::NotFound("smartlink")),
-        Ok(_) => Ok(Json(view(&link, &client, &st.cfg.link_scheme))),
+        Ok(_) => {
+            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "update", resource: "smartlinks", id: link.id }, Some(&old), Some(&link)).await?;
+            Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
+        }
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
         Err(e) => Err(e.into()),
     }
@@ -533,8 +532,8 @@ pub async fn patch(
 /// analytics stay. Archiving an archived link is a no-op.
 #[utoipa::path(delete, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    p.require(Scope::LinksWrite)?;
+pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    p.can(Resource::Links, Action::Delete)?;
     let (link, _) = load_link(&st, &p, &id).await?;
     st.mongo
         .collection::<Smartlink>(collections::SMARTLINKS)
@@ -543,6 +542,9 @@ pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Princip
             doc! { "$set": { "metadata.status": "archived", "metadata.updatedAt": DateTime::now() } },
         )
         .await?;
+    let mut archived = link.clone();
+    archived.metadata.status = LinkStatus::Archived;
+    audit::changed(&st, &p, &meta, Target { client_id: link.client_id, action: "delete", resource: "smartlinks", id: link.id }, Some(&link), Some(&archived)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,0 +1,232 @@
+//! The audit log (issue #6, seed 001 `AuditLog`): every mutation through
+//! the API leaves one record — who (operator, key or user with role), what
+//! (action, resource, id, changed fields with old and new values), from
+//! where (IP, user agent), when, and whether it succeeded. Secrets and
+//! encrypted fields appear as `"[redacted]"`. Records are only ever
+//! inserted; the API has no route that changes or deletes them.
+//!
+//! Successful mutations are recorded by their handlers with the diff
+//! ([`record`]); refused or failed ones by [`failures`], a middleware
+//! behind authentication.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use bson::{oid::ObjectId, Bson, DateTime, Document};
+use schemas::crm::{AuditRecord, FieldChange};
+use schemas::mongo::collections;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Shown instead of secret and encrypted values.
+pub const REDACTED: &str = "[redacted]";
+
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// Client IP: the first `X-Forwarded-For` hop when the peer is a
+    /// loopback proxy, else the peer.
+    pub ip: String,
+    /// `User-Agent`, at most 512 bytes.
+    pub user_agent: String,
+}
+
+impl Meta {
+    fn from_parts(parts: &Parts) -> Meta {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        let ip = match (peer, forwarded) {
+            (Some(p), Some(f)) if p.is_loopback() => f,
+            (Some(p), _) => p.to_string(),
+            (None, f) => f.unwrap_or_default(),
+        };
+        let mut user_agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if user_agent.len() > 512 {
+            let mut cut = 512;
+            while !user_agent.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            user_agent.truncate(cut);
+        }
+        Meta { ip, user_agent }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta::from_parts(parts))
+    }
+}
+
+fn is_secret(key: &str) -> bool {
+    key.ends_with("Enc") || key.ends_with("Hash") || key.ends_with("Index") || key == "password" || key == "secret"
+}
+
+fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, Bson)>) {
+    for (k, v) in doc {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            _ if is_secret(k) => out.push((path, Bson::String(REDACTED.into()))),
+            Bson::Document(d) => flatten(&path, d, out),
+            other => out.push((path, other.clone())),
+        }
+    }
+}
+
+/// The fields that differ between `old` and `new` (dotted paths; arrays
+/// compared whole; `_id` and `updatedAt` left out). A redacted field is
+/// listed when its stored value changed, with both sides redacted.
+pub fn diff(old: Option<&Document>, new: Option<&Document>) -> Vec<FieldChange> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    if let Some(d) = old {
+        flatten("", d, &mut a);
+    }
+    if let Some(d) = new {
+        flatten("", d, &mut b);
+    }
+    let raw = |d: Option<&Document>, path: &str| -> Option<Bson> {
+        let mut cur = Bson::Document(d?.clone());
+        for part in path.split('.') {
+            cur = cur.as_document()?.get(part)?.clone();
+        }
+        Some(cur)
+    };
+    let mut keys: Vec<String> = a.iter().chain(b.iter()).map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| k != "_id" && !k.ends_with("updatedAt"))
+        .filter_map(|k| {
+            let old_v = a.iter().find(|(x, _)| *x == k).map(|(_, v)| v.clone()).unwrap_or(Bson::Null);
+            let new_v = b.iter().find(|(x, _)| *x == k).map(|(_, v)| v.clone()).unwrap_or(Bson::Null);
+            let changed = if old_v == Bson::String(REDACTED.into()) || new_v == Bson::String(REDACTED.into()) {
+                raw(old, &k) != raw(new, &k)
+            } else {
+                old_v != new_v
+            };
+            changed.then_some(FieldChange { field: k, old: old_v, new: new_v })
+        })
+        .collect()
+}
+
+/// What one audit record says.
+pub struct Entry<'a> {
+    /// Tenant concerned.
+    pub client_id: Option<ObjectId>,
+    /// `create`, `update`, `delete`, `login`, ...
+    pub action: &'a str,
+    /// `leads`, `smartlinks`, ...
+    pub resource: &'a str,
+    /// Resource id.
+    pub resource_id: Option<String>,
+    /// Changed fields ([`diff`]).
+    pub changes: Vec<FieldChange>,
+    /// Success, or the error code.
+    pub outcome: Result<(), String>,
+}
+
+/// Appends one record for `entry` by `p` from `meta`.
+pub async fn record(st: &AppState, p: Option<&Principal>, meta: &Meta, entry: Entry<'_>) -> Result<(), ApiError> {
+    let r = AuditRecord {
+        id: ObjectId::new(),
+        client_id: entry.client_id.or_else(|| p.and_then(Principal::own_client)),
+        actor: p.map(Principal::actor).unwrap_or_else(|| schemas::crm::Actor { kind: "anonymous".into(), id: None, role: String::new() }),
+        action: entry.action.into(),
+        resource: entry.resource.into(),
+        resource_id: entry.resource_id,
+        changes: entry.changes,
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        at: DateTime::now(),
+        success: entry.outcome.is_ok(),
+        error_code: entry.outcome.err(),
+    };
+    st.mongo.collection::<AuditRecord>(collections::AUDIT_LOGS).insert_one(r).await?;
+    Ok(())
+}
+
+/// What a successful change touched.
+pub struct Target<'a> {
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// `create`, `update`, `delete`, ...
+    pub action: &'a str,
+    /// Collection-like resource name (`smartlinks`).
+    pub resource: &'a str,
+    /// Document id.
+    pub id: ObjectId,
+}
+
+/// Records `p`'s successful change of `t` from `old` to `new`
+/// (serialisable documents; `None` for create or delete).
+pub async fn changed<T: serde::Serialize>(st: &AppState, p: &Principal, meta: &Meta, t: Target<'_>, old: Option<&T>, new: Option<&T>) -> Result<(), ApiError> {
+    let to_doc = |v: Option<&T>| v.and_then(|v| bson::to_document(v).ok());
+    let (o, n) = (to_doc(old), to_doc(new));
+    let entry = Entry {
+        client_id: Some(t.client_id),
+        action: t.action,
+        resource: t.resource,
+        resource_id: Some(t.id.to_hex()),
+        changes: diff(o.as_ref(), n.as_ref()),
+        outcome: Ok(()),
+    };
+    record(st, Some(p), meta, entry).await
+}
+
+/// Middleware (behind authentication): records refused or failed
+/// mutations (`POST`, `PUT`, `PATCH`, `DELETE` answered 4xx/5xx) as
+/// `METHOD /route` with `http_<status>` as the error code.
+pub async fn failures(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let mutation = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    if !mutation {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let meta = Meta::from_parts(&parts);
+    let principal = parts.extensions.get::<Principal>().cloned();
+    let route = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let action = format!("{} {route}", parts.method);
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        let resource = route.trim_start_matches("/v1/").split('/').next().unwrap_or("").to_string();
+        let entry = Entry { client_id: None, action: &action, resource: &resource, resource_id: None, changes: Vec::new(), outcome: Err(format!("http_{}", resp.status().as_u16())) };
+        if let Err(e) = record(&st, principal.as_ref(), &meta, entry).await {
+            tracing::warn!(error = %e, "audit record of a failed mutation not written");
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn diffs_name_fields_and_redact_secrets() {
+        let old = doc! { "_id": 1, "slug": "a", "track": { "title": "T", "artistName": "A" }, "auth": { "passwordHash": "h1", "emailEnc": "e1" }, "updatedAt": 1 };
+        let new = doc! { "_id": 1, "slug": "b", "track": { "title": "T", "artistName": "B" }, "auth": { "passwordHash": "h2", "emailEnc": "e1" }, "updatedAt": 2 };
+        let d = diff(Some(&old), Some(&new));
+        let fields: Vec<&str> = d.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["auth.passwordHash", "slug", "track.artistName"]);
+        assert_eq!(d[0].old, Bson::String(REDACTED.into()));
+        assert_eq!(d[0].new, Bson::String(REDACTED.into()));
+        assert_eq!(d[1].new, Bson::String("b".into()));
+        let created = diff(None, Some(&doc! { "a": 1 }));
+        assert_eq!((created[0].old.clone(), created[0].new.clone()), (Bson::Null, Bson::Int32(1)));
+    }
+}
