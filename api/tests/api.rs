@@ -3,100 +3,19 @@
 //! analytics route, analytics from rollups equal to raw events, per-key
 //! rate limits.
 
+mod support;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use api::auth::Principal;
 use api::routes::analytics::{self as a, AnalyticsQuery};
 use bson::doc;
-use common::testing::unique_name;
-use envconfig::Envconfig;
 use reqwest::{Method, StatusCode};
 use schemas::clickhouse::{ConsentCode, EventRow, KindCode, EVENTS_TABLE};
 use serde_json::{json, Value};
+use support::{code, env, env_with};
 
 const DAY: u32 = 1_763_683_200; // 2025-11-21T00:00:00Z
-
-struct Env {
-    base: String,
-    op: String,
-    http: reqwest::Client,
-    api: api::Api,
-    ch: clickhouse::Client,
-    ch_db: String,
-    mongo: mongodb::Database,
-    _shutdown: common::shutdown::CancellationToken,
-}
-
-async fn env_with(rate: u32, burst: u32) -> Env {
-    let name = unique_name("api");
-    let mut cfg = api::Config::init_from_env().unwrap();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k"));
-    cfg.rate_limit_per_second = rate;
-    cfg.rate_limit_burst = burst;
-    cfg.link_scheme = "http".into();
-    cfg.clickhouse.database = name.clone();
-    cfg.mongo.database = name.clone();
-    common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
-    let mongo = cfg.mongo.database().await.unwrap();
-    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
-    let ch = cfg.clickhouse.client().with_database(&name);
-    let shutdown = common::shutdown::CancellationToken::new();
-    let op = cfg.operator_key.clone();
-    let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
-    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, _shutdown: shutdown }
-}
-
-async fn env() -> Env {
-    env_with(1000, 1000).await
-}
-
-impl Env {
-    async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(Some(key), method, path, body).await;
-        assert!(s.is_success(), "{path}: {s} {v}");
-        v
-    }
-
-    async fn tenant(&self, slug: &str) -> (String, String) {
-        let c = self
-            .ok(&self.op, Method::POST, "/v1/clients", Some(json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"),
-                "tracking": {"ga4": "G-TEST123"}})))
-            .await;
-        let id = c["id"].as_str().unwrap().to_string();
-        let k = self
-            .ok(&self.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "all", "scopes": ["links:write", "analytics:read"]})))
-            .await;
-        (id, k["key"].as_str().unwrap().to_string())
-    }
-
-    async fn link(&self, key: &str, slug: &str) -> String {
-        let l = self
-            .ok(key, Method::POST, "/v1/smartlinks", Some(json!({"slug": slug, "track": {"title": "In Your Light", "artist_name": "Jiro"},
-                "platforms": {"spotify": "https://open.spotify.com/track/x", "apple-music": "https://music.apple.com/x"}})))
-            .await;
-        l["id"].as_str().unwrap().to_string()
-    }
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
 
 fn now_s() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32

@@ -1,0 +1,203 @@
+//! Back office against the real MongoDB-wire server: users, login, lockout,
+//! TOTP, sessions, the role × route permission table, tenant isolation of
+//! users, the audit log with diffs, and no plaintext email at rest.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{code, env, Env};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn user(e: &Env, client_id: &str, email: &str, role: &str) -> String {
+    let u = e
+        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client_id, "email": email, "password": PASSWORD, "first_name": "Ada", "last_name": role, "role": role})))
+        .await;
+    u["id"].as_str().unwrap().to_string()
+}
+
+async fn login(e: &Env, email: &str, password: &str, totp: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({"email": email, "password": password});
+    if let Some(c) = totp {
+        body["totp_code"] = json!(c);
+    }
+    e.call(None, Method::POST, "/v1/auth/login", Some(body)).await
+}
+
+async fn session(e: &Env, email: &str) -> String {
+    let (s, v) = login(e, email, PASSWORD, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn login_lockout_totp_sessions_and_no_plaintext_email() {
+    let e = env().await;
+    let (a, _) = e.tenant("bo-login").await;
+    let id = user(&e, &a, "Ada.Admin@Label.test", "admin").await;
+    let (s, v) = e
+        .call(Some(&e.op), Method::POST, "/v1/users", Some(json!({"client_id": a, "email": "ada.admin@label.test", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "viewer"})))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "email_taken"), "emails are unique, case-insensitively");
+    for (body, field) in [
+        (json!({"client_id": a, "email": "x@label.test", "password": "short", "first_name": "A", "last_name": "B", "role": "viewer"}), "password"),
+        (json!({"client_id": a, "email": "not-an-email", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "viewer"}), "email"),
+        (json!({"client_id": a, "email": "x@label.test", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "root"}), "role"),
+    ] {
+        let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/users", Some(body)).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let (s, v) = e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": {"$gt": ""}, "password": {"$gt": ""}}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "no operator reaches a query");
+
+    // Sessions work, and end at logout.
+    let token = session(&e, "ada.admin@label.test").await;
+    let me = e.ok(&token, Method::GET, "/v1/users/me", None).await;
+    assert_eq!((me["id"].as_str(), me["email"].as_str(), me["role"].as_str()), (Some(id.as_str()), Some("ada.admin@label.test"), Some("admin")));
+    let (s, _) = e.call(Some(&token), Method::POST, "/v1/auth/logout", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = e.call(Some(&token), Method::GET, "/v1/users/me", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked at logout");
+
+    // Unknown email and wrong password answer alike; 5 failures lock.
+    let (s, v) = login(&e, "nobody@label.test", PASSWORD, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    for _ in 0..5 {
+        let (s, v) = login(&e, "ada.admin@label.test", "wrong password!!", None).await;
+        assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    }
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::LOCKED, "account_locked"), "even the right password while locked");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await; // API_LOGIN_LOCK_SECS=2 in tests
+    let token = session(&e, "ada.admin@label.test").await;
+
+    // TOTP: set up, confirm with a code, then login needs it.
+    let setup = e.ok(&token, Method::POST, "/v1/auth/totp/setup", None).await;
+    let secret = totp_rs::Secret::Encoded(setup["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).unwrap();
+    assert!(setup["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/"));
+    let (s, v) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": "000000"}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
+    let (s, _) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": totp.generate_current().unwrap()}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "totp_required"));
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some("123456")).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_totp"));
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some(&totp.generate_current().unwrap())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["user"]["totp_enabled"], true);
+
+    // Deactivation ends sessions.
+    let viewer = user(&e, &a, "vic@label.test", "viewer").await;
+    let vt = session(&e, "vic@label.test").await;
+    e.ok(&e.op, Method::PATCH, &format!("/v1/users/{viewer}"), Some(json!({"is_active": false}))).await;
+    let (s, _) = e.call(Some(&vt), Method::GET, "/v1/users/me", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // At rest: no plaintext email anywhere, no password, no TOTP secret.
+    for coll in ["users", "audit_logs", "sessions"] {
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let dump = format!("{docs:?}").to_lowercase();
+        for secret in ["ada.admin@label.test", "vic@label.test", "correct horse", setup["secret"].as_str().unwrap()] {
+            assert!(!dump.contains(&secret.to_lowercase()), "{coll} holds {secret}");
+        }
+    }
+}
+
+/// Expected answers of each role on each route (seed 001 permission matrix;
+/// `api::rbac`): true = allowed (2xx), false = 403.
+#[tokio::test]
+async fn each_role_can_do_exactly_what_the_matrix_allows() {
+    let e = env().await;
+    let (a, key) = e.tenant("bo-roles").await;
+    let link = e.link(&key, "matrix").await;
+    let mut tokens = Vec::new();
+    for role in ["admin", "manager", "agent", "viewer"] {
+        user(&e, &a, &format!("{role}@roles.test"), role).await;
+        tokens.push((role, session(&e, &format!("{role}@roles.test")).await));
+    }
+    let link_body = |slug: &str| json!({"slug": slug, "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://open.spotify.com/x"}});
+    //            route                                              admin  manager agent  viewer
+    let table: Vec<(Method, String, Option<Value>, [bool; 4])> = vec![
+        (Method::GET, "/v1/smartlinks".into(), None, [true, true, true, true]),
+        (Method::POST, "/v1/smartlinks".into(), Some(link_body("new")), [true, true, false, false]),
+        (Method::PATCH, format!("/v1/smartlinks/{link}"), Some(json!({"featured": true})), [true, true, false, false]),
+        (Method::GET, "/v1/analytics/overview".into(), None, [true, true, true, true]),
+        (Method::GET, "/v1/analytics/export".into(), None, [true, true, false, false]),
+        (Method::GET, "/v1/users".into(), None, [true, true, false, false]),
+        (Method::POST, "/v1/users".into(), Some(json!({"email": "new@roles.test", "password": PASSWORD, "first_name": "N", "last_name": "U", "role": "viewer"})), [true, false, false, false]),
+        (Method::GET, "/v1/audit".into(), None, [true, false, false, false]),
+        (Method::POST, "/v1/clients".into(), Some(json!({"name": "x", "slug": "x", "domain": "x.test"})), [false, false, false, false]),
+        (Method::DELETE, format!("/v1/smartlinks/{link}"), None, [true, true, false, false]),
+    ];
+    for (i, (method, path, body, expected)) in table.into_iter().enumerate() {
+        for (r, (role, token)) in tokens.iter().enumerate() {
+            // Each allowed create needs a fresh slug/email.
+            let body = body.clone().map(|mut b| {
+                if b.get("slug").is_some() {
+                    b["slug"] = json!(format!("new-{i}-{role}"));
+                }
+                if b.get("email").is_some() {
+                    b["email"] = json!(format!("new-{role}@roles.test"));
+                }
+                b
+            });
+            let (s, v) = e.call(Some(token), method.clone(), &path, body).await;
+            if expected[r] {
+                assert!(s.is_success(), "{role} {method} {path}: {s} {v}");
+            } else {
+                assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{role} {method} {path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn users_are_tenant_isolated_and_every_mutation_is_audited() {
+    let e = env().await;
+    let (a, a_key) = e.tenant("bo-audit-a").await;
+    let (b, _) = e.tenant("bo-audit-b").await;
+    let a_admin = user(&e, &a, "admin@a.test", "admin").await;
+    user(&e, &b, "admin@b.test", "admin").await;
+    let tb = session(&e, "admin@b.test").await;
+    let ta = session(&e, "admin@a.test").await;
+    let (s, _) = e.call(Some(&tb), Method::PATCH, &format!("/v1/users/{a_admin}"), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's user is not found");
+    let (s, _) = e.call(Some(&tb), Method::GET, &format!("/v1/users?client_id={a}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = e.call(Some(&tb), Method::GET, &format!("/v1/audit?client_id={a}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // One record per mutation, with the diff.
+    let link = e.link(&a_key, "audited").await;
+    e.ok(&ta, Method::PATCH, &format!("/v1/smartlinks/{link}"), Some(json!({"slug": "audited-2"}))).await;
+    let page = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=smartlinks&resource_id={link}"), None).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{page}");
+    let update = &items[0];
+    assert_eq!((update["action"].as_str(), update["actor_kind"].as_str(), update["actor_role"].as_str()), (Some("update"), Some("user"), Some("admin")));
+    assert_eq!(update["changes"], json!([{"field": "slug", "old": "audited", "new": "audited-2"}]), "only the changed field");
+    assert_eq!(items[1]["action"], "create");
+    assert_eq!(items[1]["actor_kind"], "api_key");
+    assert!(update["ip"].as_str().unwrap().starts_with("127."));
+
+    // Secrets redacted, failures recorded, logins recorded.
+    let created = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=users&action=create&resource_id={a_admin}"), None).await;
+    let changes = created["items"][0]["changes"].as_array().unwrap();
+    let pw = changes.iter().find(|c| c["field"] == "auth.passwordHash").unwrap();
+    assert_eq!(pw["new"], "[redacted]");
+    assert!(changes.iter().filter(|c| c["field"].as_str().unwrap().ends_with("Enc")).all(|c| c["new"] == "[redacted]"));
+    let viewer = user(&e, &a, "viewer@a.test", "viewer").await;
+    let tv = session(&e, "viewer@a.test").await;
+    let (s, _) = e.call(Some(&tv), Method::PATCH, &format!("/v1/smartlinks/{link}"), Some(json!({"featured": true}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let failed = e.ok(&ta, Method::GET, &format!("/v1/audit?success=false&actor_id={viewer}"), None).await;
+    assert_eq!(failed["items"][0]["error_code"], "http_403", "{failed}");
+    assert_eq!(failed["items"][0]["action"], "PATCH /v1/smartlinks/{id}");
+    let logins = e.ok(&ta, Method::GET, "/v1/audit?resource=auth&action=login", None).await;
+    assert!(logins["items"].as_array().unwrap().len() >= 2);
+    let (s, _) = e.call(Some(&ta), Method::DELETE, "/v1/audit", None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "append-only");
+}

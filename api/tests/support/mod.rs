@@ -1,0 +1,96 @@
+//! Shared by the API's integration tests: an API started in-process on
+//! its own MongoDB and ClickHouse databases, with helpers to call it.
+#![allow(dead_code)]
+
+use envconfig::Envconfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use common::testing::unique_name;
+
+/// A running API and its stores.
+pub struct Env {
+    pub base: String,
+    pub op: String,
+    pub http: reqwest::Client,
+    pub api: api::Api,
+    pub ch: clickhouse::Client,
+    pub ch_db: String,
+    pub mongo: mongodb::Database,
+    pub _shutdown: common::shutdown::CancellationToken,
+}
+
+pub async fn env_with(rate: u32, burst: u32) -> Env {
+    let name = unique_name("api");
+    let mut cfg = api::Config::init_from_env().unwrap();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k"));
+    cfg.rate_limit_per_second = rate;
+    cfg.rate_limit_burst = burst;
+    cfg.link_scheme = "http".into();
+    cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap();
+    cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
+    cfg.login_lock_secs = 2;
+    cfg.clickhouse.database = name.clone();
+    cfg.mongo.database = name.clone();
+    common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
+    let mongo = cfg.mongo.database().await.unwrap();
+    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
+    let ch = cfg.clickhouse.client().with_database(&name);
+    let shutdown = common::shutdown::CancellationToken::new();
+    let op = cfg.operator_key.clone();
+    let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
+    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, _shutdown: shutdown }
+}
+
+pub async fn env() -> Env {
+    env_with(1000, 1000).await
+}
+
+impl Env {
+    pub async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(Some(key), method, path, body).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    pub async fn tenant(&self, slug: &str) -> (String, String) {
+        let c = self
+            .ok(&self.op, Method::POST, "/v1/clients", Some(json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"),
+                "tracking": {"ga4": "G-TEST123"}})))
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let k = self
+            .ok(&self.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "all", "scopes": ["links:write", "analytics:read"]})))
+            .await;
+        (id, k["key"].as_str().unwrap().to_string())
+    }
+
+    pub async fn link(&self, key: &str, slug: &str) -> String {
+        let l = self
+            .ok(key, Method::POST, "/v1/smartlinks", Some(json!({"slug": slug, "track": {"title": "In Your Light", "artist_name": "Jiro"},
+                "platforms": {"spotify": "https://open.spotify.com/track/x", "apple-music": "https://music.apple.com/x"}})))
+            .await;
+        l["id"].as_str().unwrap().to_string()
+    }
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
