@@ -40,7 +40,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{analytics as a, audit_log, clients, smartlinks, users};
+use routes::{analytics as a, audit_log, clients, crm, smartlinks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -76,6 +76,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users", post(users::create).get(users::list))
         .route("/v1/users/me", get(users::me))
         .route("/v1/audit", get(audit_log::list))
+        .route("/v1/leads", post(crm::create_lead).get(crm::list_leads))
+        .route("/v1/leads/{id}", get(crm::get_lead).patch(crm::patch_lead).delete(crm::delete_lead))
+        .route("/v1/leads/{id}/notes", post(crm::add_note))
+        .route("/v1/leads/{id}/convert", post(crm::convert))
+        .route("/v1/contacts", get(crm::list_contacts))
+        .route("/v1/opportunities", get(crm::list_opportunities))
+        .route("/v1/opportunities/{id}", axum::routing::patch(crm::patch_opportunity))
+        .route("/v1/crm/dashboard", get(crm::dashboard))
         .route("/v1/users/{id}", axum::routing::patch(users::patch))
         .route("/v1/auth/logout", post(users::logout))
         .route("/v1/auth/totp/setup", post(users::totp_setup))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{analytics, audit_log, clients, smartlinks, users};
+use crate::routes::{analytics, audit_log, clients, crm, smartlinks, users};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -17,12 +17,15 @@ use crate::routes::{analytics, audit_log, clients, smartlinks, users};
         smartlinks::create, smartlinks::list, smartlinks::get, smartlinks::patch, smartlinks::archive,
         analytics::overview, analytics::timeseries, analytics::breakdown, analytics::realtime, analytics::health, analytics::export,
         users::create, users::list, users::me, users::patch, users::login, users::logout, users::totp_setup, users::totp_enable, audit_log::list,
+        crm::create_lead, crm::list_leads, crm::get_lead, crm::patch_lead, crm::delete_lead, crm::add_note, crm::convert,
+        crm::list_contacts, crm::list_opportunities, crm::patch_opportunity, crm::dashboard,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
         (name = "tenants", description = "Tenants and their API keys (operator)"),
         (name = "smartlinks", description = "Smartlinks of a tenant"),
+        (name = "crm", description = "Leads, contacts, opportunities, pipeline dashboard"),
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
     )
@@ -59,6 +62,13 @@ mod tests {
             "/v1/analytics/realtime",
             "/v1/analytics/health",
             "/v1/analytics/export",
+            "/v1/users",
+            "/v1/auth/login",
+            "/v1/audit",
+            "/v1/leads",
+            "/v1/leads/{id}/convert",
+            "/v1/opportunities/{id}",
+            "/v1/crm/dashboard",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

@@ -17,10 +17,12 @@
 //! Segments wholly before the cursor are deleted.
 //!
 //! ## Crash safety
-//! Appends go through a buffer that [`Spool::sync`] flushes and fsyncs (the
-//! edge calls it every [`SpoolConfig::sync_interval_ms`] and on shutdown).
-//! A `kill -9` loses nothing that reached the OS (flushed); a power loss
-//! loses at most the last sync interval. On open, every segment is scanned
+//! Each append reaches the OS at once (the record is assembled in a buffer
+//! and written with one `write`), and [`Spool::sync`] fsyncs (the edge calls
+//! it every [`SpoolConfig::sync_interval_ms`] and on shutdown). So a
+//! `kill -9` of the edge loses no spooled event; a power loss loses at most
+//! the last sync interval. (Appends only happen while Kafka is not taking
+//! events, so one syscall per event is off the normal hot path.) On open, every segment is scanned
 //! from the cursor: a record that is short or fails its CRC (a torn write)
 //! ends the log there, and the segment is truncated to its last good record.
 //! Delivery is at-least-once: a crash between producing a replayed batch and
@@ -150,7 +152,8 @@ impl Spool {
         self.pending == 0
     }
 
-    /// Appends one record (buffered; durable after [`Self::sync`]).
+    /// Appends one record: in the OS when this returns (survives a crash of
+    /// the process), on disk after [`Self::sync`] (survives a power loss).
     /// Errors: [`SpoolError::Full`] past the byte bound, [`SpoolError::TooLarge`],
     /// I/O.
     pub fn append(&mut self, key: &[u8], value: &[u8]) -> Result<(), SpoolError> {
@@ -181,6 +184,7 @@ impl Spool {
         w.write_all(&klen)?;
         w.write_all(key)?;
         w.write_all(value)?;
+        w.flush()?;
         if let Some(last) = self.segments.last_mut() {
             last.1 += rec_len;
         }

@@ -3,5 +3,6 @@
 pub mod analytics;
 pub mod audit_log;
 pub mod clients;
+pub mod crm;
 pub mod smartlinks;
 pub mod users;

@@ -1,0 +1,1090 @@
+//! The CRM (issue #6; seeds 001, 003, 004, mapped in `schemas::crm`):
+//! leads with their pipeline, notes and assignment history, conversion of
+//! a lead into a contact and an opportunity, contacts, opportunities (the
+//! 8 stages of seed 003 plus `LOST`), and the pipeline dashboard.
+//!
+//! Emails, phones and addresses are encrypted at rest; email lookups and
+//! uniqueness (per tenant) go through the blind index. Every change is
+//! audited with its diff (encrypted fields redacted).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bson::{doc, oid::ObjectId, DateTime, Document};
+use futures::TryStreamExt;
+use schemas::crm::{
+    ArtistInfo, AssignmentChange, BusinessInfo, Contact, Conversion, Lead, LeadPersonal, LeadSource, LeadStage, Note, Opportunity, OpportunityStage,
+    Pipeline, Priority,
+};
+use schemas::mongo::{collections, User};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit::{self, Meta, Target};
+use crate::auth::Principal;
+use crate::crypto::Pii;
+use crate::error::{is_duplicate_key, ApiError, ErrorBody};
+use crate::extract::{Body, Path, Query};
+use crate::rbac::{Action, Resource};
+use crate::routes::clients::target_client;
+use crate::routes::users::email;
+use crate::state::AppState;
+use crate::validate;
+
+/// A postal address (encrypted at rest as a whole).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Address {
+    /// Street.
+    pub street: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: String,
+}
+
+/// `POST /v1/leads` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadCreate {
+    /// Tenant; required with the operator key.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// First name, 1..=50.
+    pub first_name: String,
+    /// Last name, 1..=50.
+    pub last_name: String,
+    /// Email; unique among the tenant's leads.
+    pub email: String,
+    /// Phone, E.164 (`+33612345678`).
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Postal address.
+    #[serde(default)]
+    pub address: Option<Address>,
+    /// Artist name, 1..=100.
+    pub artist_name: String,
+    /// Genres, at most 10.
+    #[serde(default)]
+    pub genres: Vec<String>,
+    /// Label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Profile URLs by name (`spotify`, `instagram`, ...), http(s).
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
+    /// Budget, minor units, 0..=10^12.
+    #[serde(default)]
+    pub budget_minor: Option<i64>,
+    /// ISO 4217 currency, default `EUR`.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Stage: an open one (`new` default, `contacted`, `qualified`, `proposal`, `negotiation`).
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// `low`, `medium` (default), `high`, `urgent`.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Score, 0..=100.
+    #[serde(default)]
+    pub score: Option<i64>,
+    /// Probability, 0..=100.
+    #[serde(default)]
+    pub probability: Option<i64>,
+    /// Tags, at most 20 of 1..=30 characters.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Channel (`website`, `social`, `referral`, `direct`, `ads`, `event`, `other`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// UTM source.
+    #[serde(default)]
+    pub utm_source: Option<String>,
+    /// UTM medium.
+    #[serde(default)]
+    pub utm_medium: Option<String>,
+    /// UTM campaign.
+    #[serde(default)]
+    pub utm_campaign: Option<String>,
+    /// Assignee: a user of the tenant.
+    #[serde(default)]
+    pub assigned_to: Option<String>,
+}
+
+/// `PATCH /v1/leads/{id}` body; present fields replace.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadPatch {
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Artist name.
+    pub artist_name: Option<String>,
+    /// Stage (transitions: `schemas::crm::LeadStage::can_move_to`; `lost` needs `lost_reason`).
+    pub stage: Option<String>,
+    /// Why lost.
+    pub lost_reason: Option<String>,
+    /// Priority.
+    pub priority: Option<String>,
+    /// Score, 0..=100.
+    pub score: Option<i64>,
+    /// Probability, 0..=100.
+    pub probability: Option<i64>,
+    /// Budget, minor units.
+    pub budget_minor: Option<i64>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Assignee (a user id of the tenant; empty string unassigns).
+    pub assigned_to: Option<String>,
+}
+
+/// A note on a lead.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NoteView {
+    /// Note id.
+    pub id: String,
+    /// Author user id.
+    pub author: Option<String>,
+    /// `note`, `call`, `email`, `meeting`, `follow_up`.
+    pub kind: String,
+    /// Text.
+    pub content: String,
+    /// Due, for follow-ups (RFC 3339).
+    pub due_at: Option<String>,
+    /// Written at (RFC 3339).
+    pub created_at: String,
+}
+
+/// `POST /v1/leads/{id}/notes` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteCreate {
+    /// `note`, `call`, `email`, `meeting`, `follow_up`.
+    pub kind: String,
+    /// Text, 1..=5000.
+    pub content: String,
+    /// Due time of a follow-up, RFC 3339.
+    #[serde(default)]
+    pub due_at: Option<String>,
+}
+
+/// A lead as the API shows it (personal data decrypted).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeadView {
+    /// Lead id.
+    pub id: String,
+    /// Tenant.
+    pub client_id: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Email.
+    pub email: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Address.
+    pub address: Option<Address>,
+    /// Artist name.
+    pub artist_name: String,
+    /// Genres.
+    pub genres: Vec<String>,
+    /// Label.
+    pub label: Option<String>,
+    /// Profile URLs.
+    pub links: BTreeMap<String, String>,
+    /// Budget, minor units.
+    pub budget_minor: Option<i64>,
+    /// Currency.
+    pub currency: String,
+    /// Stage.
+    pub stage: String,
+    /// Priority.
+    pub priority: String,
+    /// Score.
+    pub score: i64,
+    /// Probability.
+    pub probability: i64,
+    /// Why lost.
+    pub lost_reason: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Channel.
+    pub source: String,
+    /// UTM source.
+    pub utm_source: Option<String>,
+    /// Assignee.
+    pub assigned_to: Option<String>,
+    /// Assignment changes, oldest first: `{from, to, by, at}`.
+    #[schema(value_type = Vec<Object>)]
+    pub assignment_history: Vec<serde_json::Value>,
+    /// Notes and follow-ups.
+    pub notes: Vec<NoteView>,
+    /// Contact made by conversion.
+    pub contact_id: Option<String>,
+    /// Opportunity opened by conversion.
+    pub opportunity_id: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Last change, RFC 3339.
+    pub updated_at: String,
+}
+
+fn rfc(t: DateTime) -> String {
+    t.try_to_rfc3339_string().unwrap_or_default()
+}
+
+fn hex(id: Option<ObjectId>) -> Option<String> {
+    id.map(|i| i.to_hex())
+}
+
+fn pii_err(e: crate::crypto::CryptoError) -> ApiError {
+    ApiError::Unavailable { store: "pii encryption", detail: e.to_string() }
+}
+
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
+    let p = &l.personal;
+    let address = match &p.address_enc {
+        Some(a) => serde_json::from_str(&pii.decrypt(a).map_err(pii_err)?).ok(),
+        None => None,
+    };
+    Ok(LeadView {
+        id: l.id.to_hex(),
+        client_id: l.client_id.to_hex(),
+        first_name: p.first_name.clone(),
+        last_name: p.last_name.clone(),
+        email: pii.decrypt(&p.email_enc).map_err(pii_err)?,
+        phone: p.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose().map_err(pii_err)?,
+        address,
+        artist_name: l.artist.name.clone(),
+        genres: l.artist.genres.clone(),
+        label: l.artist.label.clone(),
+        links: l.artist.links.iter().cloned().collect(),
+        budget_minor: l.business.budget_minor,
+        currency: l.business.currency.clone(),
+        stage: l.pipeline.stage.name().into(),
+        priority: wire(&l.pipeline.priority),
+        score: l.pipeline.score,
+        probability: l.pipeline.probability,
+        lost_reason: l.pipeline.lost_reason.clone(),
+        tags: l.pipeline.tags.clone(),
+        source: l.source.channel.clone(),
+        utm_source: l.source.utm_source.clone(),
+        assigned_to: hex(l.assignment.assigned_to),
+        assignment_history: l
+            .assignment
+            .history
+            .iter()
+            .map(|h| serde_json::json!({"from": hex(h.from), "to": hex(h.to), "by": hex(h.by), "at": rfc(h.at)}))
+            .collect(),
+        notes: l
+            .notes
+            .iter()
+            .map(|n| NoteView { id: n.id.to_hex(), author: hex(n.author), kind: n.kind.clone(), content: n.content.clone(), due_at: n.due_at.map(rfc), created_at: rfc(n.created_at) })
+            .collect(),
+        contact_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.contact_id.to_hex()),
+        opportunity_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.opportunity_id.to_hex()),
+        created_at: rfc(l.created_at),
+        updated_at: rfc(l.updated_at),
+    })
+}
+
+fn percent(field: &str, v: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(n) if (0..=100).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(field, "must be 0 to 100")),
+    }
+}
+
+fn priority(v: Option<&str>) -> Result<Priority, ApiError> {
+    match v.unwrap_or("medium") {
+        "low" => Ok(Priority::Low),
+        "medium" => Ok(Priority::Medium),
+        "high" => Ok(Priority::High),
+        "urgent" => Ok(Priority::Urgent),
+        _ => Err(ApiError::invalid("priority", "must be low, medium, high or urgent")),
+    }
+}
+
+fn phone(field: &str, v: &str) -> Result<String, ApiError> {
+    let v: String = v.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let ok = v.starts_with('+') && (8..=16).contains(&v.len()) && v[1..].bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(field, "must be an E.164 number such as +33612345678"))
+    }
+}
+
+fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
+    if v.len() > 20 {
+        return Err(ApiError::invalid(field, "at most 20"));
+    }
+    v.iter().enumerate().map(|(i, t)| validate::text(&format!("{field}[{i}]"), t, 1, 30)).collect()
+}
+
+fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match v {
+        Some(n) if !(0..=1_000_000_000_000).contains(&n) => Err(ApiError::invalid(field, "must be 0 to 10^12 minor units")),
+        other => Ok(other),
+    }
+}
+
+fn currency(v: Option<&str>) -> Result<String, ApiError> {
+    let c = v.unwrap_or("EUR");
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c.to_string())
+    } else {
+        Err(ApiError::invalid("currency", "must be an ISO 4217 code such as EUR"))
+    }
+}
+
+/// Resolves an assignee id: a user of `client_id`, else 400.
+async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Option<ObjectId>, ApiError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let id = validate::object_id("assigned_to", v)?;
+    let found = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
+    found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::Conflict { code: "email_taken", message: "the tenant already has a lead with this email".into() }
+}
+
+fn actor_user(p: &Principal) -> Option<ObjectId> {
+    match p {
+        Principal::User { user_id, .. } => Some(*user_id),
+        _ => None,
+    }
+}
+
+/// Creates a lead. 409 `email_taken` when the tenant has one with this email.
+#[utoipa::path(post, path = "/v1/leads", tag = "crm", request_body = LeadCreate,
+    responses((status = 201, body = LeadView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<LeadCreate>) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+    p.can(Resource::Leads, Action::Create)?;
+    let client = target_client(&st, &p, b.client_id.as_deref()).await?;
+    let pii = st.pii()?;
+    let mail = email("email", &b.email)?;
+    let stage = match b.stage.as_deref() {
+        None => LeadStage::New,
+        Some(s) => LeadStage::parse(s).filter(|s| !matches!(s, LeadStage::Won | LeadStage::Lost)).ok_or_else(|| ApiError::invalid("stage", "must be an open stage"))?,
+    };
+    if b.genres.len() > 10 {
+        return Err(ApiError::invalid("genres", "at most 10"));
+    }
+    let mut links = Vec::new();
+    for (k, v) in &b.links {
+        links.push((validate::slug(&format!("links.{k}"), k)?, validate::http_url(&format!("links.{k}"), v)?));
+    }
+    let channel = b.source.as_deref().unwrap_or("other");
+    if !["website", "social", "referral", "direct", "ads", "event", "other"].contains(&channel) {
+        return Err(ApiError::invalid("source", "must be website, social, referral, direct, ads, event or other"));
+    }
+    let now = DateTime::now();
+    let assigned = match b.assigned_to.as_deref() {
+        Some(a) => assignee(&st, client.id, a).await?,
+        None => None,
+    };
+    let lead = Lead {
+        id: ObjectId::new(),
+        client_id: client.id,
+        personal: LeadPersonal {
+            first_name: validate::text("first_name", &b.first_name, 1, 50)?,
+            last_name: validate::text("last_name", &b.last_name, 1, 50)?,
+            email_enc: pii.encrypt(&mail).map_err(pii_err)?,
+            email_index: pii.email_index(&mail),
+            phone_enc: b.phone.as_deref().map(|v| phone("phone", v).and_then(|v| pii.encrypt(&v).map_err(pii_err))).transpose()?,
+            address_enc: b.address.as_ref().map(|a| pii.encrypt(&serde_json::to_string(a).unwrap_or_default()).map_err(pii_err)).transpose()?,
+        },
+        artist: ArtistInfo {
+            name: validate::text("artist_name", &b.artist_name, 1, 100)?,
+            genres: b.genres.iter().enumerate().map(|(i, g)| validate::text(&format!("genres[{i}]"), g, 1, 40)).collect::<Result<_, _>>()?,
+            label: validate::opt_text("label", b.label.as_deref(), 100)?,
+            links,
+        },
+        business: BusinessInfo { budget_minor: money("budget_minor", b.budget_minor)?, currency: currency(b.currency.as_deref())?, platforms: Vec::new(), goals: Vec::new() },
+        pipeline: Pipeline {
+            stage,
+            priority: priority(b.priority.as_deref())?,
+            score: percent("score", b.score, 0)?,
+            probability: percent("probability", b.probability, 10)?,
+            expected_close_date: None,
+            lost_reason: None,
+            tags: tags("tags", &b.tags)?,
+        },
+        source: LeadSource {
+            channel: channel.into(),
+            utm_source: validate::opt_text("utm_source", b.utm_source.as_deref(), 100)?,
+            utm_medium: validate::opt_text("utm_medium", b.utm_medium.as_deref(), 100)?,
+            utm_campaign: validate::opt_text("utm_campaign", b.utm_campaign.as_deref(), 100)?,
+        },
+        assignment: schemas::crm::Assignment {
+            assigned_to: assigned,
+            assigned_at: assigned.map(|_| now),
+            history: assigned.map(|to| AssignmentChange { from: None, to: Some(to), by: actor_user(&p), at: now }).into_iter().collect(),
+        },
+        notes: Vec::new(),
+        conversion: None,
+        created_by: actor_user(&p),
+        created_at: now,
+        updated_at: now,
+    };
+    match st.mongo.collection::<Lead>(collections::LEADS).insert_one(&lead).await {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => return Err(email_taken()),
+        Err(e) => return Err(e.into()),
+    }
+    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "leads", id: lead.id }, None, Some(&lead)).await?;
+    Ok((StatusCode::CREATED, Json(lead_view(pii, &lead)?)))
+}
+
+async fn load_lead(st: &AppState, p: &Principal, id: &str) -> Result<Lead, ApiError> {
+    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("lead"))?;
+    let l = st.mongo.collection::<Lead>(collections::LEADS).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("lead"))?;
+    p.check_tenant(l.client_id, "lead")?;
+    Ok(l)
+}
+
+/// Reads a lead.
+#[utoipa::path(get, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")),
+    responses((status = 200, body = LeadView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<LeadView>, ApiError> {
+    p.can(Resource::Leads, Action::Read)?;
+    let l = load_lead(&st, &p, &id).await?;
+    Ok(Json(lead_view(st.pii()?, &l)?))
+}
+
+/// Changes a lead; stage transitions are validated, assignments keep their history.
+#[utoipa::path(patch, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = LeadPatch,
+    responses((status = 200, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<LeadPatch>) -> Result<Json<LeadView>, ApiError> {
+    p.can(Resource::Leads, Action::Update)?;
+    let pii = st.pii()?;
+    let old = load_lead(&st, &p, &id).await?;
+    let mut l = old.clone();
+    let now = DateTime::now();
+    if let Some(v) = &b.first_name {
+        l.personal.first_name = validate::text("first_name", v, 1, 50)?;
+    }
+    if let Some(v) = &b.last_name {
+        l.personal.last_name = validate::text("last_name", v, 1, 50)?;
+    }
+    if let Some(v) = &b.email {
+        let mail = email("email", v)?;
+        l.personal.email_enc = pii.encrypt(&mail).map_err(pii_err)?;
+        l.personal.email_index = pii.email_index(&mail);
+    }
+    if let Some(v) = &b.phone {
+        l.personal.phone_enc = if v.trim().is_empty() { None } else { Some(pii.encrypt(&phone("phone", v)?).map_err(pii_err)?) };
+    }
+    if let Some(v) = &b.artist_name {
+        l.artist.name = validate::text("artist_name", v, 1, 100)?;
+    }
+    if let Some(s) = &b.stage {
+        let to = LeadStage::parse(s).ok_or_else(|| ApiError::invalid("stage", "unknown stage"))?;
+        if !l.pipeline.stage.can_move_to(to) {
+            let hint = if to == LeadStage::Won { "; convert the lead instead" } else { "" };
+            return Err(ApiError::invalid("stage", format!("cannot move from {} to {}{hint}", l.pipeline.stage.name(), to.name())));
+        }
+        l.pipeline.stage = to;
+    }
+    if let Some(r) = &b.lost_reason {
+        l.pipeline.lost_reason = validate::opt_text("lost_reason", Some(r), 500)?;
+    }
+    if l.pipeline.stage == LeadStage::Lost && l.pipeline.lost_reason.is_none() {
+        return Err(ApiError::invalid("lost_reason", "required when the stage is lost"));
+    }
+    if let Some(v) = &b.priority {
+        l.pipeline.priority = priority(Some(v))?;
+    }
+    if b.score.is_some() {
+        l.pipeline.score = percent("score", b.score, 0)?;
+    }
+    if b.probability.is_some() {
+        l.pipeline.probability = percent("probability", b.probability, 0)?;
+    }
+    if b.budget_minor.is_some() {
+        l.business.budget_minor = money("budget_minor", b.budget_minor)?;
+    }
+    if let Some(t) = &b.tags {
+        l.pipeline.tags = tags("tags", t)?;
+    }
+    if let Some(a) = &b.assigned_to {
+        let to = assignee(&st, l.client_id, a).await?;
+        if to != l.assignment.assigned_to {
+            l.assignment.history.push(AssignmentChange { from: l.assignment.assigned_to, to, by: actor_user(&p), at: now });
+            l.assignment.assigned_to = to;
+            l.assignment.assigned_at = Some(now);
+        }
+    }
+    l.updated_at = now;
+    match st.mongo.collection::<Lead>(collections::LEADS).replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l).await {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => return Err(email_taken()),
+        Err(e) => return Err(e.into()),
+    }
+    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "update", resource: "leads", id: l.id }, Some(&old), Some(&l)).await?;
+    Ok(Json(lead_view(pii, &l)?))
+}
+
+/// Deletes a lead (managers and admins).
+#[utoipa::path(delete, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    p.can(Resource::Leads, Action::Delete)?;
+    let l = load_lead(&st, &p, &id).await?;
+    st.mongo.collection::<Lead>(collections::LEADS).delete_one(doc! { "_id": l.id, "clientId": l.client_id }).await?;
+    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "delete", resource: "leads", id: l.id }, Some(&l), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adds a note, call log or follow-up to a lead.
+#[utoipa::path(post, path = "/v1/leads/{id}/notes", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = NoteCreate,
+    responses((status = 201, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn add_note(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<NoteCreate>) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+    p.can(Resource::Leads, Action::Update)?;
+    let old = load_lead(&st, &p, &id).await?;
+    if !["note", "call", "email", "meeting", "follow_up"].contains(&b.kind.as_str()) {
+        return Err(ApiError::invalid("kind", "must be note, call, email, meeting or follow_up"));
+    }
+    let due_at = b.due_at.as_deref().map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000))).transpose()?;
+    let now = DateTime::now();
+    let note = Note { id: ObjectId::new(), author: actor_user(&p), kind: b.kind.clone(), content: validate::text("content", &b.content, 1, 5000)?, due_at, created_at: now };
+    let mut l = old.clone();
+    l.notes.push(note);
+    l.updated_at = now;
+    st.mongo.collection::<Lead>(collections::LEADS).replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l).await?;
+    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "add_note", resource: "leads", id: l.id }, Some(&old), Some(&l)).await?;
+    Ok((StatusCode::CREATED, Json(lead_view(st.pii()?, &l)?)))
+}
+
+/// `GET /v1/leads` filters, sorting and paging.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LeadQuery {
+    /// Tenant; required with the operator key.
+    pub client_id: Option<String>,
+    /// Stage.
+    pub stage: Option<String>,
+    /// Priority.
+    pub priority: Option<String>,
+    /// Assignee user id.
+    pub assigned_to: Option<String>,
+    /// Source channel.
+    pub source: Option<String>,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Text in first, last or artist name (case-insensitive).
+    pub q: Option<String>,
+    /// `created` (newest first, default) or `score` (highest first).
+    pub sort: Option<String>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of leads.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeadPage {
+    /// Leads.
+    pub items: Vec<LeadView>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// `s` with every regex metacharacter escaped, so user text matches literally.
+pub fn regex_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\^$.|?*+()[]{}/-".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Lists leads with filters, sorted, by pages.
+#[utoipa::path(get, path = "/v1/leads", tag = "crm", params(LeadQuery),
+    responses((status = 200, body = LeadPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_leads(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<LeadQuery>) -> Result<Json<LeadPage>, ApiError> {
+    p.can(Resource::Leads, Action::Read)?;
+    let pii = st.pii()?;
+    let client = target_client(&st, &p, q.client_id.as_deref()).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let mut f = doc! { "clientId": client.id };
+    if let Some(s) = &q.stage {
+        f.insert("pipeline.stage", LeadStage::parse(s).ok_or_else(|| ApiError::invalid("stage", "unknown stage"))?.name());
+    }
+    if let Some(v) = &q.priority {
+        f.insert("pipeline.priority", wire(&priority(Some(v))?));
+    }
+    if let Some(a) = &q.assigned_to {
+        f.insert("assignment.assignedTo", validate::object_id("assigned_to", a)?);
+    }
+    if let Some(s) = &q.source {
+        f.insert("source.channel", validate::text("source", s, 1, 30)?);
+    }
+    if let Some(t) = &q.tag {
+        f.insert("pipeline.tags", validate::text("tag", t, 1, 30)?);
+    }
+    let mut and: Vec<Document> = Vec::new();
+    if let Some(text) = &q.q {
+        let re = regex_literal(&validate::text("q", text, 1, 100)?);
+        and.push(doc! { "$or": [
+            { "personal.firstName": { "$regex": &re, "$options": "i" } },
+            { "personal.lastName": { "$regex": &re, "$options": "i" } },
+            { "artist.name": { "$regex": &re, "$options": "i" } },
+        ] });
+    }
+    let by_score = match q.sort.as_deref().unwrap_or("created") {
+        "created" => false,
+        "score" => true,
+        _ => return Err(ApiError::invalid("sort", "must be created or score")),
+    };
+    if let Some(c) = &q.cursor {
+        if by_score {
+            let (score, id) = c.split_once('_').ok_or_else(|| ApiError::invalid("cursor", "malformed"))?;
+            let score: i64 = score.parse().map_err(|_| ApiError::invalid("cursor", "malformed"))?;
+            let id = validate::object_id("cursor", id)?;
+            and.push(doc! { "$or": [ { "pipeline.score": { "$lt": score } }, { "pipeline.score": score, "_id": { "$lt": id } } ] });
+        } else {
+            f.insert("_id", doc! { "$lt": validate::object_id("cursor", c)? });
+        }
+    }
+    if !and.is_empty() {
+        f.insert("$and", and);
+    }
+    let sort = if by_score { doc! { "pipeline.score": -1, "_id": -1 } } else { doc! { "_id": -1 } };
+    let mut leads: Vec<Lead> = st.mongo.collection::<Lead>(collections::LEADS).find(f).sort(sort).limit(limit + 1).await?.try_collect().await?;
+    let next_cursor = if leads.len() as i64 > limit {
+        leads.truncate(limit as usize);
+        leads.last().map(|l| if by_score { format!("{}_{}", l.pipeline.score, l.id.to_hex()) } else { l.id.to_hex() })
+    } else {
+        None
+    };
+    Ok(Json(LeadPage { items: leads.iter().map(|l| lead_view(pii, l)).collect::<Result<_, _>>()?, next_cursor }))
+}
+
+/// `POST /v1/leads/{id}/convert` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertRequest {
+    /// Opportunity title, default "{artist} deal".
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Deal value, minor units; default the lead's budget (or 0).
+    #[serde(default)]
+    pub value_minor: Option<i64>,
+    /// Probability, 0..=100 (default the lead's).
+    #[serde(default)]
+    pub probability: Option<i64>,
+}
+
+/// A contact as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContactView {
+    /// Contact id.
+    pub id: String,
+    /// Tenant.
+    pub client_id: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Email.
+    pub email: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Company or artist.
+    pub company: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Lead it came from.
+    pub source_lead_id: Option<String>,
+    /// Assignee.
+    pub assigned_to: Option<String>,
+}
+
+/// An opportunity as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OpportunityView {
+    /// Opportunity id.
+    pub id: String,
+    /// Tenant.
+    pub client_id: String,
+    /// Title.
+    pub title: String,
+    /// Contact.
+    pub contact_id: String,
+    /// Lead it came from.
+    pub lead_id: Option<String>,
+    /// Value, minor units.
+    pub value_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// Stage (`INITIAL_INTEREST` … `WON`, `LOST`).
+    pub stage: String,
+    /// Probability.
+    pub probability: i64,
+    /// Whether closed (`WON` or `LOST`).
+    pub is_closed: bool,
+    /// Whether won.
+    pub is_won: bool,
+    /// Assignee.
+    pub assigned_to: Option<String>,
+}
+
+/// The result of a conversion.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConversionView {
+    /// The lead, now `won`.
+    pub lead: LeadView,
+    /// The contact (created, or the tenant's existing one with the same email).
+    pub contact: ContactView,
+    /// The opportunity opened.
+    pub opportunity: OpportunityView,
+}
+
+fn contact_view(pii: &Pii, c: &Contact) -> Result<ContactView, ApiError> {
+    Ok(ContactView {
+        id: c.id.to_hex(),
+        client_id: c.client_id.to_hex(),
+        first_name: c.first_name.clone(),
+        last_name: c.last_name.clone(),
+        email: pii.decrypt(&c.email_enc).map_err(pii_err)?,
+        phone: c.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose().map_err(pii_err)?,
+        company: c.company.clone(),
+        tags: c.tags.clone(),
+        source_lead_id: hex(c.source_lead_id),
+        assigned_to: hex(c.assigned_to),
+    })
+}
+
+fn opportunity_view(o: &Opportunity) -> OpportunityView {
+    OpportunityView {
+        id: o.id.to_hex(),
+        client_id: o.client_id.to_hex(),
+        title: o.title.clone(),
+        contact_id: o.contact_id.to_hex(),
+        lead_id: hex(o.lead_id),
+        value_minor: o.value_minor,
+        currency: o.currency.clone(),
+        stage: wire(&o.stage),
+        probability: o.probability,
+        is_closed: matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost),
+        is_won: o.stage == OpportunityStage::Won,
+        assigned_to: hex(o.assigned_to),
+    }
+}
+
+/// Converts a lead into a contact and an opportunity.
+///
+/// Atomic from the caller's point of view without multi-document
+/// transactions (FerretDB has none): the lead first records the ids it will
+/// use (`conversion.startedAt`, only if no conversion started), then the
+/// contact and opportunity are upserted under those ids, then the lead is
+/// marked `won` with `conversion.completedAt`. A retry after a failure
+/// resumes with the same ids, so nothing is created twice; the lead shows
+/// its contact and opportunity only once all three writes are done. 409
+/// `already_converted` when it was.
+#[utoipa::path(post, path = "/v1/leads/{id}/convert", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = ConvertRequest,
+    responses((status = 201, body = ConversionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<ConvertRequest>) -> Result<(StatusCode, Json<ConversionView>), ApiError> {
+    p.can(Resource::Leads, Action::Update)?;
+    p.can(Resource::Contacts, Action::Create)?;
+    p.can(Resource::Opportunities, Action::Create)?;
+    let pii = st.pii()?;
+    let old = load_lead(&st, &p, &id).await?;
+    if old.conversion.as_ref().is_some_and(|c| c.completed_at.is_some()) {
+        return Err(ApiError::Conflict { code: "already_converted", message: "this lead was converted".into() });
+    }
+    if old.pipeline.stage == LeadStage::Lost {
+        return Err(ApiError::invalid("stage", "a lost lead must be reopened before conversion"));
+    }
+    let value_minor = money("value_minor", b.value_minor.or(old.business.budget_minor))?.unwrap_or(0);
+    let probability = percent("probability", b.probability, old.pipeline.probability)?;
+    let title = match &b.title {
+        Some(t) => validate::text("title", t, 1, 200)?,
+        None => format!("{} deal", old.artist.name),
+    };
+    let leads = st.mongo.collection::<Lead>(collections::LEADS);
+    let contacts = st.mongo.collection::<Contact>(collections::CONTACTS);
+    let now = DateTime::now();
+    // 1. Reserve the ids (or resume a started conversion).
+    let conversion = match &old.conversion {
+        Some(c) => c.clone(),
+        None => {
+            let existing = contacts.find_one(doc! { "clientId": old.client_id, "emailIndex": &old.personal.email_index }).await?;
+            let c = Conversion { contact_id: existing.map_or_else(ObjectId::new, |c| c.id), opportunity_id: ObjectId::new(), started_at: now, completed_at: None };
+            let r = leads
+                .update_one(doc! { "_id": old.id, "conversion": { "$exists": false } }, doc! { "$set": { "conversion": bson::to_bson(&c).map_err(|e| ApiError::Unavailable { store: "mongodb", detail: e.to_string() })? } })
+                .await?;
+            if r.modified_count == 0 {
+                // Another request started it: resume with its ids.
+                load_lead(&st, &p, &id).await?.conversion.ok_or(ApiError::NotFound("lead"))?
+            } else {
+                c
+            }
+        }
+    };
+    // 2. The contact (kept if it exists) and the opportunity, under the reserved ids.
+    let contact = match contacts.find_one(doc! { "_id": conversion.contact_id }).await? {
+        Some(c) => c,
+        None => {
+            let c = Contact {
+                id: conversion.contact_id,
+                client_id: old.client_id,
+                first_name: old.personal.first_name.clone(),
+                last_name: old.personal.last_name.clone(),
+                email_enc: old.personal.email_enc.clone(),
+                email_index: old.personal.email_index.clone(),
+                phone_enc: old.personal.phone_enc.clone(),
+                company: old.artist.name.clone(),
+                tags: old.pipeline.tags.clone(),
+                source_lead_id: Some(old.id),
+                assigned_to: old.assignment.assigned_to,
+                created_at: now,
+                updated_at: now,
+            };
+            contacts.replace_one(doc! { "_id": c.id }, &c).upsert(true).await?;
+            audit::changed(&st, &p, &meta, Target { client_id: c.client_id, action: "create", resource: "contacts", id: c.id }, None, Some(&c)).await?;
+            c
+        }
+    };
+    let opportunities = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES);
+    let opportunity = match opportunities.find_one(doc! { "_id": conversion.opportunity_id }).await? {
+        Some(o) => o,
+        None => {
+            let o = Opportunity {
+                id: conversion.opportunity_id,
+                client_id: old.client_id,
+                title,
+                contact_id: contact.id,
+                lead_id: Some(old.id),
+                value_minor,
+                currency: old.business.currency.clone(),
+                stage: OpportunityStage::InitialInterest,
+                probability,
+                assigned_to: old.assignment.assigned_to,
+                created_at: now,
+                updated_at: now,
+            };
+            opportunities.replace_one(doc! { "_id": o.id }, &o).upsert(true).await?;
+            audit::changed(&st, &p, &meta, Target { client_id: o.client_id, action: "create", resource: "opportunities", id: o.id }, None, Some(&o)).await?;
+            o
+        }
+    };
+    // 3. The lead, won.
+    let mut lead = load_lead(&st, &p, &id).await?;
+    let before = lead.clone();
+    lead.pipeline.stage = LeadStage::Won;
+    lead.pipeline.probability = 100;
+    lead.conversion = Some(Conversion { completed_at: Some(DateTime::now()), ..conversion });
+    lead.updated_at = DateTime::now();
+    leads.replace_one(doc! { "_id": lead.id }, &lead).await?;
+    audit::changed(&st, &p, &meta, Target { client_id: lead.client_id, action: "convert", resource: "leads", id: lead.id }, Some(&before), Some(&lead)).await?;
+    Ok((StatusCode::CREATED, Json(ConversionView { lead: lead_view(pii, &lead)?, contact: contact_view(pii, &contact)?, opportunity: opportunity_view(&opportunity) })))
+}
+
+/// Lists the tenant's contacts, newest first (at most 500).
+#[utoipa::path(get, path = "/v1/contacts", tag = "crm", params(crate::routes::users::ClientScope),
+    responses((status = 200, body = Vec<ContactView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_contacts(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Vec<ContactView>>, ApiError> {
+    p.can(Resource::Contacts, Action::Read)?;
+    let pii = st.pii()?;
+    let client = target_client(&st, &p, q.client_id.as_deref()).await?;
+    let rows: Vec<Contact> = st.mongo.collection::<Contact>(collections::CONTACTS).find(doc! { "clientId": client.id }).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    rows.iter().map(|c| contact_view(pii, c)).collect::<Result<Vec<_>, _>>().map(Json)
+}
+
+async fn load_opportunity(st: &AppState, p: &Principal, id: &str) -> Result<Opportunity, ApiError> {
+    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("opportunity"))?;
+    let o = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("opportunity"))?;
+    p.check_tenant(o.client_id, "opportunity")?;
+    Ok(o)
+}
+
+/// Lists the tenant's opportunities, newest first (at most 500).
+#[utoipa::path(get, path = "/v1/opportunities", tag = "crm", params(crate::routes::users::ClientScope),
+    responses((status = 200, body = Vec<OpportunityView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_opportunities(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Vec<OpportunityView>>, ApiError> {
+    p.can(Resource::Opportunities, Action::Read)?;
+    let client = target_client(&st, &p, q.client_id.as_deref()).await?;
+    let rows: Vec<Opportunity> = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find(doc! { "clientId": client.id }).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    Ok(Json(rows.iter().map(opportunity_view).collect()))
+}
+
+/// `PATCH /v1/opportunities/{id}` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpportunityPatch {
+    /// Stage; a closed one (`WON`, `LOST`) is final.
+    pub stage: Option<String>,
+    /// Probability, 0..=100.
+    pub probability: Option<i64>,
+    /// Value, minor units.
+    pub value_minor: Option<i64>,
+    /// Title.
+    pub title: Option<String>,
+}
+
+/// Moves or edits an opportunity.
+#[utoipa::path(patch, path = "/v1/opportunities/{id}", tag = "crm", params(("id" = String, Path, description = "Opportunity id")), request_body = OpportunityPatch,
+    responses((status = 200, body = OpportunityView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn patch_opportunity(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<OpportunityPatch>,
+) -> Result<Json<OpportunityView>, ApiError> {
+    p.can(Resource::Opportunities, Action::Update)?;
+    let old = load_opportunity(&st, &p, &id).await?;
+    let mut o = old.clone();
+    if let Some(s) = &b.stage {
+        let to: OpportunityStage = serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| ApiError::invalid("stage", "unknown stage"))?;
+        if matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost) && to != o.stage {
+            return Err(ApiError::invalid("stage", "a closed opportunity cannot move"));
+        }
+        o.stage = to;
+        if to == OpportunityStage::Won {
+            o.probability = 100;
+        } else if to == OpportunityStage::Lost {
+            o.probability = 0;
+        }
+    }
+    if b.probability.is_some() {
+        o.probability = percent("probability", b.probability, o.probability)?;
+    }
+    if b.value_minor.is_some() {
+        o.value_minor = money("value_minor", b.value_minor)?.unwrap_or(0);
+    }
+    if let Some(t) = &b.title {
+        o.title = validate::text("title", t, 1, 200)?;
+    }
+    o.updated_at = DateTime::now();
+    st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).replace_one(doc! { "_id": o.id, "clientId": o.client_id }, &o).await?;
+    audit::changed(&st, &p, &meta, Target { client_id: o.client_id, action: "update", resource: "opportunities", id: o.id }, Some(&old), Some(&o)).await?;
+    Ok(Json(opportunity_view(&o)))
+}
+
+/// One stage of the pipeline dashboard.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct StageTotal {
+    /// Stage.
+    pub stage: String,
+    /// Leads in it.
+    pub count: i64,
+    /// Sum of their budgets, minor units.
+    pub total_value_minor: i64,
+}
+
+/// Conversion of one assignee's leads.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AssigneeTotal {
+    /// User id (`null`: unassigned).
+    pub assigned_to: Option<String>,
+    /// Leads assigned.
+    pub leads: i64,
+    /// Of which won.
+    pub won: i64,
+    /// won / leads, 0..=1.
+    pub conversion_rate: f64,
+}
+
+/// `GET /v1/crm/dashboard` (seed 001 "Dashboard analytics").
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Dashboard {
+    /// Leads by stage, pipeline order, zeros included.
+    pub leads_by_stage: Vec<StageTotal>,
+    /// Conversion per assignee.
+    pub by_assignee: Vec<AssigneeTotal>,
+    /// Conversion of the whole team.
+    pub team: AssigneeTotal,
+    /// Open follow-ups due before now.
+    pub follow_ups_due: i64,
+    /// Value of open opportunities, minor units.
+    pub open_pipeline_minor: i64,
+}
+
+/// Pipeline aggregates of the tenant.
+#[utoipa::path(get, path = "/v1/crm/dashboard", tag = "crm", params(crate::routes::users::ClientScope),
+    responses((status = 200, body = Dashboard), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Dashboard>, ApiError> {
+    p.can(Resource::Leads, Action::Read)?;
+    let client = target_client(&st, &p, q.client_id.as_deref()).await?;
+    let leads: Vec<Lead> = st.mongo.collection::<Lead>(collections::LEADS).find(doc! { "clientId": client.id }).await?.try_collect().await?;
+    let now = DateTime::now();
+    let mut by_stage: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
+    let mut by_user: BTreeMap<Option<ObjectId>, (i64, i64)> = BTreeMap::new();
+    let mut due = 0;
+    for l in &leads {
+        let i = LeadStage::ALL.iter().position(|s| *s == l.pipeline.stage).unwrap_or(0);
+        let e = by_stage.entry(i).or_default();
+        e.0 += 1;
+        e.1 += l.business.budget_minor.unwrap_or(0);
+        let u = by_user.entry(l.assignment.assigned_to).or_default();
+        u.0 += 1;
+        u.1 += i64::from(l.pipeline.stage == LeadStage::Won);
+        due += l.notes.iter().filter(|n| n.kind == "follow_up" && n.due_at.is_some_and(|d| d < now)).count() as i64;
+    }
+    let total = |who: Option<String>, (n, won): (i64, i64)| AssigneeTotal { assigned_to: who, leads: n, won, conversion_rate: if n == 0 { 0.0 } else { won as f64 / n as f64 } };
+    let team = by_user.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let opps: Vec<Opportunity> = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find(doc! { "clientId": client.id }).await?.try_collect().await?;
+    Ok(Json(Dashboard {
+        leads_by_stage: LeadStage::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (count, value) = by_stage.get(&i).copied().unwrap_or_default();
+                StageTotal { stage: s.name().into(), count, total_value_minor: value }
+            })
+            .collect(),
+        by_assignee: by_user.into_iter().map(|(u, t)| total(hex(u), t)).collect(),
+        team: total(None, team),
+        follow_ups_due: due,
+        open_pipeline_minor: opps.iter().filter(|o| !matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost)).map(|o| o.value_minor).sum(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_never_becomes_a_pattern_and_fields_validate() {
+        assert_eq!(regex_literal("a.b*(c)"), "a\\.b\\*\\(c\\)");
+        assert_eq!(regex_literal("^$"), "\\^\\$");
+        assert_eq!(phone("phone", "+33 6 12-34-56-78").unwrap(), "+33612345678");
+        assert!(phone("phone", "0612345678").is_err());
+        assert!(currency(Some("eur")).is_err() && currency(None).unwrap() == "EUR");
+        assert!(percent("score", Some(101), 0).is_err());
+        assert!(money("budget_minor", Some(-1)).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! The CRM against the real MongoDB-wire server: leads with encrypted PII
+//! and a blind index, filters and paging, stage transitions, assignment
+//! history, conversion into a contact and an opportunity, the dashboard,
+//! tenant isolation and injection attempts.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{code, env, Env};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn admin_session(e: &Env, client: &str, email: &str, role: &str) -> (String, String) {
+    let u = e
+        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", "role": role})))
+        .await;
+    let (_, v) = e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
+    (v["token"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string())
+}
+
+fn lead(first: &str, artist: &str, email: &str) -> Value {
+    json!({"first_name": first, "last_name": "Doe", "email": email, "phone": "+33 6 12 34 56 78",
+        "address": {"street": "12 rue Oberkampf", "city": "Paris", "postal_code": "75011", "country": "FR"},
+        "artist_name": artist, "genres": ["electro"], "budget_minor": 250_000, "tags": ["vip"], "source": "social", "utm_source": "instagram"})
+}
+
+#[tokio::test]
+async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
+    let e = env().await;
+    let (a, _) = e.tenant("crm-a").await;
+    let (b, _) = e.tenant("crm-b").await;
+    let (ta, _) = admin_session(&e, &a, "admin@crm-a.test", "admin").await;
+    let (tg, agent) = admin_session(&e, &a, "agent@crm-a.test", "agent").await;
+    let (tb, _) = admin_session(&e, &b, "admin@crm-b.test", "admin").await;
+
+    let l1 = e.ok(&tg, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "Jiro@Artist.test"))).await;
+    let id1 = l1["id"].as_str().unwrap().to_string();
+    assert_eq!((l1["email"].as_str(), l1["phone"].as_str(), l1["address"]["city"].as_str()), (Some("jiro@artist.test"), Some("+33612345678"), Some("Paris")));
+    let (s, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(lead("J", "J", "JIRO@artist.test"))).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "email_taken"), "blind index finds the same email");
+    let (s, _) = e.call(Some(&tb), Method::POST, "/v1/leads", Some(lead("J", "J", "jiro@artist.test"))).await;
+    assert_eq!(s, StatusCode::CREATED, "unique per tenant only");
+    let mut l2 = lead("Nova", "Nova Sound", "nova@artist.test");
+    l2["priority"] = json!("high");
+    l2["score"] = json!(80);
+    l2["assigned_to"] = json!(agent);
+    let id2 = e.ok(&ta, Method::POST, "/v1/leads", Some(l2)).await["id"].as_str().unwrap().to_string();
+    let mut l3 = lead("Ondes", "Les Ondes", "ondes@artist.test");
+    l3["score"] = json!(50);
+    l3["tags"] = json!(["festival"]);
+    e.ok(&ta, Method::POST, "/v1/leads", Some(l3)).await;
+
+    // Validation and injection.
+    for (body, field) in [
+        (json!({"first_name": "A", "last_name": "B", "email": "nope", "artist_name": "X"}), "email"),
+        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "phone": "0612"}), "phone"),
+        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "score": 150}), "score"),
+        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "stage": "won"}), "stage"),
+        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "assigned_to": "0123456789abcdef01234567"}), "assigned_to"),
+    ] {
+        let (s, v) = e.call(Some(&ta), Method::POST, "/v1/leads", Some(body)).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let (s, v) = e.call(Some(&ta), Method::POST, "/v1/leads", Some(json!({"first_name": "A", "last_name": "B", "email": {"$gt": ""}, "artist_name": "X"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"));
+    let none = e.ok(&ta, Method::GET, "/v1/leads?q=.*", None).await;
+    assert_eq!(none["items"].as_array().unwrap().len(), 0, "regex metacharacters match literally");
+    let (s, _) = e.call(Some(&ta), Method::GET, "/v1/leads?assigned_to[$ne]=x", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Filters, sorting, pages.
+    let count = |v: &Value| v["items"].as_array().unwrap().len();
+    assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?priority=high", None).await), 1);
+    assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?tag=vip", None).await), 2);
+    assert_eq!(count(&e.ok(&ta, Method::GET, &format!("/v1/leads?assigned_to={agent}"), None).await), 1);
+    assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?q=sound", None).await), 1);
+    assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?source=social&stage=new", None).await), 3);
+    let p1 = e.ok(&ta, Method::GET, "/v1/leads?sort=score&limit=2", None).await;
+    assert_eq!((p1["items"][0]["artist_name"].as_str(), p1["items"][1]["artist_name"].as_str()), (Some("Nova Sound"), Some("Les Ondes")));
+    let p2 = e.ok(&ta, Method::GET, &format!("/v1/leads?sort=score&limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()), None).await;
+    assert_eq!((count(&p2), p2["items"][0]["artist_name"].as_str()), (1, Some("Jiro")));
+
+    // Stage transitions and assignment history.
+    let path1 = format!("/v1/leads/{id1}");
+    e.ok(&tg, Method::PATCH, &path1, Some(json!({"stage": "proposal"}))).await;
+    for (body, field) in [(json!({"stage": "new"}), "stage"), (json!({"stage": "won"}), "stage"), (json!({"stage": "lost"}), "lost_reason")] {
+        let (s, v) = e.call(Some(&tg), Method::PATCH, &path1, Some(body)).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let moved = e.ok(&ta, Method::PATCH, &path1, Some(json!({"assigned_to": agent, "email": "jiro@label.test"}))).await;
+    assert_eq!(moved["assignment_history"].as_array().unwrap().len(), 1);
+    assert_eq!(moved["email"], "jiro@label.test");
+    let (s, _) = e.call(Some(&tg), Method::DELETE, &path1, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "agents do not delete");
+    e.ok(&tg, Method::POST, &format!("{path1}/notes"), Some(json!({"kind": "follow_up", "content": "call back", "due_at": "2020-01-01T00:00:00Z"}))).await;
+
+    // Audit: the stage change with old and new, the email change redacted.
+    let audit = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=leads&resource_id={id1}&action=update"), None).await;
+    let changes: Vec<&Value> = audit["items"].as_array().unwrap().iter().flat_map(|r| r["changes"].as_array().unwrap()).collect();
+    assert!(changes.iter().any(|c| c["field"] == "pipeline.stage" && c["old"] == "new" && c["new"] == "proposal"), "{audit}");
+    assert!(changes.iter().any(|c| c["field"] == "personal.emailEnc" && c["old"] == "[redacted]" && c["new"] == "[redacted]"));
+
+    // Tenant B sees nothing of A.
+    for (m, path, body) in [
+        (Method::GET, path1.clone(), None),
+        (Method::PATCH, path1.clone(), Some(json!({"score": 1}))),
+        (Method::DELETE, path1.clone(), None),
+        (Method::POST, format!("{path1}/convert"), Some(json!({}))),
+        (Method::GET, format!("/v1/leads?client_id={a}"), None),
+    ] {
+        let (s, v) = e.call(Some(&tb), m.clone(), &path, body).await;
+        assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{m} {path}");
+    }
+
+    // Conversion: one contact, one opportunity, the lead won; twice is refused.
+    let conv = e.ok(&tg, Method::POST, &format!("{path1}/convert"), Some(json!({"value_minor": 300_000}))).await;
+    assert_eq!(conv["lead"]["stage"], "won");
+    assert_eq!(conv["contact"]["email"], "jiro@label.test");
+    assert_eq!(conv["contact"]["source_lead_id"], id1.as_str());
+    assert_eq!((conv["opportunity"]["stage"].as_str(), conv["opportunity"]["value_minor"].as_i64()), (Some("INITIAL_INTEREST"), Some(300_000)));
+    assert_eq!(conv["lead"]["contact_id"], conv["contact"]["id"]);
+    let (s, v) = e.call(Some(&tg), Method::POST, &format!("{path1}/convert"), Some(json!({}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "already_converted"));
+    assert_eq!(e.ok(&ta, Method::GET, "/v1/contacts", None).await.as_array().unwrap().len(), 1);
+    let opp = conv["opportunity"]["id"].as_str().unwrap();
+    let (s, _) = e.call(Some(&ta), Method::PATCH, &format!("/v1/opportunities/{opp}"), Some(json!({"stage": "FLYING"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let won = e.ok(&ta, Method::PATCH, &format!("/v1/opportunities/{opp}"), Some(json!({"stage": "WON"}))).await;
+    assert_eq!((won["is_won"].as_bool(), won["probability"].as_i64()), (Some(true), Some(100)));
+
+    // Dashboard equals the data: 3 leads (2 new, 1 won), agent 1 of 2 won.
+    let d = e.ok(&ta, Method::GET, "/v1/crm/dashboard", None).await;
+    let stage = |s: &str| d["leads_by_stage"].as_array().unwrap().iter().find(|x| x["stage"] == s).unwrap().clone();
+    assert_eq!((stage("new")["count"].as_i64(), stage("new")["total_value_minor"].as_i64()), (Some(2), Some(500_000)));
+    assert_eq!(stage("won")["count"], 1);
+    let agent_row = d["by_assignee"].as_array().unwrap().iter().find(|x| x["assigned_to"] == agent.as_str()).unwrap().clone();
+    assert_eq!((agent_row["leads"].as_i64(), agent_row["won"].as_i64(), agent_row["conversion_rate"].as_f64()), (Some(2), Some(1), Some(0.5)));
+    assert_eq!((d["team"]["leads"].as_i64(), d["team"]["won"].as_i64()), (Some(3), Some(1)));
+    assert_eq!(d["follow_ups_due"], 1);
+    assert_eq!(d["open_pipeline_minor"], 0, "the only opportunity is won");
+    let _ = id2;
+
+    // At rest: no plaintext email, phone or street in any collection.
+    for coll in ["leads", "contacts", "opportunities", "audit_logs", "users"] {
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let dump = format!("{docs:?}").to_lowercase();
+        for pii in ["jiro@artist.test", "jiro@label.test", "nova@artist.test", "admin@crm-a.test", "+33612345678", "oberkampf"] {
+            assert!(!dump.contains(pii), "{coll} holds {pii}");
+        }
+    }
+}
