@@ -40,7 +40,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{analytics as a, audit_log, clients, crm, smartlinks, users};
+use routes::{analytics as a, audit_log, clients, crm, smartlinks, tasks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -84,6 +84,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/opportunities", get(crm::list_opportunities))
         .route("/v1/opportunities/{id}", axum::routing::patch(crm::patch_opportunity))
         .route("/v1/crm/dashboard", get(crm::dashboard))
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{id}", axum::routing::patch(tasks::patch))
+        .route("/v1/activities", post(tasks::create_activity).get(tasks::timeline))
         .route("/v1/users/{id}", axum::routing::patch(users::patch))
         .route("/v1/auth/logout", post(users::logout))
         .route("/v1/auth/totp/setup", post(users::totp_setup))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{analytics, audit_log, clients, crm, smartlinks, users};
+use crate::routes::{analytics, audit_log, clients, crm, smartlinks, tasks, users};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -19,6 +19,7 @@ use crate::routes::{analytics, audit_log, clients, crm, smartlinks, users};
         users::create, users::list, users::me, users::patch, users::login, users::logout, users::totp_setup, users::totp_enable, audit_log::list,
         crm::create_lead, crm::list_leads, crm::get_lead, crm::patch_lead, crm::delete_lead, crm::add_note, crm::convert,
         crm::list_contacts, crm::list_opportunities, crm::patch_opportunity, crm::dashboard,
+        tasks::create, tasks::list, tasks::patch, tasks::create_activity, tasks::timeline,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
@@ -69,6 +70,8 @@ mod tests {
             "/v1/leads/{id}/convert",
             "/v1/opportunities/{id}",
             "/v1/crm/dashboard",
+            "/v1/tasks",
+            "/v1/activities",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }

@@ -141,6 +141,26 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     assert_eq!(d["open_pipeline_minor"], 0, "the only opportunity is won");
     let _ = id2;
 
+    // Tasks: overdue listing, completion, on the dashboard; the lead's timeline.
+    let t = e
+        .ok(&tg, Method::POST, "/v1/tasks", Some(json!({"title": "Send proposal", "kind": "EMAIL", "due_at": "2020-01-01T00:00:00Z", "related": {"kind": "lead", "id": id1}})))
+        .await;
+    assert_eq!((t["overdue"].as_bool(), t["assigned_to"].as_str()), (Some(true), Some(agent.as_str())), "assigned to its creator by default");
+    let (s, v) = e.call(Some(&tg), Method::POST, "/v1/tasks", Some(json!({"title": "x", "related": {"kind": "lead", "id": b}}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("related.id")), "another tenant's record");
+    assert_eq!(e.ok(&ta, Method::GET, "/v1/tasks?overdue=true", None).await.as_array().unwrap().len(), 1);
+    assert_eq!(e.ok(&ta, Method::GET, "/v1/crm/dashboard", None).await["tasks_due"], 1);
+    let done = e.ok(&tg, Method::PATCH, &format!("/v1/tasks/{}", t["id"].as_str().unwrap()), Some(json!({"status": "COMPLETED"}))).await;
+    assert!(done["completed_at"].is_string() && done["overdue"] == false);
+    assert_eq!(e.ok(&ta, Method::GET, "/v1/tasks?overdue=true", None).await.as_array().unwrap().len(), 0);
+    e.ok(&tg, Method::POST, "/v1/activities", Some(json!({"kind": "call", "subject": "Intro call", "related": {"kind": "lead", "id": id1}}))).await;
+    let tl = e.ok(&ta, Method::GET, &format!("/v1/activities?related_id={id1}"), None).await;
+    let kinds: Vec<(&str, &str)> = tl.as_array().unwrap().iter().map(|x| (x["kind"].as_str().unwrap(), x["subject"].as_str().unwrap())).collect();
+    assert_eq!(kinds.first(), Some(&("call", "Intro call")), "newest first: {tl}");
+    for action in ["create", "update", "add_note", "convert"] {
+        assert!(kinds.contains(&("change", action)), "{action} on the timeline: {tl}");
+    }
+
     // At rest: no plaintext email, phone or street in any collection.
     for coll in ["leads", "contacts", "opportunities", "audit_logs", "users"] {
         let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();

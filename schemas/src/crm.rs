@@ -376,6 +376,81 @@ pub struct Opportunity {
     pub updated_at: DateTime,
 }
 
+/// What a task or activity is about (seed 003 `related_to`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Related {
+    /// `lead`, `contact` or `opportunity`.
+    pub kind: String,
+    /// Its id.
+    pub id: ObjectId,
+}
+
+/// A task (seed 003 `tasks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    /// Task id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// `CALL`, `EMAIL`, `MEETING`, `TODO`, `FOLLOWUP`.
+    pub kind: String,
+    /// `LOW`, `MEDIUM`, `HIGH`, `URGENT`.
+    pub priority: String,
+    /// `PENDING`, `IN_PROGRESS`, `COMPLETED`, `CANCELLED`.
+    pub status: String,
+    /// Due, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime>,
+    /// The record it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<Related>,
+    /// Assignee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<ObjectId>,
+    /// Creator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<ObjectId>,
+    /// Creation time, UTC.
+    pub created_at: DateTime,
+    /// Completion time, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime>,
+}
+
+/// A manual timeline entry (call, email, meeting, note) on a CRM record;
+/// changes are on the timeline from the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    /// Activity id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// `call`, `email`, `meeting`, `note`.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    #[serde(default)]
+    pub body: String,
+    /// The record it is about.
+    pub related: Related,
+    /// Who recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<ObjectId>,
+    /// When it happened, UTC.
+    pub at: DateTime,
+}
+
 /// Who did something, as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

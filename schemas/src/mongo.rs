@@ -47,6 +47,10 @@ pub mod collections {
     pub const CONTACTS: &str = "contacts";
     /// CRM opportunities (seed 003, 8 stages).
     pub const OPPORTUNITIES: &str = "opportunities";
+    /// CRM tasks (seed 003).
+    pub const TASKS: &str = "tasks";
+    /// Manual CRM activities (calls, emails, meetings, notes).
+    pub const ACTIVITIES: &str = "activities";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -770,6 +774,8 @@ pub const INDEXES: &[IndexSpec] = &[
     IndexSpec { collection: collections::LEADS, name: "client_assignee", keys: &[("clientId", 1), ("assignment.assignedTo", 1)], unique: false },
     IndexSpec { collection: collections::CONTACTS, name: "client_email_index_unique", keys: &[("clientId", 1), ("emailIndex", 1)], unique: true },
     IndexSpec { collection: collections::OPPORTUNITIES, name: "client_stage", keys: &[("clientId", 1), ("stage", 1)], unique: false },
+    IndexSpec { collection: collections::TASKS, name: "client_status_due", keys: &[("clientId", 1), ("status", 1), ("dueAt", 1)], unique: false },
+    IndexSpec { collection: collections::ACTIVITIES, name: "related", keys: &[("related.id", 1), ("at", -1)], unique: false },
     IndexSpec { collection: collections::API_KEYS, name: "key_hash_unique", keys: &[("keyHash", 1)], unique: true },
     IndexSpec { collection: collections::API_KEYS, name: "client", keys: &[("clientId", 1)], unique: false },
 ];

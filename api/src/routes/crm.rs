@@ -1029,6 +1029,8 @@ pub struct Dashboard {
     pub team: AssigneeTotal,
     /// Open follow-ups due before now.
     pub follow_ups_due: i64,
+    /// Open tasks due before now.
+    pub tasks_due: u64,
     /// Value of open opportunities, minor units.
     pub open_pipeline_minor: i64,
 }
@@ -1056,6 +1058,11 @@ pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Princ
     }
     let total = |who: Option<String>, (n, won): (i64, i64)| AssigneeTotal { assigned_to: who, leads: n, won, conversion_rate: if n == 0 { 0.0 } else { won as f64 / n as f64 } };
     let team = by_user.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let tasks_due = st
+        .mongo
+        .collection::<schemas::crm::Task>(collections::TASKS)
+        .count_documents(doc! { "clientId": client.id, "status": { "$in": ["PENDING", "IN_PROGRESS"] }, "dueAt": { "$lt": now } })
+        .await?;
     let opps: Vec<Opportunity> = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find(doc! { "clientId": client.id }).await?.try_collect().await?;
     Ok(Json(Dashboard {
         leads_by_stage: LeadStage::ALL
@@ -1069,6 +1076,7 @@ pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Princ
         by_assignee: by_user.into_iter().map(|(u, t)| total(hex(u), t)).collect(),
         team: total(None, team),
         follow_ups_due: due,
+        tasks_due,
         open_pipeline_minor: opps.iter().filter(|o| !matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost)).map(|o| o.value_minor).sum(),
     }))
 }

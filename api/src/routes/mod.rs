@@ -5,4 +5,5 @@ pub mod audit_log;
 pub mod clients;
 pub mod crm;
 pub mod smartlinks;
+pub mod tasks;
 pub mod users;
