@@ -96,6 +96,19 @@ impl Principal {
         }
     }
 
+    /// The user of a session; `None` for keys.
+    pub fn user_id(&self) -> Option<ObjectId> {
+        match self {
+            Principal::User { user_id, .. } => Some(*user_id),
+            _ => None,
+        }
+    }
+
+    /// The user of a session; 403 for keys (routes about "me").
+    pub fn session_user(&self) -> Result<ObjectId, ApiError> {
+        self.user_id().ok_or_else(|| ApiError::Forbidden("a user session".into()))
+    }
+
     /// The actor of an audit record.
     pub fn actor(&self) -> Actor {
         match self {
@@ -104,7 +117,7 @@ impl Principal {
             Principal::User { user_id, role, .. } => Actor {
                 kind: "user".into(),
                 id: Some(*user_id),
-                role: serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                role: crate::validate::wire(role),
             },
         }
     }

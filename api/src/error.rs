@@ -208,6 +208,18 @@ impl From<aggregator::rollup::RollupError> for ApiError {
     }
 }
 
+impl From<crate::crypto::CryptoError> for ApiError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        ApiError::Unavailable { store: "pii encryption", detail: e.to_string() }
+    }
+}
+
+impl From<getrandom::Error> for ApiError {
+    fn from(e: getrandom::Error) -> Self {
+        ApiError::Unavailable { store: "os random", detail: e.to_string() }
+    }
+}
+
 /// `true` when a MongoDB write failed on a unique index: E11000, or the
 /// `InternalError` "UNIQUE constraint failed" FerretDB 1.24 answers to an
 /// update that breaks a unique index (its inserts answer E11000).

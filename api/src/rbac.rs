@@ -110,7 +110,7 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
             r if r.is_crm() => matches!(action, Create | Read | Update),
             _ => false,
         },
-        Role::Viewer => matches!(resource, Links | Analytics | Settings) && action == Read || resource.is_crm() && action == Read,
+        Role::Viewer => action == Read && (matches!(resource, Links | Analytics | Settings) || resource.is_crm()),
     }
 }
 

@@ -123,19 +123,34 @@ pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
 
 /// Unix seconds → RFC 3339 (`2026-11-21T00:00:00Z`).
 pub fn to_rfc3339(secs: u32) -> String {
-    bson::DateTime::from_millis(i64::from(secs) * 1000).try_to_rfc3339_string().unwrap_or_default()
+    rfc(bson::DateTime::from_millis(i64::from(secs) * 1000))
+}
+
+/// A BSON date → RFC 3339 UTC (`2026-11-21T00:00:00Z`).
+pub fn rfc(t: bson::DateTime) -> String {
+    t.try_to_rfc3339_string().unwrap_or_default()
+}
+
+/// The wire name of a unit enum variant (`"trial"`, `"agent"`), as serde
+/// writes it; empty for anything that is not a string.
+pub fn wire<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The field an `invalid_request` names (tests).
+#[cfg(test)]
+pub(crate) fn invalid_field(e: ApiError) -> String {
+    match e {
+        ApiError::Invalid { field, .. } => field,
+        other => panic!("{other:?}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn field(e: ApiError) -> String {
-        match e {
-            ApiError::Invalid { field, .. } => field,
-            other => panic!("{other:?}"),
-        }
-    }
+    use invalid_field as field;
 
     #[test]
     fn urls_are_http_or_https_only() {

@@ -16,7 +16,7 @@ use crate::rbac;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc, wire};
 
 /// Client-side pixel ids of the dual engine (seed 002); each optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -135,16 +135,8 @@ pub struct ClientView {
     pub updated_at: String,
 }
 
-fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 fn from_wire<T: for<'de> Deserialize<'de>>(field: &str, v: &str, allowed: &str) -> Result<T, ApiError> {
     serde_json::from_value(serde_json::Value::String(v.to_string())).map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}")))
-}
-
-fn bson_rfc3339(t: DateTime) -> String {
-    t.try_to_rfc3339_string().unwrap_or_default()
 }
 
 impl From<&Client> for ClientView {
@@ -177,8 +169,8 @@ impl From<&Client> for ClientView {
                 default_platform_order: c.settings.default_platform_order.clone(),
                 max_smartlinks_per_month: c.settings.max_smartlinks_per_month,
             },
-            created_at: bson_rfc3339(c.metadata.created_at),
-            updated_at: bson_rfc3339(c.metadata.updated_at),
+            created_at: rfc(c.metadata.created_at),
+            updated_at: rfc(c.metadata.updated_at),
         }
     }
 }
@@ -366,8 +358,8 @@ impl From<&ApiKey> for ApiKeyView {
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             scopes: k.scopes.clone(),
-            created_at: bson_rfc3339(k.created_at),
-            revoked_at: k.revoked_at.map(bson_rfc3339),
+            created_at: rfc(k.created_at),
+            revoked_at: k.revoked_at.map(rfc),
         }
     }
 }
@@ -400,7 +392,7 @@ pub async fn create_key(
             scopes.push(s.clone());
         }
     }
-    let (key, prefix, key_hash) = generate_key().map_err(|e| ApiError::Unavailable { store: "os random", detail: e.to_string() })?;
+    let (key, prefix, key_hash) = generate_key()?;
     let doc = ApiKey { id: ObjectId::new(), client_id, name, prefix, key_hash, scopes, created_at: DateTime::now(), revoked_at: None };
     st.mongo.collection::<ApiKey>(collections::API_KEYS).insert_one(&doc).await?;
     audit::changed(&st, &p, &meta, Target { client_id, action: "create", resource: "api_keys", id: doc.id }, None, Some(&doc)).await?;

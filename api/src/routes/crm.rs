@@ -18,7 +18,7 @@ use schemas::crm::{
     ArtistInfo, AssignmentChange, BusinessInfo, Contact, Conversion, Lead, LeadPersonal, LeadSource, LeadStage, Note, Opportunity, OpportunityStage,
     Pipeline, Priority,
 };
-use schemas::mongo::{collections, User};
+use schemas::mongo::collections;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -29,9 +29,9 @@ use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
-use crate::routes::users::email;
+use crate::routes::users::{assignee, email};
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc, wire};
 
 /// A postal address (encrypted at rest as a whole).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -239,26 +239,14 @@ pub struct LeadView {
     pub updated_at: String,
 }
 
-fn rfc(t: DateTime) -> String {
-    t.try_to_rfc3339_string().unwrap_or_default()
-}
-
 fn hex(id: Option<ObjectId>) -> Option<String> {
     id.map(|i| i.to_hex())
-}
-
-fn pii_err(e: crate::crypto::CryptoError) -> ApiError {
-    ApiError::Unavailable { store: "pii encryption", detail: e.to_string() }
-}
-
-fn wire<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
     let p = &l.personal;
     let address = match &p.address_enc {
-        Some(a) => serde_json::from_str(&pii.decrypt(a).map_err(pii_err)?).ok(),
+        Some(a) => serde_json::from_str(&pii.decrypt(a)?).ok(),
         None => None,
     };
     Ok(LeadView {
@@ -266,8 +254,8 @@ fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
         client_id: l.client_id.to_hex(),
         first_name: p.first_name.clone(),
         last_name: p.last_name.clone(),
-        email: pii.decrypt(&p.email_enc).map_err(pii_err)?,
-        phone: p.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose().map_err(pii_err)?,
+        email: pii.decrypt(&p.email_enc)?,
+        phone: p.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose()?,
         address,
         artist_name: l.artist.name.clone(),
         genres: l.artist.genres.clone(),
@@ -353,25 +341,8 @@ fn currency(v: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-/// Resolves an assignee id: a user of `client_id`, else 400.
-async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Option<ObjectId>, ApiError> {
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let id = validate::object_id("assigned_to", v)?;
-    let found = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
-    found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
-}
-
 fn email_taken() -> ApiError {
     ApiError::Conflict { code: "email_taken", message: "the tenant already has a lead with this email".into() }
-}
-
-fn actor_user(p: &Principal) -> Option<ObjectId> {
-    match p {
-        Principal::User { user_id, .. } => Some(*user_id),
-        _ => None,
-    }
 }
 
 /// Creates a lead. 409 `email_taken` when the tenant has one with this email.
@@ -409,10 +380,10 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         personal: LeadPersonal {
             first_name: validate::text("first_name", &b.first_name, 1, 50)?,
             last_name: validate::text("last_name", &b.last_name, 1, 50)?,
-            email_enc: pii.encrypt(&mail).map_err(pii_err)?,
+            email_enc: pii.encrypt(&mail)?,
             email_index: pii.email_index(&mail),
-            phone_enc: b.phone.as_deref().map(|v| phone("phone", v).and_then(|v| pii.encrypt(&v).map_err(pii_err))).transpose()?,
-            address_enc: b.address.as_ref().map(|a| pii.encrypt(&serde_json::to_string(a).unwrap_or_default()).map_err(pii_err)).transpose()?,
+            phone_enc: b.phone.as_deref().map(|v| phone("phone", v).and_then(|v| Ok(pii.encrypt(&v)?))).transpose()?,
+            address_enc: b.address.as_ref().map(|a| pii.encrypt(&serde_json::to_string(a).unwrap_or_default())).transpose()?,
         },
         artist: ArtistInfo {
             name: validate::text("artist_name", &b.artist_name, 1, 100)?,
@@ -439,11 +410,11 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         assignment: schemas::crm::Assignment {
             assigned_to: assigned,
             assigned_at: assigned.map(|_| now),
-            history: assigned.map(|to| AssignmentChange { from: None, to: Some(to), by: actor_user(&p), at: now }).into_iter().collect(),
+            history: assigned.map(|to| AssignmentChange { from: None, to: Some(to), by: p.user_id(), at: now }).into_iter().collect(),
         },
         notes: Vec::new(),
         conversion: None,
-        created_by: actor_user(&p),
+        created_by: p.user_id(),
         created_at: now,
         updated_at: now,
     };
@@ -490,11 +461,11 @@ pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Prin
     }
     if let Some(v) = &b.email {
         let mail = email("email", v)?;
-        l.personal.email_enc = pii.encrypt(&mail).map_err(pii_err)?;
+        l.personal.email_enc = pii.encrypt(&mail)?;
         l.personal.email_index = pii.email_index(&mail);
     }
     if let Some(v) = &b.phone {
-        l.personal.phone_enc = if v.trim().is_empty() { None } else { Some(pii.encrypt(&phone("phone", v)?).map_err(pii_err)?) };
+        l.personal.phone_enc = if v.trim().is_empty() { None } else { Some(pii.encrypt(&phone("phone", v)?)?) };
     }
     if let Some(v) = &b.artist_name {
         l.artist.name = validate::text("artist_name", v, 1, 100)?;
@@ -531,7 +502,7 @@ pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Prin
     if let Some(a) = &b.assigned_to {
         let to = assignee(&st, l.client_id, a).await?;
         if to != l.assignment.assigned_to {
-            l.assignment.history.push(AssignmentChange { from: l.assignment.assigned_to, to, by: actor_user(&p), at: now });
+            l.assignment.history.push(AssignmentChange { from: l.assignment.assigned_to, to, by: p.user_id(), at: now });
             l.assignment.assigned_to = to;
             l.assignment.assigned_at = Some(now);
         }
@@ -568,7 +539,7 @@ pub async fn add_note(State(st): State<AppState>, Extension(p): Extension<Princi
     }
     let due_at = b.due_at.as_deref().map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000))).transpose()?;
     let now = DateTime::now();
-    let note = Note { id: ObjectId::new(), author: actor_user(&p), kind: b.kind.clone(), content: validate::text("content", &b.content, 1, 5000)?, due_at, created_at: now };
+    let note = Note { id: ObjectId::new(), author: p.user_id(), kind: b.kind.clone(), content: validate::text("content", &b.content, 1, 5000)?, due_at, created_at: now };
     let mut l = old.clone();
     l.notes.push(note);
     l.updated_at = now;
@@ -776,8 +747,8 @@ fn contact_view(pii: &Pii, c: &Contact) -> Result<ContactView, ApiError> {
         client_id: c.client_id.to_hex(),
         first_name: c.first_name.clone(),
         last_name: c.last_name.clone(),
-        email: pii.decrypt(&c.email_enc).map_err(pii_err)?,
-        phone: c.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose().map_err(pii_err)?,
+        email: pii.decrypt(&c.email_enc)?,
+        phone: c.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose()?,
         company: c.company.clone(),
         tags: c.tags.clone(),
         source_lead_id: hex(c.source_lead_id),

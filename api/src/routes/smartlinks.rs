@@ -24,7 +24,7 @@ use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::routes::clients::{load_client, target_client};
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc};
 
 /// The track a smartlink promotes.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -212,10 +212,6 @@ pub struct ListQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-fn rfc(t: DateTime) -> String {
-    t.try_to_rfc3339_string().unwrap_or_default()
 }
 
 fn status_name(s: LinkStatus) -> &'static str {
@@ -552,12 +548,7 @@ pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Princip
 mod tests {
     use super::*;
 
-    fn field(e: ApiError) -> String {
-        match e {
-            ApiError::Invalid { field, .. } => field,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::validate::invalid_field as field;
 
     #[test]
     fn destinations_are_validated_and_round_trip() {

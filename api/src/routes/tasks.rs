@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
 use schemas::crm::{Activity, AuditRecord, Contact, Lead, Opportunity, Related, Task};
-use schemas::mongo::{collections, User};
+use schemas::mongo::collections;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,8 +18,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
+use crate::routes::users::assignee;
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc};
 
 const KINDS: [&str; 5] = ["CALL", "EMAIL", "MEETING", "TODO", "FOLLOWUP"];
 const PRIORITIES: [&str; 4] = ["LOW", "MEDIUM", "HIGH", "URGENT"];
@@ -131,10 +132,6 @@ pub struct TaskView {
     pub completed_at: Option<String>,
 }
 
-fn rfc(t: DateTime) -> String {
-    t.try_to_rfc3339_string().unwrap_or_default()
-}
-
 fn open(t: &Task) -> bool {
     matches!(t.status.as_str(), "PENDING" | "IN_PROGRESS")
 }
@@ -159,22 +156,6 @@ fn due(v: Option<&str>) -> Result<Option<DateTime>, ApiError> {
     v.map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000))).transpose()
 }
 
-async fn user_of(st: &AppState, client_id: ObjectId, v: &str) -> Result<Option<ObjectId>, ApiError> {
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let id = validate::object_id("assigned_to", v)?;
-    let u = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
-    u.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
-}
-
-fn me(p: &Principal) -> Option<ObjectId> {
-    match p {
-        Principal::User { user_id, .. } => Some(*user_id),
-        _ => None,
-    }
-}
-
 /// Creates a task.
 #[utoipa::path(post, path = "/v1/tasks", tag = "crm", request_body = TaskCreate,
     responses((status = 201, body = TaskView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
@@ -195,10 +176,10 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
             None => None,
         },
         assigned_to: match b.assigned_to.as_deref() {
-            Some(a) => user_of(&st, client.id, a).await?,
-            None => me(&p),
+            Some(a) => assignee(&st, client.id, a).await?,
+            None => p.user_id(),
         },
-        created_by: me(&p),
+        created_by: p.user_id(),
         created_at: DateTime::now(),
         completed_at: None,
     };
@@ -276,7 +257,7 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
         t.due_at = due(b.due_at.as_deref())?;
     }
     if let Some(a) = &b.assigned_to {
-        t.assigned_to = user_of(&st, t.client_id, a).await?;
+        t.assigned_to = assignee(&st, t.client_id, a).await?;
     }
     st.mongo.collection::<Task>(collections::TASKS).replace_one(doc! { "_id": t.id, "clientId": t.client_id }, &t).await?;
     audit::changed(&st, &p, &meta, Target { client_id: t.client_id, action: "update", resource: "tasks", id: t.id }, Some(&old), Some(&t)).await?;
@@ -329,7 +310,7 @@ pub async fn create_activity(State(st): State<AppState>, Extension(p): Extension
         subject: validate::text("subject", &b.subject, 1, 200)?,
         body: validate::opt_text("body", b.body.as_deref(), 5000)?.unwrap_or_default(),
         related: related(&st, client_id, &b.related).await?,
-        by: me(&p),
+        by: p.user_id(),
         at: match b.at.as_deref() {
             Some(t) => DateTime::from_millis(i64::from(validate::rfc3339("at", t)?) * 1000),
             None => DateTime::now(),

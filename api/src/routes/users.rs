@@ -21,7 +21,7 @@ use crate::extract::{Body, Path};
 use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc, wire};
 
 /// `POST /v1/users` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -122,14 +122,6 @@ pub struct TotpCode {
     pub code: String,
 }
 
-fn rfc(t: DateTime) -> String {
-    t.try_to_rfc3339_string().unwrap_or_default()
-}
-
-fn role_name(r: Role) -> String {
-    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 fn parse_role(v: &str) -> Result<Role, ApiError> {
     match v {
         "admin" | "manager" | "agent" | "viewer" => serde_json::from_value(serde_json::Value::String(v.into())).map_err(|_| ApiError::invalid("role", "unknown")),
@@ -141,10 +133,10 @@ fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
     Ok(UserView {
         id: u.id.to_hex(),
         client_id: u.client_id.to_hex(),
-        email: st.pii()?.decrypt(&u.auth.email_enc).map_err(|e| ApiError::Unavailable { store: "pii encryption", detail: e.to_string() })?,
+        email: st.pii()?.decrypt(&u.auth.email_enc)?,
         first_name: u.first_name.clone(),
         last_name: u.last_name.clone(),
-        role: role_name(u.permissions.role),
+        role: wire(&u.permissions.role),
         is_active: u.is_active,
         totp_enabled: u.auth.totp_secret_enc.is_some(),
         locked_until: u.auth.lock_until.filter(|t| *t > DateTime::now()).map(rfc),
@@ -165,6 +157,17 @@ pub fn email(field: &str, v: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::invalid(field, "must be an email address"))
     }
+}
+
+/// Resolves an assignee id (`assigned_to` of leads and tasks): a user of
+/// `client_id`, `None` for the empty string, else 400.
+pub async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Option<ObjectId>, ApiError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let id = validate::object_id("assigned_to", v)?;
+    let found = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
+    found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
 }
 
 async fn hash_password(password: String) -> Result<String, ApiError> {
@@ -194,7 +197,7 @@ fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
 }
 
 fn totp_ok(st: &AppState, secret_enc: &str, code: &str) -> Result<bool, ApiError> {
-    let b32 = st.pii()?.decrypt(secret_enc).map_err(|e| ApiError::Unavailable { store: "pii encryption", detail: e.to_string() })?;
+    let b32 = st.pii()?.decrypt(secret_enc)?;
     let bytes = Secret::Encoded(b32).to_bytes().map_err(|e| ApiError::Unavailable { store: "totp", detail: format!("{e:?}") })?;
     Ok(totp(bytes)?.check_current(code.trim()).unwrap_or(false))
 }
@@ -226,7 +229,7 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         first_name: validate::text("first_name", &b.first_name, 1, 50)?,
         last_name: validate::text("last_name", &b.last_name, 1, 50)?,
         auth: UserAuth {
-            email_enc: pii.encrypt(&mail).map_err(|e| ApiError::Unavailable { store: "pii encryption", detail: e.to_string() })?,
+            email_enc: pii.encrypt(&mail)?,
             email_index: pii.email_index(&mail),
             password_hash: hash_password(b.password).await?,
             login_attempts: 0,
@@ -271,7 +274,7 @@ pub struct ClientScope {
 /// The logged-in user.
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", responses((status = 200, body = UserView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn me(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<UserView>, ApiError> {
-    let Principal::User { user_id, .. } = &p else { return Err(ApiError::Forbidden("a user session".into())) };
+    let user_id = p.session_user()?;
     let u = load_user(&st, &p, &user_id.to_hex()).await?;
     Ok(Json(view(&st, &u)?))
 }
@@ -362,7 +365,7 @@ pub async fn login(State(st): State<AppState>, meta: Meta, Body(b): Body<LoginRe
     users
         .update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.loginAttempts": 0_i64, "auth.lastLogin": now }, "$unset": { "auth.lockUntil": "" } })
         .await?;
-    let (token, token_hash) = generate_token("sls_").map_err(|e| ApiError::Unavailable { store: "os random", detail: e.to_string() })?;
+    let (token, token_hash) = generate_token("sls_")?;
     let expires_at = DateTime::from_millis(now.timestamp_millis() + i64::from(st.cfg.session_ttl_secs) * 1000);
     let session = Session { id: ObjectId::new(), user_id: user.id, client_id: user.client_id, token_hash, created_at: now, expires_at, revoked_at: None };
     st.mongo.collection::<Session>(collections::SESSIONS).insert_one(&session).await?;
@@ -392,12 +395,12 @@ pub async fn logout(State(st): State<AppState>, Extension(p): Extension<Principa
 /// until confirmed by [`totp_enable`].
 #[utoipa::path(post, path = "/v1/auth/totp/setup", tag = "users", responses((status = 200, body = TotpSetup), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn totp_setup(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<TotpSetup>, ApiError> {
-    let Principal::User { user_id, .. } = &p else { return Err(ApiError::Forbidden("a user session".into())) };
+    let user_id = p.session_user()?;
     let user = load_user(&st, &p, &user_id.to_hex()).await?;
     let mut raw = [0u8; 20];
-    getrandom::fill(&mut raw).map_err(|e| ApiError::Unavailable { store: "os random", detail: e.to_string() })?;
+    getrandom::fill(&mut raw)?;
     let b32 = Secret::Raw(raw.to_vec()).to_encoded().to_string();
-    let enc = st.pii()?.encrypt(&b32).map_err(|e| ApiError::Unavailable { store: "pii encryption", detail: e.to_string() })?;
+    let enc = st.pii()?.encrypt(&b32)?;
     st.mongo.collection::<User>(collections::USERS).update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.totpPendingEnc": enc } }).await?;
     let account = view(&st, &user)?.email;
     let otpauth_url = format!("otpauth://totp/Smartlinks:{account}?secret={b32}&issuer=Smartlinks&algorithm=SHA1&digits=6&period=30");
@@ -408,7 +411,7 @@ pub async fn totp_setup(State(st): State<AppState>, Extension(p): Extension<Prin
 #[utoipa::path(post, path = "/v1/auth/totp/enable", tag = "users", request_body = TotpCode,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn totp_enable(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<TotpCode>) -> Result<StatusCode, ApiError> {
-    let Principal::User { user_id, .. } = &p else { return Err(ApiError::Forbidden("a user session".into())) };
+    let user_id = p.session_user()?;
     let old = load_user(&st, &p, &user_id.to_hex()).await?;
     let pending = old.auth.totp_pending_enc.clone().ok_or_else(|| ApiError::invalid("code", "start with POST /v1/auth/totp/setup"))?;
     if !totp_ok(&st, &pending, &b.code)? {
