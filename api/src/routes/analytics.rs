@@ -307,9 +307,19 @@ async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Res
     Ok(Resolved { scope, client, from, to, include_bots: q.include_bots.unwrap_or(false) })
 }
 
-async fn engine_for(st: &AppState) -> Result<Engine<'_>, ApiError> {
-    let watermark = aggregator::load_watermark(&st.mongo).await?;
-    Ok(Engine { ch: &st.ch, db: &st.ch_db, closed_until: watermark.saturating_sub(st.cfg.rollup_grace_secs) })
+/// An engine that reads windows ending by `closed_until` (Unix s) from rollups.
+fn engine(st: &AppState, closed_until: u32) -> Engine<'_> {
+    Engine { ch: &st.ch, db: &st.ch_db, closed_until }
+}
+
+/// An engine over closed windows: those the aggregator's watermark passed by
+/// the grace period, or up to `closed_until` when given (tests).
+async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
+    let closed_until = match closed_until {
+        Some(c) => c,
+        None => aggregator::load_watermark(&st.mongo).await?.saturating_sub(st.cfg.rollup_grace_secs),
+    };
+    Ok(engine(st, closed_until))
 }
 
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
@@ -330,10 +340,7 @@ fn grain(q: &AnalyticsQuery) -> Result<Grain, ApiError> {
 /// The overview of a range; `closed_until` overrides the watermark (tests).
 pub async fn overview_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, closed_until: Option<u32>) -> Result<OverviewView, ApiError> {
     let r = resolve(st, p, q).await?;
-    let mut engine = engine_for(st).await?;
-    if let Some(c) = closed_until {
-        engine.closed_until = c;
-    }
+    let engine = engine_for(st, closed_until).await?;
     let o = engine.overview(&r.scope, r.from, r.to, r.include_bots).await?;
     st.metrics.analytics_windows.with_label_values(&["rollup"]).inc_by(o.rollup_windows as u64);
     st.metrics.analytics_windows.with_label_values(&["raw"]).inc_by(o.raw_ranges as u64);
@@ -369,10 +376,7 @@ pub async fn timeseries_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, c
     if (r.to - r.from) / g.seconds() > 24 * 93 {
         return Err(ApiError::invalid("interval", "too many buckets (at most 2232); use a shorter range or interval=day"));
     }
-    let mut engine = engine_for(st).await?;
-    if let Some(c) = closed_until {
-        engine.closed_until = c;
-    }
+    let engine = engine_for(st, closed_until).await?;
     let points = engine.timeseries(&r.scope, r.from, r.to, g, r.include_bots).await?;
     let rolled = points.iter().filter(|p| p.from_rollup).count() as u64;
     st.metrics.analytics_windows.with_label_values(&["rollup"]).inc_by(rolled);
@@ -418,10 +422,7 @@ pub async fn breakdown_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, cl
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 1000"));
     }
-    let mut engine = engine_for(st).await?;
-    if let Some(c) = closed_until {
-        engine.closed_until = c;
-    }
+    let engine = engine_for(st, closed_until).await?;
     let items = engine.breakdown(&r.scope, r.from, r.to, dim, r.include_bots).await?;
     let total: i64 = items.iter().map(|i| i.count).sum();
     Ok(BreakdownView {
@@ -453,8 +454,7 @@ pub async fn realtime(State(st): State<AppState>, Extension(p): Extension<Princi
     let q = AnalyticsQuery { from: None, to: None, ..q };
     let r = resolve(&st, &p, &q).await?;
     let now = now_s();
-    let engine = engine_for(&st).await?;
-    let rt = engine.realtime(&r.scope, now, r.include_bots).await?;
+    let rt = engine(&st, 0).realtime(&r.scope, now, r.include_bots).await?;
     Ok(Json(RealtimeView {
         client_id: r.scope.tenant_id.clone(),
         smartlink_id: r.scope.link_id.clone(),
@@ -476,7 +476,7 @@ pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principa
         r.from = r.to.saturating_sub(86_400);
     }
     let watermark = aggregator::load_watermark(&st.mongo).await?;
-    let s = engine_for(&st).await?.health(&r.scope, r.from, r.to).await?;
+    let s = engine(&st, 0).health(&r.scope, r.from, r.to).await?;
     let t = &r.client.tracking;
     let pixels = t.ga4.is_some() || t.gtm.is_some() || t.facebook.is_some() || t.tiktok.is_some();
     let eligible = if pixels { s.client_eligible } else { 0 };
