@@ -231,6 +231,16 @@ fn parse_status(field: &str, v: &str, allow_archived: bool) -> Result<LinkStatus
     }
 }
 
+/// The known platforms' URLs of `p`, by platform id.
+fn known_urls(p: &Platforms) -> BTreeMap<String, String> {
+    PlatformId::ALL.into_iter().filter_map(|id| p.get(id).map(|u| (id.id().to_string(), u.to_string()))).collect()
+}
+
+/// The custom destinations of `p` as the API shows them.
+fn custom_dtos(p: &Platforms) -> Vec<CustomPlatformDto> {
+    p.custom.iter().map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() }).collect()
+}
+
 /// The view of `l`, whose tenant is `c`; link URLs use `scheme`.
 pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
     let t = &l.track;
@@ -250,13 +260,8 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
             duration_s: t.duration,
             isrc: t.isrc.clone(),
         },
-        platforms: PlatformId::ALL.into_iter().filter_map(|p| l.platforms.get(p).map(|u| (p.id().to_string(), u.to_string()))).collect(),
-        custom_platforms: l
-            .platforms
-            .custom
-            .iter()
-            .map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() })
-            .collect(),
+        platforms: known_urls(&l.platforms),
+        custom_platforms: custom_dtos(&l.platforms),
         media: MediaDto {
             cover_art: l.media.cover_art.clone(),
             background_image: l.media.background_image.clone(),
@@ -493,11 +498,11 @@ pub async fn patch(
     if body.platforms.is_some() || body.custom_platforms.is_some() {
         let known = match &body.platforms {
             Some(k) => k.clone(),
-            None => PlatformId::ALL.into_iter().filter_map(|p| link.platforms.get(p).map(|u| (p.id().to_string(), u.to_string()))).collect(),
+            None => known_urls(&link.platforms),
         };
         let custom = match &body.custom_platforms {
             Some(c) => c.clone(),
-            None => link.platforms.custom.iter().map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() }).collect(),
+            None => custom_dtos(&link.platforms),
         };
         link.platforms = platforms(&known, &custom)?;
     }
