@@ -9,6 +9,7 @@
 //! ([`record`]); refused or failed ones by [`failures`], a middleware
 //! behind authentication.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
@@ -76,50 +77,44 @@ fn is_secret(key: &str) -> bool {
     key.ends_with("Enc") || key.ends_with("Hash") || key.ends_with("Index") || key == "password" || key == "secret"
 }
 
-fn flatten(prefix: &str, doc: &Document, out: &mut Vec<(String, Bson)>) {
+/// Leaves of `doc` by dotted path: `(stored value, secret?)`. A secret key
+/// is a leaf even when its value is a document.
+fn flatten(prefix: &str, doc: &Document, out: &mut BTreeMap<String, (Bson, bool)>) {
     for (k, v) in doc {
         let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            _ if is_secret(k) => out.push((path, Bson::String(REDACTED.into()))),
+            _ if is_secret(k) => {
+                out.insert(path, (v.clone(), true));
+            }
             Bson::Document(d) => flatten(&path, d, out),
-            other => out.push((path, other.clone())),
+            other => {
+                out.insert(path, (other.clone(), false));
+            }
         }
     }
 }
 
 /// The fields that differ between `old` and `new` (dotted paths; arrays
-/// compared whole; `_id` and `updatedAt` left out). A redacted field is
+/// compared whole; `_id` and `updatedAt` left out). A secret field is
 /// listed when its stored value changed, with both sides redacted.
 pub fn diff(old: Option<&Document>, new: Option<&Document>) -> Vec<FieldChange> {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
     if let Some(d) = old {
         flatten("", d, &mut a);
     }
     if let Some(d) = new {
         flatten("", d, &mut b);
     }
-    let raw = |d: Option<&Document>, path: &str| -> Option<Bson> {
-        let mut cur = Bson::Document(d?.clone());
-        for part in path.split('.') {
-            cur = cur.as_document()?.get(part)?.clone();
-        }
-        Some(cur)
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let shown = |v: Option<&(Bson, bool)>| match v {
+        None => Bson::Null,
+        Some((_, true)) => Bson::String(REDACTED.into()),
+        Some((v, false)) => v.clone(),
     };
-    let mut keys: Vec<String> = a.iter().chain(b.iter()).map(|(k, _)| k.clone()).collect();
-    keys.sort();
-    keys.dedup();
     keys.into_iter()
-        .filter(|k| k != "_id" && !k.ends_with("updatedAt"))
-        .filter_map(|k| {
-            let old_v = a.iter().find(|(x, _)| *x == k).map(|(_, v)| v.clone()).unwrap_or(Bson::Null);
-            let new_v = b.iter().find(|(x, _)| *x == k).map(|(_, v)| v.clone()).unwrap_or(Bson::Null);
-            let changed = if old_v == Bson::String(REDACTED.into()) || new_v == Bson::String(REDACTED.into()) {
-                raw(old, &k) != raw(new, &k)
-            } else {
-                old_v != new_v
-            };
-            changed.then_some(FieldChange { field: k, old: old_v, new: new_v })
-        })
+        .filter(|k| *k != "_id" && !k.ends_with("updatedAt"))
+        .filter(|k| a.get(*k).map(|v| &v.0) != b.get(*k).map(|v| &v.0))
+        .map(|k| FieldChange { field: k.clone(), old: shown(a.get(k)), new: shown(b.get(k)) })
         .collect()
 }
 
