@@ -428,10 +428,7 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
 }
 
 async fn load_lead(st: &AppState, p: &Principal, id: &str) -> Result<Lead, ApiError> {
-    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("lead"))?;
-    let l = st.mongo.collection::<Lead>(collections::LEADS).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("lead"))?;
-    p.check_tenant(l.client_id, "lead")?;
-    Ok(l)
+    super::load_owned(st, p, collections::LEADS, "lead", id, |d: &Lead| d.client_id).await
 }
 
 /// Reads a lead.
@@ -895,10 +892,7 @@ pub async fn list_contacts(State(st): State<AppState>, Extension(p): Extension<P
 }
 
 async fn load_opportunity(st: &AppState, p: &Principal, id: &str) -> Result<Opportunity, ApiError> {
-    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("opportunity"))?;
-    let o = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("opportunity"))?;
-    p.check_tenant(o.client_id, "opportunity")?;
-    Ok(o)
+    super::load_owned(st, p, collections::OPPORTUNITIES, "opportunity", id, |d: &Opportunity| d.client_id).await
 }
 
 /// Lists the tenant's opportunities, newest first (at most 500).

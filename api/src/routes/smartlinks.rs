@@ -369,14 +369,7 @@ fn require_destination(l: &Smartlink) -> Result<(), ApiError> {
 
 /// Loads link `id` and its tenant if the caller may see them; 404 otherwise.
 pub async fn load_link(st: &AppState, p: &Principal, id: &str) -> Result<(Smartlink, Client), ApiError> {
-    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("smartlink"))?;
-    let link = st
-        .mongo
-        .collection::<Smartlink>(collections::SMARTLINKS)
-        .find_one(doc! { "_id": id })
-        .await?
-        .ok_or(ApiError::NotFound("smartlink"))?;
-    p.check_tenant(link.client_id, "smartlink")?;
+    let link = super::load_owned(st, p, collections::SMARTLINKS, "smartlink", id, |l: &Smartlink| l.client_id).await?;
     let client = load_client(st, p, link.client_id).await.map_err(|e| match e {
         ApiError::NotFound(_) => ApiError::NotFound("smartlink"),
         e => e,

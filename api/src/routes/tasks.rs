@@ -230,10 +230,7 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
 }
 
 async fn load(st: &AppState, p: &Principal, id: &str) -> Result<Task, ApiError> {
-    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("task"))?;
-    let t = st.mongo.collection::<Task>(collections::TASKS).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("task"))?;
-    p.check_tenant(t.client_id, "task")?;
-    Ok(t)
+    super::load_owned(st, p, collections::TASKS, "task", id, |d: &Task| d.client_id).await
 }
 
 /// Changes a task; completing it stamps `completed_at`.
@@ -353,6 +350,6 @@ pub async fn timeline(State(st): State<AppState>, Extension(p): Extension<Princi
             (r.at, TimelineEntry { kind: "change".into(), subject: r.action, body: fields.join(", "), by: r.actor.id.map(|i| i.to_hex()), at: rfc(r.at) })
         }))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     Ok(Json(out.into_iter().map(|(_, e)| e).collect()))
 }

@@ -203,10 +203,7 @@ fn totp_ok(st: &AppState, secret_enc: &str, code: &str) -> Result<bool, ApiError
 }
 
 async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<User, ApiError> {
-    let id = validate::object_id("id", id).map_err(|_| ApiError::NotFound("user"))?;
-    let u = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound("user"))?;
-    p.check_tenant(u.client_id, "user")?;
-    Ok(u)
+    super::load_owned(st, p, collections::USERS, "user", id, |d: &User| d.client_id).await
 }
 
 /// Creates a user (operator, or an admin of the tenant). 409 `email_taken`.
