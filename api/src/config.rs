@@ -56,6 +56,24 @@ pub struct Config {
     /// `API_LOGIN_LOCK_SECS`: how long a locked account stays locked, s. Default 900.
     #[envconfig(from = "API_LOGIN_LOCK_SECS", default = "900")]
     pub login_lock_secs: u32,
+    /// `API_MAIL_URL`: mail transport, `file:<dir>` (each message an
+    /// `.eml` file in `<dir>`) or `smtp(s)://user:pass@host:port`. Default
+    /// `file:.state/outbox`. Never logged (it may hold a password).
+    #[envconfig(from = "API_MAIL_URL", default = "file:.state/outbox")]
+    pub mail_url: String,
+    /// `API_MAIL_FROM`: sender mailbox. Default `Smartlinks <no-reply@localhost>`.
+    #[envconfig(from = "API_MAIL_FROM", default = "Smartlinks <no-reply@localhost>")]
+    pub mail_from: String,
+    /// `API_APP_URL`: base URL of the back-office app, for the links in
+    /// emails (`{url}/verify-email?token=…`). Default `http://127.0.0.1:8081`.
+    #[envconfig(from = "API_APP_URL", default = "http://127.0.0.1:8081")]
+    pub app_url: String,
+    /// `API_VERIFY_EMAIL_TTL_SECS`: lifetime of an email-verification token, s. Default 172800 (48 h).
+    #[envconfig(from = "API_VERIFY_EMAIL_TTL_SECS", default = "172800")]
+    pub verify_email_ttl_secs: u32,
+    /// `API_PASSWORD_RESET_TTL_SECS`: lifetime of a password-reset token, s. Default 3600 (1 h).
+    #[envconfig(from = "API_PASSWORD_RESET_TTL_SECS", default = "3600")]
+    pub password_reset_ttl_secs: u32,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
@@ -79,6 +97,11 @@ impl std::fmt::Debug for Config {
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("login_max_attempts", &self.login_max_attempts)
             .field("login_lock_secs", &self.login_lock_secs)
+            .field("mail_url", &self.mail_url.split_once("://").map_or(self.mail_url.as_str(), |(scheme, _)| scheme))
+            .field("mail_from", &self.mail_from)
+            .field("app_url", &self.app_url)
+            .field("verify_email_ttl_secs", &self.verify_email_ttl_secs)
+            .field("password_reset_ttl_secs", &self.password_reset_ttl_secs)
             .field("clickhouse", &self.clickhouse)
             .field("mongo", &self.mongo)
             .finish()

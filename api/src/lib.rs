@@ -19,6 +19,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod rbac;
@@ -40,7 +41,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{analytics as a, audit_log, clients, crm, smartlinks, tasks, users};
+use routes::{account, analytics as a, audit_log, clients, contacts, crm, crm_settings, smartlinks, tasks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -80,7 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/leads/{id}", get(crm::get_lead).patch(crm::patch_lead).delete(crm::delete_lead))
         .route("/v1/leads/{id}/notes", post(crm::add_note))
         .route("/v1/leads/{id}/convert", post(crm::convert))
-        .route("/v1/contacts", get(crm::list_contacts))
+        .route("/v1/contacts", post(contacts::create).get(contacts::list))
+        .route("/v1/contacts/{id}", get(contacts::get).patch(contacts::patch).delete(contacts::delete))
+        .route("/v1/crm/settings", get(crm_settings::get).put(crm_settings::put))
+        .route("/v1/auth/verify-email/request", post(account::request_verification))
         .route("/v1/opportunities", get(crm::list_opportunities))
         .route("/v1/opportunities/{id}", axum::routing::patch(crm::patch_opportunity))
         .route("/v1/crm/dashboard", get(crm::dashboard))
@@ -96,6 +100,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/auth/login", post(users::login))
+        .route("/v1/auth/verify-email", post(account::verify_email))
+        .route("/v1/auth/password-reset/request", post(account::request_reset))
+        .route("/v1/auth/password-reset", post(account::reset_password))
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -133,7 +140,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     }
     let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
     let mongo = cfg.mongo.database().await.context("MongoDB URI")?;
-    let state = AppState::new(cfg.clone(), mongo, metrics).context("API_PII_KEYS / API_BLIND_INDEX_KEY")?;
+    let state = AppState::new(cfg.clone(), mongo, metrics)?;
     if state.pii.is_none() {
         tracing::warn!("API_PII_KEYS and API_BLIND_INDEX_KEY are empty: users and CRM routes answer 503");
     }

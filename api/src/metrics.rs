@@ -24,6 +24,8 @@ pub struct Metrics {
     /// `api_analytics_windows_total{source}`: analytics windows answered
     /// from `rollup`s or from `raw` events.
     pub analytics_windows: IntCounterVec,
+    /// `api_emails_total{template, outcome}`: emails `sent` or `failed`.
+    pub emails: IntCounterVec,
 }
 
 impl Metrics {
@@ -42,7 +44,9 @@ impl Metrics {
                 Opts::new("api_analytics_windows_total", "Analytics windows answered from rollups or raw events."),
                 &["source"],
             )?,
+            emails: IntCounterVec::new(Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."), &["template", "outcome"])?,
         };
+        r.register(Box::new(m.emails.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.duration.clone()))?;
         r.register(Box::new(m.auth_failures.clone()))?;

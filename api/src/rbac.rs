@@ -13,7 +13,7 @@
 //!
 //! Tenant API keys hold scopes instead: `links:read`, `links:write`
 //! (links CRUD), `analytics:read` (read, export), `crm:read`, `crm:write`
-//! (CRM CRU). The operator key may do everything.
+//! (CRM CRU; both read the CRM settings). The operator key may do everything.
 
 use schemas::mongo::Role;
 
@@ -121,6 +121,7 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
         Resource::Links => has("links:write") || (action == Action::Read && has("links:read")),
         Resource::Analytics => matches!(action, Action::Read | Action::Export) && has("analytics:read"),
         r if r.is_crm() => (has("crm:write") && action != Action::Delete) || (action == Action::Read && (has("crm:read") || has("crm:write"))),
+        Resource::Settings => action == Action::Read && (has("crm:read") || has("crm:write")),
         _ => false,
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::crypto::{CryptoError, Pii};
 use crate::error::ApiError;
+use crate::mail::{MailConfigError, Mailer};
 use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc`.
@@ -34,6 +35,19 @@ pub struct Inner {
     pub metrics: Metrics,
     /// PII encryption and blind index, when keys are configured.
     pub pii: Option<Pii>,
+    /// Outgoing mail (file outbox or SMTP) and its log.
+    pub mailer: Mailer,
+}
+
+/// Why the state could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// `API_PII_KEYS` / `API_BLIND_INDEX_KEY` malformed.
+    #[error("API_PII_KEYS / API_BLIND_INDEX_KEY: {0}")]
+    Crypto(#[from] CryptoError),
+    /// `API_MAIL_URL` / `API_MAIL_FROM` unusable.
+    #[error(transparent)]
+    Mail(#[from] MailConfigError),
 }
 
 impl Deref for AppState {
@@ -50,14 +64,16 @@ impl AppState {
     }
 
     /// Builds the state from `cfg` and connected stores; errors when the
-    /// PII keys are set but malformed.
-    pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Result<Self, CryptoError> {
+    /// PII keys are set but malformed, or the mail transport is unusable.
+    pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Result<Self, StateError> {
+        let mailer = Mailer::new(&cfg.mail_url, &cfg.mail_from)?;
         let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() { None } else { Some(Pii::new(&cfg.pii_keys, &cfg.blind_index_key)?) };
         let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
         let operator_hash = (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.as_bytes()).into());
         Ok(AppState(Arc::new(Inner {
             pii,
+            mailer,
             mongo,
             ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
             ch_db: cfg.clickhouse.database.clone(),

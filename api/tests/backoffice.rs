@@ -118,6 +118,8 @@ async fn each_role_can_do_exactly_what_the_matrix_allows() {
         user(&e, &a, &format!("{role}@roles.test"), role).await;
         tokens.push((role, session(&e, &format!("{role}@roles.test")).await));
     }
+    let mut settings = e.ok(&tokens[0].1, Method::GET, "/v1/crm/settings", None).await;
+    settings.as_object_mut().unwrap().remove("updated_at");
     let link_body = |slug: &str| json!({"slug": slug, "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://open.spotify.com/x"}});
     //            route                                              admin  manager agent  viewer
     let table: Vec<(Method, String, Option<Value>, [bool; 4])> = vec![
@@ -130,6 +132,10 @@ async fn each_role_can_do_exactly_what_the_matrix_allows() {
         (Method::POST, "/v1/users".into(), Some(json!({"email": "new@roles.test", "password": PASSWORD, "first_name": "N", "last_name": "U", "role": "viewer"})), [true, false, false, false]),
         (Method::GET, "/v1/audit".into(), None, [true, false, false, false]),
         (Method::POST, "/v1/clients".into(), Some(json!({"name": "x", "slug": "x", "domain": "x.test"})), [false, false, false, false]),
+        (Method::GET, "/v1/crm/settings".into(), None, [true, true, true, true]),
+        (Method::PUT, "/v1/crm/settings".into(), Some(settings.clone()), [true, false, false, false]),
+        (Method::GET, "/v1/contacts".into(), None, [true, true, true, true]),
+        (Method::POST, "/v1/contacts".into(), Some(json!({"first_name": "C", "last_name": "D", "email": "c@roles.test"})), [true, true, true, false]),
         (Method::DELETE, format!("/v1/smartlinks/{link}"), None, [true, true, false, false]),
     ];
     for (i, (method, path, body, expected)) in table.into_iter().enumerate() {
@@ -200,4 +206,84 @@ async fn users_are_tenant_isolated_and_every_mutation_is_audited() {
     assert!(logins["items"].as_array().unwrap().len() >= 2);
     let (s, _) = e.call(Some(&ta), Method::DELETE, "/v1/audit", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "append-only");
+}
+
+#[tokio::test]
+async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_single_use() {
+    let e = env().await;
+    let (a, _) = e.tenant("bo-tokens").await;
+    let id = user(&e, &a, "Rita@Label.test", "agent").await;
+
+    // Creating a user mails a verification token; it works once.
+    let mails = e.mails_to("rita@label.test");
+    assert_eq!(mails.len(), 1, "one verification email");
+    assert!(mails[0].contains("Subject: Confirm your email"));
+    let verify = support::token_in(&mails[0], "slv_");
+    assert_eq!(verify.len(), 4 + 64);
+    let (s, v) = e.call(None, Method::POST, "/v1/auth/verify-email", Some(json!({"token": "slv_0000"}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("token")));
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/verify-email", Some(json!({"token": verify}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/verify-email", Some(json!({"token": verify}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "single use");
+    let old_session = session(&e, "rita@label.test").await;
+    assert_eq!(e.ok(&old_session, Method::GET, "/v1/users/me", None).await["email_verified"], true);
+    let (s, v) = e.call(Some(&old_session), Method::POST, "/v1/auth/verify-email/request", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "already_verified"));
+
+    // An expired token is refused.
+    user(&e, &a, "late@label.test", "viewer").await;
+    let late = support::token_in(&e.mails_to("late@label.test")[0], "slv_");
+    e.mongo
+        .collection::<bson::Document>("auth_tokens")
+        .update_many(bson::doc! { "purpose": "verify_email", "usedAt": { "$exists": false } }, bson::doc! { "$set": { "expiresAt": bson::DateTime::from_millis(0) } })
+        .await
+        .unwrap();
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/verify-email", Some(json!({"token": late}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "expired");
+
+    // Password reset: unknown emails answer the same and mail nothing.
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "nobody@label.test"}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(e.mails_to("nobody@label.test").is_empty());
+    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": {"$gt": ""}}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"));
+    for _ in 0..2 {
+        let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "RITA@label.test"}))).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let mails = e.mails_to("rita@label.test");
+    assert_eq!(mails.len(), 2, "one reset email a minute");
+    let reset = support::token_in(&mails[1], "slr_");
+    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "short"}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("new_password")));
+    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": verify, "new_password": "a brand new passphrase"}))).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("token")), "a verification token is not a reset token");
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "a brand new passphrase"}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "yet another passphrase"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "single use");
+    let (s, _) = e.call(Some(&old_session), Method::GET, "/v1/users/me", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a reset ends every session");
+    assert_eq!(login(&e, "rita@label.test", PASSWORD, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&e, "rita@label.test", "a brand new passphrase", None).await.0, StatusCode::OK);
+
+    // Logged and audited; tokens, emails and passwords never stored in clear.
+    let logs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>("email_logs").find(bson::doc! {}).await.unwrap()).await.unwrap();
+    let templates: Vec<&str> = logs.iter().map(|l| l.get_str("template").unwrap()).collect();
+    assert_eq!(templates.iter().filter(|t| **t == "password_reset").count(), 1);
+    assert_eq!(templates.iter().filter(|t| **t == "verify_email").count(), 2);
+    assert!(logs.iter().all(|l| l.get_str("status") == Ok("SENT")));
+    let audit = e.ok(&e.op, Method::GET, &format!("/v1/audit?client_id={a}&resource_id={id}"), None).await;
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for action in ["verify_email", "request_password_reset", "reset_password"] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+    for coll in ["users", "audit_logs", "auth_tokens", "email_logs"] {
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let dump = format!("{docs:?}").to_lowercase();
+        for secret in ["rita@label.test", "late@label.test", &verify, &reset, "brand new passphrase"] {
+            assert!(!dump.contains(secret), "{coll} holds {secret}");
+        }
+    }
 }

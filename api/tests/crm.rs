@@ -170,3 +170,136 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
         }
     }
 }
+
+#[tokio::test]
+async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
+    let e = env().await;
+    let (a, key) = e.tenant("set-a").await;
+    let (b, _) = e.tenant("set-b").await;
+    let (ta, _) = admin_session(&e, &a, "admin@set-a.test", "admin").await;
+    let (tg, _) = admin_session(&e, &a, "agent@set-a.test", "agent").await;
+    let (tb, _) = admin_session(&e, &b, "admin@set-b.test", "admin").await;
+
+    // Defaults until saved; only admins change them.
+    let d = e.ok(&tg, Method::GET, "/v1/crm/settings", None).await;
+    assert_eq!(d["stage_labels"].as_object().unwrap().len(), 7);
+    assert!(d["lead_sources"].as_array().unwrap().contains(&json!("other")));
+    assert_eq!(d["updated_at"], Value::Null);
+    let mut s = d.clone();
+    s.as_object_mut().unwrap().remove("updated_at");
+    s["stage_labels"]["qualified"] = json!("Meeting scheduled");
+    s["priority_labels"]["high"] = json!("A");
+    s["lead_sources"] = json!(["tiktok", "spotify-ads", "other"]);
+    s["task_types"] = json!(["CALL", "DEMO"]);
+    s["custom_fields"] = json!([
+        {"key": "tier", "label": "Tier", "entity": "lead", "kind": "select", "options": ["gold", "silver"], "required": true},
+        {"key": "followers", "label": "Followers", "entity": "lead", "kind": "number"},
+        {"key": "birthday", "label": "Birthday", "entity": "contact", "kind": "date"},
+    ]);
+    let (st, v) = e.call(Some(&tg), Method::PUT, "/v1/crm/settings", Some(s.clone())).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let mut bad = Vec::new();
+    let mut x = s.clone();
+    x["stage_labels"]["closed"] = json!("Closed");
+    bad.push((x, "stage_labels.closed"));
+    let mut x = s.clone();
+    x["stage_labels"].as_object_mut().unwrap().remove("won");
+    bad.push((x, "stage_labels.won"));
+    let mut x = s.clone();
+    x["lead_sources"] = json!(["tiktok", "tiktok"]);
+    bad.push((x, "lead_sources[1]"));
+    let mut x = s.clone();
+    x["custom_fields"][0]["options"] = json!([]);
+    bad.push((x, "custom_fields[0].options"));
+    let mut x = s.clone();
+    x["custom_fields"][1]["key"] = json!("Followers Count");
+    bad.push((x, "custom_fields[1].key"));
+    for (body, field) in bad {
+        let (st, v) = e.call(Some(&ta), Method::PUT, "/v1/crm/settings", Some(body)).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let saved = e.ok(&ta, Method::PUT, "/v1/crm/settings", Some(s)).await;
+    assert_eq!(saved["stage_labels"]["qualified"], "Meeting scheduled");
+    assert!(saved["updated_at"].is_string());
+    assert_eq!(e.ok(&tb, Method::GET, "/v1/crm/settings", None).await["lead_sources"], d["lead_sources"], "per tenant");
+    let crm_key = e.ok(&e.op, Method::POST, &format!("/v1/clients/{a}/api-keys"), Some(json!({"name": "crm", "scopes": ["crm:read"]}))).await["key"].as_str().unwrap().to_string();
+    assert_eq!(e.ok(&crm_key, Method::GET, "/v1/crm/settings", None).await["task_types"], json!(["CALL", "DEMO"]));
+    let (st, _) = e.call(Some(&key), Method::GET, "/v1/crm/settings", None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "links/analytics keys do not read CRM settings");
+
+    // Leads and tasks follow them.
+    let mut l = lead("Kim", "Kim K", "kim@artist.test");
+    let (st, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(l.clone())).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("source")), "social is no longer a source: {v}");
+    l["source"] = json!("tiktok");
+    let (st, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(l.clone())).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")), "required: {v}");
+    l["custom_fields"] = json!({"tier": "gold", "followers": 12000});
+    let created = e.ok(&tg, Method::POST, "/v1/leads", Some(l)).await;
+    assert_eq!(created["custom_fields"], json!({"tier": "gold", "followers": 12000.0}));
+    let lead_id = created["id"].as_str().unwrap().to_string();
+    let (st, v) = e.call(Some(&tg), Method::PATCH, &format!("/v1/leads/{lead_id}"), Some(json!({"custom_fields": {"tier": "bronze"}}))).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")));
+    let patched = e.ok(&tg, Method::PATCH, &format!("/v1/leads/{lead_id}"), Some(json!({"custom_fields": {"tier": "silver", "followers": null}}))).await;
+    assert_eq!(patched["custom_fields"], json!({"tier": "silver"}));
+    let (st, v) = e.call(Some(&tg), Method::POST, "/v1/tasks", Some(json!({"title": "t", "kind": "TODO"}))).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("kind")));
+    assert_eq!(e.ok(&tg, Method::POST, "/v1/tasks", Some(json!({"title": "t", "kind": "DEMO"}))).await["kind"], "DEMO");
+
+    // Contacts: create, read, change, delete.
+    let body = json!({"first_name": "Lou", "last_name": "Reed", "email": "Lou@Velvet.test", "phone": "+1 212 555 0100",
+        "address": {"street": "7 Bowery", "city": "New York", "postal_code": "10002", "country": "US"}, "company": "Velvet", "custom_fields": {"birthday": "1942-03-02"}});
+    let c = e.ok(&tg, Method::POST, "/v1/contacts", Some(body.clone())).await;
+    let cid = c["id"].as_str().unwrap().to_string();
+    assert_eq!((c["email"].as_str(), c["phone"].as_str(), c["address"]["street"].as_str()), (Some("lou@velvet.test"), Some("+12125550100"), Some("7 Bowery")));
+    let (st, v) = e.call(Some(&tg), Method::POST, "/v1/contacts", Some(body.clone())).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "email_taken"));
+    let mut x = body.clone();
+    x["email"] = json!({"$gt": ""});
+    let (st, _) = e.call(Some(&tg), Method::POST, "/v1/contacts", Some(x)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let mut x = body.clone();
+    x["email"] = json!("nico@velvet.test");
+    x["custom_fields"] = json!({"tier": "gold"});
+    let (st, v) = e.call(Some(&tg), Method::POST, "/v1/contacts", Some(x.clone())).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")), "lead fields are not contact fields");
+    x["custom_fields"] = json!({});
+    let nico = e.ok(&tg, Method::POST, "/v1/contacts", Some(x)).await["id"].as_str().unwrap().to_string();
+    let (st, v) = e.call(Some(&tg), Method::PATCH, &format!("/v1/contacts/{nico}"), Some(json!({"email": "LOU@velvet.test"}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "email_taken"), "unique on change too");
+    let ch = e.ok(&tg, Method::PATCH, &format!("/v1/contacts/{cid}"), Some(json!({"phone": "+33 1 23 45 67 89", "tags": ["legend"]}))).await;
+    assert_eq!((ch["phone"].as_str(), ch["tags"].clone()), (Some("+33123456789"), json!(["legend"])));
+    assert_eq!(e.ok(&tg, Method::GET, &format!("/v1/contacts/{cid}"), None).await["custom_fields"]["birthday"], "1942-03-02");
+    for (m, body) in [(Method::GET, None), (Method::PATCH, Some(json!({"company": "x"}))), (Method::DELETE, None)] {
+        let (st, _) = e.call(Some(&tb), m.clone(), &format!("/v1/contacts/{cid}"), body).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{m} of another tenant's contact");
+    }
+    let (st, _) = e.call(Some(&tg), Method::DELETE, &format!("/v1/contacts/{nico}"), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "agents do not delete");
+    let (st, _) = e.call(Some(&ta), Method::DELETE, &format!("/v1/contacts/{nico}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let conv = e.ok(&ta, Method::POST, &format!("/v1/leads/{lead_id}/convert"), Some(json!({}))).await;
+    let converted = conv["contact"]["id"].as_str().unwrap().to_string();
+    let (st, v) = e.call(Some(&ta), Method::DELETE, &format!("/v1/contacts/{converted}"), None).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "contact_in_use"));
+    let list = e.ok(&tg, Method::GET, "/v1/contacts", None).await;
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![converted.as_str(), cid.as_str()]);
+
+    // Audited with diffs; nothing personal in clear.
+    let audit = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=contacts&resource_id={cid}"), None).await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.iter().map(|r| r["action"].as_str().unwrap()).collect::<Vec<_>>(), vec!["update", "create"]);
+    let fields: Vec<&str> = items[0]["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert!(fields.contains(&"phoneEnc") && fields.contains(&"tags"), "{fields:?}");
+    assert!(items[0]["changes"].as_array().unwrap().iter().any(|c| c["field"] == "phoneEnc" && c["new"] == "[redacted]"));
+    let settings_audit = e.ok(&ta, Method::GET, "/v1/audit?resource=settings", None).await;
+    assert_eq!(settings_audit["items"].as_array().unwrap().len(), 1);
+    for coll in ["contacts", "leads", "audit_logs", "crm_settings"] {
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let dump = format!("{docs:?}").to_lowercase();
+        for pii in ["lou@velvet.test", "nico@velvet.test", "kim@artist.test", "+12125550100", "+33123456789", "bowery"] {
+            assert!(!dump.contains(pii), "{coll} holds {pii}");
+        }
+    }
+}

@@ -272,6 +272,10 @@ pub struct Lead {
     /// Conversion, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion: Option<Conversion>,
+    /// Values of the tenant's custom fields ([`CrmSettings::custom_fields`]),
+    /// by key.
+    #[serde(default, skip_serializing_if = "bson::Document::is_empty")]
+    pub custom_fields: bson::Document,
     /// Creator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<ObjectId>,
@@ -301,6 +305,9 @@ pub struct Contact {
     /// Phone, encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_enc: Option<String>,
+    /// Postal address (JSON), encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_enc: Option<String>,
     /// Company or artist name.
     #[serde(default)]
     pub company: String,
@@ -313,10 +320,106 @@ pub struct Contact {
     /// Assignee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_to: Option<ObjectId>,
+    /// Values of the tenant's custom fields for contacts, by key.
+    #[serde(default, skip_serializing_if = "bson::Document::is_empty")]
+    pub custom_fields: bson::Document,
     /// Creation time, UTC.
     pub created_at: DateTime,
     /// Last change, UTC.
     pub updated_at: DateTime,
+}
+
+/// A display label for a fixed key (a lead stage, a priority).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    /// The key (`qualified`, `high`).
+    pub key: String,
+    /// What the tenant calls it (`Meeting scheduled`, `A`).
+    pub label: String,
+}
+
+/// Type of a custom field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    /// A string (at most 500 characters).
+    Text,
+    /// A finite number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A calendar date `YYYY-MM-DD`.
+    Date,
+    /// One of `options`.
+    Select,
+}
+
+/// A tenant-defined field on leads or contacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomField {
+    /// Key in `customFields` (`[a-z0-9_]`, 1..=40).
+    pub key: String,
+    /// Display label.
+    pub label: String,
+    /// `lead` or `contact`.
+    pub entity: String,
+    /// Value type.
+    pub kind: FieldKind,
+    /// Allowed values of a `select`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Must be present on create.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A tenant's CRM settings (seed 003 `crm_settings`, one per tenant, `_id`
+/// = the tenant id). Seed 003's free `lead_statuses`/`lead_priorities`
+/// become labels on the fixed pipeline stages and priorities, since stage
+/// transitions are validated ([`LeadStage::can_move_to`]); sources and
+/// task types are free lists; custom fields are typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmSettings {
+    /// The tenant id.
+    #[serde(rename = "_id")]
+    pub client_id: ObjectId,
+    /// Labels of the lead stages, pipeline order.
+    pub stage_labels: Vec<Label>,
+    /// Labels of the priorities (`low` … `urgent`).
+    pub priority_labels: Vec<Label>,
+    /// Lead source channels a lead may have.
+    pub lead_sources: Vec<String>,
+    /// Task kinds a task may have.
+    pub task_types: Vec<String>,
+    /// Custom fields.
+    #[serde(default)]
+    pub custom_fields: Vec<CustomField>,
+    /// Last change, UTC.
+    pub updated_at: DateTime,
+}
+
+impl CrmSettings {
+    /// Lead sources of a tenant that never changed its settings.
+    pub const DEFAULT_SOURCES: [&'static str; 7] = ["website", "social", "referral", "direct", "ads", "event", "other"];
+    /// Task kinds of a tenant that never changed its settings (seed 003).
+    pub const DEFAULT_TASK_TYPES: [&'static str; 5] = ["CALL", "EMAIL", "MEETING", "TODO", "FOLLOWUP"];
+
+    /// The settings a tenant has before it changes them: stage and
+    /// priority keys as labels, the default sources and task types, no
+    /// custom field.
+    pub fn defaults(client_id: ObjectId) -> Self {
+        let label = |k: &str| Label { key: k.into(), label: k.into() };
+        CrmSettings {
+            client_id,
+            stage_labels: LeadStage::ALL.iter().map(|s| label(s.name())).collect(),
+            priority_labels: ["low", "medium", "high", "urgent"].iter().map(|p| label(p)).collect(),
+            lead_sources: Self::DEFAULT_SOURCES.iter().map(|s| s.to_string()).collect(),
+            task_types: Self::DEFAULT_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
+            custom_fields: Vec::new(),
+            updated_at: DateTime::from_millis(0),
+        }
+    }
 }
 
 /// Stage of an opportunity: seed 003's 8 stages, plus `LOST`.

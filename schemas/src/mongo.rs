@@ -51,6 +51,12 @@ pub mod collections {
     pub const TASKS: &str = "tasks";
     /// Manual CRM activities (calls, emails, meetings, notes).
     pub const ACTIVITIES: &str = "activities";
+    /// CRM settings, one document per tenant (seed 003 `crm_settings`).
+    pub const CRM_SETTINGS: &str = "crm_settings";
+    /// Email-verification and password-reset tokens, hashed.
+    pub const AUTH_TOKENS: &str = "auth_tokens";
+    /// Emails sent (seed 003 `email_logs`), recipient encrypted.
+    pub const EMAIL_LOGS: &str = "email_logs";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -706,6 +712,80 @@ pub struct Session {
     pub revoked_at: Option<DateTime>,
 }
 
+/// What an [`AuthToken`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    /// Proves the user reads the mailbox of their login email.
+    VerifyEmail,
+    /// Lets the user choose a new password without the old one.
+    PasswordReset,
+}
+
+/// A single-use token mailed to a user. Only its SHA-256 is stored; it is
+/// spent by setting `usedAt` (once, atomically) before `expiresAt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthToken {
+    /// Token id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Lowercase hex SHA-256 of the token; unique.
+    pub token_hash: String,
+    /// Purpose.
+    pub purpose: TokenPurpose,
+    /// User.
+    pub user_id: ObjectId,
+    /// The user's tenant.
+    pub client_id: ObjectId,
+    /// Issued at, UTC.
+    pub created_at: DateTime,
+    /// Expiry, UTC.
+    pub expires_at: DateTime,
+    /// Spent at, UTC (also set on older tokens when a newer one is issued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<DateTime>,
+}
+
+/// One email sent or attempted (seed 003 `email_logs`). The recipient is
+/// encrypted with a blind index; bodies are never stored (they may carry
+/// tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailLog {
+    /// Log id.
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    /// Tenant.
+    pub client_id: ObjectId,
+    /// Recipient, encrypted.
+    pub to_enc: String,
+    /// Blind index of the recipient.
+    pub to_index: String,
+    /// Subject.
+    pub subject: String,
+    /// Template (`verify_email`, `password_reset`, `invoice`).
+    pub template: String,
+    /// `SENT` or `FAILED`.
+    pub status: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `Message-ID` given to the transport.
+    pub message_id: String,
+    /// Kind of the record it is about (`user`, `invoice`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_kind: Option<String>,
+    /// Id of that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_id: Option<ObjectId>,
+    /// Attachment file names.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// Sent (or failed) at, UTC.
+    pub created_at: DateTime,
+}
+
 /// An API key. The key itself is shown once at creation; only its SHA-256
 /// is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -778,6 +858,10 @@ pub const INDEXES: &[IndexSpec] = &[
     IndexSpec { collection: collections::ACTIVITIES, name: "related", keys: &[("related.id", 1), ("at", -1)], unique: false },
     IndexSpec { collection: collections::API_KEYS, name: "key_hash_unique", keys: &[("keyHash", 1)], unique: true },
     IndexSpec { collection: collections::API_KEYS, name: "client", keys: &[("clientId", 1)], unique: false },
+    IndexSpec { collection: collections::AUTH_TOKENS, name: "token_hash_unique", keys: &[("tokenHash", 1)], unique: true },
+    IndexSpec { collection: collections::AUTH_TOKENS, name: "user_purpose", keys: &[("userId", 1), ("purpose", 1)], unique: false },
+    IndexSpec { collection: collections::EMAIL_LOGS, name: "client_at", keys: &[("clientId", 1), ("createdAt", -1)], unique: false },
+    IndexSpec { collection: collections::EMAIL_LOGS, name: "related", keys: &[("relatedId", 1)], unique: false },
 ];
 
 #[cfg(test)]

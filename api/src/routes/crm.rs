@@ -98,7 +98,9 @@ pub struct LeadCreate {
     /// Tags, at most 20 of 1..=30 characters.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Channel (`website`, `social`, `referral`, `direct`, `ads`, `event`, `other`).
+    /// Channel: one of the tenant's lead sources (CRM settings; by default
+    /// `website`, `social`, `referral`, `direct`, `ads`, `event`, `other`
+    /// (the default)).
     #[serde(default)]
     pub source: Option<String>,
     /// UTM source.
@@ -113,6 +115,10 @@ pub struct LeadCreate {
     /// Assignee: a user of the tenant.
     #[serde(default)]
     pub assigned_to: Option<String>,
+    /// Values of the tenant's lead custom fields (CRM settings), by key.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub custom_fields: BTreeMap<String, serde_json::Value>,
 }
 
 /// `PATCH /v1/leads/{id}` body; present fields replace.
@@ -145,6 +151,10 @@ pub struct LeadPatch {
     pub tags: Option<Vec<String>>,
     /// Assignee (a user id of the tenant; empty string unassigns).
     pub assigned_to: Option<String>,
+    /// Custom field values to set (`null` removes one).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub custom_fields: BTreeMap<String, serde_json::Value>,
 }
 
 /// A note on a lead.
@@ -233,13 +243,16 @@ pub struct LeadView {
     pub contact_id: Option<String>,
     /// Opportunity opened by conversion.
     pub opportunity_id: Option<String>,
+    /// Custom field values by key.
+    #[schema(value_type = Object)]
+    pub custom_fields: serde_json::Value,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Last change, RFC 3339.
     pub updated_at: String,
 }
 
-fn hex(id: Option<ObjectId>) -> Option<String> {
+pub(crate) fn hex(id: Option<ObjectId>) -> Option<String> {
     id.map(|i| i.to_hex())
 }
 
@@ -285,12 +298,33 @@ fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
             .collect(),
         contact_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.contact_id.to_hex()),
         opportunity_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.opportunity_id.to_hex()),
+        custom_fields: custom_json(&l.custom_fields),
         created_at: rfc(l.created_at),
         updated_at: rfc(l.updated_at),
     })
 }
 
-fn percent(field: &str, v: Option<i64>, default: i64) -> Result<i64, ApiError> {
+/// `a`, validated (lengths, ISO country), as encrypted JSON.
+pub(crate) fn encrypt_address(pii: &Pii, a: &Address) -> Result<String, ApiError> {
+    let a = Address {
+        street: validate::opt_text("address.street", Some(&a.street), 200)?.unwrap_or_default(),
+        city: validate::opt_text("address.city", Some(&a.city), 100)?.unwrap_or_default(),
+        postal_code: validate::opt_text("address.postal_code", Some(&a.postal_code), 20)?.unwrap_or_default(),
+        country: if a.country.is_empty() || (a.country.len() == 2 && a.country.bytes().all(|b| b.is_ascii_uppercase())) {
+            a.country.clone()
+        } else {
+            return Err(ApiError::invalid("address.country", "must be an ISO 3166-1 alpha-2 code such as FR"));
+        },
+    };
+    Ok(pii.encrypt(&serde_json::to_string(&a).unwrap_or_default())?)
+}
+
+/// Custom field values as a JSON object.
+pub(crate) fn custom_json(d: &Document) -> serde_json::Value {
+    bson::Bson::Document(d.clone()).into_relaxed_extjson()
+}
+
+pub(crate) fn percent(field: &str, v: Option<i64>, default: i64) -> Result<i64, ApiError> {
     match v {
         None => Ok(default),
         Some(n) if (0..=100).contains(&n) => Ok(n),
@@ -298,7 +332,7 @@ fn percent(field: &str, v: Option<i64>, default: i64) -> Result<i64, ApiError> {
     }
 }
 
-fn priority(v: Option<&str>) -> Result<Priority, ApiError> {
+pub(crate) fn priority(v: Option<&str>) -> Result<Priority, ApiError> {
     match v.unwrap_or("medium") {
         "low" => Ok(Priority::Low),
         "medium" => Ok(Priority::Medium),
@@ -308,7 +342,7 @@ fn priority(v: Option<&str>) -> Result<Priority, ApiError> {
     }
 }
 
-fn phone(field: &str, v: &str) -> Result<String, ApiError> {
+pub(crate) fn phone(field: &str, v: &str) -> Result<String, ApiError> {
     let v: String = v.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
     let ok = v.starts_with('+') && (8..=16).contains(&v.len()) && v[1..].bytes().all(|b| b.is_ascii_digit());
     if ok {
@@ -318,21 +352,21 @@ fn phone(field: &str, v: &str) -> Result<String, ApiError> {
     }
 }
 
-fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
     if v.len() > 20 {
         return Err(ApiError::invalid(field, "at most 20"));
     }
     v.iter().enumerate().map(|(i, t)| validate::text(&format!("{field}[{i}]"), t, 1, 30)).collect()
 }
 
-fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
     match v {
         Some(n) if !(0..=1_000_000_000_000).contains(&n) => Err(ApiError::invalid(field, "must be 0 to 10^12 minor units")),
         other => Ok(other),
     }
 }
 
-fn currency(v: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn currency(v: Option<&str>) -> Result<String, ApiError> {
     let c = v.unwrap_or("EUR");
     if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(c.to_string())
@@ -365,10 +399,16 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
     for (k, v) in &b.links {
         links.push((validate::slug(&format!("links.{k}"), k)?, validate::http_url(&format!("links.{k}"), v)?));
     }
-    let channel = b.source.as_deref().unwrap_or("other");
-    if !["website", "social", "referral", "direct", "ads", "event", "other"].contains(&channel) {
-        return Err(ApiError::invalid("source", "must be website, social, referral, direct, ads, event or other"));
+    let settings = super::crm_settings::load(&st, client.id).await?;
+    let channel = match b.source.as_deref() {
+        Some(s) => s,
+        None if settings.lead_sources.iter().any(|s| s == "other") => "other",
+        None => settings.lead_sources.first().map(String::as_str).unwrap_or("other"),
+    };
+    if !settings.lead_sources.iter().any(|s| s == channel) {
+        return Err(ApiError::invalid("source", format!("must be one of the tenant's sources: {}", settings.lead_sources.join(", "))));
     }
+    let custom_fields = super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &Document::new(), true)?;
     let now = DateTime::now();
     let assigned = match b.assigned_to.as_deref() {
         Some(a) => assignee(&st, client.id, a).await?,
@@ -383,7 +423,7 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
             email_enc: pii.encrypt(&mail)?,
             email_index: pii.email_index(&mail),
             phone_enc: b.phone.as_deref().map(|v| phone("phone", v).and_then(|v| Ok(pii.encrypt(&v)?))).transpose()?,
-            address_enc: b.address.as_ref().map(|a| pii.encrypt(&serde_json::to_string(a).unwrap_or_default())).transpose()?,
+            address_enc: b.address.as_ref().map(|a| encrypt_address(pii, a)).transpose()?,
         },
         artist: ArtistInfo {
             name: validate::text("artist_name", &b.artist_name, 1, 100)?,
@@ -414,6 +454,7 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         },
         notes: Vec::new(),
         conversion: None,
+        custom_fields,
         created_by: p.user_id(),
         created_at: now,
         updated_at: now,
@@ -495,6 +536,10 @@ pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Prin
     }
     if let Some(t) = &b.tags {
         l.pipeline.tags = tags("tags", t)?;
+    }
+    if !b.custom_fields.is_empty() {
+        let settings = super::crm_settings::load(&st, l.client_id).await?;
+        l.custom_fields = super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &l.custom_fields, false)?;
     }
     if let Some(a) = &b.assigned_to {
         let to = assignee(&st, l.client_id, a).await?;
@@ -673,31 +718,6 @@ pub struct ConvertRequest {
     pub probability: Option<i64>,
 }
 
-/// A contact as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ContactView {
-    /// Contact id.
-    pub id: String,
-    /// Tenant.
-    pub client_id: String,
-    /// First name.
-    pub first_name: String,
-    /// Last name.
-    pub last_name: String,
-    /// Email.
-    pub email: String,
-    /// Phone.
-    pub phone: Option<String>,
-    /// Company or artist.
-    pub company: String,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Lead it came from.
-    pub source_lead_id: Option<String>,
-    /// Assignee.
-    pub assigned_to: Option<String>,
-}
-
 /// An opportunity as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OpportunityView {
@@ -733,24 +753,9 @@ pub struct ConversionView {
     /// The lead, now `won`.
     pub lead: LeadView,
     /// The contact (created, or the tenant's existing one with the same email).
-    pub contact: ContactView,
+    pub contact: super::contacts::ContactView,
     /// The opportunity opened.
     pub opportunity: OpportunityView,
-}
-
-fn contact_view(pii: &Pii, c: &Contact) -> Result<ContactView, ApiError> {
-    Ok(ContactView {
-        id: c.id.to_hex(),
-        client_id: c.client_id.to_hex(),
-        first_name: c.first_name.clone(),
-        last_name: c.last_name.clone(),
-        email: pii.decrypt(&c.email_enc)?,
-        phone: c.phone_enc.as_deref().map(|v| pii.decrypt(v)).transpose()?,
-        company: c.company.clone(),
-        tags: c.tags.clone(),
-        source_lead_id: hex(c.source_lead_id),
-        assigned_to: hex(c.assigned_to),
-    })
 }
 
 fn opportunity_view(o: &Opportunity) -> OpportunityView {
@@ -833,10 +838,12 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
                 email_enc: old.personal.email_enc.clone(),
                 email_index: old.personal.email_index.clone(),
                 phone_enc: old.personal.phone_enc.clone(),
+                address_enc: old.personal.address_enc.clone(),
                 company: old.artist.name.clone(),
                 tags: old.pipeline.tags.clone(),
                 source_lead_id: Some(old.id),
                 assigned_to: old.assignment.assigned_to,
+                custom_fields: Document::new(),
                 created_at: now,
                 updated_at: now,
             };
@@ -877,18 +884,7 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
     lead.updated_at = DateTime::now();
     leads.replace_one(doc! { "_id": lead.id }, &lead).await?;
     audit::changed(&st, &p, &meta, Target { client_id: lead.client_id, action: "convert", resource: "leads", id: lead.id }, Some(&before), Some(&lead)).await?;
-    Ok((StatusCode::CREATED, Json(ConversionView { lead: lead_view(pii, &lead)?, contact: contact_view(pii, &contact)?, opportunity: opportunity_view(&opportunity) })))
-}
-
-/// Lists the tenant's contacts, newest first (at most 500).
-#[utoipa::path(get, path = "/v1/contacts", tag = "crm", params(crate::routes::users::ClientScope),
-    responses((status = 200, body = Vec<ContactView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_contacts(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Vec<ContactView>>, ApiError> {
-    p.can(Resource::Contacts, Action::Read)?;
-    let pii = st.pii()?;
-    let client = target_client(&st, &p, q.client_id.as_deref()).await?;
-    let rows: Vec<Contact> = st.mongo.collection::<Contact>(collections::CONTACTS).find(doc! { "clientId": client.id }).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
-    rows.iter().map(|c| contact_view(pii, c)).collect::<Result<Vec<_>, _>>().map(Json)
+    Ok((StatusCode::CREATED, Json(ConversionView { lead: lead_view(pii, &lead)?, contact: super::contacts::contact_view(pii, &contact)?, opportunity: opportunity_view(&opportunity) })))
 }
 
 async fn load_opportunity(st: &AppState, p: &Principal, id: &str) -> Result<Opportunity, ApiError> {

@@ -1,9 +1,12 @@
 //! HTTP routes under `/v1`, one module per resource.
 
+pub mod account;
 pub mod analytics;
 pub mod audit_log;
 pub mod clients;
+pub mod contacts;
 pub mod crm;
+pub mod crm_settings;
 pub mod smartlinks;
 pub mod tasks;
 pub mod users;

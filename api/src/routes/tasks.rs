@@ -22,7 +22,6 @@ use crate::routes::users::assignee;
 use crate::state::AppState;
 use crate::validate::{self, rfc};
 
-const KINDS: [&str; 5] = ["CALL", "EMAIL", "MEETING", "TODO", "FOLLOWUP"];
 const PRIORITIES: [&str; 4] = ["LOW", "MEDIUM", "HIGH", "URGENT"];
 const STATUSES: [&str; 4] = ["PENDING", "IN_PROGRESS", "COMPLETED", "CANCELLED"];
 
@@ -72,7 +71,9 @@ pub struct TaskCreate {
     /// Description, at most 5000.
     #[serde(default)]
     pub description: Option<String>,
-    /// `CALL`, `EMAIL`, `MEETING`, `TODO` (default), `FOLLOWUP`.
+    /// One of the tenant's task types (CRM settings; by default `CALL`,
+    /// `EMAIL`, `MEETING`, `TODO`, `FOLLOWUP`); default `TODO`, or the first
+    /// type when the tenant has no `TODO`.
     #[serde(default)]
     pub kind: Option<String>,
     /// `LOW`, `MEDIUM` (default), `HIGH`, `URGENT`.
@@ -162,12 +163,14 @@ fn due(v: Option<&str>) -> Result<Option<DateTime>, ApiError> {
 pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<TaskCreate>) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     p.can(Resource::Tasks, Action::Create)?;
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
+    let settings = super::crm_settings::load(&st, client.id).await?;
+    let kinds: Vec<&str> = settings.task_types.iter().map(String::as_str).collect();
     let t = Task {
         id: ObjectId::new(),
         client_id: client.id,
         title: validate::text("title", &b.title, 1, 200)?,
         description: validate::opt_text("description", b.description.as_deref(), 5000)?.unwrap_or_default(),
-        kind: one_of("kind", b.kind.as_deref().unwrap_or("TODO"), &KINDS)?,
+        kind: one_of("kind", b.kind.as_deref().unwrap_or(if kinds.contains(&"TODO") { "TODO" } else { kinds.first().copied().unwrap_or("TODO") }), &kinds)?,
         priority: one_of("priority", b.priority.as_deref().unwrap_or("MEDIUM"), &PRIORITIES)?,
         status: "PENDING".into(),
         due_at: due(b.due_at.as_deref())?,

@@ -73,6 +73,8 @@ pub struct UserView {
     pub role: String,
     /// Active.
     pub is_active: bool,
+    /// The user proved they read this email (`POST /v1/auth/verify-email`).
+    pub email_verified: bool,
     /// TOTP second factor enabled.
     pub totp_enabled: bool,
     /// Locked until, RFC 3339 UTC.
@@ -129,7 +131,7 @@ fn parse_role(v: &str) -> Result<Role, ApiError> {
     }
 }
 
-fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
+pub(crate) fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
     Ok(UserView {
         id: u.id.to_hex(),
         client_id: u.client_id.to_hex(),
@@ -138,6 +140,7 @@ fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
         last_name: u.last_name.clone(),
         role: wire(&u.permissions.role),
         is_active: u.is_active,
+        email_verified: u.auth.email_verified,
         totp_enabled: u.auth.totp_secret_enc.is_some(),
         locked_until: u.auth.lock_until.filter(|t| *t > DateTime::now()).map(rfc),
         last_login: u.auth.last_login.map(rfc),
@@ -170,7 +173,9 @@ pub async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Opt
     found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
+/// argon2id PHC string of `password` (default parameters, random salt),
+/// computed off the async runtime.
+pub(crate) async fn hash_password(password: String) -> Result<String, ApiError> {
     use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
@@ -179,6 +184,15 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
     .await
     .map_err(|e| ApiError::Unavailable { store: "password hashing", detail: e.to_string() })?
     .map_err(|e| ApiError::Unavailable { store: "password hashing", detail: e.to_string() })
+}
+
+/// The password rule: 12..=128 characters.
+pub(crate) fn password_policy(field: &str, v: &str) -> Result<(), ApiError> {
+    if (12..=128).contains(&v.chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(field, "must have 12 to 128 characters"))
+    }
 }
 
 /// A valid argon2id hash of a random password: verified against when the
@@ -202,7 +216,7 @@ fn totp_ok(st: &AppState, secret_enc: &str, code: &str) -> Result<bool, ApiError
     Ok(totp(bytes)?.check_current(code.trim()).unwrap_or(false))
 }
 
-async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<User, ApiError> {
+pub(crate) async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<User, ApiError> {
     super::load_owned(st, p, collections::USERS, "user", id, |d: &User| d.client_id).await
 }
 
@@ -215,10 +229,7 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
     let mail = email("email", &b.email)?;
-    let pw_len = b.password.chars().count();
-    if !(12..=128).contains(&pw_len) {
-        return Err(ApiError::invalid("password", "must have 12 to 128 characters"));
-    }
+    password_policy("password", &b.password)?;
     let now = DateTime::now();
     let user = User {
         id: ObjectId::new(),
@@ -247,6 +258,9 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         Err(e) => return Err(e.into()),
     }
     audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "users", id: user.id }, None, Some(&user)).await?;
+    if let Err(e) = super::account::send_verification(&st, &user, &mail).await {
+        tracing::warn!(error = %e, user = %user.id, "verification email not sent; the user can ask again");
+    }
     Ok((StatusCode::CREATED, Json(view(&st, &user)?)))
 }
 

@@ -1,6 +1,6 @@
 //! Shared by the API's integration tests: an API started in-process on
 //! its own MongoDB and ClickHouse databases, with helpers to call it.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use envconfig::Envconfig;
 use reqwest::{Method, StatusCode};
@@ -17,6 +17,8 @@ pub struct Env {
     pub ch: clickhouse::Client,
     pub ch_db: String,
     pub mongo: mongodb::Database,
+    /// The file transport's outbox (one `.eml` per email).
+    pub outbox: std::path::PathBuf,
     pub _shutdown: common::shutdown::CancellationToken,
 }
 
@@ -32,6 +34,8 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap();
     cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
     cfg.login_lock_secs = 2;
+    let outbox = std::env::temp_dir().join(format!("outbox-{name}"));
+    cfg.mail_url = format!("file:{}", outbox.display());
     cfg.clickhouse.database = name.clone();
     cfg.mongo.database = name.clone();
     common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
@@ -41,7 +45,7 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     let shutdown = common::shutdown::CancellationToken::new();
     let op = cfg.operator_key.clone();
     let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
-    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, _shutdown: shutdown }
+    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, outbox, _shutdown: shutdown }
 }
 
 pub async fn env() -> Env {
@@ -88,6 +92,30 @@ impl Env {
             .await;
         l["id"].as_str().unwrap().to_string()
     }
+}
+
+impl Env {
+    /// Raw messages (RFC 5322) in the outbox addressed to `to`, oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.outbox)
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|f| Some((f.metadata().ok()?.modified().ok()?, std::fs::read_to_string(f.path()).ok()?)))
+            .filter(|(_, m)| m.lines().any(|l| l.eq_ignore_ascii_case(&format!("To: {to}"))))
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, m)| m).collect()
+    }
+}
+
+/// The first token with `prefix` (`slv_`, `slr_`) in a message (its
+/// quoted-printable soft line breaks undone).
+pub fn token_in(mail: &str, prefix: &str) -> String {
+    let mail = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let at = mail.find(prefix).unwrap_or_else(|| panic!("no {prefix} token in {mail}"));
+    mail[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
 }
 
 pub fn code(v: &Value) -> &str {
