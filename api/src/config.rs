@@ -74,6 +74,10 @@ pub struct Config {
     /// `API_PASSWORD_RESET_TTL_SECS`: lifetime of a password-reset token, s. Default 3600 (1 h).
     #[envconfig(from = "API_PASSWORD_RESET_TTL_SECS", default = "3600")]
     pub password_reset_ttl_secs: u32,
+    /// `API_OVERDUE_SWEEP_SECS`: how often SENT invoices past their due
+    /// date are marked OVERDUE, s; 0 disables the background sweep. Default 300.
+    #[envconfig(from = "API_OVERDUE_SWEEP_SECS", default = "300")]
+    pub overdue_sweep_secs: u32,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
@@ -102,6 +106,7 @@ impl std::fmt::Debug for Config {
             .field("app_url", &self.app_url)
             .field("verify_email_ttl_secs", &self.verify_email_ttl_secs)
             .field("password_reset_ttl_secs", &self.password_reset_ttl_secs)
+            .field("overdue_sweep_secs", &self.overdue_sweep_secs)
             .field("clickhouse", &self.clickhouse)
             .field("mongo", &self.mongo)
             .finish()

@@ -15,13 +15,16 @@
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod extract;
+pub mod lock;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod pdf;
 pub mod rbac;
 pub mod routes;
 pub mod state;
@@ -41,7 +44,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{account, analytics as a, audit_log, clients, contacts, crm, crm_settings, smartlinks, tasks, users};
+use routes::{account, analytics as a, audit_log, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -83,6 +86,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/leads/{id}/convert", post(crm::convert))
         .route("/v1/contacts", post(contacts::create).get(contacts::list))
         .route("/v1/contacts/{id}", get(contacts::get).patch(contacts::patch).delete(contacts::delete))
+        .route("/v1/invoices", post(invoices::create).get(invoices::list))
+        .route("/v1/invoices/overdue-sweep", post(invoices::overdue_sweep))
+        .route("/v1/invoices/{id}", get(invoices::get).patch(invoices::patch))
+        .route("/v1/invoices/{id}/pdf", get(invoices::pdf))
+        .route("/v1/invoices/{id}/send", post(invoices::send))
+        .route("/v1/invoices/{id}/payments", post(invoices::record_payment).get(invoices::list_payments))
         .route("/v1/crm/settings", get(crm_settings::get).put(crm_settings::put))
         .route("/v1/auth/verify-email/request", post(account::request_verification))
         .route("/v1/opportunities", get(crm::list_opportunities))
@@ -151,6 +160,9 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tokio::spawn(probe(state.clone(), health.clone(), shutdown.clone()));
+    if cfg.overdue_sweep_secs > 0 && state.pii.is_some() {
+        tokio::spawn(sweep_overdue(state.clone(), Duration::from_secs(u64::from(cfg.overdue_sweep_secs)), shutdown.clone()));
+    }
     let app = router(state.clone());
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
@@ -160,6 +172,23 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         }
     });
     Ok(Api { addr, admin_addr, health, state, done })
+}
+
+/// Marks overdue invoices of every tenant every `every`, audited as the
+/// operator with user agent `overdue-sweep` (the service acting on its own).
+async fn sweep_overdue(state: AppState, every: Duration, shutdown: CancellationToken) {
+    let meta = audit::Meta { ip: String::new(), user_agent: "overdue-sweep".into() };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match routes::invoices::sweep_overdue(&state, &auth::Principal::Operator, &meta, None, bson::DateTime::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(invoices = n, "marked overdue"),
+            Err(e) => tracing::warn!(error = %e, "overdue sweep failed; retrying at the next interval"),
+        }
+    }
 }
 
 /// Pings both stores every 5 s and reports them on `/readyz`.

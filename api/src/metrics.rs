@@ -26,6 +26,13 @@ pub struct Metrics {
     pub analytics_windows: IntCounterVec,
     /// `api_emails_total{template, outcome}`: emails `sent` or `failed`.
     pub emails: IntCounterVec,
+    /// `api_retries_total{cause}`: `invoice_number` (a concurrent creation
+    /// took the number), `invoice_version` (the invoice changed between
+    /// read and write), `lock_busy` (waiting for a record's lock).
+    pub retries: IntCounterVec,
+    /// `api_payments_refused_total{reason}`: `overpayment`, `overrefund`,
+    /// `invoice_not_payable`.
+    pub payments_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -45,8 +52,12 @@ impl Metrics {
                 &["source"],
             )?,
             emails: IntCounterVec::new(Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."), &["template", "outcome"])?,
+            retries: IntCounterVec::new(Opts::new("api_retries_total", "Writes retried after a concurrent change, by cause."), &["cause"])?,
+            payments_refused: IntCounterVec::new(Opts::new("api_payments_refused_total", "Payments and refunds refused, by reason."), &["reason"])?,
         };
         r.register(Box::new(m.emails.clone()))?;
+        r.register(Box::new(m.retries.clone()))?;
+        r.register(Box::new(m.payments_refused.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.duration.clone()))?;
         r.register(Box::new(m.auth_failures.clone()))?;

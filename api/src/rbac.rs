@@ -10,10 +10,16 @@
 //! | users | CRUD | R | – | – |
 //! | settings (CRM settings) | RU | R | R | R |
 //! | audit | R | – | – | – |
+//! | campaigns | CRUD | CRUD | CRU | R |
+//! | billing (invoices, payments) | CRUD | CRU | R | – |
+//! | gdpr (consents, newsletter, data-subject export and erasure) | CRUD, export | R | – | – |
 //!
 //! Tenant API keys hold scopes instead: `links:read`, `links:write`
 //! (links CRUD), `analytics:read` (read, export), `crm:read`, `crm:write`
-//! (CRM CRU; both read the CRM settings). The operator key may do everything.
+//! (CRM CRU; both read the CRM settings), `campaigns:read`,
+//! `campaigns:write` (CRU), `billing:read`, `billing:write` (CRU),
+//! `gdpr:write` (consents, newsletter, data-subject requests: what a
+//! tenant's website backend needs). The operator key may do everything.
 
 use schemas::mongo::Role;
 
@@ -40,6 +46,12 @@ pub enum Resource {
     Settings,
     /// The audit log.
     Audit,
+    /// Campaigns and their KPIs.
+    Campaigns,
+    /// Invoices and payments.
+    Billing,
+    /// Consents, newsletter, data-subject requests.
+    Gdpr,
 }
 
 impl Resource {
@@ -56,6 +68,9 @@ impl Resource {
             Resource::Users => "users",
             Resource::Settings => "settings",
             Resource::Audit => "audit",
+            Resource::Campaigns => "campaigns",
+            Resource::Billing => "billing",
+            Resource::Gdpr => "gdpr",
         }
     }
 
@@ -97,20 +112,22 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
     use Action::*;
     use Resource::*;
     match role {
-        Role::Admin => !(resource == Settings && matches!(action, Create | Delete)) && (action != Export || resource == Analytics),
+        Role::Admin => !(resource == Settings && matches!(action, Create | Delete)) && (action != Export || matches!(resource, Analytics | Gdpr)),
         Role::Manager => match resource {
-            Links => matches!(action, Create | Read | Update | Delete),
+            Links | Campaigns => matches!(action, Create | Read | Update | Delete),
+            Billing => matches!(action, Create | Read | Update),
+            Gdpr => action == Read,
             Analytics => matches!(action, Read | Export),
             r if r.is_crm() => matches!(action, Create | Read | Update | Delete),
             Users | Settings => action == Read,
             _ => false,
         },
         Role::Agent => match resource {
-            Links | Analytics | Settings => action == Read,
-            r if r.is_crm() => matches!(action, Create | Read | Update),
+            Links | Analytics | Settings | Billing => action == Read,
+            r if r.is_crm() || r == Campaigns => matches!(action, Create | Read | Update),
             _ => false,
         },
-        Role::Viewer => action == Read && (matches!(resource, Links | Analytics | Settings) || resource.is_crm()),
+        Role::Viewer => action == Read && (matches!(resource, Links | Analytics | Settings | Campaigns) || resource.is_crm()),
     }
 }
 
@@ -122,12 +139,16 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
         Resource::Analytics => matches!(action, Action::Read | Action::Export) && has("analytics:read"),
         r if r.is_crm() => (has("crm:write") && action != Action::Delete) || (action == Action::Read && (has("crm:read") || has("crm:write"))),
         Resource::Settings => action == Action::Read && (has("crm:read") || has("crm:write")),
+        Resource::Campaigns => (has("campaigns:write") && action != Action::Delete) || (action == Action::Read && (has("campaigns:read") || has("campaigns:write"))),
+        Resource::Billing => (has("billing:write") && action != Action::Delete) || (action == Action::Read && (has("billing:read") || has("billing:write"))),
+        Resource::Gdpr => has("gdpr:write"),
         _ => false,
     }
 }
 
 /// Every scope a tenant key may hold.
-pub const SCOPES: [&str; 5] = ["links:read", "links:write", "analytics:read", "crm:read", "crm:write"];
+pub const SCOPES: [&str; 10] =
+    ["links:read", "links:write", "analytics:read", "crm:read", "crm:write", "campaigns:read", "campaigns:write", "billing:read", "billing:write", "gdpr:write"];
 
 #[cfg(test)]
 mod tests {
@@ -153,5 +174,9 @@ mod tests {
         assert!(!scopes_allow(&s, Resource::Analytics, Action::Read));
         assert!(!scopes_allow(&["crm:write".to_string()], Resource::Leads, Action::Delete));
         assert!(!scopes_allow(&["crm:write".to_string()], Resource::Users, Action::Read));
+        assert!(role_allows(Role::Admin, Resource::Gdpr, Action::Export) && !role_allows(Role::Manager, Resource::Gdpr, Action::Export));
+        assert!(role_allows(Role::Manager, Resource::Billing, Action::Create) && !role_allows(Role::Agent, Resource::Billing, Action::Create));
+        assert!(!role_allows(Role::Viewer, Resource::Billing, Action::Read) && role_allows(Role::Viewer, Resource::Campaigns, Action::Read));
+        assert!(scopes_allow(&["billing:write".to_string()], Resource::Billing, Action::Update) && !scopes_allow(&["billing:read".to_string()], Resource::Billing, Action::Create));
     }
 }

@@ -121,6 +121,20 @@ pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
     u32::try_from(t.timestamp_millis().div_euclid(1000)).map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
 }
 
+/// A calendar date `YYYY-MM-DD` (a real one: no February 30th) as UTC
+/// midnight; 400 naming `field` otherwise.
+pub fn date(field: &str, value: &str) -> Result<bson::DateTime, ApiError> {
+    let b = value.as_bytes();
+    let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let parsed = shaped.then(|| bson::DateTime::parse_rfc3339_str(format!("{value}T00:00:00Z")).ok()).flatten();
+    parsed.ok_or_else(|| ApiError::invalid(field, "must be a date YYYY-MM-DD"))
+}
+
+/// A BSON date → its UTC day `YYYY-MM-DD`.
+pub fn day(t: bson::DateTime) -> String {
+    rfc(t).get(..10).unwrap_or_default().to_string()
+}
+
 /// Unix seconds → RFC 3339 (`2026-11-21T00:00:00Z`).
 pub fn to_rfc3339(secs: u32) -> String {
     rfc(bson::DateTime::from_millis(i64::from(secs) * 1000))

@@ -57,6 +57,20 @@ pub mod collections {
     pub const AUTH_TOKENS: &str = "auth_tokens";
     /// Emails sent (seed 003 `email_logs`), recipient encrypted.
     pub const EMAIL_LOGS: &str = "email_logs";
+    /// Campaigns (seed 001).
+    pub const CAMPAIGNS: &str = "campaigns";
+    /// Daily ad KPIs of campaigns, one per (campaign, day, platform).
+    pub const CAMPAIGN_KPIS: &str = "campaign_kpis";
+    /// Invoices (seeds 003, 004).
+    pub const INVOICES: &str = "invoices";
+    /// Payments and refunds (seeds 003, 004).
+    pub const PAYMENTS: &str = "payments";
+    /// GDPR consents with history (seed 004).
+    pub const CONSENTS: &str = "consents";
+    /// Newsletter subscribers with history (seed 004).
+    pub const NEWSLETTER_SUBSCRIBERS: &str = "newsletter_subscribers";
+    /// Short-lived mutexes (`_id` = the locked record), see `api::lock`.
+    pub const LOCKS: &str = "locks";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -862,6 +876,18 @@ pub const INDEXES: &[IndexSpec] = &[
     IndexSpec { collection: collections::AUTH_TOKENS, name: "user_purpose", keys: &[("userId", 1), ("purpose", 1)], unique: false },
     IndexSpec { collection: collections::EMAIL_LOGS, name: "client_at", keys: &[("clientId", 1), ("createdAt", -1)], unique: false },
     IndexSpec { collection: collections::EMAIL_LOGS, name: "related", keys: &[("relatedId", 1)], unique: false },
+    IndexSpec { collection: collections::EMAIL_LOGS, name: "client_to", keys: &[("clientId", 1), ("toIndex", 1)], unique: false },
+    IndexSpec { collection: collections::CAMPAIGNS, name: "client_status", keys: &[("clientId", 1), ("status", 1)], unique: false },
+    IndexSpec { collection: collections::CAMPAIGNS, name: "lead", keys: &[("leadId", 1)], unique: false },
+    IndexSpec { collection: collections::CAMPAIGN_KPIS, name: "campaign_date", keys: &[("campaignId", 1), ("date", 1)], unique: false },
+    // Gapless numbering: a number exists only once its invoice is inserted.
+    IndexSpec { collection: collections::INVOICES, name: "client_year_seq_unique", keys: &[("clientId", 1), ("year", 1), ("seq", 1)], unique: true },
+    IndexSpec { collection: collections::INVOICES, name: "client_status_due", keys: &[("clientId", 1), ("status", 1), ("dueDate", 1)], unique: false },
+    IndexSpec { collection: collections::INVOICES, name: "client_email", keys: &[("clientId", 1), ("client.emailIndex", 1)], unique: false },
+    IndexSpec { collection: collections::PAYMENTS, name: "client_idempotency_unique", keys: &[("clientId", 1), ("idempotencyKey", 1)], unique: true },
+    IndexSpec { collection: collections::PAYMENTS, name: "invoice", keys: &[("invoiceId", 1)], unique: false },
+    IndexSpec { collection: collections::CONSENTS, name: "client_email_unique", keys: &[("clientId", 1), ("emailIndex", 1)], unique: true },
+    IndexSpec { collection: collections::NEWSLETTER_SUBSCRIBERS, name: "client_email_unique", keys: &[("clientId", 1), ("emailIndex", 1)], unique: true },
 ];
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ pub fn custom_values(settings: &CrmSettings, entity: &str, input: &BTreeMap<Stri
             (FieldKind::Number, serde_json::Value::Number(n)) => Bson::Double(n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| ApiError::invalid(&field, "must be a finite number"))?),
             (FieldKind::Boolean, serde_json::Value::Bool(b)) => Bson::Boolean(*b),
             (FieldKind::Date, serde_json::Value::String(s)) => {
-                calendar_date(s).ok_or_else(|| ApiError::invalid(&field, "must be a date YYYY-MM-DD"))?;
+                validate::date(&field, s)?;
                 Bson::String(s.clone())
             }
             (FieldKind::Select, serde_json::Value::String(s)) if def.options.contains(s) => Bson::String(s.clone()),
@@ -173,18 +173,6 @@ pub fn custom_values(settings: &CrmSettings, entity: &str, input: &BTreeMap<Stri
         }
     }
     Ok(out)
-}
-
-/// `Some(())` when `s` is a real calendar date `YYYY-MM-DD`.
-fn calendar_date(s: &str) -> Option<()> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, m, d): (u32, u32, u32) = (s[0..4].parse().ok()?, s[5..7].parse().ok()?, s[8..10].parse().ok()?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    ((1..=12).contains(&m) && d >= 1 && d <= days[(m - 1) as usize]).then_some(())
 }
 
 /// The caller's CRM settings (defaults until an admin saves them).

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod contacts;
 pub mod crm;
 pub mod crm_settings;
+pub mod invoices;
 pub mod smartlinks;
 pub mod tasks;
 pub mod users;
