@@ -44,7 +44,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{account, analytics as a, audit_log, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
+use routes::{account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -86,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/leads/{id}/convert", post(crm::convert))
         .route("/v1/contacts", post(contacts::create).get(contacts::list))
         .route("/v1/contacts/{id}", get(contacts::get).patch(contacts::patch).delete(contacts::delete))
+        .route("/v1/campaigns", post(campaigns::create).get(campaigns::list_campaigns))
+        .route("/v1/campaigns/{id}", get(campaigns::get).patch(campaigns::patch))
+        .route("/v1/campaigns/{id}/kpis", axum::routing::put(campaigns::put_kpis).get(campaigns::list_kpis))
+        .route("/v1/campaigns/{id}/kpis/import", post(campaigns::import_kpis))
+        .route("/v1/campaigns/{id}/performance", get(campaigns::performance))
         .route("/v1/invoices", post(invoices::create).get(invoices::list))
         .route("/v1/invoices/overdue-sweep", post(invoices::overdue_sweep))
         .route("/v1/invoices/{id}", get(invoices::get).patch(invoices::patch))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{account, analytics, audit_log, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
+use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -21,6 +21,7 @@ use crate::routes::{account, analytics, audit_log, clients, contacts, crm, crm_s
         account::request_verification, account::verify_email, account::request_reset, account::reset_password,
         contacts::create, contacts::list, contacts::get, contacts::patch, contacts::delete, crm_settings::get, crm_settings::put,
         crm::list_opportunities, crm::patch_opportunity, crm::dashboard,
+        campaigns::create, campaigns::list_campaigns, campaigns::get, campaigns::patch, campaigns::put_kpis, campaigns::list_kpis, campaigns::import_kpis, campaigns::performance,
         invoices::create, invoices::list, invoices::get, invoices::patch, invoices::pdf, invoices::send, invoices::record_payment, invoices::list_payments, invoices::overdue_sweep,
         tasks::create, tasks::list, tasks::patch, tasks::create_activity, tasks::timeline,
     ),
@@ -30,6 +31,7 @@ use crate::routes::{account, analytics, audit_log, clients, contacts, crm, crm_s
         (name = "tenants", description = "Tenants and their API keys (operator)"),
         (name = "smartlinks", description = "Smartlinks of a tenant"),
         (name = "crm", description = "Leads, contacts, opportunities, pipeline dashboard"),
+        (name = "campaigns", description = "Campaigns, daily ad KPIs (derived ratios computed), performance beside the pipeline's click-outs"),
         (name = "billing", description = "Invoices (gapless numbers, minor units, VAT), PDFs, payments with idempotency keys"),
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),

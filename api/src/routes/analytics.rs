@@ -314,7 +314,7 @@ fn engine(st: &AppState, closed_until: u32) -> Engine<'_> {
 
 /// An engine over closed windows: those the aggregator's watermark passed by
 /// the grace period, or up to `closed_until` when given (tests).
-async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
+pub(crate) async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
     let closed_until = match closed_until {
         Some(c) => c,
         None => aggregator::load_watermark(&st.mongo).await?.saturating_sub(st.cfg.rollup_grace_secs),

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod analytics;
 pub mod audit_log;
+pub mod campaigns;
 pub mod clients;
 pub mod contacts;
 pub mod crm;
