@@ -44,7 +44,7 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
+use routes::{account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks, tasks, users};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -91,6 +91,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/kpis", axum::routing::put(campaigns::put_kpis).get(campaigns::list_kpis))
         .route("/v1/campaigns/{id}/kpis/import", post(campaigns::import_kpis))
         .route("/v1/campaigns/{id}/performance", get(campaigns::performance))
+        .route("/v1/gdpr/consents", axum::routing::put(gdpr::put_consent).get(gdpr::get_consent))
+        .route("/v1/gdpr/export", post(gdpr::export))
+        .route("/v1/gdpr/erase", post(gdpr::erase))
+        .route("/v1/newsletter", get(gdpr::list_subscribers))
+        .route("/v1/newsletter/subscribe", post(gdpr::subscribe))
+        .route("/v1/newsletter/unsubscribe", post(gdpr::unsubscribe))
         .route("/v1/invoices", post(invoices::create).get(invoices::list))
         .route("/v1/invoices/overdue-sweep", post(invoices::overdue_sweep))
         .route("/v1/invoices/{id}", get(invoices::get).patch(invoices::patch))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts, crm, crm_settings, invoices, smartlinks, tasks, users};
+use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks, tasks, users};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts,
         contacts::create, contacts::list, contacts::get, contacts::patch, contacts::delete, crm_settings::get, crm_settings::put,
         crm::list_opportunities, crm::patch_opportunity, crm::dashboard,
         campaigns::create, campaigns::list_campaigns, campaigns::get, campaigns::patch, campaigns::put_kpis, campaigns::list_kpis, campaigns::import_kpis, campaigns::performance,
+        gdpr::put_consent, gdpr::get_consent, gdpr::export, gdpr::erase, gdpr::subscribe, gdpr::unsubscribe, gdpr::list_subscribers,
         invoices::create, invoices::list, invoices::get, invoices::patch, invoices::pdf, invoices::send, invoices::record_payment, invoices::list_payments, invoices::overdue_sweep,
         tasks::create, tasks::list, tasks::patch, tasks::create_activity, tasks::timeline,
     ),
@@ -32,6 +33,7 @@ use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts,
         (name = "smartlinks", description = "Smartlinks of a tenant"),
         (name = "crm", description = "Leads, contacts, opportunities, pipeline dashboard"),
         (name = "campaigns", description = "Campaigns, daily ad KPIs (derived ratios computed), performance beside the pipeline's click-outs"),
+        (name = "gdpr", description = "Consents and newsletter with history; data-subject export and erasure"),
         (name = "billing", description = "Invoices (gapless numbers, minor units, VAT), PDFs, payments with idempotency keys"),
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),

@@ -256,7 +256,7 @@ pub(crate) fn hex(id: Option<ObjectId>) -> Option<String> {
     id.map(|i| i.to_hex())
 }
 
-fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
+pub(crate) fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
     let p = &l.personal;
     let address = match &p.address_enc {
         Some(a) => serde_json::from_str(&pii.decrypt(a)?).ok(),
@@ -758,7 +758,7 @@ pub struct ConversionView {
     pub opportunity: OpportunityView,
 }
 
-fn opportunity_view(o: &Opportunity) -> OpportunityView {
+pub(crate) fn opportunity_view(o: &Opportunity) -> OpportunityView {
     OpportunityView {
         id: o.id.to_hex(),
         client_id: o.client_id.to_hex(),

@@ -231,7 +231,7 @@ fn hex(id: Option<ObjectId>) -> Option<String> {
     id.map(|i| i.to_hex())
 }
 
-fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> {
+pub(crate) fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> {
     let pii = st.pii()?;
     Ok(InvoiceView {
         id: i.id.to_hex(),
@@ -708,7 +708,7 @@ pub struct PaymentResult {
     pub invoice: InvoiceView,
 }
 
-fn payment_view(pm: &Payment) -> PaymentView {
+pub(crate) fn payment_view(pm: &Payment) -> PaymentView {
     PaymentView {
         id: pm.id.to_hex(),
         invoice_id: pm.invoice_id.to_hex(),

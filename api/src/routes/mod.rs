@@ -8,6 +8,7 @@ pub mod clients;
 pub mod contacts;
 pub mod crm;
 pub mod crm_settings;
+pub mod gdpr;
 pub mod invoices;
 pub mod smartlinks;
 pub mod tasks;
