@@ -3,6 +3,8 @@
 //! analytics route, analytics from rollups equal to raw events, per-key
 //! rate limits.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -210,15 +212,7 @@ async fn analytics_from_rollups_equal_raw_events() {
     // A crawler on A, and a view that lands in the partial hour at the end of the range.
     rows.push(EventRow { is_bot: 1, bot_reason: "crawler_ua".into(), ..ev(KindCode::View, h10 + 30, &tenant, &link_a, 9, 91, now) });
     rows.push(EventRow { country: *b"FR", ..ev(KindCode::View, DAY + 86_400 + 2 * 3600 + 60, &tenant, &link_a, 3, 31, now) });
-    let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
-    for r in &rows {
-        ins.write(r).await.unwrap();
-    }
-    ins.end().await.unwrap();
-    let stores = aggregator::Stores { ch: e.ch.clone(), ch_db: e.ch_db.clone(), mongo: e.mongo.clone() };
-    let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
-    let w = aggregator::pass(&stores, 0, &m).await.unwrap();
-    aggregator::save_watermark(&e.mongo, w).await.unwrap();
+    e.insert_and_roll(&rows).await;
 
     // 22:00 the day before → 02:30 the day after: an hour, a day, two hours and a half hour.
     let range = "from=2025-11-20T22:00:00Z&to=2025-11-22T02:30:00Z";

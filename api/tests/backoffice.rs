@@ -2,6 +2,8 @@
 //! TOTP, sessions, the role × route permission table, tenant isolation of
 //! users, the audit log with diffs, and no plaintext email at rest.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use reqwest::{Method, StatusCode};
@@ -136,6 +138,13 @@ async fn each_role_can_do_exactly_what_the_matrix_allows() {
         (Method::PUT, "/v1/crm/settings".into(), Some(settings.clone()), [true, false, false, false]),
         (Method::GET, "/v1/contacts".into(), None, [true, true, true, true]),
         (Method::POST, "/v1/contacts".into(), Some(json!({"first_name": "C", "last_name": "D", "email": "c@roles.test"})), [true, true, true, false]),
+        (Method::GET, "/v1/campaigns".into(), None, [true, true, true, true]),
+        (Method::POST, "/v1/campaigns".into(), Some(json!({"name": "Launch", "start_date": "2026-03-01"})), [true, true, true, false]),
+        (Method::GET, "/v1/invoices".into(), None, [true, true, true, false]),
+        (Method::POST, "/v1/invoices".into(), Some(json!({"client": {"name": "C", "email": "c@roles.test"}, "lines": [{"description": "x", "quantity": 1, "unit_price_minor": 100}], "vat_rate_bp": 2000})), [true, true, false, false]),
+        (Method::GET, "/v1/newsletter".into(), None, [true, true, false, false]),
+        (Method::POST, "/v1/gdpr/export".into(), Some(json!({"email": "someone@roles.test"})), [true, false, false, false]),
+        (Method::POST, "/v1/gdpr/erase".into(), Some(json!({"email": "someone@roles.test"})), [true, false, false, false]),
         (Method::DELETE, format!("/v1/smartlinks/{link}"), None, [true, true, false, false]),
     ];
     for (i, (method, path, body, expected)) in table.into_iter().enumerate() {

@@ -4,6 +4,8 @@
 //! (also concurrent retries), refunds, the overdue sweep, the PDF (parsed
 //! back) and the email with it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use reqwest::{Method, StatusCode};

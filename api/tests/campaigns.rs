@@ -3,10 +3,12 @@
 //! taken), and the performance join of ad KPIs with the pipeline's
 //! click-outs from ClickHouse rollups for exactly the campaign's links.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use reqwest::{Method, StatusCode};
-use schemas::clickhouse::{EventRow, KindCode, EVENTS_TABLE};
+use schemas::clickhouse::{EventRow, KindCode};
 use serde_json::{json, Value};
 use support::{code, env, Env};
 
@@ -118,15 +120,7 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
         click(D1 + 200, &tenant, &c, "spotify", 8),
     ];
     events.push(EventRow { is_bot: 1, bot_reason: "crawler_ua".into(), ..click(D1 + 500, &tenant, &a, "spotify", 9) });
-    let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
-    for r in &events {
-        ins.write(r).await.unwrap();
-    }
-    ins.end().await.unwrap();
-    let stores = aggregator::Stores { ch: e.ch.clone(), ch_db: e.ch_db.clone(), mongo: e.mongo.clone() };
-    let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
-    let w = aggregator::pass(&stores, 0, &m).await.unwrap();
-    aggregator::save_watermark(&e.mongo, w).await.unwrap();
+    e.insert_and_roll(&events).await;
 
     let perf = e.ok(&key, Method::GET, &format!("{path}/performance"), None).await;
     let days = perf["days"].as_array().unwrap();

@@ -3,6 +3,8 @@
 //! history, conversion into a contact and an opportunity, the dashboard,
 //! tenant isolation and injection attempts.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use reqwest::{Method, StatusCode};

@@ -3,6 +3,8 @@
 //! billing (retained) and the smartlink events in ClickHouse (erased, the
 //! rollups recomputed).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use reqwest::{Method, StatusCode};
@@ -67,15 +69,7 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
         ev(KindCode::View, D1 + 200, &tenant, &link, "vid-bob-0001", 3),
         ev(KindCode::Click, D1 + 210, &tenant, &link, "vid-bob-0001", 3),
     ];
-    let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
-    for r in &rows {
-        ins.write(r).await.unwrap();
-    }
-    ins.end().await.unwrap();
-    let stores = aggregator::Stores { ch: e.ch.clone(), ch_db: e.ch_db.clone(), mongo: e.mongo.clone() };
-    let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
-    let w = aggregator::pass(&stores, 0, &m).await.unwrap();
-    aggregator::save_watermark(&e.mongo, w).await.unwrap();
+    e.insert_and_roll(&rows).await;
     let overview = format!("/v1/analytics/overview?smartlink_id={link}&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z");
     let o = e.ok(&key, Method::GET, &overview, None).await;
     assert_eq!((o["views"].as_i64(), o["clicks"].as_i64()), (Some(3), Some(2)));

@@ -84,11 +84,20 @@ async fn issue(st: &AppState, user: &User, purpose: TokenPurpose, ttl_secs: u32)
 }
 
 /// Spends `token` of `purpose`: the stored token if it was unspent and
-/// unexpired, else 400 `invalid_token` naming the field.
+/// unexpired, else 400 `invalid_token` naming the field. Under the token's
+/// lock, since FerretDB's conditional update is not atomic (`api::lock`).
 async fn spend(st: &AppState, token: &str, purpose: TokenPurpose) -> Result<AuthToken, ApiError> {
+    let hash = hash_key(token.trim());
+    let guard = crate::lock::acquire(st, format!("token:{hash}"), std::time::Duration::from_secs(10), std::time::Duration::from_secs(5)).await?;
+    let r = spend_locked(st, &hash, purpose).await;
+    guard.release().await;
+    r
+}
+
+async fn spend_locked(st: &AppState, hash: &str, purpose: TokenPurpose) -> Result<AuthToken, ApiError> {
     let now = DateTime::now();
     let filter = doc! {
-        "tokenHash": hash_key(token.trim()),
+        "tokenHash": hash,
         "purpose": crate::validate::wire(&purpose),
         "usedAt": { "$exists": false },
         "expiresAt": { "$gt": now },

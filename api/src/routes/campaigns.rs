@@ -327,16 +327,16 @@ fn targeting(field: &str, v: &serde_json::Value) -> Result<Targeting, ApiError> 
     let t: T = serde_json::from_value(v.clone()).map_err(|e| ApiError::invalid(field, format!("malformed: {e}")))?;
     for (name, age) in [("age_min", t.age_min), ("age_max", t.age_max)] {
         if age.is_some_and(|a| !(13..=99).contains(&a)) {
-            return Err(ApiError::invalid(&format!("{field}.{name}"), "must be 13 to 99"));
+            return Err(ApiError::invalid(format!("{field}.{name}"), "must be 13 to 99"));
         }
     }
     if let (Some(lo), Some(hi)) = (t.age_min, t.age_max) {
         if lo > hi {
-            return Err(ApiError::invalid(&format!("{field}.age_max"), "must be at least age_min"));
+            return Err(ApiError::invalid(format!("{field}.age_max"), "must be at least age_min"));
         }
     }
     if let Some((i, _)) = t.countries.iter().enumerate().find(|(_, c)| !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))) {
-        return Err(ApiError::invalid(&format!("{field}.countries[{i}]"), "must be an ISO 3166-1 alpha-2 code"));
+        return Err(ApiError::invalid(format!("{field}.countries[{i}]"), "must be an ISO 3166-1 alpha-2 code"));
     }
     Ok(Targeting {
         age_min: t.age_min,
@@ -442,7 +442,7 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
     if let Some(v) = &b.team {
         let mut team = Vec::new();
         for (i, u) in v.iter().enumerate() {
-            team.extend(assignee(st, c.client_id, u).await.map_err(|_| ApiError::invalid(&format!("team[{i}]"), "not a user of this tenant"))?);
+            team.extend(assignee(st, c.client_id, u).await.map_err(|_| ApiError::invalid(format!("team[{i}]"), "not a user of this tenant"))?);
         }
         c.team = team;
     }
@@ -745,10 +745,10 @@ fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {
     let mut specific = Document::new();
     for (name, v) in &k.platform_specific {
         if !(1..=40).contains(&name.len()) || !name.bytes().all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            return Err(ApiError::invalid(&f(&format!("platform_specific.{name}")), "names are 1 to 40 of a-z, 0-9 and _"));
+            return Err(ApiError::invalid(f(&format!("platform_specific.{name}")), "names are 1 to 40 of a-z, 0-9 and _"));
         }
         if !(v.is_finite() && *v >= 0.0) {
-            return Err(ApiError::invalid(&f(&format!("platform_specific.{name}")), "must be a number ≥ 0"));
+            return Err(ApiError::invalid(f(&format!("platform_specific.{name}")), "must be a number ≥ 0"));
         }
         specific.insert(name.clone(), *v);
     }
@@ -824,18 +824,18 @@ pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Pri
     let headers: Vec<String> = reader.headers().map_err(|e| ApiError::invalid("line 1", e.to_string()))?.iter().map(|h| h.to_lowercase()).collect();
     for h in &headers {
         if ["ctr", "cpc", "cpm", "cpv", "roas", "cpc_minor", "cpm_minor", "cpv_minor"].contains(&h.as_str()) {
-            return Err(ApiError::invalid(&format!("line 1.{h}"), "derived metrics are computed, not imported"));
+            return Err(ApiError::invalid(format!("line 1.{h}"), "derived metrics are computed, not imported"));
         }
     }
     for need in ["date", "platform"] {
         if !headers.iter().any(|h| h == need) {
-            return Err(ApiError::invalid(&format!("line 1.{need}"), "column required"));
+            return Err(ApiError::invalid(format!("line 1.{need}"), "column required"));
         }
     }
     let mut rows = Vec::new();
     for (n, rec) in reader.records().enumerate() {
         let line = n + 2;
-        let rec = rec.map_err(|e| ApiError::invalid(&format!("line {line}"), e.to_string()))?;
+        let rec = rec.map_err(|e| ApiError::invalid(format!("line {line}"), e.to_string()))?;
         let mut input = KpiInput {
             date: String::new(),
             platform: String::new(),
@@ -849,7 +849,7 @@ pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Pri
             platform_specific: BTreeMap::new(),
         };
         for (h, v) in headers.iter().zip(rec.iter()) {
-            let int = || v.parse::<i64>().map_err(|_| ApiError::invalid(&format!("line {line}.{h}"), "must be an integer"));
+            let int = || v.parse::<i64>().map_err(|_| ApiError::invalid(format!("line {line}.{h}"), "must be an integer"));
             match h.as_str() {
                 "date" => input.date = v.to_string(),
                 "platform" => input.platform = v.to_string(),
@@ -862,7 +862,7 @@ pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Pri
                 "conversion_value_minor" => input.conversion_value_minor = int()?,
                 _ if v.is_empty() => {}
                 other => {
-                    let x = v.parse::<f64>().map_err(|_| ApiError::invalid(&format!("line {line}.{other}"), "must be a number"))?;
+                    let x = v.parse::<f64>().map_err(|_| ApiError::invalid(format!("line {line}.{other}"), "must be a number"))?;
                     input.platform_specific.insert(other.to_string(), x);
                 }
             }
@@ -951,13 +951,26 @@ pub struct AdTotals {
 
 impl AdTotals {
     fn add(&mut self, k: &DailyKpi) {
-        self.impressions += k.impressions;
-        self.views += k.views;
-        self.clicks += k.clicks;
-        self.reach += k.reach;
-        self.spend_minor += k.spend_minor;
-        self.conversions += k.conversions;
-        self.conversion_value_minor += k.conversion_value_minor;
+        self.merge(&AdTotals {
+            impressions: k.impressions,
+            views: k.views,
+            clicks: k.clicks,
+            reach: k.reach,
+            spend_minor: k.spend_minor,
+            conversions: k.conversions,
+            conversion_value_minor: k.conversion_value_minor,
+            derived: Derived::default(),
+        });
+    }
+
+    fn merge(&mut self, o: &AdTotals) {
+        self.impressions += o.impressions;
+        self.views += o.views;
+        self.clicks += o.clicks;
+        self.reach += o.reach;
+        self.spend_minor += o.spend_minor;
+        self.conversions += o.conversions;
+        self.conversion_value_minor += o.conversion_value_minor;
         self.derived = derived(self.impressions, self.views, self.clicks, self.spend_minor, self.conversion_value_minor);
     }
 }
@@ -1051,25 +1064,9 @@ pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Pri
     let mut out = Vec::new();
     for (_, mut d) in days {
         d.cost_per_stream_click_minor = cost(d.ad.spend_minor, d.pipeline.stream_clicks);
-        let k = |a: &AdTotals, platform: &str| DailyKpi {
-            id: String::new(),
-            client_id: c.client_id,
-            campaign_id: c.id,
-            date: String::new(),
-            platform: platform.into(),
-            impressions: a.impressions,
-            views: a.views,
-            clicks: a.clicks,
-            reach: a.reach,
-            spend_minor: a.spend_minor,
-            conversions: a.conversions,
-            conversion_value_minor: a.conversion_value_minor,
-            platform_specific: Document::new(),
-            updated_at: DateTime::from_millis(0),
-        };
-        total.ad.add(&k(&d.ad, ""));
+        total.ad.merge(&d.ad);
         for (name, a) in &d.ad_by_platform {
-            total.ad_by_platform.entry(name.clone()).or_default().add(&k(a, name));
+            total.ad_by_platform.entry(name.clone()).or_default().merge(a);
         }
         total.pipeline.views += d.pipeline.views;
         total.pipeline.stream_clicks += d.pipeline.stream_clicks;

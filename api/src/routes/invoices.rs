@@ -283,9 +283,9 @@ fn lines(input: &[LineInput]) -> Result<Vec<InvoiceLine>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let q = quantity_milli(l.quantity).ok_or_else(|| ApiError::invalid(&format!("lines[{i}].quantity"), "must be > 0 and ≤ 1000000 with at most 3 decimals"))?;
+            let q = quantity_milli(l.quantity).ok_or_else(|| ApiError::invalid(format!("lines[{i}].quantity"), "must be > 0 and ≤ 1000000 with at most 3 decimals"))?;
             if l.unit_price_minor.abs() > 1_000_000_000_000 {
-                return Err(ApiError::invalid(&format!("lines[{i}].unit_price_minor"), "must be within ±10^12 minor units"));
+                return Err(ApiError::invalid(format!("lines[{i}].unit_price_minor"), "must be within ±10^12 minor units"));
             }
             Ok(InvoiceLine { description: validate::text(&format!("lines[{i}].description"), &l.description, 1, 200)?, quantity_milli: q, unit_price_minor: l.unit_price_minor, total_minor: line_total(q, l.unit_price_minor) })
         })
@@ -319,7 +319,7 @@ fn client_block(st: &AppState, c: &ClientBlock) -> Result<InvoiceClient, ApiErro
     let pii = st.pii()?;
     let mail = email("client.email", &c.email)?;
     let address = validate::opt_text("client.address", Some(&c.address.replace(['\r', '\n'], " ")), 300)?.map(|_| c.address.trim().to_string());
-    if !c.country.is_empty() && !(c.country.len() == 2 && c.country.bytes().all(|b| b.is_ascii_uppercase())) {
+    if !(c.country.is_empty() || (c.country.len() == 2 && c.country.bytes().all(|b| b.is_ascii_uppercase()))) {
         return Err(ApiError::invalid("client.country", "must be an ISO 3166-1 alpha-2 code such as FR"));
     }
     Ok(InvoiceClient {

@@ -110,6 +110,23 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Inserts `rows` into ClickHouse `events`, runs one aggregator pass
+    /// over everything and saves its watermark, so the rows' closed windows
+    /// are read from rollups.
+    pub async fn insert_and_roll(&self, rows: &[schemas::clickhouse::EventRow]) {
+        let mut ins = self.ch.insert::<schemas::clickhouse::EventRow>(schemas::clickhouse::EVENTS_TABLE).await.unwrap();
+        for r in rows {
+            ins.write(r).await.unwrap();
+        }
+        ins.end().await.unwrap();
+        let stores = aggregator::Stores { ch: self.ch.clone(), ch_db: self.ch_db.clone(), mongo: self.mongo.clone() };
+        let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
+        let w = aggregator::pass(&stores, 0, &m).await.unwrap();
+        aggregator::save_watermark(&self.mongo, w).await.unwrap();
+    }
+}
+
 /// The first token with `prefix` (`slv_`, `slr_`) in a message (its
 /// quoted-printable soft line breaks undone).
 pub fn token_in(mail: &str, prefix: &str) -> String {
