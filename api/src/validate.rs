@@ -29,6 +29,41 @@ pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<S
     }
 }
 
+/// Free text that may hold line breaks (`\n`): each line as [`opt_text`]
+/// would take it (no other control character), `max` characters in all;
+/// trimmed, empty when absent.
+pub fn multiline(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    Ok(opt_text(field, Some(&value.replace('\n', " ")), max)?.map(|_| value.trim().to_string()).unwrap_or_default())
+}
+
+/// A list of at most `max` texts of 1..=`len` characters each; errors name
+/// the element (`tags[2]`).
+pub fn texts(field: &str, values: &[String], max: usize, len: usize) -> Result<Vec<String>, ApiError> {
+    if values.len() > max {
+        return Err(ApiError::invalid(field, format!("at most {max}")));
+    }
+    values.iter().enumerate().map(|(i, s)| text(&format!("{field}[{i}]"), s, 1, len)).collect()
+}
+
+/// `value` if it is one of `allowed`, else 400 listing them.
+pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<String, ApiError> {
+    if allowed.contains(&value) {
+        Ok(value.to_string())
+    } else {
+        Err(ApiError::invalid(field, format!("must be one of {}", allowed.join(", "))))
+    }
+}
+
+/// Whether `value` has the shape of an ISO 3166-1 alpha-2 code (`FR`).
+pub fn is_country(value: &str) -> bool {
+    value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Whether `value` has the shape of an ISRC (ISO 3901): 12 of A-Z, 0-9.
+pub fn is_isrc(value: &str) -> bool {
+    value.len() == 12 && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// An absolute `http` or `https` URL with a host, at most [`MAX_URL_LEN`]
 /// bytes (issue #5: destinations are http/https only, so `javascript:` and
 /// `data:` never reach a redirect or a page).
@@ -165,6 +200,23 @@ mod tests {
     use super::*;
 
     use invalid_field as field;
+
+    #[test]
+    fn shared_field_rules() {
+        assert_eq!(multiline("notes", " line 1\nline 2 ", 20).unwrap(), "line 1\nline 2");
+        assert_eq!(multiline("notes", "", 20).unwrap(), "");
+        assert_eq!(field(multiline("notes", "a\tb", 20).unwrap_err()), "notes", "other control characters stay refused");
+        assert_eq!(field(texts("tags", &["ok".into(), "".into()], 5, 10).unwrap_err()), "tags[1]");
+        assert_eq!(field(texts("tags", &vec!["a".to_string(); 3], 2, 10).unwrap_err()), "tags");
+        assert_eq!(one_of("kind", "CALL", &["CALL", "DEMO"]).unwrap(), "CALL");
+        assert_eq!(field(one_of("kind", "call", &["CALL"]).unwrap_err()), "kind");
+        assert!(is_country("FR") && !is_country("fr") && !is_country("FRA"));
+        assert!(is_isrc("FRZ032600001") && !is_isrc("frz032600001") && !is_isrc("FRZ03260000"));
+        assert_eq!(day(date("d", "2024-02-29").unwrap()), "2024-02-29");
+        for bad in ["2023-02-29", "2024-2-29", "2024-02-29T00:00:00Z", "abcd-ef-gh"] {
+            assert_eq!(field(date("d", bad).unwrap_err()), "d", "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_http_or_https_only() {

@@ -30,10 +30,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
-use crate::routes::crm::{currency, money};
+use crate::routes::crm::{currency, hex, money};
 use crate::routes::users::assignee;
 use crate::state::AppState;
-use crate::validate::{self, day, rfc, wire};
+use crate::validate::{self, day, one_of, rfc, wire};
 
 /// One ad platform of a campaign, in requests and answers.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -226,10 +226,6 @@ pub struct CampaignView {
     pub updated_at: String,
 }
 
-fn hex(id: Option<ObjectId>) -> Option<String> {
-    id.map(|i| i.to_hex())
-}
-
 fn view(c: &Campaign) -> CampaignView {
     CampaignView {
         id: c.id.to_hex(),
@@ -284,27 +280,12 @@ fn view(c: &Campaign) -> CampaignView {
     }
 }
 
-fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<String, ApiError> {
-    if allowed.contains(&v) {
-        Ok(v.to_string())
-    } else {
-        Err(ApiError::invalid(field, format!("must be one of {}", allowed.join(", "))))
-    }
-}
-
 fn count(field: &str, v: i64) -> Result<i64, ApiError> {
     if (0..=1_000_000_000_000).contains(&v) {
         Ok(v)
     } else {
         Err(ApiError::invalid(field, "must be 0 to 10^12"))
     }
-}
-
-fn list(field: &str, v: &[String], max: usize, len: usize) -> Result<Vec<String>, ApiError> {
-    if v.len() > max {
-        return Err(ApiError::invalid(field, format!("at most {max}")));
-    }
-    v.iter().enumerate().map(|(i, s)| validate::text(&format!("{field}[{i}]"), s, 1, len)).collect()
 }
 
 fn targeting(field: &str, v: &serde_json::Value) -> Result<Targeting, ApiError> {
@@ -335,17 +316,17 @@ fn targeting(field: &str, v: &serde_json::Value) -> Result<Targeting, ApiError> 
             return Err(ApiError::invalid(format!("{field}.age_max"), "must be at least age_min"));
         }
     }
-    if let Some((i, _)) = t.countries.iter().enumerate().find(|(_, c)| !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))) {
+    if let Some((i, _)) = t.countries.iter().enumerate().find(|(_, c)| !validate::is_country(c)) {
         return Err(ApiError::invalid(format!("{field}.countries[{i}]"), "must be an ISO 3166-1 alpha-2 code"));
     }
     Ok(Targeting {
         age_min: t.age_min,
         age_max: t.age_max,
-        genders: list(&format!("{field}.genders"), &t.genders, 5, 20)?,
-        languages: list(&format!("{field}.languages"), &t.languages, 30, 10)?,
-        interests: list(&format!("{field}.interests"), &t.interests, 50, 60)?,
+        genders: validate::texts(&format!("{field}.genders"), &t.genders, 5, 20)?,
+        languages: validate::texts(&format!("{field}.languages"), &t.languages, 30, 10)?,
+        interests: validate::texts(&format!("{field}.interests"), &t.interests, 50, 60)?,
         countries: t.countries,
-        cities: list(&format!("{field}.cities"), &t.cities, 50, 60)?,
+        cities: validate::texts(&format!("{field}.cities"), &t.cities, 50, 60)?,
         lookalike: t.lookalike,
     })
 }
@@ -425,13 +406,13 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         ci.song_title = validate::opt_text("song_title", Some(v), 200)?.unwrap_or_default();
     }
     if let Some(v) = &b.genres {
-        ci.genres = list("genres", v, 10, 40)?;
+        ci.genres = validate::texts("genres", v, 10, 40)?;
     }
     if let Some(v) = &b.label {
         ci.label = validate::opt_text("label", Some(v), 100)?.unwrap_or_default();
     }
     if let Some(v) = &b.isrc {
-        if !(v.is_empty() || (v.len() == 12 && v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))) {
+        if !(v.is_empty() || validate::is_isrc(v)) {
             return Err(ApiError::invalid("isrc", "must be 12 characters A-Z 0-9 (ISO 3901)"));
         }
         ci.isrc = v.clone();
@@ -701,41 +682,18 @@ pub struct KpiView {
     pub date: String,
     /// Ad platform.
     pub platform: String,
-    /// Impressions.
-    pub impressions: i64,
-    /// Views.
-    pub views: i64,
-    /// Clicks.
-    pub clicks: i64,
-    /// Reach.
-    pub reach: i64,
-    /// Spend, minor units.
-    pub spend_minor: i64,
-    /// Conversions.
-    pub conversions: i64,
-    /// Conversion value, minor units.
-    pub conversion_value_minor: i64,
+    /// Counters and derived ratios.
+    #[serde(flatten)]
+    pub totals: AdTotals,
     /// Platform-specific counters.
     #[schema(value_type = Object)]
     pub platform_specific: serde_json::Value,
-    /// Derived ratios.
-    pub derived: Derived,
 }
 
 fn kpi_view(k: &DailyKpi) -> KpiView {
-    KpiView {
-        date: k.date.clone(),
-        platform: k.platform.clone(),
-        impressions: k.impressions,
-        views: k.views,
-        clicks: k.clicks,
-        reach: k.reach,
-        spend_minor: k.spend_minor,
-        conversions: k.conversions,
-        conversion_value_minor: k.conversion_value_minor,
-        platform_specific: Bson::Document(k.platform_specific.clone()).into_relaxed_extjson(),
-        derived: derived(k.impressions, k.views, k.clicks, k.spend_minor, k.conversion_value_minor),
-    }
+    let mut totals = AdTotals::default();
+    totals.add(k);
+    KpiView { date: k.date.clone(), platform: k.platform.clone(), totals, platform_specific: Bson::Document(k.platform_specific.clone()).into_relaxed_extjson() }
 }
 
 fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {

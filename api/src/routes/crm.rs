@@ -310,7 +310,7 @@ pub(crate) fn encrypt_address(pii: &Pii, a: &Address) -> Result<String, ApiError
         street: validate::opt_text("address.street", Some(&a.street), 200)?.unwrap_or_default(),
         city: validate::opt_text("address.city", Some(&a.city), 100)?.unwrap_or_default(),
         postal_code: validate::opt_text("address.postal_code", Some(&a.postal_code), 20)?.unwrap_or_default(),
-        country: if a.country.is_empty() || (a.country.len() == 2 && a.country.bytes().all(|b| b.is_ascii_uppercase())) {
+        country: if a.country.is_empty() || validate::is_country(&a.country) {
             a.country.clone()
         } else {
             return Err(ApiError::invalid("address.country", "must be an ISO 3166-1 alpha-2 code such as FR"));
@@ -353,10 +353,7 @@ pub(crate) fn phone(field: &str, v: &str) -> Result<String, ApiError> {
 }
 
 pub(crate) fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
-    if v.len() > 20 {
-        return Err(ApiError::invalid(field, "at most 20"));
-    }
-    v.iter().enumerate().map(|(i, t)| validate::text(&format!("{field}[{i}]"), t, 1, 30)).collect()
+    validate::texts(field, v, 20, 30)
 }
 
 pub(crate) fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {

@@ -113,12 +113,7 @@ fn visitor_id(field: &str, v: &str) -> Result<String, ApiError> {
 }
 
 fn source(v: Option<&str>, allowed: &[&str]) -> Result<String, ApiError> {
-    let s = v.unwrap_or("api");
-    if allowed.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(ApiError::invalid("source", format!("must be one of {}", allowed.join(", "))))
-    }
+    crate::validate::one_of("source", v.unwrap_or("api"), allowed)
 }
 
 /// Records a person's consents (a new state appended to the history).

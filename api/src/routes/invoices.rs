@@ -40,7 +40,7 @@ use crate::extract::{Body, Path, Query};
 use crate::mail::{MailAttachment, Outgoing};
 use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
-use crate::routes::crm::currency;
+use crate::routes::crm::{currency, hex};
 use crate::routes::users::email;
 use crate::state::AppState;
 use crate::validate::{self, day, rfc, wire};
@@ -227,10 +227,6 @@ pub struct InvoiceView {
     pub created_at: String,
 }
 
-fn hex(id: Option<ObjectId>) -> Option<String> {
-    id.map(|i| i.to_hex())
-}
-
 pub(crate) fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> {
     let pii = st.pii()?;
     Ok(InvoiceView {
@@ -318,8 +314,8 @@ fn compute(inv: &mut Invoice) -> Result<(), ApiError> {
 fn client_block(st: &AppState, c: &ClientBlock) -> Result<InvoiceClient, ApiError> {
     let pii = st.pii()?;
     let mail = email("client.email", &c.email)?;
-    let address = validate::opt_text("client.address", Some(&c.address.replace(['\r', '\n'], " ")), 300)?.map(|_| c.address.trim().to_string());
-    if !(c.country.is_empty() || (c.country.len() == 2 && c.country.bytes().all(|b| b.is_ascii_uppercase()))) {
+    let address = Some(validate::multiline("client.address", &c.address, 300)?).filter(|a| !a.is_empty());
+    if !(c.country.is_empty() || validate::is_country(&c.country)) {
         return Err(ApiError::invalid("client.country", "must be an ISO 3166-1 alpha-2 code such as FR"));
     }
     Ok(InvoiceClient {
@@ -409,9 +405,9 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         status: InvoiceStatus::Draft,
         issuer: Issuer {
             name: if issuer.name.trim().is_empty() { tenant.name.clone() } else { validate::text("issuer.name", &issuer.name, 1, 100)? },
-            address: validate::opt_text("issuer.address", Some(&issuer.address.replace('\n', " ")), 300)?.map(|_| issuer.address.trim().to_string()).unwrap_or_default(),
+            address: validate::multiline("issuer.address", &issuer.address, 300)?,
             vat_number: validate::opt_text("issuer.vat_number", Some(&issuer.vat_number), 30)?.unwrap_or_default(),
-            bank_details: validate::opt_text("issuer.bank_details", Some(&issuer.bank_details.replace('\n', " ")), 300)?.map(|_| issuer.bank_details.trim().to_string()).unwrap_or_default(),
+            bank_details: validate::multiline("issuer.bank_details", &issuer.bank_details, 300)?,
         },
         client: client_block(&st, &b.client)?,
         lines: lines(&b.lines)?,
@@ -429,7 +425,7 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
             Some(t) => validate::text("payment_terms", t, 1, 300)?,
             None => format!("Payment due within {terms_days} days."),
         },
-        notes: validate::opt_text("notes", b.notes.as_deref().map(|n| n.replace('\n', " ")).as_deref(), 1000)?.map(|_| b.notes.clone().unwrap_or_default().trim().to_string()).unwrap_or_default(),
+        notes: validate::multiline("notes", b.notes.as_deref().unwrap_or_default(), 1000)?,
         links: links(&st, tenant.id, &b.links).await?,
         sent_at: None,
         paid_at: None,
@@ -518,15 +514,17 @@ fn transition(from: InvoiceStatus, to: InvoiceStatus, paid_minor: i64) -> Result
     security(("bearer" = [])))]
 pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<InvoicePatch>) -> Result<Json<InvoiceView>, ApiError> {
     p.can(Resource::Billing, Action::Update)?;
-    let guard = crate::lock::invoice(&st, load(&st, &p, &id).await?.id).await?;
+    // Lock first, then read: the read under the lock is the one that counts (a
+    // malformed or foreign id still answers 404 from it).
+    let oid = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("invoice"))?;
+    let guard = crate::lock::invoice(&st, oid).await?;
     let r = patch_locked(&st, &p, &meta, &id, b).await;
     guard.release().await;
     r
 }
 
 async fn patch_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str, b: InvoicePatch) -> Result<Json<InvoiceView>, ApiError> {
-    let (st, p, meta) = (st.clone(), p.clone(), meta.clone());
-    let old = load(&st, &p, id).await?;
+    let old = load(st, p, id).await?;
     let mut inv = old.clone();
     let content = b.lines.is_some() || b.vat_rate_bp.is_some() || b.client.is_some() || b.due_date.is_some() || b.notes.is_some();
     if content && old.status != InvoiceStatus::Draft {
@@ -539,7 +537,7 @@ async fn patch_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str, b: In
         inv.vat_rate_bp = vat_rate(v)?;
     }
     if let Some(c) = &b.client {
-        inv.client = client_block(&st, c)?;
+        inv.client = client_block(st, c)?;
     }
     if let Some(d) = &b.due_date {
         inv.due_date = validate::date("due_date", d)?;
@@ -548,7 +546,7 @@ async fn patch_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str, b: In
         }
     }
     if let Some(n) = &b.notes {
-        inv.notes = validate::opt_text("notes", Some(&n.replace('\n', " ")), 1000)?.map(|_| n.trim().to_string()).unwrap_or_default();
+        inv.notes = validate::multiline("notes", n, 1000)?;
     }
     compute(&mut inv)?;
     let mut action = "update";
@@ -571,8 +569,8 @@ async fn patch_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str, b: In
             }
         }
     }
-    let inv = save(&st, &p, &meta, action, &old, inv).await?;
-    Ok(Json(view(&st, &inv)?))
+    let inv = save(st, p, meta, action, &old, inv).await?;
+    Ok(Json(view(st, &inv)?))
 }
 
 fn render(st: &AppState, inv: &Invoice) -> Result<Vec<u8>, ApiError> {
@@ -608,15 +606,17 @@ pub struct SendResult {
     responses((status = 200, body = SendResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn send(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<Json<SendResult>, ApiError> {
     p.can(Resource::Billing, Action::Update)?;
-    let guard = crate::lock::invoice(&st, load(&st, &p, &id).await?.id).await?;
+    // Lock first, then read: the read under the lock is the one that counts (a
+    // malformed or foreign id still answers 404 from it).
+    let oid = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("invoice"))?;
+    let guard = crate::lock::invoice(&st, oid).await?;
     let r = send_locked(&st, &p, &meta, &id).await;
     guard.release().await;
     r
 }
 
 async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Result<Json<SendResult>, ApiError> {
-    let (st, p, meta) = (st.clone(), p.clone(), meta.clone());
-    let old = load(&st, &p, id).await?;
+    let old = load(st, p, id).await?;
     if old.status == InvoiceStatus::Cancelled {
         return Err(ApiError::Conflict { code: "invalid_transition", message: "a cancelled invoice is not sent".into() });
     }
@@ -625,7 +625,7 @@ async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Res
         inv.status = InvoiceStatus::Sent;
         inv.sent_at = Some(DateTime::now());
     }
-    let bytes = render(&st, &inv)?;
+    let bytes = render(st, &inv)?;
     let to = st.pii()?.decrypt(&inv.client.email_enc)?;
     let text = format!(
         "Hello {},\n\nplease find attached invoice {} of {} for {}, due on {}.\n\n{}\n\n{}\n",
@@ -646,9 +646,9 @@ async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Res
         attachments: vec![MailAttachment { name: format!("{}.pdf", inv.number), content_type: "application/pdf".into(), bytes }],
         related: Some(("invoice", inv.id)),
     };
-    let log = st.mailer.send(&st, m).await?;
-    let inv = if inv.status != old.status { save(&st, &p, &meta, "send", &old, inv).await? } else { inv };
-    Ok(Json(SendResult { invoice: view(&st, &inv)?, email_log_id: log.id.to_hex() }))
+    let log = st.mailer.send(st, m).await?;
+    let inv = if inv.status != old.status { save(st, p, meta, "send", &old, inv).await? } else { inv };
+    Ok(Json(SendResult { invoice: view(st, &inv)?, email_log_id: log.id.to_hex() }))
 }
 
 /// `POST /v1/invoices/{id}/payments` body.

@@ -285,7 +285,7 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
 
 fn track(t: &TrackDto) -> Result<Track, ApiError> {
     let isrc = validate::opt_text("track.isrc", t.isrc.as_deref(), 12)?;
-    if isrc.as_deref().is_some_and(|i| i.len() != 12 || !i.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())) {
+    if isrc.as_deref().is_some_and(|i| !validate::is_isrc(i)) {
         return Err(ApiError::invalid("track.isrc", "must be 12 characters of A-Z, 0-9"));
     }
     if t.duration_s.is_some_and(|d| !(1..=36_000).contains(&d)) {

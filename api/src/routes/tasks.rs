@@ -20,18 +20,10 @@ use crate::rbac::{Action, Resource};
 use crate::routes::clients::target_client;
 use crate::routes::users::assignee;
 use crate::state::AppState;
-use crate::validate::{self, rfc};
+use crate::validate::{self, one_of, rfc};
 
 const PRIORITIES: [&str; 4] = ["LOW", "MEDIUM", "HIGH", "URGENT"];
 const STATUSES: [&str; 4] = ["PENDING", "IN_PROGRESS", "COMPLETED", "CANCELLED"];
-
-fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<String, ApiError> {
-    if allowed.contains(&v) {
-        Ok(v.to_string())
-    } else {
-        Err(ApiError::invalid(field, format!("must be one of {}", allowed.join(", "))))
-    }
-}
 
 /// A reference to a CRM record in a request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
