@@ -56,14 +56,20 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         let m = Self {
-            windows: IntCounterVec::new(Opts::new("aggregator_windows_total", "Windows rolled, by grain."), &["grain"])?,
+            windows: IntCounterVec::new(
+                Opts::new("aggregator_windows_total", "Windows rolled, by grain."),
+                &["grain"],
+            )?,
             errors: IntCounterVec::new(Opts::new("aggregator_errors_total", "Failed passes, by kind."), &["kind"])?,
             // A pass re-rolls a few windows: tens of ms normally, seconds on a big day.
             pass_seconds: Histogram::with_opts(
                 HistogramOpts::new("aggregator_pass_seconds", "Duration of a pass, seconds.")
                     .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             )?,
-            watermark: IntGauge::new("aggregator_watermark_seconds", "Write time up to which rows are rolled, Unix seconds.")?,
+            watermark: IntGauge::new(
+                "aggregator_watermark_seconds",
+                "Write time up to which rows are rolled, Unix seconds.",
+            )?,
         };
         r.register(Box::new(m.windows.clone()))?;
         r.register(Box::new(m.errors.clone()))?;
@@ -96,10 +102,13 @@ pub async fn pass(stores: &Stores, since: u32, metrics: &Metrics) -> Result<u32,
     let mut links = std::collections::BTreeSet::new();
     for (grain, start) in windows {
         let rolled = rollup::roll(&stores.ch, &stores.ch_db, &stores.mongo, grain, start, now).await?;
-        metrics.windows.with_label_values(&[match grain {
-            Grain::Hour => "hour",
-            Grain::Day => "day",
-        }]).inc();
+        metrics
+            .windows
+            .with_label_values(&[match grain {
+                Grain::Hour => "hour",
+                Grain::Day => "day",
+            }])
+            .inc();
         links.extend(rolled.into_iter().filter(|c| !c.link_id.is_empty()).map(|c| c.link_id));
     }
     refresh_link_counters(stores, links.into_iter().collect()).await?;
@@ -151,7 +160,8 @@ pub async fn refresh_link_counters(stores: &Stores, links: Vec<String>) -> Resul
 /// Reads the persisted watermark (Unix seconds; 0 when none).
 pub async fn load_watermark(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Error> {
     let d = mongo.collection::<bson::Document>(STATE_COLLECTION).find_one(doc! { "_id": "rollups" }).await?;
-    Ok(d.and_then(|d| d.get("watermark").and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))).unwrap_or(0) as u32)
+    Ok(d.and_then(|d| d.get("watermark").and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))).unwrap_or(0)
+        as u32)
 }
 
 /// Persists the watermark `w` (Unix seconds) in `aggregator_state`.

@@ -63,7 +63,12 @@ fn visitor_sql(v: &Visitor) -> (&'static str, String) {
 /// Deletes every event of `visitor` in `tenant_id` and re-rolls the windows
 /// they were in (rollups in both stores, link counters). `now` is the
 /// rollups' `computed_at` (seconds, UTC).
-pub async fn erase_visitor(stores: &Stores, tenant_id: &str, visitor: &Visitor, now: u32) -> Result<Erasure, RollupError> {
+pub async fn erase_visitor(
+    stores: &Stores,
+    tenant_id: &str,
+    visitor: &Visitor,
+    now: u32,
+) -> Result<Erasure, RollupError> {
     #[derive(clickhouse::Row, Deserialize)]
     struct Hit {
         hour: u32,
@@ -142,7 +147,10 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
             let col = if table == "events" { "ts" } else { "bucket" };
             stores
                 .ch
-                .query(&format!("ALTER TABLE {}.{table} DELETE WHERE has(?, tenant_id) AND {col} < toDateTime(?)", stores.ch_db))
+                .query(&format!(
+                    "ALTER TABLE {}.{table} DELETE WHERE has(?, tenant_id) AND {col} < toDateTime(?)",
+                    stores.ch_db
+                ))
                 .bind(&hex)
                 .bind(cutoff)
                 .execute()

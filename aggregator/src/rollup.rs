@@ -286,7 +286,12 @@ pub fn rate(clicks: u64, views: u64) -> f64 {
 
 /// Computes every rollup (per link and per tenant) of the window starting at
 /// `start` (seconds, UTC) from the events table of database `db`.
-pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32) -> Result<Vec<Computed>, RollupError> {
+pub async fn compute(
+    ch: &clickhouse::Client,
+    db: &str,
+    grain: Grain,
+    start: u32,
+) -> Result<Vec<Computed>, RollupError> {
     compute_range(ch, db, &Selection::rollup(grain), &[(start, start + grain.seconds())]).await
 }
 
@@ -295,7 +300,12 @@ pub async fn compute(ch: &clickhouse::Client, db: &str, grain: Grain, start: u32
 /// tenant-wide, bucket) that has events, with empty breakdowns. Uniques,
 /// returning visitors and conversions are distinct over everything one
 /// result covers, never sums.
-pub async fn counters(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
+pub async fn counters(
+    ch: &clickhouse::Client,
+    db: &str,
+    sel: &Selection,
+    ranges: &[(u32, u32)],
+) -> Result<Vec<Computed>, RollupError> {
     let mut rows: Vec<Counters> = Vec::new();
     if sel.per_link() {
         rows.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, true)), ranges).fetch_all::<Counters>().await?);
@@ -326,7 +336,12 @@ pub async fn counters(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges
 /// [`counters`] with breakdowns: views by country, device, browser, OS,
 /// referrer host, UTM source (and hour of day when `sel.bucket` is a day
 /// or absent), clicks by platform.
-pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, RollupError> {
+pub async fn compute_range(
+    ch: &clickhouse::Client,
+    db: &str,
+    sel: &Selection,
+    ranges: &[(u32, u32)],
+) -> Result<Vec<Computed>, RollupError> {
     let mut computed = counters(ch, db, sel, ranges).await?;
     let rows: Vec<BreakdownRow> = sel.bind(ch.query(&breakdown_sql(db, sel, ranges)), ranges).fetch_all().await?;
     let daily = sel.bucket != Some(Grain::Hour);
@@ -351,7 +366,8 @@ pub async fn compute_range(ch: &clickhouse::Client, db: &str, sel: &Selection, r
 
 /// The MongoDB `_id` of a rollup: `{tenant}:{link|all}:{bucket RFC 3339}`.
 pub fn rollup_id(tenant_id: &str, link_id: &str, start: u32) -> String {
-    let at = DateTime::from_millis(i64::from(start) * 1000).try_to_rfc3339_string().unwrap_or_else(|_| start.to_string());
+    let at =
+        DateTime::from_millis(i64::from(start) * 1000).try_to_rfc3339_string().unwrap_or_else(|_| start.to_string());
     format!("{tenant_id}:{}:{at}", if link_id.is_empty() { "all" } else { link_id })
 }
 
@@ -379,7 +395,10 @@ pub async fn roll(
                 link_id: p.smartlink_id.map(|l| l.to_hex()).unwrap_or_default(),
                 bucket: start,
                 metrics: RollupMetrics::default(),
-                breakdown: RollupBreakdown { hours: if grain == Grain::Day { vec![0; 24] } else { Vec::new() }, ..Default::default() },
+                breakdown: RollupBreakdown {
+                    hours: if grain == Grain::Day { vec![0; 24] } else { Vec::new() },
+                    ..Default::default()
+                },
             });
         }
     }
@@ -426,7 +445,11 @@ pub async fn roll(
 
 /// Hours and days touched by rows written at or after `since` (seconds,
 /// UTC), and the newest write time seen (`since` when none).
-pub async fn dirty_windows(ch: &clickhouse::Client, db: &str, since: u32) -> Result<(Vec<(Grain, u32)>, u32), RollupError> {
+pub async fn dirty_windows(
+    ch: &clickhouse::Client,
+    db: &str,
+    since: u32,
+) -> Result<(Vec<(Grain, u32)>, u32), RollupError> {
     #[derive(clickhouse::Row, Deserialize)]
     struct Dirty {
         hour: u32,

@@ -86,12 +86,24 @@ async fn insert(t: &T, rows: &[EventRow]) {
 
 async fn daily(t: &T, link: Option<ObjectId>) -> Rollup {
     let id = rollup::rollup_id(&t.tenant.to_hex(), &link.map(|l| l.to_hex()).unwrap_or_default(), DAY);
-    t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).find_one(doc! { "_id": id }).await.unwrap().expect("daily rollup")
+    t.stores
+        .mongo
+        .collection::<Rollup>(collections::ANALYTICS_DAILY)
+        .find_one(doc! { "_id": id })
+        .await
+        .unwrap()
+        .expect("daily rollup")
 }
 
 async fn hourly(t: &T, link: ObjectId, hour: u32) -> Rollup {
     let id = rollup::rollup_id(&t.tenant.to_hex(), &link.to_hex(), hour);
-    t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_HOURLY).find_one(doc! { "_id": id }).await.unwrap().expect("hourly rollup")
+    t.stores
+        .mongo
+        .collection::<Rollup>(collections::ANALYTICS_HOURLY)
+        .find_one(doc! { "_id": id })
+        .await
+        .unwrap()
+        .expect("hourly rollup")
 }
 
 fn metrics() -> Metrics {
@@ -105,15 +117,78 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
     let now = 1_900_000_000;
     let events = [
         // Visitor 1: views link A at 10h and 11h, clicks Spotify at 10h.
-        Ev { link: a, kind: KindCode::View, ts: H10 + 60, visitor: 1, session: 11, bot: false, country: *b"GB", platform: "" },
-        Ev { link: a, kind: KindCode::Click, ts: H10 + 90, visitor: 1, session: 11, bot: false, country: *b"GB", platform: "spotify" },
-        Ev { link: a, kind: KindCode::View, ts: H11 + 60, visitor: 1, session: 12, bot: false, country: *b"GB", platform: "" },
+        Ev {
+            link: a,
+            kind: KindCode::View,
+            ts: H10 + 60,
+            visitor: 1,
+            session: 11,
+            bot: false,
+            country: *b"GB",
+            platform: "",
+        },
+        Ev {
+            link: a,
+            kind: KindCode::Click,
+            ts: H10 + 90,
+            visitor: 1,
+            session: 11,
+            bot: false,
+            country: *b"GB",
+            platform: "spotify",
+        },
+        Ev {
+            link: a,
+            kind: KindCode::View,
+            ts: H11 + 60,
+            visitor: 1,
+            session: 12,
+            bot: false,
+            country: *b"GB",
+            platform: "",
+        },
         // Visitor 2: one view of A at 11h, from Japan.
-        Ev { link: a, kind: KindCode::View, ts: H11 + 120, visitor: 2, session: 21, bot: false, country: *b"JP", platform: "" },
+        Ev {
+            link: a,
+            kind: KindCode::View,
+            ts: H11 + 120,
+            visitor: 2,
+            session: 21,
+            bot: false,
+            country: *b"JP",
+            platform: "",
+        },
         // A crawler on A, and visitor 3 on link B.
-        Ev { link: a, kind: KindCode::View, ts: H10 + 30, visitor: 9, session: 91, bot: true, country: *b"US", platform: "" },
-        Ev { link: b, kind: KindCode::View, ts: H10 + 10, visitor: 3, session: 31, bot: false, country: [0, 0], platform: "" },
-        Ev { link: b, kind: KindCode::Click, ts: H10 + 20, visitor: 3, session: 31, bot: false, country: [0, 0], platform: "deezer" },
+        Ev {
+            link: a,
+            kind: KindCode::View,
+            ts: H10 + 30,
+            visitor: 9,
+            session: 91,
+            bot: true,
+            country: *b"US",
+            platform: "",
+        },
+        Ev {
+            link: b,
+            kind: KindCode::View,
+            ts: H10 + 10,
+            visitor: 3,
+            session: 31,
+            bot: false,
+            country: [0, 0],
+            platform: "",
+        },
+        Ev {
+            link: b,
+            kind: KindCode::Click,
+            ts: H10 + 20,
+            visitor: 3,
+            session: 31,
+            bot: false,
+            country: [0, 0],
+            platform: "deezer",
+        },
     ];
     let ids: Vec<uuid::Uuid> = events.iter().map(|_| uuid::Uuid::now_v7()).collect();
     let mut rows: Vec<EventRow> = events.iter().zip(&ids).map(|(e, id)| row(&t, e, *id, now)).collect();
@@ -127,7 +202,13 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
 
     let day_a = daily(&t, Some(a)).await;
     assert_eq!(
-        (day_a.metrics.total_views, day_a.metrics.total_clicks, day_a.metrics.unique_visitors, day_a.metrics.bots, day_a.metrics.total_conversions),
+        (
+            day_a.metrics.total_views,
+            day_a.metrics.total_clicks,
+            day_a.metrics.unique_visitors,
+            day_a.metrics.bots,
+            day_a.metrics.total_conversions
+        ),
         (3, 1, 2, 1, 1),
         "duplicate click once, bot excluded, visitor 1 unique once over the day"
     );
@@ -145,7 +226,12 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
     assert!(h10.breakdown.hours.is_empty(), "hour-of-day only on daily rollups");
     let day_all = daily(&t, None).await;
     assert_eq!(
-        (day_all.metrics.total_views, day_all.metrics.total_clicks, day_all.metrics.unique_visitors, day_all.metrics.bots),
+        (
+            day_all.metrics.total_views,
+            day_all.metrics.total_clicks,
+            day_all.metrics.unique_visitors,
+            day_all.metrics.bots
+        ),
         (4, 2, 3, 1)
     );
     assert_eq!(day_all.breakdown.platforms.get("deezer"), Some(&1));
@@ -165,13 +251,19 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
         let mg = daily(&t, link).await;
         assert_eq!(
             (r.views, r.clicks, r.unique_visitors, r.bots),
-            (mg.metrics.total_views as u64, mg.metrics.total_clicks as u64, mg.metrics.unique_visitors as u64, mg.metrics.bots as u64)
+            (
+                mg.metrics.total_views as u64,
+                mg.metrics.total_clicks as u64,
+                mg.metrics.unique_visitors as u64,
+                mg.metrics.bots as u64
+            )
         );
         assert_eq!(serde_json::from_str::<schemas::mongo::RollupBreakdown>(&r.breakdown).unwrap(), mg.breakdown);
     }
 
     // Link counters followed.
-    let link_a: Smartlink = t.stores.mongo.collection(collections::SMARTLINKS).find_one(doc! { "_id": a }).await.unwrap().unwrap();
+    let link_a: Smartlink =
+        t.stores.mongo.collection(collections::SMARTLINKS).find_one(doc! { "_id": a }).await.unwrap().unwrap();
     assert_eq!((link_a.metadata.total_views, link_a.metadata.unique_visitors), (3, 2));
 
     // Re-running changes nothing.
@@ -180,7 +272,16 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
     assert_eq!((again.metrics.clone(), again.breakdown.clone()), (day_a.metrics.clone(), day_a.breakdown.clone()));
 
     // A late event for 10h, written now: that hour and the day are re-rolled.
-    let late = Ev { link: a, kind: KindCode::View, ts: H10 + 500, visitor: 4, session: 41, bot: false, country: *b"SE", platform: "" };
+    let late = Ev {
+        link: a,
+        kind: KindCode::View,
+        ts: H10 + 500,
+        visitor: 4,
+        session: 41,
+        bot: false,
+        country: *b"SE",
+        platform: "",
+    };
     insert(&t, &[row(&t, &late, uuid::Uuid::now_v7(), now + 100)]).await;
     let w2 = aggregator::pass(&t.stores, watermark - 120, &m).await.unwrap();
     assert_eq!(w2, now + 100);
@@ -203,7 +304,12 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
     eventually(Duration::from_secs(30), "mutation done", || {
         let (ch, db) = (ch.clone(), db.clone());
         async move {
-            let pending: u64 = ch.query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0").bind(db).fetch_one().await.ok()?;
+            let pending: u64 = ch
+                .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
+                .bind(db)
+                .fetch_one()
+                .await
+                .ok()?;
             (pending == 0).then_some(())
         }
     })
@@ -222,16 +328,50 @@ async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
     let t = setup().await;
     let a = t.link_a;
     let now = 1_900_000_000;
-    let keep = Ev { link: a, kind: KindCode::View, ts: H10 + 1, visitor: 1, session: 1, bot: false, country: *b"GB", platform: "" };
-    let erase1 = Ev { link: a, kind: KindCode::View, ts: H10 + 2, visitor: 77, session: 7, bot: false, country: *b"FR", platform: "" };
-    let erase2 = Ev { link: a, kind: KindCode::Click, ts: H11 + 2, visitor: 77, session: 7, bot: false, country: *b"FR", platform: "tidal" };
+    let keep = Ev {
+        link: a,
+        kind: KindCode::View,
+        ts: H10 + 1,
+        visitor: 1,
+        session: 1,
+        bot: false,
+        country: *b"GB",
+        platform: "",
+    };
+    let erase1 = Ev {
+        link: a,
+        kind: KindCode::View,
+        ts: H10 + 2,
+        visitor: 77,
+        session: 7,
+        bot: false,
+        country: *b"FR",
+        platform: "",
+    };
+    let erase2 = Ev {
+        link: a,
+        kind: KindCode::Click,
+        ts: H11 + 2,
+        visitor: 77,
+        session: 7,
+        bot: false,
+        country: *b"FR",
+        platform: "tidal",
+    };
     let rows: Vec<EventRow> = [&keep, &erase1, &erase2].iter().map(|e| row(&t, e, uuid::Uuid::now_v7(), now)).collect();
     insert(&t, &rows).await;
     let m = metrics();
     aggregator::pass(&t.stores, 0, &m).await.unwrap();
     assert_eq!(daily(&t, Some(a)).await.metrics.unique_visitors, 2);
 
-    let done = aggregator::lifecycle::erase_visitor(&t.stores, &t.tenant.to_hex(), &aggregator::lifecycle::Visitor::Hash(77), now + 10).await.unwrap();
+    let done = aggregator::lifecycle::erase_visitor(
+        &t.stores,
+        &t.tenant.to_hex(),
+        &aggregator::lifecycle::Visitor::Hash(77),
+        now + 10,
+    )
+    .await
+    .unwrap();
     assert_eq!(done, aggregator::lifecycle::Erasure { events: 2, windows: 3 });
     let left: u64 = t.stores.ch.query("SELECT count() FROM events WHERE visitor_hash = 77").fetch_one().await.unwrap();
     assert_eq!(left, 0, "the visitor's events are gone");
@@ -242,20 +382,36 @@ async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
 
     // Retention: a tenant keeping 30 days loses events and rollups older than that.
     let client = doc! { "_id": t.tenant, "name": "T", "slug": "t", "domain": "t.test",
-        "settings": { "analyticsRetentionDays": 30_i32 },
-        "metadata": { "createdAt": DateTime::now(), "updatedAt": DateTime::now() } };
+    "settings": { "analyticsRetentionDays": 30_i32 },
+    "metadata": { "createdAt": DateTime::now(), "updatedAt": DateTime::now() } };
     t.stores.mongo.collection::<bson::Document>(collections::CLIENTS).insert_one(client).await.unwrap();
     let today = DAY + 40 * 86_400; // 40 days after the events
-    let recent = Ev { link: a, kind: KindCode::View, ts: today - 86_400 + 5, visitor: 5, session: 5, bot: false, country: *b"GB", platform: "" };
+    let recent = Ev {
+        link: a,
+        kind: KindCode::View,
+        ts: today - 86_400 + 5,
+        visitor: 5,
+        session: 5,
+        bot: false,
+        country: *b"GB",
+        platform: "",
+    };
     insert(&t, &[row(&t, &recent, uuid::Uuid::now_v7(), now + 20)]).await;
     aggregator::pass(&t.stores, now + 15, &m).await.unwrap();
     let tenants = aggregator::lifecycle::apply_retention(&t.stores, today).await.unwrap();
     assert_eq!(tenants, 1);
     let events: u64 = t.stores.ch.query("SELECT count() FROM events").fetch_one().await.unwrap();
     assert_eq!(events, 1, "only the recent event is kept");
-    let old = t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).count_documents(doc! { "date": DateTime::from_millis(i64::from(DAY) * 1000) }).await.unwrap();
+    let old = t
+        .stores
+        .mongo
+        .collection::<Rollup>(collections::ANALYTICS_DAILY)
+        .count_documents(doc! { "date": DateTime::from_millis(i64::from(DAY) * 1000) })
+        .await
+        .unwrap();
     assert_eq!(old, 0, "rollups of expired days are gone");
-    let kept = t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).count_documents(doc! {}).await.unwrap();
+    let kept =
+        t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).count_documents(doc! {}).await.unwrap();
     assert_eq!(kept, 2, "the recent day's link and tenant rollups remain");
 
     t.stores.mongo.drop().await.unwrap();

@@ -285,7 +285,8 @@ fn row_metrics(r: &RollupRow) -> RollupMetrics {
 }
 
 fn row_breakdown(r: &RollupRow) -> Result<RollupBreakdown, ApiError> {
-    serde_json::from_str(&r.breakdown).map_err(|e| ApiError::Unavailable { store: "clickhouse", detail: format!("rollup breakdown: {e}") })
+    serde_json::from_str(&r.breakdown)
+        .map_err(|e| ApiError::Unavailable { store: "clickhouse", detail: format!("rollup breakdown: {e}") })
 }
 
 impl Engine<'_> {
@@ -310,7 +311,13 @@ impl Engine<'_> {
         Ok(rows.into_iter().filter(|r| wanted.contains(&r.bucket)).map(|r| (r.bucket, r)).collect())
     }
 
-    async fn raw(&self, scope: &Scope, include_bots: bool, bucket: Option<Grain>, ranges: &[(u32, u32)]) -> Result<Vec<Computed>, ApiError> {
+    async fn raw(
+        &self,
+        scope: &Scope,
+        include_bots: bool,
+        bucket: Option<Grain>,
+        ranges: &[(u32, u32)],
+    ) -> Result<Vec<Computed>, ApiError> {
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
@@ -318,8 +325,18 @@ impl Engine<'_> {
     }
 
     /// Sums of the additive numbers over `[from, to)`, and the plan used.
-    async fn additive(&self, scope: &Scope, from: u32, to: u32, include_bots: bool) -> Result<(RollupMetrics, RollupBreakdown, Plan), ApiError> {
-        let plan = if include_bots { Plan { raw: vec![(from, to)], ..Default::default() } } else { plan(from, to, self.closed_until) };
+    async fn additive(
+        &self,
+        scope: &Scope,
+        from: u32,
+        to: u32,
+        include_bots: bool,
+    ) -> Result<(RollupMetrics, RollupBreakdown, Plan), ApiError> {
+        let plan = if include_bots {
+            Plan { raw: vec![(from, to)], ..Default::default() }
+        } else {
+            plan(from, to, self.closed_until)
+        };
         let (mut m, mut b) = (RollupMetrics::default(), RollupBreakdown::default());
         for (grain, starts) in [(Grain::Day, &plan.days), (Grain::Hour, &plan.hours)] {
             for r in self.rollups(scope, grain, starts).await?.values() {
@@ -344,12 +361,24 @@ impl Engine<'_> {
             metrics.total_conversions = d.metrics.total_conversions;
         }
         metrics.conversion_rate = rollup::rate(metrics.total_clicks.max(0) as u64, metrics.total_views.max(0) as u64);
-        Ok(Overview { metrics, breakdown, rollup_windows: plan.days.len() + plan.hours.len(), raw_ranges: plan.raw.len() })
+        Ok(Overview {
+            metrics,
+            breakdown,
+            rollup_windows: plan.days.len() + plan.hours.len(),
+            raw_ranges: plan.raw.len(),
+        })
     }
 
     /// One point per `grain` window meeting `[from, to)`, oldest first;
     /// the first and last are clipped to the range.
-    pub async fn timeseries(&self, scope: &Scope, from: u32, to: u32, grain: Grain, include_bots: bool) -> Result<Vec<Point>, ApiError> {
+    pub async fn timeseries(
+        &self,
+        scope: &Scope,
+        from: u32,
+        to: u32,
+        grain: Grain,
+        include_bots: bool,
+    ) -> Result<Vec<Point>, ApiError> {
         let g = grain.seconds();
         let (mut closed, mut raw) = (Vec::new(), Vec::new());
         let mut starts = Vec::new();
@@ -365,7 +394,8 @@ impl Engine<'_> {
             b += g;
         }
         let rolled = self.rollups(scope, grain, &closed).await?;
-        let computed: HashMap<u32, Computed> = self.raw(scope, include_bots, Some(grain), &raw).await?.into_iter().map(|c| (c.bucket, c)).collect();
+        let computed: HashMap<u32, Computed> =
+            self.raw(scope, include_bots, Some(grain), &raw).await?.into_iter().map(|c| (c.bucket, c)).collect();
         starts
             .into_iter()
             .map(|start| {
@@ -389,7 +419,14 @@ impl Engine<'_> {
     }
 
     /// Values of `dim` over `[from, to)` by count, largest first (ties by value).
-    pub async fn breakdown(&self, scope: &Scope, from: u32, to: u32, dim: Dimension, include_bots: bool) -> Result<Vec<BreakdownItem>, ApiError> {
+    pub async fn breakdown(
+        &self,
+        scope: &Scope,
+        from: u32,
+        to: u32,
+        dim: Dimension,
+        include_bots: bool,
+    ) -> Result<Vec<BreakdownItem>, ApiError> {
         let mut items: Vec<BreakdownItem> = if dim.in_rollup(&RollupBreakdown::default()).is_some() {
             let (_, b, _) = self.additive(scope, from, to, include_bots).await?;
             dim.in_rollup(&b)
@@ -418,11 +455,17 @@ impl Engine<'_> {
             );
             let rows: Vec<Row> = sel.bind(self.ch.query(&sql), &ranges).fetch_all().await?;
             rows.into_iter()
-                .map(|r| BreakdownItem { value: r.value, country: with_country.then_some(r.country).filter(|c| !c.is_empty()), count: r.n as i64 })
+                .map(|r| BreakdownItem {
+                    value: r.value,
+                    country: with_country.then_some(r.country).filter(|c| !c.is_empty()),
+                    count: r.n as i64,
+                })
                 .collect()
         };
         items.retain(|i| i.count > 0);
-        items.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)).then_with(|| a.country.cmp(&b.country)));
+        items.sort_by(|a, b| {
+            b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)).then_with(|| a.country.cmp(&b.country))
+        });
         Ok(items)
     }
 

@@ -139,7 +139,11 @@ pub async fn record(st: &AppState, p: Option<&Principal>, meta: &Meta, entry: En
     let r = AuditRecord {
         id: ObjectId::new(),
         client_id: entry.client_id.or_else(|| p.and_then(Principal::own_client)),
-        actor: p.map(Principal::actor).unwrap_or_else(|| schemas::crm::Actor { kind: "anonymous".into(), id: None, role: String::new() }),
+        actor: p.map(Principal::actor).unwrap_or_else(|| schemas::crm::Actor {
+            kind: "anonymous".into(),
+            id: None,
+            role: String::new(),
+        }),
         action: entry.action.into(),
         resource: entry.resource.into(),
         resource_id: entry.resource_id,
@@ -168,7 +172,14 @@ pub struct Target<'a> {
 
 /// Records `p`'s successful change of `t` from `old` to `new`
 /// (serialisable documents; `None` for create or delete).
-pub async fn changed<T: serde::Serialize>(st: &AppState, p: &Principal, meta: &Meta, t: Target<'_>, old: Option<&T>, new: Option<&T>) -> Result<(), ApiError> {
+pub async fn changed<T: serde::Serialize>(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    t: Target<'_>,
+    old: Option<&T>,
+    new: Option<&T>,
+) -> Result<(), ApiError> {
     let to_doc = |v: Option<&T>| v.and_then(|v| bson::to_document(v).ok());
     let (o, n) = (to_doc(old), to_doc(new));
     let entry = Entry {
@@ -198,7 +209,14 @@ pub async fn failures(State(st): State<AppState>, req: Request, next: Next) -> R
     let resp = next.run(Request::from_parts(parts, body)).await;
     if resp.status().is_client_error() || resp.status().is_server_error() {
         let resource = route.trim_start_matches("/v1/").split('/').next().unwrap_or("").to_string();
-        let entry = Entry { client_id: None, action: &action, resource: &resource, resource_id: None, changes: Vec::new(), outcome: Err(format!("http_{}", resp.status().as_u16())) };
+        let entry = Entry {
+            client_id: None,
+            action: &action,
+            resource: &resource,
+            resource_id: None,
+            changes: Vec::new(),
+            outcome: Err(format!("http_{}", resp.status().as_u16())),
+        };
         if let Err(e) = record(&st, principal.as_ref(), &meta, entry).await {
             tracing::warn!(error = %e, "audit record of a failed mutation not written");
         }

@@ -113,12 +113,12 @@ impl Principal {
     pub fn actor(&self) -> Actor {
         match self {
             Principal::Operator => Actor { kind: "operator".into(), id: None, role: "operator".into() },
-            Principal::Tenant { key_id, scopes, .. } => Actor { kind: "api_key".into(), id: Some(*key_id), role: scopes.join(" ") },
-            Principal::User { user_id, role, .. } => Actor {
-                kind: "user".into(),
-                id: Some(*user_id),
-                role: crate::validate::wire(role),
-            },
+            Principal::Tenant { key_id, scopes, .. } => {
+                Actor { kind: "api_key".into(), id: Some(*key_id), role: scopes.join(" ") }
+            }
+            Principal::User { user_id, role, .. } => {
+                Actor { kind: "user".into(), id: Some(*user_id), role: crate::validate::wire(role) }
+            }
         }
     }
 
@@ -173,11 +173,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
         .await?
         .filter(|k| k.revoked_at.is_none())
         .ok_or(ApiError::Unauthorized)?;
-    Ok(Principal::Tenant {
-        client_id: key.client_id,
-        key_id: key.id,
-        scopes: key.scopes.clone(),
-    })
+    Ok(Principal::Tenant { client_id: key.client_id, key_id: key.id, scopes: key.scopes.clone() })
 }
 
 /// Resolves a session token: live (not revoked, not expired) and its user active.
@@ -196,7 +192,12 @@ async fn authenticate_session(state: &AppState, token: &str) -> Result<Principal
         .await?
         .filter(|u| u.is_active)
         .ok_or(ApiError::Unauthorized)?;
-    Ok(Principal::User { client_id: user.client_id, user_id: user.id, role: user.permissions.role, session_id: session.id })
+    Ok(Principal::User {
+        client_id: user.client_id,
+        user_id: user.id,
+        role: user.permissions.role,
+        session_id: session.id,
+    })
 }
 
 /// A new secret token with `prefix` (`slk_`, `sls_`): `(token, hash to
@@ -214,11 +215,7 @@ pub fn generate_token(prefix: &str) -> Result<(String, String), getrandom::Error
 /// Failures are counted in `api_auth_failures_total{reason}` and
 /// `api_rate_limited_total`.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer);
+    let token = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     let Some(token) = token else {
         state.metrics.auth_failures.with_label_values(&["missing"]).inc();
         return Err(ApiError::Unauthorized);
@@ -276,7 +273,8 @@ mod tests {
         assert!(matches!(p.check_tenant(ObjectId::new(), "x"), Err(ApiError::NotFound(_))));
         assert!(p.require_operator().is_err());
         assert!(Principal::Operator.can(Resource::Audit, Action::Read).is_ok());
-        let u = Principal::User { client_id: t, user_id: ObjectId::new(), role: Role::Viewer, session_id: ObjectId::new() };
+        let u =
+            Principal::User { client_id: t, user_id: ObjectId::new(), role: Role::Viewer, session_id: ObjectId::new() };
         assert!(u.can(Resource::Leads, Action::Read).is_ok() && u.can(Resource::Leads, Action::Create).is_err());
         assert_eq!(u.actor().role, "viewer");
     }

@@ -105,7 +105,12 @@ mod tests {
     use super::*;
 
     fn line(q: i64, p: i64) -> InvoiceLine {
-        InvoiceLine { description: String::new(), quantity_milli: q, unit_price_minor: p, total_minor: line_total(q, p) }
+        InvoiceLine {
+            description: String::new(),
+            quantity_milli: q,
+            unit_price_minor: p,
+            total_minor: line_total(q, p),
+        }
     }
 
     #[test]
@@ -117,12 +122,21 @@ mod tests {
         assert_eq!(line_total(1500, -5), -8);
         assert_eq!(line_total(333, 100), 33, "0.333 × 1.00 = 0.333 → 0.33");
         // Seed 003's example: 1000.00 at 18 % → 180.00, 1180.00.
-        assert_eq!(totals(&[line(1000, 100_000)], 1800), Totals { subtotal_minor: 100_000, vat_minor: 18_000, total_minor: 118_000 });
+        assert_eq!(
+            totals(&[line(1000, 100_000)], 1800),
+            Totals { subtotal_minor: 100_000, vat_minor: 18_000, total_minor: 118_000 }
+        );
         // 10.05 at 5.5 % = 0.55275 → 0.55; per-line rounding would say otherwise.
-        assert_eq!(totals(&[line(1000, 335), line(2000, 335)], 550), Totals { subtotal_minor: 1005, vat_minor: 55, total_minor: 1060 });
+        assert_eq!(
+            totals(&[line(1000, 335), line(2000, 335)], 550),
+            Totals { subtotal_minor: 1005, vat_minor: 55, total_minor: 1060 }
+        );
         // 0.10 at 5 % = 0.005 → 0.01 (half up), and a discount line.
         assert_eq!(totals(&[line(1000, 10)], 500).vat_minor, 1);
-        assert_eq!(totals(&[line(1000, 10_000), line(1000, -2_500)], 2000), Totals { subtotal_minor: 7_500, vat_minor: 1_500, total_minor: 9_000 });
+        assert_eq!(
+            totals(&[line(1000, 10_000), line(1000, -2_500)], 2000),
+            Totals { subtotal_minor: 7_500, vat_minor: 1_500, total_minor: 9_000 }
+        );
         // Large amounts stay exact.
         assert_eq!(line_total(1_000_000_000, 1_000_000_000_000), 1_000_000_000_000_000_000, "10^6 × 10^12 fits in i64");
     }

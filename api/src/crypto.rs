@@ -55,18 +55,21 @@ impl Pii {
     pub fn new(keys: &str, index_key: &str) -> Result<Pii, CryptoError> {
         let mut parsed = Vec::new();
         for part in keys.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (kid, b64) = part.split_once(':').ok_or_else(|| CryptoError::BadConfig("expected kid:base64key".into()))?;
+            let (kid, b64) =
+                part.split_once(':').ok_or_else(|| CryptoError::BadConfig("expected kid:base64key".into()))?;
             if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(CryptoError::BadConfig(format!("key id {kid:?}: letters, digits, '-', '_'")));
             }
             let raw = B64.decode(b64).map_err(|e| CryptoError::BadConfig(format!("key {kid}: {e}")))?;
-            let cipher = Aes256Gcm::new_from_slice(&raw).map_err(|_| CryptoError::BadConfig(format!("key {kid}: must be 32 bytes")))?;
+            let cipher = Aes256Gcm::new_from_slice(&raw)
+                .map_err(|_| CryptoError::BadConfig(format!("key {kid}: must be 32 bytes")))?;
             parsed.push((kid.to_string(), cipher));
         }
         if parsed.is_empty() {
             return Err(CryptoError::BadConfig("no PII key".into()));
         }
-        let index_key = B64.decode(index_key.trim()).map_err(|e| CryptoError::BadConfig(format!("blind index key: {e}")))?;
+        let index_key =
+            B64.decode(index_key.trim()).map_err(|e| CryptoError::BadConfig(format!("blind index key: {e}")))?;
         if index_key.len() < 32 {
             return Err(CryptoError::BadConfig("blind index key: at least 32 bytes".into()));
         }
@@ -95,7 +98,8 @@ impl Pii {
     pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
         let rest = stored.strip_prefix(PREFIX).ok_or(CryptoError::Corrupt)?;
         let (kid, b64) = rest.split_once(':').ok_or(CryptoError::Corrupt)?;
-        let (_, cipher) = self.keys.iter().find(|(k, _)| k == kid).ok_or_else(|| CryptoError::UnknownKey(kid.to_string()))?;
+        let (_, cipher) =
+            self.keys.iter().find(|(k, _)| k == kid).ok_or_else(|| CryptoError::UnknownKey(kid.to_string()))?;
         let blob = B64.decode(b64).map_err(|_| CryptoError::Corrupt)?;
         if blob.len() < 12 + 16 {
             return Err(CryptoError::Corrupt);

@@ -224,7 +224,6 @@ impl From<getrandom::Error> for ApiError {
 /// `InternalError` "UNIQUE constraint failed" FerretDB 1.24 answers to an
 /// update that breaks a unique index (its inserts answer E11000).
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-
     use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,

@@ -44,7 +44,10 @@ use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks, tasks, users};
+use routes::{
+    account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks,
+    tasks, users,
+};
 pub use state::AppState;
 
 /// Largest request body, bytes.
@@ -168,11 +171,16 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tokio::spawn(probe(state.clone(), health.clone(), shutdown.clone()));
     if cfg.overdue_sweep_secs > 0 && state.pii.is_some() {
-        tokio::spawn(sweep_overdue(state.clone(), Duration::from_secs(u64::from(cfg.overdue_sweep_secs)), shutdown.clone()));
+        tokio::spawn(sweep_overdue(
+            state.clone(),
+            Duration::from_secs(u64::from(cfg.overdue_sweep_secs)),
+            shutdown.clone(),
+        ));
     }
     let app = router(state.clone());
     let stop = shutdown.clone();
@@ -194,7 +202,9 @@ async fn sweep_overdue(state: AppState, every: Duration, shutdown: CancellationT
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match routes::invoices::sweep_overdue(&state, &auth::Principal::Operator, &meta, None, bson::DateTime::now()).await {
+        match routes::invoices::sweep_overdue(&state, &auth::Principal::Operator, &meta, None, bson::DateTime::now())
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(invoices = n, "marked overdue"),
             Err(e) => tracing::warn!(error = %e, "overdue sweep failed; retrying at the next interval"),

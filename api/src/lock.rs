@@ -30,7 +30,11 @@ pub struct Guard {
 impl Guard {
     /// Releases the lock (only if still ours).
     pub async fn release(self) {
-        let r = self.db.collection::<bson::Document>(collections::LOCKS).delete_one(doc! { "_id": &self.name, "owner": self.owner }).await;
+        let r = self
+            .db
+            .collection::<bson::Document>(collections::LOCKS)
+            .delete_one(doc! { "_id": &self.name, "owner": self.owner })
+            .await;
         if let Err(e) = r {
             tracing::warn!(lock = %self.name, error = %e, "lock not released; it expires by itself");
         }
@@ -55,7 +59,10 @@ pub async fn acquire(st: &AppState, name: String, ttl: Duration, wait: Duration)
             Err(e) => return Err(e.into()),
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::Unavailable { store: "lock", detail: format!("{name} stayed busy for {} ms; retry", wait.as_millis()) });
+            return Err(ApiError::Unavailable {
+                store: "lock",
+                detail: format!("{name} stayed busy for {} ms; retry", wait.as_millis()),
+            });
         }
         st.metrics.retries.with_label_values(&["lock_busy"]).inc();
         attempt += 1;

@@ -107,7 +107,11 @@ impl Mailer {
 
     fn build(&self, m: &Outgoing, message_id: &str) -> Result<Message, String> {
         let to: Mailbox = m.to.parse().map_err(|e: lettre::address::AddressError| e.to_string())?;
-        let builder = Message::builder().from(self.from.clone()).to(to).subject(m.subject.clone()).message_id(Some(message_id.to_string()));
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .message_id(Some(message_id.to_string()));
         let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(m.text.clone());
         let result = if m.attachments.is_empty() {
             builder.singlepart(text)
@@ -184,7 +188,11 @@ mod tests {
                     subject: "Invoice".into(),
                     template: "invoice",
                     text: "hello".into(),
-                    attachments: vec![MailAttachment { name: "a.pdf".into(), content_type: "application/pdf".into(), bytes: b"%PDF-1.7".to_vec() }],
+                    attachments: vec![MailAttachment {
+                        name: "a.pdf".into(),
+                        content_type: "application/pdf".into(),
+                        bytes: b"%PDF-1.7".to_vec(),
+                    }],
                     related: None,
                 },
                 "<x@smartlinks>",

@@ -39,21 +39,36 @@ impl Metrics {
     /// Creates and registers the metrics in `r`.
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         let m = Metrics {
-            requests: IntCounterVec::new(Opts::new("api_requests_total", "HTTP requests by route template, method and status."), &["route", "method", "status"])?,
+            requests: IntCounterVec::new(
+                Opts::new("api_requests_total", "HTTP requests by route template, method and status."),
+                &["route", "method", "status"],
+            )?,
             duration: HistogramVec::new(
                 HistogramOpts::new("api_request_duration_seconds", "Request handling time by route template, seconds.")
                     .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
                 &["route"],
             )?,
-            auth_failures: IntCounterVec::new(Opts::new("api_auth_failures_total", "Requests refused with 401, by reason."), &["reason"])?,
+            auth_failures: IntCounterVec::new(
+                Opts::new("api_auth_failures_total", "Requests refused with 401, by reason."),
+                &["reason"],
+            )?,
             rate_limited: IntCounter::new("api_rate_limited_total", "Requests refused with 429.")?,
             analytics_windows: IntCounterVec::new(
                 Opts::new("api_analytics_windows_total", "Analytics windows answered from rollups or raw events."),
                 &["source"],
             )?,
-            emails: IntCounterVec::new(Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."), &["template", "outcome"])?,
-            retries: IntCounterVec::new(Opts::new("api_retries_total", "Writes retried after a concurrent change, by cause."), &["cause"])?,
-            payments_refused: IntCounterVec::new(Opts::new("api_payments_refused_total", "Payments and refunds refused, by reason."), &["reason"])?,
+            emails: IntCounterVec::new(
+                Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."),
+                &["template", "outcome"],
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new("api_retries_total", "Writes retried after a concurrent change, by cause."),
+                &["cause"],
+            )?,
+            payments_refused: IntCounterVec::new(
+                Opts::new("api_payments_refused_total", "Payments and refunds refused, by reason."),
+                &["reason"],
+            )?,
         };
         r.register(Box::new(m.emails.clone()))?;
         r.register(Box::new(m.retries.clone()))?;
@@ -69,7 +84,8 @@ impl Metrics {
 
 /// Axum middleware counting every request by route template, method and status.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;

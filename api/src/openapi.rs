@@ -6,7 +6,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{account, analytics, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks, tasks, users};
+use crate::routes::{
+    account, analytics, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks, tasks,
+    users,
+};
 
 /// The API's OpenAPI document.
 #[derive(OpenApi)]
@@ -46,7 +49,10 @@ struct Bearer;
 impl Modify for Bearer {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -69,7 +75,10 @@ mod tests {
             let methods = rest.split_once("))\n").map_or(rest, |(m, _)| m);
             for m in ["get", "post", "patch", "put", "delete"] {
                 if methods.contains(&format!("{m}(")) {
-                    assert!(paths.get(path).and_then(|p| p.get(m)).is_some(), "{m} {path} is routed but not in the OpenAPI document");
+                    assert!(
+                        paths.get(path).and_then(|p| p.get(m)).is_some(),
+                        "{m} {path} is routed but not in the OpenAPI document"
+                    );
                     seen += 1;
                 }
             }

@@ -109,7 +109,12 @@ pub fn invoice_pdf(inv: &Invoice, client_email: &str, client_address: Option<&st
     }
     let date = |d: bson::DateTime| d.try_to_rfc3339_string().map(|s| s[..10].to_string()).unwrap_or_default();
     let mut yr = y;
-    for (k, v) in [("Number", inv.number.clone()), ("Issue date", date(inv.issue_date)), ("Due date", date(inv.due_date)), ("Status", format!("{:?}", inv.status).to_uppercase())] {
+    for (k, v) in [
+        ("Number", inv.number.clone()),
+        ("Issue date", date(inv.issue_date)),
+        ("Due date", date(inv.due_date)),
+        ("Status", format!("{:?}", inv.status).to_uppercase()),
+    ] {
         yr -= 13.0;
         l.text(WIDTH - MARGIN - 200.0, yr, REGULAR, 9.0, k);
         l.text_right(WIDTH - MARGIN, yr, BOLD, 9.0, &v);
@@ -123,7 +128,11 @@ pub fn invoice_pdf(inv: &Invoice, client_email: &str, client_address: Option<&st
     let vat = (!inv.client.vat_number.is_empty()).then(|| format!("VAT {}", inv.client.vat_number));
     let mut block: Vec<String> = vec![inv.client.name.clone()];
     block.extend(company.map(String::from));
-    block.extend(client_address.into_iter().flat_map(|a| a.lines().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()));
+    block.extend(
+        client_address
+            .into_iter()
+            .flat_map(|a| a.lines().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()),
+    );
     if !inv.client.country.is_empty() {
         block.push(inv.client.country.clone());
     }
@@ -197,7 +206,8 @@ pub fn invoice_pdf(inv: &Invoice, client_email: &str, client_address: Option<&st
     // Assemble: catalog 1, page tree 2, fonts 3-4, info 5, then page/content pairs.
     let mut pdf = Pdf::new();
     let (catalog, tree, regular, bold, info) = (Ref::new(1), Ref::new(2), Ref::new(3), Ref::new(4), Ref::new(5));
-    let page_ids: Vec<(Ref, Ref)> = (0..l.pages.len() as i32).map(|i| (Ref::new(6 + 2 * i), Ref::new(7 + 2 * i))).collect();
+    let page_ids: Vec<(Ref, Ref)> =
+        (0..l.pages.len() as i32).map(|i| (Ref::new(6 + 2 * i), Ref::new(7 + 2 * i))).collect();
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree).kids(page_ids.iter().map(|p| p.0)).count(page_ids.len() as i32);
     pdf.type1_font(regular).base_font(Name(b"Helvetica")).encoding_predefined(Name(b"WinAnsiEncoding"));

@@ -75,7 +75,10 @@ impl Resource {
     }
 
     fn is_crm(self) -> bool {
-        matches!(self, Resource::Leads | Resource::Contacts | Resource::Opportunities | Resource::Tasks | Resource::Activities)
+        matches!(
+            self,
+            Resource::Leads | Resource::Contacts | Resource::Opportunities | Resource::Tasks | Resource::Activities
+        )
     }
 }
 
@@ -112,7 +115,10 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
     use Action::*;
     use Resource::*;
     match role {
-        Role::Admin => !(resource == Settings && matches!(action, Create | Delete)) && (action != Export || matches!(resource, Analytics | Gdpr)),
+        Role::Admin => {
+            !(resource == Settings && matches!(action, Create | Delete))
+                && (action != Export || matches!(resource, Analytics | Gdpr))
+        }
         Role::Manager => match resource {
             Links | Campaigns => matches!(action, Create | Read | Update | Delete),
             Billing => matches!(action, Create | Read | Update),
@@ -127,7 +133,9 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
             r if r.is_crm() || r == Campaigns => matches!(action, Create | Read | Update),
             _ => false,
         },
-        Role::Viewer => action == Read && (matches!(resource, Links | Analytics | Settings | Campaigns) || resource.is_crm()),
+        Role::Viewer => {
+            action == Read && (matches!(resource, Links | Analytics | Settings | Campaigns) || resource.is_crm())
+        }
     }
 }
 
@@ -137,18 +145,37 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
     match resource {
         Resource::Links => has("links:write") || (action == Action::Read && has("links:read")),
         Resource::Analytics => matches!(action, Action::Read | Action::Export) && has("analytics:read"),
-        r if r.is_crm() => (has("crm:write") && action != Action::Delete) || (action == Action::Read && (has("crm:read") || has("crm:write"))),
+        r if r.is_crm() => {
+            (has("crm:write") && action != Action::Delete)
+                || (action == Action::Read && (has("crm:read") || has("crm:write")))
+        }
         Resource::Settings => action == Action::Read && (has("crm:read") || has("crm:write")),
-        Resource::Campaigns => (has("campaigns:write") && action != Action::Delete) || (action == Action::Read && (has("campaigns:read") || has("campaigns:write"))),
-        Resource::Billing => (has("billing:write") && action != Action::Delete) || (action == Action::Read && (has("billing:read") || has("billing:write"))),
+        Resource::Campaigns => {
+            (has("campaigns:write") && action != Action::Delete)
+                || (action == Action::Read && (has("campaigns:read") || has("campaigns:write")))
+        }
+        Resource::Billing => {
+            (has("billing:write") && action != Action::Delete)
+                || (action == Action::Read && (has("billing:read") || has("billing:write")))
+        }
         Resource::Gdpr => has("gdpr:write"),
         _ => false,
     }
 }
 
 /// Every scope a tenant key may hold.
-pub const SCOPES: [&str; 10] =
-    ["links:read", "links:write", "analytics:read", "crm:read", "crm:write", "campaigns:read", "campaigns:write", "billing:read", "billing:write", "gdpr:write"];
+pub const SCOPES: [&str; 10] = [
+    "links:read",
+    "links:write",
+    "analytics:read",
+    "crm:read",
+    "crm:write",
+    "campaigns:read",
+    "campaigns:write",
+    "billing:read",
+    "billing:write",
+    "gdpr:write",
+];
 
 #[cfg(test)]
 mod tests {
@@ -174,9 +201,21 @@ mod tests {
         assert!(!scopes_allow(&s, Resource::Analytics, Action::Read));
         assert!(!scopes_allow(&["crm:write".to_string()], Resource::Leads, Action::Delete));
         assert!(!scopes_allow(&["crm:write".to_string()], Resource::Users, Action::Read));
-        assert!(role_allows(Role::Admin, Resource::Gdpr, Action::Export) && !role_allows(Role::Manager, Resource::Gdpr, Action::Export));
-        assert!(role_allows(Role::Manager, Resource::Billing, Action::Create) && !role_allows(Role::Agent, Resource::Billing, Action::Create));
-        assert!(!role_allows(Role::Viewer, Resource::Billing, Action::Read) && role_allows(Role::Viewer, Resource::Campaigns, Action::Read));
-        assert!(scopes_allow(&["billing:write".to_string()], Resource::Billing, Action::Update) && !scopes_allow(&["billing:read".to_string()], Resource::Billing, Action::Create));
+        assert!(
+            role_allows(Role::Admin, Resource::Gdpr, Action::Export)
+                && !role_allows(Role::Manager, Resource::Gdpr, Action::Export)
+        );
+        assert!(
+            role_allows(Role::Manager, Resource::Billing, Action::Create)
+                && !role_allows(Role::Agent, Resource::Billing, Action::Create)
+        );
+        assert!(
+            !role_allows(Role::Viewer, Resource::Billing, Action::Read)
+                && role_allows(Role::Viewer, Resource::Campaigns, Action::Read)
+        );
+        assert!(
+            scopes_allow(&["billing:write".to_string()], Resource::Billing, Action::Update)
+                && !scopes_allow(&["billing:read".to_string()], Resource::Billing, Action::Create)
+        );
     }
 }

@@ -60,14 +60,21 @@ impl Deref for AppState {
 impl AppState {
     /// The PII keys, or 503 when none are configured.
     pub fn pii(&self) -> Result<&Pii, ApiError> {
-        self.pii.as_ref().ok_or(ApiError::Unavailable { store: "pii encryption", detail: "API_PII_KEYS / API_BLIND_INDEX_KEY not set".into() })
+        self.pii.as_ref().ok_or(ApiError::Unavailable {
+            store: "pii encryption",
+            detail: "API_PII_KEYS / API_BLIND_INDEX_KEY not set".into(),
+        })
     }
 
     /// Builds the state from `cfg` and connected stores; errors when the
     /// PII keys are set but malformed, or the mail transport is unusable.
     pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Result<Self, StateError> {
         let mailer = Mailer::new(&cfg.mail_url, &cfg.mail_from)?;
-        let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() { None } else { Some(Pii::new(&cfg.pii_keys, &cfg.blind_index_key)?) };
+        let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() {
+            None
+        } else {
+            Some(Pii::new(&cfg.pii_keys, &cfg.blind_index_key)?)
+        };
         let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
         let operator_hash = (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.as_bytes()).into());

@@ -107,7 +107,11 @@ pub fn hostname(field: &str, value: &str) -> Result<String, ApiError> {
         && v.len() <= 253
         && v.contains('.')
         && v.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     if ok {
         Ok(v)
@@ -128,7 +132,11 @@ pub fn object_id(field: &str, value: &str) -> Result<ObjectId, ApiError> {
 pub fn color(field: &str, value: Option<&str>) -> Result<Option<String>, ApiError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) if v.starts_with('#') && matches!(v.len(), 4 | 7 | 9) && v[1..].bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_string())),
+        Some(v)
+            if v.starts_with('#') && matches!(v.len(), 4 | 7 | 9) && v[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Some(v.to_string()))
+        }
         Some(_) => Err(ApiError::invalid(field, "must be a hex colour such as #1DB954")),
     }
 }
@@ -145,22 +153,30 @@ pub fn tag_id(field: &str, value: Option<&str>, prefix: &str, digits: bool) -> R
     if ok {
         Ok(Some(v.to_string()))
     } else {
-        Err(ApiError::invalid(field, format!("must look like {prefix}{}", if digits { "1234567890" } else { "ABC123" })))
+        Err(ApiError::invalid(
+            field,
+            format!("must look like {prefix}{}", if digits { "1234567890" } else { "ABC123" }),
+        ))
     }
 }
 
 /// An RFC 3339 time → Unix seconds (UTC). Times before 1970 or after 2106
 /// (u32 range of ClickHouse `DateTime`) are refused.
 pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
-    let t = bson::DateTime::parse_rfc3339_str(value).map_err(|_| ApiError::invalid(field, "must be an RFC 3339 time such as 2026-11-21T00:00:00Z"))?;
-    u32::try_from(t.timestamp_millis().div_euclid(1000)).map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
+    let t = bson::DateTime::parse_rfc3339_str(value)
+        .map_err(|_| ApiError::invalid(field, "must be an RFC 3339 time such as 2026-11-21T00:00:00Z"))?;
+    u32::try_from(t.timestamp_millis().div_euclid(1000))
+        .map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
 }
 
 /// A calendar date `YYYY-MM-DD` (a real one: no February 30th) as UTC
 /// midnight; 400 naming `field` otherwise.
 pub fn date(field: &str, value: &str) -> Result<bson::DateTime, ApiError> {
     let b = value.as_bytes();
-    let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     let parsed = shaped.then(|| bson::DateTime::parse_rfc3339_str(format!("{value}T00:00:00Z")).ok()).flatten();
     parsed.ok_or_else(|| ApiError::invalid(field, "must be a date YYYY-MM-DD"))
 }
@@ -205,7 +221,11 @@ mod tests {
     fn shared_field_rules() {
         assert_eq!(multiline("notes", " line 1\nline 2 ", 20).unwrap(), "line 1\nline 2");
         assert_eq!(multiline("notes", "", 20).unwrap(), "");
-        assert_eq!(field(multiline("notes", "a\tb", 20).unwrap_err()), "notes", "other control characters stay refused");
+        assert_eq!(
+            field(multiline("notes", "a\tb", 20).unwrap_err()),
+            "notes",
+            "other control characters stay refused"
+        );
         assert_eq!(field(texts("tags", &["ok".into(), "".into()], 5, 10).unwrap_err()), "tags[1]");
         assert_eq!(field(texts("tags", &vec!["a".to_string(); 3], 2, 10).unwrap_err()), "tags");
         assert_eq!(one_of("kind", "CALL", &["CALL", "DEMO"]).unwrap(), "CALL");

@@ -39,21 +39,68 @@ async fn auth_tenants_and_keys() {
     let (s, c) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(body.clone())).await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let id = c["id"].as_str().unwrap().to_string();
-    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "label", "domain": "other.label.test"}))).await;
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/clients",
+            Some(json!({"name": "x", "slug": "label", "domain": "other.label.test"})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));
-    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "other", "domain": "links.label.test"}))).await;
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/clients",
+            Some(json!({"name": "x", "slug": "other", "domain": "links.label.test"})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "domain_taken"));
-    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "x2", "domain": "localhost"}))).await;
-    assert_eq!((s, code(&v), v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, "invalid_request", Some("domain")));
-    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": {"$gt": ""}, "domain": "a.test"}))).await;
+    let (s, v) = e
+        .call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "x2", "domain": "localhost"})))
+        .await;
+    assert_eq!(
+        (s, code(&v), v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request", Some("domain"))
+    );
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/clients",
+            Some(json!({"name": "x", "slug": {"$gt": ""}, "domain": "a.test"})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "operators in values are refused: {v}");
-    let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(json!({"name": "x", "slug": "x3", "domain": "a.test", "admin": true}))).await;
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/clients",
+            Some(json!({"name": "x", "slug": "x3", "domain": "a.test", "admin": true})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "unknown fields refused: {v}");
 
     // Keys: shown once, stored hashed, scoped, revocable.
-    let (s, v) = e.call(Some(&e.op), Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "ci", "scopes": ["links:admin"]}))).await;
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            &format!("/v1/clients/{id}/api-keys"),
+            Some(json!({"name": "ci", "scopes": ["links:admin"]})),
+        )
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scopes[0]")));
-    let k = e.ok(&e.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "ci", "scopes": ["links:write"]}))).await;
+    let k = e
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{id}/api-keys"),
+            Some(json!({"name": "ci", "scopes": ["links:write"]})),
+        )
+        .await;
     let key = k["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("slk_"));
     let list = e.ok(&e.op, Method::GET, &format!("/v1/clients/{id}/api-keys"), None).await;
@@ -62,9 +109,18 @@ async fn auth_tenants_and_keys() {
     let stored = e.mongo.collection::<bson::Document>("api_keys").find_one(doc! {}).await.unwrap().unwrap();
     assert!(!stored.to_string().contains(&key[4..]), "only the hash is stored");
 
-    let (s, v) = e.call(Some(&key), Method::POST, "/v1/clients", Some(json!({"name": "y", "slug": "y", "domain": "y.test"}))).await;
+    let (s, v) = e
+        .call(Some(&key), Method::POST, "/v1/clients", Some(json!({"name": "y", "slug": "y", "domain": "y.test"})))
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (s, v) = e.call(Some(&key), Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "x", "scopes": ["links:read"]}))).await;
+    let (s, v) = e
+        .call(
+            Some(&key),
+            Method::POST,
+            &format!("/v1/clients/{id}/api-keys"),
+            Some(json!({"name": "x", "scopes": ["links:read"]})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "tenant keys cannot mint keys");
     let found = e.ok(&e.op, Method::GET, "/v1/clients?domain=LINKS.label.test", None).await;
     assert_eq!(found[0]["id"], id.as_str());
@@ -107,12 +163,27 @@ async fn smartlinks_crud_validation_and_tenant_isolation() {
 
     // Validation names the field.
     for (body, field) in [
-        (json!({"slug": "Bad Slug", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}), "slug"),
-        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "ftp://x.test"}}), "platforms.spotify"),
-        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"myspace": "https://x.test"}}), "platforms.myspace"),
-        (json!({"slug": "ok", "track": {"title": "", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}), "track.title"),
+        (
+            json!({"slug": "Bad Slug", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}),
+            "slug",
+        ),
+        (
+            json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "ftp://x.test"}}),
+            "platforms.spotify",
+        ),
+        (
+            json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"myspace": "https://x.test"}}),
+            "platforms.myspace",
+        ),
+        (
+            json!({"slug": "ok", "track": {"title": "", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}),
+            "track.title",
+        ),
         (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}}), "platforms"),
-        (json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}, "media": {"cover_art": "javascript:alert(1)"}}), "media.cover_art"),
+        (
+            json!({"slug": "ok", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}, "media": {"cover_art": "javascript:alert(1)"}}),
+            "media.cover_art",
+        ),
     ] {
         let (s, v) = e.call(Some(&a_key), Method::POST, "/v1/smartlinks", Some(body)).await;
         assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
@@ -142,15 +213,23 @@ async fn smartlinks_crud_validation_and_tenant_isolation() {
     let before = e.ok(&a_key, Method::GET, &format!("/v1/smartlinks/{a_link}"), None).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let after = e
-        .ok(&a_key, Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "in-your-light", "platforms": {"deezer": "https://deezer.com/x"}})))
+        .ok(
+            &a_key,
+            Method::PATCH,
+            &format!("/v1/smartlinks/{a_link}"),
+            Some(json!({"slug": "in-your-light", "platforms": {"deezer": "https://deezer.com/x"}})),
+        )
         .await;
     assert_eq!(after["slug"], "in-your-light");
     assert_eq!(after["platforms"], json!({"deezer": "https://deezer.com/x"}));
     assert_eq!(after["custom_platforms"][0]["name"], "Qobuz", "untouched fields stay");
     assert!(after["updated_at"].as_str() > before["updated_at"].as_str());
-    let (s, v) = e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "second"}))).await;
+    let (s, v) =
+        e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "second"}))).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));
-    let (s, v) = e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"status": "deleted"}))).await;
+    let (s, v) = e
+        .call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"status": "deleted"})))
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("status")));
 
     // Tenant B sees none of A's resources: 404 everywhere, like unknown ids.
@@ -160,7 +239,13 @@ async fn smartlinks_crud_validation_and_tenant_isolation() {
         (Method::PATCH, link_path.clone(), Some(json!({"featured": true}))),
         (Method::DELETE, link_path.clone(), None),
         (Method::GET, format!("/v1/smartlinks?client_id={a_id}"), None),
-        (Method::POST, "/v1/smartlinks".to_string(), Some(json!({"client_id": a_id, "slug": "intruder", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}))),
+        (
+            Method::POST,
+            "/v1/smartlinks".to_string(),
+            Some(
+                json!({"client_id": a_id, "slug": "intruder", "track": {"title": "t", "artist_name": "a"}, "platforms": {"spotify": "https://x.test"}}),
+            ),
+        ),
         (Method::GET, format!("/v1/clients/{a_id}"), None),
     ] {
         let (s, v) = e.call(Some(&b_key), m.clone(), &path, body).await;
@@ -203,35 +288,77 @@ async fn analytics_from_rollups_equal_raw_events() {
     let (h10, h23) = (DAY + 10 * 3600, DAY + 23 * 3600);
     let mut rows = Vec::new();
     // Visitor 1: A at 10h (view + Spotify click) and the next day at 01h (view): returning.
-    rows.push(EventRow { country: *b"GB", region: "England".into(), utm_medium: "social".into(), ..ev(KindCode::View, h10 + 5, &tenant, &link_a, 1, 11, now) });
-    rows.push(EventRow { platform: "spotify".into(), country: *b"GB", ..ev(KindCode::Click, h10 + 9, &tenant, &link_a, 1, 11, now) });
-    rows.push(EventRow { country: *b"GB", is_returning: 1, ..ev(KindCode::View, DAY + 86_400 + 3600 + 5, &tenant, &link_a, 1, 12, now) });
+    rows.push(EventRow {
+        country: *b"GB",
+        region: "England".into(),
+        utm_medium: "social".into(),
+        ..ev(KindCode::View, h10 + 5, &tenant, &link_a, 1, 11, now)
+    });
+    rows.push(EventRow {
+        platform: "spotify".into(),
+        country: *b"GB",
+        ..ev(KindCode::Click, h10 + 9, &tenant, &link_a, 1, 11, now)
+    });
+    rows.push(EventRow {
+        country: *b"GB",
+        is_returning: 1,
+        ..ev(KindCode::View, DAY + 86_400 + 3600 + 5, &tenant, &link_a, 1, 12, now)
+    });
     // Visitor 2: B at 23h, from Japan with consent, clicks Apple Music.
-    rows.push(EventRow { country: *b"JP", city: "Tokyo".into(), consent: ConsentCode::Granted, ..ev(KindCode::View, h23 + 100, &tenant, &link_b, 2, 21, now) });
-    rows.push(EventRow { platform: "apple-music".into(), country: *b"JP", ..ev(KindCode::Click, h23 + 110, &tenant, &link_b, 2, 21, now) });
+    rows.push(EventRow {
+        country: *b"JP",
+        city: "Tokyo".into(),
+        consent: ConsentCode::Granted,
+        ..ev(KindCode::View, h23 + 100, &tenant, &link_b, 2, 21, now)
+    });
+    rows.push(EventRow {
+        platform: "apple-music".into(),
+        country: *b"JP",
+        ..ev(KindCode::Click, h23 + 110, &tenant, &link_b, 2, 21, now)
+    });
     // A crawler on A, and a view that lands in the partial hour at the end of the range.
-    rows.push(EventRow { is_bot: 1, bot_reason: "crawler_ua".into(), ..ev(KindCode::View, h10 + 30, &tenant, &link_a, 9, 91, now) });
-    rows.push(EventRow { country: *b"FR", ..ev(KindCode::View, DAY + 86_400 + 2 * 3600 + 60, &tenant, &link_a, 3, 31, now) });
+    rows.push(EventRow {
+        is_bot: 1,
+        bot_reason: "crawler_ua".into(),
+        ..ev(KindCode::View, h10 + 30, &tenant, &link_a, 9, 91, now)
+    });
+    rows.push(EventRow {
+        country: *b"FR",
+        ..ev(KindCode::View, DAY + 86_400 + 2 * 3600 + 60, &tenant, &link_a, 3, 31, now)
+    });
     e.insert_and_roll(&rows).await;
 
     // 22:00 the day before → 02:30 the day after: an hour, a day, two hours and a half hour.
     let range = "from=2025-11-20T22:00:00Z&to=2025-11-22T02:30:00Z";
     let o = e.ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}"), None).await;
     assert_eq!(
-        (o["views"].as_i64(), o["clicks"].as_i64(), o["unique_visitors"].as_i64(), o["returning_visitors"].as_i64(), o["bots"].as_i64()),
+        (
+            o["views"].as_i64(),
+            o["clicks"].as_i64(),
+            o["unique_visitors"].as_i64(),
+            o["returning_visitors"].as_i64(),
+            o["bots"].as_i64()
+        ),
         (Some(4), Some(2), Some(3), Some(1), Some(1)),
         "{o}"
     );
     assert_eq!(o["conversions"], 2);
     assert_eq!(o["conversion_rate"], 0.5);
     assert_eq!(o["top_countries"][0], json!({"value": "GB", "count": 2}));
-    assert_eq!(o["clicks_by_platform"], json!([{"value": "apple-music", "count": 1}, {"value": "spotify", "count": 1}]));
+    assert_eq!(
+        o["clicks_by_platform"],
+        json!([{"value": "apple-music", "count": 1}, {"value": "spotify", "count": 1}])
+    );
     assert!(o["sources"]["rollup_windows"].as_u64().unwrap() >= 3, "closed windows from rollups: {o}");
     assert_eq!(o["sources"]["raw_ranges"], 1, "the half hour from raw events");
 
     // Identical when everything is read from raw events, for the tenant and for a link.
     let q = |scope: (&str, &str), extra: &[(&str, &str)]| {
-        let mut q = AnalyticsQuery { from: Some("2025-11-20T22:00:00Z".into()), to: Some("2025-11-22T02:30:00Z".into()), ..Default::default() };
+        let mut q = AnalyticsQuery {
+            from: Some("2025-11-20T22:00:00Z".into()),
+            to: Some("2025-11-22T02:30:00Z".into()),
+            ..Default::default()
+        };
         match scope.0 {
             "client" => q.client_id = Some(scope.1.to_string()),
             _ => q.smartlink_id = Some(scope.1.to_string()),
@@ -252,10 +379,14 @@ async fn analytics_from_rollups_equal_raw_events() {
         let raw = a::overview_with(st, &op, &q(scope, &[]), Some(0)).await.unwrap();
         assert_eq!(raw.sources.rollup_windows, 0);
         assert!(rolled.sources.rollup_windows > 0);
-        assert_eq!((rolled.views, rolled.clicks, rolled.unique_visitors, rolled.bots), (raw.views, raw.clicks, raw.unique_visitors, raw.bots));
+        assert_eq!(
+            (rolled.views, rolled.clicks, rolled.unique_visitors, rolled.bots),
+            (raw.views, raw.clicks, raw.unique_visitors, raw.bots)
+        );
         assert_eq!((&rolled.top_countries, &rolled.clicks_by_platform), (&raw.top_countries, &raw.clicks_by_platform));
         for interval in ["hour", "day"] {
-            let mut rolled = a::timeseries_with(st, &op, &q(scope, &[("interval", interval)]), Some(u32::MAX)).await.unwrap();
+            let mut rolled =
+                a::timeseries_with(st, &op, &q(scope, &[("interval", interval)]), Some(u32::MAX)).await.unwrap();
             let mut raw = a::timeseries_with(st, &op, &q(scope, &[("interval", interval)]), Some(0)).await.unwrap();
             assert!(rolled.points.iter().any(|p| p.source == "rollup"));
             for p in rolled.points.iter_mut().chain(raw.points.iter_mut()) {
@@ -273,30 +404,60 @@ async fn analytics_from_rollups_equal_raw_events() {
     assert_eq!((link_o.views, link_o.clicks, link_o.unique_visitors), (3, 1, 2));
 
     // Daily series: uniques per day, not sums of hours.
-    let ts = e.ok(&key, Method::GET, &format!("/v1/analytics/timeseries?client_id={tenant}&{range}&interval=day"), None).await;
+    let ts = e
+        .ok(&key, Method::GET, &format!("/v1/analytics/timeseries?client_id={tenant}&{range}&interval=day"), None)
+        .await;
     let pts = ts["points"].as_array().unwrap();
     assert_eq!(pts.len(), 3);
-    assert_eq!((pts[1]["start"].as_str(), pts[1]["views"].as_i64(), pts[1]["unique_visitors"].as_i64()), (Some("2025-11-21T00:00:00Z"), Some(2), Some(2)));
+    assert_eq!(
+        (pts[1]["start"].as_str(), pts[1]["views"].as_i64(), pts[1]["unique_visitors"].as_i64()),
+        (Some("2025-11-21T00:00:00Z"), Some(2), Some(2))
+    );
     assert_eq!(pts[1]["source"], "rollup");
     assert_eq!(pts[1]["clicks_by_platform"], json!({"apple-music": 1, "spotify": 1}));
     assert_eq!(pts[2]["source"], "raw", "the last day is clipped to the range");
 
     // Breakdowns: raw-only dimensions carry the country.
-    let b = e.ok(&key, Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&{range}&dimension=city"), None).await;
+    let b = e
+        .ok(&key, Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&{range}&dimension=city"), None)
+        .await;
     assert_eq!(b["items"], json!([{"value": "Tokyo", "country": "JP", "count": 1, "share": 1.0}]));
-    let b = e.ok(&key, Method::GET, &format!("/v1/analytics/breakdown?smartlink_id={link_a}&{range}&dimension=country&limit=1"), None).await;
-    assert_eq!((b["total"].as_i64(), b["items"].as_array().unwrap().len(), b["metric"].as_str()), (Some(3), 1, Some("views")));
-    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&dimension=planet"), None).await;
+    let b = e
+        .ok(
+            &key,
+            Method::GET,
+            &format!("/v1/analytics/breakdown?smartlink_id={link_a}&{range}&dimension=country&limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (b["total"].as_i64(), b["items"].as_array().unwrap().len(), b["metric"].as_str()),
+        (Some(3), 1, Some("views"))
+    );
+    let (s, v) = e
+        .call(Some(&key), Method::GET, &format!("/v1/analytics/breakdown?client_id={tenant}&dimension=planet"), None)
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("dimension")));
-    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&from=yesterday"), None).await;
+    let (s, v) = e
+        .call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&from=yesterday"), None)
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
-    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&smartlink_id={link_a}"), None).await;
+    let (s, v) = e
+        .call(
+            Some(&key),
+            Method::GET,
+            &format!("/v1/analytics/overview?client_id={tenant}&smartlink_id={link_a}"),
+            None,
+        )
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("smartlink_id")));
     let (s, v) = e.call(Some(&key), Method::GET, "/v1/analytics/overview?client=x", None).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_query"));
 
     // Bots on request.
-    let with_bots = e.ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}&include_bots=true"), None).await;
+    let with_bots = e
+        .ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}&include_bots=true"), None)
+        .await;
     assert_eq!((with_bots["views"].as_i64(), with_bots["bots"].as_i64()), (Some(5), Some(1)));
 
     // CSV export: a header and one row per day, the same numbers.
@@ -317,14 +478,23 @@ async fn analytics_from_rollups_equal_raw_events() {
     // Realtime and health read the last minutes.
     let mut ins = e.ch.insert::<EventRow>(EVENTS_TABLE).await.unwrap();
     for v in 0..3u64 {
-        ins.write(&EventRow { consent: ConsentCode::Granted, ..ev(KindCode::View, now - 60, &tenant, &link_b, 100 + v, 200 + v, now) }).await.unwrap();
+        ins.write(&EventRow {
+            consent: ConsentCode::Granted,
+            ..ev(KindCode::View, now - 60, &tenant, &link_b, 100 + v, 200 + v, now)
+        })
+        .await
+        .unwrap();
     }
     ins.end().await.unwrap();
     let rt = e.ok(&key, Method::GET, &format!("/v1/analytics/realtime?client_id={tenant}"), None).await;
     assert_eq!((rt["active_visitors"].as_u64(), rt["views_last_30_min"].as_u64()), (Some(3), Some(3)), "{rt}");
     assert_eq!(rt["per_minute"].as_array().unwrap().len(), 30);
     let h = e.ok(&key, Method::GET, &format!("/v1/analytics/health?smartlink_id={link_b}"), None).await;
-    assert_eq!((h["views"].as_u64(), h["client_tracking_rate"].as_f64(), h["pixels_configured"].as_bool()), (Some(3), Some(1.0), Some(true)), "{h}");
+    assert_eq!(
+        (h["views"].as_u64(), h["client_tracking_rate"].as_f64(), h["pixels_configured"].as_bool()),
+        (Some(3), Some(1.0), Some(true)),
+        "{h}"
+    );
     assert_eq!(h["status"], "healthy");
 }
 
@@ -347,5 +517,8 @@ async fn each_key_has_its_own_rate_limit() {
     assert_eq!(s, StatusCode::OK);
     let metrics = reqwest::get(format!("http://{}/metrics", e.api.admin_addr)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("api_rate_limited_total 1"), "{metrics}");
-    assert!(metrics.contains(r#"api_requests_total{method="GET",route="/v1/clients/{id}",status="429"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"api_requests_total{method="GET",route="/v1/clients/{id}",status="429"} 1"#),
+        "{metrics}"
+    );
 }

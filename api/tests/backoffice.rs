@@ -43,20 +43,34 @@ async fn login_lockout_totp_sessions_and_no_plaintext_email() {
         .await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "email_taken"), "emails are unique, case-insensitively");
     for (body, field) in [
-        (json!({"client_id": a, "email": "x@label.test", "password": "short", "first_name": "A", "last_name": "B", "role": "viewer"}), "password"),
-        (json!({"client_id": a, "email": "not-an-email", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "viewer"}), "email"),
-        (json!({"client_id": a, "email": "x@label.test", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "root"}), "role"),
+        (
+            json!({"client_id": a, "email": "x@label.test", "password": "short", "first_name": "A", "last_name": "B", "role": "viewer"}),
+            "password",
+        ),
+        (
+            json!({"client_id": a, "email": "not-an-email", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "viewer"}),
+            "email",
+        ),
+        (
+            json!({"client_id": a, "email": "x@label.test", "password": PASSWORD, "first_name": "A", "last_name": "B", "role": "root"}),
+            "role",
+        ),
     ] {
         let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/users", Some(body)).await;
         assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
     }
-    let (s, v) = e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": {"$gt": ""}, "password": {"$gt": ""}}))).await;
+    let (s, v) = e
+        .call(None, Method::POST, "/v1/auth/login", Some(json!({"email": {"$gt": ""}, "password": {"$gt": ""}})))
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "no operator reaches a query");
 
     // Sessions work, and end at logout.
     let token = session(&e, "ada.admin@label.test").await;
     let me = e.ok(&token, Method::GET, "/v1/users/me", None).await;
-    assert_eq!((me["id"].as_str(), me["email"].as_str(), me["role"].as_str()), (Some(id.as_str()), Some("ada.admin@label.test"), Some("admin")));
+    assert_eq!(
+        (me["id"].as_str(), me["email"].as_str(), me["role"].as_str()),
+        (Some(id.as_str()), Some("ada.admin@label.test"), Some("admin"))
+    );
     let (s, _) = e.call(Some(&token), Method::POST, "/v1/auth/logout", None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = e.call(Some(&token), Method::GET, "/v1/users/me", None).await;
@@ -81,7 +95,14 @@ async fn login_lockout_totp_sessions_and_no_plaintext_email() {
     assert!(setup["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/"));
     let (s, v) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": "000000"}))).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
-    let (s, _) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": totp.generate_current().unwrap()}))).await;
+    let (s, _) = e
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/auth/totp/enable",
+            Some(json!({"code": totp.generate_current().unwrap()})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "totp_required"));
@@ -100,7 +121,11 @@ async fn login_lockout_totp_sessions_and_no_plaintext_email() {
 
     // At rest: no plaintext email anywhere, no password, no TOTP secret.
     for coll in ["users", "audit_logs", "sessions"] {
-        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+            e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
         for secret in ["ada.admin@label.test", "vic@label.test", "correct horse", setup["secret"].as_str().unwrap()] {
             assert!(!dump.contains(&secret.to_lowercase()), "{coll} holds {secret}");
@@ -131,20 +156,59 @@ async fn each_role_can_do_exactly_what_the_matrix_allows() {
         (Method::GET, "/v1/analytics/overview".into(), None, [true, true, true, true]),
         (Method::GET, "/v1/analytics/export".into(), None, [true, true, false, false]),
         (Method::GET, "/v1/users".into(), None, [true, true, false, false]),
-        (Method::POST, "/v1/users".into(), Some(json!({"email": "new@roles.test", "password": PASSWORD, "first_name": "N", "last_name": "U", "role": "viewer"})), [true, false, false, false]),
+        (
+            Method::POST,
+            "/v1/users".into(),
+            Some(
+                json!({"email": "new@roles.test", "password": PASSWORD, "first_name": "N", "last_name": "U", "role": "viewer"}),
+            ),
+            [true, false, false, false],
+        ),
         (Method::GET, "/v1/audit".into(), None, [true, false, false, false]),
-        (Method::POST, "/v1/clients".into(), Some(json!({"name": "x", "slug": "x", "domain": "x.test"})), [false, false, false, false]),
+        (
+            Method::POST,
+            "/v1/clients".into(),
+            Some(json!({"name": "x", "slug": "x", "domain": "x.test"})),
+            [false, false, false, false],
+        ),
         (Method::GET, "/v1/crm/settings".into(), None, [true, true, true, true]),
         (Method::PUT, "/v1/crm/settings".into(), Some(settings.clone()), [true, false, false, false]),
         (Method::GET, "/v1/contacts".into(), None, [true, true, true, true]),
-        (Method::POST, "/v1/contacts".into(), Some(json!({"first_name": "C", "last_name": "D", "email": "c@roles.test"})), [true, true, true, false]),
+        (
+            Method::POST,
+            "/v1/contacts".into(),
+            Some(json!({"first_name": "C", "last_name": "D", "email": "c@roles.test"})),
+            [true, true, true, false],
+        ),
         (Method::GET, "/v1/campaigns".into(), None, [true, true, true, true]),
-        (Method::POST, "/v1/campaigns".into(), Some(json!({"name": "Launch", "start_date": "2026-03-01"})), [true, true, true, false]),
+        (
+            Method::POST,
+            "/v1/campaigns".into(),
+            Some(json!({"name": "Launch", "start_date": "2026-03-01"})),
+            [true, true, true, false],
+        ),
         (Method::GET, "/v1/invoices".into(), None, [true, true, true, false]),
-        (Method::POST, "/v1/invoices".into(), Some(json!({"client": {"name": "C", "email": "c@roles.test"}, "lines": [{"description": "x", "quantity": 1, "unit_price_minor": 100}], "vat_rate_bp": 2000})), [true, true, false, false]),
+        (
+            Method::POST,
+            "/v1/invoices".into(),
+            Some(
+                json!({"client": {"name": "C", "email": "c@roles.test"}, "lines": [{"description": "x", "quantity": 1, "unit_price_minor": 100}], "vat_rate_bp": 2000}),
+            ),
+            [true, true, false, false],
+        ),
         (Method::GET, "/v1/newsletter".into(), None, [true, true, false, false]),
-        (Method::POST, "/v1/gdpr/export".into(), Some(json!({"email": "someone@roles.test"})), [true, false, false, false]),
-        (Method::POST, "/v1/gdpr/erase".into(), Some(json!({"email": "someone@roles.test"})), [true, false, false, false]),
+        (
+            Method::POST,
+            "/v1/gdpr/export".into(),
+            Some(json!({"email": "someone@roles.test"})),
+            [true, false, false, false],
+        ),
+        (
+            Method::POST,
+            "/v1/gdpr/erase".into(),
+            Some(json!({"email": "someone@roles.test"})),
+            [true, false, false, false],
+        ),
         (Method::DELETE, format!("/v1/smartlinks/{link}"), None, [true, true, false, false]),
     ];
     for (i, (method, path, body, expected)) in table.into_iter().enumerate() {
@@ -178,7 +242,8 @@ async fn users_are_tenant_isolated_and_every_mutation_is_audited() {
     user(&e, &b, "admin@b.test", "admin").await;
     let tb = session(&e, "admin@b.test").await;
     let ta = session(&e, "admin@a.test").await;
-    let (s, _) = e.call(Some(&tb), Method::PATCH, &format!("/v1/users/{a_admin}"), Some(json!({"role": "viewer"}))).await;
+    let (s, _) =
+        e.call(Some(&tb), Method::PATCH, &format!("/v1/users/{a_admin}"), Some(json!({"role": "viewer"}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's user is not found");
     let (s, _) = e.call(Some(&tb), Method::GET, &format!("/v1/users?client_id={a}"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -192,21 +257,30 @@ async fn users_are_tenant_isolated_and_every_mutation_is_audited() {
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{page}");
     let update = &items[0];
-    assert_eq!((update["action"].as_str(), update["actor_kind"].as_str(), update["actor_role"].as_str()), (Some("update"), Some("user"), Some("admin")));
-    assert_eq!(update["changes"], json!([{"field": "slug", "old": "audited", "new": "audited-2"}]), "only the changed field");
+    assert_eq!(
+        (update["action"].as_str(), update["actor_kind"].as_str(), update["actor_role"].as_str()),
+        (Some("update"), Some("user"), Some("admin"))
+    );
+    assert_eq!(
+        update["changes"],
+        json!([{"field": "slug", "old": "audited", "new": "audited-2"}]),
+        "only the changed field"
+    );
     assert_eq!(items[1]["action"], "create");
     assert_eq!(items[1]["actor_kind"], "api_key");
     assert!(update["ip"].as_str().unwrap().starts_with("127."));
 
     // Secrets redacted, failures recorded, logins recorded.
-    let created = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=users&action=create&resource_id={a_admin}"), None).await;
+    let created =
+        e.ok(&ta, Method::GET, &format!("/v1/audit?resource=users&action=create&resource_id={a_admin}"), None).await;
     let changes = created["items"][0]["changes"].as_array().unwrap();
     let pw = changes.iter().find(|c| c["field"] == "auth.passwordHash").unwrap();
     assert_eq!(pw["new"], "[redacted]");
     assert!(changes.iter().filter(|c| c["field"].as_str().unwrap().ends_with("Enc")).all(|c| c["new"] == "[redacted]"));
     let viewer = user(&e, &a, "viewer@a.test", "viewer").await;
     let tv = session(&e, "viewer@a.test").await;
-    let (s, _) = e.call(Some(&tv), Method::PATCH, &format!("/v1/smartlinks/{link}"), Some(json!({"featured": true}))).await;
+    let (s, _) =
+        e.call(Some(&tv), Method::PATCH, &format!("/v1/smartlinks/{link}"), Some(json!({"featured": true}))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let failed = e.ok(&ta, Method::GET, &format!("/v1/audit?success=false&actor_id={viewer}"), None).await;
     assert_eq!(failed["items"][0]["error_code"], "http_403", "{failed}");
@@ -245,32 +319,67 @@ async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_si
     let late = support::token_in(&e.mails_to("late@label.test")[0], "slv_");
     e.mongo
         .collection::<bson::Document>("auth_tokens")
-        .update_many(bson::doc! { "purpose": "verify_email", "usedAt": { "$exists": false } }, bson::doc! { "$set": { "expiresAt": bson::DateTime::from_millis(0) } })
+        .update_many(
+            bson::doc! { "purpose": "verify_email", "usedAt": { "$exists": false } },
+            bson::doc! { "$set": { "expiresAt": bson::DateTime::from_millis(0) } },
+        )
         .await
         .unwrap();
     let (s, _) = e.call(None, Method::POST, "/v1/auth/verify-email", Some(json!({"token": late}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "expired");
 
     // Password reset: unknown emails answer the same and mail nothing.
-    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "nobody@label.test"}))).await;
+    let (s, _) = e
+        .call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "nobody@label.test"})))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert!(e.mails_to("nobody@label.test").is_empty());
-    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": {"$gt": ""}}))).await;
+    let (s, v) =
+        e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": {"$gt": ""}}))).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"));
     for _ in 0..2 {
-        let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "RITA@label.test"}))).await;
+        let (s, _) = e
+            .call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "RITA@label.test"})))
+            .await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
     let mails = e.mails_to("rita@label.test");
     assert_eq!(mails.len(), 2, "one reset email a minute");
     let reset = support::token_in(&mails[1], "slr_");
-    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "short"}))).await;
+    let (s, v) = e
+        .call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "short"})))
+        .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("new_password")));
-    let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": verify, "new_password": "a brand new passphrase"}))).await;
-    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("token")), "a verification token is not a reset token");
-    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "a brand new passphrase"}))).await;
+    let (s, v) = e
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/password-reset",
+            Some(json!({"token": verify, "new_password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("token")),
+        "a verification token is not a reset token"
+    );
+    let (s, _) = e
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/password-reset",
+            Some(json!({"token": reset, "new_password": "a brand new passphrase"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = e.call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "yet another passphrase"}))).await;
+    let (s, _) = e
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/password-reset",
+            Some(json!({"token": reset, "new_password": "yet another passphrase"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "single use");
     let (s, _) = e.call(Some(&old_session), Method::GET, "/v1/users/me", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a reset ends every session");
@@ -278,7 +387,11 @@ async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_si
     assert_eq!(login(&e, "rita@label.test", "a brand new passphrase", None).await.0, StatusCode::OK);
 
     // Logged and audited; tokens, emails and passwords never stored in clear.
-    let logs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>("email_logs").find(bson::doc! {}).await.unwrap()).await.unwrap();
+    let logs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+        e.mongo.collection::<bson::Document>("email_logs").find(bson::doc! {}).await.unwrap(),
+    )
+    .await
+    .unwrap();
     let templates: Vec<&str> = logs.iter().map(|l| l.get_str("template").unwrap()).collect();
     assert_eq!(templates.iter().filter(|t| **t == "password_reset").count(), 1);
     assert_eq!(templates.iter().filter(|t| **t == "verify_email").count(), 2);
@@ -289,7 +402,11 @@ async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_si
         assert!(actions.contains(&action), "{action} audited: {actions:?}");
     }
     for coll in ["users", "audit_logs", "auth_tokens", "email_logs"] {
-        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+            e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
         for secret in ["rita@label.test", "late@label.test", &verify, &reset, "brand new passphrase"] {
             assert!(!dump.contains(secret), "{coll} holds {secret}");

@@ -16,7 +16,10 @@ const D1: u32 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const D2: u32 = D1 + 86_400;
 
 fn click(ts: u32, tenant: &str, link: &str, platform: &str, visitor: u64) -> EventRow {
-    EventRow { platform: platform.into(), ..EventRow::minimal(uuid::Uuid::now_v7(), KindCode::Click, ts, tenant, link, visitor, visitor, ts + 5) }
+    EventRow {
+        platform: platform.into(),
+        ..EventRow::minimal(uuid::Uuid::now_v7(), KindCode::Click, ts, tenant, link, visitor, visitor, ts + 5)
+    }
 }
 
 fn view(ts: u32, tenant: &str, link: &str, visitor: u64) -> EventRow {
@@ -24,7 +27,15 @@ fn view(ts: u32, tenant: &str, link: &str, visitor: u64) -> EventRow {
 }
 
 async fn csv(e: &Env, key: &str, path: &str, body: &str) -> (StatusCode, Value) {
-    let r = e.http.post(format!("{}{path}", e.base)).bearer_auth(key).header("content-type", "text/csv").body(body.to_string()).send().await.unwrap();
+    let r = e
+        .http
+        .post(format!("{}{path}", e.base))
+        .bearer_auth(key)
+        .header("content-type", "text/csv")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
@@ -34,12 +45,21 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
     let (tenant, links_key) = e.tenant("camp-a").await;
     let (other, other_key) = e.tenant("camp-b").await;
     let key = e
-        .ok(&e.op, Method::POST, &format!("/v1/clients/{tenant}/api-keys"), Some(json!({"name": "marketing", "scopes": ["campaigns:write", "analytics:read", "links:read"]})))
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{tenant}/api-keys"),
+            Some(json!({"name": "marketing", "scopes": ["campaigns:write", "analytics:read", "links:read"]})),
+        )
         .await["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let (a, b, c) = (e.link(&links_key, "camp-a1").await, e.link(&links_key, "camp-a2").await, e.link(&links_key, "not-in-campaign").await);
+    let (a, b, c) = (
+        e.link(&links_key, "camp-a1").await,
+        e.link(&links_key, "camp-a2").await,
+        e.link(&links_key, "not-in-campaign").await,
+    );
     let foreign = e.link(&other_key, "foreign").await;
 
     // Creation: validation, tenant checks, status moves.
@@ -52,7 +72,10 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
     for (patch, field) in [
         (json!({"smartlink_ids": [foreign]}), "smartlink_ids[0]"),
         (json!({"platforms": [{"name": "myspace"}]}), "platforms[0].name"),
-        (json!({"platforms": [{"name": "meta", "targeting": {"age_min": 40, "age_max": 20}}]}), "platforms[0].targeting.age_max"),
+        (
+            json!({"platforms": [{"name": "meta", "targeting": {"age_min": 40, "age_max": 20}}]}),
+            "platforms[0].targeting.age_max",
+        ),
         (json!({"end_date": "2026-02-01"}), "end_date"),
         (json!({"isrc": "nope"}), "isrc"),
         (json!({"commission_bp": 20_000}), "commission_bp"),
@@ -66,21 +89,47 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
     }
     let camp = e.ok(&key, Method::POST, "/v1/campaigns", Some(body)).await;
     let id = camp["id"].as_str().unwrap().to_string();
-    assert_eq!((camp["status"].as_str(), camp["creatives"][0]["ctr"].as_f64(), camp["creatives"][0]["cpc_minor"].as_i64()), (Some("draft"), Some(0.025), Some(40)));
+    assert_eq!(
+        (camp["status"].as_str(), camp["creatives"][0]["ctr"].as_f64(), camp["creatives"][0]["cpc_minor"].as_i64()),
+        (Some("draft"), Some(0.025), Some(40))
+    );
     let path = format!("/v1/campaigns/{id}");
     let (s, v) = e.call(Some(&key), Method::PATCH, &path, Some(json!({"status": "completed"}))).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "invalid_transition"));
-    let live = e.ok(&key, Method::PATCH, &path, Some(json!({"status": "active", "add_note": {"kind": "optimization", "content": "Shift budget to TikTok"}}))).await;
+    let live = e
+        .ok(
+            &key,
+            Method::PATCH,
+            &path,
+            Some(
+                json!({"status": "active", "add_note": {"kind": "optimization", "content": "Shift budget to TikTok"}}),
+            ),
+        )
+        .await;
     assert_eq!((live["status"].as_str(), live["notes"][0]["kind"].as_str()), (Some("active"), Some("optimization")));
     let (s, _) = e.call(Some(&other_key), Method::GET, &path, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a key without campaign scopes");
-    let other_campaigns = e.ok(&e.op, Method::POST, &format!("/v1/clients/{other}/api-keys"), Some(json!({"name": "m", "scopes": ["campaigns:read", "analytics:read"]}))).await;
+    let other_campaigns = e
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{other}/api-keys"),
+            Some(json!({"name": "m", "scopes": ["campaigns:read", "analytics:read"]})),
+        )
+        .await;
     let (s, _) = e.call(Some(other_campaigns["key"].as_str().unwrap()), Method::GET, &path, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's campaign");
 
     // KPIs: JSON for day 1, CSV for day 2; derived ratios refused as input.
     let kpis = format!("{path}/kpis");
-    let (s, _) = e.call(Some(&key), Method::PUT, &kpis, Some(json!([{"date": "2026-03-01", "platform": "meta", "impressions": 10, "ctr": 0.5}]))).await;
+    let (s, _) = e
+        .call(
+            Some(&key),
+            Method::PUT,
+            &kpis,
+            Some(json!([{"date": "2026-03-01", "platform": "meta", "impressions": 10, "ctr": 0.5}])),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "ctr is computed, not taken");
     let stored = e
         .ok(&key, Method::PUT, &kpis, Some(json!([
@@ -89,11 +138,24 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
         ])))
         .await;
     assert_eq!(stored["rows"], 2);
-    let (s, v) = csv(&e, &key, &format!("{kpis}/import"), "date,platform,impressions,clicks,spend_minor,ctr\n2026-03-02,meta,1,1,1,0.1\n").await;
+    let (s, v) = csv(
+        &e,
+        &key,
+        &format!("{kpis}/import"),
+        "date,platform,impressions,clicks,spend_minor,ctr\n2026-03-02,meta,1,1,1,0.1\n",
+    )
+    .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("line 1.ctr")));
-    let (s, v) = csv(&e, &key, &format!("{kpis}/import"), "date,platform,impressions,clicks,spend_minor\n2026-03-02,meta,100,5,50\n2026-03-02,spotify,10,many,5\n").await;
+    let (s, v) = csv(
+        &e,
+        &key,
+        &format!("{kpis}/import"),
+        "date,platform,impressions,clicks,spend_minor\n2026-03-02,meta,100,5,50\n2026-03-02,spotify,10,many,5\n",
+    )
+    .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("line 3.clicks")));
-    let import = "date,platform,impressions,views,clicks,reach,spend_minor,conversions,conversion_value_minor,streams\n\
+    let import =
+        "date,platform,impressions,views,clicks,reach,spend_minor,conversions,conversion_value_minor,streams\n\
                   2026-03-02,meta,10000,0,150,8000,6000,10,9000,\n\
                   2026-03-02,spotify,4000,0,40,3000,2000,0,0,350\n";
     for _ in 0..2 {
@@ -103,7 +165,14 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
     let listed = e.ok(&key, Method::GET, &kpis, None).await;
     let rows = listed.as_array().unwrap();
     assert_eq!(rows.len(), 4, "re-importing a day replaces it: {listed}");
-    assert_eq!((rows[0]["derived"]["cpc_minor"].as_i64(), rows[0]["derived"]["cpm_minor"].as_i64(), rows[0]["derived"]["cpv_minor"].as_i64()), (Some(41), Some(617), Some(2)));
+    assert_eq!(
+        (
+            rows[0]["derived"]["cpc_minor"].as_i64(),
+            rows[0]["derived"]["cpm_minor"].as_i64(),
+            rows[0]["derived"]["cpv_minor"].as_i64()
+        ),
+        (Some(41), Some(617), Some(2))
+    );
     assert_eq!(rows[3]["platform_specific"]["streams"], 350.0);
 
     // Pipeline events: A and B are the campaign's links, C is not; a bot does not count.
@@ -124,21 +193,44 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
 
     let perf = e.ok(&key, Method::GET, &format!("{path}/performance"), None).await;
     let days = perf["days"].as_array().unwrap();
-    assert_eq!(days.iter().map(|d| d["date"].as_str().unwrap()).collect::<Vec<_>>(), vec!["2026-03-01", "2026-03-02", "2026-03-03"]);
+    assert_eq!(
+        days.iter().map(|d| d["date"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["2026-03-01", "2026-03-02", "2026-03-03"]
+    );
     let d1 = &days[0];
-    assert_eq!((d1["ad"]["spend_minor"].as_i64(), d1["ad"]["clicks"].as_i64(), d1["ad"]["impressions"].as_i64()), (Some(16_345), Some(400), Some(28_000)));
+    assert_eq!(
+        (d1["ad"]["spend_minor"].as_i64(), d1["ad"]["clicks"].as_i64(), d1["ad"]["impressions"].as_i64()),
+        (Some(16_345), Some(400), Some(28_000))
+    );
     assert_eq!(d1["ad_by_platform"]["tiktok"]["derived"]["cpc_minor"], 40);
-    assert_eq!(d1["pipeline"], json!({"views": 1, "stream_clicks": 3, "conversions": 3, "stream_clicks_by_platform": {"spotify": 3}}), "C's clicks and the bot are not the campaign's");
+    assert_eq!(
+        d1["pipeline"],
+        json!({"views": 1, "stream_clicks": 3, "conversions": 3, "stream_clicks_by_platform": {"spotify": 3}}),
+        "C's clicks and the bot are not the campaign's"
+    );
     assert_eq!(d1["cost_per_stream_click_minor"], 5_448, "16345 / 3 = 5448.33");
     let d2 = &days[1];
-    assert_eq!(d2["pipeline"], json!({"views": 1, "stream_clicks": 3, "conversions": 3, "stream_clicks_by_platform": {"apple-music": 1, "deezer": 2}}));
-    assert_eq!((d2["ad"]["spend_minor"].as_i64(), d2["cost_per_stream_click_minor"].as_i64()), (Some(8_000), Some(2_667)));
+    assert_eq!(
+        d2["pipeline"],
+        json!({"views": 1, "stream_clicks": 3, "conversions": 3, "stream_clicks_by_platform": {"apple-music": 1, "deezer": 2}})
+    );
+    assert_eq!(
+        (d2["ad"]["spend_minor"].as_i64(), d2["cost_per_stream_click_minor"].as_i64()),
+        (Some(8_000), Some(2_667))
+    );
     assert_eq!(days[2]["pipeline"]["stream_clicks"], 0);
     assert_eq!(days[2]["cost_per_stream_click_minor"], Value::Null);
     let total = &perf["total"];
-    assert_eq!((total["ad"]["spend_minor"].as_i64(), total["pipeline"]["stream_clicks"].as_i64()), (Some(24_345), Some(6)));
+    assert_eq!(
+        (total["ad"]["spend_minor"].as_i64(), total["pipeline"]["stream_clicks"].as_i64()),
+        (Some(24_345), Some(6))
+    );
     assert_eq!(total["pipeline"]["stream_clicks_by_platform"], json!({"apple-music": 1, "deezer": 2, "spotify": 3}));
-    assert_eq!(total["ad"]["derived"]["roas"].as_f64().map(|r| (r * 1000.0).round() / 1000.0), Some(1.602), "39000 / 24345");
+    assert_eq!(
+        total["ad"]["derived"]["roas"].as_f64().map(|r| (r * 1000.0).round() / 1000.0),
+        Some(1.602),
+        "39000 / 24345"
+    );
 
     // The same numbers as the analytics API gives for each link.
     for link in [&a, &b] {
@@ -146,6 +238,7 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
         let clicks: i64 = ts["points"].as_array().unwrap().iter().map(|p| p["clicks"].as_i64().unwrap()).sum();
         assert_eq!(clicks, if link == &a { 4 } else { 2 }, "{ts}");
     }
-    let (s, v) = e.call(Some(&key), Method::GET, &format!("{path}/performance?from=2026-03-05&to=2026-03-01"), None).await;
+    let (s, v) =
+        e.call(Some(&key), Method::GET, &format!("{path}/performance?from=2026-03-05&to=2026-03-01"), None).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("to")));
 }

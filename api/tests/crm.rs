@@ -17,7 +17,8 @@ async fn admin_session(e: &Env, client: &str, email: &str, role: &str) -> (Strin
     let u = e
         .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", "role": role})))
         .await;
-    let (_, v) = e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
+    let (_, v) =
+        e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
     (v["token"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string())
 }
 
@@ -38,7 +39,10 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
 
     let l1 = e.ok(&tg, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "Jiro@Artist.test"))).await;
     let id1 = l1["id"].as_str().unwrap().to_string();
-    assert_eq!((l1["email"].as_str(), l1["phone"].as_str(), l1["address"]["city"].as_str()), (Some("jiro@artist.test"), Some("+33612345678"), Some("Paris")));
+    assert_eq!(
+        (l1["email"].as_str(), l1["phone"].as_str(), l1["address"]["city"].as_str()),
+        (Some("jiro@artist.test"), Some("+33612345678"), Some("Paris"))
+    );
     let (s, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(lead("J", "J", "JIRO@artist.test"))).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "email_taken"), "blind index finds the same email");
     let (s, _) = e.call(Some(&tb), Method::POST, "/v1/leads", Some(lead("J", "J", "jiro@artist.test"))).await;
@@ -56,15 +60,31 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     // Validation and injection.
     for (body, field) in [
         (json!({"first_name": "A", "last_name": "B", "email": "nope", "artist_name": "X"}), "email"),
-        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "phone": "0612"}), "phone"),
+        (
+            json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "phone": "0612"}),
+            "phone",
+        ),
         (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "score": 150}), "score"),
-        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "stage": "won"}), "stage"),
-        (json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "assigned_to": "0123456789abcdef01234567"}), "assigned_to"),
+        (
+            json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "stage": "won"}),
+            "stage",
+        ),
+        (
+            json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "assigned_to": "0123456789abcdef01234567"}),
+            "assigned_to",
+        ),
     ] {
         let (s, v) = e.call(Some(&ta), Method::POST, "/v1/leads", Some(body)).await;
         assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
     }
-    let (s, v) = e.call(Some(&ta), Method::POST, "/v1/leads", Some(json!({"first_name": "A", "last_name": "B", "email": {"$gt": ""}, "artist_name": "X"}))).await;
+    let (s, v) = e
+        .call(
+            Some(&ta),
+            Method::POST,
+            "/v1/leads",
+            Some(json!({"first_name": "A", "last_name": "B", "email": {"$gt": ""}, "artist_name": "X"})),
+        )
+        .await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"));
     let none = e.ok(&ta, Method::GET, "/v1/leads?q=.*", None).await;
     assert_eq!(none["items"].as_array().unwrap().len(), 0, "regex metacharacters match literally");
@@ -79,14 +99,28 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?q=sound", None).await), 1);
     assert_eq!(count(&e.ok(&ta, Method::GET, "/v1/leads?source=social&stage=new", None).await), 3);
     let p1 = e.ok(&ta, Method::GET, "/v1/leads?sort=score&limit=2", None).await;
-    assert_eq!((p1["items"][0]["artist_name"].as_str(), p1["items"][1]["artist_name"].as_str()), (Some("Nova Sound"), Some("Les Ondes")));
-    let p2 = e.ok(&ta, Method::GET, &format!("/v1/leads?sort=score&limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()), None).await;
+    assert_eq!(
+        (p1["items"][0]["artist_name"].as_str(), p1["items"][1]["artist_name"].as_str()),
+        (Some("Nova Sound"), Some("Les Ondes"))
+    );
+    let p2 = e
+        .ok(
+            &ta,
+            Method::GET,
+            &format!("/v1/leads?sort=score&limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!((count(&p2), p2["items"][0]["artist_name"].as_str()), (1, Some("Jiro")));
 
     // Stage transitions and assignment history.
     let path1 = format!("/v1/leads/{id1}");
     e.ok(&tg, Method::PATCH, &path1, Some(json!({"stage": "proposal"}))).await;
-    for (body, field) in [(json!({"stage": "new"}), "stage"), (json!({"stage": "won"}), "stage"), (json!({"stage": "lost"}), "lost_reason")] {
+    for (body, field) in [
+        (json!({"stage": "new"}), "stage"),
+        (json!({"stage": "won"}), "stage"),
+        (json!({"stage": "lost"}), "lost_reason"),
+    ] {
         let (s, v) = e.call(Some(&tg), Method::PATCH, &path1, Some(body)).await;
         assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
     }
@@ -95,13 +129,26 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     assert_eq!(moved["email"], "jiro@label.test");
     let (s, _) = e.call(Some(&tg), Method::DELETE, &path1, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "agents do not delete");
-    e.ok(&tg, Method::POST, &format!("{path1}/notes"), Some(json!({"kind": "follow_up", "content": "call back", "due_at": "2020-01-01T00:00:00Z"}))).await;
+    e.ok(
+        &tg,
+        Method::POST,
+        &format!("{path1}/notes"),
+        Some(json!({"kind": "follow_up", "content": "call back", "due_at": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
 
     // Audit: the stage change with old and new, the email change redacted.
-    let audit = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=leads&resource_id={id1}&action=update"), None).await;
-    let changes: Vec<&Value> = audit["items"].as_array().unwrap().iter().flat_map(|r| r["changes"].as_array().unwrap()).collect();
-    assert!(changes.iter().any(|c| c["field"] == "pipeline.stage" && c["old"] == "new" && c["new"] == "proposal"), "{audit}");
-    assert!(changes.iter().any(|c| c["field"] == "personal.emailEnc" && c["old"] == "[redacted]" && c["new"] == "[redacted]"));
+    let audit =
+        e.ok(&ta, Method::GET, &format!("/v1/audit?resource=leads&resource_id={id1}&action=update"), None).await;
+    let changes: Vec<&Value> =
+        audit["items"].as_array().unwrap().iter().flat_map(|r| r["changes"].as_array().unwrap()).collect();
+    assert!(
+        changes.iter().any(|c| c["field"] == "pipeline.stage" && c["old"] == "new" && c["new"] == "proposal"),
+        "{audit}"
+    );
+    assert!(changes
+        .iter()
+        .any(|c| c["field"] == "personal.emailEnc" && c["old"] == "[redacted]" && c["new"] == "[redacted]"));
 
     // Tenant B sees nothing of A.
     for (m, path, body) in [
@@ -120,13 +167,17 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     assert_eq!(conv["lead"]["stage"], "won");
     assert_eq!(conv["contact"]["email"], "jiro@label.test");
     assert_eq!(conv["contact"]["source_lead_id"], id1.as_str());
-    assert_eq!((conv["opportunity"]["stage"].as_str(), conv["opportunity"]["value_minor"].as_i64()), (Some("INITIAL_INTEREST"), Some(300_000)));
+    assert_eq!(
+        (conv["opportunity"]["stage"].as_str(), conv["opportunity"]["value_minor"].as_i64()),
+        (Some("INITIAL_INTEREST"), Some(300_000))
+    );
     assert_eq!(conv["lead"]["contact_id"], conv["contact"]["id"]);
     let (s, v) = e.call(Some(&tg), Method::POST, &format!("{path1}/convert"), Some(json!({}))).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "already_converted"));
     assert_eq!(e.ok(&ta, Method::GET, "/v1/contacts", None).await.as_array().unwrap().len(), 1);
     let opp = conv["opportunity"]["id"].as_str().unwrap();
-    let (s, _) = e.call(Some(&ta), Method::PATCH, &format!("/v1/opportunities/{opp}"), Some(json!({"stage": "FLYING"}))).await;
+    let (s, _) =
+        e.call(Some(&ta), Method::PATCH, &format!("/v1/opportunities/{opp}"), Some(json!({"stage": "FLYING"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let won = e.ok(&ta, Method::PATCH, &format!("/v1/opportunities/{opp}"), Some(json!({"stage": "WON"}))).await;
     assert_eq!((won["is_won"].as_bool(), won["probability"].as_i64()), (Some(true), Some(100)));
@@ -136,8 +187,12 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     let stage = |s: &str| d["leads_by_stage"].as_array().unwrap().iter().find(|x| x["stage"] == s).unwrap().clone();
     assert_eq!((stage("new")["count"].as_i64(), stage("new")["total_value_minor"].as_i64()), (Some(2), Some(500_000)));
     assert_eq!(stage("won")["count"], 1);
-    let agent_row = d["by_assignee"].as_array().unwrap().iter().find(|x| x["assigned_to"] == agent.as_str()).unwrap().clone();
-    assert_eq!((agent_row["leads"].as_i64(), agent_row["won"].as_i64(), agent_row["conversion_rate"].as_f64()), (Some(2), Some(1), Some(0.5)));
+    let agent_row =
+        d["by_assignee"].as_array().unwrap().iter().find(|x| x["assigned_to"] == agent.as_str()).unwrap().clone();
+    assert_eq!(
+        (agent_row["leads"].as_i64(), agent_row["won"].as_i64(), agent_row["conversion_rate"].as_f64()),
+        (Some(2), Some(1), Some(0.5))
+    );
     assert_eq!((d["team"]["leads"].as_i64(), d["team"]["won"].as_i64()), (Some(3), Some(1)));
     assert_eq!(d["follow_ups_due"], 1);
     assert_eq!(d["open_pipeline_minor"], 0, "the only opportunity is won");
@@ -147,17 +202,41 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     let t = e
         .ok(&tg, Method::POST, "/v1/tasks", Some(json!({"title": "Send proposal", "kind": "EMAIL", "due_at": "2020-01-01T00:00:00Z", "related": {"kind": "lead", "id": id1}})))
         .await;
-    assert_eq!((t["overdue"].as_bool(), t["assigned_to"].as_str()), (Some(true), Some(agent.as_str())), "assigned to its creator by default");
-    let (s, v) = e.call(Some(&tg), Method::POST, "/v1/tasks", Some(json!({"title": "x", "related": {"kind": "lead", "id": b}}))).await;
-    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("related.id")), "another tenant's record");
+    assert_eq!(
+        (t["overdue"].as_bool(), t["assigned_to"].as_str()),
+        (Some(true), Some(agent.as_str())),
+        "assigned to its creator by default"
+    );
+    let (s, v) = e
+        .call(Some(&tg), Method::POST, "/v1/tasks", Some(json!({"title": "x", "related": {"kind": "lead", "id": b}})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("related.id")),
+        "another tenant's record"
+    );
     assert_eq!(e.ok(&ta, Method::GET, "/v1/tasks?overdue=true", None).await.as_array().unwrap().len(), 1);
     assert_eq!(e.ok(&ta, Method::GET, "/v1/crm/dashboard", None).await["tasks_due"], 1);
-    let done = e.ok(&tg, Method::PATCH, &format!("/v1/tasks/{}", t["id"].as_str().unwrap()), Some(json!({"status": "COMPLETED"}))).await;
+    let done = e
+        .ok(
+            &tg,
+            Method::PATCH,
+            &format!("/v1/tasks/{}", t["id"].as_str().unwrap()),
+            Some(json!({"status": "COMPLETED"})),
+        )
+        .await;
     assert!(done["completed_at"].is_string() && done["overdue"] == false);
     assert_eq!(e.ok(&ta, Method::GET, "/v1/tasks?overdue=true", None).await.as_array().unwrap().len(), 0);
-    e.ok(&tg, Method::POST, "/v1/activities", Some(json!({"kind": "call", "subject": "Intro call", "related": {"kind": "lead", "id": id1}}))).await;
+    e.ok(
+        &tg,
+        Method::POST,
+        "/v1/activities",
+        Some(json!({"kind": "call", "subject": "Intro call", "related": {"kind": "lead", "id": id1}})),
+    )
+    .await;
     let tl = e.ok(&ta, Method::GET, &format!("/v1/activities?related_id={id1}"), None).await;
-    let kinds: Vec<(&str, &str)> = tl.as_array().unwrap().iter().map(|x| (x["kind"].as_str().unwrap(), x["subject"].as_str().unwrap())).collect();
+    let kinds: Vec<(&str, &str)> =
+        tl.as_array().unwrap().iter().map(|x| (x["kind"].as_str().unwrap(), x["subject"].as_str().unwrap())).collect();
     assert_eq!(kinds.first(), Some(&("call", "Intro call")), "newest first: {tl}");
     for action in ["create", "update", "add_note", "convert"] {
         assert!(kinds.contains(&("change", action)), "{action} on the timeline: {tl}");
@@ -165,9 +244,15 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
 
     // At rest: no plaintext email, phone or street in any collection.
     for coll in ["leads", "contacts", "opportunities", "audit_logs", "users"] {
-        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+            e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
-        for pii in ["jiro@artist.test", "jiro@label.test", "nova@artist.test", "admin@crm-a.test", "+33612345678", "oberkampf"] {
+        for pii in
+            ["jiro@artist.test", "jiro@label.test", "nova@artist.test", "admin@crm-a.test", "+33612345678", "oberkampf"]
+        {
             assert!(!dump.contains(pii), "{coll} holds {pii}");
         }
     }
@@ -224,7 +309,17 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     assert_eq!(saved["stage_labels"]["qualified"], "Meeting scheduled");
     assert!(saved["updated_at"].is_string());
     assert_eq!(e.ok(&tb, Method::GET, "/v1/crm/settings", None).await["lead_sources"], d["lead_sources"], "per tenant");
-    let crm_key = e.ok(&e.op, Method::POST, &format!("/v1/clients/{a}/api-keys"), Some(json!({"name": "crm", "scopes": ["crm:read"]}))).await["key"].as_str().unwrap().to_string();
+    let crm_key = e
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{a}/api-keys"),
+            Some(json!({"name": "crm", "scopes": ["crm:read"]})),
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(e.ok(&crm_key, Method::GET, "/v1/crm/settings", None).await["task_types"], json!(["CALL", "DEMO"]));
     let (st, _) = e.call(Some(&key), Method::GET, "/v1/crm/settings", None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "links/analytics keys do not read CRM settings");
@@ -232,17 +327,39 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     // Leads and tasks follow them.
     let mut l = lead("Kim", "Kim K", "kim@artist.test");
     let (st, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(l.clone())).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("source")), "social is no longer a source: {v}");
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("source")),
+        "social is no longer a source: {v}"
+    );
     l["source"] = json!("tiktok");
     let (st, v) = e.call(Some(&tg), Method::POST, "/v1/leads", Some(l.clone())).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")), "required: {v}");
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("custom_fields.tier")),
+        "required: {v}"
+    );
     l["custom_fields"] = json!({"tier": "gold", "followers": 12000});
     let created = e.ok(&tg, Method::POST, "/v1/leads", Some(l)).await;
     assert_eq!(created["custom_fields"], json!({"tier": "gold", "followers": 12000.0}));
     let lead_id = created["id"].as_str().unwrap().to_string();
-    let (st, v) = e.call(Some(&tg), Method::PATCH, &format!("/v1/leads/{lead_id}"), Some(json!({"custom_fields": {"tier": "bronze"}}))).await;
+    let (st, v) = e
+        .call(
+            Some(&tg),
+            Method::PATCH,
+            &format!("/v1/leads/{lead_id}"),
+            Some(json!({"custom_fields": {"tier": "bronze"}})),
+        )
+        .await;
     assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")));
-    let patched = e.ok(&tg, Method::PATCH, &format!("/v1/leads/{lead_id}"), Some(json!({"custom_fields": {"tier": "silver", "followers": null}}))).await;
+    let patched = e
+        .ok(
+            &tg,
+            Method::PATCH,
+            &format!("/v1/leads/{lead_id}"),
+            Some(json!({"custom_fields": {"tier": "silver", "followers": null}})),
+        )
+        .await;
     assert_eq!(patched["custom_fields"], json!({"tier": "silver"}));
     let (st, v) = e.call(Some(&tg), Method::POST, "/v1/tasks", Some(json!({"title": "t", "kind": "TODO"}))).await;
     assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("kind")));
@@ -253,7 +370,10 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
         "address": {"street": "7 Bowery", "city": "New York", "postal_code": "10002", "country": "US"}, "company": "Velvet", "custom_fields": {"birthday": "1942-03-02"}});
     let c = e.ok(&tg, Method::POST, "/v1/contacts", Some(body.clone())).await;
     let cid = c["id"].as_str().unwrap().to_string();
-    assert_eq!((c["email"].as_str(), c["phone"].as_str(), c["address"]["street"].as_str()), (Some("lou@velvet.test"), Some("+12125550100"), Some("7 Bowery")));
+    assert_eq!(
+        (c["email"].as_str(), c["phone"].as_str(), c["address"]["street"].as_str()),
+        (Some("lou@velvet.test"), Some("+12125550100"), Some("7 Bowery"))
+    );
     let (st, v) = e.call(Some(&tg), Method::POST, "/v1/contacts", Some(body.clone())).await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "email_taken"));
     let mut x = body.clone();
@@ -264,14 +384,30 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     x["email"] = json!("nico@velvet.test");
     x["custom_fields"] = json!({"tier": "gold"});
     let (st, v) = e.call(Some(&tg), Method::POST, "/v1/contacts", Some(x.clone())).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("custom_fields.tier")), "lead fields are not contact fields");
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("custom_fields.tier")),
+        "lead fields are not contact fields"
+    );
     x["custom_fields"] = json!({});
     let nico = e.ok(&tg, Method::POST, "/v1/contacts", Some(x)).await["id"].as_str().unwrap().to_string();
-    let (st, v) = e.call(Some(&tg), Method::PATCH, &format!("/v1/contacts/{nico}"), Some(json!({"email": "LOU@velvet.test"}))).await;
+    let (st, v) = e
+        .call(Some(&tg), Method::PATCH, &format!("/v1/contacts/{nico}"), Some(json!({"email": "LOU@velvet.test"})))
+        .await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "email_taken"), "unique on change too");
-    let ch = e.ok(&tg, Method::PATCH, &format!("/v1/contacts/{cid}"), Some(json!({"phone": "+33 1 23 45 67 89", "tags": ["legend"]}))).await;
+    let ch = e
+        .ok(
+            &tg,
+            Method::PATCH,
+            &format!("/v1/contacts/{cid}"),
+            Some(json!({"phone": "+33 1 23 45 67 89", "tags": ["legend"]})),
+        )
+        .await;
     assert_eq!((ch["phone"].as_str(), ch["tags"].clone()), (Some("+33123456789"), json!(["legend"])));
-    assert_eq!(e.ok(&tg, Method::GET, &format!("/v1/contacts/{cid}"), None).await["custom_fields"]["birthday"], "1942-03-02");
+    assert_eq!(
+        e.ok(&tg, Method::GET, &format!("/v1/contacts/{cid}"), None).await["custom_fields"]["birthday"],
+        "1942-03-02"
+    );
     for (m, body) in [(Method::GET, None), (Method::PATCH, Some(json!({"company": "x"}))), (Method::DELETE, None)] {
         let (st, _) = e.call(Some(&tb), m.clone(), &format!("/v1/contacts/{cid}"), body).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{m} of another tenant's contact");
@@ -292,15 +428,25 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     let audit = e.ok(&ta, Method::GET, &format!("/v1/audit?resource=contacts&resource_id={cid}"), None).await;
     let items = audit["items"].as_array().unwrap();
     assert_eq!(items.iter().map(|r| r["action"].as_str().unwrap()).collect::<Vec<_>>(), vec!["update", "create"]);
-    let fields: Vec<&str> = items[0]["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        items[0]["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"phoneEnc") && fields.contains(&"tags"), "{fields:?}");
-    assert!(items[0]["changes"].as_array().unwrap().iter().any(|c| c["field"] == "phoneEnc" && c["new"] == "[redacted]"));
+    assert!(items[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["field"] == "phoneEnc" && c["new"] == "[redacted]"));
     let settings_audit = e.ok(&ta, Method::GET, "/v1/audit?resource=settings", None).await;
     assert_eq!(settings_audit["items"].as_array().unwrap().len(), 1);
     for coll in ["contacts", "leads", "audit_logs", "crm_settings"] {
-        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+            e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
-        for pii in ["lou@velvet.test", "nico@velvet.test", "kim@artist.test", "+12125550100", "+33123456789", "bowery"] {
+        for pii in ["lou@velvet.test", "nico@velvet.test", "kim@artist.test", "+12125550100", "+33123456789", "bowery"]
+        {
             assert!(!dump.contains(pii), "{coll} holds {pii}");
         }
     }

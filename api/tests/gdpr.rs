@@ -16,7 +16,11 @@ const D1: u32 = 1_772_323_200; // 2026-03-01T00:00:00Z
 
 fn ev(kind: KindCode, ts: u32, tenant: &str, link: &str, visitor_id: &str, n: u64) -> EventRow {
     let platform = if kind == KindCode::Click { "spotify" } else { "" };
-    EventRow { visitor_id: visitor_id.into(), platform: platform.into(), ..EventRow::minimal(uuid::Uuid::now_v7(), kind, ts, tenant, link, n, n, ts + 5) }
+    EventRow {
+        visitor_id: visitor_id.into(),
+        platform: platform.into(),
+        ..EventRow::minimal(uuid::Uuid::now_v7(), kind, ts, tenant, link, n, n, ts + 5)
+    }
 }
 
 #[tokio::test]
@@ -24,13 +28,19 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
     let e = env().await;
     let (tenant, links_key) = e.tenant("gdpr-a").await;
     let key = e
-        .ok(&e.op, Method::POST, &format!("/v1/clients/{tenant}/api-keys"), Some(json!({"name": "dpo", "scopes": ["gdpr:write", "crm:write", "billing:write", "analytics:read"]})))
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{tenant}/api-keys"),
+            Some(json!({"name": "dpo", "scopes": ["gdpr:write", "crm:write", "billing:write", "analytics:read"]})),
+        )
         .await["key"]
         .as_str()
         .unwrap()
         .to_string();
     let link = e.link(&links_key, "gdpr-link").await;
-    let (s, v) = e.call(Some(&links_key), Method::POST, "/v1/gdpr/export", Some(json!({"email": "ada@person.test"}))).await;
+    let (s, v) =
+        e.call(Some(&links_key), Method::POST, "/v1/gdpr/export", Some(json!({"email": "ada@person.test"}))).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "a key without gdpr:write");
 
     // Consents with history, tied to a visitor id; the newsletter with its history.
@@ -38,25 +48,63 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
         e.ok(&key, Method::PUT, "/v1/gdpr/consents", Some(json!({"email": "Ada@Person.test", "analytics": true, "marketing": marketing, "functional": true, "source": src, "visitor_id": "vid-ada-0001"}))).await;
     }
     let c = e.ok(&key, Method::GET, "/v1/gdpr/consents?email=ada@person.test", None).await;
-    assert_eq!((c["current"]["marketing"].as_bool(), c["history"].as_array().unwrap().len(), c["visitor_ids"].clone()), (Some(false), 2, json!(["vid-ada-0001"])));
+    assert_eq!(
+        (c["current"]["marketing"].as_bool(), c["history"].as_array().unwrap().len(), c["visitor_ids"].clone()),
+        (Some(false), 2, json!(["vid-ada-0001"]))
+    );
     let (s, v) = e.call(Some(&key), Method::PUT, "/v1/gdpr/consents", Some(json!({"email": "ada@person.test", "analytics": true, "marketing": true, "functional": true, "visitor_id": "x"}))).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("visitor_id")));
-    e.ok(&key, Method::POST, "/v1/newsletter/subscribe", Some(json!({"email": "ada@person.test", "language": "fr", "source": "form"}))).await;
-    e.ok(&key, Method::POST, "/v1/newsletter/unsubscribe", Some(json!({"email": "ada@person.test", "source": "email_link"}))).await;
+    e.ok(
+        &key,
+        Method::POST,
+        "/v1/newsletter/subscribe",
+        Some(json!({"email": "ada@person.test", "language": "fr", "source": "form"})),
+    )
+    .await;
+    e.ok(
+        &key,
+        Method::POST,
+        "/v1/newsletter/unsubscribe",
+        Some(json!({"email": "ada@person.test", "source": "email_link"})),
+    )
+    .await;
     let n = e.ok(&key, Method::POST, "/v1/newsletter/subscribe", Some(json!({"email": "ada@person.test"}))).await;
-    assert_eq!((n["is_active"].as_bool(), n["language"].as_str(), n["history"].as_array().unwrap().len()), (Some(true), Some("fr"), 3));
+    assert_eq!(
+        (n["is_active"].as_bool(), n["language"].as_str(), n["history"].as_array().unwrap().len()),
+        (Some(true), Some("fr"), 3)
+    );
     e.ok(&key, Method::POST, "/v1/newsletter/subscribe", Some(json!({"email": "bob@person.test"}))).await;
     assert_eq!(e.ok(&key, Method::GET, "/v1/newsletter", None).await.as_array().unwrap().len(), 2);
-    let (s, _) = e.call(Some(&key), Method::POST, "/v1/newsletter/unsubscribe", Some(json!({"email": "never@person.test"}))).await;
+    let (s, _) = e
+        .call(Some(&key), Method::POST, "/v1/newsletter/unsubscribe", Some(json!({"email": "never@person.test"})))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // CRM and billing records of Ada (and of Bob, who must stay untouched).
     let lead = |first: &str, mail: &str| json!({"first_name": first, "last_name": "Person", "email": mail, "phone": "+33 6 00 00 00 01", "artist_name": format!("{first} Music")});
-    let ada_lead = e.ok(&key, Method::POST, "/v1/leads", Some(lead("Ada", "ada@person.test"))).await["id"].as_str().unwrap().to_string();
-    let bob_lead = e.ok(&key, Method::POST, "/v1/leads", Some(lead("Bob", "bob@person.test"))).await["id"].as_str().unwrap().to_string();
-    e.ok(&key, Method::POST, &format!("/v1/leads/{ada_lead}/notes"), Some(json!({"kind": "call", "content": "Ada prefers calls after 6pm"}))).await;
+    let ada_lead = e.ok(&key, Method::POST, "/v1/leads", Some(lead("Ada", "ada@person.test"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_lead = e.ok(&key, Method::POST, "/v1/leads", Some(lead("Bob", "bob@person.test"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.ok(
+        &key,
+        Method::POST,
+        &format!("/v1/leads/{ada_lead}/notes"),
+        Some(json!({"kind": "call", "content": "Ada prefers calls after 6pm"})),
+    )
+    .await;
     let conv = e.ok(&key, Method::POST, &format!("/v1/leads/{ada_lead}/convert"), Some(json!({}))).await;
-    e.ok(&key, Method::POST, "/v1/tasks", Some(json!({"title": "Send Ada the contract", "related": {"kind": "lead", "id": ada_lead}}))).await;
+    e.ok(
+        &key,
+        Method::POST,
+        "/v1/tasks",
+        Some(json!({"title": "Send Ada the contract", "related": {"kind": "lead", "id": ada_lead}})),
+    )
+    .await;
     let inv = e
         .ok(&key, Method::POST, "/v1/invoices", Some(json!({"client": {"name": "Ada Person", "email": "ada@person.test"}, "lines": [{"description": "Release campaign", "quantity": 1, "unit_price_minor": 50_000}], "vat_rate_bp": 2000})))
         .await;
@@ -70,56 +118,125 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
         ev(KindCode::Click, D1 + 210, &tenant, &link, "vid-bob-0001", 3),
     ];
     e.insert_and_roll(&rows).await;
-    let overview = format!("/v1/analytics/overview?smartlink_id={link}&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z");
+    let overview =
+        format!("/v1/analytics/overview?smartlink_id={link}&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z");
     let o = e.ok(&key, Method::GET, &overview, None).await;
     assert_eq!((o["views"].as_i64(), o["clicks"].as_i64()), (Some(3), Some(2)));
 
     // Export: everything about Ada, nothing about Bob.
-    let x = e.ok(&key, Method::POST, "/v1/gdpr/export", Some(json!({"email": "ADA@person.test", "visitor_ids": ["vid-ada-0002"]}))).await;
-    assert_eq!(x["visitor_ids"], json!(["vid-ada-0002", "vid-ada-0001"]), "given ids and those recorded with the consents");
-    assert_eq!((x["leads"].as_array().unwrap().len(), x["leads"][0]["email"].as_str(), x["leads"][0]["phone"].as_str()), (1, Some("ada@person.test"), Some("+33600000001")));
+    let x = e
+        .ok(
+            &key,
+            Method::POST,
+            "/v1/gdpr/export",
+            Some(json!({"email": "ADA@person.test", "visitor_ids": ["vid-ada-0002"]})),
+        )
+        .await;
+    assert_eq!(
+        x["visitor_ids"],
+        json!(["vid-ada-0002", "vid-ada-0001"]),
+        "given ids and those recorded with the consents"
+    );
+    assert_eq!(
+        (x["leads"].as_array().unwrap().len(), x["leads"][0]["email"].as_str(), x["leads"][0]["phone"].as_str()),
+        (1, Some("ada@person.test"), Some("+33600000001"))
+    );
     assert_eq!(x["contacts"][0]["id"], conv["contact"]["id"]);
     assert_eq!(x["opportunities"][0]["id"], conv["opportunity"]["id"]);
-    assert!(x["tasks_and_activities"].as_array().unwrap().iter().any(|t| t["title"] == "Send Ada the contract"), "{}", x["tasks_and_activities"]);
+    assert!(
+        x["tasks_and_activities"].as_array().unwrap().iter().any(|t| t["title"] == "Send Ada the contract"),
+        "{}",
+        x["tasks_and_activities"]
+    );
     assert_eq!(x["invoices"][0]["number"], inv["number"]);
     assert_eq!(x["consent"]["history"].as_array().unwrap().len(), 2);
     assert_eq!(x["newsletter"]["history"].as_array().unwrap().len(), 3);
-    let kinds: Vec<(&str, &str)> = x["events"].as_array().unwrap().iter().map(|e| (e["kind"].as_str().unwrap(), e["visitor_id"].as_str().unwrap())).collect();
+    let kinds: Vec<(&str, &str)> = x["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["visitor_id"].as_str().unwrap()))
+        .collect();
     assert_eq!(kinds, vec![("view", "vid-ada-0001"), ("click", "vid-ada-0001"), ("view", "vid-ada-0002")]);
     assert_eq!(x["events"][1]["platform"], "spotify");
     assert!(!x.to_string().contains("bob@person.test") && !x.to_string().contains("vid-bob"), "nothing of Bob");
 
     // Erase: CRM anonymised, consents/newsletter gone, events erased and rollups recomputed, invoice retained.
-    let r = e.ok(&key, Method::POST, "/v1/gdpr/erase", Some(json!({"email": "ada@person.test", "visitor_ids": ["vid-ada-0002"]}))).await;
+    let r = e
+        .ok(
+            &key,
+            Method::POST,
+            "/v1/gdpr/erase",
+            Some(json!({"email": "ada@person.test", "visitor_ids": ["vid-ada-0002"]})),
+        )
+        .await;
     assert_eq!(
         r,
         json!({"leads_anonymised": 1, "contacts_anonymised": 1, "consents_deleted": 1, "subscriptions_deleted": 1, "email_logs_deleted": 0,
             "events_erased": 3, "windows_rerolled": r["windows_rerolled"], "invoices_retained": 1})
     );
     assert!(r["windows_rerolled"].as_u64().unwrap() >= 2, "the hour(s) and the day: {r}");
-    let after = e.ok(&key, Method::POST, "/v1/gdpr/export", Some(json!({"email": "ada@person.test", "visitor_ids": ["vid-ada-0001", "vid-ada-0002"]}))).await;
+    let after = e
+        .ok(
+            &key,
+            Method::POST,
+            "/v1/gdpr/export",
+            Some(json!({"email": "ada@person.test", "visitor_ids": ["vid-ada-0001", "vid-ada-0002"]})),
+        )
+        .await;
     for k in ["leads", "contacts", "events"] {
         assert_eq!(after[k].as_array().unwrap().len(), 0, "{k} after erasure: {after}");
     }
     assert_eq!((after["consent"].clone(), after["newsletter"].clone()), (Value::Null, Value::Null));
     assert_eq!(after["invoices"].as_array().unwrap().len(), 1, "invoices are retained (legal obligation)");
     let l = e.ok(&key, Method::GET, &format!("/v1/leads/{ada_lead}"), None).await;
-    assert_eq!((l["first_name"].as_str(), l["phone"].clone(), l["notes"][0]["content"].as_str()), (Some("[erased]"), Value::Null, Some("[erased]")));
+    assert_eq!(
+        (l["first_name"].as_str(), l["phone"].clone(), l["notes"][0]["content"].as_str()),
+        (Some("[erased]"), Value::Null, Some("[erased]"))
+    );
     assert!(l["email"].as_str().unwrap().ends_with("@erased.invalid"));
     assert_eq!(e.ok(&key, Method::GET, &format!("/v1/leads/{bob_lead}"), None).await["first_name"], "Bob");
     let o = e.ok(&key, Method::GET, &overview, None).await;
-    assert_eq!((o["views"].as_i64(), o["clicks"].as_i64()), (Some(1), Some(1)), "only Bob's events remain, in the rollups too: {o}");
-    let left: u64 = e.ch.query(&format!("SELECT count() FROM {}.{EVENTS_TABLE} FINAL WHERE visitor_id LIKE 'vid-ada%'", e.ch_db)).fetch_one().await.unwrap();
+    assert_eq!(
+        (o["views"].as_i64(), o["clicks"].as_i64()),
+        (Some(1), Some(1)),
+        "only Bob's events remain, in the rollups too: {o}"
+    );
+    let left: u64 =
+        e.ch.query(&format!("SELECT count() FROM {}.{EVENTS_TABLE} FINAL WHERE visitor_id LIKE 'vid-ada%'", e.ch_db))
+            .fetch_one()
+            .await
+            .unwrap();
     assert_eq!(left, 0);
-    let daily: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>("analytics_daily").find(bson::doc! { "smartlinkId": bson::oid::ObjectId::parse_str(&link).unwrap() }).await.unwrap()).await.unwrap();
-    assert_eq!(daily.iter().map(|d| d.get_document("metrics").unwrap().get_i64("totalViews").unwrap_or(0)).sum::<i64>(), 1, "the MongoDB daily rollup too");
+    let daily: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+        e.mongo
+            .collection::<bson::Document>("analytics_daily")
+            .find(bson::doc! { "smartlinkId": bson::oid::ObjectId::parse_str(&link).unwrap() })
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        daily.iter().map(|d| d.get_document("metrics").unwrap().get_i64("totalViews").unwrap_or(0)).sum::<i64>(),
+        1,
+        "the MongoDB daily rollup too"
+    );
 
     // Audited; no trace of Ada's email or phone in clear anywhere.
     let audit = e.ok(&e.op, Method::GET, &format!("/v1/audit?client_id={tenant}&resource=gdpr"), None).await;
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["gdpr_export", "gdpr_erase", "gdpr_export", "PUT /v1/gdpr/consents", "POST /v1/gdpr/export"], "newest first, refused requests too");
+    assert_eq!(
+        actions,
+        vec!["gdpr_export", "gdpr_erase", "gdpr_export", "PUT /v1/gdpr/consents", "POST /v1/gdpr/export"],
+        "newest first, refused requests too"
+    );
     for coll in ["leads", "contacts", "consents", "newsletter_subscribers", "invoices", "audit_logs", "email_logs"] {
-        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap()).await.unwrap();
+        let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
+            e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
+        )
+        .await
+        .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
         for pii in ["ada@person.test", "+33600000001", "prefers calls"] {
             assert!(!dump.contains(pii), "{coll} holds {pii}");

@@ -55,9 +55,11 @@ impl UserAgents {
     /// Loads the dataset. Errors when it is missing or not the expected JSON.
     pub fn load() -> anyhow::Result<Self> {
         let path = common::testing::state_dir().join("data/user-agents.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e} (deploy/local/up.sh installs it)", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (deploy/local/up.sh installs it)", path.display()))?;
         let all: Vec<serde_json::Value> = serde_json::from_str(&text)?;
-        let (mut agents, mut cumulative, mut total) = (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()), 0.0);
+        let (mut agents, mut cumulative, mut total) =
+            (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()), 0.0);
         for v in &all {
             agents.push(v["userAgent"].as_str().unwrap_or("").to_string());
             total += v["weight"].as_f64().unwrap_or(0.0);
@@ -128,10 +130,7 @@ pub fn parse_wrk(out: &str) -> Option<WrkReport> {
             r.non_2xx_3xx = v.trim().parse().ok()?;
         }
         if let Some(v) = line.strip_prefix("Socket errors:") {
-            r.socket_errors = v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum();
+            r.socket_errors = v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum();
         }
     }
     (r.requests > 0 && r.rps > 0.0).then_some(r)

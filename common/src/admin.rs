@@ -117,8 +117,7 @@ pub async fn spawn(
                     let resp = route(&req, &registry, &health);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "admin connection ended with an error");
                 }

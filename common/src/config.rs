@@ -28,10 +28,7 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// The topic names in use.
     pub fn topic_names(&self) -> schemas::topics::TopicNames {
-        schemas::topics::TopicNames {
-            raw_events: self.raw_topic.clone(),
-            dead_letters: self.dead_letter_topic.clone(),
-        }
+        schemas::topics::TopicNames { raw_events: self.raw_topic.clone(), dead_letters: self.dead_letter_topic.clone() }
     }
 }
 
@@ -103,9 +100,7 @@ impl MongoConfig {
     pub async fn database(&self) -> Result<mongodb::Database, mongodb::error::Error> {
         let mut options = mongodb::options::ClientOptions::parse(&self.uri).await?;
         options.app_name.get_or_insert_with(|| "smartlinks".into());
-        options
-            .server_selection_timeout
-            .get_or_insert(std::time::Duration::from_secs(5));
+        options.server_selection_timeout.get_or_insert(std::time::Duration::from_secs(5));
         Ok(mongodb::Client::with_options(options)?.database(&self.database))
     }
 }

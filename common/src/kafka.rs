@@ -68,10 +68,11 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<Top
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
-            s.config.iter().fold(
-                NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication)),
-                |t, (k, v)| t.set(k, v),
-            )
+            s.config
+                .iter()
+                .fold(NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication)), |t, (k, v)| {
+                    t.set(k, v)
+                })
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -90,7 +91,11 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<Top
     for s in specs {
         let partitions = partition_count(&admin, &s.name).await?;
         if partitions != s.partitions as usize {
-            return Err(TopicError::PartitionMismatch { topic: s.name.clone(), actual: partitions, expected: s.partitions });
+            return Err(TopicError::PartitionMismatch {
+                topic: s.name.clone(),
+                actual: partitions,
+                expected: s.partitions,
+            });
         }
         out.push(TopicOutcome { name: s.name.clone(), partitions, created: created.contains(&s.name) });
     }

@@ -87,7 +87,9 @@ pub async fn run(cfg: &MigrateConfig) -> Result<Report, MigrateError> {
     let db = cfg.mongo.database().await?;
     let mongo_indexes = (|| apply_mongo_indexes(&db))
         .retry(backoff(cfg.timeout_secs))
-        .when(|e| matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. } | mongodb::error::ErrorKind::Io(_)))
+        .when(|e| {
+            matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. } | mongodb::error::ErrorKind::Io(_))
+        })
         .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "mongodb not ready"))
         .await?;
     Ok(Report { topics, clickhouse_tables, mongo_indexes })

@@ -33,7 +33,13 @@ where
 /// `expect` records arrived and then `settle` passed with no new one, or
 /// `timeout` passed. Returns `(key, value)` pairs in arrival order. Panics
 /// on a consumer error. Blocking; call from `spawn_blocking` in async tests.
-pub fn consume_all(brokers: &str, topic: &str, expect: usize, timeout: Duration, settle: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn consume_all(
+    brokers: &str,
+    topic: &str,
+    expect: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = crate::kafka::base_config(brokers, "test-reader")
@@ -91,9 +97,9 @@ pub fn state_dir() -> std::path::PathBuf {
 }
 
 fn kafka_libs() -> std::path::PathBuf {
-    let cache = std::env::var("SMARTLINKS_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/smartlinks"));
+    let cache = std::env::var("SMARTLINKS_CACHE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/smartlinks")
+    });
     cache.join("kafka-3.9.1/libs")
 }
 
@@ -116,7 +122,8 @@ group.initial.rebalance.delay.ms=0\n",
         );
         std::fs::write(dir.join("server.properties"), props).expect("props");
         let mut me = Self { port, dir, child: None };
-        let status = me.java("kafka.tools.StorageTool")
+        let status = me
+            .java("kafka.tools.StorageTool")
             .args(["format", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c"])
             .arg(me.dir.join("server.properties"))
             .stdout(std::process::Stdio::null())
@@ -230,12 +237,18 @@ impl ClickHouseInstance {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let req = "GET /?query=SELECT%201 HTTP/1.0\r\n\r\n";
                 let mut buf = String::new();
-                s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut buf).is_ok() && buf.starts_with("HTTP/1.0 200")
+                s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut buf).is_ok()
+                    && buf.starts_with("HTTP/1.0 200")
             });
             if ok {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "private clickhouse did not start; see {}", self.dir.display());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private clickhouse did not start; see {}",
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -106,11 +106,8 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     }
     let raw: u64 = client.query(&format!("SELECT count() FROM {db}.{EVENTS_TABLE}")).fetch_one().await.unwrap();
     assert_eq!(raw, 3, "three inserts are three rows before any merge");
-    let deduped: u64 = client
-        .query(&format!("SELECT uniqExact(event_id) FROM {db}.{EVENTS_TABLE}"))
-        .fetch_one()
-        .await
-        .unwrap();
+    let deduped: u64 =
+        client.query(&format!("SELECT uniqExact(event_id) FROM {db}.{EVENTS_TABLE}")).fetch_one().await.unwrap();
     assert_eq!(deduped, 2);
     let final_rows: Vec<EventRow> = client
         .query(&format!("SELECT ?fields FROM {db}.{EVENTS_TABLE} FINAL ORDER BY ingested_at DESC"))

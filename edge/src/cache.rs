@@ -305,7 +305,11 @@ pub async fn run_refresher(
             _ = tick.tick() => {}
         }
         let full = last_full.is_none_or(|t| t.elapsed() >= full_reload);
-        let result = if full { full_load(&db, &metrics).await.map(|s| (s, true)) } else { poll(&db, &mut state, &metrics).await.map(|changed| (State::default(), changed)) };
+        let result = if full {
+            full_load(&db, &metrics).await.map(|s| (s, true))
+        } else {
+            poll(&db, &mut state, &metrics).await.map(|changed| (State::default(), changed))
+        };
         match result {
             Ok((fresh, changed)) => {
                 if full {
@@ -393,7 +397,12 @@ mod tests {
             tracking: Default::default(),
             branding: Default::default(),
             settings: ClientSettings { default_platform_order: vec!["deezer".into()], ..Default::default() },
-            metadata: ClientMetadata { created_at: DateTime::now(), updated_at: DateTime::now(), status: ClientStatus::Active, plan_type: PlanType::Starter },
+            metadata: ClientMetadata {
+                created_at: DateTime::now(),
+                updated_at: DateTime::now(),
+                status: ClientStatus::Active,
+                plan_type: PlanType::Starter,
+            },
         }
     }
 
@@ -407,7 +416,11 @@ mod tests {
                 spotify: Some("https://open.spotify.com/track/1".into()),
                 deezer: Some("https://deezer.com/track/1".into()),
                 youtube: Some("javascript:alert(1)".into()),
-                custom: vec![CustomPlatform { name: "Qobuz Store!".into(), url: "https://qobuz.com/1".into(), icon_url: None }],
+                custom: vec![CustomPlatform {
+                    name: "Qobuz Store!".into(),
+                    url: "https://qobuz.com/1".into(),
+                    icon_url: None,
+                }],
                 ..Default::default()
             },
             media: Default::default(),
@@ -459,7 +472,9 @@ mod tests {
     fn url_and_slug_rules() {
         assert!(is_http_url("https://a.b/c?d=e"));
         assert!(is_http_url("HTTP://a.b"));
-        for bad in ["javascript:alert(1)", "https://", "ftp://a", "https://a b", "https://a\r\nSet-Cookie: x", "//a.b", ""] {
+        for bad in
+            ["javascript:alert(1)", "https://", "ftp://a", "https://a b", "https://a\r\nSet-Cookie: x", "//a.b", ""]
+        {
             assert!(!is_http_url(bad), "{bad:?}");
         }
         assert_eq!(slugify("Apple Music"), "apple-music");

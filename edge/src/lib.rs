@@ -100,7 +100,8 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         health.clone(),
         shutdown.clone(),
     ));
-    let background = tokio::spawn(sink.clone().run_background(Duration::from_millis(cfg.spool_sync_ms), shutdown.clone()));
+    let background =
+        tokio::spawn(sink.clone().run_background(Duration::from_millis(cfg.spool_sync_ms), shutdown.clone()));
 
     let limiter = server::limiter(cfg.rate_limit_per_sec, cfg.rate_limit_burst);
     let eid_key = if cfg.event_id_key.is_empty() {
@@ -133,7 +134,8 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         });
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await

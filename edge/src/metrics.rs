@@ -97,7 +97,10 @@ impl Metrics {
         // memory, so anything past a few ms is a problem worth seeing.
         let buckets = vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
         let m = Self {
-            requests: IntCounterVec::new(Opts::new(REQUESTS_TOTAL, "Requests answered, by route and status."), &["route", "status"])?,
+            requests: IntCounterVec::new(
+                Opts::new(REQUESTS_TOTAL, "Requests answered, by route and status."),
+                &["route", "status"],
+            )?,
             request_duration: HistogramVec::new(
                 HistogramOpts::new(REQUEST_DURATION_SECONDS, "Request handling time, seconds.").buckets(buckets),
                 &["route"],

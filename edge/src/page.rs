@@ -51,9 +51,7 @@ pub struct LandingPage<'a> {
 fn safe_color(c: Option<&str>, default: &'static str) -> String {
     match c {
         Some(c)
-            if c.starts_with('#')
-                && matches!(c.len(), 4 | 7 | 9)
-                && c[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+            if c.starts_with('#') && matches!(c.len(), 4 | 7 | 9) && c[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
             c.to_string()
         }
@@ -155,11 +153,10 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     let link = &p.link.doc;
     let track = &link.track;
     let title = link.seo.meta_title.clone().unwrap_or_else(|| format!("{} - {}", track.title, track.artist_name));
-    let description = link
-        .seo
-        .meta_description
-        .clone()
-        .unwrap_or_else(|| format!("Listen to {} by {} on your favourite platform.", track.title, track.artist_name));
+    let description =
+        link.seo.meta_description.clone().unwrap_or_else(|| {
+            format!("Listen to {} by {} on your favourite platform.", track.title, track.artist_name)
+        });
     let cover = safe_url(link.media.cover_art.as_deref());
     let og_image = safe_url(link.seo.og_image.as_deref()).or(cover);
     let mut out = String::with_capacity(8 * 1024);
@@ -261,10 +258,22 @@ mod tests {
             slug: "label".into(),
             domain: "x.com".into(),
             subdomain: None,
-            tracking: ClientTracking { gtm: Some("GTM-</script><script>alert(1)</script>".into()), ..Default::default() },
-            branding: Branding { primary_color: Some(color.into()), logo: Some("javascript:alert(1)".into()), ..Default::default() },
+            tracking: ClientTracking {
+                gtm: Some("GTM-</script><script>alert(1)</script>".into()),
+                ..Default::default()
+            },
+            branding: Branding {
+                primary_color: Some(color.into()),
+                logo: Some("javascript:alert(1)".into()),
+                ..Default::default()
+            },
             settings: Default::default(),
-            metadata: ClientMetadata { created_at: DateTime::now(), updated_at: DateTime::now(), status: ClientStatus::Active, plan_type: PlanType::Starter },
+            metadata: ClientMetadata {
+                created_at: DateTime::now(),
+                updated_at: DateTime::now(),
+                status: ClientStatus::Active,
+                plan_type: PlanType::Starter,
+            },
         };
         let l = Smartlink {
             id: ObjectId::new(),
@@ -295,10 +304,15 @@ mod tests {
 
     #[test]
     fn every_value_is_escaped_and_unsafe_urls_and_css_dropped() {
-        let s = snapshot("<script>alert('x')</script>", "red;}</style><script>alert(1)</script>", "javascript:alert(2)");
+        let s =
+            snapshot("<script>alert('x')</script>", "red;}</style><script>alert(1)</script>", "javascript:alert(2)");
         let html = render(&s);
         assert!(!html.contains("<script>alert"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;") || html.contains("&lt;script&gt;alert('x')&lt;/script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;")
+                || html.contains("&lt;script&gt;alert('x')&lt;/script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("javascript:"), "{html}");
         assert!(html.contains("--p:#1DB954"), "bad colour falls back to default");
         assert!(html.contains("Jiro &amp; &quot;friends&quot;") || html.contains("Jiro &amp; \"friends\""), "{html}");
@@ -310,7 +324,11 @@ mod tests {
     fn landing_has_buttons_seo_and_the_event_id() {
         let s = snapshot("In Your Light", "#112233", "https://cdn.example/cover.jpg");
         let html = render(&s);
-        assert!(html.contains("<title>In Your Light - Jiro &amp; &quot;friends&quot;</title>") || html.contains("<title>In Your Light - Jiro &amp; \"friends\"</title>"), "{html}");
+        assert!(
+            html.contains("<title>In Your Light - Jiro &amp; &quot;friends&quot;</title>")
+                || html.contains("<title>In Your Light - Jiro &amp; \"friends\"</title>"),
+            "{html}"
+        );
         assert!(html.contains("href=\"/s/spotify?eid=tok.en\""));
         assert!(html.contains("og:image\" content=\"https://cdn.example/cover.jpg\""));
         assert!(html.contains("--p:#112233"));

@@ -30,7 +30,9 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ipnet::IpNet;
-use schemas::event::{truncate_utf8, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION};
+use schemas::event::{
+    truncate_utf8, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION,
+};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
@@ -82,9 +84,7 @@ mod route {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Lowercase host without port or trailing dot, from `Host` or the URI authority.
@@ -108,7 +108,8 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 
 /// A path segment as a slug, lowercased; `None` when not a valid slug.
 fn slug_segment(s: &str) -> Option<Cow<'_, str>> {
-    let s = if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) };
+    let s =
+        if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) };
     schemas::ids::is_slug(&s).then_some(s)
 }
 
@@ -138,7 +139,9 @@ fn cookies(headers: &HeaderMap) -> Cookies {
                         _ => Consent::Unknown,
                     }
                 }
-                VISITOR_COOKIE if cookie.value().len() == 32 && cookie.value().bytes().all(|b| b.is_ascii_hexdigit()) => {
+                VISITOR_COOKIE
+                    if cookie.value().len() == 32 && cookie.value().bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
                     c.visitor = Some(cookie.value().to_string());
                 }
                 _ => {}
@@ -206,7 +209,9 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
     let path = req.uri().path();
     let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
     let (first, second, rest) = (segments.next(), segments.next(), segments.next());
-    let not_found = |tenant: Option<&Tenant>| (route::NOT_FOUND, error_page(StatusCode::NOT_FOUND, "This link does not exist", tenant, head_only));
+    let not_found = |tenant: Option<&Tenant>| {
+        (route::NOT_FOUND, error_page(StatusCode::NOT_FOUND, "This link does not exist", tenant, head_only))
+    };
     let (slug, platform) = match (first.and_then(slug_segment), second, rest) {
         (Some(slug), None | Some(""), None) => (slug, None),
         (Some(slug), Some(p), None | Some("")) => match slug_segment(p) {
@@ -267,14 +272,25 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
         None => {
             let view_event_id = Uuid::now_v7();
             let html = render_landing(state, tenant, link, &host, view_event_id, dnt);
-            (EventKind::View, view_event_id, respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only), route::LANDING)
+            (
+                EventKind::View,
+                view_event_id,
+                respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only),
+                route::LANDING,
+            )
         }
     };
     let mut resp = resp;
     if let Some(v) = set_visitor {
-        set_cookie(&mut resp, &format!("{VISITOR_COOKIE}={v}; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly{}", secure(state)));
+        set_cookie(
+            &mut resp,
+            &format!("{VISITOR_COOKIE}={v}; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly{}", secure(state)),
+        );
     } else if cookies.consent == Consent::Denied && cookies.visitor.is_some() {
-        set_cookie(&mut resp, &format!("{VISITOR_COOKIE}=; Max-Age=0; Path=/; SameSite=Lax; HttpOnly{}", secure(state)));
+        set_cookie(
+            &mut resp,
+            &format!("{VISITOR_COOKIE}=; Max-Age=0; Path=/; SameSite=Lax; HttpOnly{}", secure(state)),
+        );
     }
 
     let event = RawEvent {
@@ -326,7 +342,14 @@ fn set_cookie(resp: &mut Resp, value: &str) {
     }
 }
 
-fn render_landing(state: &AppState, tenant: &Tenant, link: &Link, host: &str, view_event_id: Uuid, dnt: bool) -> String {
+fn render_landing(
+    state: &AppState,
+    tenant: &Tenant,
+    link: &Link,
+    host: &str,
+    view_event_id: Uuid,
+    dnt: bool,
+) -> String {
     let clicks = link
         .buttons
         .iter()
@@ -411,7 +434,10 @@ mod tests {
     #[test]
     fn cookies_parse_consent_and_a_well_formed_visitor_id_only() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b; sl_consent=granted; sl_vid=0123456789abcdef0123456789abcdef"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; sl_consent=granted; sl_vid=0123456789abcdef0123456789abcdef"),
+        );
         let c = cookies(&h);
         assert_eq!(c.consent, Consent::Granted);
         assert_eq!(c.visitor.as_deref(), Some("0123456789abcdef0123456789abcdef"));

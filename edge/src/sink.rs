@@ -152,10 +152,19 @@ impl EventSink {
     /// `spool`. A spool with pending records starts in spooling so that they
     /// go out before new events. Errors when librdkafka rejects the config.
     /// Reports component `kafka` in `health`.
-    pub fn new(cfg: SinkConfig, spool: Spool, metrics: Metrics, health: common::admin::Health) -> Result<Self, KafkaError> {
+    pub fn new(
+        cfg: SinkConfig,
+        spool: Spool,
+        metrics: Metrics,
+        health: common::admin::Health,
+    ) -> Result<Self, KafkaError> {
         let pending = !spool.is_empty();
         if pending {
-            tracing::info!(pending = spool.pending(), bytes = spool.used_bytes(), "spool holds events from a previous run; replaying first");
+            tracing::info!(
+                pending = spool.pending(),
+                bytes = spool.used_bytes(),
+                "spool holds events from a previous run; replaying first"
+            );
             health.degraded("kafka", "replaying the spool of a previous run");
         } else {
             health.ready("kafka");

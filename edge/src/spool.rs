@@ -128,7 +128,12 @@ impl Spool {
             let (good_end, count) = scan(&path, start)?;
             let len = fs::metadata(&path)?.len();
             if good_end < len {
-                tracing::warn!(segment = seq, at = good_end, dropped_bytes = len - good_end, "spool: truncating torn tail");
+                tracing::warn!(
+                    segment = seq,
+                    at = good_end,
+                    dropped_bytes = len - good_end,
+                    "spool: truncating torn tail"
+                );
                 OpenOptions::new().write(true).open(&path)?.set_len(good_end)?;
             }
             pending += count;
@@ -430,7 +435,10 @@ mod tests {
         // Drained: old segments are gone, and appends continue cleanly.
         s.append(b"k", b"after").unwrap();
         assert_eq!(drain(&mut s), vec![b"after".to_vec()]);
-        let segs = fs::read_dir(&d).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+        let segs = fs::read_dir(&d)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count();
         assert!(segs <= 1, "{segs} segments left");
     }
 

@@ -57,7 +57,8 @@ async fn with_the_broker_stopped_redirects_answer_and_every_event_arrives_after_
         (metric(edge.admin_addr, "edge_events_spooled_total").await >= N as f64).then_some(())
     })
     .await;
-    let readyz: serde_json::Value = http().get(format!("http://{}/readyz", edge.admin_addr)).send().await.unwrap().json().await.unwrap();
+    let readyz: serde_json::Value =
+        http().get(format!("http://{}/readyz", edge.admin_addr)).send().await.unwrap().json().await.unwrap();
     assert!(readyz["components"]["kafka"].as_str().unwrap_or("").starts_with("degraded"), "{readyz}");
 
     let kafka = tokio::task::spawn_blocking(move || {
@@ -112,7 +113,11 @@ fn spawn_edge(env: &Env, listen: &str, admin: &str) -> EdgeProcess {
 
 /// Where the spawned edge logs (appended across restarts is not needed: one file per start is fine).
 fn log_path(env: &Env) -> std::path::PathBuf {
-    env.cfg.spool_dir.with_extension(format!("{}.log", std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())))
+    env.cfg.spool_dir.with_extension(format!(
+        "{}.log",
+        std::process::id()
+            ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())
+    ))
 }
 
 /// Prints every log the spawned edges wrote next to the spool (shown when a test fails).

@@ -29,7 +29,12 @@ async fn a_link_inserted_in_mongodb_resolves_within_5s_and_changes_follow() {
         let c = c.clone();
         let addr = edge.addr;
         async move {
-            let r = c.get(format!("http://{addr}/new-single/spotify")).header("host", "links.cache.test").send().await.ok()?;
+            let r = c
+                .get(format!("http://{addr}/new-single/spotify"))
+                .header("host", "links.cache.test")
+                .send()
+                .await
+                .ok()?;
             (r.headers().get("location")?.to_str().ok()? == "https://open.spotify.com/track/B").then_some(())
         }
     })
@@ -74,13 +79,19 @@ async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
     let page_b = get("links.b.test", "/jiro").await.text().await.unwrap();
     assert!(page_b.contains("<h1>In Your Light</h1>"));
 
-    for (host, want) in [("links.a.test", "https://open.spotify.com/track/A"), ("LINKS.B.TEST:8080", "https://open.spotify.com/track/B")] {
+    for (host, want) in [
+        ("links.a.test", "https://open.spotify.com/track/A"),
+        ("LINKS.B.TEST:8080", "https://open.spotify.com/track/B"),
+    ] {
         let r = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", host).send().await.unwrap();
         assert_eq!(r.status(), 302, "{host}");
         assert_eq!(r.headers()["location"], want, "{host}");
     }
     let go = get("links.b.test", "/jiro?go=deezer&utm_source=ig").await;
-    assert_eq!((go.status().as_u16(), go.headers()["location"].to_str().unwrap()), (302, "https://www.deezer.com/track/1"));
+    assert_eq!(
+        (go.status().as_u16(), go.headers()["location"].to_str().unwrap()),
+        (302, "https://www.deezer.com/track/1")
+    );
 
     assert_eq!(get("links.a.test", "/jiro/tidal").await.status(), 404, "platform not on the link");
     assert_eq!(get("links.a.test", "/missing").await.status(), 404);
@@ -89,7 +100,8 @@ async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
     assert_eq!(get("links.a.test", "/jiro/spotify/extra").await.status(), 404);
     assert_eq!(get("links.a.test", "/JIRO/Spotify").await.status(), 302, "paths are case-insensitive");
 
-    let head = c.head(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.a.test").send().await.unwrap();
+    let head =
+        c.head(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.a.test").send().await.unwrap();
     assert_eq!(head.status(), 302);
     let head = c.head(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -127,14 +139,16 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
         .send()
         .await
         .unwrap();
-    let set_cookie = page.headers().get("set-cookie").expect("visitor cookie with consent").to_str().unwrap().to_string();
+    let set_cookie =
+        page.headers().get("set-cookie").expect("visitor cookie with consent").to_str().unwrap().to_string();
     assert!(set_cookie.starts_with("sl_vid=") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
     let vid = set_cookie["sl_vid=".len()..set_cookie.find(';').unwrap()].to_string();
     let html = page.text().await.unwrap();
     // The click the page prepared: its eid token and the id it pushes to the pixels.
     let href_start = html.find("href=\"/jiro/spotify?eid=").unwrap() + "href=\"".len();
     let href = &html[href_start..href_start + html[href_start..].find('"').unwrap()];
-    let eid_start = html.find("data-platform=\"spotify\" data-eid=\"").unwrap() + "data-platform=\"spotify\" data-eid=\"".len();
+    let eid_start =
+        html.find("data-platform=\"spotify\" data-eid=\"").unwrap() + "data-platform=\"spotify\" data-eid=\"".len();
     let page_click_id = html[eid_start..eid_start + 36].to_string();
     let view_id_start = html.find("\"eventId\":\"").unwrap() + "\"eventId\":\"".len();
     let page_view_id = html[view_id_start..view_id_start + 36].to_string();
@@ -150,10 +164,21 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
         .unwrap();
     assert_eq!(click.status(), 302);
     // A direct click without consent, with DNT, and a HEAD from a bot.
-    let direct = c.get(format!("{base}/jiro/deezer")).header("host", "links.events.test").header("dnt", "1").send().await.unwrap();
+    let direct = c
+        .get(format!("{base}/jiro/deezer"))
+        .header("host", "links.events.test")
+        .header("dnt", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(direct.status(), 302);
     assert!(direct.headers().get("set-cookie").is_none());
-    c.head(format!("{base}/jiro")).header("host", "links.events.test").header("user-agent", "facebookexternalhit/1.1").send().await.unwrap();
+    c.head(format!("{base}/jiro"))
+        .header("host", "links.events.test")
+        .header("user-agent", "facebookexternalhit/1.1")
+        .send()
+        .await
+        .unwrap();
     // Requests that are not views or clicks make no event.
     c.get(format!("{base}/nope")).header("host", "links.events.test").send().await.unwrap();
 
@@ -181,7 +206,10 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
     assert_eq!(view.visitor_id.as_deref(), Some(vid.as_str()));
     assert!(!view.keep_full_ip);
 
-    let click = events.iter().find(|e| e.event_id.to_string() == page_click_id).expect("the click carries the id the page gave the pixels");
+    let click = events
+        .iter()
+        .find(|e| e.event_id.to_string() == page_click_id)
+        .expect("the click carries the id the page gave the pixels");
     assert_eq!(click.kind, EventKind::Click);
     assert_eq!(click.platform.as_deref(), Some("spotify"));
     assert_eq!(click.visitor_id.as_deref(), Some(vid.as_str()));
@@ -214,21 +242,39 @@ async fn rate_limit_answers_429_with_retry_after() {
         let c = c.clone();
         let addr = edge.addr;
         async move {
-            let r = c.get(format!("http://{addr}/jiro")).header("host", "links.rl.test").header("x-forwarded-for", "198.51.100.1").send().await.ok()?;
+            let r = c
+                .get(format!("http://{addr}/jiro"))
+                .header("host", "links.rl.test")
+                .header("x-forwarded-for", "198.51.100.1")
+                .send()
+                .await
+                .ok()?;
             (r.status() == 200).then_some(())
         }
     })
     .await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let r = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.rl.test").header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+        let r = c
+            .get(format!("http://{}/jiro/spotify", edge.addr))
+            .header("host", "links.rl.test")
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
         if r.status() == 429 {
             assert!(r.headers().get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
         }
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [302, 302, 302, 429, 429]);
-    let other = c.get(format!("http://{}/jiro/spotify", edge.addr)).header("host", "links.rl.test").header("x-forwarded-for", "203.0.113.8").send().await.unwrap();
+    let other = c
+        .get(format!("http://{}/jiro/spotify", edge.addr))
+        .header("host", "links.rl.test")
+        .header("x-forwarded-for", "203.0.113.8")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 302, "limits are per client IP");
     assert_eq!(metric(edge.admin_addr, "edge_rate_limited_total").await, 2.0);
     env.shutdown.cancel();

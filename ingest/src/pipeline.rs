@@ -47,10 +47,18 @@ pub struct IngestContext;
 impl ClientContext for IngestContext {}
 
 impl ConsumerContext for IngestContext {
-    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
         tracing::info!(rebalance = %describe(rebalance), "rebalance starting");
     }
-    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
         tracing::info!(rebalance = %describe(rebalance), "rebalance done");
     }
 }
@@ -249,7 +257,12 @@ impl Pipeline {
 
     /// Produces the record to the dead-letter topic, retrying until Kafka
     /// acknowledges it. Returns false when shutdown came first.
-    async fn dead_letter(&mut self, msg: &rdkafka::message::OwnedMessage, reject: &Reject, shutdown: &common::shutdown::CancellationToken) -> bool {
+    async fn dead_letter(
+        &mut self,
+        msg: &rdkafka::message::OwnedMessage,
+        reject: &Reject,
+        shutdown: &common::shutdown::CancellationToken,
+    ) -> bool {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let ts = now_ms().to_string();
@@ -281,16 +294,24 @@ impl Pipeline {
             }
         }
         self.metrics.dead_letter.with_label_values(&[reject.reason]).inc();
-        tracing::debug!(reason = reject.reason, partition = msg.partition(), offset = msg.offset(), "record dead-lettered");
+        tracing::debug!(
+            reason = reject.reason,
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "record dead-lettered"
+        );
         true
     }
-
 }
 
 impl Writer {
     /// Writes batches as they come until the channel closes or `stop`; then
     /// commits the last written offsets synchronously.
-    async fn run(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Batch>, stop: common::shutdown::CancellationToken) {
+    async fn run(
+        self: Arc<Self>,
+        mut rx: tokio::sync::mpsc::Receiver<Batch>,
+        stop: common::shutdown::CancellationToken,
+    ) {
         let mut last: Option<TopicPartitionList> = None;
         while let Some(batch) = rx.recv().await {
             match self.flush(batch, &stop).await {

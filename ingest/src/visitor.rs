@@ -136,7 +136,12 @@ impl Sessions {
             Some(s) => (State { last_ms: s.last_ms.max(ts_ms), ..s }, false),
         };
         self.map.insert(key, state);
-        Visit { visit_number: state.visit_number, is_unique, is_returning: state.visit_number > 1, session_id: state.session_id }
+        Visit {
+            visit_number: state.visit_number,
+            is_unique,
+            is_returning: state.visit_number > 1,
+            session_id: state.session_id,
+        }
     }
 }
 

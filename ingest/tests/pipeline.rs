@@ -14,7 +14,10 @@ use schemas::clickhouse::{DeviceCode, EventRow};
 use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSION};
 
 fn geoip_test_db() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb").display().to_string()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb")
+        .display()
+        .to_string()
 }
 
 struct Env {
@@ -77,7 +80,8 @@ fn now_ms() -> i64 {
 }
 
 async fn produce(brokers: &str, topic: &str, records: Vec<(String, Vec<u8>)>) {
-    let p: FutureProducer = common::kafka::base_config(brokers, "test-producer").set("linger.ms", "5").create().unwrap();
+    let p: FutureProducer =
+        common::kafka::base_config(brokers, "test-producer").set("linger.ms", "5").create().unwrap();
     let sends: Vec<_> = records
         .iter()
         .map(|(k, v)| p.send(FutureRecord::to(topic).key(k).payload(v), Duration::from_secs(30)))
@@ -107,7 +111,8 @@ async fn wait_rows(ch: &clickhouse::Client, n: u64, within: Duration) {
 
 fn user_agents(n: usize) -> Vec<(String, String)> {
     let path = common::testing::state_dir().join("data/user-agents.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} (deploy/local/up.sh installs it): {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} (deploy/local/up.sh installs it): {e}", path.display()));
     let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     all.iter()
         .take(n)
@@ -122,7 +127,13 @@ async fn events_are_enriched_and_written_to_clickhouse() {
     let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
     let a = event("81.2.69.142", Some(iphone), "GET", EventKind::Click, t);
     let b = event("2001:218::1", Some(iphone), "HEAD", EventKind::View, t);
-    let c = event("89.160.20.128", Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"), "GET", EventKind::View, t);
+    let c = event(
+        "89.160.20.128",
+        Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
+        "GET",
+        EventKind::View,
+        t,
+    );
     let mut d = event("216.160.83.56", Some(iphone), "GET", EventKind::View, t);
     d.keep_full_ip = true;
     d.consent = Consent::Granted;
@@ -134,7 +145,10 @@ async fn events_are_enriched_and_written_to_clickhouse() {
     }
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events).await;
 
-    let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new()).await.unwrap();
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
     wait_rows(&env.ch, events.len() as u64, Duration::from_secs(60)).await;
 
     let row = |id: uuid::Uuid| {
@@ -148,10 +162,19 @@ async fn events_are_enriched_and_written_to_clickhouse() {
         }
     };
     let ra = row(a.event_id).await;
-    assert_eq!((ra.country, ra.region.as_str(), ra.city.as_str(), ra.timezone.as_str()), (*b"GB", "England", "London", "Europe/London"));
+    assert_eq!(
+        (ra.country, ra.region.as_str(), ra.city.as_str(), ra.timezone.as_str()),
+        (*b"GB", "England", "London", "Europe/London")
+    );
     assert_eq!(ra.ip, "81.2.69.0", "anonymised /24");
-    assert_eq!((ra.device, ra.os.as_str(), ra.browser.as_str(), ra.vendor.as_str()), (DeviceCode::Mobile, "iPhone", "Safari", "Apple"));
-    assert_eq!((ra.is_bot, ra.platform.as_str(), ra.utm_source.as_str(), ra.ttclid.as_str()), (0, "spotify", "tiktok", "E.C.P.abc"));
+    assert_eq!(
+        (ra.device, ra.os.as_str(), ra.browser.as_str(), ra.vendor.as_str()),
+        (DeviceCode::Mobile, "iPhone", "Safari", "Apple")
+    );
+    assert_eq!(
+        (ra.is_bot, ra.platform.as_str(), ra.utm_source.as_str(), ra.ttclid.as_str()),
+        (0, "spotify", "tiktok", "E.C.P.abc")
+    );
     assert_eq!((ra.referrer_host.as_str(), ra.language.as_str(), ra.ts_ms), ("tiktok.com", "en", t as u64));
     assert_ne!(ra.visitor_hash, 0);
     let rb = row(b.event_id).await;
@@ -161,7 +184,10 @@ async fn events_are_enriched_and_written_to_clickhouse() {
     assert_eq!((rc.country, rc.city.as_str()), (*b"SE", "Linköping"));
     assert_eq!((rc.is_bot, rc.bot_reason.as_str()), (1, "crawler_ua"));
     let rd = row(d.event_id).await;
-    assert_eq!((rd.ip.as_str(), rd.city.as_str(), rd.visitor_id.as_str()), ("216.160.83.56", "Milton", "0123456789abcdef0123456789abcdef"));
+    assert_eq!(
+        (rd.ip.as_str(), rd.city.as_str(), rd.visitor_id.as_str()),
+        ("216.160.83.56", "Milton", "0123456789abcdef0123456789abcdef")
+    );
 
     // Real user agents from the npm `user-agents` dataset: the device class
     // agrees with the dataset's label for (nearly) all of them.
@@ -181,7 +207,12 @@ async fn events_are_enriched_and_written_to_clickhouse() {
     eprintln!("device class agreement with the user-agents dataset: {:.1}%", rate * 100.0);
     assert!(rate >= 0.97, "device class agreement {rate}");
     assert_eq!(ingest.metrics.written.get(), events.len() as u64);
-    env.ch.query("DROP DATABASE ?").bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database)).execute().await.unwrap();
+    env.ch
+        .query("DROP DATABASE ?")
+        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
+        .execute()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +236,10 @@ async fn a_malformed_record_goes_to_the_dead_letter_topic_and_the_rest_is_writte
         ],
     )
     .await;
-    let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new()).await.unwrap();
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
     wait_rows(&env.ch, 2, Duration::from_secs(60)).await;
 
     let (b, t) = (env.cfg.kafka.brokers.clone(), env.cfg.kafka.dead_letter_topic.clone());
@@ -219,13 +253,19 @@ async fn a_malformed_record_goes_to_the_dead_letter_topic_and_the_rest_is_writte
     assert!(dead[1]["dlq-error"].contains("tenant_id"));
     assert!(dead[0]["value"].starts_with("{\"v\":1"), "kept as received");
     assert_eq!(ingest.metrics.dead_letter.with_label_values(&["parse_error"]).get(), 1);
-    env.ch.query("DROP DATABASE ?").bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database)).execute().await.unwrap();
+    env.ch
+        .query("DROP DATABASE ?")
+        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
+        .execute()
+        .await
+        .unwrap();
 }
 
 /// Dead-letter records as header maps (plus `value`).
 fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<HashMap<String, String>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = common::kafka::base_config(brokers, "dlq-reader").set("group.id", unique_name("dlq")).create().unwrap();
+    let c: BaseConsumer =
+        common::kafka::base_config(brokers, "dlq-reader").set("group.id", unique_name("dlq")).create().unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
     c.assign(&tpl).unwrap();
@@ -283,11 +323,20 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     let env = env(None).await;
     let t = now_ms();
     let events: Vec<RawEvent> = (0..N)
-        .map(|i| event(&format!("198.51.100.{}", i % 250), Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"), "GET", EventKind::View, t + i as i64))
+        .map(|i| {
+            event(
+                &format!("198.51.100.{}", i % 250),
+                Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
+                "GET",
+                EventKind::View,
+                t + i as i64,
+            )
+        })
         .collect();
     let mut child = spawn_ingest(&env);
     // Stream the events while ingest runs, and kill it in the middle.
-    let (b, topic, first_half) = (env.cfg.kafka.brokers.clone(), env.cfg.kafka.raw_topic.clone(), events[..N / 2].to_vec());
+    let (b, topic, first_half) =
+        (env.cfg.kafka.brokers.clone(), env.cfg.kafka.raw_topic.clone(), events[..N / 2].to_vec());
     produce_events(&b, &topic, &first_half).await;
     eventually(Duration::from_secs(60), "some rows written", || async {
         counts(&env.ch).await.filter(|(u, _)| *u >= 1000).map(|_| ())
@@ -306,7 +355,10 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     let _child = spawn_ingest(&env);
     wait_rows(&env.ch, N as u64, Duration::from_secs(120)).await;
     // Redelivered events may have been written twice: FINAL sees them once.
-    eventually(Duration::from_secs(30), "exactly N", || async { counts(&env.ch).await.filter(|c| *c == (N as u64, N as u64)) }).await;
+    eventually(Duration::from_secs(30), "exactly N", || async {
+        counts(&env.ch).await.filter(|c| *c == (N as u64, N as u64))
+    })
+    .await;
     let raw_rows: u64 = env.ch.query("SELECT count() FROM events").fetch_one().await.unwrap();
     eprintln!("raw rows before merges: {raw_rows} (duplicates from redelivery: {})", raw_rows - N as u64);
 
@@ -314,7 +366,8 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     // start into the same table. Rows are written twice; counts stay N.
     let mut again = env.cfg.clone();
     again.group_id = unique_name("redeliver");
-    let second = ingest::start(again, prometheus::Registry::new(), common::shutdown::CancellationToken::new()).await.unwrap();
+    let second =
+        ingest::start(again, prometheus::Registry::new(), common::shutdown::CancellationToken::new()).await.unwrap();
     eventually(Duration::from_secs(120), "the whole topic redelivered", || async {
         (second.metrics.written.get() >= N as u64).then_some(())
     })
@@ -324,7 +377,12 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     eprintln!("raw rows after redelivering everything: {raw_rows}");
     assert!(raw_rows >= N as u64);
     assert_eq!(counts(&env.ch).await.unwrap(), (N as u64, N as u64), "duplicates never count twice");
-    env.ch.query("DROP DATABASE ?").bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database)).execute().await.unwrap();
+    env.ch
+        .query("DROP DATABASE ?")
+        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
+        .execute()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,9 +392,20 @@ async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
     let env = env(Some(clickhouse.url())).await;
     let t = now_ms();
     let events: Vec<RawEvent> = (0..N)
-        .map(|i| event(&format!("203.0.113.{}", i % 250), Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"), "GET", EventKind::Click, t + i as i64))
+        .map(|i| {
+            event(
+                &format!("203.0.113.{}", i % 250),
+                Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"),
+                "GET",
+                EventKind::Click,
+                t + i as i64,
+            )
+        })
         .collect();
-    let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new()).await.unwrap();
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events[..N / 2]).await;
     wait_rows(&env.ch, (N / 2) as u64, Duration::from_secs(60)).await;
 
@@ -348,7 +417,10 @@ async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
     .unwrap();
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events[N / 2..]).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(ingest.metrics.clickhouse_errors.with_label_values(&["network"]).get() > 0, "writes were attempted and failed");
+    assert!(
+        ingest.metrics.clickhouse_errors.with_label_values(&["network"]).get() > 0,
+        "writes were attempted and failed"
+    );
     assert!(!ingest.health.is_ready(), "readiness reports the outage");
     assert_eq!(ingest.metrics.written.get(), (N / 2) as u64, "nothing written while down");
 

@@ -45,7 +45,10 @@ impl InvoiceStatus {
     /// due date.
     pub fn can_move_to(self, to: InvoiceStatus) -> bool {
         use InvoiceStatus::*;
-        matches!((self, to), (Draft, Sent) | (Draft, Cancelled) | (Sent, Cancelled) | (Overdue, Cancelled) | (Sent, Overdue))
+        matches!(
+            (self, to),
+            (Draft, Sent) | (Draft, Cancelled) | (Sent, Cancelled) | (Overdue, Cancelled) | (Sent, Overdue)
+        )
     }
 }
 
@@ -264,7 +267,13 @@ mod tests {
     fn paid_is_reached_by_payments_only() {
         use InvoiceStatus::*;
         assert!(Draft.can_move_to(Sent) && Sent.can_move_to(Overdue) && Sent.can_move_to(Cancelled));
-        assert!(!Draft.can_move_to(Paid) && !Sent.can_move_to(Paid) && !Paid.can_move_to(Cancelled) && !Cancelled.can_move_to(Sent) && !Sent.can_move_to(Draft));
+        assert!(
+            !Draft.can_move_to(Paid)
+                && !Sent.can_move_to(Paid)
+                && !Paid.can_move_to(Cancelled)
+                && !Cancelled.can_move_to(Sent)
+                && !Sent.can_move_to(Draft)
+        );
         assert_eq!(bson::to_bson(&Overdue).unwrap(), bson::Bson::String("OVERDUE".into()));
     }
 }

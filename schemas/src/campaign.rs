@@ -45,7 +45,14 @@ impl CampaignStatus {
         self == to
             || matches!(
                 (self, to),
-                (Draft, Active) | (Draft, Cancelled) | (Active, Paused) | (Paused, Active) | (Active, Completed) | (Paused, Completed) | (Active, Cancelled) | (Paused, Cancelled)
+                (Draft, Active)
+                    | (Draft, Cancelled)
+                    | (Active, Paused)
+                    | (Paused, Active)
+                    | (Active, Completed)
+                    | (Paused, Completed)
+                    | (Active, Cancelled)
+                    | (Paused, Cancelled)
             )
     }
 }
@@ -317,7 +324,12 @@ mod tests {
     #[test]
     fn status_moves() {
         use CampaignStatus::*;
-        assert!(Draft.can_move_to(Active) && Active.can_move_to(Paused) && Paused.can_move_to(Active) && Paused.can_move_to(Completed));
+        assert!(
+            Draft.can_move_to(Active)
+                && Active.can_move_to(Paused)
+                && Paused.can_move_to(Active)
+                && Paused.can_move_to(Completed)
+        );
         assert!(!Completed.can_move_to(Active) && !Cancelled.can_move_to(Draft) && !Draft.can_move_to(Completed));
     }
 }

@@ -229,7 +229,6 @@ pub struct EventRow {
     pub ingested_at: u32,
 }
 
-
 impl EventRow {
     /// A human event of `kind` at `ts` (Unix s, UTC) on `link_id` of
     /// `tenant_id`, by visitor `visitor_hash` in session `session_id`,
@@ -237,7 +236,16 @@ impl EventRow {
     /// country, device `Other`, consent unknown). Handy to build rows whose
     /// rollups are known (tests, benchmarks).
     #[allow(clippy::too_many_arguments, reason = "one argument per column that sets the rollup keys; the rest default")]
-    pub fn minimal(event_id: Uuid, kind: KindCode, ts: u32, tenant_id: &str, link_id: &str, visitor_hash: u64, session_id: u64, ingested_at: u32) -> Self {
+    pub fn minimal(
+        event_id: Uuid,
+        kind: KindCode,
+        ts: u32,
+        tenant_id: &str,
+        link_id: &str,
+        visitor_hash: u64,
+        session_id: u64,
+        ingested_at: u32,
+    ) -> Self {
         EventRow {
             event_id,
             kind,

@@ -44,8 +44,15 @@ pub enum LeadStage {
 
 impl LeadStage {
     /// Every stage, in pipeline order.
-    pub const ALL: [LeadStage; 7] =
-        [LeadStage::New, LeadStage::Contacted, LeadStage::Qualified, LeadStage::Proposal, LeadStage::Negotiation, LeadStage::Won, LeadStage::Lost];
+    pub const ALL: [LeadStage; 7] = [
+        LeadStage::New,
+        LeadStage::Contacted,
+        LeadStage::Qualified,
+        LeadStage::Proposal,
+        LeadStage::Negotiation,
+        LeadStage::Won,
+        LeadStage::Lost,
+    ];
 
     /// The wire name (`proposal`).
     pub fn name(self) -> &'static str {

@@ -102,16 +102,8 @@ pub struct Attribution {
 
 impl Attribution {
     /// The query parameter names this struct captures, in field order.
-    pub const PARAMS: [&'static str; 8] = [
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "gclid",
-        "fbclid",
-        "ttclid",
-    ];
+    pub const PARAMS: [&'static str; 8] =
+        ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "fbclid", "ttclid"];
 
     /// Sets the field named by query parameter `name` (one of [`Self::PARAMS`])
     /// to `value`, truncated to [`MAX_QUERY_VALUE_BYTES`]. Returns false, and
@@ -282,11 +274,9 @@ impl RawEvent {
         if (self.kind == EventKind::Click) != self.platform.is_some() {
             return Err(ValidationError::PlatformMismatch);
         }
-        for (name, value) in [
-            ("user_agent", &self.user_agent),
-            ("accept_language", &self.accept_language),
-            ("referrer", &self.referrer),
-        ] {
+        for (name, value) in
+            [("user_agent", &self.user_agent), ("accept_language", &self.accept_language), ("referrer", &self.referrer)]
+        {
             if value.as_ref().is_some_and(|v| v.len() > MAX_HEADER_VALUE_BYTES) {
                 return Err(ValidationError::TooLong(name));
             }

@@ -61,10 +61,7 @@ impl Default for TopicNames {
 impl TopicNames {
     /// The default names with `.{suffix}` appended, for an isolated test.
     pub fn with_suffix(suffix: &str) -> Self {
-        Self {
-            raw_events: format!("{RAW_EVENTS}.{suffix}"),
-            dead_letters: format!("{DEAD_LETTERS}.{suffix}"),
-        }
+        Self { raw_events: format!("{RAW_EVENTS}.{suffix}"), dead_letters: format!("{DEAD_LETTERS}.{suffix}") }
     }
 
     /// The specs of both topics with `replication` replicas: raw events with
@@ -78,19 +75,13 @@ impl TopicNames {
                 name: self.raw_events.clone(),
                 partitions: RAW_EVENTS_PARTITIONS,
                 replication,
-                config: vec![
-                    ("retention.ms", (7 * DAY_MS).to_string()),
-                    ("compression.type", "lz4".into()),
-                ],
+                config: vec![("retention.ms", (7 * DAY_MS).to_string()), ("compression.type", "lz4".into())],
             },
             TopicSpec {
                 name: self.dead_letters.clone(),
                 partitions: DEAD_LETTERS_PARTITIONS,
                 replication,
-                config: vec![
-                    ("retention.ms", (30 * DAY_MS).to_string()),
-                    ("compression.type", "lz4".into()),
-                ],
+                config: vec![("retention.ms", (30 * DAY_MS).to_string()), ("compression.type", "lz4".into())],
             },
         ]
     }

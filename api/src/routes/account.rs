@@ -67,7 +67,10 @@ async fn issue(st: &AppState, user: &User, purpose: TokenPurpose, ttl_secs: u32)
     let now = DateTime::now();
     let tokens = st.mongo.collection::<AuthToken>(collections::AUTH_TOKENS);
     tokens
-        .update_many(doc! { "userId": user.id, "purpose": crate::validate::wire(&purpose), "usedAt": { "$exists": false } }, doc! { "$set": { "usedAt": now } })
+        .update_many(
+            doc! { "userId": user.id, "purpose": crate::validate::wire(&purpose), "usedAt": { "$exists": false } },
+            doc! { "$set": { "usedAt": now } },
+        )
         .await?;
     let t = AuthToken {
         id: ObjectId::new(),
@@ -88,7 +91,13 @@ async fn issue(st: &AppState, user: &User, purpose: TokenPurpose, ttl_secs: u32)
 /// lock, since FerretDB's conditional update is not atomic (`api::lock`).
 async fn spend(st: &AppState, token: &str, purpose: TokenPurpose) -> Result<AuthToken, ApiError> {
     let hash = hash_key(token.trim());
-    let guard = crate::lock::acquire(st, format!("token:{hash}"), std::time::Duration::from_secs(10), std::time::Duration::from_secs(5)).await?;
+    let guard = crate::lock::acquire(
+        st,
+        format!("token:{hash}"),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     let r = spend_locked(st, &hash, purpose).await;
     guard.release().await;
     r
@@ -118,14 +127,25 @@ pub async fn send_verification(st: &AppState, user: &User, address: &str) -> Res
         user.first_name,
         st.cfg.app_url.trim_end_matches('/')
     );
-    let m = Outgoing { client_id: user.client_id, to: address.to_string(), subject: "Confirm your email".into(), template: "verify_email", text, attachments: Vec::new(), related: Some(("user", user.id)) };
+    let m = Outgoing {
+        client_id: user.client_id,
+        to: address.to_string(),
+        subject: "Confirm your email".into(),
+        template: "verify_email",
+        text,
+        attachments: Vec::new(),
+        related: Some(("user", user.id)),
+    };
     st.mailer.send(st, m).await.map(|_| ())
 }
 
 /// Mails a new verification token to the logged-in user.
 #[utoipa::path(post, path = "/v1/auth/verify-email/request", tag = "users",
     responses((status = 202), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn request_verification(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<StatusCode, ApiError> {
+pub async fn request_verification(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<StatusCode, ApiError> {
     let user_id = p.session_user()?;
     let user = crate::routes::users::load_user(&st, &p, &user_id.to_hex()).await?;
     if user.auth.email_verified {
@@ -140,10 +160,27 @@ pub async fn request_verification(State(st): State<AppState>, Extension(p): Exte
 /// `token`) when unknown, expired or used.
 #[utoipa::path(post, path = "/v1/auth/verify-email", tag = "users", request_body = TokenBody,
     responses((status = 204), (status = 400, body = ErrorBody)))]
-pub async fn verify_email(State(st): State<AppState>, meta: Meta, Body(b): Body<TokenBody>) -> Result<StatusCode, ApiError> {
+pub async fn verify_email(
+    State(st): State<AppState>,
+    meta: Meta,
+    Body(b): Body<TokenBody>,
+) -> Result<StatusCode, ApiError> {
     let t = spend(&st, &b.token, TokenPurpose::VerifyEmail).await?;
-    st.mongo.collection::<User>(collections::USERS).update_one(doc! { "_id": t.user_id }, doc! { "$set": { "auth.emailVerified": true, "updatedAt": DateTime::now() } }).await?;
-    let entry = Entry { client_id: Some(t.client_id), action: "verify_email", resource: "users", resource_id: Some(t.user_id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    st.mongo
+        .collection::<User>(collections::USERS)
+        .update_one(
+            doc! { "_id": t.user_id },
+            doc! { "$set": { "auth.emailVerified": true, "updatedAt": DateTime::now() } },
+        )
+        .await?;
+    let entry = Entry {
+        client_id: Some(t.client_id),
+        action: "verify_email",
+        resource: "users",
+        resource_id: Some(t.user_id.to_hex()),
+        changes: Vec::new(),
+        outcome: Ok(()),
+    };
     audit::record(&st, None, &meta, entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,10 +189,20 @@ pub async fn verify_email(State(st): State<AppState>, meta: Meta, Body(b): Body<
 /// Always 202 (also for unknown emails), at most one email a minute per user.
 #[utoipa::path(post, path = "/v1/auth/password-reset/request", tag = "users", request_body = ResetRequest,
     responses((status = 202), (status = 400, body = ErrorBody)))]
-pub async fn request_reset(State(st): State<AppState>, meta: Meta, Body(b): Body<ResetRequest>) -> Result<StatusCode, ApiError> {
+pub async fn request_reset(
+    State(st): State<AppState>,
+    meta: Meta,
+    Body(b): Body<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
     let address = email("email", &b.email)?;
     let pii = st.pii()?;
-    let Some(user) = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "auth.emailIndex": pii.email_index(&address) }).await?.filter(|u| u.is_active) else {
+    let Some(user) = st
+        .mongo
+        .collection::<User>(collections::USERS)
+        .find_one(doc! { "auth.emailIndex": pii.email_index(&address) })
+        .await?
+        .filter(|u| u.is_active)
+    else {
         return Ok(StatusCode::ACCEPTED);
     };
     let since = DateTime::from_millis(DateTime::now().timestamp_millis() - RESEND_INTERVAL_MS);
@@ -174,9 +221,24 @@ pub async fn request_reset(State(st): State<AppState>, meta: Meta, Body(b): Body
         user.first_name,
         st.cfg.app_url.trim_end_matches('/')
     );
-    let m = Outgoing { client_id: user.client_id, to: address, subject: "Reset your password".into(), template: "password_reset", text, attachments: Vec::new(), related: Some(("user", user.id)) };
+    let m = Outgoing {
+        client_id: user.client_id,
+        to: address,
+        subject: "Reset your password".into(),
+        template: "password_reset",
+        text,
+        attachments: Vec::new(),
+        related: Some(("user", user.id)),
+    };
     st.mailer.send(&st, m).await?;
-    let entry = Entry { client_id: Some(user.client_id), action: "request_password_reset", resource: "users", resource_id: Some(user.id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    let entry = Entry {
+        client_id: Some(user.client_id),
+        action: "request_password_reset",
+        resource: "users",
+        resource_id: Some(user.id.to_hex()),
+        changes: Vec::new(),
+        outcome: Ok(()),
+    };
     audit::record(&st, None, &meta, entry).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -186,7 +248,11 @@ pub async fn request_reset(State(st): State<AppState>, meta: Meta, Body(b): Body
 /// used, or the password breaks the rule.
 #[utoipa::path(post, path = "/v1/auth/password-reset", tag = "users", request_body = ResetBody,
     responses((status = 204), (status = 400, body = ErrorBody)))]
-pub async fn reset_password(State(st): State<AppState>, meta: Meta, Body(b): Body<ResetBody>) -> Result<StatusCode, ApiError> {
+pub async fn reset_password(
+    State(st): State<AppState>,
+    meta: Meta,
+    Body(b): Body<ResetBody>,
+) -> Result<StatusCode, ApiError> {
     password_policy("new_password", &b.new_password)?;
     let t = spend(&st, &b.token, TokenPurpose::PasswordReset).await?;
     let hash = hash_password(b.new_password).await?;
@@ -197,10 +263,24 @@ pub async fn reset_password(State(st): State<AppState>, meta: Meta, Body(b): Bod
         .await?;
     st.mongo
         .collection::<Session>(collections::SESSIONS)
-        .update_many(doc! { "userId": t.user_id, "revokedAt": { "$exists": false } }, doc! { "$set": { "revokedAt": now } })
+        .update_many(
+            doc! { "userId": t.user_id, "revokedAt": { "$exists": false } },
+            doc! { "$set": { "revokedAt": now } },
+        )
         .await?;
-    let changes = vec![schemas::crm::FieldChange { field: "auth.passwordHash".into(), old: "[redacted]".into(), new: "[redacted]".into() }];
-    let entry = Entry { client_id: Some(t.client_id), action: "reset_password", resource: "users", resource_id: Some(t.user_id.to_hex()), changes, outcome: Ok(()) };
+    let changes = vec![schemas::crm::FieldChange {
+        field: "auth.passwordHash".into(),
+        old: "[redacted]".into(),
+        new: "[redacted]".into(),
+    }];
+    let entry = Entry {
+        client_id: Some(t.client_id),
+        action: "reset_password",
+        resource: "users",
+        resource_id: Some(t.user_id.to_hex()),
+        changes,
+        outcome: Ok(()),
+    };
     audit::record(&st, None, &meta, entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }

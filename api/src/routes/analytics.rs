@@ -18,9 +18,9 @@ use aggregator::rollup::Grain;
 
 use crate::analytics::{Dimension, Engine, Scope};
 use crate::auth::Principal;
-use crate::rbac::{Action, Resource};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
+use crate::rbac::{Action, Resource};
 use crate::routes::clients::load_client;
 use crate::routes::smartlinks::load_link;
 use crate::state::AppState;
@@ -275,7 +275,9 @@ impl Resolved {
 async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Resolved, ApiError> {
     p.can(Resource::Analytics, Action::Read)?;
     let (scope, client) = match (q.client_id.as_deref(), q.smartlink_id.as_deref()) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("smartlink_id", "give client_id or smartlink_id, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("smartlink_id", "give client_id or smartlink_id, not both"))
+        }
         (None, Some(l)) => {
             let (link, client) = load_link(st, p, l).await?;
             (Scope { tenant_id: client.id.to_hex(), link_id: Some(link.id.to_hex()) }, client)
@@ -284,7 +286,12 @@ async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Res
             let id = match (c, p.own_client()) {
                 (Some(c), _) => validate::object_id("client_id", c)?,
                 (None, Some(own)) => own,
-                (None, None) => return Err(ApiError::invalid("client_id", "client_id or smartlink_id is required with the operator key")),
+                (None, None) => {
+                    return Err(ApiError::invalid(
+                        "client_id",
+                        "client_id or smartlink_id is required with the operator key",
+                    ))
+                }
             };
             let client = load_client(st, p, id).await?;
             (Scope { tenant_id: client.id.to_hex(), link_id: None }, client)
@@ -323,7 +330,8 @@ pub(crate) async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Resu
 }
 
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
-    let mut v: Vec<Count> = m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| Count { value: k.clone(), count: *n }).collect();
+    let mut v: Vec<Count> =
+        m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| Count { value: k.clone(), count: *n }).collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     v.truncate(top);
     v
@@ -338,7 +346,12 @@ fn grain(q: &AnalyticsQuery) -> Result<Grain, ApiError> {
 }
 
 /// The overview of a range; `closed_until` overrides the watermark (tests).
-pub async fn overview_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, closed_until: Option<u32>) -> Result<OverviewView, ApiError> {
+pub async fn overview_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<OverviewView, ApiError> {
     let r = resolve(st, p, q).await?;
     let engine = engine_for(st, closed_until).await?;
     let o = engine.overview(&r.scope, r.from, r.to, r.include_bots).await?;
@@ -365,16 +378,28 @@ pub async fn overview_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, clo
 #[utoipa::path(get, path = "/v1/analytics/overview", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = OverviewView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn overview(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<Json<OverviewView>, ApiError> {
+pub async fn overview(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<OverviewView>, ApiError> {
     Ok(Json(overview_with(&st, &p, &q, None).await?))
 }
 
 /// The time series of a range; `closed_until` overrides the watermark (tests).
-pub async fn timeseries_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, closed_until: Option<u32>) -> Result<TimeseriesView, ApiError> {
+pub async fn timeseries_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<TimeseriesView, ApiError> {
     let r = resolve(st, p, q).await?;
     let g = grain(q)?;
     if (r.to - r.from) / g.seconds() > 24 * 93 {
-        return Err(ApiError::invalid("interval", "too many buckets (at most 2232); use a shorter range or interval=day"));
+        return Err(ApiError::invalid(
+            "interval",
+            "too many buckets (at most 2232); use a shorter range or interval=day",
+        ));
     }
     let engine = engine_for(st, closed_until).await?;
     let points = engine.timeseries(&r.scope, r.from, r.to, g, r.include_bots).await?;
@@ -406,12 +431,21 @@ pub async fn timeseries_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, c
 #[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = TimeseriesView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn timeseries(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<Json<TimeseriesView>, ApiError> {
+pub async fn timeseries(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<TimeseriesView>, ApiError> {
     Ok(Json(timeseries_with(&st, &p, &q, None).await?))
 }
 
 /// A breakdown of a range; `closed_until` overrides the watermark (tests).
-pub async fn breakdown_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, closed_until: Option<u32>) -> Result<BreakdownView, ApiError> {
+pub async fn breakdown_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<BreakdownView, ApiError> {
     let r = resolve(st, p, q).await?;
     let name = q.dimension.as_deref().ok_or_else(|| ApiError::invalid("dimension", "required"))?;
     let dim = Dimension::parse(name).ok_or_else(|| {
@@ -433,7 +467,12 @@ pub async fn breakdown_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, cl
         items: items
             .into_iter()
             .take(limit)
-            .map(|i| BreakdownItemView { share: if total > 0 { i.count as f64 / total as f64 } else { 0.0 }, value: i.value, country: i.country, count: i.count })
+            .map(|i| BreakdownItemView {
+                share: if total > 0 { i.count as f64 / total as f64 } else { 0.0 },
+                value: i.value,
+                country: i.country,
+                count: i.count,
+            })
             .collect(),
     })
 }
@@ -442,7 +481,11 @@ pub async fn breakdown_with(st: &AppState, p: &Principal, q: &AnalyticsQuery, cl
 #[utoipa::path(get, path = "/v1/analytics/breakdown", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = BreakdownView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn breakdown(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<Json<BreakdownView>, ApiError> {
+pub async fn breakdown(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<BreakdownView>, ApiError> {
     Ok(Json(breakdown_with(&st, &p, &q, None).await?))
 }
 
@@ -450,7 +493,11 @@ pub async fn breakdown(State(st): State<AppState>, Extension(p): Extension<Princ
 #[utoipa::path(get, path = "/v1/analytics/realtime", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = RealtimeView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn realtime(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<Json<RealtimeView>, ApiError> {
+pub async fn realtime(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<RealtimeView>, ApiError> {
     let q = AnalyticsQuery { from: None, to: None, ..q };
     let r = resolve(&st, &p, &q).await?;
     let now = now_s();
@@ -461,7 +508,11 @@ pub async fn realtime(State(st): State<AppState>, Extension(p): Extension<Princi
         at: to_rfc3339(now),
         active_visitors: rt.active_visitors,
         views_last_30_min: rt.per_minute.iter().map(|m| m.1).sum(),
-        per_minute: rt.per_minute.into_iter().map(|(m, views, clicks)| MinuteView { minute: to_rfc3339(m), views, clicks }).collect(),
+        per_minute: rt
+            .per_minute
+            .into_iter()
+            .map(|(m, views, clicks)| MinuteView { minute: to_rfc3339(m), views, clicks })
+            .collect(),
     }))
 }
 
@@ -469,7 +520,11 @@ pub async fn realtime(State(st): State<AppState>, Extension(p): Extension<Princi
 #[utoipa::path(get, path = "/v1/analytics/health", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = HealthView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<Json<HealthView>, ApiError> {
+pub async fn health(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<HealthView>, ApiError> {
     let default_from = q.from.is_none();
     let mut r = resolve(&st, &p, &q).await?;
     if default_from {
@@ -497,10 +552,14 @@ pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principa
         client_tracking_rate: rate(eligible),
         recovered_by_server: s.views - eligible,
         pixels_configured: pixels,
-        consent: [("granted", s.views - s.consent_denied - s.consent_unknown), ("denied", s.consent_denied), ("unknown", s.consent_unknown)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        consent: [
+            ("granted", s.views - s.consent_denied - s.consent_unknown),
+            ("denied", s.consent_denied),
+            ("unknown", s.consent_unknown),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         dnt: s.dnt_views,
         bots: s.bots,
         last_event_at: (s.last_event_at > 0).then(|| to_rfc3339(s.last_event_at)),
@@ -517,14 +576,19 @@ pub async fn health(State(st): State<AppState>, Extension(p): Extension<Principa
 #[utoipa::path(get, path = "/v1/analytics/export", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AnalyticsQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn export(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     p.can(Resource::Analytics, Action::Export)?;
     let ts = timeseries_with(&st, &p, &q, None).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut head: Vec<String> = ["start", "views", "clicks", "unique_visitors", "returning_visitors", "conversions", "conversion_rate", "bots"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let mut head: Vec<String> =
+        ["start", "views", "clicks", "unique_visitors", "returning_visitors", "conversions", "conversion_rate", "bots"]
+            .into_iter()
+            .map(String::from)
+            .collect();
     head.extend(PlatformId::ALL.iter().map(|p| format!("clicks_{}", p.id())));
     let csv_err = |e: csv::Error| ApiError::Unavailable { store: "csv", detail: e.to_string() };
     w.write_record(&head).map_err(csv_err)?;

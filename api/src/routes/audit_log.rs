@@ -108,7 +108,11 @@ fn view(r: AuditRecord) -> AuditView {
         action: r.action,
         resource: r.resource,
         resource_id: r.resource_id,
-        changes: r.changes.into_iter().map(|c| ChangeView { field: c.field, old: json(c.old), new: json(c.new) }).collect(),
+        changes: r
+            .changes
+            .into_iter()
+            .map(|c| ChangeView { field: c.field, old: json(c.old), new: json(c.new) })
+            .collect(),
         ip: r.ip,
         user_agent: r.user_agent,
         at: r.at.try_to_rfc3339_string().unwrap_or_default(),
@@ -120,7 +124,11 @@ fn view(r: AuditRecord) -> AuditView {
 /// Reads the audit log of a tenant.
 #[utoipa::path(get, path = "/v1/audit", tag = "users", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     p.can(Resource::Audit, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     let limit = q.limit.unwrap_or(100);
@@ -128,7 +136,11 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
         return Err(ApiError::invalid("limit", "must be 1 to 500"));
     }
     let mut f = doc! { "clientId": client.id };
-    for (field, key, v) in [("resource", "resource", &q.resource), ("resource_id", "resourceId", &q.resource_id), ("action", "action", &q.action)] {
+    for (field, key, v) in [
+        ("resource", "resource", &q.resource),
+        ("resource_id", "resourceId", &q.resource_id),
+        ("action", "action", &q.action),
+    ] {
         if let Some(v) = v {
             f.insert(key, validate::text(field, v, 1, 100)?);
         }

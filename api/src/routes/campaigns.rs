@@ -16,7 +16,8 @@ use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use futures::TryStreamExt;
 use schemas::campaign::{
-    Campaign, CampaignBudget, CampaignNote, CampaignStatus, ClientInfo, Creative, CreativePerformance, DailyKpi, Objectives, PlatformConfig, Targeting, AD_PLATFORMS,
+    Campaign, CampaignBudget, CampaignNote, CampaignStatus, ClientInfo, Creative, CreativePerformance, DailyKpi,
+    Objectives, PlatformConfig, Targeting, AD_PLATFORMS,
 };
 use schemas::mongo::{collections, Smartlink};
 use serde::{Deserialize, Serialize};
@@ -386,9 +387,13 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         c.kind = one_of("kind", v, &["acquisition", "conversion", "retention", "branding"])?;
     }
     if let Some(s) = &b.status {
-        let to: CampaignStatus = serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| ApiError::invalid("status", "must be draft, active, paused, completed or cancelled"))?;
+        let to: CampaignStatus = serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|_| ApiError::invalid("status", "must be draft, active, paused, completed or cancelled"))?;
         if !c.status.can_move_to(to) {
-            return Err(ApiError::Conflict { code: "invalid_transition", message: format!("a campaign cannot go from {} to {}", wire(&c.status), wire(&to)) });
+            return Err(ApiError::Conflict {
+                code: "invalid_transition",
+                message: format!("a campaign cannot go from {} to {}", wire(&c.status), wire(&to)),
+            });
         }
         c.status = to;
     }
@@ -418,12 +423,18 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         ci.isrc = v.clone();
     }
     if let Some(v) = &b.manager {
-        c.manager = assignee(st, c.client_id, v).await.map_err(|_| ApiError::invalid("manager", "not a user of this tenant"))?;
+        c.manager = assignee(st, c.client_id, v)
+            .await
+            .map_err(|_| ApiError::invalid("manager", "not a user of this tenant"))?;
     }
     if let Some(v) = &b.team {
         let mut team = Vec::new();
         for (i, u) in v.iter().enumerate() {
-            team.extend(assignee(st, c.client_id, u).await.map_err(|_| ApiError::invalid(format!("team[{i}]"), "not a user of this tenant"))?);
+            team.extend(
+                assignee(st, c.client_id, u)
+                    .await
+                    .map_err(|_| ApiError::invalid(format!("team[{i}]"), "not a user of this tenant"))?,
+            );
         }
         c.team = team;
     }
@@ -490,7 +501,10 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
     }
     if let Some(n) = &b.add_note {
         let kind = n.get("kind").and_then(|k| k.as_str()).unwrap_or("note");
-        let content = n.get("content").and_then(|k| k.as_str()).ok_or_else(|| ApiError::invalid("add_note.content", "required text"))?;
+        let content = n
+            .get("content")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| ApiError::invalid("add_note.content", "required text"))?;
         c.notes.push(CampaignNote {
             author: p.user_id(),
             kind: one_of("add_note.kind", kind, &["note", "optimization", "issue", "review"])?,
@@ -510,11 +524,19 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
 /// Creates a campaign (status `draft` unless given).
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", request_body = CampaignInput,
     responses((status = 201, body = CampaignView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<CampaignInput>) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<CampaignInput>,
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     p.can(Resource::Campaigns, Action::Create)?;
     let tenant = target_client(&st, &p, b.client_id.as_deref()).await?;
     let now = DateTime::now();
-    let start = validate::date("start_date", b.start_date.as_deref().ok_or_else(|| ApiError::invalid("start_date", "required"))?)?;
+    let start = validate::date(
+        "start_date",
+        b.start_date.as_deref().ok_or_else(|| ApiError::invalid("start_date", "required"))?,
+    )?;
     let mut c = Campaign {
         id: ObjectId::new(),
         client_id: tenant.id,
@@ -548,7 +570,15 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         apply_input(&st, &p, &mut c, &CampaignInput { status: Some(s.clone()), ..Default::default() }).await?;
     }
     st.mongo.collection::<Campaign>(collections::CAMPAIGNS).insert_one(&c).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: tenant.id, action: "create", resource: "campaigns", id: c.id }, None, Some(&c)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: tenant.id, action: "create", resource: "campaigns", id: c.id },
+        None,
+        Some(&c),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&c))))
 }
 
@@ -559,7 +589,11 @@ async fn load(st: &AppState, p: &Principal, id: &str) -> Result<Campaign, ApiErr
 /// Reads a campaign.
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns", params(("id" = String, Path, description = "Campaign id")),
     responses((status = 200, body = CampaignView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<CampaignView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<CampaignView>, ApiError> {
     p.can(Resource::Campaigns, Action::Read)?;
     Ok(Json(view(&load(&st, &p, &id).await?)))
 }
@@ -568,7 +602,13 @@ pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>,
 #[utoipa::path(patch, path = "/v1/campaigns/{id}", tag = "campaigns", params(("id" = String, Path, description = "Campaign id")), request_body = CampaignInput,
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<CampaignInput>) -> Result<Json<CampaignView>, ApiError> {
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<CampaignInput>,
+) -> Result<Json<CampaignView>, ApiError> {
     p.can(Resource::Campaigns, Action::Update)?;
     if b.client_id.is_some() {
         return Err(ApiError::invalid("client_id", "a campaign does not change tenant"));
@@ -577,8 +617,19 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
     let mut c = old.clone();
     apply_input(&st, &p, &mut c, &b).await?;
     c.updated_at = DateTime::now();
-    st.mongo.collection::<Campaign>(collections::CAMPAIGNS).replace_one(doc! { "_id": c.id, "clientId": c.client_id }, &c).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: c.client_id, action: "update", resource: "campaigns", id: c.id }, Some(&old), Some(&c)).await?;
+    st.mongo
+        .collection::<Campaign>(collections::CAMPAIGNS)
+        .replace_one(doc! { "_id": c.id, "clientId": c.client_id }, &c)
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: c.client_id, action: "update", resource: "campaigns", id: c.id },
+        Some(&old),
+        Some(&c),
+    )
+    .await?;
     Ok(Json(view(&c)))
 }
 
@@ -598,7 +649,11 @@ pub struct CampaignQuery {
 /// Lists campaigns, newest first (at most 500).
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns", params(CampaignQuery),
     responses((status = 200, body = Vec<CampaignView>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_campaigns(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<CampaignQuery>) -> Result<Json<Vec<CampaignView>>, ApiError> {
+pub async fn list_campaigns(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<CampaignQuery>,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
     p.can(Resource::Campaigns, Action::Read)?;
     let tenant = target_client(&st, &p, q.client_id.as_deref()).await?;
     let mut f = doc! { "clientId": tenant.id };
@@ -608,7 +663,15 @@ pub async fn list_campaigns(State(st): State<AppState>, Extension(p): Extension<
     if let Some(l) = &q.lead_id {
         f.insert("leadId", validate::object_id("lead_id", l)?);
     }
-    let rows: Vec<Campaign> = st.mongo.collection::<Campaign>(collections::CAMPAIGNS).find(f).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    let rows: Vec<Campaign> = st
+        .mongo
+        .collection::<Campaign>(collections::CAMPAIGNS)
+        .find(f)
+        .sort(doc! { "_id": -1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(rows.iter().map(view).collect()))
 }
 
@@ -630,7 +693,9 @@ pub struct Derived {
 /// CTR, CPC, CPM, CPV and ROAS of the counters; `None` where the
 /// denominator is 0.
 pub fn derived(impressions: i64, views: i64, clicks: i64, spend_minor: i64, conversion_value_minor: i64) -> Derived {
-    let per = |num: i64, mul: i64, den: i64| (den > 0).then(|| round_div(i128::from(num) * i128::from(mul), i128::from(den)) as i64);
+    let per = |num: i64, mul: i64, den: i64| {
+        (den > 0).then(|| round_div(i128::from(num) * i128::from(mul), i128::from(den)) as i64)
+    };
     Derived {
         ctr: (impressions > 0).then(|| clicks as f64 / impressions as f64),
         cpc_minor: per(spend_minor, 1, clicks),
@@ -693,7 +758,12 @@ pub struct KpiView {
 fn kpi_view(k: &DailyKpi) -> KpiView {
     let mut totals = AdTotals::default();
     totals.add(k);
-    KpiView { date: k.date.clone(), platform: k.platform.clone(), totals, platform_specific: Bson::Document(k.platform_specific.clone()).into_relaxed_extjson() }
+    KpiView {
+        date: k.date.clone(),
+        platform: k.platform.clone(),
+        totals,
+        platform_specific: Bson::Document(k.platform_specific.clone()).into_relaxed_extjson(),
+    }
 }
 
 fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {
@@ -702,8 +772,13 @@ fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {
     let platform = one_of(&f("platform"), &k.platform, &AD_PLATFORMS)?;
     let mut specific = Document::new();
     for (name, v) in &k.platform_specific {
-        if !(1..=40).contains(&name.len()) || !name.bytes().all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            return Err(ApiError::invalid(f(&format!("platform_specific.{name}")), "names are 1 to 40 of a-z, 0-9 and _"));
+        if !(1..=40).contains(&name.len())
+            || !name.bytes().all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(ApiError::invalid(
+                f(&format!("platform_specific.{name}")),
+                "names are 1 to 40 of a-z, 0-9 and _",
+            ));
         }
         if !(v.is_finite() && *v >= 0.0) {
             return Err(ApiError::invalid(f(&format!("platform_specific.{name}")), "must be a number ≥ 0"));
@@ -729,7 +804,14 @@ fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {
 }
 
 /// Validates every row, then upserts them all (a row replaces the same day and platform).
-async fn store_kpis(st: &AppState, p: &Principal, meta: &Meta, c: &Campaign, rows: Vec<DailyKpi>, action: &str) -> Result<usize, ApiError> {
+async fn store_kpis(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    c: &Campaign,
+    rows: Vec<DailyKpi>,
+    action: &str,
+) -> Result<usize, ApiError> {
     let coll = st.mongo.collection::<DailyKpi>(collections::CAMPAIGN_KPIS);
     for k in &rows {
         coll.replace_one(doc! { "_id": &k.id }, k).upsert(true).await?;
@@ -739,7 +821,11 @@ async fn store_kpis(st: &AppState, p: &Principal, meta: &Meta, c: &Campaign, row
         action,
         resource: "campaigns",
         resource_id: Some(c.id.to_hex()),
-        changes: vec![schemas::crm::FieldChange { field: "kpis".into(), old: Bson::Null, new: Bson::Int64(rows.len() as i64) }],
+        changes: vec![schemas::crm::FieldChange {
+            field: "kpis".into(),
+            old: Bson::Null,
+            new: Bson::Int64(rows.len() as i64),
+        }],
         outcome: Ok(()),
     };
     audit::record(st, Some(p), meta, entry).await?;
@@ -756,7 +842,13 @@ pub struct KpiStored {
 /// Enters daily KPIs (at most 1000 rows; all are validated before any is written).
 #[utoipa::path(put, path = "/v1/campaigns/{id}/kpis", tag = "campaigns", params(("id" = String, Path, description = "Campaign id")), request_body = Vec<KpiInput>,
     responses((status = 200, body = KpiStored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn put_kpis(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<Vec<KpiInput>>) -> Result<Json<KpiStored>, ApiError> {
+pub async fn put_kpis(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<Vec<KpiInput>>,
+) -> Result<Json<KpiStored>, ApiError> {
     p.can(Resource::Campaigns, Action::Update)?;
     let c = load(&st, &p, &id).await?;
     if b.is_empty() || b.len() > 1000 {
@@ -775,11 +867,22 @@ pub async fn put_kpis(State(st): State<AppState>, Extension(p): Extension<Princi
 #[utoipa::path(post, path = "/v1/campaigns/{id}/kpis/import", tag = "campaigns", params(("id" = String, Path, description = "Campaign id")),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = KpiStored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, body: String) -> Result<Json<KpiStored>, ApiError> {
+pub async fn import_kpis(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Json<KpiStored>, ApiError> {
     p.can(Resource::Campaigns, Action::Update)?;
     let c = load(&st, &p, &id).await?;
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_bytes());
-    let headers: Vec<String> = reader.headers().map_err(|e| ApiError::invalid("line 1", e.to_string()))?.iter().map(|h| h.to_lowercase()).collect();
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| ApiError::invalid("line 1", e.to_string()))?
+        .iter()
+        .map(|h| h.to_lowercase())
+        .collect();
     for h in &headers {
         if ["ctr", "cpc", "cpm", "cpv", "roas", "cpc_minor", "cpm_minor", "cpv_minor"].contains(&h.as_str()) {
             return Err(ApiError::invalid(format!("line 1.{h}"), "derived metrics are computed, not imported"));
@@ -807,7 +910,8 @@ pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Pri
             platform_specific: BTreeMap::new(),
         };
         for (h, v) in headers.iter().zip(rec.iter()) {
-            let int = || v.parse::<i64>().map_err(|_| ApiError::invalid(format!("line {line}.{h}"), "must be an integer"));
+            let int =
+                || v.parse::<i64>().map_err(|_| ApiError::invalid(format!("line {line}.{h}"), "must be an integer"));
             match h.as_str() {
                 "date" => input.date = v.to_string(),
                 "platform" => input.platform = v.to_string(),
@@ -820,7 +924,9 @@ pub async fn import_kpis(State(st): State<AppState>, Extension(p): Extension<Pri
                 "conversion_value_minor" => input.conversion_value_minor = int()?,
                 _ if v.is_empty() => {}
                 other => {
-                    let x = v.parse::<f64>().map_err(|_| ApiError::invalid(format!("line {line}.{other}"), "must be a number"))?;
+                    let x = v
+                        .parse::<f64>()
+                        .map_err(|_| ApiError::invalid(format!("line {line}.{other}"), "must be a number"))?;
                     input.platform_specific.insert(other.to_string(), x);
                 }
             }
@@ -879,7 +985,12 @@ async fn kpis_in(st: &AppState, c: &Campaign, from: DateTime, to: DateTime) -> R
 /// The campaign's daily KPIs with derived ratios, by day then platform.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/kpis", tag = "campaigns", params(("id" = String, Path, description = "Campaign id"), DayRange),
     responses((status = 200, body = Vec<KpiView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_kpis(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>, Query(q): Query<DayRange>) -> Result<Json<Vec<KpiView>>, ApiError> {
+pub async fn list_kpis(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<DayRange>,
+) -> Result<Json<Vec<KpiView>>, ApiError> {
     p.can(Resource::Campaigns, Action::Read)?;
     let c = load(&st, &p, &id).await?;
     let (from, to) = range(&c, &q)?;
@@ -929,7 +1040,8 @@ impl AdTotals {
         self.spend_minor += o.spend_minor;
         self.conversions += o.conversions;
         self.conversion_value_minor += o.conversion_value_minor;
-        self.derived = derived(self.impressions, self.views, self.clicks, self.spend_minor, self.conversion_value_minor);
+        self.derived =
+            derived(self.impressions, self.views, self.clicks, self.spend_minor, self.conversion_value_minor);
     }
 }
 
@@ -982,7 +1094,12 @@ pub struct Performance {
 /// raw events for the rest; bots excluded).
 #[utoipa::path(get, path = "/v1/campaigns/{id}/performance", tag = "campaigns", params(("id" = String, Path, description = "Campaign id"), DayRange),
     responses((status = 200, body = Performance), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>, Query(q): Query<DayRange>) -> Result<Json<Performance>, ApiError> {
+pub async fn performance(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<DayRange>,
+) -> Result<Json<Performance>, ApiError> {
     p.can(Resource::Campaigns, Action::Read)?;
     p.can(Resource::Analytics, Action::Read)?;
     let c = load(&st, &p, &id).await?;
@@ -990,7 +1107,16 @@ pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Pri
     let mut days: BTreeMap<String, DayPerformance> = BTreeMap::new();
     let mut t = from;
     while t <= to {
-        days.insert(day(t), DayPerformance { date: day(t), ad: AdTotals::default(), ad_by_platform: BTreeMap::new(), pipeline: PipelineTotals::default(), cost_per_stream_click_minor: None });
+        days.insert(
+            day(t),
+            DayPerformance {
+                date: day(t),
+                ad: AdTotals::default(),
+                ad_by_platform: BTreeMap::new(),
+                pipeline: PipelineTotals::default(),
+                cost_per_stream_click_minor: None,
+            },
+        );
         t = DateTime::from_millis(t.timestamp_millis() + 86_400_000);
     }
     for k in kpis_in(&st, &c, from, to).await? {
@@ -1002,7 +1128,13 @@ pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Pri
     let engine = super::analytics::engine_for(&st, None).await?;
     let (lo, hi) = ((from.timestamp_millis() / 1000) as u32, (to.timestamp_millis() / 1000) as u32 + 86_400);
     // Links archived or deleted since still count for the days they ran.
-    let links: Vec<Smartlink> = st.mongo.collection::<Smartlink>(collections::SMARTLINKS).find(doc! { "_id": { "$in": &c.smartlink_ids }, "clientId": c.client_id }).await?.try_collect().await?;
+    let links: Vec<Smartlink> = st
+        .mongo
+        .collection::<Smartlink>(collections::SMARTLINKS)
+        .find(doc! { "_id": { "$in": &c.smartlink_ids }, "clientId": c.client_id })
+        .await?
+        .try_collect()
+        .await?;
     for link in &links {
         let scope = Scope { tenant_id: c.client_id.to_hex(), link_id: Some(link.id.to_hex()) };
         for point in engine.timeseries(&scope, lo, hi, aggregator::rollup::Grain::Day, false).await? {
@@ -1017,7 +1149,13 @@ pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Pri
             }
         }
     }
-    let mut total = DayPerformance { date: format!("{}..{}", day(from), day(to)), ad: AdTotals::default(), ad_by_platform: BTreeMap::new(), pipeline: PipelineTotals::default(), cost_per_stream_click_minor: None };
+    let mut total = DayPerformance {
+        date: format!("{}..{}", day(from), day(to)),
+        ad: AdTotals::default(),
+        ad_by_platform: BTreeMap::new(),
+        pipeline: PipelineTotals::default(),
+        cost_per_stream_click_minor: None,
+    };
     let cost = |spend: i64, clicks: i64| (clicks > 0).then(|| round_div(i128::from(spend), i128::from(clicks)) as i64);
     let mut out = Vec::new();
     for (_, mut d) in days {
@@ -1035,7 +1173,13 @@ pub async fn performance(State(st): State<AppState>, Extension(p): Extension<Pri
         out.push(d);
     }
     total.cost_per_stream_click_minor = cost(total.ad.spend_minor, total.pipeline.stream_clicks);
-    Ok(Json(Performance { campaign_id: c.id.to_hex(), currency: c.budget.currency.clone(), smartlink_ids: c.smartlink_ids.iter().map(|i| i.to_hex()).collect(), days: out, total }))
+    Ok(Json(Performance {
+        campaign_id: c.id.to_hex(),
+        currency: c.budget.currency.clone(),
+        smartlink_ids: c.smartlink_ids.iter().map(|i| i.to_hex()).collect(),
+        days: out,
+        total,
+    }))
 }
 
 #[cfg(test)]

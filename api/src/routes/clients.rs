@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{self, Entry, Meta, Target};
 use crate::auth::{generate_key, Principal};
-use crate::rbac;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
+use crate::rbac;
 use crate::state::AppState;
 use crate::validate::{self, rfc, wire};
 
@@ -136,7 +136,8 @@ pub struct ClientView {
 }
 
 fn from_wire<T: for<'de> Deserialize<'de>>(field: &str, v: &str, allowed: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(v.to_string())).map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}")))
+    serde_json::from_value(serde_json::Value::String(v.to_string()))
+        .map_err(|_| ApiError::invalid(field, format!("must be one of {allowed}")))
 }
 
 impl From<&Client> for ClientView {
@@ -265,7 +266,12 @@ pub async fn load_client(st: &AppState, p: &Principal, id: ObjectId) -> Result<C
 #[utoipa::path(post, path = "/v1/clients", tag = "tenants", request_body = ClientCreate,
     responses((status = 201, body = ClientView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(body): Body<ClientCreate>) -> Result<(StatusCode, Json<ClientView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(body): Body<ClientCreate>,
+) -> Result<(StatusCode, Json<ClientView>), ApiError> {
     p.require_operator()?;
     let client = build_client(body, DateTime::now())?;
     let coll = st.mongo.collection::<Client>(collections::CLIENTS);
@@ -276,10 +282,20 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     }
     match coll.insert_one(&client).await {
         Ok(_) => {
-            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "clients", id: client.id }, None, Some(&client)).await?;
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: client.id, action: "create", resource: "clients", id: client.id },
+                None,
+                Some(&client),
+            )
+            .await?;
             Ok((StatusCode::CREATED, Json(ClientView::from(&client))))
         }
-        Err(e) if is_duplicate_key(&e) => Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() }),
+        Err(e) if is_duplicate_key(&e) => {
+            Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -296,20 +312,36 @@ pub struct ClientListQuery {
 /// Lists tenants (operator only), newest first, at most 500.
 #[utoipa::path(get, path = "/v1/clients", tag = "tenants", params(ClientListQuery),
     responses((status = 200, body = Vec<ClientView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ClientListQuery>) -> Result<Json<Vec<ClientView>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ClientListQuery>,
+) -> Result<Json<Vec<ClientView>>, ApiError> {
     p.require_operator()?;
     let filter = match q.domain.as_deref() {
         Some(d) => doc! { "domain": validate::hostname("domain", d)? },
         None => doc! {},
     };
-    let clients: Vec<Client> = st.mongo.collection::<Client>(collections::CLIENTS).find(filter).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    let clients: Vec<Client> = st
+        .mongo
+        .collection::<Client>(collections::CLIENTS)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(clients.iter().map(ClientView::from).collect()))
 }
 
 /// Reads a tenant: any tenant for the operator, its own for a tenant key.
 #[utoipa::path(get, path = "/v1/clients/{id}", tag = "tenants", params(("id" = String, Path, description = "Tenant id")),
     responses((status = 200, body = ClientView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<ClientView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
     let id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
     Ok(Json(ClientView::from(&load_client(&st, &p, id).await?)))
 }
@@ -386,23 +418,47 @@ pub async fn create_key(
     let mut scopes = Vec::new();
     for (i, s) in body.scopes.iter().enumerate() {
         if !rbac::SCOPES.contains(&s.as_str()) {
-            return Err(ApiError::invalid(format!("scopes[{i}]"), format!("must be one of {}", rbac::SCOPES.join(", "))));
+            return Err(ApiError::invalid(
+                format!("scopes[{i}]"),
+                format!("must be one of {}", rbac::SCOPES.join(", ")),
+            ));
         }
         if !scopes.contains(s) {
             scopes.push(s.clone());
         }
     }
     let (key, prefix, key_hash) = generate_key()?;
-    let doc = ApiKey { id: ObjectId::new(), client_id, name, prefix, key_hash, scopes, created_at: DateTime::now(), revoked_at: None };
+    let doc = ApiKey {
+        id: ObjectId::new(),
+        client_id,
+        name,
+        prefix,
+        key_hash,
+        scopes,
+        created_at: DateTime::now(),
+        revoked_at: None,
+    };
     st.mongo.collection::<ApiKey>(collections::API_KEYS).insert_one(&doc).await?;
-    audit::changed(&st, &p, &meta, Target { client_id, action: "create", resource: "api_keys", id: doc.id }, None, Some(&doc)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id, action: "create", resource: "api_keys", id: doc.id },
+        None,
+        Some(&doc),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, info: ApiKeyView::from(&doc) })))
 }
 
 /// Lists a tenant's keys (operator only), newest first, without the keys.
 #[utoipa::path(get, path = "/v1/clients/{id}/api-keys", tag = "tenants", params(("id" = String, Path, description = "Tenant id")),
     responses((status = 200, body = Vec<ApiKeyView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_keys(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+pub async fn list_keys(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
     p.require_operator()?;
     let client_id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
     load_client(&st, &p, client_id).await?;
@@ -438,7 +494,14 @@ pub async fn revoke_key(
     if r.matched_count == 0 {
         return Err(ApiError::NotFound("api key"));
     }
-    let entry = Entry { client_id: Some(client_id), action: "revoke", resource: "api_keys", resource_id: Some(key_id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    let entry = Entry {
+        client_id: Some(client_id),
+        action: "revoke",
+        resource: "api_keys",
+        resource_id: Some(key_id.to_hex()),
+        changes: Vec::new(),
+        outcome: Ok(()),
+    };
     audit::record(&st, Some(&p), &meta, entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -454,9 +517,11 @@ mod tests {
     #[test]
     fn builds_and_validates_clients() {
         let c = build_client(
-            body(serde_json::json!({"name": " Label ", "slug": "label", "domain": "Links.Label.com", "status": "trial",
+            body(
+                serde_json::json!({"name": " Label ", "slug": "label", "domain": "Links.Label.com", "status": "trial",
                 "tracking": {"ga4": "G-ABC123", "meta_pixel": "1234567"}, "branding": {"primary_color": "#112233"},
-                "settings": {"analytics_retention_days": 30}})),
+                "settings": {"analytics_retention_days": 30}}),
+            ),
             DateTime::now(),
         )
         .unwrap();
@@ -474,11 +539,19 @@ mod tests {
         };
         assert_eq!(err(serde_json::json!({"name": "x", "slug": "Bad Slug", "domain": "a.com"})), "slug");
         assert_eq!(err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "status": "gone"})), "status");
-        assert_eq!(err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "branding": {"logo": "javascript:x"}})), "branding.logo");
         assert_eq!(
-            err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "settings": {"default_platform_order": ["spotify", "myspace"]}})),
+            err(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "branding": {"logo": "javascript:x"}})),
+            "branding.logo"
+        );
+        assert_eq!(
+            err(
+                serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "settings": {"default_platform_order": ["spotify", "myspace"]}})
+            ),
             "settings.default_platform_order[1]"
         );
-        assert!(serde_json::from_value::<ClientCreate>(serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "extra": 1})).is_err());
+        assert!(serde_json::from_value::<ClientCreate>(
+            serde_json::json!({"name": "x", "slug": "x", "domain": "a.com", "extra": 1})
+        )
+        .is_err());
     }
 }

@@ -155,11 +155,19 @@ async fn save(st: &AppState, c: &Contact, insert: bool) -> Result<(), ApiError> 
     let contacts = st.mongo.collection::<Contact>(collections::CONTACTS);
     if !insert {
         // FerretDB reports unique violations on update as internal errors: check first.
-        if contacts.find_one(doc! { "clientId": c.client_id, "emailIndex": &c.email_index, "_id": { "$ne": c.id } }).await?.is_some() {
+        if contacts
+            .find_one(doc! { "clientId": c.client_id, "emailIndex": &c.email_index, "_id": { "$ne": c.id } })
+            .await?
+            .is_some()
+        {
             return Err(email_taken());
         }
     }
-    let r = if insert { contacts.insert_one(c).await.map(|_| ()) } else { contacts.replace_one(doc! { "_id": c.id, "clientId": c.client_id }, c).await.map(|_| ()) };
+    let r = if insert {
+        contacts.insert_one(c).await.map(|_| ())
+    } else {
+        contacts.replace_one(doc! { "_id": c.id, "clientId": c.client_id }, c).await.map(|_| ())
+    };
     match r {
         Ok(()) => Ok(()),
         Err(e) if is_duplicate_key(&e) => Err(email_taken()),
@@ -171,7 +179,12 @@ async fn save(st: &AppState, c: &Contact, insert: bool) -> Result<(), ApiError> 
 #[utoipa::path(post, path = "/v1/contacts", tag = "crm", request_body = ContactCreate,
     responses((status = 201, body = ContactView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<ContactCreate>) -> Result<(StatusCode, Json<ContactView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<ContactCreate>,
+) -> Result<(StatusCode, Json<ContactView>), ApiError> {
     p.can(Resource::Contacts, Action::Create)?;
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
@@ -194,12 +207,26 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
             Some(a) => assignee(&st, client.id, a).await?,
             None => None,
         },
-        custom_fields: super::crm_settings::custom_values(&settings, "contact", &b.custom_fields, &Document::new(), true)?,
+        custom_fields: super::crm_settings::custom_values(
+            &settings,
+            "contact",
+            &b.custom_fields,
+            &Document::new(),
+            true,
+        )?,
         created_at: now,
         updated_at: now,
     };
     save(&st, &c, true).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "contacts", id: c.id }, None, Some(&c)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "create", resource: "contacts", id: c.id },
+        None,
+        Some(&c),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(contact_view(pii, &c)?)))
 }
 
@@ -210,7 +237,11 @@ async fn load_contact(st: &AppState, p: &Principal, id: &str) -> Result<Contact,
 /// Reads a contact.
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "crm", params(("id" = String, Path, description = "Contact id")),
     responses((status = 200, body = ContactView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<ContactView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ContactView>, ApiError> {
     p.can(Resource::Contacts, Action::Read)?;
     let c = load_contact(&st, &p, &id).await?;
     Ok(Json(contact_view(st.pii()?, &c)?))
@@ -220,7 +251,13 @@ pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>,
 #[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "crm", params(("id" = String, Path, description = "Contact id")), request_body = ContactPatch,
     responses((status = 200, body = ContactView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<ContactPatch>) -> Result<Json<ContactView>, ApiError> {
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<ContactPatch>,
+) -> Result<Json<ContactView>, ApiError> {
     p.can(Resource::Contacts, Action::Update)?;
     let pii = st.pii()?;
     let old = load_contact(&st, &p, &id).await?;
@@ -253,11 +290,20 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
     }
     if !b.custom_fields.is_empty() {
         let settings = super::crm_settings::load(&st, c.client_id).await?;
-        c.custom_fields = super::crm_settings::custom_values(&settings, "contact", &b.custom_fields, &c.custom_fields, false)?;
+        c.custom_fields =
+            super::crm_settings::custom_values(&settings, "contact", &b.custom_fields, &c.custom_fields, false)?;
     }
     c.updated_at = DateTime::now();
     save(&st, &c, false).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: c.client_id, action: "update", resource: "contacts", id: c.id }, Some(&old), Some(&c)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: c.client_id, action: "update", resource: "contacts", id: c.id },
+        Some(&old),
+        Some(&c),
+    )
+    .await?;
     Ok(Json(contact_view(pii, &c)?))
 }
 
@@ -265,25 +311,60 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
 /// opportunity refers to it.
 #[utoipa::path(delete, path = "/v1/contacts/{id}", tag = "crm", params(("id" = String, Path, description = "Contact id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     p.can(Resource::Contacts, Action::Delete)?;
     let c = load_contact(&st, &p, &id).await?;
-    let used = st.mongo.collection::<Document>(collections::OPPORTUNITIES).count_documents(doc! { "clientId": c.client_id, "contactId": c.id }).await?;
+    let used = st
+        .mongo
+        .collection::<Document>(collections::OPPORTUNITIES)
+        .count_documents(doc! { "clientId": c.client_id, "contactId": c.id })
+        .await?;
     if used > 0 {
-        return Err(ApiError::Conflict { code: "contact_in_use", message: format!("{used} opportunities refer to this contact") });
+        return Err(ApiError::Conflict {
+            code: "contact_in_use",
+            message: format!("{used} opportunities refer to this contact"),
+        });
     }
-    st.mongo.collection::<Contact>(collections::CONTACTS).delete_one(doc! { "_id": c.id, "clientId": c.client_id }).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: c.client_id, action: "delete", resource: "contacts", id: c.id }, Some(&c), None).await?;
+    st.mongo
+        .collection::<Contact>(collections::CONTACTS)
+        .delete_one(doc! { "_id": c.id, "clientId": c.client_id })
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: c.client_id, action: "delete", resource: "contacts", id: c.id },
+        Some(&c),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lists the tenant's contacts, newest first (at most 500).
 #[utoipa::path(get, path = "/v1/contacts", tag = "crm", params(ClientScope),
     responses((status = 200, body = Vec<ContactView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ClientScope>) -> Result<Json<Vec<ContactView>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ClientScope>,
+) -> Result<Json<Vec<ContactView>>, ApiError> {
     p.can(Resource::Contacts, Action::Read)?;
     let pii = st.pii()?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
-    let rows: Vec<Contact> = st.mongo.collection::<Contact>(collections::CONTACTS).find(doc! { "clientId": client.id }).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    let rows: Vec<Contact> = st
+        .mongo
+        .collection::<Contact>(collections::CONTACTS)
+        .find(doc! { "clientId": client.id })
+        .sort(doc! { "_id": -1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
     rows.iter().map(|c| contact_view(pii, c)).collect::<Result<Vec<_>, _>>().map(Json)
 }

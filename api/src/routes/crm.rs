@@ -15,8 +15,8 @@ use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::TryStreamExt;
 use schemas::crm::{
-    ArtistInfo, AssignmentChange, BusinessInfo, Contact, Conversion, Lead, LeadPersonal, LeadSource, LeadStage, Note, Opportunity, OpportunityStage,
-    Pipeline, Priority,
+    ArtistInfo, AssignmentChange, BusinessInfo, Contact, Conversion, Lead, LeadPersonal, LeadSource, LeadStage, Note,
+    Opportunity, OpportunityStage, Pipeline, Priority,
 };
 use schemas::mongo::collections;
 use serde::{Deserialize, Serialize};
@@ -294,7 +294,14 @@ pub(crate) fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
         notes: l
             .notes
             .iter()
-            .map(|n| NoteView { id: n.id.to_hex(), author: hex(n.author), kind: n.kind.clone(), content: n.content.clone(), due_at: n.due_at.map(rfc), created_at: rfc(n.created_at) })
+            .map(|n| NoteView {
+                id: n.id.to_hex(),
+                author: hex(n.author),
+                kind: n.kind.clone(),
+                content: n.content.clone(),
+                due_at: n.due_at.map(rfc),
+                created_at: rfc(n.created_at),
+            })
             .collect(),
         contact_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.contact_id.to_hex()),
         opportunity_id: l.conversion.as_ref().filter(|c| c.completed_at.is_some()).map(|c| c.opportunity_id.to_hex()),
@@ -358,7 +365,9 @@ pub(crate) fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
 
 pub(crate) fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
     match v {
-        Some(n) if !(0..=1_000_000_000_000).contains(&n) => Err(ApiError::invalid(field, "must be 0 to 10^12 minor units")),
+        Some(n) if !(0..=1_000_000_000_000).contains(&n) => {
+            Err(ApiError::invalid(field, "must be 0 to 10^12 minor units"))
+        }
         other => Ok(other),
     }
 }
@@ -380,14 +389,21 @@ fn email_taken() -> ApiError {
 #[utoipa::path(post, path = "/v1/leads", tag = "crm", request_body = LeadCreate,
     responses((status = 201, body = LeadView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<LeadCreate>) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+pub async fn create_lead(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<LeadCreate>,
+) -> Result<(StatusCode, Json<LeadView>), ApiError> {
     p.can(Resource::Leads, Action::Create)?;
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
     let mail = email("email", &b.email)?;
     let stage = match b.stage.as_deref() {
         None => LeadStage::New,
-        Some(s) => LeadStage::parse(s).filter(|s| !matches!(s, LeadStage::Won | LeadStage::Lost)).ok_or_else(|| ApiError::invalid("stage", "must be an open stage"))?,
+        Some(s) => LeadStage::parse(s)
+            .filter(|s| !matches!(s, LeadStage::Won | LeadStage::Lost))
+            .ok_or_else(|| ApiError::invalid("stage", "must be an open stage"))?,
     };
     if b.genres.len() > 10 {
         return Err(ApiError::invalid("genres", "at most 10"));
@@ -403,9 +419,13 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         None => settings.lead_sources.first().map(String::as_str).unwrap_or("other"),
     };
     if !settings.lead_sources.iter().any(|s| s == channel) {
-        return Err(ApiError::invalid("source", format!("must be one of the tenant's sources: {}", settings.lead_sources.join(", "))));
+        return Err(ApiError::invalid(
+            "source",
+            format!("must be one of the tenant's sources: {}", settings.lead_sources.join(", ")),
+        ));
     }
-    let custom_fields = super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &Document::new(), true)?;
+    let custom_fields =
+        super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &Document::new(), true)?;
     let now = DateTime::now();
     let assigned = match b.assigned_to.as_deref() {
         Some(a) => assignee(&st, client.id, a).await?,
@@ -424,11 +444,21 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         },
         artist: ArtistInfo {
             name: validate::text("artist_name", &b.artist_name, 1, 100)?,
-            genres: b.genres.iter().enumerate().map(|(i, g)| validate::text(&format!("genres[{i}]"), g, 1, 40)).collect::<Result<_, _>>()?,
+            genres: b
+                .genres
+                .iter()
+                .enumerate()
+                .map(|(i, g)| validate::text(&format!("genres[{i}]"), g, 1, 40))
+                .collect::<Result<_, _>>()?,
             label: validate::opt_text("label", b.label.as_deref(), 100)?,
             links,
         },
-        business: BusinessInfo { budget_minor: money("budget_minor", b.budget_minor)?, currency: currency(b.currency.as_deref())?, platforms: Vec::new(), goals: Vec::new() },
+        business: BusinessInfo {
+            budget_minor: money("budget_minor", b.budget_minor)?,
+            currency: currency(b.currency.as_deref())?,
+            platforms: Vec::new(),
+            goals: Vec::new(),
+        },
         pipeline: Pipeline {
             stage,
             priority: priority(b.priority.as_deref())?,
@@ -447,7 +477,10 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         assignment: schemas::crm::Assignment {
             assigned_to: assigned,
             assigned_at: assigned.map(|_| now),
-            history: assigned.map(|to| AssignmentChange { from: None, to: Some(to), by: p.user_id(), at: now }).into_iter().collect(),
+            history: assigned
+                .map(|to| AssignmentChange { from: None, to: Some(to), by: p.user_id(), at: now })
+                .into_iter()
+                .collect(),
         },
         notes: Vec::new(),
         conversion: None,
@@ -461,7 +494,15 @@ pub async fn create_lead(State(st): State<AppState>, Extension(p): Extension<Pri
         Err(e) if is_duplicate_key(&e) => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     }
-    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "leads", id: lead.id }, None, Some(&lead)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "create", resource: "leads", id: lead.id },
+        None,
+        Some(&lead),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(lead_view(pii, &lead)?)))
 }
 
@@ -472,7 +513,11 @@ async fn load_lead(st: &AppState, p: &Principal, id: &str) -> Result<Lead, ApiEr
 /// Reads a lead.
 #[utoipa::path(get, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")),
     responses((status = 200, body = LeadView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<LeadView>, ApiError> {
+pub async fn get_lead(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<LeadView>, ApiError> {
     p.can(Resource::Leads, Action::Read)?;
     let l = load_lead(&st, &p, &id).await?;
     Ok(Json(lead_view(st.pii()?, &l)?))
@@ -482,7 +527,13 @@ pub async fn get_lead(State(st): State<AppState>, Extension(p): Extension<Princi
 #[utoipa::path(patch, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = LeadPatch,
     responses((status = 200, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<LeadPatch>) -> Result<Json<LeadView>, ApiError> {
+pub async fn patch_lead(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<LeadPatch>,
+) -> Result<Json<LeadView>, ApiError> {
     p.can(Resource::Leads, Action::Update)?;
     let pii = st.pii()?;
     let old = load_lead(&st, &p, &id).await?;
@@ -509,7 +560,10 @@ pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Prin
         let to = LeadStage::parse(s).ok_or_else(|| ApiError::invalid("stage", "unknown stage"))?;
         if !l.pipeline.stage.can_move_to(to) {
             let hint = if to == LeadStage::Won { "; convert the lead instead" } else { "" };
-            return Err(ApiError::invalid("stage", format!("cannot move from {} to {}{hint}", l.pipeline.stage.name(), to.name())));
+            return Err(ApiError::invalid(
+                "stage",
+                format!("cannot move from {} to {}{hint}", l.pipeline.stage.name(), to.name()),
+            ));
         }
         l.pipeline.stage = to;
     }
@@ -536,54 +590,114 @@ pub async fn patch_lead(State(st): State<AppState>, Extension(p): Extension<Prin
     }
     if !b.custom_fields.is_empty() {
         let settings = super::crm_settings::load(&st, l.client_id).await?;
-        l.custom_fields = super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &l.custom_fields, false)?;
+        l.custom_fields =
+            super::crm_settings::custom_values(&settings, "lead", &b.custom_fields, &l.custom_fields, false)?;
     }
     if let Some(a) = &b.assigned_to {
         let to = assignee(&st, l.client_id, a).await?;
         if to != l.assignment.assigned_to {
-            l.assignment.history.push(AssignmentChange { from: l.assignment.assigned_to, to, by: p.user_id(), at: now });
+            l.assignment.history.push(AssignmentChange {
+                from: l.assignment.assigned_to,
+                to,
+                by: p.user_id(),
+                at: now,
+            });
             l.assignment.assigned_to = to;
             l.assignment.assigned_at = Some(now);
         }
     }
     l.updated_at = now;
-    match st.mongo.collection::<Lead>(collections::LEADS).replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l).await {
+    match st
+        .mongo
+        .collection::<Lead>(collections::LEADS)
+        .replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l)
+        .await
+    {
         Ok(_) => {}
         Err(e) if is_duplicate_key(&e) => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     }
-    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "update", resource: "leads", id: l.id }, Some(&old), Some(&l)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: l.client_id, action: "update", resource: "leads", id: l.id },
+        Some(&old),
+        Some(&l),
+    )
+    .await?;
     Ok(Json(lead_view(pii, &l)?))
 }
 
 /// Deletes a lead (managers and admins).
 #[utoipa::path(delete, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_lead(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_lead(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     p.can(Resource::Leads, Action::Delete)?;
     let l = load_lead(&st, &p, &id).await?;
     st.mongo.collection::<Lead>(collections::LEADS).delete_one(doc! { "_id": l.id, "clientId": l.client_id }).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "delete", resource: "leads", id: l.id }, Some(&l), None).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: l.client_id, action: "delete", resource: "leads", id: l.id },
+        Some(&l),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Adds a note, call log or follow-up to a lead.
 #[utoipa::path(post, path = "/v1/leads/{id}/notes", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = NoteCreate,
     responses((status = 201, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn add_note(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<NoteCreate>) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+pub async fn add_note(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<NoteCreate>,
+) -> Result<(StatusCode, Json<LeadView>), ApiError> {
     p.can(Resource::Leads, Action::Update)?;
     let old = load_lead(&st, &p, &id).await?;
     if !["note", "call", "email", "meeting", "follow_up"].contains(&b.kind.as_str()) {
         return Err(ApiError::invalid("kind", "must be note, call, email, meeting or follow_up"));
     }
-    let due_at = b.due_at.as_deref().map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000))).transpose()?;
+    let due_at = b
+        .due_at
+        .as_deref()
+        .map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000)))
+        .transpose()?;
     let now = DateTime::now();
-    let note = Note { id: ObjectId::new(), author: p.user_id(), kind: b.kind.clone(), content: validate::text("content", &b.content, 1, 5000)?, due_at, created_at: now };
+    let note = Note {
+        id: ObjectId::new(),
+        author: p.user_id(),
+        kind: b.kind.clone(),
+        content: validate::text("content", &b.content, 1, 5000)?,
+        due_at,
+        created_at: now,
+    };
     let mut l = old.clone();
     l.notes.push(note);
     l.updated_at = now;
-    st.mongo.collection::<Lead>(collections::LEADS).replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: l.client_id, action: "add_note", resource: "leads", id: l.id }, Some(&old), Some(&l)).await?;
+    st.mongo
+        .collection::<Lead>(collections::LEADS)
+        .replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l)
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: l.client_id, action: "add_note", resource: "leads", id: l.id },
+        Some(&old),
+        Some(&l),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(lead_view(st.pii()?, &l)?)))
 }
 
@@ -638,7 +752,11 @@ pub fn regex_literal(s: &str) -> String {
 /// Lists leads with filters, sorted, by pages.
 #[utoipa::path(get, path = "/v1/leads", tag = "crm", params(LeadQuery),
     responses((status = 200, body = LeadPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_leads(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<LeadQuery>) -> Result<Json<LeadPage>, ApiError> {
+pub async fn list_leads(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<LeadQuery>,
+) -> Result<Json<LeadPage>, ApiError> {
     p.can(Resource::Leads, Action::Read)?;
     let pii = st.pii()?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
@@ -648,7 +766,10 @@ pub async fn list_leads(State(st): State<AppState>, Extension(p): Extension<Prin
     }
     let mut f = doc! { "clientId": client.id };
     if let Some(s) = &q.stage {
-        f.insert("pipeline.stage", LeadStage::parse(s).ok_or_else(|| ApiError::invalid("stage", "unknown stage"))?.name());
+        f.insert(
+            "pipeline.stage",
+            LeadStage::parse(s).ok_or_else(|| ApiError::invalid("stage", "unknown stage"))?.name(),
+        );
     }
     if let Some(v) = &q.priority {
         f.insert("pipeline.priority", wire(&priority(Some(v))?));
@@ -689,8 +810,20 @@ pub async fn list_leads(State(st): State<AppState>, Extension(p): Extension<Prin
     if !and.is_empty() {
         f.insert("$and", and);
     }
-    let sort = if by_score { doc! { "pipeline.score": -1, "_id": -1 } } else { doc! { "_id": -1 } };
-    let mut leads: Vec<Lead> = st.mongo.collection::<Lead>(collections::LEADS).find(f).sort(sort).limit(limit + 1).await?.try_collect().await?;
+    let sort = if by_score {
+        doc! { "pipeline.score": -1, "_id": -1 }
+    } else {
+        doc! { "_id": -1 }
+    };
+    let mut leads: Vec<Lead> = st
+        .mongo
+        .collection::<Lead>(collections::LEADS)
+        .find(f)
+        .sort(sort)
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
     let next_cursor = if leads.len() as i64 > limit {
         leads.truncate(limit as usize);
         leads.last().map(|l| if by_score { format!("{}_{}", l.pipeline.score, l.id.to_hex()) } else { l.id.to_hex() })
@@ -785,7 +918,13 @@ pub(crate) fn opportunity_view(o: &Opportunity) -> OpportunityView {
 #[utoipa::path(post, path = "/v1/leads/{id}/convert", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = ConvertRequest,
     responses((status = 201, body = ConversionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<ConvertRequest>) -> Result<(StatusCode, Json<ConversionView>), ApiError> {
+pub async fn convert(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<ConvertRequest>,
+) -> Result<(StatusCode, Json<ConversionView>), ApiError> {
     p.can(Resource::Leads, Action::Update)?;
     p.can(Resource::Contacts, Action::Create)?;
     p.can(Resource::Opportunities, Action::Create)?;
@@ -810,8 +949,14 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
     let conversion = match &old.conversion {
         Some(c) => c.clone(),
         None => {
-            let existing = contacts.find_one(doc! { "clientId": old.client_id, "emailIndex": &old.personal.email_index }).await?;
-            let c = Conversion { contact_id: existing.map_or_else(ObjectId::new, |c| c.id), opportunity_id: ObjectId::new(), started_at: now, completed_at: None };
+            let existing =
+                contacts.find_one(doc! { "clientId": old.client_id, "emailIndex": &old.personal.email_index }).await?;
+            let c = Conversion {
+                contact_id: existing.map_or_else(ObjectId::new, |c| c.id),
+                opportunity_id: ObjectId::new(),
+                started_at: now,
+                completed_at: None,
+            };
             let r = leads
                 .update_one(doc! { "_id": old.id, "conversion": { "$exists": false } }, doc! { "$set": { "conversion": bson::to_bson(&c).map_err(|e| ApiError::Unavailable { store: "mongodb", detail: e.to_string() })? } })
                 .await?;
@@ -845,7 +990,15 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
                 updated_at: now,
             };
             contacts.replace_one(doc! { "_id": c.id }, &c).upsert(true).await?;
-            audit::changed(&st, &p, &meta, Target { client_id: c.client_id, action: "create", resource: "contacts", id: c.id }, None, Some(&c)).await?;
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: c.client_id, action: "create", resource: "contacts", id: c.id },
+                None,
+                Some(&c),
+            )
+            .await?;
             c
         }
     };
@@ -868,7 +1021,15 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
                 updated_at: now,
             };
             opportunities.replace_one(doc! { "_id": o.id }, &o).upsert(true).await?;
-            audit::changed(&st, &p, &meta, Target { client_id: o.client_id, action: "create", resource: "opportunities", id: o.id }, None, Some(&o)).await?;
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: o.client_id, action: "create", resource: "opportunities", id: o.id },
+                None,
+                Some(&o),
+            )
+            .await?;
             o
         }
     };
@@ -880,8 +1041,23 @@ pub async fn convert(State(st): State<AppState>, Extension(p): Extension<Princip
     lead.conversion = Some(Conversion { completed_at: Some(DateTime::now()), ..conversion });
     lead.updated_at = DateTime::now();
     leads.replace_one(doc! { "_id": lead.id }, &lead).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: lead.client_id, action: "convert", resource: "leads", id: lead.id }, Some(&before), Some(&lead)).await?;
-    Ok((StatusCode::CREATED, Json(ConversionView { lead: lead_view(pii, &lead)?, contact: super::contacts::contact_view(pii, &contact)?, opportunity: opportunity_view(&opportunity) })))
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: lead.client_id, action: "convert", resource: "leads", id: lead.id },
+        Some(&before),
+        Some(&lead),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConversionView {
+            lead: lead_view(pii, &lead)?,
+            contact: super::contacts::contact_view(pii, &contact)?,
+            opportunity: opportunity_view(&opportunity),
+        }),
+    ))
 }
 
 async fn load_opportunity(st: &AppState, p: &Principal, id: &str) -> Result<Opportunity, ApiError> {
@@ -891,10 +1067,22 @@ async fn load_opportunity(st: &AppState, p: &Principal, id: &str) -> Result<Oppo
 /// Lists the tenant's opportunities, newest first (at most 500).
 #[utoipa::path(get, path = "/v1/opportunities", tag = "crm", params(crate::routes::users::ClientScope),
     responses((status = 200, body = Vec<OpportunityView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_opportunities(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Vec<OpportunityView>>, ApiError> {
+pub async fn list_opportunities(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<crate::routes::users::ClientScope>,
+) -> Result<Json<Vec<OpportunityView>>, ApiError> {
     p.can(Resource::Opportunities, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
-    let rows: Vec<Opportunity> = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find(doc! { "clientId": client.id }).sort(doc! { "_id": -1 }).limit(500).await?.try_collect().await?;
+    let rows: Vec<Opportunity> = st
+        .mongo
+        .collection::<Opportunity>(collections::OPPORTUNITIES)
+        .find(doc! { "clientId": client.id })
+        .sort(doc! { "_id": -1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(rows.iter().map(opportunity_view).collect()))
 }
 
@@ -926,7 +1114,8 @@ pub async fn patch_opportunity(
     let old = load_opportunity(&st, &p, &id).await?;
     let mut o = old.clone();
     if let Some(s) = &b.stage {
-        let to: OpportunityStage = serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| ApiError::invalid("stage", "unknown stage"))?;
+        let to: OpportunityStage = serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|_| ApiError::invalid("stage", "unknown stage"))?;
         if matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost) && to != o.stage {
             return Err(ApiError::invalid("stage", "a closed opportunity cannot move"));
         }
@@ -947,8 +1136,19 @@ pub async fn patch_opportunity(
         o.title = validate::text("title", t, 1, 200)?;
     }
     o.updated_at = DateTime::now();
-    st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).replace_one(doc! { "_id": o.id, "clientId": o.client_id }, &o).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: o.client_id, action: "update", resource: "opportunities", id: o.id }, Some(&old), Some(&o)).await?;
+    st.mongo
+        .collection::<Opportunity>(collections::OPPORTUNITIES)
+        .replace_one(doc! { "_id": o.id, "clientId": o.client_id }, &o)
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: o.client_id, action: "update", resource: "opportunities", id: o.id },
+        Some(&old),
+        Some(&o),
+    )
+    .await?;
     Ok(Json(opportunity_view(&o)))
 }
 
@@ -996,10 +1196,20 @@ pub struct Dashboard {
 /// Pipeline aggregates of the tenant.
 #[utoipa::path(get, path = "/v1/crm/dashboard", tag = "crm", params(crate::routes::users::ClientScope),
     responses((status = 200, body = Dashboard), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Dashboard>, ApiError> {
+pub async fn dashboard(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<crate::routes::users::ClientScope>,
+) -> Result<Json<Dashboard>, ApiError> {
     p.can(Resource::Leads, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
-    let leads: Vec<Lead> = st.mongo.collection::<Lead>(collections::LEADS).find(doc! { "clientId": client.id }).await?.try_collect().await?;
+    let leads: Vec<Lead> = st
+        .mongo
+        .collection::<Lead>(collections::LEADS)
+        .find(doc! { "clientId": client.id })
+        .await?
+        .try_collect()
+        .await?;
     let now = DateTime::now();
     let mut by_stage: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
     let mut by_user: BTreeMap<Option<ObjectId>, (i64, i64)> = BTreeMap::new();
@@ -1014,14 +1224,27 @@ pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Princ
         u.1 += i64::from(l.pipeline.stage == LeadStage::Won);
         due += l.notes.iter().filter(|n| n.kind == "follow_up" && n.due_at.is_some_and(|d| d < now)).count() as i64;
     }
-    let total = |who: Option<String>, (n, won): (i64, i64)| AssigneeTotal { assigned_to: who, leads: n, won, conversion_rate: if n == 0 { 0.0 } else { won as f64 / n as f64 } };
+    let total = |who: Option<String>, (n, won): (i64, i64)| AssigneeTotal {
+        assigned_to: who,
+        leads: n,
+        won,
+        conversion_rate: if n == 0 { 0.0 } else { won as f64 / n as f64 },
+    };
     let team = by_user.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     let tasks_due = st
         .mongo
         .collection::<schemas::crm::Task>(collections::TASKS)
-        .count_documents(doc! { "clientId": client.id, "status": { "$in": ["PENDING", "IN_PROGRESS"] }, "dueAt": { "$lt": now } })
+        .count_documents(
+            doc! { "clientId": client.id, "status": { "$in": ["PENDING", "IN_PROGRESS"] }, "dueAt": { "$lt": now } },
+        )
         .await?;
-    let opps: Vec<Opportunity> = st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find(doc! { "clientId": client.id }).await?.try_collect().await?;
+    let opps: Vec<Opportunity> = st
+        .mongo
+        .collection::<Opportunity>(collections::OPPORTUNITIES)
+        .find(doc! { "clientId": client.id })
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(Dashboard {
         leads_by_stage: LeadStage::ALL
             .iter()
@@ -1035,7 +1258,11 @@ pub async fn dashboard(State(st): State<AppState>, Extension(p): Extension<Princ
         team: total(None, team),
         follow_ups_due: due,
         tasks_due,
-        open_pipeline_minor: opps.iter().filter(|o| !matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost)).map(|o| o.value_minor).sum(),
+        open_pipeline_minor: opps
+            .iter()
+            .filter(|o| !matches!(o.stage, OpportunityStage::Won | OpportunityStage::Lost))
+            .map(|o| o.value_minor)
+            .sum(),
     }))
 }
 

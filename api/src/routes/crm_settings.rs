@@ -67,7 +67,12 @@ const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
 
 /// The tenant's settings, or the defaults when it has none.
 pub async fn load(st: &AppState, client_id: ObjectId) -> Result<CrmSettings, ApiError> {
-    Ok(st.mongo.collection::<CrmSettings>(collections::CRM_SETTINGS).find_one(doc! { "_id": client_id }).await?.unwrap_or_else(|| CrmSettings::defaults(client_id)))
+    Ok(st
+        .mongo
+        .collection::<CrmSettings>(collections::CRM_SETTINGS)
+        .find_one(doc! { "_id": client_id })
+        .await?
+        .unwrap_or_else(|| CrmSettings::defaults(client_id)))
 }
 
 fn view(s: &CrmSettings) -> SettingsView {
@@ -80,7 +85,14 @@ fn view(s: &CrmSettings) -> SettingsView {
         custom_fields: s
             .custom_fields
             .iter()
-            .map(|f| CustomFieldView { key: f.key.clone(), label: f.label.clone(), entity: f.entity.clone(), kind: wire(&f.kind), options: f.options.clone(), required: f.required })
+            .map(|f| CustomFieldView {
+                key: f.key.clone(),
+                label: f.label.clone(),
+                entity: f.entity.clone(),
+                kind: wire(&f.kind),
+                options: f.options.clone(),
+                required: f.required,
+            })
             .collect(),
         updated_at: (s.updated_at.timestamp_millis() > 0).then(|| rfc(s.updated_at)),
     }
@@ -88,7 +100,10 @@ fn view(s: &CrmSettings) -> SettingsView {
 
 fn labels(field: &str, given: &BTreeMap<String, String>, keys: &[&str]) -> Result<Vec<Label>, ApiError> {
     if let Some(k) = given.keys().find(|k| !keys.contains(&k.as_str())) {
-        return Err(ApiError::invalid(format!("{field}.{k}"), format!("unknown key; the keys are {}", keys.join(", "))));
+        return Err(ApiError::invalid(
+            format!("{field}.{k}"),
+            format!("unknown key; the keys are {}", keys.join(", ")),
+        ));
     }
     keys.iter()
         .map(|k| {
@@ -104,7 +119,13 @@ fn names(field: &str, v: &[String], upper: bool) -> Result<Vec<String>, ApiError
     }
     let mut seen = BTreeSet::new();
     for (i, n) in v.iter().enumerate() {
-        let ok = (1..=30).contains(&n.len()) && n.bytes().all(|b| b == b'_' || b == b'-' || b.is_ascii_digit() || if upper { b.is_ascii_uppercase() } else { b.is_ascii_lowercase() });
+        let ok = (1..=30).contains(&n.len())
+            && n.bytes().all(|b| {
+                b == b'_'
+                    || b == b'-'
+                    || b.is_ascii_digit()
+                    || if upper { b.is_ascii_uppercase() } else { b.is_ascii_lowercase() }
+            });
         if !ok {
             let case = if upper { "A-Z" } else { "a-z" };
             return Err(ApiError::invalid(format!("{field}[{i}]"), format!("must be 1 to 30 of {case}, 0-9, _ and -")));
@@ -118,24 +139,38 @@ fn names(field: &str, v: &[String], upper: bool) -> Result<Vec<String>, ApiError
 
 fn custom_field(i: usize, f: &CustomFieldView) -> Result<CustomField, ApiError> {
     let at = |name: &str| format!("custom_fields[{i}].{name}");
-    if !(1..=40).contains(&f.key.len()) || !f.key.bytes().all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if !(1..=40).contains(&f.key.len())
+        || !f.key.bytes().all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         return Err(ApiError::invalid(at("key"), "must be 1 to 40 of a-z, 0-9 and _"));
     }
     if f.entity != "lead" && f.entity != "contact" {
         return Err(ApiError::invalid(at("entity"), "must be lead or contact"));
     }
-    let kind: FieldKind = serde_json::from_value(serde_json::Value::String(f.kind.clone())).map_err(|_| ApiError::invalid(at("kind"), "must be text, number, boolean, date or select"))?;
+    let kind: FieldKind = serde_json::from_value(serde_json::Value::String(f.kind.clone()))
+        .map_err(|_| ApiError::invalid(at("kind"), "must be text, number, boolean, date or select"))?;
     let options = if kind == FieldKind::Select {
         if f.options.is_empty() || f.options.len() > 50 {
             return Err(ApiError::invalid(at("options"), "a select needs 1 to 50 options"));
         }
-        f.options.iter().enumerate().map(|(j, o)| validate::text(&format!("{}[{j}]", at("options")), o, 1, 60)).collect::<Result<Vec<_>, _>>()?
+        f.options
+            .iter()
+            .enumerate()
+            .map(|(j, o)| validate::text(&format!("{}[{j}]", at("options")), o, 1, 60))
+            .collect::<Result<Vec<_>, _>>()?
     } else if f.options.is_empty() {
         Vec::new()
     } else {
         return Err(ApiError::invalid(at("options"), "only a select has options"));
     };
-    Ok(CustomField { key: f.key.clone(), label: validate::text(&at("label"), &f.label, 1, 60)?, entity: f.entity.clone(), kind, options, required: f.required })
+    Ok(CustomField {
+        key: f.key.clone(),
+        label: validate::text(&at("label"), &f.label, 1, 60)?,
+        entity: f.entity.clone(),
+        kind,
+        options,
+        required: f.required,
+    })
 }
 
 /// Validates `input` (field key → JSON value; `null` removes) against the
@@ -143,26 +178,41 @@ fn custom_field(i: usize, f: &CustomFieldView) -> Result<CustomField, ApiError> 
 /// Unknown keys, wrong types, values outside a select's options, and (when
 /// `creating`) missing required fields are 400s naming
 /// `custom_fields.{key}`.
-pub fn custom_values(settings: &CrmSettings, entity: &str, input: &BTreeMap<String, serde_json::Value>, current: &Document, creating: bool) -> Result<Document, ApiError> {
+pub fn custom_values(
+    settings: &CrmSettings,
+    entity: &str,
+    input: &BTreeMap<String, serde_json::Value>,
+    current: &Document,
+    creating: bool,
+) -> Result<Document, ApiError> {
     let defs: Vec<&CustomField> = settings.custom_fields.iter().filter(|f| f.entity == entity).collect();
     let mut out = current.clone();
     for (key, value) in input {
         let field = format!("custom_fields.{key}");
-        let def = defs.iter().find(|d| d.key == *key).ok_or_else(|| ApiError::invalid(&field, format!("no such custom field for a {entity}")))?;
+        let def = defs
+            .iter()
+            .find(|d| d.key == *key)
+            .ok_or_else(|| ApiError::invalid(&field, format!("no such custom field for a {entity}")))?;
         let v = match (def.kind, value) {
             (_, serde_json::Value::Null) => {
                 out.remove(key);
                 continue;
             }
             (FieldKind::Text, serde_json::Value::String(s)) => Bson::String(validate::text(&field, s, 1, 500)?),
-            (FieldKind::Number, serde_json::Value::Number(n)) => Bson::Double(n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| ApiError::invalid(&field, "must be a finite number"))?),
+            (FieldKind::Number, serde_json::Value::Number(n)) => Bson::Double(
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| ApiError::invalid(&field, "must be a finite number"))?,
+            ),
             (FieldKind::Boolean, serde_json::Value::Bool(b)) => Bson::Boolean(*b),
             (FieldKind::Date, serde_json::Value::String(s)) => {
                 validate::date(&field, s)?;
                 Bson::String(s.clone())
             }
             (FieldKind::Select, serde_json::Value::String(s)) if def.options.contains(s) => Bson::String(s.clone()),
-            (FieldKind::Select, _) => return Err(ApiError::invalid(&field, format!("must be one of {}", def.options.join(", ")))),
+            (FieldKind::Select, _) => {
+                return Err(ApiError::invalid(&field, format!("must be one of {}", def.options.join(", "))))
+            }
             (kind, _) => return Err(ApiError::invalid(&field, format!("must be a {}", wire(&kind)))),
         };
         out.insert(key.clone(), v);
@@ -178,7 +228,11 @@ pub fn custom_values(settings: &CrmSettings, entity: &str, input: &BTreeMap<Stri
 /// The caller's CRM settings (defaults until an admin saves them).
 #[utoipa::path(get, path = "/v1/crm/settings", tag = "crm", params(ClientScope),
     responses((status = 200, body = SettingsView), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ClientScope>) -> Result<Json<SettingsView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ClientScope>,
+) -> Result<Json<SettingsView>, ApiError> {
     p.can(Resource::Settings, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     Ok(Json(view(&load(&st, client.id).await?)))
@@ -188,16 +242,25 @@ pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>,
 /// on records stay; they are validated again when the record changes.
 #[utoipa::path(put, path = "/v1/crm/settings", tag = "crm", params(ClientScope), request_body = SettingsView,
     responses((status = 200, body = SettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn put(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Query(q): Query<ClientScope>, Body(b): Body<SettingsView>) -> Result<Json<SettingsView>, ApiError> {
+pub async fn put(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Query(q): Query<ClientScope>,
+    Body(b): Body<SettingsView>,
+) -> Result<Json<SettingsView>, ApiError> {
     p.can(Resource::Settings, Action::Update)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     let stages: Vec<&str> = LeadStage::ALL.iter().map(|s| s.name()).collect();
     if b.custom_fields.len() > 50 {
         return Err(ApiError::invalid("custom_fields", "at most 50"));
     }
-    let custom_fields = b.custom_fields.iter().enumerate().map(|(i, f)| custom_field(i, f)).collect::<Result<Vec<_>, _>>()?;
+    let custom_fields =
+        b.custom_fields.iter().enumerate().map(|(i, f)| custom_field(i, f)).collect::<Result<Vec<_>, _>>()?;
     let mut keys = BTreeSet::new();
-    if let Some((i, _)) = custom_fields.iter().enumerate().find(|(_, f)| !keys.insert((f.entity.clone(), f.key.clone()))) {
+    if let Some((i, _)) =
+        custom_fields.iter().enumerate().find(|(_, f)| !keys.insert((f.entity.clone(), f.key.clone())))
+    {
         return Err(ApiError::invalid(format!("custom_fields[{i}].key"), "duplicate for this entity"));
     }
     let new = CrmSettings {
@@ -210,8 +273,20 @@ pub async fn put(State(st): State<AppState>, Extension(p): Extension<Principal>,
         updated_at: DateTime::now(),
     };
     let old = st.mongo.collection::<CrmSettings>(collections::CRM_SETTINGS).find_one(doc! { "_id": client.id }).await?;
-    st.mongo.collection::<CrmSettings>(collections::CRM_SETTINGS).replace_one(doc! { "_id": client.id }, &new).upsert(true).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "update", resource: "settings", id: client.id }, old.as_ref(), Some(&new)).await?;
+    st.mongo
+        .collection::<CrmSettings>(collections::CRM_SETTINGS)
+        .replace_one(doc! { "_id": client.id }, &new)
+        .upsert(true)
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "update", resource: "settings", id: client.id },
+        old.as_ref(),
+        Some(&new),
+    )
+    .await?;
     Ok(Json(view(&new)))
 }
 
@@ -223,12 +298,40 @@ mod tests {
     fn custom_values_follow_their_definitions() {
         let mut s = CrmSettings::defaults(ObjectId::new());
         s.custom_fields = vec![
-            CustomField { key: "tier".into(), label: "Tier".into(), entity: "lead".into(), kind: FieldKind::Select, options: vec!["gold".into(), "silver".into()], required: true },
-            CustomField { key: "followers".into(), label: "Followers".into(), entity: "lead".into(), kind: FieldKind::Number, options: vec![], required: false },
-            CustomField { key: "signed".into(), label: "Signed".into(), entity: "lead".into(), kind: FieldKind::Date, options: vec![], required: false },
+            CustomField {
+                key: "tier".into(),
+                label: "Tier".into(),
+                entity: "lead".into(),
+                kind: FieldKind::Select,
+                options: vec!["gold".into(), "silver".into()],
+                required: true,
+            },
+            CustomField {
+                key: "followers".into(),
+                label: "Followers".into(),
+                entity: "lead".into(),
+                kind: FieldKind::Number,
+                options: vec![],
+                required: false,
+            },
+            CustomField {
+                key: "signed".into(),
+                label: "Signed".into(),
+                entity: "lead".into(),
+                kind: FieldKind::Date,
+                options: vec![],
+                required: false,
+            },
         ];
         let input = |v: serde_json::Value| serde_json::from_value::<BTreeMap<String, serde_json::Value>>(v).unwrap();
-        let d = custom_values(&s, "lead", &input(serde_json::json!({"tier": "gold", "followers": 1200, "signed": "2024-02-29"})), &Document::new(), true).unwrap();
+        let d = custom_values(
+            &s,
+            "lead",
+            &input(serde_json::json!({"tier": "gold", "followers": 1200, "signed": "2024-02-29"})),
+            &Document::new(),
+            true,
+        )
+        .unwrap();
         assert_eq!(d.get_str("tier").unwrap(), "gold");
         assert_eq!(d.get_f64("followers").unwrap(), 1200.0);
         for (bad, field) in [
@@ -244,6 +347,9 @@ mod tests {
         }
         let d2 = custom_values(&s, "lead", &input(serde_json::json!({"followers": null})), &d, false).unwrap();
         assert!(!d2.contains_key("followers") && d2.contains_key("tier"));
-        assert!(custom_values(&s, "contact", &input(serde_json::json!({"tier": "gold"})), &Document::new(), false).is_err(), "lead fields are not contact fields");
+        assert!(
+            custom_values(&s, "contact", &input(serde_json::json!({"tier": "gold"})), &Document::new(), false).is_err(),
+            "lead fields are not contact fields"
+        );
     }
 }

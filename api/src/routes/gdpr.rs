@@ -97,11 +97,22 @@ pub struct ConsentView {
 }
 
 fn state_view(s: &ConsentState) -> ConsentStateView {
-    ConsentStateView { analytics: s.analytics, marketing: s.marketing, functional: s.functional, source: s.source.clone(), at: rfc(s.at) }
+    ConsentStateView {
+        analytics: s.analytics,
+        marketing: s.marketing,
+        functional: s.functional,
+        source: s.source.clone(),
+        at: rfc(s.at),
+    }
 }
 
 fn consent_view(pii: &Pii, c: &Consent) -> Result<ConsentView, ApiError> {
-    Ok(ConsentView { email: pii.decrypt(&c.email_enc)?, visitor_ids: c.visitor_ids.clone(), current: state_view(&c.current), history: c.history.iter().map(state_view).collect() })
+    Ok(ConsentView {
+        email: pii.decrypt(&c.email_enc)?,
+        visitor_ids: c.visitor_ids.clone(),
+        current: state_view(&c.current),
+        history: c.history.iter().map(state_view).collect(),
+    })
 }
 
 fn visitor_id(field: &str, v: &str) -> Result<String, ApiError> {
@@ -119,16 +130,33 @@ fn source(v: Option<&str>, allowed: &[&str]) -> Result<String, ApiError> {
 /// Records a person's consents (a new state appended to the history).
 #[utoipa::path(put, path = "/v1/gdpr/consents", tag = "gdpr", request_body = ConsentInput,
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn put_consent(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<ConsentInput>) -> Result<Json<ConsentView>, ApiError> {
+pub async fn put_consent(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<ConsentInput>,
+) -> Result<Json<ConsentView>, ApiError> {
     p.can(Resource::Gdpr, Action::Update)?;
     let tenant = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
     let mail = email("email", &b.email)?;
     let index = pii.email_index(&mail);
-    let state = ConsentState { analytics: b.analytics, marketing: b.marketing, functional: b.functional, source: source(b.source.as_deref(), &["banner", "form", "api", "email"])?, at: DateTime::now() };
+    let state = ConsentState {
+        analytics: b.analytics,
+        marketing: b.marketing,
+        functional: b.functional,
+        source: source(b.source.as_deref(), &["banner", "form", "api", "email"])?,
+        at: DateTime::now(),
+    };
     let vid = b.visitor_id.as_deref().map(|v| visitor_id("visitor_id", v)).transpose()?;
     let consents = st.mongo.collection::<Consent>(collections::CONSENTS);
-    let guard = crate::lock::acquire(&st, format!("consent:{}:{index}", tenant.id.to_hex()), std::time::Duration::from_secs(10), std::time::Duration::from_secs(5)).await?;
+    let guard = crate::lock::acquire(
+        &st,
+        format!("consent:{}:{index}", tenant.id.to_hex()),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     let result = async {
         let old = consents.find_one(doc! { "clientId": tenant.id, "emailIndex": &index }).await?;
         let mut c = old.clone().unwrap_or_else(|| Consent {
@@ -150,11 +178,21 @@ pub async fn put_consent(State(st): State<AppState>, Extension(p): Extension<Pri
         }
         match consents.replace_one(doc! { "_id": c.id }, &c).upsert(true).await {
             Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Err(ApiError::Conflict { code: "conflict", message: "recorded concurrently; retry".into() }),
+            Err(e) if is_duplicate_key(&e) => {
+                return Err(ApiError::Conflict { code: "conflict", message: "recorded concurrently; retry".into() })
+            }
             Err(e) => return Err(e.into()),
         }
         let action = if old.is_some() { "update" } else { "create" };
-        audit::changed(&st, &p, &meta, audit::Target { client_id: tenant.id, action, resource: "consents", id: c.id }, old.as_ref(), Some(&c)).await?;
+        audit::changed(
+            &st,
+            &p,
+            &meta,
+            audit::Target { client_id: tenant.id, action, resource: "consents", id: c.id },
+            old.as_ref(),
+            Some(&c),
+        )
+        .await?;
         Ok(c)
     }
     .await;
@@ -176,12 +214,21 @@ pub struct PersonQuery {
 /// A person's consents and their history.
 #[utoipa::path(get, path = "/v1/gdpr/consents", tag = "gdpr", params(PersonQuery),
     responses((status = 200, body = ConsentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_consent(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<PersonQuery>) -> Result<Json<ConsentView>, ApiError> {
+pub async fn get_consent(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<PersonQuery>,
+) -> Result<Json<ConsentView>, ApiError> {
     p.can(Resource::Gdpr, Action::Read)?;
     let tenant = target_client(&st, &p, q.client_id.as_deref()).await?;
     let pii = st.pii()?;
     let index = pii.email_index(&email("email", &q.email)?);
-    let c = st.mongo.collection::<Consent>(collections::CONSENTS).find_one(doc! { "clientId": tenant.id, "emailIndex": index }).await?.ok_or(ApiError::NotFound("consent"))?;
+    let c = st
+        .mongo
+        .collection::<Consent>(collections::CONSENTS)
+        .find_one(doc! { "clientId": tenant.id, "emailIndex": index })
+        .await?
+        .ok_or(ApiError::NotFound("consent"))?;
     Ok(Json(consent_view(pii, &c)?))
 }
 
@@ -221,11 +268,21 @@ fn subscriber_view(pii: &Pii, s: &NewsletterSubscriber) -> Result<SubscriberView
         email: pii.decrypt(&s.email_enc)?,
         language: s.language.clone(),
         is_active: s.is_active,
-        history: s.history.iter().map(|h| serde_json::json!({"action": h.action, "source": h.source, "at": rfc(h.at)})).collect(),
+        history: s
+            .history
+            .iter()
+            .map(|h| serde_json::json!({"action": h.action, "source": h.source, "at": rfc(h.at)}))
+            .collect(),
     })
 }
 
-async fn subscription(st: &AppState, p: &Principal, meta: &Meta, b: &SubscriptionInput, subscribe: bool) -> Result<SubscriberView, ApiError> {
+async fn subscription(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    b: &SubscriptionInput,
+    subscribe: bool,
+) -> Result<SubscriberView, ApiError> {
     p.can(Resource::Gdpr, Action::Update)?;
     let tenant = target_client(st, p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
@@ -236,7 +293,11 @@ async fn subscription(st: &AppState, p: &Principal, meta: &Meta, b: &Subscriptio
         Some(l) if l.len() == 2 && l.bytes().all(|c| c.is_ascii_lowercase()) => Some(l.to_string()),
         Some(_) => return Err(ApiError::invalid("language", "must be an ISO 639-1 code such as fr")),
     };
-    let change = SubscriptionChange { action: if subscribe { "subscribe" } else { "unsubscribe" }.into(), source: source(b.source.as_deref(), &["form", "email_link", "api"])?, at: DateTime::now() };
+    let change = SubscriptionChange {
+        action: if subscribe { "subscribe" } else { "unsubscribe" }.into(),
+        source: source(b.source.as_deref(), &["form", "email_link", "api"])?,
+        at: DateTime::now(),
+    };
     let subs = st.mongo.collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS);
     let old = subs.find_one(doc! { "clientId": tenant.id, "emailIndex": &index }).await?;
     if old.is_none() && !subscribe {
@@ -259,37 +320,67 @@ async fn subscription(st: &AppState, p: &Principal, meta: &Meta, b: &Subscriptio
     s.history.push(change);
     match subs.replace_one(doc! { "_id": s.id }, &s).upsert(true).await {
         Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => return Err(ApiError::Conflict { code: "conflict", message: "changed concurrently; retry".into() }),
+        Err(e) if is_duplicate_key(&e) => {
+            return Err(ApiError::Conflict { code: "conflict", message: "changed concurrently; retry".into() })
+        }
         Err(e) => return Err(e.into()),
     }
     let action = if subscribe { "subscribe" } else { "unsubscribe" };
-    audit::changed(st, p, meta, audit::Target { client_id: tenant.id, action, resource: "newsletter", id: s.id }, old.as_ref(), Some(&s)).await?;
+    audit::changed(
+        st,
+        p,
+        meta,
+        audit::Target { client_id: tenant.id, action, resource: "newsletter", id: s.id },
+        old.as_ref(),
+        Some(&s),
+    )
+    .await?;
     subscriber_view(pii, &s)
 }
 
 /// Subscribes an email to the tenant's newsletter (again, if it left).
 #[utoipa::path(post, path = "/v1/newsletter/subscribe", tag = "gdpr", request_body = SubscriptionInput,
     responses((status = 200, body = SubscriberView), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn subscribe(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<SubscriptionInput>) -> Result<Json<SubscriberView>, ApiError> {
+pub async fn subscribe(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<SubscriptionInput>,
+) -> Result<Json<SubscriberView>, ApiError> {
     subscription(&st, &p, &meta, &b, true).await.map(Json)
 }
 
 /// Unsubscribes an email (kept with its history, inactive). 404 when it never subscribed.
 #[utoipa::path(post, path = "/v1/newsletter/unsubscribe", tag = "gdpr", request_body = SubscriptionInput,
     responses((status = 200, body = SubscriberView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn unsubscribe(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<SubscriptionInput>) -> Result<Json<SubscriberView>, ApiError> {
+pub async fn unsubscribe(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<SubscriptionInput>,
+) -> Result<Json<SubscriberView>, ApiError> {
     subscription(&st, &p, &meta, &b, false).await.map(Json)
 }
 
 /// Lists the tenant's active subscribers (at most 10 000).
 #[utoipa::path(get, path = "/v1/newsletter", tag = "gdpr", params(crate::routes::users::ClientScope),
     responses((status = 200, body = Vec<SubscriberView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_subscribers(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<Vec<SubscriberView>>, ApiError> {
+pub async fn list_subscribers(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<crate::routes::users::ClientScope>,
+) -> Result<Json<Vec<SubscriberView>>, ApiError> {
     p.can(Resource::Gdpr, Action::Read)?;
     let tenant = target_client(&st, &p, q.client_id.as_deref()).await?;
     let pii = st.pii()?;
-    let rows: Vec<NewsletterSubscriber> =
-        st.mongo.collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS).find(doc! { "clientId": tenant.id, "isActive": true }).limit(10_000).await?.try_collect().await?;
+    let rows: Vec<NewsletterSubscriber> = st
+        .mongo
+        .collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS)
+        .find(doc! { "clientId": tenant.id, "isActive": true })
+        .limit(10_000)
+        .await?
+        .try_collect()
+        .await?;
     rows.iter().map(|s| subscriber_view(pii, s)).collect::<Result<Vec<_>, _>>().map(Json)
 }
 
@@ -394,20 +485,51 @@ async fn find(st: &AppState, tenant: ObjectId, b: &SubjectRequest) -> Result<Fou
     if b.visitor_ids.len() > 50 {
         return Err(ApiError::invalid("visitor_ids", "at most 50"));
     }
-    let mut visitor_ids = b.visitor_ids.iter().enumerate().map(|(i, v)| visitor_id(&format!("visitor_ids[{i}]"), v)).collect::<Result<Vec<_>, _>>()?;
+    let mut visitor_ids = b
+        .visitor_ids
+        .iter()
+        .enumerate()
+        .map(|(i, v)| visitor_id(&format!("visitor_ids[{i}]"), v))
+        .collect::<Result<Vec<_>, _>>()?;
     let m = &st.mongo;
-    let consent = m.collection::<Consent>(collections::CONSENTS).find_one(doc! { "clientId": tenant, "emailIndex": &index }).await?;
+    let consent = m
+        .collection::<Consent>(collections::CONSENTS)
+        .find_one(doc! { "clientId": tenant, "emailIndex": &index })
+        .await?;
     for v in consent.iter().flat_map(|c| c.visitor_ids.iter()) {
         if !visitor_ids.contains(v) {
             visitor_ids.push(v.clone());
         }
     }
     Ok(Found {
-        leads: m.collection::<Lead>(collections::LEADS).find(doc! { "clientId": tenant, "personal.emailIndex": &index }).await?.try_collect().await?,
-        contacts: m.collection::<Contact>(collections::CONTACTS).find(doc! { "clientId": tenant, "emailIndex": &index }).await?.try_collect().await?,
-        subscriber: m.collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS).find_one(doc! { "clientId": tenant, "emailIndex": &index }).await?,
-        invoices: m.collection::<Invoice>(collections::INVOICES).find(doc! { "clientId": tenant, "client.emailIndex": &index }).await?.try_collect().await?,
-        email_logs: m.collection::<EmailLog>(collections::EMAIL_LOGS).find(doc! { "clientId": tenant, "toIndex": &index }).await?.try_collect().await?,
+        leads: m
+            .collection::<Lead>(collections::LEADS)
+            .find(doc! { "clientId": tenant, "personal.emailIndex": &index })
+            .await?
+            .try_collect()
+            .await?,
+        contacts: m
+            .collection::<Contact>(collections::CONTACTS)
+            .find(doc! { "clientId": tenant, "emailIndex": &index })
+            .await?
+            .try_collect()
+            .await?,
+        subscriber: m
+            .collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS)
+            .find_one(doc! { "clientId": tenant, "emailIndex": &index })
+            .await?,
+        invoices: m
+            .collection::<Invoice>(collections::INVOICES)
+            .find(doc! { "clientId": tenant, "client.emailIndex": &index })
+            .await?
+            .try_collect()
+            .await?,
+        email_logs: m
+            .collection::<EmailLog>(collections::EMAIL_LOGS)
+            .find(doc! { "clientId": tenant, "toIndex": &index })
+            .await?
+            .try_collect()
+            .await?,
         consent,
         email: mail,
         index,
@@ -435,7 +557,12 @@ async fn events(st: &AppState, tenant: ObjectId, visitor_ids: &[String]) -> Resu
 /// `gdpr:write`); audited.
 #[utoipa::path(post, path = "/v1/gdpr/export", tag = "gdpr", request_body = SubjectRequest,
     responses((status = 200, body = SubjectExport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<SubjectRequest>) -> Result<Json<SubjectExport>, ApiError> {
+pub async fn export(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<SubjectRequest>,
+) -> Result<Json<SubjectExport>, ApiError> {
     p.can(Resource::Gdpr, Action::Export)?;
     let tenant = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
@@ -451,7 +578,12 @@ pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principa
     record_ids.extend(opportunities.iter().map(|o| o.id));
     let mut tasks_and_activities = Vec::new();
     for coll in [collections::TASKS, collections::ACTIVITIES] {
-        let docs: Vec<Document> = m.collection::<Document>(coll).find(doc! { "clientId": tenant.id, "related.id": { "$in": &record_ids } }).await?.try_collect().await?;
+        let docs: Vec<Document> = m
+            .collection::<Document>(coll)
+            .find(doc! { "clientId": tenant.id, "related.id": { "$in": &record_ids } })
+            .await?
+            .try_collect()
+            .await?;
         tasks_and_activities.extend(docs.into_iter().map(|d| {
             let mut v = bson::Bson::Document(d).into_relaxed_extjson();
             v["collection"] = serde_json::Value::String(coll.to_string());
@@ -459,7 +591,12 @@ pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principa
         }));
     }
     let invoice_ids: Vec<ObjectId> = f.invoices.iter().map(|i| i.id).collect();
-    let payments: Vec<Payment> = m.collection::<Payment>(collections::PAYMENTS).find(doc! { "invoiceId": { "$in": &invoice_ids } }).await?.try_collect().await?;
+    let payments: Vec<Payment> = m
+        .collection::<Payment>(collections::PAYMENTS)
+        .find(doc! { "invoiceId": { "$in": &invoice_ids } })
+        .await?
+        .try_collect()
+        .await?;
     let out = SubjectExport {
         email: f.email.clone(),
         visitor_ids: f.visitor_ids.clone(),
@@ -475,8 +612,19 @@ pub async fn export(State(st): State<AppState>, Extension(p): Extension<Principa
         emails: f.email_logs.iter().map(|l| serde_json::json!({"subject": l.subject, "template": l.template, "status": l.status, "at": rfc(l.created_at)})).collect(),
         events: events(&st, tenant.id, &f.visitor_ids).await?,
     };
-    let changes = vec![schemas::crm::FieldChange { field: "records".into(), old: bson::Bson::Null, new: bson::Bson::Int64((out.leads.len() + out.contacts.len() + out.invoices.len() + out.events.len()) as i64) }];
-    let entry = Entry { client_id: Some(tenant.id), action: "gdpr_export", resource: "gdpr", resource_id: Some(f.index.clone()), changes, outcome: Ok(()) };
+    let changes = vec![schemas::crm::FieldChange {
+        field: "records".into(),
+        old: bson::Bson::Null,
+        new: bson::Bson::Int64((out.leads.len() + out.contacts.len() + out.invoices.len() + out.events.len()) as i64),
+    }];
+    let entry = Entry {
+        client_id: Some(tenant.id),
+        action: "gdpr_export",
+        resource: "gdpr",
+        resource_id: Some(f.index.clone()),
+        changes,
+        outcome: Ok(()),
+    };
     audit::record(&st, Some(&p), &meta, entry).await?;
     Ok(Json(out))
 }
@@ -507,7 +655,12 @@ pub struct ErasureReport {
 /// invoices retained. Admins, or a key with `gdpr:write`; audited.
 #[utoipa::path(post, path = "/v1/gdpr/erase", tag = "gdpr", request_body = SubjectRequest,
     responses((status = 200, body = ErasureReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn erase(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<SubjectRequest>) -> Result<Json<ErasureReport>, ApiError> {
+pub async fn erase(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<SubjectRequest>,
+) -> Result<Json<ErasureReport>, ApiError> {
     p.can(Resource::Gdpr, Action::Delete)?;
     let tenant = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
@@ -527,7 +680,13 @@ pub async fn erase(State(st): State<AppState>, Extension(p): Extension<Principal
     // Events first: if this fails, nothing else changed and the request can be retried.
     let stores = aggregator::Stores { ch: st.ch.clone(), ch_db: st.ch_db.clone(), mongo: st.mongo.clone() };
     for v in &f.visitor_ids {
-        let e = aggregator::lifecycle::erase_visitor(&stores, &tenant.id.to_hex(), &aggregator::lifecycle::Visitor::Cookie(v.clone()), (now.timestamp_millis() / 1000) as u32).await?;
+        let e = aggregator::lifecycle::erase_visitor(
+            &stores,
+            &tenant.id.to_hex(),
+            &aggregator::lifecycle::Visitor::Cookie(v.clone()),
+            (now.timestamp_millis() / 1000) as u32,
+        )
+        .await?;
         report.events_erased += e.events;
         report.windows_rerolled += e.windows;
     }
@@ -547,7 +706,15 @@ pub async fn erase(State(st): State<AppState>, Extension(p): Extension<Principal
         l.custom_fields = Document::new();
         l.updated_at = now;
         m.collection::<Lead>(collections::LEADS).replace_one(doc! { "_id": l.id }, &l).await?;
-        audit::changed(&st, &p, &meta, audit::Target { client_id: tenant.id, action: "gdpr_erase", resource: "leads", id: l.id }, Some(old), Some(&l)).await?;
+        audit::changed(
+            &st,
+            &p,
+            &meta,
+            audit::Target { client_id: tenant.id, action: "gdpr_erase", resource: "leads", id: l.id },
+            Some(old),
+            Some(&l),
+        )
+        .await?;
         report.leads_anonymised += 1;
     }
     for old in &f.contacts {
@@ -562,34 +729,73 @@ pub async fn erase(State(st): State<AppState>, Extension(p): Extension<Principal
         c.custom_fields = Document::new();
         c.updated_at = now;
         m.collection::<Contact>(collections::CONTACTS).replace_one(doc! { "_id": c.id }, &c).await?;
-        audit::changed(&st, &p, &meta, audit::Target { client_id: tenant.id, action: "gdpr_erase", resource: "contacts", id: c.id }, Some(old), Some(&c)).await?;
+        audit::changed(
+            &st,
+            &p,
+            &meta,
+            audit::Target { client_id: tenant.id, action: "gdpr_erase", resource: "contacts", id: c.id },
+            Some(old),
+            Some(&c),
+        )
+        .await?;
         report.contacts_anonymised += 1;
     }
     // Free text about the person on related tasks and activities, and the
     // values (not the field names) of the audit diffs of every erased record.
     let erased: Vec<ObjectId> = f.leads.iter().map(|l| l.id).chain(f.contacts.iter().map(|c| c.id)).collect();
     m.collection::<Document>(collections::TASKS)
-        .update_many(doc! { "clientId": tenant.id, "related.id": { "$in": &erased } }, doc! { "$set": { "title": ERASED, "description": "" } })
+        .update_many(
+            doc! { "clientId": tenant.id, "related.id": { "$in": &erased } },
+            doc! { "$set": { "title": ERASED, "description": "" } },
+        )
         .await?;
     m.collection::<Document>(collections::ACTIVITIES)
-        .update_many(doc! { "clientId": tenant.id, "related.id": { "$in": &erased } }, doc! { "$set": { "subject": ERASED, "body": ERASED } })
+        .update_many(
+            doc! { "clientId": tenant.id, "related.id": { "$in": &erased } },
+            doc! { "$set": { "subject": ERASED, "body": ERASED } },
+        )
         .await?;
     let hex_ids: Vec<String> = erased.iter().map(|i| i.to_hex()).collect();
-    let records: Vec<schemas::crm::AuditRecord> =
-        m.collection::<schemas::crm::AuditRecord>(collections::AUDIT_LOGS).find(doc! { "clientId": tenant.id, "resourceId": { "$in": &hex_ids } }).await?.try_collect().await?;
+    let records: Vec<schemas::crm::AuditRecord> = m
+        .collection::<schemas::crm::AuditRecord>(collections::AUDIT_LOGS)
+        .find(doc! { "clientId": tenant.id, "resourceId": { "$in": &hex_ids } })
+        .await?
+        .try_collect()
+        .await?;
     for mut r in records {
         for c in &mut r.changes {
             for v in [&mut c.old, &mut c.new] {
-                if !matches!(v, bson::Bson::Null | bson::Bson::Boolean(_) | bson::Bson::Int32(_) | bson::Bson::Int64(_) | bson::Bson::Double(_)) {
+                if !matches!(
+                    v,
+                    bson::Bson::Null
+                        | bson::Bson::Boolean(_)
+                        | bson::Bson::Int32(_)
+                        | bson::Bson::Int64(_)
+                        | bson::Bson::Double(_)
+                ) {
                     *v = bson::Bson::String(ERASED.into());
                 }
             }
         }
-        m.collection::<schemas::crm::AuditRecord>(collections::AUDIT_LOGS).replace_one(doc! { "_id": r.id }, &r).await?;
+        m.collection::<schemas::crm::AuditRecord>(collections::AUDIT_LOGS)
+            .replace_one(doc! { "_id": r.id }, &r)
+            .await?;
     }
-    report.consents_deleted = m.collection::<Consent>(collections::CONSENTS).delete_many(doc! { "clientId": tenant.id, "emailIndex": &f.index }).await?.deleted_count;
-    report.subscriptions_deleted = m.collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS).delete_many(doc! { "clientId": tenant.id, "emailIndex": &f.index }).await?.deleted_count;
-    report.email_logs_deleted = m.collection::<EmailLog>(collections::EMAIL_LOGS).delete_many(doc! { "clientId": tenant.id, "toIndex": &f.index }).await?.deleted_count;
+    report.consents_deleted = m
+        .collection::<Consent>(collections::CONSENTS)
+        .delete_many(doc! { "clientId": tenant.id, "emailIndex": &f.index })
+        .await?
+        .deleted_count;
+    report.subscriptions_deleted = m
+        .collection::<NewsletterSubscriber>(collections::NEWSLETTER_SUBSCRIBERS)
+        .delete_many(doc! { "clientId": tenant.id, "emailIndex": &f.index })
+        .await?
+        .deleted_count;
+    report.email_logs_deleted = m
+        .collection::<EmailLog>(collections::EMAIL_LOGS)
+        .delete_many(doc! { "clientId": tenant.id, "toIndex": &f.index })
+        .await?
+        .deleted_count;
     let changes = [
         ("leads_anonymised", report.leads_anonymised),
         ("contacts_anonymised", report.contacts_anonymised),
@@ -600,9 +806,20 @@ pub async fn erase(State(st): State<AppState>, Extension(p): Extension<Principal
         ("invoices_retained", report.invoices_retained),
     ]
     .into_iter()
-    .map(|(k, v)| schemas::crm::FieldChange { field: k.into(), old: bson::Bson::Null, new: bson::Bson::Int64(v as i64) })
+    .map(|(k, v)| schemas::crm::FieldChange {
+        field: k.into(),
+        old: bson::Bson::Null,
+        new: bson::Bson::Int64(v as i64),
+    })
     .collect();
-    let entry = Entry { client_id: Some(tenant.id), action: "gdpr_erase", resource: "gdpr", resource_id: Some(f.index.clone()), changes, outcome: Ok(()) };
+    let entry = Entry {
+        client_id: Some(tenant.id),
+        action: "gdpr_erase",
+        resource: "gdpr",
+        resource_id: Some(f.index.clone()),
+        changes,
+        outcome: Ok(()),
+    };
     audit::record(&st, Some(&p), &meta, entry).await?;
     Ok(Json(report))
 }

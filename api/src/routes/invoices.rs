@@ -26,7 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId, DateTime, Document};
 use futures::TryStreamExt;
-use schemas::billing::{Invoice, InvoiceClient, InvoiceLine, InvoiceLinks, InvoiceStatus, Issuer, Payment, PaymentKind, PaymentStatus};
+use schemas::billing::{
+    Invoice, InvoiceClient, InvoiceLine, InvoiceLinks, InvoiceStatus, Issuer, Payment, PaymentKind, PaymentStatus,
+};
 use schemas::mongo::collections;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -234,7 +236,12 @@ pub(crate) fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> 
         client_id: i.client_id.to_hex(),
         number: i.number.clone(),
         status: wire(&i.status),
-        issuer: IssuerBlock { name: i.issuer.name.clone(), address: i.issuer.address.clone(), vat_number: i.issuer.vat_number.clone(), bank_details: i.issuer.bank_details.clone() },
+        issuer: IssuerBlock {
+            name: i.issuer.name.clone(),
+            address: i.issuer.address.clone(),
+            vat_number: i.issuer.vat_number.clone(),
+            bank_details: i.issuer.bank_details.clone(),
+        },
         client: ClientBlock {
             name: i.client.name.clone(),
             company: i.client.company.clone(),
@@ -246,7 +253,12 @@ pub(crate) fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> 
         lines: i
             .lines
             .iter()
-            .map(|l| LineView { description: l.description.clone(), quantity: l.quantity_milli as f64 / 1000.0, unit_price_minor: l.unit_price_minor, total_minor: l.total_minor })
+            .map(|l| LineView {
+                description: l.description.clone(),
+                quantity: l.quantity_milli as f64 / 1000.0,
+                unit_price_minor: l.unit_price_minor,
+                total_minor: l.total_minor,
+            })
             .collect(),
         currency: i.currency.clone(),
         subtotal_minor: i.subtotal_minor,
@@ -279,11 +291,21 @@ fn lines(input: &[LineInput]) -> Result<Vec<InvoiceLine>, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let q = quantity_milli(l.quantity).ok_or_else(|| ApiError::invalid(format!("lines[{i}].quantity"), "must be > 0 and ≤ 1000000 with at most 3 decimals"))?;
+            let q = quantity_milli(l.quantity).ok_or_else(|| {
+                ApiError::invalid(format!("lines[{i}].quantity"), "must be > 0 and ≤ 1000000 with at most 3 decimals")
+            })?;
             if l.unit_price_minor.abs() > 1_000_000_000_000 {
-                return Err(ApiError::invalid(format!("lines[{i}].unit_price_minor"), "must be within ±10^12 minor units"));
+                return Err(ApiError::invalid(
+                    format!("lines[{i}].unit_price_minor"),
+                    "must be within ±10^12 minor units",
+                ));
             }
-            Ok(InvoiceLine { description: validate::text(&format!("lines[{i}].description"), &l.description, 1, 200)?, quantity_milli: q, unit_price_minor: l.unit_price_minor, total_minor: line_total(q, l.unit_price_minor) })
+            Ok(InvoiceLine {
+                description: validate::text(&format!("lines[{i}].description"), &l.description, 1, 200)?,
+                quantity_milli: q,
+                unit_price_minor: l.unit_price_minor,
+                total_minor: line_total(q, l.unit_price_minor),
+            })
         })
         .collect()
 }
@@ -340,7 +362,9 @@ async fn links(st: &AppState, client_id: ObjectId, l: &LinksBlock) -> Result<Inv
     ] {
         if let Some(v) = value {
             let id = validate::object_id(field, v)?;
-            if st.mongo.collection::<Document>(coll).count_documents(doc! { "_id": id, "clientId": client_id }).await? == 0 {
+            if st.mongo.collection::<Document>(coll).count_documents(doc! { "_id": id, "clientId": client_id }).await?
+                == 0
+            {
                 return Err(ApiError::invalid(field, "not a record of this tenant"));
             }
             *slot = Some(id);
@@ -377,13 +401,21 @@ async fn insert_numbered(st: &AppState, inv: &mut Invoice) -> Result<(), ApiErro
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Unavailable { store: "mongodb", detail: "could not claim an invoice number after 200 attempts".into() })
+    Err(ApiError::Unavailable {
+        store: "mongodb",
+        detail: "could not claim an invoice number after 200 attempts".into(),
+    })
 }
 
 /// Creates a DRAFT invoice with the next number of its tenant and year.
 #[utoipa::path(post, path = "/v1/invoices", tag = "billing", request_body = InvoiceCreate,
     responses((status = 201, body = InvoiceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<InvoiceCreate>) -> Result<(StatusCode, Json<InvoiceView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<InvoiceCreate>,
+) -> Result<(StatusCode, Json<InvoiceView>), ApiError> {
     p.can(Resource::Billing, Action::Create)?;
     let tenant = target_client(&st, &p, b.client_id.as_deref()).await?;
     let now = DateTime::now();
@@ -404,7 +436,11 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         seq: 0,
         status: InvoiceStatus::Draft,
         issuer: Issuer {
-            name: if issuer.name.trim().is_empty() { tenant.name.clone() } else { validate::text("issuer.name", &issuer.name, 1, 100)? },
+            name: if issuer.name.trim().is_empty() {
+                tenant.name.clone()
+            } else {
+                validate::text("issuer.name", &issuer.name, 1, 100)?
+            },
             address: validate::multiline("issuer.address", &issuer.address, 300)?,
             vat_number: validate::opt_text("issuer.vat_number", Some(&issuer.vat_number), 30)?.unwrap_or_default(),
             bank_details: validate::multiline("issuer.bank_details", &issuer.bank_details, 300)?,
@@ -435,7 +471,15 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     };
     compute(&mut inv)?;
     insert_numbered(&st, &mut inv).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: tenant.id, action: "create", resource: "invoices", id: inv.id }, None, Some(&inv)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: tenant.id, action: "create", resource: "invoices", id: inv.id },
+        None,
+        Some(&inv),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&st, &inv)?)))
 }
 
@@ -446,7 +490,11 @@ async fn load(st: &AppState, p: &Principal, id: &str) -> Result<Invoice, ApiErro
 /// Reads an invoice.
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing", params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, body = InvoiceView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<InvoiceView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<InvoiceView>, ApiError> {
     p.can(Resource::Billing, Action::Read)?;
     Ok(Json(view(&st, &load(&st, &p, &id).await?)?))
 }
@@ -465,13 +513,18 @@ pub struct InvoiceQuery {
 }
 
 fn parse_status(field: &str, s: &str) -> Result<InvoiceStatus, ApiError> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| ApiError::invalid(field, "must be DRAFT, SENT, PAID, OVERDUE or CANCELLED"))
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| ApiError::invalid(field, "must be DRAFT, SENT, PAID, OVERDUE or CANCELLED"))
 }
 
 /// Lists invoices by number, newest first (at most 1000).
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", params(InvoiceQuery),
     responses((status = 200, body = Vec<InvoiceView>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<InvoiceQuery>) -> Result<Json<Vec<InvoiceView>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<InvoiceQuery>,
+) -> Result<Json<Vec<InvoiceView>>, ApiError> {
     p.can(Resource::Billing, Action::Read)?;
     let tenant = target_client(&st, &p, q.client_id.as_deref()).await?;
     let mut f = doc! { "clientId": tenant.id };
@@ -481,28 +534,64 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
     if let Some(y) = q.year {
         f.insert("year", y);
     }
-    let rows: Vec<Invoice> = st.mongo.collection::<Invoice>(collections::INVOICES).find(f).sort(doc! { "year": -1, "seq": -1 }).limit(1000).await?.try_collect().await?;
+    let rows: Vec<Invoice> = st
+        .mongo
+        .collection::<Invoice>(collections::INVOICES)
+        .find(f)
+        .sort(doc! { "year": -1, "seq": -1 })
+        .limit(1000)
+        .await?
+        .try_collect()
+        .await?;
     rows.iter().map(|i| view(&st, i)).collect::<Result<Vec<_>, _>>().map(Json)
 }
 
 /// Writes `new` over `old` if nobody changed it meanwhile (409 `conflict` otherwise) and audits it.
-async fn save(st: &AppState, p: &Principal, meta: &Meta, action: &str, old: &Invoice, mut new: Invoice) -> Result<Invoice, ApiError> {
+async fn save(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    action: &str,
+    old: &Invoice,
+    mut new: Invoice,
+) -> Result<Invoice, ApiError> {
     new.version = old.version + 1;
     new.updated_at = DateTime::now();
-    let r = st.mongo.collection::<Invoice>(collections::INVOICES).replace_one(doc! { "_id": old.id, "version": old.version }, &new).await?;
+    let r = st
+        .mongo
+        .collection::<Invoice>(collections::INVOICES)
+        .replace_one(doc! { "_id": old.id, "version": old.version }, &new)
+        .await?;
     if r.matched_count == 0 {
-        return Err(ApiError::Conflict { code: "conflict", message: "the invoice changed meanwhile; read it again".into() });
+        return Err(ApiError::Conflict {
+            code: "conflict",
+            message: "the invoice changed meanwhile; read it again".into(),
+        });
     }
-    audit::changed(st, p, meta, Target { client_id: new.client_id, action, resource: "invoices", id: new.id }, Some(old), Some(&new)).await?;
+    audit::changed(
+        st,
+        p,
+        meta,
+        Target { client_id: new.client_id, action, resource: "invoices", id: new.id },
+        Some(old),
+        Some(&new),
+    )
+    .await?;
     Ok(new)
 }
 
 fn transition(from: InvoiceStatus, to: InvoiceStatus, paid_minor: i64) -> Result<(), ApiError> {
     if !from.can_move_to(to) {
-        return Err(ApiError::Conflict { code: "invalid_transition", message: format!("an invoice cannot go from {} to {}", wire(&from), wire(&to)) });
+        return Err(ApiError::Conflict {
+            code: "invalid_transition",
+            message: format!("an invoice cannot go from {} to {}", wire(&from), wire(&to)),
+        });
     }
     if to == InvoiceStatus::Cancelled && paid_minor != 0 {
-        return Err(ApiError::Conflict { code: "invalid_transition", message: "refund the payments before cancelling".into() });
+        return Err(ApiError::Conflict {
+            code: "invalid_transition",
+            message: "refund the payments before cancelling".into(),
+        });
     }
     Ok(())
 }
@@ -512,7 +601,13 @@ fn transition(from: InvoiceStatus, to: InvoiceStatus, paid_minor: i64) -> Result
 #[utoipa::path(patch, path = "/v1/invoices/{id}", tag = "billing", params(("id" = String, Path, description = "Invoice id")), request_body = InvoicePatch,
     responses((status = 200, body = InvoiceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<InvoicePatch>) -> Result<Json<InvoiceView>, ApiError> {
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<InvoicePatch>,
+) -> Result<Json<InvoiceView>, ApiError> {
     p.can(Resource::Billing, Action::Update)?;
     // Lock first, then read: the read under the lock is the one that counts (a
     // malformed or foreign id still answers 404 from it).
@@ -523,10 +618,17 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
     r
 }
 
-async fn patch_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str, b: InvoicePatch) -> Result<Json<InvoiceView>, ApiError> {
+async fn patch_locked(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    id: &str,
+    b: InvoicePatch,
+) -> Result<Json<InvoiceView>, ApiError> {
     let old = load(st, p, id).await?;
     let mut inv = old.clone();
-    let content = b.lines.is_some() || b.vat_rate_bp.is_some() || b.client.is_some() || b.due_date.is_some() || b.notes.is_some();
+    let content =
+        b.lines.is_some() || b.vat_rate_bp.is_some() || b.client.is_some() || b.due_date.is_some() || b.notes.is_some();
     if content && old.status != InvoiceStatus::Draft {
         return Err(ApiError::Conflict { code: "not_draft", message: "only a DRAFT invoice can be edited".into() });
     }
@@ -583,12 +685,26 @@ fn render(st: &AppState, inv: &Invoice) -> Result<Vec<u8>, ApiError> {
 /// The invoice as a PDF (`application/pdf`, `INV-YYYY-NNNNN.pdf`).
 #[utoipa::path(get, path = "/v1/invoices/{id}/pdf", tag = "billing", params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn pdf(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn pdf(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     p.can(Resource::Billing, Action::Read)?;
     let inv = load(&st, &p, &id).await?;
     let bytes = render(&st, &inv)?;
     let disposition = format!("attachment; filename=\"{}.pdf\"", inv.number);
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf")), (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")))], bytes).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/pdf")),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// What `/send` did.
@@ -604,7 +720,12 @@ pub struct SendResult {
 /// OVERDUE or PAID invoice is sent again). 409 for a CANCELLED one.
 #[utoipa::path(post, path = "/v1/invoices/{id}/send", tag = "billing", params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, body = SendResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn send(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<Json<SendResult>, ApiError> {
+pub async fn send(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+) -> Result<Json<SendResult>, ApiError> {
     p.can(Resource::Billing, Action::Update)?;
     // Lock first, then read: the read under the lock is the one that counts (a
     // malformed or foreign id still answers 404 from it).
@@ -618,7 +739,10 @@ pub async fn send(State(st): State<AppState>, Extension(p): Extension<Principal>
 async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Result<Json<SendResult>, ApiError> {
     let old = load(st, p, id).await?;
     if old.status == InvoiceStatus::Cancelled {
-        return Err(ApiError::Conflict { code: "invalid_transition", message: "a cancelled invoice is not sent".into() });
+        return Err(ApiError::Conflict {
+            code: "invalid_transition",
+            message: "a cancelled invoice is not sent".into(),
+        });
     }
     let mut inv = old.clone();
     if inv.status == InvoiceStatus::Draft {
@@ -643,7 +767,11 @@ async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Res
         subject: format!("Invoice {} from {}", inv.number, inv.issuer.name),
         template: "invoice",
         text,
-        attachments: vec![MailAttachment { name: format!("{}.pdf", inv.number), content_type: "application/pdf".into(), bytes }],
+        attachments: vec![MailAttachment {
+            name: format!("{}.pdf", inv.number),
+            content_type: "application/pdf".into(),
+            bytes,
+        }],
         related: Some(("invoice", inv.id)),
     };
     let log = st.mailer.send(st, m).await?;
@@ -732,7 +860,8 @@ const METHODS: [&str; 5] = ["CARD", "BANK_TRANSFER", "CASH", "CHECK", "OTHER"];
 async fn apply(st: &AppState, p: &Principal, meta: &Meta, pm: &mut Payment) -> Result<Invoice, ApiError> {
     let guard = crate::lock::invoice(st, pm.invoice_id).await?;
     // Another request may have finished this payment while we waited.
-    if let Some(current) = st.mongo.collection::<Payment>(collections::PAYMENTS).find_one(doc! { "_id": pm.id }).await? {
+    if let Some(current) = st.mongo.collection::<Payment>(collections::PAYMENTS).find_one(doc! { "_id": pm.id }).await?
+    {
         *pm = current;
     }
     let r = apply_locked(st, p, meta, pm).await;
@@ -743,27 +872,43 @@ async fn apply(st: &AppState, p: &Principal, meta: &Meta, pm: &mut Payment) -> R
 async fn apply_locked(st: &AppState, p: &Principal, meta: &Meta, pm: &mut Payment) -> Result<Invoice, ApiError> {
     let payments = st.mongo.collection::<Payment>(collections::PAYMENTS);
     for _ in 0..50 {
-        let old = st.mongo.collection::<Invoice>(collections::INVOICES).find_one(doc! { "_id": pm.invoice_id }).await?.ok_or(ApiError::NotFound("invoice"))?;
+        let old = st
+            .mongo
+            .collection::<Invoice>(collections::INVOICES)
+            .find_one(doc! { "_id": pm.invoice_id })
+            .await?
+            .ok_or(ApiError::NotFound("invoice"))?;
         if old.applied_payments.contains(&pm.id) || pm.status != PaymentStatus::Pending {
             if pm.status == PaymentStatus::Pending {
                 pm.status = PaymentStatus::Completed;
                 pm.completed_at = Some(DateTime::now());
-                payments.update_one(doc! { "_id": pm.id }, doc! { "$set": { "status": "COMPLETED", "completedAt": pm.completed_at } }).await?;
+                payments
+                    .update_one(
+                        doc! { "_id": pm.id },
+                        doc! { "$set": { "status": "COMPLETED", "completedAt": pm.completed_at } },
+                    )
+                    .await?;
             }
             return Ok(old);
         }
         let refusal = match pm.kind {
-            PaymentKind::Payment if !matches!(old.status, InvoiceStatus::Sent | InvoiceStatus::Overdue) => Some(format!("invoice_not_payable: the invoice is {}", wire(&old.status))),
+            PaymentKind::Payment if !matches!(old.status, InvoiceStatus::Sent | InvoiceStatus::Overdue) => {
+                Some(format!("invoice_not_payable: the invoice is {}", wire(&old.status)))
+            }
             PaymentKind::Payment if pm.amount_minor > old.total_minor - old.paid_minor => {
                 Some(format!("overpayment: {} due, {} offered", old.total_minor - old.paid_minor, pm.amount_minor))
             }
-            PaymentKind::Refund if pm.amount_minor > old.paid_minor => Some(format!("overrefund: {} paid, {} refunded", old.paid_minor, pm.amount_minor)),
+            PaymentKind::Refund if pm.amount_minor > old.paid_minor => {
+                Some(format!("overrefund: {} paid, {} refunded", old.paid_minor, pm.amount_minor))
+            }
             _ => None,
         };
         if let Some(reason) = refusal {
             pm.status = PaymentStatus::Failed;
             pm.failure_reason = Some(reason.clone());
-            payments.update_one(doc! { "_id": pm.id }, doc! { "$set": { "status": "FAILED", "failureReason": &reason } }).await?;
+            payments
+                .update_one(doc! { "_id": pm.id }, doc! { "$set": { "status": "FAILED", "failureReason": &reason } })
+                .await?;
             st.metrics.payments_refused.with_label_values(&[reason.split(':').next().unwrap_or("other")]).inc();
             return Ok(old);
         }
@@ -780,19 +925,36 @@ async fn apply_locked(st: &AppState, p: &Principal, meta: &Meta, pm: &mut Paymen
         }
         inv.version = old.version + 1;
         inv.updated_at = now;
-        let r = st.mongo.collection::<Invoice>(collections::INVOICES).replace_one(doc! { "_id": old.id, "version": old.version }, &inv).await?;
+        let r = st
+            .mongo
+            .collection::<Invoice>(collections::INVOICES)
+            .replace_one(doc! { "_id": old.id, "version": old.version }, &inv)
+            .await?;
         if r.matched_count == 0 {
             st.metrics.retries.with_label_values(&["invoice_version"]).inc();
             continue;
         }
         pm.status = PaymentStatus::Completed;
         pm.completed_at = Some(now);
-        payments.update_one(doc! { "_id": pm.id }, doc! { "$set": { "status": "COMPLETED", "completedAt": now } }).await?;
+        payments
+            .update_one(doc! { "_id": pm.id }, doc! { "$set": { "status": "COMPLETED", "completedAt": now } })
+            .await?;
         let action = if pm.kind == PaymentKind::Payment { "payment" } else { "refund" };
-        audit::changed(st, p, meta, Target { client_id: inv.client_id, action, resource: "invoices", id: inv.id }, Some(&old), Some(&inv)).await?;
+        audit::changed(
+            st,
+            p,
+            meta,
+            Target { client_id: inv.client_id, action, resource: "invoices", id: inv.id },
+            Some(&old),
+            Some(&inv),
+        )
+        .await?;
         return Ok(inv);
     }
-    Err(ApiError::Unavailable { store: "mongodb", detail: "the invoice kept changing; retry with the same Idempotency-Key".into() })
+    Err(ApiError::Unavailable {
+        store: "mongodb",
+        detail: "the invoice kept changing; retry with the same Idempotency-Key".into(),
+    })
 }
 
 /// Records a payment or refund. Requires `Idempotency-Key` (1..=100
@@ -813,7 +975,8 @@ pub async fn record_payment(
     Body(b): Body<PaymentCreate>,
 ) -> Result<Response, ApiError> {
     p.can(Resource::Billing, Action::Create)?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default().to_string();
+    let key =
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default().to_string();
     if key.is_empty() || key.len() > 100 || !key.bytes().all(|c| c.is_ascii_graphic()) {
         return Err(ApiError::invalid("Idempotency-Key", "header required: 1 to 100 printable ASCII characters"));
     }
@@ -831,7 +994,10 @@ pub async fn record_payment(
     }
     let provider = validate::opt_text("provider", b.provider.as_deref(), 50)?.unwrap_or_default();
     let reference = validate::opt_text("provider_reference", b.provider_reference.as_deref(), 100)?.unwrap_or_default();
-    let request_hash = hex::encode(Sha256::digest(format!("{}|{:?}|{}|{}|{}|{}", inv.id, kind, b.amount_minor, b.method, provider, reference)));
+    let request_hash = hex::encode(Sha256::digest(format!(
+        "{}|{:?}|{}|{}|{}|{}",
+        inv.id, kind, b.amount_minor, b.method, provider, reference
+    )));
     let payments = st.mongo.collection::<Payment>(collections::PAYMENTS);
     let existing = payments.find_one(doc! { "clientId": inv.client_id, "idempotencyKey": &key }).await?;
     let (mut pm, replayed) = match existing {
@@ -856,17 +1022,34 @@ pub async fn record_payment(
             };
             match payments.insert_one(&pm).await {
                 Ok(_) => (pm, false),
-                Err(e) if is_duplicate_key(&e) => (payments.find_one(doc! { "clientId": inv.client_id, "idempotencyKey": &key }).await?.ok_or(ApiError::NotFound("payment"))?, true),
+                Err(e) if is_duplicate_key(&e) => (
+                    payments
+                        .find_one(doc! { "clientId": inv.client_id, "idempotencyKey": &key })
+                        .await?
+                        .ok_or(ApiError::NotFound("payment"))?,
+                    true,
+                ),
                 Err(e) => return Err(e.into()),
             }
         }
     };
     if pm.request_hash != request_hash {
-        return Err(ApiError::Conflict { code: "idempotency_key_reused", message: "this Idempotency-Key was used for another payment request".into() });
+        return Err(ApiError::Conflict {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used for another payment request".into(),
+        });
     }
     let inv = apply(&st, &p, &meta, &mut pm).await?;
     if !replayed {
-        audit::changed(&st, &p, &meta, Target { client_id: pm.client_id, action: "create", resource: "payments", id: pm.id }, None, Some(&pm)).await?;
+        audit::changed(
+            &st,
+            &p,
+            &meta,
+            Target { client_id: pm.client_id, action: "create", resource: "payments", id: pm.id },
+            None,
+            Some(&pm),
+        )
+        .await?;
     }
     if let Some(reason) = &pm.failure_reason {
         let code = match reason.split(':').next() {
@@ -887,16 +1070,33 @@ pub async fn record_payment(
 /// The payments and refunds of an invoice, oldest first.
 #[utoipa::path(get, path = "/v1/invoices/{id}/payments", tag = "billing", params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, body = Vec<PaymentView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_payments(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Vec<PaymentView>>, ApiError> {
+pub async fn list_payments(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<PaymentView>>, ApiError> {
     p.can(Resource::Billing, Action::Read)?;
     let inv = load(&st, &p, &id).await?;
-    let rows: Vec<Payment> = st.mongo.collection::<Payment>(collections::PAYMENTS).find(doc! { "invoiceId": inv.id }).sort(doc! { "_id": 1 }).await?.try_collect().await?;
+    let rows: Vec<Payment> = st
+        .mongo
+        .collection::<Payment>(collections::PAYMENTS)
+        .find(doc! { "invoiceId": inv.id })
+        .sort(doc! { "_id": 1 })
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(rows.iter().map(payment_view).collect()))
 }
 
 /// Marks every SENT invoice of `tenant` (all tenants when `None`) whose due
 /// date is before `now` OVERDUE, each audited; returns how many.
-pub async fn sweep_overdue(st: &AppState, p: &Principal, meta: &Meta, tenant: Option<ObjectId>, now: DateTime) -> Result<u64, ApiError> {
+pub async fn sweep_overdue(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    tenant: Option<ObjectId>,
+    now: DateTime,
+) -> Result<u64, ApiError> {
     let mut f = doc! { "status": "SENT", "dueDate": { "$lt": now } };
     if let Some(t) = tenant {
         f.insert("clientId", t);
@@ -906,7 +1106,12 @@ pub async fn sweep_overdue(st: &AppState, p: &Principal, meta: &Meta, tenant: Op
     for candidate in due {
         let guard = crate::lock::invoice(st, candidate.id).await?;
         let result = async {
-            let old = st.mongo.collection::<Invoice>(collections::INVOICES).find_one(doc! { "_id": candidate.id }).await?.ok_or(ApiError::NotFound("invoice"))?;
+            let old = st
+                .mongo
+                .collection::<Invoice>(collections::INVOICES)
+                .find_one(doc! { "_id": candidate.id })
+                .await?
+                .ok_or(ApiError::NotFound("invoice"))?;
             if old.status != InvoiceStatus::Sent || old.due_date >= now {
                 return Err(ApiError::Conflict { code: "conflict", message: "changed meanwhile".into() });
             }
@@ -936,7 +1141,12 @@ pub struct SweepResult {
 /// API also sweeps every `API_OVERDUE_SWEEP_SECS`).
 #[utoipa::path(post, path = "/v1/invoices/overdue-sweep", tag = "billing", params(crate::routes::users::ClientScope),
     responses((status = 200, body = SweepResult), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn overdue_sweep(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Query(q): Query<crate::routes::users::ClientScope>) -> Result<Json<SweepResult>, ApiError> {
+pub async fn overdue_sweep(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Query(q): Query<crate::routes::users::ClientScope>,
+) -> Result<Json<SweepResult>, ApiError> {
     p.can(Resource::Billing, Action::Update)?;
     let tenant = target_client(&st, &p, q.client_id.as_deref()).await?;
     Ok(Json(SweepResult { marked_overdue: sweep_overdue(&st, &p, &meta, Some(tenant.id), DateTime::now()).await? }))

@@ -24,12 +24,20 @@ use crate::state::AppState;
 /// Loads document `id` (24 hex) of `collection` if the caller may see its
 /// tenant (`owner`); 404 naming `what` otherwise, also for malformed ids and
 /// other tenants' documents.
-pub async fn load_owned<T>(st: &AppState, p: &Principal, collection: &str, what: &'static str, id: &str, owner: fn(&T) -> ObjectId) -> Result<T, ApiError>
+pub async fn load_owned<T>(
+    st: &AppState,
+    p: &Principal,
+    collection: &str,
+    what: &'static str,
+    id: &str,
+    owner: fn(&T) -> ObjectId,
+) -> Result<T, ApiError>
 where
     T: DeserializeOwned + Send + Sync,
 {
     let id = crate::validate::object_id("id", id).map_err(|_| ApiError::NotFound(what))?;
-    let doc = st.mongo.collection::<T>(collection).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound(what))?;
+    let doc =
+        st.mongo.collection::<T>(collection).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound(what))?;
     p.check_tenant(owner(&doc), what)?;
     Ok(doc)
 }

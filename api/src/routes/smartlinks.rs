@@ -13,15 +13,17 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
-use schemas::mongo::{collections, Client, CustomPlatform, LinkMetadata, LinkStatus, Media, PlatformId, Platforms, Seo, Smartlink, Track};
+use schemas::mongo::{
+    collections, Client, CustomPlatform, LinkMetadata, LinkStatus, Media, PlatformId, Platforms, Seo, Smartlink, Track,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
-use crate::rbac::{Action, Resource};
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
+use crate::rbac::{Action, Resource};
 use crate::routes::clients::{load_client, target_client};
 use crate::state::AppState;
 use crate::validate::{self, rfc};
@@ -227,7 +229,10 @@ fn parse_status(field: &str, v: &str, allow_archived: bool) -> Result<LinkStatus
         "active" => Ok(LinkStatus::Active),
         "draft" => Ok(LinkStatus::Draft),
         "archived" if allow_archived => Ok(LinkStatus::Archived),
-        _ => Err(ApiError::invalid(field, if allow_archived { "must be active, draft or archived" } else { "must be active or draft" })),
+        _ => Err(ApiError::invalid(
+            field,
+            if allow_archived { "must be active, draft or archived" } else { "must be active or draft" },
+        )),
     }
 }
 
@@ -238,7 +243,10 @@ fn known_urls(p: &Platforms) -> BTreeMap<String, String> {
 
 /// The custom destinations of `p` as the API shows them.
 fn custom_dtos(p: &Platforms) -> Vec<CustomPlatformDto> {
-    p.custom.iter().map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() }).collect()
+    p.custom
+        .iter()
+        .map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() })
+        .collect()
 }
 
 /// The view of `l`, whose tenant is `c`; link URLs use `scheme`.
@@ -293,7 +301,10 @@ fn track(t: &TrackDto) -> Result<Track, ApiError> {
     }
     let release_date = match t.release_date.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(DateTime::parse_rfc3339_str(s).map_err(|_| ApiError::invalid("track.release_date", "must be an RFC 3339 time"))?),
+        Some(s) => Some(
+            DateTime::parse_rfc3339_str(s)
+                .map_err(|_| ApiError::invalid("track.release_date", "must be an RFC 3339 time"))?,
+        ),
     };
     Ok(Track {
         title: validate::text("track.title", &t.title, 1, 200)?,
@@ -386,7 +397,12 @@ fn slug_taken(slug: &str) -> ApiError {
     responses((status = 201, body = SmartlinkView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(body): Body<SmartlinkCreate>) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(body): Body<SmartlinkCreate>,
+) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
     p.can(Resource::Links, Action::Create)?;
     let client = target_client(&st, &p, body.client_id.as_deref()).await?;
     let status = match body.status.as_deref() {
@@ -408,7 +424,15 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     require_destination(&link)?;
     match st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await {
         Ok(_) => {
-            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id }, None, Some(&link)).await?;
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id },
+                None,
+                Some(&link),
+            )
+            .await?;
             Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
         }
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
@@ -420,7 +444,11 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
 #[utoipa::path(get, path = "/v1/smartlinks", tag = "smartlinks", params(ListQuery),
     responses((status = 200, body = SmartlinkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<ListQuery>) -> Result<Json<SmartlinkPage>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<SmartlinkPage>, ApiError> {
     p.can(Resource::Links, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     let limit = q.limit.unwrap_or(50);
@@ -449,13 +477,20 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
     } else {
         None
     };
-    Ok(Json(SmartlinkPage { items: links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect(), next_cursor }))
+    Ok(Json(SmartlinkPage {
+        items: links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect(),
+        next_cursor,
+    }))
 }
 
 /// Reads one smartlink.
 #[utoipa::path(get, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
     responses((status = 200, body = SmartlinkView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<Json<SmartlinkView>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<SmartlinkView>, ApiError> {
     p.can(Resource::Links, Action::Read)?;
     let (link, client) = load_link(&st, &p, &id).await?;
     Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
@@ -507,14 +542,27 @@ pub async fn patch(
     }
     require_destination(&link)?;
     let coll = st.mongo.collection::<Smartlink>(collections::SMARTLINKS);
-    if body.slug.is_some() && coll.find_one(doc! { "clientId": link.client_id, "slug": &link.slug, "_id": { "$ne": link.id } }).await?.is_some() {
+    if body.slug.is_some()
+        && coll
+            .find_one(doc! { "clientId": link.client_id, "slug": &link.slug, "_id": { "$ne": link.id } })
+            .await?
+            .is_some()
+    {
         return Err(slug_taken(&link.slug));
     }
     link.metadata.updated_at = DateTime::now();
     match coll.replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link).await {
         Ok(r) if r.matched_count == 0 => Err(ApiError::NotFound("smartlink")),
         Ok(_) => {
-            audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "update", resource: "smartlinks", id: link.id }, Some(&old), Some(&link)).await?;
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: client.id, action: "update", resource: "smartlinks", id: link.id },
+                Some(&old),
+                Some(&link),
+            )
+            .await?;
             Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
         }
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
@@ -526,7 +574,12 @@ pub async fn patch(
 /// analytics stay. Archiving an archived link is a no-op.
 #[utoipa::path(delete, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn archive(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     p.can(Resource::Links, Action::Delete)?;
     let (link, _) = load_link(&st, &p, &id).await?;
     st.mongo
@@ -538,7 +591,15 @@ pub async fn archive(State(st): State<AppState>, Extension(p): Extension<Princip
         .await?;
     let mut archived = link.clone();
     archived.metadata.status = LinkStatus::Archived;
-    audit::changed(&st, &p, &meta, Target { client_id: link.client_id, action: "delete", resource: "smartlinks", id: link.id }, Some(&link), Some(&archived)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: link.client_id, action: "delete", resource: "smartlinks", id: link.id },
+        Some(&link),
+        Some(&archived),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -152,7 +152,12 @@ fn due(v: Option<&str>) -> Result<Option<DateTime>, ApiError> {
 /// Creates a task.
 #[utoipa::path(post, path = "/v1/tasks", tag = "crm", request_body = TaskCreate,
     responses((status = 201, body = TaskView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<TaskCreate>) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<TaskCreate>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     p.can(Resource::Tasks, Action::Create)?;
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
     let settings = super::crm_settings::load(&st, client.id).await?;
@@ -162,7 +167,15 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         client_id: client.id,
         title: validate::text("title", &b.title, 1, 200)?,
         description: validate::opt_text("description", b.description.as_deref(), 5000)?.unwrap_or_default(),
-        kind: one_of("kind", b.kind.as_deref().unwrap_or(if kinds.contains(&"TODO") { "TODO" } else { kinds.first().copied().unwrap_or("TODO") }), &kinds)?,
+        kind: one_of(
+            "kind",
+            b.kind.as_deref().unwrap_or(if kinds.contains(&"TODO") {
+                "TODO"
+            } else {
+                kinds.first().copied().unwrap_or("TODO")
+            }),
+            &kinds,
+        )?,
         priority: one_of("priority", b.priority.as_deref().unwrap_or("MEDIUM"), &PRIORITIES)?,
         status: "PENDING".into(),
         due_at: due(b.due_at.as_deref())?,
@@ -179,7 +192,15 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
         completed_at: None,
     };
     st.mongo.collection::<Task>(collections::TASKS).insert_one(&t).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "tasks", id: t.id }, None, Some(&t)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "create", resource: "tasks", id: t.id },
+        None,
+        Some(&t),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&t))))
 }
 
@@ -203,7 +224,11 @@ pub struct TaskQuery {
 /// Lists tasks, soonest due first (at most 500).
 #[utoipa::path(get, path = "/v1/tasks", tag = "crm", params(TaskQuery),
     responses((status = 200, body = Vec<TaskView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<TaskQuery>) -> Result<Json<Vec<TaskView>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<TaskQuery>,
+) -> Result<Json<Vec<TaskView>>, ApiError> {
     p.can(Resource::Tasks, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
     let mut f = doc! { "clientId": client.id };
@@ -220,7 +245,15 @@ pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>
         f.insert("status", doc! { "$in": ["PENDING", "IN_PROGRESS"] });
         f.insert("dueAt", doc! { "$lt": DateTime::now() });
     }
-    let rows: Vec<Task> = st.mongo.collection::<Task>(collections::TASKS).find(f).sort(doc! { "dueAt": 1, "_id": 1 }).limit(500).await?.try_collect().await?;
+    let rows: Vec<Task> = st
+        .mongo
+        .collection::<Task>(collections::TASKS)
+        .find(f)
+        .sort(doc! { "dueAt": 1, "_id": 1 })
+        .limit(500)
+        .await?
+        .try_collect()
+        .await?;
     Ok(Json(rows.iter().map(view).collect()))
 }
 
@@ -231,7 +264,13 @@ async fn load(st: &AppState, p: &Principal, id: &str) -> Result<Task, ApiError> 
 /// Changes a task; completing it stamps `completed_at`.
 #[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "crm", params(("id" = String, Path, description = "Task id")), request_body = TaskPatch,
     responses((status = 200, body = TaskView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<TaskPatch>) -> Result<Json<TaskView>, ApiError> {
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<TaskPatch>,
+) -> Result<Json<TaskView>, ApiError> {
     p.can(Resource::Tasks, Action::Update)?;
     let old = load(&st, &p, &id).await?;
     let mut t = old.clone();
@@ -251,8 +290,19 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
     if let Some(a) = &b.assigned_to {
         t.assigned_to = assignee(&st, t.client_id, a).await?;
     }
-    st.mongo.collection::<Task>(collections::TASKS).replace_one(doc! { "_id": t.id, "clientId": t.client_id }, &t).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: t.client_id, action: "update", resource: "tasks", id: t.id }, Some(&old), Some(&t)).await?;
+    st.mongo
+        .collection::<Task>(collections::TASKS)
+        .replace_one(doc! { "_id": t.id, "clientId": t.client_id }, &t)
+        .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: t.client_id, action: "update", resource: "tasks", id: t.id },
+        Some(&old),
+        Some(&t),
+    )
+    .await?;
     Ok(Json(view(&t)))
 }
 
@@ -292,7 +342,12 @@ pub struct TimelineEntry {
 /// Records a manual activity.
 #[utoipa::path(post, path = "/v1/activities", tag = "crm", request_body = ActivityCreate,
     responses((status = 201, body = TimelineEntry), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_activity(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<ActivityCreate>) -> Result<(StatusCode, Json<TimelineEntry>), ApiError> {
+pub async fn create_activity(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<ActivityCreate>,
+) -> Result<(StatusCode, Json<TimelineEntry>), ApiError> {
     p.can(Resource::Activities, Action::Create)?;
     let client_id = p.own_client().ok_or_else(|| ApiError::invalid("related", "the operator records no activities"))?;
     let a = Activity {
@@ -309,8 +364,25 @@ pub async fn create_activity(State(st): State<AppState>, Extension(p): Extension
         },
     };
     st.mongo.collection::<Activity>(collections::ACTIVITIES).insert_one(&a).await?;
-    audit::changed(&st, &p, &meta, Target { client_id, action: "create", resource: "activities", id: a.id }, None, Some(&a)).await?;
-    Ok((StatusCode::CREATED, Json(TimelineEntry { kind: a.kind, subject: a.subject, body: a.body, by: a.by.map(|b| b.to_hex()), at: rfc(a.at) })))
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id, action: "create", resource: "activities", id: a.id },
+        None,
+        Some(&a),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TimelineEntry {
+            kind: a.kind,
+            subject: a.subject,
+            body: a.body,
+            by: a.by.map(|b| b.to_hex()),
+            at: rfc(a.at),
+        }),
+    ))
 }
 
 /// `GET /v1/activities` query.
@@ -325,7 +397,11 @@ pub struct TimelineQuery {
 /// The timeline of a CRM record: manual activities and audited changes, newest first.
 #[utoipa::path(get, path = "/v1/activities", tag = "crm", params(TimelineQuery),
     responses((status = 200, body = Vec<TimelineEntry>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn timeline(State(st): State<AppState>, Extension(p): Extension<Principal>, Query(q): Query<TimelineQuery>) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
+pub async fn timeline(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<TimelineQuery>,
+) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
     p.can(Resource::Activities, Action::Read)?;
     let id = validate::object_id("related_id", &q.related_id)?;
     let client_id = p.own_client();
@@ -335,14 +411,36 @@ pub async fn timeline(State(st): State<AppState>, Extension(p): Extension<Princi
         f.insert("clientId", c);
         af.insert("clientId", c);
     }
-    let manual: Vec<Activity> = st.mongo.collection::<Activity>(collections::ACTIVITIES).find(f).await?.try_collect().await?;
-    let changes: Vec<AuditRecord> = st.mongo.collection::<AuditRecord>(collections::AUDIT_LOGS).find(af).await?.try_collect().await?;
+    let manual: Vec<Activity> =
+        st.mongo.collection::<Activity>(collections::ACTIVITIES).find(f).await?.try_collect().await?;
+    let changes: Vec<AuditRecord> =
+        st.mongo.collection::<AuditRecord>(collections::AUDIT_LOGS).find(af).await?.try_collect().await?;
     let mut out: Vec<(DateTime, TimelineEntry)> = manual
         .into_iter()
-        .map(|a| (a.at, TimelineEntry { kind: a.kind, subject: a.subject, body: a.body, by: a.by.map(|b| b.to_hex()), at: rfc(a.at) }))
+        .map(|a| {
+            (
+                a.at,
+                TimelineEntry {
+                    kind: a.kind,
+                    subject: a.subject,
+                    body: a.body,
+                    by: a.by.map(|b| b.to_hex()),
+                    at: rfc(a.at),
+                },
+            )
+        })
         .chain(changes.into_iter().map(|r| {
             let fields: Vec<String> = r.changes.iter().map(|c| c.field.clone()).collect();
-            (r.at, TimelineEntry { kind: "change".into(), subject: r.action, body: fields.join(", "), by: r.actor.id.map(|i| i.to_hex()), at: rfc(r.at) })
+            (
+                r.at,
+                TimelineEntry {
+                    kind: "change".into(),
+                    subject: r.action,
+                    body: fields.join(", "),
+                    by: r.actor.id.map(|i| i.to_hex()),
+                    at: rfc(r.at),
+                },
+            )
         }))
         .collect();
     out.sort_by_key(|e| std::cmp::Reverse(e.0));

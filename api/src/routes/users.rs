@@ -126,7 +126,8 @@ pub struct TotpCode {
 
 fn parse_role(v: &str) -> Result<Role, ApiError> {
     match v {
-        "admin" | "manager" | "agent" | "viewer" => serde_json::from_value(serde_json::Value::String(v.into())).map_err(|_| ApiError::invalid("role", "unknown")),
+        "admin" | "manager" | "agent" | "viewer" => serde_json::from_value(serde_json::Value::String(v.into()))
+            .map_err(|_| ApiError::invalid("role", "unknown")),
         _ => Err(ApiError::invalid("role", "must be admin, manager, agent or viewer")),
     }
 }
@@ -152,7 +153,10 @@ pub fn email(field: &str, v: &str) -> Result<String, ApiError> {
     let v = v.trim().to_lowercase();
     let ok = v.len() <= 254
         && v.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && local.len() <= 64 && !local.contains(char::is_whitespace) && validate::hostname(field, domain).is_ok()
+            !local.is_empty()
+                && local.len() <= 64
+                && !local.contains(char::is_whitespace)
+                && validate::hostname(field, domain).is_ok()
         })
         && v.matches('@').count() == 1;
     if ok {
@@ -169,7 +173,8 @@ pub async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Opt
         return Ok(None);
     }
     let id = validate::object_id("assigned_to", v)?;
-    let found = st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
+    let found =
+        st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
     found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
 }
 
@@ -197,22 +202,29 @@ pub(crate) fn password_policy(field: &str, v: &str) -> Result<(), ApiError> {
 
 /// A valid argon2id hash of a random password: verified against when the
 /// email is unknown, so both cases take the same time.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xa8mUS8UvJAsc84gH7Ewc7gvYwR4mLDB/C7dRbNPZY";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xa8mUS8UvJAsc84gH7Ewc7gvYwR4mLDB/C7dRbNPZY";
 
 async fn verify_password(password: String, hash: String) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    tokio::task::spawn_blocking(move || PasswordHash::new(&hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok()))
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
-    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret).map_err(|e| ApiError::Unavailable { store: "totp", detail: e.to_string() })
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret)
+        .map_err(|e| ApiError::Unavailable { store: "totp", detail: e.to_string() })
 }
 
 fn totp_ok(st: &AppState, secret_enc: &str, code: &str) -> Result<bool, ApiError> {
     let b32 = st.pii()?.decrypt(secret_enc)?;
-    let bytes = Secret::Encoded(b32).to_bytes().map_err(|e| ApiError::Unavailable { store: "totp", detail: format!("{e:?}") })?;
+    let bytes = Secret::Encoded(b32)
+        .to_bytes()
+        .map_err(|e| ApiError::Unavailable { store: "totp", detail: format!("{e:?}") })?;
     Ok(totp(bytes)?.check_current(code.trim()).unwrap_or(false))
 }
 
@@ -224,7 +236,12 @@ pub(crate) async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = UserCreate,
     responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<UserCreate>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<UserCreate>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     p.can(Resource::Users, Action::Create)?;
     let client = target_client(&st, &p, b.client_id.as_deref()).await?;
     let pii = st.pii()?;
@@ -254,10 +271,20 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
     };
     match st.mongo.collection::<User>(collections::USERS).insert_one(&user).await {
         Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => return Err(ApiError::Conflict { code: "email_taken", message: "a user with this email exists".into() }),
+        Err(e) if is_duplicate_key(&e) => {
+            return Err(ApiError::Conflict { code: "email_taken", message: "a user with this email exists".into() })
+        }
         Err(e) => return Err(e.into()),
     }
-    audit::changed(&st, &p, &meta, Target { client_id: client.id, action: "create", resource: "users", id: user.id }, None, Some(&user)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "create", resource: "users", id: user.id },
+        None,
+        Some(&user),
+    )
+    .await?;
     if let Err(e) = super::account::send_verification(&st, &user, &mail).await {
         tracing::warn!(error = %e, user = %user.id, "verification email not sent; the user can ask again");
     }
@@ -266,10 +293,21 @@ pub async fn create(State(st): State<AppState>, Extension(p): Extension<Principa
 
 /// Lists the users of the caller's tenant (or `client_id` for the operator).
 #[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Extension(p): Extension<Principal>, crate::extract::Query(q): crate::extract::Query<ClientScope>) -> Result<Json<Vec<UserView>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    crate::extract::Query(q): crate::extract::Query<ClientScope>,
+) -> Result<Json<Vec<UserView>>, ApiError> {
     p.can(Resource::Users, Action::Read)?;
     let client = target_client(&st, &p, q.client_id.as_deref()).await?;
-    let users: Vec<User> = st.mongo.collection::<User>(collections::USERS).find(doc! { "clientId": client.id }).sort(doc! { "_id": 1 }).await?.try_collect().await?;
+    let users: Vec<User> = st
+        .mongo
+        .collection::<User>(collections::USERS)
+        .find(doc! { "clientId": client.id })
+        .sort(doc! { "_id": 1 })
+        .await?
+        .try_collect()
+        .await?;
     users.iter().map(|u| view(&st, u)).collect::<Result<Vec<_>, _>>().map(Json)
 }
 
@@ -294,7 +332,13 @@ pub async fn me(State(st): State<AppState>, Extension(p): Extension<Principal>) 
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = UserPatch,
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Path(id): Path<String>, Body(b): Body<UserPatch>) -> Result<Json<UserView>, ApiError> {
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(b): Body<UserPatch>,
+) -> Result<Json<UserView>, ApiError> {
     p.can(Resource::Users, Action::Update)?;
     let old = load_user(&st, &p, &id).await?;
     let mut u = old.clone();
@@ -312,7 +356,15 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
     }
     u.updated_at = DateTime::now();
     st.mongo.collection::<User>(collections::USERS).replace_one(doc! { "_id": u.id }, &u).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: u.client_id, action: "update", resource: "users", id: u.id }, Some(&old), Some(&u)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: u.client_id, action: "update", resource: "users", id: u.id },
+        Some(&old),
+        Some(&u),
+    )
+    .await?;
     Ok(Json(view(&st, &u)?))
 }
 
@@ -322,7 +374,11 @@ pub async fn patch(State(st): State<AppState>, Extension(p): Extension<Principal
 /// `API_LOGIN_LOCK_SECS`). Every attempt is audited.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "users", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
-pub async fn login(State(st): State<AppState>, meta: Meta, Body(b): Body<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+pub async fn login(
+    State(st): State<AppState>,
+    meta: Meta,
+    Body(b): Body<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     let pii = st.pii()?;
     let users = st.mongo.collection::<User>(collections::USERS);
     let index = pii.email_index(&b.email);
@@ -331,7 +387,14 @@ pub async fn login(State(st): State<AppState>, meta: Meta, Body(b): Body<LoginRe
         let (st, meta) = (st.clone(), meta.clone());
         let (client_id, id) = (user.map(|u| u.client_id), user.map(|u| u.id.to_hex()));
         async move {
-            let entry = Entry { client_id, action: "login", resource: "auth", resource_id: id, changes: Vec::new(), outcome: Err(code.to_string()) };
+            let entry = Entry {
+                client_id,
+                action: "login",
+                resource: "auth",
+                resource_id: id,
+                changes: Vec::new(),
+                outcome: Err(code.to_string()),
+            };
             audit::record(&st, None, &meta, entry).await
         }
     };
@@ -366,22 +429,51 @@ pub async fn login(State(st): State<AppState>, meta: Meta, Body(b): Body<LoginRe
         let attempts = user.auth.login_attempts + 1;
         let mut set = doc! { "auth.loginAttempts": attempts };
         if attempts >= st.cfg.login_max_attempts {
-            set.insert("auth.lockUntil", DateTime::from_millis(now.timestamp_millis() + i64::from(st.cfg.login_lock_secs) * 1000));
+            set.insert(
+                "auth.lockUntil",
+                DateTime::from_millis(now.timestamp_millis() + i64::from(st.cfg.login_lock_secs) * 1000),
+            );
             set.insert("auth.loginAttempts", 0_i64);
         }
         users.update_one(doc! { "_id": user.id }, doc! { "$set": set }).await?;
         fail(Some(&user), code).await?;
-        return Err(ApiError::Unauthenticated(code, if code == "invalid_totp" { "wrong TOTP code" } else { "wrong email or password" }));
+        return Err(ApiError::Unauthenticated(
+            code,
+            if code == "invalid_totp" { "wrong TOTP code" } else { "wrong email or password" },
+        ));
     }
     users
-        .update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.loginAttempts": 0_i64, "auth.lastLogin": now }, "$unset": { "auth.lockUntil": "" } })
+        .update_one(
+            doc! { "_id": user.id },
+            doc! { "$set": { "auth.loginAttempts": 0_i64, "auth.lastLogin": now }, "$unset": { "auth.lockUntil": "" } },
+        )
         .await?;
     let (token, token_hash) = generate_token("sls_")?;
     let expires_at = DateTime::from_millis(now.timestamp_millis() + i64::from(st.cfg.session_ttl_secs) * 1000);
-    let session = Session { id: ObjectId::new(), user_id: user.id, client_id: user.client_id, token_hash, created_at: now, expires_at, revoked_at: None };
+    let session = Session {
+        id: ObjectId::new(),
+        user_id: user.id,
+        client_id: user.client_id,
+        token_hash,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
     st.mongo.collection::<Session>(collections::SESSIONS).insert_one(&session).await?;
-    let principal = Principal::User { client_id: user.client_id, user_id: user.id, role: user.permissions.role, session_id: session.id };
-    let entry = Entry { client_id: Some(user.client_id), action: "login", resource: "auth", resource_id: Some(user.id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    let principal = Principal::User {
+        client_id: user.client_id,
+        user_id: user.id,
+        role: user.permissions.role,
+        session_id: session.id,
+    };
+    let entry = Entry {
+        client_id: Some(user.client_id),
+        action: "login",
+        resource: "auth",
+        resource_id: Some(user.id.to_hex()),
+        changes: Vec::new(),
+        outcome: Ok(()),
+    };
     audit::record(&st, Some(&principal), &meta, entry).await?;
     let mut user = user;
     user.auth.last_login = Some(now);
@@ -391,13 +483,26 @@ pub async fn login(State(st): State<AppState>, meta: Meta, Body(b): Body<LoginRe
 
 /// Ends the current session.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "users", responses((status = 204), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn logout(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta) -> Result<StatusCode, ApiError> {
-    let Principal::User { session_id, user_id, client_id, .. } = &p else { return Err(ApiError::Forbidden("a user session".into())) };
+pub async fn logout(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+) -> Result<StatusCode, ApiError> {
+    let Principal::User { session_id, user_id, client_id, .. } = &p else {
+        return Err(ApiError::Forbidden("a user session".into()));
+    };
     st.mongo
         .collection::<Session>(collections::SESSIONS)
         .update_one(doc! { "_id": session_id }, doc! { "$set": { "revokedAt": DateTime::now() } })
         .await?;
-    let entry = Entry { client_id: Some(*client_id), action: "logout", resource: "auth", resource_id: Some(user_id.to_hex()), changes: Vec::new(), outcome: Ok(()) };
+    let entry = Entry {
+        client_id: Some(*client_id),
+        action: "logout",
+        resource: "auth",
+        resource_id: Some(user_id.to_hex()),
+        changes: Vec::new(),
+        outcome: Ok(()),
+    };
     audit::record(&st, Some(&p), &meta, entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -405,26 +510,42 @@ pub async fn logout(State(st): State<AppState>, Extension(p): Extension<Principa
 /// Starts TOTP enrolment for the logged-in user: a new secret, pending
 /// until confirmed by [`totp_enable`].
 #[utoipa::path(post, path = "/v1/auth/totp/setup", tag = "users", responses((status = 200, body = TotpSetup), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn totp_setup(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<TotpSetup>, ApiError> {
+pub async fn totp_setup(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<TotpSetup>, ApiError> {
     let user_id = p.session_user()?;
     let user = load_user(&st, &p, &user_id.to_hex()).await?;
     let mut raw = [0u8; 20];
     getrandom::fill(&mut raw)?;
     let b32 = Secret::Raw(raw.to_vec()).to_encoded().to_string();
     let enc = st.pii()?.encrypt(&b32)?;
-    st.mongo.collection::<User>(collections::USERS).update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.totpPendingEnc": enc } }).await?;
+    st.mongo
+        .collection::<User>(collections::USERS)
+        .update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.totpPendingEnc": enc } })
+        .await?;
     let account = view(&st, &user)?.email;
-    let otpauth_url = format!("otpauth://totp/Smartlinks:{account}?secret={b32}&issuer=Smartlinks&algorithm=SHA1&digits=6&period=30");
+    let otpauth_url =
+        format!("otpauth://totp/Smartlinks:{account}?secret={b32}&issuer=Smartlinks&algorithm=SHA1&digits=6&period=30");
     Ok(Json(TotpSetup { secret: b32, otpauth_url }))
 }
 
 /// Confirms TOTP enrolment with a current code; from then on login needs a code.
 #[utoipa::path(post, path = "/v1/auth/totp/enable", tag = "users", request_body = TotpCode,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn totp_enable(State(st): State<AppState>, Extension(p): Extension<Principal>, meta: Meta, Body(b): Body<TotpCode>) -> Result<StatusCode, ApiError> {
+pub async fn totp_enable(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(b): Body<TotpCode>,
+) -> Result<StatusCode, ApiError> {
     let user_id = p.session_user()?;
     let old = load_user(&st, &p, &user_id.to_hex()).await?;
-    let pending = old.auth.totp_pending_enc.clone().ok_or_else(|| ApiError::invalid("code", "start with POST /v1/auth/totp/setup"))?;
+    let pending = old
+        .auth
+        .totp_pending_enc
+        .clone()
+        .ok_or_else(|| ApiError::invalid("code", "start with POST /v1/auth/totp/setup"))?;
     if !totp_ok(&st, &pending, &b.code)? {
         return Err(ApiError::invalid("code", "wrong code"));
     }
@@ -433,7 +554,15 @@ pub async fn totp_enable(State(st): State<AppState>, Extension(p): Extension<Pri
     u.auth.totp_pending_enc = None;
     u.updated_at = DateTime::now();
     st.mongo.collection::<User>(collections::USERS).replace_one(doc! { "_id": u.id }, &u).await?;
-    audit::changed(&st, &p, &meta, Target { client_id: u.client_id, action: "enable_totp", resource: "users", id: u.id }, Some(&old), Some(&u)).await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: u.client_id, action: "enable_totp", resource: "users", id: u.id },
+        Some(&old),
+        Some(&u),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -451,7 +580,10 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse battery".into(), h.clone()).await);
         assert!(!verify_password("wrong".into(), h).await);
-        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok(), "dummy hash parses, so unknown emails cost a verification");
+        assert!(
+            argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok(),
+            "dummy hash parses, so unknown emails cost a verification"
+        );
         assert_eq!(parse_role("agent").unwrap(), Role::Agent);
         assert!(parse_role("root").is_err());
     }

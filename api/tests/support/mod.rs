@@ -45,7 +45,17 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     let shutdown = common::shutdown::CancellationToken::new();
     let op = cfg.operator_key.clone();
     let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
-    Env { base: format!("http://{}", api.addr), op, http: reqwest::Client::new(), api, ch, ch_db: name, mongo, outbox, _shutdown: shutdown }
+    Env {
+        base: format!("http://{}", api.addr),
+        op,
+        http: reqwest::Client::new(),
+        api,
+        ch,
+        ch_db: name,
+        mongo,
+        outbox,
+        _shutdown: shutdown,
+    }
 }
 
 pub async fn env() -> Env {
@@ -53,7 +63,13 @@ pub async fn env() -> Env {
 }
 
 impl Env {
-    pub async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.bearer_auth(k);
@@ -75,12 +91,22 @@ impl Env {
 
     pub async fn tenant(&self, slug: &str) -> (String, String) {
         let c = self
-            .ok(&self.op, Method::POST, "/v1/clients", Some(json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"),
-                "tracking": {"ga4": "G-TEST123"}})))
+            .ok(
+                &self.op,
+                Method::POST,
+                "/v1/clients",
+                Some(json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"),
+                "tracking": {"ga4": "G-TEST123"}})),
+            )
             .await;
         let id = c["id"].as_str().unwrap().to_string();
         let k = self
-            .ok(&self.op, Method::POST, &format!("/v1/clients/{id}/api-keys"), Some(json!({"name": "all", "scopes": ["links:write", "analytics:read"]})))
+            .ok(
+                &self.op,
+                Method::POST,
+                &format!("/v1/clients/{id}/api-keys"),
+                Some(json!({"name": "all", "scopes": ["links:write", "analytics:read"]})),
+            )
             .await;
         (id, k["key"].as_str().unwrap().to_string())
     }
@@ -138,4 +164,3 @@ pub fn token_in(mail: &str, prefix: &str) -> String {
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
-

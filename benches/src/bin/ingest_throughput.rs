@@ -126,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
     let keys: Vec<String> = events.iter().map(RawEvent::partition_key).collect();
     let mut pending = Vec::with_capacity(10_000);
     for (key, p) in keys.iter().zip(&payloads) {
-        pending.push(producer.send(rdkafka::producer::FutureRecord::to(&cfg.kafka.raw_topic).key(key).payload(p), Duration::from_secs(60)));
+        pending.push(producer.send(
+            rdkafka::producer::FutureRecord::to(&cfg.kafka.raw_topic).key(key).payload(p),
+            Duration::from_secs(60),
+        ));
         if pending.len() == 10_000 {
             for r in futures::future::join_all(pending.drain(..)).await {
                 r.map_err(|(e, _)| e)?;
@@ -154,8 +157,14 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|");
     println!("| simd-json parse only (1 core) | {} | - | {parse_only:.0} |", n.min(50_000));
     println!("| parse + validate + enrich (1 core) | {n} | {enrich_secs:.2} | {:.0} |", n as f64 / enrich_secs);
-    println!("| raw ClickHouse insert of the same rows (50k batches) | {n} | {raw_secs:.2} | {:.0} |", n as f64 / raw_secs);
-    println!("| produce to Kafka (bench client, for reference) | {n} | {produce_secs:.2} | {:.0} |", n as f64 / produce_secs);
+    println!(
+        "| raw ClickHouse insert of the same rows (50k batches) | {n} | {raw_secs:.2} | {:.0} |",
+        n as f64 / raw_secs
+    );
+    println!(
+        "| produce to Kafka (bench client, for reference) | {n} | {produce_secs:.2} | {:.0} |",
+        n as f64 / produce_secs
+    );
     println!("| end to end: ingest from Kafka to ClickHouse | {n} | {e2e_secs:.2} | {:.0} |", n as f64 / e2e_secs);
     println!();
     println!(

@@ -74,7 +74,13 @@ struct Api {
 
 impl Api {
     /// `method path` with `key` and an optional JSON body → (status, JSON).
-    async fn call(&self, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+    async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
@@ -118,7 +124,12 @@ async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
         }
     };
     let k = api
-        .ok(op, Method::POST, &format!("/v1/clients/{tenant}/api-keys"), Some(json!({"name": "demo", "scopes": ["links:write", "analytics:read"]})))
+        .ok(
+            op,
+            Method::POST,
+            &format!("/v1/clients/{tenant}/api-keys"),
+            Some(json!({"name": "demo", "scopes": ["links:write", "analytics:read"]})),
+        )
         .await?;
     let key = str_of(&k, "key")?;
     for (slug, title, artist) in LINKS {
@@ -169,7 +180,11 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
     let utm = ["instagram", "tiktok", "newsletter", "youtube_ads"][p.i % 4];
     let url = format!("{edge}/{}?utm_source={utm}&utm_medium=social&utm_campaign=release&fbclid=IwAR{}", p.link, p.i);
     let req = if p.head { http.head(&url) } else { http.get(&url) };
-    let mut req = req.header("host", HOST).header("user-agent", &p.ua).header("x-forwarded-for", &p.ip).header("accept-language", "en-GB,en;q=0.8");
+    let mut req = req
+        .header("host", HOST)
+        .header("user-agent", &p.ua)
+        .header("x-forwarded-for", &p.ip)
+        .header("accept-language", "en-GB,en;q=0.8");
     if !p.referrer.is_empty() {
         req = req.header("referer", &p.referrer);
     }
@@ -180,7 +195,8 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
         sent.lock().map(|mut s| s.errors += 1).ok();
         return cookie;
     };
-    if let Some(vid) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()) {
+    if let Some(vid) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next())
+    {
         cookie = format!("{cookie}; {vid}");
     }
     let ok = resp.status() == 200;
@@ -228,11 +244,19 @@ async fn main() -> anyhow::Result<()> {
     let mongo = common::config::MongoConfig::init_from_env()?.database().await?;
     let ch_cfg = common::config::ClickHouseConfig::init_from_env()?;
     let ch = ch_cfg.client().with_database(&ch_cfg.database);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(concurrency).build()?;
-    let api = Api { http: http.clone(), base: std::env::var("LOADGEN_API").unwrap_or_else(|_| "http://127.0.0.1:8081".into()) };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let api = Api {
+        http: http.clone(),
+        base: std::env::var("LOADGEN_API").unwrap_or_else(|_| "http://127.0.0.1:8081".into()),
+    };
     let op = std::env::var("API_OPERATOR_KEY").context("API_OPERATOR_KEY (the API's operator key) is required")?;
     let (tenant_hex, key) = seed(&api, &op).await?;
-    let key_file = std::env::var("LOADGEN_KEY_FILE").map(std::path::PathBuf::from).unwrap_or_else(|_| common::testing::state_dir().join("demo-tenant-key"));
+    let key_file = std::env::var("LOADGEN_KEY_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| common::testing::state_dir().join("demo-tenant-key"));
     std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     // The run's events are those from now on: the API's overview of
@@ -244,28 +268,42 @@ async fn main() -> anyhow::Result<()> {
     let today = day_id(now_s());
     let daily = mongo.collection::<Rollup>(collections::ANALYTICS_DAILY);
     let base = daily.find_one(doc! { "_id": &today }).await?.map(|r| r.metrics).unwrap_or_default();
-    let base_stored: u64 = ch.query("SELECT count() FROM events FINAL WHERE tenant_id = ?").bind(&tenant_hex).fetch_one().await.unwrap_or(0);
+    let base_stored: u64 = ch
+        .query("SELECT count() FROM events FINAL WHERE tenant_id = ?")
+        .bind(&tenant_hex)
+        .fetch_one()
+        .await
+        .unwrap_or(0);
 
     // Wait for the edge to pick the demo tenant up. Probes are HEAD requests:
     // counted as bots, like the pipeline does.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut probes = 0;
     loop {
-        let r = http.head(format!("{edge}/{}", LINKS[0].0)).header("host", HOST).header("user-agent", "loadgen-probe").send().await;
+        let r = http
+            .head(format!("{edge}/{}", LINKS[0].0))
+            .header("host", HOST)
+            .header("user-agent", "loadgen-probe")
+            .send()
+            .await;
         if let Ok(r) = &r {
             probes += u64::from(r.status() == 200);
             if r.status() == 200 {
                 break;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the edge does not serve {HOST} (is it running? deploy/local/demo.sh starts it)");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the edge does not serve {HOST} (is it running? deploy/local/demo.sh starts it)"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut rng = benches::Rng(0x5eed_1234_abcd_ef01);
     let uas = benches::UserAgents::load()?;
     let ips = client_ips(visits, &mut rng)?;
     let sent = Arc::new(Mutex::new(Sent { views: 0, bot_events: probes, ..Default::default() }));
-    let return_after = Duration::from_millis(std::env::var("LOADGEN_RETURN_AFTER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
+    let return_after =
+        Duration::from_millis(std::env::var("LOADGEN_RETURN_AFTER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut first_wave = Vec::with_capacity(visits);
@@ -314,20 +352,37 @@ async fn main() -> anyhow::Result<()> {
         t.await?;
     }
     let send_secs = (started.elapsed() - return_after).as_secs_f64();
-    let sent = Arc::try_unwrap(sent).map_err(|_| anyhow::anyhow!("tasks still running"))?.into_inner().unwrap_or_else(|e| e.into_inner());
+    let sent = Arc::try_unwrap(sent)
+        .map_err(|_| anyhow::anyhow!("tasks still running"))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     let total_clicks: u64 = sent.clicks.values().sum();
     let total = sent.views + total_clicks + sent.bot_events;
-    eprintln!("sent {total} requests in {send_secs:.1} s ({:.0} events/s); waiting for the pipeline…", total as f64 / send_secs);
+    eprintln!(
+        "sent {total} requests in {send_secs:.1} s ({:.0} events/s); waiting for the pipeline…",
+        total as f64 / send_secs
+    );
 
     // Wait until the API shows exactly what was sent, ClickHouse holds every
     // event, and today's rollup in MongoDB has them.
     let waited = Instant::now();
-    let run = format!("/v1/analytics/overview?client_id={tenant_hex}&from={}&to={}", to_rfc3339(t0), to_rfc3339(now_s() + 3600));
+    let run = format!(
+        "/v1/analytics/overview?client_id={tenant_hex}&from={}&to={}",
+        to_rfc3339(t0),
+        to_rfc3339(now_s() + 3600)
+    );
     let (overview, rollup) = loop {
         let o = api.ok(&key, reqwest::Method::GET, &run, None).await?;
-        let stored: u64 = ch.query("SELECT count() FROM events FINAL WHERE tenant_id = ?").bind(&tenant_hex).fetch_one().await.unwrap_or(0);
+        let stored: u64 = ch
+            .query("SELECT count() FROM events FINAL WHERE tenant_id = ?")
+            .bind(&tenant_hex)
+            .fetch_one()
+            .await
+            .unwrap_or(0);
         let r = daily.find_one(doc! { "_id": &today }).await?;
-        let api_done = o["views"].as_u64() == Some(sent.views) && o["clicks"].as_u64() == Some(total_clicks) && o["bots"].as_u64() == Some(sent.bot_events);
+        let api_done = o["views"].as_u64() == Some(sent.views)
+            && o["clicks"].as_u64() == Some(total_clicks)
+            && o["bots"].as_u64() == Some(sent.bot_events);
         if let (true, Some(r)) = (api_done && stored - base_stored >= total, r) {
             let m = &r.metrics;
             if (m.total_views - base.total_views) as u64 >= sent.views
@@ -350,7 +405,9 @@ async fn main() -> anyhow::Result<()> {
     let delay = waited.elapsed().as_secs_f64();
     // The MongoDB mirror equals ClickHouse's rollup of the same day.
     let ch_day: RollupRow = ch
-        .query("SELECT ?fields FROM rollups FINAL WHERE tenant_id = ? AND grain = 'day' AND link_id = '' AND bucket = ?")
+        .query(
+            "SELECT ?fields FROM rollups FINAL WHERE tenant_id = ? AND grain = 'day' AND link_id = '' AND bucket = ?",
+        )
         .bind(&tenant_hex)
         .bind(rollup.date.timestamp_millis() / 1000)
         .fetch_one()
@@ -367,16 +424,26 @@ async fn main() -> anyhow::Result<()> {
         let (api, key) = (&api, &key);
         async move { api.ok(key, reqwest::Method::GET, &path, None).await }
     };
-    let devices = get(format!("/v1/analytics/breakdown?client_id={tenant_hex}&from={}&dimension=device", to_rfc3339(t0))).await?;
+    let devices =
+        get(format!("/v1/analytics/breakdown?client_id={tenant_hex}&from={}&dimension=device", to_rfc3339(t0))).await?;
     let realtime = get(format!("/v1/analytics/realtime?client_id={tenant_hex}")).await?;
     let health = get(format!("/v1/analytics/health?client_id={tenant_hex}")).await?;
     let list = |v: &Value, k: &str| {
         v[k].as_array()
-            .map(|a| a.iter().take(6).map(|i| format!("{} {}", i["value"].as_str().unwrap_or(""), i["count"])).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .take(6)
+                    .map(|i| format!("{} {}", i["value"].as_str().unwrap_or(""), i["count"]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     println!("\n=== demo summary (tenant {HOST}; this run, from the API) ===");
-    println!("sent:    {} views, {} clicks {:?}, {} bot requests, {} errors", sent.views, total_clicks, sent.clicks, sent.bot_events, sent.errors);
+    println!(
+        "sent:    {} views, {} clicks {:?}, {} bot requests, {} errors",
+        sent.views, total_clicks, sent.clicks, sent.bot_events, sent.errors
+    );
     println!("API:     {} views, {} clicks, {} bots", overview["views"], overview["clicks"], overview["bots"]);
     println!("clicks by platform: {}", list(&overview, "clicks_by_platform"));
     println!(
@@ -396,7 +463,10 @@ async fn main() -> anyhow::Result<()> {
         health["ingest_delay_p99_s"]
     );
     println!("daily rollup (MongoDB = ClickHouse): +{dv} views, +{dc} clicks, +{db} bots this run");
-    println!("achieved {:.0} events/s at the edge; API and rollups caught up {delay:.1} s after the last request", total as f64 / send_secs);
+    println!(
+        "achieved {:.0} events/s at the edge; API and rollups caught up {delay:.1} s after the last request",
+        total as f64 / send_secs
+    );
     anyhow::ensure!(
         dv as u64 == sent.views && dc as u64 == total_clicks && db as u64 == sent.bot_events,
         "the daily rollup differs from what was sent"

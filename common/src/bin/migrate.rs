@@ -20,6 +20,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("clickhouse  {}: tables {}", cfg.clickhouse.database, report.clickhouse_tables.join(", "));
-    println!("mongodb     {}: {} indexes ({})", cfg.mongo.database, report.mongo_indexes.len(), report.mongo_indexes.join(", "));
+    println!(
+        "mongodb     {}: {} indexes ({})",
+        cfg.mongo.database,
+        report.mongo_indexes.len(),
+        report.mongo_indexes.join(", ")
+    );
     Ok(())
 }

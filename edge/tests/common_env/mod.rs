@@ -55,10 +55,19 @@ pub async fn insert_client(db: &mongodb::Database, domain: &str) -> Client {
         slug: domain.replace('.', "-"),
         domain: domain.into(),
         subdomain: None,
-        tracking: ClientTracking { gtm: Some("GTM-TEST1".into()), facebook: Some("1234567890".into()), ..Default::default() },
+        tracking: ClientTracking {
+            gtm: Some("GTM-TEST1".into()),
+            facebook: Some("1234567890".into()),
+            ..Default::default()
+        },
         branding: Branding { primary_color: Some("#1DB954".into()), ..Default::default() },
         settings: ClientSettings::default(),
-        metadata: ClientMetadata { created_at: now, updated_at: now, status: ClientStatus::Active, plan_type: PlanType::Professional },
+        metadata: ClientMetadata {
+            created_at: now,
+            updated_at: now,
+            status: ClientStatus::Active,
+            plan_type: PlanType::Professional,
+        },
     };
     db.collection::<Client>(collections::CLIENTS).insert_one(&c).await.expect("insert client");
     c
