@@ -1,5 +1,6 @@
-//! `aggregator`: hourly and daily rollups of the deduplicated events in
-//! ClickHouse ([`rollup`]), written to the ClickHouse `rollups` table and
+//! `aggregator`: the service that keeps the rollups current. It runs the
+//! [`rollup`] library on a loop: hourly and daily rollups of the
+//! deduplicated events in ClickHouse, written to the ClickHouse `rollups` table and
 //! mirrored into MongoDB `analytics_hourly` / `analytics_daily`, plus the
 //! cached counters on `smartlinks.metadata` (totalViews, uniqueVisitors,
 //! conversionRate).
@@ -12,32 +13,24 @@
 //! idempotent.
 //!
 //! Once a day (and at start) it applies each tenant's retention
-//! ([`lifecycle::apply_retention`]); [`lifecycle::erase_visitor`] is the
-//! erasure path of a data subject request.
+//! ([`rollup::lifecycle::apply_retention`]).
 //!
 //! Reads: ClickHouse `events`. Writes: ClickHouse `rollups`, MongoDB
 //! rollups, `smartlinks.metadata` counters, `aggregator_state`. Serves: the
 //! admin listener (127.0.0.1:9182).
 
 pub mod config;
-pub mod lifecycle;
-pub mod rollup;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bson::doc;
 use common::admin::Health;
 use common::shutdown::CancellationToken;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
-use serde::Deserialize;
 
 pub use config::Config;
-use rollup::{Grain, RollupError};
-
-/// Collection holding the aggregator's watermark.
-pub const STATE_COLLECTION: &str = "aggregator_state";
+use rollup::{lifecycle, now_s, watermark, RollupError, Stores};
 
 /// Metrics of the aggregator.
 #[derive(Clone)]
@@ -79,99 +72,13 @@ impl Metrics {
     }
 }
 
-fn now_s() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
-}
-
-/// The ClickHouse and MongoDB handles of a pass.
-#[derive(Clone)]
-pub struct Stores {
-    /// ClickHouse client with the database set.
-    pub ch: clickhouse::Client,
-    /// ClickHouse database name (for fully qualified reads).
-    pub ch_db: String,
-    /// MongoDB database.
-    pub mongo: mongodb::Database,
-}
-
-/// One pass: rolls the windows dirty since `since` (seconds, UTC) and
-/// refreshes the counters of the links touched. Returns the new watermark.
+/// One pass of the service: [`rollup::pass`] from `since` (Unix seconds),
+/// counted in `metrics`. Returns the new watermark.
 pub async fn pass(stores: &Stores, since: u32, metrics: &Metrics) -> Result<u32, RollupError> {
-    let (windows, newest) = rollup::dirty_windows(&stores.ch, &stores.ch_db, since).await?;
-    let now = now_s();
-    let mut links = std::collections::BTreeSet::new();
-    for (grain, start) in windows {
-        let rolled = rollup::roll(&stores.ch, &stores.ch_db, &stores.mongo, grain, start, now).await?;
-        metrics
-            .windows
-            .with_label_values(&[match grain {
-                Grain::Hour => "hour",
-                Grain::Day => "day",
-            }])
-            .inc();
-        links.extend(rolled.into_iter().filter(|c| !c.link_id.is_empty()).map(|c| c.link_id));
-    }
-    refresh_link_counters(stores, links.into_iter().collect()).await?;
-    Ok(newest)
-}
-
-/// Recomputes `smartlinks.metadata.{totalViews, uniqueVisitors,
-/// conversionRate}` of `links` (hex ids) over all their events. Leaves
-/// `updatedAt` alone: these counters are not served by the edge.
-pub async fn refresh_link_counters(stores: &Stores, links: Vec<String>) -> Result<(), RollupError> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    #[derive(clickhouse::Row, Deserialize)]
-    struct Totals {
-        link_id: String,
-        views: u64,
-        clicks: u64,
-        uniques: u64,
-    }
-    let totals: Vec<Totals> = stores
-        .ch
-        .query(&format!(
-            "SELECT link_id, countIf(kind = 'view' AND is_bot = 0) AS views, countIf(kind = 'click' AND is_bot = 0) AS clicks,
-                    uniqExactIf(if(visitor_id != '', visitor_id, toString(visitor_hash)), is_bot = 0) AS uniques
-             FROM {}.events FINAL WHERE has(?, link_id) GROUP BY link_id",
-            stores.ch_db
-        ))
-        .bind(&links)
-        .fetch_all()
-        .await?;
-    let coll = stores.mongo.collection::<bson::Document>(schemas::mongo::collections::SMARTLINKS);
-    for t in totals {
-        let Ok(id) = bson::oid::ObjectId::parse_str(&t.link_id) else { continue };
-        let rate = if t.views == 0 { 0.0 } else { t.clicks as f64 / t.views as f64 };
-        coll.update_one(
-            doc! { "_id": id },
-            doc! { "$set": {
-                "metadata.totalViews": t.views as i64,
-                "metadata.uniqueVisitors": t.uniques as i64,
-                "metadata.conversionRate": rate,
-            } },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Reads the persisted watermark (Unix seconds; 0 when none).
-pub async fn load_watermark(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Error> {
-    let d = mongo.collection::<bson::Document>(STATE_COLLECTION).find_one(doc! { "_id": "rollups" }).await?;
-    Ok(d.and_then(|d| d.get("watermark").and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))).unwrap_or(0)
-        as u32)
-}
-
-/// Persists the watermark `w` (Unix seconds) in `aggregator_state`.
-pub async fn save_watermark(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
-    mongo
-        .collection::<bson::Document>(STATE_COLLECTION)
-        .replace_one(doc! { "_id": "rollups" }, doc! { "_id": "rollups", "watermark": i64::from(w) })
-        .upsert(true)
-        .await?;
-    Ok(())
+    let report = rollup::pass(stores, since).await?;
+    metrics.windows.with_label_values(&["hour"]).inc_by(report.hours as u64);
+    metrics.windows.with_label_values(&["day"]).inc_by(report.days as u64);
+    Ok(report.newest)
 }
 
 /// A running aggregator.
@@ -206,7 +113,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
     let (m, h) = (metrics.clone(), health.clone());
     let done = tokio::spawn(async move {
-        let mut watermark: Option<u32> = None;
+        let mut mark: Option<u32> = None;
         let mut last_retention: Option<Instant> = None;
         loop {
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400)) {
@@ -220,21 +127,21 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
             }
             let started = Instant::now();
             let result = async {
-                let w = match watermark {
+                let w = match mark {
                     Some(w) => w,
-                    None => load_watermark(&stores.mongo).await?,
+                    None => watermark::load(&stores.mongo).await?,
                 };
                 let since = w.saturating_sub(cfg.overlap_secs);
                 let newest = pass(&stores, since, &m).await?;
                 if newest > w {
-                    save_watermark(&stores.mongo, newest).await?;
+                    watermark::save(&stores.mongo, newest).await?;
                 }
                 Ok::<u32, RollupError>(newest.max(w))
             }
             .await;
             match result {
                 Ok(w) => {
-                    watermark = Some(w);
+                    mark = Some(w);
                     m.watermark.set(i64::from(w));
                     m.pass_seconds.observe(started.elapsed().as_secs_f64());
                     h.ready("rollups");

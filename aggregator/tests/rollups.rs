@@ -2,15 +2,19 @@
 //! numbers, daily uniques over the day, duplicates and bots, idempotent
 //! re-rolls, late events, link counters, and zeroing after erasure.
 
+// Helpers of an integration test fail the test by panicking, like its asserts.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
-use aggregator::rollup::{self, Grain};
-use aggregator::{Metrics, Stores};
+use aggregator::Metrics;
 use bson::{doc, oid::ObjectId, DateTime};
-use common::testing::{eventually, unique_name};
 use envconfig::Envconfig;
+use rollup::Stores;
+use rollup::{self, Grain};
 use schemas::clickhouse::{DeviceCode, EventRow, KindCode, RollupRow, EVENTS_TABLE};
 use schemas::mongo::{collections, LinkMetadata, LinkStatus, Rollup, Smartlink, Track};
+use testkit::{eventually, unique_name};
 
 const DAY: u32 = 1_763_683_200; // 2025-11-21T00:00:00Z
 const H10: u32 = DAY + 10 * 3600;
@@ -27,11 +31,11 @@ async fn setup() -> T {
     let name = unique_name("agg");
     let mut ch_cfg = common::config::ClickHouseConfig::init_from_env().unwrap();
     ch_cfg.database = name.clone();
-    common::migrate::apply_clickhouse(&ch_cfg).await.unwrap();
+    migrate::apply_clickhouse(&ch_cfg).await.unwrap();
     let mut m_cfg = common::config::MongoConfig::init_from_env().unwrap();
     m_cfg.database = name.clone();
     let mongo = m_cfg.database().await.unwrap();
-    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
+    migrate::apply_mongo_indexes(&mongo).await.unwrap();
     let tenant = ObjectId::new();
     let (link_a, link_b) = (ObjectId::new(), ObjectId::new());
     for (id, slug) in [(link_a, "a"), (link_b, "b")] {
@@ -364,15 +368,15 @@ async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
     aggregator::pass(&t.stores, 0, &m).await.unwrap();
     assert_eq!(daily(&t, Some(a)).await.metrics.unique_visitors, 2);
 
-    let done = aggregator::lifecycle::erase_visitor(
+    let done = rollup::lifecycle::erase_visitor(
         &t.stores,
         &t.tenant.to_hex(),
-        &aggregator::lifecycle::Visitor::Hash(77),
+        &rollup::lifecycle::Visitor::Hash(77),
         now + 10,
     )
     .await
     .unwrap();
-    assert_eq!(done, aggregator::lifecycle::Erasure { events: 2, windows: 3 });
+    assert_eq!(done, rollup::lifecycle::Erasure { events: 2, windows: 3 });
     let left: u64 = t.stores.ch.query("SELECT count() FROM events WHERE visitor_hash = 77").fetch_one().await.unwrap();
     assert_eq!(left, 0, "the visitor's events are gone");
     let day = daily(&t, Some(a)).await;
@@ -398,7 +402,7 @@ async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
     };
     insert(&t, &[row(&t, &recent, uuid::Uuid::now_v7(), now + 20)]).await;
     aggregator::pass(&t.stores, now + 15, &m).await.unwrap();
-    let tenants = aggregator::lifecycle::apply_retention(&t.stores, today).await.unwrap();
+    let tenants = rollup::lifecycle::apply_retention(&t.stores, today).await.unwrap();
     assert_eq!(tenants, 1);
     let events: u64 = t.stores.ch.query("SELECT count() FROM events").fetch_one().await.unwrap();
     assert_eq!(events, 1, "only the recent event is kept");

@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 
-use common::config::{ClickHouseConfig, MongoConfig};
+use common::config::{ClickHouseConfig, MongoConfig, Secret};
 use envconfig::Envconfig;
 
 /// Everything the API reads at start.
-#[derive(Envconfig, Clone)]
+#[derive(Envconfig, Clone, Debug)]
 pub struct Config {
     /// `API_LISTEN`: the HTTP API. Default `127.0.0.1:8081`.
     #[envconfig(from = "API_LISTEN", default = "127.0.0.1:8081")]
@@ -19,7 +19,7 @@ pub struct Config {
     /// tenant keys, reads everything). Empty (the default) disables it; at
     /// least 24 characters otherwise. Never logged.
     #[envconfig(from = "API_OPERATOR_KEY", default = "")]
-    pub operator_key: String,
+    pub operator_key: Secret,
     /// `API_RATE_LIMIT_PER_SECOND`: sustained requests per second per key
     /// (GCRA, `governor`). Default 50.
     #[envconfig(from = "API_RATE_LIMIT_PER_SECOND", default = "50")]
@@ -42,11 +42,11 @@ pub struct Config {
     /// put the new key first, keep the old ones). Empty (the default): the
     /// back office (users, CRM) answers 503. Never logged.
     #[envconfig(from = "API_PII_KEYS", default = "")]
-    pub pii_keys: String,
+    pub pii_keys: Secret,
     /// `API_BLIND_INDEX_KEY`: base64 HMAC key (≥ 32 bytes) of the email
     /// blind index; changing it breaks lookups of stored emails. Never logged.
     #[envconfig(from = "API_BLIND_INDEX_KEY", default = "")]
-    pub blind_index_key: String,
+    pub blind_index_key: Secret,
     /// `API_SESSION_TTL_SECS`: lifetime of a login session, s. Default 43200 (12 h).
     #[envconfig(from = "API_SESSION_TTL_SECS", default = "43200")]
     pub session_ttl_secs: u32,
@@ -60,7 +60,7 @@ pub struct Config {
     /// `.eml` file in `<dir>`) or `smtp(s)://user:pass@host:port`. Default
     /// `file:.state/outbox`. Never logged (it may hold a password).
     #[envconfig(from = "API_MAIL_URL", default = "file:.state/outbox")]
-    pub mail_url: String,
+    pub mail_url: Secret,
     /// `API_MAIL_FROM`: sender mailbox. Default `Smartlinks <no-reply@localhost>`.
     #[envconfig(from = "API_MAIL_FROM", default = "Smartlinks <no-reply@localhost>")]
     pub mail_from: String,
@@ -84,33 +84,6 @@ pub struct Config {
     /// MongoDB URI and database.
     #[envconfig(nested)]
     pub mongo: MongoConfig,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("admin_listen", &self.admin_listen)
-            .field("operator_key", &if self.operator_key.is_empty() { "<disabled>" } else { "<redacted>" })
-            .field("rate_limit_per_second", &self.rate_limit_per_second)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("rollup_grace_secs", &self.rollup_grace_secs)
-            .field("link_scheme", &self.link_scheme)
-            .field("pii_keys", &if self.pii_keys.is_empty() { "<none>" } else { "<redacted>" })
-            .field("blind_index_key", &if self.blind_index_key.is_empty() { "<none>" } else { "<redacted>" })
-            .field("session_ttl_secs", &self.session_ttl_secs)
-            .field("login_max_attempts", &self.login_max_attempts)
-            .field("login_lock_secs", &self.login_lock_secs)
-            .field("mail_url", &self.mail_url.split_once("://").map_or(self.mail_url.as_str(), |(scheme, _)| scheme))
-            .field("mail_from", &self.mail_from)
-            .field("app_url", &self.app_url)
-            .field("verify_email_ttl_secs", &self.verify_email_ttl_secs)
-            .field("password_reset_ttl_secs", &self.password_reset_ttl_secs)
-            .field("overdue_sweep_secs", &self.overdue_sweep_secs)
-            .field("clickhouse", &self.clickhouse)
-            .field("mongo", &self.mongo)
-            .finish()
-    }
 }
 
 #[cfg(test)]

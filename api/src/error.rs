@@ -197,9 +197,9 @@ impl From<clickhouse::error::Error> for ApiError {
     }
 }
 
-impl From<aggregator::rollup::RollupError> for ApiError {
-    fn from(e: aggregator::rollup::RollupError) -> Self {
-        use aggregator::rollup::RollupError as R;
+impl From<rollup::RollupError> for ApiError {
+    fn from(e: rollup::RollupError) -> Self {
+        use rollup::RollupError as R;
         match e {
             R::ClickHouse(e) => e.into(),
             R::Mongo(e) => e.into(),

@@ -1,33 +1,55 @@
 //! `api`: the HTTP API of dashboards and back-office tools (127.0.0.1:8081,
-//! admin 127.0.0.1:9183): tenants and API keys ([`routes::clients`]),
-//! smartlinks ([`routes::smartlinks`]) and analytics
-//! ([`routes::analytics`], computed by [`analytics::Engine`]).
+//! admin 127.0.0.1:9183). One module per domain, each with its router,
+//! handlers, operations and types; this file only merges their routers:
+//!
+//! | domain | routes |
+//! |---|---|
+//! | [`tenants`] | `/v1/clients` (and [`tenants::Tenant`], the tenant a request acts on) |
+//! | [`identity`] | `/v1/users`, `/v1/auth/*`, `/v1/clients/{id}/api-keys` |
+//! | [`links`] | `/v1/smartlinks` |
+//! | [`analytics`] | `/v1/analytics/*` (rollups for closed windows, raw events for the rest) |
+//! | [`crm`] | `/v1/leads`, `/v1/contacts`, `/v1/opportunities`, `/v1/tasks`, `/v1/activities`, `/v1/crm/*` |
+//! | [`campaigns`] | `/v1/campaigns` |
+//! | [`billing`] | `/v1/invoices` |
+//! | [`gdpr`] | `/v1/gdpr/*`, `/v1/newsletter` |
+//! | [`audit_log`] | `/v1/audit` (records written by [`audit`], which every mutation goes through) |
+//!
+//! Shared by all: [`auth`] (bearer keys and sessions) and [`rbac`] (who may
+//! do what), [`error`] (JSON errors with a stable code), [`extract`] and
+//! [`validate`] (request parsing and field rules), [`store`], [`lock`],
+//! [`crypto`] (PII at rest), [`mail`], [`metrics`], [`state`], [`config`].
 //!
 //! JSON over HTTP under `/v1`, OpenAPI at `/v1/openapi.json`
-//! ([`openapi::ApiDoc`]), errors as JSON with a stable code
-//! ([`error::ApiError`]). Every `/v1` route but the OpenAPI document needs
-//! `Authorization: Bearer <key>` ([`auth`]): the operator key, or a tenant
-//! key that only ever sees its tenant (another tenant's ids answer 404).
+//! ([`openapi::document`]). Every `/v1` route but the OpenAPI document,
+//! login, email verification and password reset needs `Authorization:
+//! Bearer <key>`: the operator key, a tenant key or a session, which only
+//! ever sees its tenant (another tenant's ids answer 404).
 //!
-//! Reads and writes: MongoDB `clients`, `smartlinks`, `api_keys`,
-//! `aggregator_state` (read); ClickHouse `rollups` and `events` (read).
+//! Reads and writes MongoDB (tenants, links, keys, users, CRM, billing,
+//! GDPR, audit, rollup mirrors) and reads ClickHouse (`rollups`, `events`).
 
 pub mod analytics;
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod billing;
+pub mod campaigns;
 pub mod config;
+pub mod crm;
 pub mod crypto;
 pub mod error;
 pub mod extract;
+pub mod gdpr;
+pub mod identity;
+pub mod links;
 pub mod lock;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
-pub mod pdf;
 pub mod rbac;
-pub mod routes;
 pub mod state;
+pub mod store;
+pub mod tenants;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -35,26 +57,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{middleware, Json, Router};
 use common::admin::Health;
 use common::shutdown::CancellationToken;
 use prometheus::Registry;
-use utoipa::OpenApi;
 
 pub use config::Config;
 use error::ApiError;
-use routes::{
-    account, analytics as a, audit_log, campaigns, clients, contacts, crm, crm_settings, gdpr, invoices, smartlinks,
-    tasks, users,
-};
 pub use state::AppState;
 
 /// Largest request body, bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi::ApiDoc::openapi())
+    Json(openapi::document())
 }
 
 async fn not_found() -> ApiError {
@@ -65,71 +82,29 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// The API's routes over `state`.
+/// The API's routes over `state`: every domain's router merged, the
+/// authenticated ones behind [`auth::middleware`] and [`audit::failures`],
+/// all counted by [`metrics::track`].
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route("/v1/clients", post(clients::create).get(clients::list))
-        .route("/v1/clients/{id}", get(clients::get))
-        .route("/v1/clients/{id}/api-keys", post(clients::create_key).get(clients::list_keys))
-        .route("/v1/clients/{id}/api-keys/{key_id}", delete(clients::revoke_key))
-        .route("/v1/smartlinks", post(smartlinks::create).get(smartlinks::list))
-        .route("/v1/smartlinks/{id}", get(smartlinks::get).patch(smartlinks::patch).delete(smartlinks::archive))
-        .route("/v1/analytics/overview", get(a::overview))
-        .route("/v1/analytics/timeseries", get(a::timeseries))
-        .route("/v1/analytics/breakdown", get(a::breakdown))
-        .route("/v1/analytics/realtime", get(a::realtime))
-        .route("/v1/analytics/health", get(a::health))
-        .route("/v1/analytics/export", get(a::export))
-        .route("/v1/users", post(users::create).get(users::list))
-        .route("/v1/users/me", get(users::me))
-        .route("/v1/audit", get(audit_log::list))
-        .route("/v1/leads", post(crm::create_lead).get(crm::list_leads))
-        .route("/v1/leads/{id}", get(crm::get_lead).patch(crm::patch_lead).delete(crm::delete_lead))
-        .route("/v1/leads/{id}/notes", post(crm::add_note))
-        .route("/v1/leads/{id}/convert", post(crm::convert))
-        .route("/v1/contacts", post(contacts::create).get(contacts::list))
-        .route("/v1/contacts/{id}", get(contacts::get).patch(contacts::patch).delete(contacts::delete))
-        .route("/v1/campaigns", post(campaigns::create).get(campaigns::list_campaigns))
-        .route("/v1/campaigns/{id}", get(campaigns::get).patch(campaigns::patch))
-        .route("/v1/campaigns/{id}/kpis", axum::routing::put(campaigns::put_kpis).get(campaigns::list_kpis))
-        .route("/v1/campaigns/{id}/kpis/import", post(campaigns::import_kpis))
-        .route("/v1/campaigns/{id}/performance", get(campaigns::performance))
-        .route("/v1/gdpr/consents", axum::routing::put(gdpr::put_consent).get(gdpr::get_consent))
-        .route("/v1/gdpr/export", post(gdpr::export))
-        .route("/v1/gdpr/erase", post(gdpr::erase))
-        .route("/v1/newsletter", get(gdpr::list_subscribers))
-        .route("/v1/newsletter/subscribe", post(gdpr::subscribe))
-        .route("/v1/newsletter/unsubscribe", post(gdpr::unsubscribe))
-        .route("/v1/invoices", post(invoices::create).get(invoices::list))
-        .route("/v1/invoices/overdue-sweep", post(invoices::overdue_sweep))
-        .route("/v1/invoices/{id}", get(invoices::get).patch(invoices::patch))
-        .route("/v1/invoices/{id}/pdf", get(invoices::pdf))
-        .route("/v1/invoices/{id}/send", post(invoices::send))
-        .route("/v1/invoices/{id}/payments", post(invoices::record_payment).get(invoices::list_payments))
-        .route("/v1/crm/settings", get(crm_settings::get).put(crm_settings::put))
-        .route("/v1/auth/verify-email/request", post(account::request_verification))
-        .route("/v1/opportunities", get(crm::list_opportunities))
-        .route("/v1/opportunities/{id}", axum::routing::patch(crm::patch_opportunity))
-        .route("/v1/crm/dashboard", get(crm::dashboard))
-        .route("/v1/tasks", post(tasks::create).get(tasks::list))
-        .route("/v1/tasks/{id}", axum::routing::patch(tasks::patch))
-        .route("/v1/activities", post(tasks::create_activity).get(tasks::timeline))
-        .route("/v1/users/{id}", axum::routing::patch(users::patch))
-        .route("/v1/auth/logout", post(users::logout))
-        .route("/v1/auth/totp/setup", post(users::totp_setup))
-        .route("/v1/auth/totp/enable", post(users::totp_enable))
+        .merge(tenants::router())
+        .merge(identity::router())
+        .merge(links::router())
+        .merge(analytics::router())
+        .merge(crm::router())
+        .merge(campaigns::router())
+        .merge(billing::router())
+        .merge(gdpr::router())
+        .merge(audit_log::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::failures))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
-        .route("/v1/auth/login", post(users::login))
-        .route("/v1/auth/verify-email", post(account::verify_email))
-        .route("/v1/auth/password-reset/request", post(account::request_reset))
-        .route("/v1/auth/password-reset", post(account::reset_password))
+        .merge(identity::public_router())
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -158,7 +133,7 @@ impl Api {
 /// in-flight requests finish first. Errors when a listener cannot bind,
 /// the operator key is too short, or the MongoDB URI does not parse.
 pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken) -> anyhow::Result<Api> {
-    if !cfg.operator_key.is_empty() && cfg.operator_key.len() < 24 {
+    if !cfg.operator_key.is_empty() && cfg.operator_key.expose().len() < 24 {
         anyhow::bail!("API_OPERATOR_KEY must have at least 24 characters");
     }
     let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
@@ -202,9 +177,7 @@ async fn sweep_overdue(state: AppState, every: Duration, shutdown: CancellationT
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match routes::invoices::sweep_overdue(&state, &auth::Principal::Operator, &meta, None, bson::DateTime::now())
-            .await
-        {
+        match billing::sweep_overdue(&state, &auth::Principal::Operator, &meta, None, bson::DateTime::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(invoices = n, "marked overdue"),
             Err(e) => tracing::warn!(error = %e, "overdue sweep failed; retrying at the next interval"),

@@ -16,8 +16,8 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use schemas::mongo::{collections, EmailLog};
 
+use crate::crypto::Pii;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Why the mailer could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -126,11 +126,17 @@ impl Mailer {
         result.map_err(|e| e.to_string())
     }
 
-    /// Sends `m` and writes its [`EmailLog`]. A transport failure is
-    /// logged as `FAILED` and answered 503 `unavailable`; the log write
-    /// itself failing is a MongoDB error.
-    pub async fn send(&self, st: &AppState, m: Outgoing) -> Result<EmailLog, ApiError> {
-        let pii = st.pii()?;
+    /// Sends `m` and writes its [`EmailLog`] into `log_db` (recipient
+    /// encrypted with `pii`), counting it in `sent` by template and outcome.
+    /// A transport failure is logged as `FAILED` and answered 503
+    /// `unavailable`; the log write itself failing is a MongoDB error.
+    pub async fn send(
+        &self,
+        log_db: &mongodb::Database,
+        pii: &Pii,
+        sent: &prometheus::IntCounterVec,
+        m: Outgoing,
+    ) -> Result<EmailLog, ApiError> {
         let id = ObjectId::new();
         let message_id = format!("<{}@smartlinks>", id.to_hex());
         let outcome = match self.build(&m, &message_id) {
@@ -155,8 +161,8 @@ impl Mailer {
             attachments: m.attachments.iter().map(|a| a.name.clone()).collect(),
             created_at: DateTime::now(),
         };
-        st.mongo.collection::<EmailLog>(collections::EMAIL_LOGS).insert_one(&log).await?;
-        st.metrics.emails.with_label_values(&[m.template, if outcome.is_ok() { "sent" } else { "failed" }]).inc();
+        log_db.collection::<EmailLog>(collections::EMAIL_LOGS).insert_one(&log).await?;
+        sent.with_label_values(&[m.template, if outcome.is_ok() { "sent" } else { "failed" }]).inc();
         match outcome {
             Ok(()) => Ok(log),
             Err(e) => {

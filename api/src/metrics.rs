@@ -8,8 +8,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::state::AppState;
-
 /// The API's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -83,13 +81,13 @@ impl Metrics {
 }
 
 /// Axum middleware counting every request by route template, method and status.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
-    state.metrics.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    metrics.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
     resp
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::crypto::{CryptoError, Pii};
 use crate::error::ApiError;
-use crate::mail::{MailConfigError, Mailer};
+use crate::mail::{MailConfigError, Mailer, Outgoing};
 use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc`.
@@ -66,18 +66,26 @@ impl AppState {
         })
     }
 
+    /// Sends `m` through the configured transport and logs it in
+    /// `email_logs` ([`Mailer::send`]); 503 when no PII keys are configured
+    /// (the log keeps the recipient encrypted) or the transport fails.
+    pub async fn send_mail(&self, m: Outgoing) -> Result<schemas::mongo::EmailLog, ApiError> {
+        self.mailer.send(&self.mongo, self.pii()?, &self.metrics.emails, m).await
+    }
+
     /// Builds the state from `cfg` and connected stores; errors when the
     /// PII keys are set but malformed, or the mail transport is unusable.
     pub fn new(cfg: Config, mongo: mongodb::Database, metrics: Metrics) -> Result<Self, StateError> {
-        let mailer = Mailer::new(&cfg.mail_url, &cfg.mail_from)?;
+        let mailer = Mailer::new(cfg.mail_url.expose(), &cfg.mail_from)?;
         let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() {
             None
         } else {
-            Some(Pii::new(&cfg.pii_keys, &cfg.blind_index_key)?)
+            Some(Pii::new(cfg.pii_keys.expose(), cfg.blind_index_key.expose())?)
         };
         let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
-        let operator_hash = (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.as_bytes()).into());
+        let operator_hash =
+            (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.expose().as_bytes()).into());
         Ok(AppState(Arc::new(Inner {
             pii,
             mailer,

@@ -202,9 +202,72 @@ pub fn wire<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+/// A syntactically valid email (RFC 5321 lengths; one `@`, a dotted domain), lowercased.
+pub fn email(field: &str, v: &str) -> Result<String, ApiError> {
+    let v = v.trim().to_lowercase();
+    let ok = v.len() <= 254
+        && v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && !local.contains(char::is_whitespace)
+                && hostname(field, domain).is_ok()
+        })
+        && v.matches('@').count() == 1;
+    if ok {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(field, "must be an email address"))
+    }
+}
+
+/// Hex of an optional id (`None` stays `None`), as views show ids.
+pub fn hex(id: Option<ObjectId>) -> Option<String> {
+    id.map(|i| i.to_hex())
+}
+
+/// A money amount in minor units: 0 to 10^12 when given.
+pub fn money(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match v {
+        Some(n) if !(0..=1_000_000_000_000).contains(&n) => {
+            Err(ApiError::invalid(field, "must be 0 to 10^12 minor units"))
+        }
+        other => Ok(other),
+    }
+}
+
+/// An ISO 4217 currency code (`EUR` when absent).
+pub fn currency(v: Option<&str>) -> Result<String, ApiError> {
+    let c = v.unwrap_or("EUR");
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c.to_string())
+    } else {
+        Err(ApiError::invalid("currency", "must be an ISO 4217 code such as EUR"))
+    }
+}
+
+/// A phone number in E.164 (`+33612345678`) once spaces, dots, dashes and
+/// brackets are removed; 400 on `field` otherwise.
+pub fn phone(field: &str, v: &str) -> Result<String, ApiError> {
+    let v: String = v.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let ok = v.starts_with('+') && (8..=16).contains(&v.len()) && v[1..].bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(field, "must be an E.164 number such as +33612345678"))
+    }
+}
+
+/// Parses a unit enum from its wire name, exactly as serde reads it
+/// (`"trial"` → `ClientStatus::Trial`): the one way every route reads an
+/// enum from a request. 400 on `field` with `message` (which lists the
+/// accepted names) otherwise.
+pub fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, v: &str, message: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(v.to_string())).map_err(|_| ApiError::invalid(field, message))
+}
+
 /// The field an `invalid_request` names (tests).
 #[cfg(test)]
-pub(crate) fn invalid_field(e: ApiError) -> String {
+pub fn invalid_field(e: ApiError) -> String {
     match e {
         ApiError::Invalid { field, .. } => field,
         other => panic!("{other:?}"),

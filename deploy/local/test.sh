@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
 # The test suite: brings the local stack up (installing what is missing, see
-# up.sh), then runs every unit and integration test of the workspace against
-# the real engines. Extra arguments go to `cargo test` (e.g. `-p schemas`).
-# Ends with one line totalling every test binary: "tests: N passed, N failed".
+# up.sh), checks the house rules, then runs every unit and integration test
+# of the workspace against the real engines. Extra arguments go to
+# `cargo test` (e.g. `-p schemas`).
+#
+# House rules (each fails the run, all are checked even when one fails):
+#   - `cargo fmt --check` (rustfmt.toml),
+#   - `cargo clippy --workspace --all-targets -- -D warnings` (lints in the
+#     workspace Cargo.toml and clippy.toml),
+#   - `cargo doc` with broken or private intra-doc links denied.
+# Every test binary runs (`--no-fail-fast`); the last line totals them:
+# "tests: N passed, N failed".
 source "$(dirname "$0")/lib.sh"
 
 "$DEPLOY/up.sh"
-log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cd "$ROOT"
+broken=()
+log "house rules: rustfmt, clippy (warnings denied), rustdoc links"
+cargo fmt --all --check || broken+=("cargo fmt --check")
+cargo clippy --workspace --all-targets --locked -q -- -D warnings || broken+=("cargo clippy -D warnings")
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+  cargo doc --workspace --no-deps --locked -q || broken+=("cargo doc (intra-doc links)")
+
+log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 out="$STATE/test-output.log"
 set +e
-cargo test --workspace --locked "$@" 2>&1 | tee "$out"
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
+if [ ${#broken[@]} -gt 0 ]; then
+  printf 'house rules broken: %s\n' "${broken[@]}"
+  [ "$rc" -eq 0 ] && rc=1
+fi
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
 exit "$rc"

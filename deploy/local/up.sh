@@ -8,13 +8,13 @@ source "$(dirname "$0")/lib.sh"
 mkdir -p "$STATE" "$CACHE"
 ensure_build_deps
 install_data
-install_kafka   # also used by tests that run a private broker (common::testing::KafkaInstance)
+install_kafka   # also used by tests that run a private broker (testkit::KafkaInstance)
 start_kafka
 start_clickhouse
 start_ferretdb
 
 log "migrate: building and applying topics, ClickHouse DDL and MongoDB indexes"
-cargo build -q -p common --bin migrate 2>"$STATE/migrate-build.log" \
+cargo build -q -p migrate --bin migrate 2>"$STATE/migrate-build.log" \
   || die "migrate: build failed" "$STATE/migrate-build.log"
 RUST_LOG=${RUST_LOG:-warn} "$CARGO_TARGET_DIR/debug/migrate" || die "migrate failed"
 

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use envconfig::Envconfig;
 use ipnet::IpNet;
 
-use common::config::{KafkaConfig, MongoConfig};
+use common::config::{KafkaConfig, MongoConfig, Secret};
 
 /// Everything the edge reads at start.
-#[derive(Envconfig, Clone)]
+#[derive(Envconfig, Clone, Debug)]
 pub struct Config {
     /// `EDGE_LISTEN`: public listener. Default `127.0.0.1:8080`.
     #[envconfig(from = "EDGE_LISTEN", default = "127.0.0.1:8080")]
@@ -79,7 +79,7 @@ pub struct Config {
     /// landing pages (HMAC-SHA256), hex or text. Default: a random key per
     /// process (ids from a page served by another process are then re-issued).
     #[envconfig(from = "EDGE_EVENT_ID_KEY", default = "")]
-    pub event_id_key: String,
+    pub event_id_key: Secret,
     /// `EDGE_SECURE_COOKIES`: mark cookies `Secure` (set behind TLS). Default false.
     #[envconfig(from = "EDGE_SECURE_COOKIES", default = "false")]
     pub secure_cookies: bool,
@@ -89,24 +89,6 @@ pub struct Config {
     /// MongoDB URI and database.
     #[envconfig(nested)]
     pub mongo: MongoConfig,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("admin_listen", &self.admin_listen)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("cache_refresh_ms", &self.cache_refresh_ms)
-            .field("spool_dir", &self.spool_dir)
-            .field("spool_max_bytes", &self.spool_max_bytes)
-            .field("kafka", &self.kafka)
-            .field("mongo", &self.mongo)
-            .field("event_id_key", &if self.event_id_key.is_empty() { "<random>" } else { "<redacted>" })
-            .finish_non_exhaustive()
-    }
 }
 
 /// A configuration value that does not parse.

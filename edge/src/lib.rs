@@ -107,7 +107,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let eid_key = if cfg.event_id_key.is_empty() {
         [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat()
     } else {
-        cfg.event_id_key.as_bytes().to_vec()
+        cfg.event_id_key.expose().as_bytes().to_vec()
     };
     let state = Arc::new(server::AppState {
         cache,

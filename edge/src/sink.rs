@@ -178,7 +178,7 @@ impl EventSink {
             replay_ok: AtomicU64::new(0),
             replay_failed: AtomicU64::new(0),
         });
-        let producer: ThreadedProducer<SinkContext> = common::kafka::base_config(&cfg.brokers, "smartlinks-edge")
+        let producer: ThreadedProducer<SinkContext> = kafka_util::base_config(&cfg.brokers, "smartlinks-edge")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")

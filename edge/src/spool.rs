@@ -302,16 +302,20 @@ impl Spool {
     }
 }
 
+/// One record read back: Kafka key, value, and its size on disk (bytes,
+/// header included).
+type Record = (Vec<u8>, Vec<u8>, u64);
+
 /// Reads one record; `None` at a clean end, a short record, or a CRC
 /// mismatch (the torn tail of a crash).
-fn read_record(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, Vec<u8>, u64)>> {
+fn read_record(r: &mut impl Read) -> io::Result<Option<Record>> {
     let mut header = [0u8; HEADER as usize];
     if !read_full(r, &mut header)? {
         return Ok(None);
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len < 2 || len > 64 * 1024 * 1024 {
+    if !(2..=64 * 1024 * 1024).contains(&len) {
         return Ok(None);
     }
     let mut payload = vec![0u8; len];

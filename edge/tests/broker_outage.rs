@@ -1,8 +1,11 @@
 //! The edge when Kafka goes away: redirects keep answering, events go to the
 //! on-disk spool, and every one of them reaches the topic once the broker is
 //! back, none lost and none duplicated; the spool survives `kill -9`.
-//! Each test runs its own Apache Kafka broker (`common::testing::KafkaInstance`)
+//! Each test runs its own Apache Kafka broker (`testkit::KafkaInstance`)
 //! so stopping it disturbs no other test.
+
+// Helpers of an integration test fail the test by panicking, like its asserts.
+#![allow(clippy::unwrap_used)]
 
 mod common_env;
 
@@ -10,8 +13,8 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::testing::{eventually, KafkaInstance};
 use common_env::*;
+use testkit::{eventually, KafkaInstance};
 
 const N: usize = 200;
 
@@ -103,7 +106,7 @@ fn spawn_edge(env: &Env, listen: &str, admin: &str) -> EdgeProcess {
         .env("EDGE_KAFKA_MESSAGE_TIMEOUT_MS", "3000")
         .env("KAFKA_BROKERS", &env.cfg.kafka.brokers)
         .env("KAFKA_RAW_TOPIC", &env.cfg.kafka.raw_topic)
-        .env("MONGODB_URI", &env.cfg.mongo.uri)
+        .env("MONGODB_URI", env.cfg.mongo.uri.expose())
         .env("MONGODB_DATABASE", &env.cfg.mongo.database)
         .env("RUST_LOG", "info,librdkafka=warn")
         .stdout(Stdio::null())
@@ -135,7 +138,7 @@ fn dump_logs(env: &Env) {
 }
 
 fn free_addr() -> String {
-    format!("127.0.0.1:{}", common::testing::free_port())
+    format!("127.0.0.1:{}", testkit::free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

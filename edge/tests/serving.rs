@@ -25,7 +25,7 @@ async fn a_link_inserted_in_mongodb_resolves_within_5s_and_changes_follow() {
 
     update_link(&env.db, link.id, doc! { "platforms.spotify": "https://open.spotify.com/track/B" }).await;
     let c = http();
-    common::testing::eventually(Duration::from_secs(5), "the new URL", || {
+    testkit::eventually(Duration::from_secs(5), "the new URL", || {
         let c = c.clone();
         let addr = edge.addr;
         async move {
@@ -238,7 +238,7 @@ async fn rate_limit_answers_429_with_retry_after() {
     let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
     let c = http();
     // Wait for the cache from another client IP, so the limited one starts fresh.
-    common::testing::eventually(Duration::from_secs(5), "cache", || {
+    testkit::eventually(Duration::from_secs(5), "cache", || {
         let c = c.clone();
         let addr = edge.addr;
         async move {

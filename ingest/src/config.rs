@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::config::{ClickHouseConfig, KafkaConfig};
+use common::config::{ClickHouseConfig, KafkaConfig, Secret};
 use envconfig::Envconfig;
 
 /// Everything ingest reads at start.
-#[derive(Envconfig, Clone)]
+#[derive(Envconfig, Clone, Debug)]
 pub struct Config {
     /// `INGEST_ADMIN_LISTEN`: `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9181`.
     #[envconfig(from = "INGEST_ADMIN_LISTEN", default = "127.0.0.1:9181")]
@@ -44,7 +44,7 @@ pub struct Config {
     /// `INGEST_VISITOR_SECRET`: secret from which the daily visitor-hash salt
     /// is derived; the same on every replica; never stored in ClickHouse.
     #[envconfig(from = "INGEST_VISITOR_SECRET", default = "local-dev-visitor-secret")]
-    pub visitor_secret: String,
+    pub visitor_secret: Secret,
     /// `INGEST_SESSION_TIMEOUT_MS`: inactivity that ends a visit, ms. Default 30 min.
     #[envconfig(from = "INGEST_SESSION_TIMEOUT_MS", default = "1800000")]
     pub session_timeout_ms: i64,
@@ -73,22 +73,6 @@ pub struct Config {
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("admin_listen", &self.admin_listen)
-            .field("group_id", &self.group_id)
-            .field("geoip_databases", &self.geoip_databases)
-            .field("batch_max_rows", &self.batch_max_rows)
-            .field("batch_max_bytes", &self.batch_max_bytes)
-            .field("batch_max_ms", &self.batch_max_ms)
-            .field("visitor_secret", &"<redacted>")
-            .field("kafka", &self.kafka)
-            .field("clickhouse", &self.clickhouse)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Config {

@@ -72,12 +72,12 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let enricher = enrich::Enricher {
         geoip: geoip.clone(),
         ua: ua.clone(),
-        visitors: visitor::VisitorHasher::new(cfg.visitor_secret.as_bytes()),
+        visitors: visitor::VisitorHasher::new(cfg.visitor_secret.expose().as_bytes()),
         sessions: visitor::Sessions::new(cfg.session_timeout_ms, cfg.session_capacity),
         geoip_errors: metrics.geoip_errors.clone(),
     };
 
-    let consumer: pipeline::IngestConsumer = common::kafka::base_config(&cfg.kafka.brokers, "smartlinks-ingest")
+    let consumer: pipeline::IngestConsumer = kafka_util::base_config(&cfg.kafka.brokers, "smartlinks-ingest")
         .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -89,12 +89,11 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .context("creating the Kafka consumer")?;
     consumer.subscribe(&[&cfg.kafka.raw_topic]).context("subscribing to the raw topic")?;
     let consumer = Arc::new(consumer);
-    let dlq: rdkafka::producer::FutureProducer =
-        common::kafka::base_config(&cfg.kafka.brokers, "smartlinks-ingest-dlq")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
-            .context("creating the dead-letter producer")?;
+    let dlq: rdkafka::producer::FutureProducer = kafka_util::base_config(&cfg.kafka.brokers, "smartlinks-ingest-dlq")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .context("creating the dead-letter producer")?;
     health.ready("kafka");
     health.ready("clickhouse");
 

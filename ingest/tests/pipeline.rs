@@ -2,16 +2,19 @@
 //! letters, exactly-N after `kill -9`, and a ClickHouse outage. Each test has
 //! its own topics and database.
 
+// Helpers of an integration test fail the test by panicking, like its asserts.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::testing::{eventually, unique_name, ClickHouseInstance};
 use envconfig::Envconfig;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::clickhouse::{DeviceCode, EventRow};
 use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSION};
+use testkit::{eventually, unique_name, ClickHouseInstance};
 
 fn geoip_test_db() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,8 +44,8 @@ async fn env(clickhouse_url: Option<String>) -> Env {
         vars.insert("CLICKHOUSE_URL".to_string(), url);
     }
     let cfg = ingest::Config::init_from_hashmap(&vars).unwrap();
-    common::kafka::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await.unwrap();
-    common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
+    kafka_util::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await.unwrap();
+    migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
     let ch = cfg.clickhouse.client().with_database(&cfg.clickhouse.database);
     Env { cfg, ch }
 }
@@ -80,8 +83,7 @@ fn now_ms() -> i64 {
 }
 
 async fn produce(brokers: &str, topic: &str, records: Vec<(String, Vec<u8>)>) {
-    let p: FutureProducer =
-        common::kafka::base_config(brokers, "test-producer").set("linger.ms", "5").create().unwrap();
+    let p: FutureProducer = kafka_util::base_config(brokers, "test-producer").set("linger.ms", "5").create().unwrap();
     let sends: Vec<_> = records
         .iter()
         .map(|(k, v)| p.send(FutureRecord::to(topic).key(k).payload(v), Duration::from_secs(30)))
@@ -110,7 +112,7 @@ async fn wait_rows(ch: &clickhouse::Client, n: u64, within: Duration) {
 }
 
 fn user_agents(n: usize) -> Vec<(String, String)> {
-    let path = common::testing::state_dir().join("data/user-agents.json");
+    let path = testkit::state_dir().join("data/user-agents.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{} (deploy/local/up.sh installs it): {e}", path.display()));
     let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
@@ -265,7 +267,7 @@ async fn a_malformed_record_goes_to_the_dead_letter_topic_and_the_rest_is_writte
 fn dead_letters(brokers: &str, topic: &str, n: usize) -> Vec<HashMap<String, String>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let c: BaseConsumer =
-        common::kafka::base_config(brokers, "dlq-reader").set("group.id", unique_name("dlq")).create().unwrap();
+        kafka_util::base_config(brokers, "dlq-reader").set("group.id", unique_name("dlq")).create().unwrap();
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
     c.assign(&tpl).unwrap();

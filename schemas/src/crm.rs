@@ -103,10 +103,12 @@ pub enum Priority {
     Urgent,
 }
 
-/// Personal data of a lead; email, phone and address are encrypted.
+/// The personal data of a person the CRM knows (a lead's `personal`, a
+/// contact's top-level fields); email, phone and address are encrypted
+/// (AES-256-GCM, `enc:v1:…`), the email also kept as a blind index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LeadPersonal {
+pub struct Person {
     /// First name.
     pub first_name: String,
     /// Last name.
@@ -258,7 +260,7 @@ pub struct Lead {
     /// Tenant.
     pub client_id: ObjectId,
     /// Personal data.
-    pub personal: LeadPersonal,
+    pub personal: Person,
     /// Artist.
     #[serde(default)]
     pub artist: ArtistInfo,
@@ -301,20 +303,10 @@ pub struct Contact {
     pub id: ObjectId,
     /// Tenant.
     pub client_id: ObjectId,
-    /// First name.
-    pub first_name: String,
-    /// Last name.
-    pub last_name: String,
-    /// Email, encrypted.
-    pub email_enc: String,
-    /// Blind index of the email; unique per tenant.
-    pub email_index: String,
-    /// Phone, encrypted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_enc: Option<String>,
-    /// Postal address (JSON), encrypted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address_enc: Option<String>,
+    /// Names, email, phone and address, stored as top-level fields
+    /// (`firstName`, `emailEnc`, …) as seed 003 lays a contact out.
+    #[serde(flatten)]
+    pub person: Person,
     /// Company or artist name.
     #[serde(default)]
     pub company: String,

@@ -374,7 +374,8 @@ mod tests {
     fn validation_rejects_each_broken_invariant() {
         let now = 1_763_700_000_000;
         assert_eq!(sample().validate(now), Ok(()));
-        let cases: Vec<(fn(&mut RawEvent), &str)> = vec![
+        type Break = fn(&mut RawEvent);
+        let cases: Vec<(Break, &str)> = vec![
             (|e| e.v = 2, "unsupported_version"),
             (|e| e.event_id = Uuid::new_v4(), "bad_event_id"),
             (|e| e.ts_ms = 0, "bad_timestamp"),

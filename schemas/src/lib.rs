@@ -9,7 +9,7 @@
 //! - [`billing`]: invoices and payments; [`campaign`]: campaigns and their daily ad KPIs; [`gdpr`]: consents and newsletter subscribers.
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
 //!
-//! It performs no I/O; `common::migrate` applies the DDL, indexes and topics.
+//! It performs no I/O; `migrate` applies the DDL, indexes and topics.
 
 pub mod billing;
 pub mod campaign;

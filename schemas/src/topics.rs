@@ -1,5 +1,5 @@
 //! Kafka topics: names, partition counts and topic configs. `migrate` creates
-//! them (`common::migrate`); the edge produces to [`RAW_EVENTS`], ingest
+//! them (`migrate`); the edge produces to [`RAW_EVENTS`], ingest
 //! consumes it and produces rejects to [`DEAD_LETTERS`].
 
 /// Raw events from the edge, JSON ([`crate::event::RawEvent`]), keyed by visitor.

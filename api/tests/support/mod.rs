@@ -6,7 +6,7 @@ use envconfig::Envconfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use common::testing::unique_name;
+use testkit::unique_name;
 
 /// A running API and its stores.
 pub struct Env {
@@ -27,23 +27,23 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     let mut cfg = api::Config::init_from_env().unwrap();
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k"));
+    cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k")).into();
     cfg.rate_limit_per_second = rate;
     cfg.rate_limit_burst = burst;
     cfg.link_scheme = "http".into();
-    cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap();
+    cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap().into();
     cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
     cfg.login_lock_secs = 2;
     let outbox = std::env::temp_dir().join(format!("outbox-{name}"));
-    cfg.mail_url = format!("file:{}", outbox.display());
+    cfg.mail_url = format!("file:{}", outbox.display()).into();
     cfg.clickhouse.database = name.clone();
     cfg.mongo.database = name.clone();
-    common::migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
+    migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
     let mongo = cfg.mongo.database().await.unwrap();
-    common::migrate::apply_mongo_indexes(&mongo).await.unwrap();
+    migrate::apply_mongo_indexes(&mongo).await.unwrap();
     let ch = cfg.clickhouse.client().with_database(&name);
     let shutdown = common::shutdown::CancellationToken::new();
-    let op = cfg.operator_key.clone();
+    let op = cfg.operator_key.expose().to_owned();
     let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
     Env {
         base: format!("http://{}", api.addr),
@@ -146,10 +146,9 @@ impl Env {
             ins.write(r).await.unwrap();
         }
         ins.end().await.unwrap();
-        let stores = aggregator::Stores { ch: self.ch.clone(), ch_db: self.ch_db.clone(), mongo: self.mongo.clone() };
-        let m = aggregator::Metrics::register(&prometheus::Registry::new()).unwrap();
-        let w = aggregator::pass(&stores, 0, &m).await.unwrap();
-        aggregator::save_watermark(&self.mongo, w).await.unwrap();
+        let stores = rollup::Stores { ch: self.ch.clone(), ch_db: self.ch_db.clone(), mongo: self.mongo.clone() };
+        let w = rollup::pass(&stores, 0).await.unwrap().newest;
+        rollup::watermark::save(&self.mongo, w).await.unwrap();
     }
 }
 

@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(secs);
 
     // The edge, on its own database and topic.
-    let name = common::testing::unique_name("bench");
+    let name = testkit::unique_name("bench");
     let mut cfg = edge::Config::init_from_env()?;
     cfg.listen = "127.0.0.1:0".parse()?;
     cfg.admin_listen = "127.0.0.1:0".parse()?;
@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.spool_dir = std::env::temp_dir().join(&name);
     cfg.kafka.raw_topic = format!("bench.raw.{name}");
     cfg.mongo.database = name.clone();
-    common::kafka::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await?;
+    kafka_util::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await?;
     let db = cfg.mongo.database().await?;
     let now = DateTime::now();
     let client = Client {

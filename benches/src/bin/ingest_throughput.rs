@@ -27,7 +27,7 @@ fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
     Ok((0..n)
         .map(|i| {
             let ua = uas.pick(&mut rng).to_string();
-            let ip = std::net::Ipv4Addr::from((rng.next() as u32 % 0xDF00_0000).max(0x0100_0000));
+            let ip = std::net::Ipv4Addr::from((rng.next_u64() as u32 % 0xDF00_0000).max(0x0100_0000));
             let click = rng.unit() < 0.4;
             let mut attribution = Attribution::default();
             attribution.set("utm_source", ["instagram", "tiktok", "newsletter", "youtube"][i % 4]);
@@ -60,7 +60,7 @@ fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
-    let name = common::testing::unique_name("bench_ingest");
+    let name = testkit::unique_name("bench_ingest");
     let mut cfg = ingest::Config::init_from_env()?;
     cfg.admin_listen = "127.0.0.1:0".parse()?;
     cfg.group_id = format!("g.{name}");
@@ -99,11 +99,11 @@ async fn main() -> anyhow::Result<()> {
     let parse_only = n.min(50_000) as f64 / t.elapsed().as_secs_f64();
 
     // 2. Raw insert of the same rows.
-    common::migrate::apply_clickhouse(&cfg.clickhouse).await?;
+    migrate::apply_clickhouse(&cfg.clickhouse).await?;
     let raw_db = format!("{name}_raw");
     let mut raw_cfg = cfg.clickhouse.clone();
     raw_cfg.database = raw_db.clone();
-    common::migrate::apply_clickhouse(&raw_cfg).await?;
+    migrate::apply_clickhouse(&raw_cfg).await?;
     let raw_client = raw_cfg.client().with_database(&raw_db);
     let t = Instant::now();
     for chunk in rows.chunks(50_000) {
@@ -116,8 +116,8 @@ async fn main() -> anyhow::Result<()> {
     let raw_secs = t.elapsed().as_secs_f64();
 
     // 3. End to end through Kafka and ingest.
-    common::kafka::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await?;
-    let producer: rdkafka::producer::FutureProducer = common::kafka::base_config(&cfg.kafka.brokers, "bench")
+    kafka_util::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await?;
+    let producer: rdkafka::producer::FutureProducer = kafka_util::base_config(&cfg.kafka.brokers, "bench")
         .set("linger.ms", "20")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")

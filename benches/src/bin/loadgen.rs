@@ -149,7 +149,7 @@ fn client_ips(n: usize, rng: &mut benches::Rng) -> anyhow::Result<Vec<String>> {
     let geo = ingest::geoip::GeoIp::open(&[ipv4])?;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let ip = std::net::Ipv4Addr::from((rng.next() as u32).max(0x0100_0000));
+        let ip = std::net::Ipv4Addr::from((rng.next_u64() as u32).max(0x0100_0000));
         if ip.is_private() || ip.is_loopback() || ip.is_multicast() || ip.is_link_local() || ip.octets()[0] >= 224 {
             continue;
         }
@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
     let (tenant_hex, key) = seed(&api, &op).await?;
     let key_file = std::env::var("LOADGEN_KEY_FILE")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| common::testing::state_dir().join("demo-tenant-key"));
+        .unwrap_or_else(|_| testkit::state_dir().join("demo-tenant-key"));
     std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     // The run's events are those from now on: the API's overview of
@@ -264,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
     let t0 = now_s();
 
     // Baseline of the daily rollup: what the pipeline already counted today (the demo can run again).
-    let day_id = |t: u32| aggregator::rollup::rollup_id(&tenant_hex, "", t - t % 86_400);
+    let day_id = |t: u32| rollup::rollup_id(&tenant_hex, "", t - t % 86_400);
     let today = day_id(now_s());
     let daily = mongo.collection::<Rollup>(collections::ANALYTICS_DAILY);
     let base = daily.find_one(doc! { "_id": &today }).await?.map(|r| r.metrics).unwrap_or_default();
@@ -311,8 +311,12 @@ async fn main() -> anyhow::Result<()> {
         let crawler = rng.unit() < 0.05;
         let plan = Arc::new(Plan {
             i,
-            link: LINKS[(rng.next() % 3) as usize].0,
-            ua: if crawler { CRAWLERS[(rng.next() % 4) as usize].to_string() } else { uas.pick(&mut rng).to_string() },
+            link: LINKS[(rng.next_u64() % 3) as usize].0,
+            ua: if crawler {
+                CRAWLERS[(rng.next_u64() % 4) as usize].to_string()
+            } else {
+                uas.pick(&mut rng).to_string()
+            },
             head: crawler && rng.unit() < 0.3,
             crawler,
             referrer: rng.pick(&REFERRERS).to_string(),

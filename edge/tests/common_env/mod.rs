@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId, DateTime};
-use common::testing::unique_name;
 use envconfig::Envconfig;
 use schemas::event::RawEvent;
 use schemas::mongo::*;
+use testkit::unique_name;
 
 pub struct Env {
     pub db: mongodb::Database,
@@ -37,9 +37,9 @@ pub async fn env(brokers: &str) -> Env {
         vars.insert("MONGODB_URI".to_string(), uri);
     }
     let cfg = edge::Config::init_from_hashmap(&vars).expect("config");
-    common::kafka::ensure_topics(brokers, &cfg.kafka.topic_names().specs(1)).await.expect("topics");
+    kafka_util::ensure_topics(brokers, &cfg.kafka.topic_names().specs(1)).await.expect("topics");
     let db = cfg.mongo.database().await.expect("mongo");
-    common::migrate::apply_mongo_indexes(&db).await.expect("indexes");
+    migrate::apply_mongo_indexes(&db).await.expect("indexes");
     Env { db, cfg, shutdown: common::shutdown::CancellationToken::new() }
 }
 
@@ -115,7 +115,7 @@ pub fn http() -> reqwest::Client {
 pub async fn wait_status(addr: std::net::SocketAddr, host: &str, path: &str, status: u16, within: Duration) {
     let c = http();
     let url = format!("http://{addr}{path}");
-    common::testing::eventually(within, &format!("{host}{path} to answer {status}"), || {
+    testkit::eventually(within, &format!("{host}{path} to answer {status}"), || {
         let c = c.clone();
         let url = url.clone();
         let host = host.to_string();
@@ -131,7 +131,7 @@ pub async fn wait_status(addr: std::net::SocketAddr, host: &str, path: &str, sta
 pub async fn events(brokers: &str, topic: &str, expect: usize) -> Vec<RawEvent> {
     let (b, t) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        common::testing::consume_all(&b, &t, expect, Duration::from_secs(60), Duration::from_secs(1))
+        testkit::consume_all(&b, &t, expect, Duration::from_secs(60), Duration::from_secs(1))
     })
     .await
     .expect("consumer thread")

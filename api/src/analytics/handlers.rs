@@ -1,0 +1,607 @@
+//! The `analytics` handlers: request and response types, validation and the
+//! operations behind each route of [`super::router`].
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use schemas::mongo::{Client, PlatformId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use rollup::Grain;
+
+use super::engine::{Dimension, Engine, Scope};
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Query;
+use crate::links::load_link;
+use crate::rbac::{Action, Resource};
+use crate::state::AppState;
+use crate::tenants::Tenant;
+use crate::validate::{self, to_rfc3339};
+
+/// Longest range a request may cover, days.
+pub const MAX_RANGE_DAYS: u32 = 400;
+
+/// Query of every analytics route (each route reads the fields it names).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsQuery {
+    /// Tenant id; give this or `smartlink_id` (a tenant key defaults to its tenant).
+    pub client_id: Option<String>,
+    /// Link id; give this or `client_id`.
+    pub smartlink_id: Option<String>,
+    /// Range start, RFC 3339, inclusive. Default `to` minus 7 days.
+    pub from: Option<String>,
+    /// Range end, RFC 3339, exclusive. Default now.
+    pub to: Option<String>,
+    /// Count bot traffic like humans. Default false.
+    pub include_bots: Option<bool>,
+    /// Timeseries and export: `hour` or `day` (default `day`).
+    pub interval: Option<String>,
+    /// Breakdown: `country`, `region`, `city`, `device`, `os`, `browser`,
+    /// `platform`, `referrer`, `utm_source`, `utm_medium`, `utm_campaign`.
+    pub dimension: Option<String>,
+    /// Breakdown: most values returned, 1..=1000 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// A value and its count.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Count {
+    /// Value (country code, platform id, ...).
+    pub value: String,
+    /// Views (clicks for platforms).
+    pub count: i64,
+}
+
+/// `GET /v1/analytics/overview` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OverviewView {
+    /// Scope and range.
+    pub window: Window,
+    /// Landing-page views.
+    pub views: i64,
+    /// Click-outs to platforms.
+    pub clicks: i64,
+    /// Distinct visitors over the range.
+    pub unique_visitors: i64,
+    /// Distinct visitors over the range who had visited before.
+    pub returning_visitors: i64,
+    /// Sessions with a click-out.
+    pub conversions: i64,
+    /// Click-outs / views, 0..=1 (0 without views).
+    pub conversion_rate: f64,
+    /// Bot events (views and clicks), never in the other numbers unless `include_bots`.
+    pub bots: i64,
+    /// Clicks by platform, largest first.
+    pub clicks_by_platform: Vec<Count>,
+    /// Top 10 countries by views.
+    pub top_countries: Vec<Count>,
+    /// Top 10 platforms by clicks.
+    pub top_platforms: Vec<Count>,
+    /// Windows answered from rollups and ranges from raw events.
+    pub sources: Sources,
+}
+
+/// The scope and range an answer covers.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Window {
+    /// Tenant id.
+    pub client_id: String,
+    /// Link id, when the answer is for one link.
+    pub smartlink_id: Option<String>,
+    /// Range start, RFC 3339 UTC.
+    pub from: String,
+    /// Range end (exclusive), RFC 3339 UTC.
+    pub to: String,
+    /// Whether bots are counted.
+    pub include_bots: bool,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Sources {
+    /// Closed windows read from rollups.
+    pub rollup_windows: usize,
+    /// Ranges read from raw events.
+    pub raw_ranges: usize,
+}
+
+/// One bucket of a time series.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PointView {
+    /// Bucket start, RFC 3339 UTC.
+    pub start: String,
+    /// Views.
+    pub views: i64,
+    /// Click-outs.
+    pub clicks: i64,
+    /// Distinct visitors in the bucket.
+    pub unique_visitors: i64,
+    /// Distinct returning visitors in the bucket.
+    pub returning_visitors: i64,
+    /// Sessions with a click-out.
+    pub conversions: i64,
+    /// Click-outs / views.
+    pub conversion_rate: f64,
+    /// Bot events.
+    pub bots: i64,
+    /// Clicks by platform id.
+    pub clicks_by_platform: BTreeMap<String, i64>,
+    /// `rollup` or `raw`.
+    pub source: String,
+}
+
+/// `GET /v1/analytics/timeseries` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TimeseriesView {
+    /// Scope and range.
+    pub window: Window,
+    /// `hour` or `day`.
+    pub interval: String,
+    /// One point per bucket, oldest first, zeros included.
+    pub points: Vec<PointView>,
+}
+
+/// One value of a breakdown.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BreakdownItemView {
+    /// Value.
+    pub value: String,
+    /// Country of a region or city.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Views (clicks for `platform`).
+    pub count: i64,
+    /// Share of the total, 0..=1.
+    pub share: f64,
+}
+
+/// `GET /v1/analytics/breakdown` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BreakdownView {
+    /// Scope and range.
+    pub window: Window,
+    /// The dimension.
+    pub dimension: String,
+    /// `views`, or `clicks` for `platform`.
+    pub metric: String,
+    /// Sum over every value (also those past `limit`).
+    pub total: i64,
+    /// Values, largest first.
+    pub items: Vec<BreakdownItemView>,
+}
+
+/// One minute of the realtime view.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MinuteView {
+    /// Minute start, RFC 3339 UTC.
+    pub minute: String,
+    /// Views.
+    pub views: u64,
+    /// Click-outs.
+    pub clicks: u64,
+}
+
+/// `GET /v1/analytics/realtime` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RealtimeView {
+    /// Tenant id.
+    pub client_id: String,
+    /// Link id.
+    pub smartlink_id: Option<String>,
+    /// Time of the answer, RFC 3339 UTC.
+    pub at: String,
+    /// Distinct visitors over the last 5 minutes.
+    pub active_visitors: u64,
+    /// Views over the last 30 minutes.
+    pub views_last_30_min: u64,
+    /// The last 30 minutes, oldest first.
+    pub per_minute: Vec<MinuteView>,
+}
+
+/// `GET /v1/analytics/health` answer (seed 002 "Health Checks"): the
+/// server-side engine records every view the edge serves; client-side
+/// pixels can only fire for visitors who consented and send no DNT/GPC.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Scope and range.
+    pub window: Window,
+    /// `healthy`, `warning` (pipeline behind) or `idle` (no views).
+    pub status: String,
+    /// Human views recorded server-side.
+    pub views: u64,
+    /// Share of served views recorded server-side: 1 by construction (the
+    /// edge spools what Kafka cannot take; losses would show in
+    /// `edge_events_dropped_total`).
+    pub server_tracking_rate: f64,
+    /// Share of views where the tenant's pixels could fire (0 without pixels).
+    pub client_tracking_rate: f64,
+    /// Views the pixels could not see, counted only server-side.
+    pub recovered_by_server: u64,
+    /// Whether the tenant has any pixel configured.
+    pub pixels_configured: bool,
+    /// Views by consent answer: `granted`, `denied`, `unknown`.
+    pub consent: BTreeMap<String, u64>,
+    /// Views with DNT or GPC.
+    pub dnt: u64,
+    /// Bot events filtered out.
+    pub bots: u64,
+    /// Newest event, RFC 3339 UTC.
+    pub last_event_at: Option<String>,
+    /// Median visit-to-ClickHouse delay, s.
+    pub ingest_delay_p50_s: f64,
+    /// 99th percentile of that delay, s.
+    pub ingest_delay_p99_s: f64,
+    /// Write time up to which rollups are computed, RFC 3339 UTC.
+    pub rollups_until: Option<String>,
+    /// How far rollups lag the newest write, s.
+    pub rollup_lag_s: u64,
+}
+
+fn now_s() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+}
+
+/// What a request resolved to.
+struct Resolved {
+    scope: Scope,
+    client: Client,
+    from: u32,
+    to: u32,
+    include_bots: bool,
+}
+
+impl Resolved {
+    fn window(&self) -> Window {
+        Window {
+            client_id: self.scope.tenant_id.clone(),
+            smartlink_id: self.scope.link_id.clone(),
+            from: to_rfc3339(self.from),
+            to: to_rfc3339(self.to),
+            include_bots: self.include_bots,
+        }
+    }
+}
+
+async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Resolved, ApiError> {
+    p.can(Resource::Analytics, Action::Read)?;
+    let (scope, client) = match (q.client_id.as_deref(), q.smartlink_id.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("smartlink_id", "give client_id or smartlink_id, not both"))
+        }
+        (None, Some(l)) => {
+            let (link, client) = load_link(st, p, l).await?;
+            (Scope { tenant_id: client.id.to_hex(), link_id: Some(link.id.to_hex()) }, client)
+        }
+        (None, None) if p.own_client().is_none() => {
+            return Err(ApiError::invalid("client_id", "client_id or smartlink_id is required with the operator key"))
+        }
+        (c, None) => {
+            let client = Tenant::resolve(st, p, c).await?;
+            (Scope { tenant_id: client.id.to_hex(), link_id: None }, client)
+        }
+    };
+    let to = match q.to.as_deref() {
+        Some(t) => validate::rfc3339("to", t)?,
+        None => now_s(),
+    };
+    let from = match q.from.as_deref() {
+        Some(f) => validate::rfc3339("from", f)?,
+        None => to.saturating_sub(7 * 86_400),
+    };
+    if from >= to {
+        return Err(ApiError::invalid("from", "must be before to"));
+    }
+    if to - from > MAX_RANGE_DAYS * 86_400 {
+        return Err(ApiError::invalid("from", format!("the range may cover at most {MAX_RANGE_DAYS} days")));
+    }
+    Ok(Resolved { scope, client, from, to, include_bots: q.include_bots.unwrap_or(false) })
+}
+
+/// An engine that reads windows ending by `closed_until` (Unix s) from rollups.
+fn engine(st: &AppState, closed_until: u32) -> Engine<'_> {
+    Engine { ch: &st.ch, db: &st.ch_db, closed_until }
+}
+
+/// An engine over closed windows: those the aggregator's watermark passed by
+/// the grace period, or up to `closed_until` when given (tests).
+pub async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
+    let closed_until = match closed_until {
+        Some(c) => c,
+        None => rollup::watermark::load(&st.mongo).await?.saturating_sub(st.cfg.rollup_grace_secs),
+    };
+    Ok(engine(st, closed_until))
+}
+
+fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
+    let mut v: Vec<Count> =
+        m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| Count { value: k.clone(), count: *n }).collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    v.truncate(top);
+    v
+}
+
+fn grain(q: &AnalyticsQuery) -> Result<Grain, ApiError> {
+    match q.interval.as_deref().unwrap_or("day") {
+        "hour" => Ok(Grain::Hour),
+        "day" => Ok(Grain::Day),
+        _ => Err(ApiError::invalid("interval", "must be hour or day")),
+    }
+}
+
+/// The overview of a range; `closed_until` overrides the watermark (tests).
+pub async fn overview_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<OverviewView, ApiError> {
+    let r = resolve(st, p, q).await?;
+    let engine = engine_for(st, closed_until).await?;
+    let o = engine.overview(&r.scope, r.from, r.to, r.include_bots).await?;
+    st.metrics.analytics_windows.with_label_values(&["rollup"]).inc_by(o.rollup_windows as u64);
+    st.metrics.analytics_windows.with_label_values(&["raw"]).inc_by(o.raw_ranges as u64);
+    let m = &o.metrics;
+    Ok(OverviewView {
+        window: r.window(),
+        views: m.total_views,
+        clicks: m.total_clicks,
+        unique_visitors: m.unique_visitors,
+        returning_visitors: m.returning_visitors,
+        conversions: m.total_conversions,
+        conversion_rate: m.conversion_rate,
+        bots: m.bots,
+        clicks_by_platform: counts(&o.breakdown.platforms, usize::MAX),
+        top_countries: counts(&o.breakdown.countries, 10),
+        top_platforms: counts(&o.breakdown.platforms, 10),
+        sources: Sources { rollup_windows: o.rollup_windows, raw_ranges: o.raw_ranges },
+    })
+}
+
+/// Totals of a tenant or link over a range.
+#[utoipa::path(get, path = "/v1/analytics/overview", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = OverviewView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn overview(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<OverviewView>, ApiError> {
+    Ok(Json(overview_with(&st, &p, &q, None).await?))
+}
+
+/// The time series of a range; `closed_until` overrides the watermark (tests).
+pub async fn timeseries_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<TimeseriesView, ApiError> {
+    let r = resolve(st, p, q).await?;
+    let g = grain(q)?;
+    if (r.to - r.from) / g.seconds() > 24 * 93 {
+        return Err(ApiError::invalid(
+            "interval",
+            "too many buckets (at most 2232); use a shorter range or interval=day",
+        ));
+    }
+    let engine = engine_for(st, closed_until).await?;
+    let points = engine.timeseries(&r.scope, r.from, r.to, g, r.include_bots).await?;
+    let rolled = points.iter().filter(|p| p.from_rollup).count() as u64;
+    st.metrics.analytics_windows.with_label_values(&["rollup"]).inc_by(rolled);
+    st.metrics.analytics_windows.with_label_values(&["raw"]).inc_by(points.len() as u64 - rolled);
+    Ok(TimeseriesView {
+        window: r.window(),
+        interval: if g == Grain::Hour { "hour" } else { "day" }.into(),
+        points: points
+            .into_iter()
+            .map(|p| PointView {
+                start: to_rfc3339(p.start),
+                views: p.metrics.total_views,
+                clicks: p.metrics.total_clicks,
+                unique_visitors: p.metrics.unique_visitors,
+                returning_visitors: p.metrics.returning_visitors,
+                conversions: p.metrics.total_conversions,
+                conversion_rate: p.metrics.conversion_rate,
+                bots: p.metrics.bots,
+                clicks_by_platform: p.platforms,
+                source: if p.from_rollup { "rollup" } else { "raw" }.into(),
+            })
+            .collect(),
+    })
+}
+
+/// Views, clicks, uniques per hour or day.
+#[utoipa::path(get, path = "/v1/analytics/timeseries", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = TimeseriesView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn timeseries(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<TimeseriesView>, ApiError> {
+    Ok(Json(timeseries_with(&st, &p, &q, None).await?))
+}
+
+/// A breakdown of a range; `closed_until` overrides the watermark (tests).
+pub async fn breakdown_with(
+    st: &AppState,
+    p: &Principal,
+    q: &AnalyticsQuery,
+    closed_until: Option<u32>,
+) -> Result<BreakdownView, ApiError> {
+    let r = resolve(st, p, q).await?;
+    let name = q.dimension.as_deref().ok_or_else(|| ApiError::invalid("dimension", "required"))?;
+    let dim = Dimension::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Dimension::ALL.iter().map(|(_, n)| *n).collect();
+        ApiError::invalid("dimension", format!("must be one of {}", names.join(", ")))
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+    }
+    let engine = engine_for(st, closed_until).await?;
+    let items = engine.breakdown(&r.scope, r.from, r.to, dim, r.include_bots).await?;
+    let total: i64 = items.iter().map(|i| i.count).sum();
+    Ok(BreakdownView {
+        window: r.window(),
+        dimension: name.into(),
+        metric: dim.metric().into(),
+        total,
+        items: items
+            .into_iter()
+            .take(limit)
+            .map(|i| BreakdownItemView {
+                share: if total > 0 { i.count as f64 / total as f64 } else { 0.0 },
+                value: i.value,
+                country: i.country,
+                count: i.count,
+            })
+            .collect(),
+    })
+}
+
+/// Views (clicks for platforms) by one dimension.
+#[utoipa::path(get, path = "/v1/analytics/breakdown", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = BreakdownView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn breakdown(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<BreakdownView>, ApiError> {
+    Ok(Json(breakdown_with(&st, &p, &q, None).await?))
+}
+
+/// Active visitors (5 min) and views per minute (30 min); `from`/`to` are ignored.
+#[utoipa::path(get, path = "/v1/analytics/realtime", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = RealtimeView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn realtime(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<RealtimeView>, ApiError> {
+    let q = AnalyticsQuery { from: None, to: None, ..q };
+    let r = resolve(&st, &p, &q).await?;
+    let now = now_s();
+    let rt = engine(&st, 0).realtime(&r.scope, now, r.include_bots).await?;
+    Ok(Json(RealtimeView {
+        client_id: r.scope.tenant_id.clone(),
+        smartlink_id: r.scope.link_id.clone(),
+        at: to_rfc3339(now),
+        active_visitors: rt.active_visitors,
+        views_last_30_min: rt.per_minute.iter().map(|m| m.1).sum(),
+        per_minute: rt
+            .per_minute
+            .into_iter()
+            .map(|(m, views, clicks)| MinuteView { minute: to_rfc3339(m), views, clicks })
+            .collect(),
+    }))
+}
+
+/// Server-side vs client-side tracking (seed 002); default range the last 24 h.
+#[utoipa::path(get, path = "/v1/analytics/health", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = HealthView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn health(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<Json<HealthView>, ApiError> {
+    let default_from = q.from.is_none();
+    let mut r = resolve(&st, &p, &q).await?;
+    if default_from {
+        r.from = r.to.saturating_sub(86_400);
+    }
+    let watermark = rollup::watermark::load(&st.mongo).await?;
+    let s = engine(&st, 0).health(&r.scope, r.from, r.to).await?;
+    let t = &r.client.tracking;
+    let pixels = t.ga4.is_some() || t.gtm.is_some() || t.facebook.is_some() || t.tiktok.is_some();
+    let eligible = if pixels { s.client_eligible } else { 0 };
+    let rollup_lag_s = u64::from(s.last_ingested_at.saturating_sub(watermark));
+    let status = if s.views == 0 {
+        "idle"
+    } else if rollup_lag_s > 300 || s.delay_p99_s > 60.0 {
+        "warning"
+    } else {
+        "healthy"
+    };
+    let rate = |n: u64| if s.views == 0 { 0.0 } else { n as f64 / s.views as f64 };
+    Ok(Json(HealthView {
+        window: r.window(),
+        status: status.into(),
+        views: s.views,
+        server_tracking_rate: if s.views == 0 { 0.0 } else { 1.0 },
+        client_tracking_rate: rate(eligible),
+        recovered_by_server: s.views - eligible,
+        pixels_configured: pixels,
+        consent: [
+            ("granted", s.views - s.consent_denied - s.consent_unknown),
+            ("denied", s.consent_denied),
+            ("unknown", s.consent_unknown),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        dnt: s.dnt_views,
+        bots: s.bots,
+        last_event_at: (s.last_event_at > 0).then(|| to_rfc3339(s.last_event_at)),
+        ingest_delay_p50_s: if s.delay_p50_s.is_finite() { s.delay_p50_s } else { 0.0 },
+        ingest_delay_p99_s: if s.delay_p99_s.is_finite() { s.delay_p99_s } else { 0.0 },
+        rollups_until: (watermark > 0).then(|| to_rfc3339(watermark)),
+        rollup_lag_s,
+    }))
+}
+
+/// The time series as CSV: one row per bucket with `start, views, clicks,
+/// unique_visitors, returning_visitors, conversions, conversion_rate, bots`
+/// and `clicks_<platform>` for every known platform.
+#[utoipa::path(get, path = "/v1/analytics/export", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AnalyticsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    p.can(Resource::Analytics, Action::Export)?;
+    let ts = timeseries_with(&st, &p, &q, None).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut head: Vec<String> =
+        ["start", "views", "clicks", "unique_visitors", "returning_visitors", "conversions", "conversion_rate", "bots"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    head.extend(PlatformId::ALL.iter().map(|p| format!("clicks_{}", p.id())));
+    let csv_err = |e: csv::Error| ApiError::Unavailable { store: "csv", detail: e.to_string() };
+    w.write_record(&head).map_err(csv_err)?;
+    for pt in &ts.points {
+        let mut rec = vec![
+            pt.start.clone(),
+            pt.views.to_string(),
+            pt.clicks.to_string(),
+            pt.unique_visitors.to_string(),
+            pt.returning_visitors.to_string(),
+            pt.conversions.to_string(),
+            format!("{:.6}", pt.conversion_rate),
+            pt.bots.to_string(),
+        ];
+        rec.extend(PlatformId::ALL.iter().map(|p| pt.clicks_by_platform.get(p.id()).copied().unwrap_or(0).to_string()));
+        w.write_record(&rec).map_err(csv_err)?;
+    }
+    let body = w.into_inner().map_err(|e| ApiError::Unavailable { store: "csv", detail: e.to_string() })?;
+    let name = format!(
+        "attachment; filename=\"analytics-{}-{}.csv\"",
+        ts.window.smartlink_id.as_deref().unwrap_or(&ts.window.client_id),
+        ts.window.from.get(..10).unwrap_or("")
+    );
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)], body))
+}

@@ -1,0 +1,641 @@
+//! The `links` handlers: request and response types, validation and the
+//! operations behind each route of [`super::router`].
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bson::{doc, oid::ObjectId, DateTime};
+use futures::TryStreamExt;
+use schemas::mongo::{
+    collections, Client, CustomPlatform, LinkMetadata, LinkStatus, Media, PlatformId, Platforms, Seo, Smartlink, Track,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit::{self, Meta, Target};
+use crate::auth::Principal;
+use crate::error::{is_duplicate_key, ApiError, ErrorBody};
+use crate::extract::{Body, Path, Query};
+use crate::rbac::{Action, Resource};
+use crate::state::AppState;
+use crate::tenants::Tenant;
+use crate::validate::{self, rfc};
+
+/// The track a smartlink promotes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackDto {
+    /// Title, 1..=200 characters.
+    pub title: String,
+    /// Artist, 1..=200 characters.
+    pub artist_name: String,
+    /// Album, at most 200 characters.
+    #[serde(default)]
+    pub album_name: Option<String>,
+    /// Genre, at most 100 characters.
+    #[serde(default)]
+    pub genre: Option<String>,
+    /// Release date, RFC 3339 (`2026-11-21T00:00:00Z`).
+    #[serde(default)]
+    pub release_date: Option<String>,
+    /// Duration, seconds (1..=36000).
+    #[serde(default)]
+    pub duration_s: Option<i64>,
+    /// ISRC, 12 characters of A-Z0-9.
+    #[serde(default)]
+    pub isrc: Option<String>,
+}
+
+/// A destination that is not one of the known platforms.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPlatformDto {
+    /// Button label, 1..=60 characters.
+    pub name: String,
+    /// Destination, http(s).
+    pub url: String,
+    /// Icon, http(s).
+    #[serde(default)]
+    pub icon_url: Option<String>,
+}
+
+/// Media URLs, http(s).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaDto {
+    /// Cover art.
+    pub cover_art: Option<String>,
+    /// Background image.
+    pub background_image: Option<String>,
+    /// 30 s audio preview.
+    pub audio_preview: Option<String>,
+}
+
+/// SEO, Open Graph and Twitter card values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeoDto {
+    /// Page title, at most 200 characters; defaults to "Title - Artist".
+    pub meta_title: Option<String>,
+    /// Description, at most 500 characters.
+    pub meta_description: Option<String>,
+    /// Keywords, at most 20 of 50 characters.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// `og:image`, http(s); defaults to the cover art.
+    pub og_image: Option<String>,
+}
+
+/// `POST /v1/smartlinks` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmartlinkCreate {
+    /// Owning tenant; required with the operator key, defaults to the key's
+    /// tenant otherwise.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Slug, unique per tenant: 1..=64 of a-z, 0-9, `-`.
+    pub slug: String,
+    /// `active` (default) or `draft`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Featured on the tenant's dashboard.
+    #[serde(default)]
+    pub featured: bool,
+    /// The track.
+    pub track: TrackDto,
+    /// Destinations by platform id (`spotify`, `apple-music`, `deezer`,
+    /// `youtube`, `soundcloud`, `tidal`, `amazon-music`, `bandcamp`).
+    #[serde(default)]
+    pub platforms: BTreeMap<String, String>,
+    /// Other destinations, at most 10.
+    #[serde(default)]
+    pub custom_platforms: Vec<CustomPlatformDto>,
+    /// Media URLs.
+    #[serde(default)]
+    pub media: MediaDto,
+    /// SEO values.
+    #[serde(default)]
+    pub seo: SeoDto,
+}
+
+/// `PATCH /v1/smartlinks/{id}` body: each field present replaces the
+/// stored one whole; absent fields stay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmartlinkPatch {
+    /// New slug (unique per tenant).
+    pub slug: Option<String>,
+    /// `active`, `draft` or `archived`.
+    pub status: Option<String>,
+    /// Featured flag.
+    pub featured: Option<bool>,
+    /// The track.
+    pub track: Option<TrackDto>,
+    /// Destinations by platform id.
+    pub platforms: Option<BTreeMap<String, String>>,
+    /// Other destinations.
+    pub custom_platforms: Option<Vec<CustomPlatformDto>>,
+    /// Media URLs.
+    pub media: Option<MediaDto>,
+    /// SEO values.
+    pub seo: Option<SeoDto>,
+}
+
+/// Counters the aggregator keeps on the link (all time, bots excluded).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LinkStats {
+    /// Views.
+    pub total_views: i64,
+    /// Distinct visitors.
+    pub unique_visitors: i64,
+    /// Click-outs / views, 0..=1.
+    pub conversion_rate: f64,
+}
+
+/// A smartlink as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SmartlinkView {
+    /// Link id.
+    pub id: String,
+    /// Tenant id.
+    pub client_id: String,
+    /// Slug.
+    pub slug: String,
+    /// Public URL (`https://{tenant domain}/{slug}`).
+    pub url: String,
+    /// `active`, `draft` or `archived`.
+    pub status: String,
+    /// Featured flag.
+    pub featured: bool,
+    /// The track.
+    pub track: TrackDto,
+    /// Destinations by platform id.
+    pub platforms: BTreeMap<String, String>,
+    /// Other destinations.
+    pub custom_platforms: Vec<CustomPlatformDto>,
+    /// Media URLs.
+    pub media: MediaDto,
+    /// SEO values.
+    pub seo: SeoDto,
+    /// Cached counters.
+    pub stats: LinkStats,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last change, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// A page of smartlinks.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SmartlinkPage {
+    /// Links, newest first.
+    pub items: Vec<SmartlinkView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/smartlinks` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Tenant; required with the operator key, defaults to the key's tenant.
+    pub client_id: Option<String>,
+    /// Only links with this status.
+    pub status: Option<String>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn status_name(s: LinkStatus) -> &'static str {
+    match s {
+        LinkStatus::Active => "active",
+        LinkStatus::Draft => "draft",
+        LinkStatus::Archived => "archived",
+    }
+}
+
+fn parse_status(field: &str, v: &str, allow_archived: bool) -> Result<LinkStatus, ApiError> {
+    match v {
+        "active" => Ok(LinkStatus::Active),
+        "draft" => Ok(LinkStatus::Draft),
+        "archived" if allow_archived => Ok(LinkStatus::Archived),
+        _ => Err(ApiError::invalid(
+            field,
+            if allow_archived { "must be active, draft or archived" } else { "must be active or draft" },
+        )),
+    }
+}
+
+/// The known platforms' URLs of `p`, by platform id.
+fn known_urls(p: &Platforms) -> BTreeMap<String, String> {
+    PlatformId::ALL.into_iter().filter_map(|id| p.get(id).map(|u| (id.id().to_string(), u.to_string()))).collect()
+}
+
+/// The custom destinations of `p` as the API shows them.
+fn custom_dtos(p: &Platforms) -> Vec<CustomPlatformDto> {
+    p.custom
+        .iter()
+        .map(|c| CustomPlatformDto { name: c.name.clone(), url: c.url.clone(), icon_url: c.icon_url.clone() })
+        .collect()
+}
+
+/// The view of `l`, whose tenant is `c`; link URLs use `scheme`.
+pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
+    let t = &l.track;
+    SmartlinkView {
+        id: l.id.to_hex(),
+        client_id: l.client_id.to_hex(),
+        slug: l.slug.clone(),
+        url: format!("{scheme}://{}/{}", c.domain, l.slug),
+        status: status_name(l.metadata.status).into(),
+        featured: l.metadata.featured,
+        track: TrackDto {
+            title: t.title.clone(),
+            artist_name: t.artist_name.clone(),
+            album_name: t.album_name.clone(),
+            genre: t.genre.clone(),
+            release_date: t.release_date.map(rfc),
+            duration_s: t.duration,
+            isrc: t.isrc.clone(),
+        },
+        platforms: known_urls(&l.platforms),
+        custom_platforms: custom_dtos(&l.platforms),
+        media: MediaDto {
+            cover_art: l.media.cover_art.clone(),
+            background_image: l.media.background_image.clone(),
+            audio_preview: l.media.audio_preview.clone(),
+        },
+        seo: SeoDto {
+            meta_title: l.seo.meta_title.clone(),
+            meta_description: l.seo.meta_description.clone(),
+            keywords: l.seo.keywords.clone(),
+            og_image: l.seo.og_image.clone(),
+        },
+        stats: LinkStats {
+            total_views: l.metadata.total_views,
+            unique_visitors: l.metadata.unique_visitors,
+            conversion_rate: l.metadata.conversion_rate,
+        },
+        created_at: rfc(l.metadata.created_at),
+        updated_at: rfc(l.metadata.updated_at),
+    }
+}
+
+fn track(t: &TrackDto) -> Result<Track, ApiError> {
+    let isrc = validate::opt_text("track.isrc", t.isrc.as_deref(), 12)?;
+    if isrc.as_deref().is_some_and(|i| !validate::is_isrc(i)) {
+        return Err(ApiError::invalid("track.isrc", "must be 12 characters of A-Z, 0-9"));
+    }
+    if t.duration_s.is_some_and(|d| !(1..=36_000).contains(&d)) {
+        return Err(ApiError::invalid("track.duration_s", "must be 1 to 36000 seconds"));
+    }
+    let release_date = match t.release_date.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            DateTime::parse_rfc3339_str(s)
+                .map_err(|_| ApiError::invalid("track.release_date", "must be an RFC 3339 time"))?,
+        ),
+    };
+    Ok(Track {
+        title: validate::text("track.title", &t.title, 1, 200)?,
+        artist_name: validate::text("track.artist_name", &t.artist_name, 1, 200)?,
+        album_name: validate::opt_text("track.album_name", t.album_name.as_deref(), 200)?,
+        genre: validate::opt_text("track.genre", t.genre.as_deref(), 100)?,
+        release_date,
+        duration: t.duration_s,
+        isrc,
+    })
+}
+
+fn platforms(known: &BTreeMap<String, String>, custom: &[CustomPlatformDto]) -> Result<Platforms, ApiError> {
+    let mut p = Platforms::default();
+    for (id, url) in known {
+        let field = format!("platforms.{id}");
+        let platform = PlatformId::from_id(id).ok_or_else(|| ApiError::invalid(&field, "unknown platform id"))?;
+        *p.slot(platform) = Some(validate::http_url(&field, url)?);
+    }
+    if custom.len() > 10 {
+        return Err(ApiError::invalid("custom_platforms", "at most 10"));
+    }
+    for (i, c) in custom.iter().enumerate() {
+        let name = validate::text(&format!("custom_platforms[{i}].name"), &c.name, 1, 60)?;
+        if !name.chars().any(|ch| ch.is_ascii_alphanumeric()) {
+            return Err(ApiError::invalid(format!("custom_platforms[{i}].name"), "must contain a letter or digit"));
+        }
+        p.custom.push(CustomPlatform {
+            name,
+            url: validate::http_url(&format!("custom_platforms[{i}].url"), &c.url)?,
+            icon_url: validate::opt_http_url(&format!("custom_platforms[{i}].icon_url"), c.icon_url.as_deref())?,
+        });
+    }
+    Ok(p)
+}
+
+fn media(m: &MediaDto) -> Result<Media, ApiError> {
+    Ok(Media {
+        cover_art: validate::opt_http_url("media.cover_art", m.cover_art.as_deref())?,
+        background_image: validate::opt_http_url("media.background_image", m.background_image.as_deref())?,
+        audio_preview: validate::opt_http_url("media.audio_preview", m.audio_preview.as_deref())?,
+    })
+}
+
+fn seo(s: &SeoDto) -> Result<Seo, ApiError> {
+    if s.keywords.len() > 20 {
+        return Err(ApiError::invalid("seo.keywords", "at most 20"));
+    }
+    let keywords = s
+        .keywords
+        .iter()
+        .enumerate()
+        .map(|(i, k)| validate::text(&format!("seo.keywords[{i}]"), k, 1, 50))
+        .collect::<Result<_, _>>()?;
+    Ok(Seo {
+        meta_title: validate::opt_text("seo.meta_title", s.meta_title.as_deref(), 200)?,
+        meta_description: validate::opt_text("seo.meta_description", s.meta_description.as_deref(), 500)?,
+        keywords,
+        og_image: validate::opt_http_url("seo.og_image", s.og_image.as_deref())?,
+    })
+}
+
+fn has_destination(p: &Platforms) -> bool {
+    PlatformId::ALL.into_iter().any(|id| p.get(id).is_some()) || !p.custom.is_empty()
+}
+
+fn require_destination(l: &Smartlink) -> Result<(), ApiError> {
+    if l.metadata.status == LinkStatus::Active && !has_destination(&l.platforms) {
+        return Err(ApiError::invalid("platforms", "an active link needs at least one destination"));
+    }
+    Ok(())
+}
+
+/// Loads link `id` and its tenant if the caller may see them; 404 otherwise.
+pub async fn load_link(st: &AppState, p: &Principal, id: &str) -> Result<(Smartlink, Client), ApiError> {
+    let link =
+        crate::store::load_owned(st, p, collections::SMARTLINKS, "smartlink", id, |l: &Smartlink| l.client_id).await?;
+    let client = Tenant::load(st, p, link.client_id).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("smartlink"),
+        e => e,
+    })?;
+    Ok((link, client))
+}
+
+fn slug_taken(slug: &str) -> ApiError {
+    ApiError::Conflict { code: "slug_taken", message: format!("the tenant already has a link with slug {slug}") }
+}
+
+/// Creates a smartlink; it is served by the edge within about a second.
+#[utoipa::path(post, path = "/v1/smartlinks", tag = "smartlinks", request_body = SmartlinkCreate,
+    responses((status = 201, body = SmartlinkView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Body(body): Body<SmartlinkCreate>,
+) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
+    p.can(Resource::Links, Action::Create)?;
+    let client = Tenant::resolve(&st, &p, body.client_id.as_deref()).await?;
+    let status = match body.status.as_deref() {
+        None => LinkStatus::Active,
+        Some(s) => parse_status("status", s, false)?,
+    };
+    let mut metadata = LinkMetadata::new(DateTime::now(), status);
+    metadata.featured = body.featured;
+    let link = Smartlink {
+        id: ObjectId::new(),
+        client_id: client.id,
+        slug: validate::slug("slug", &body.slug)?,
+        track: track(&body.track)?,
+        platforms: platforms(&body.platforms, &body.custom_platforms)?,
+        media: media(&body.media)?,
+        seo: seo(&body.seo)?,
+        metadata,
+    };
+    require_destination(&link)?;
+    match st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await {
+        Ok(_) => {
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id },
+                None,
+                Some(&link),
+            )
+            .await?;
+            Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
+        }
+        Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists a tenant's smartlinks, newest first, by pages.
+#[utoipa::path(get, path = "/v1/smartlinks", tag = "smartlinks", params(ListQuery),
+    responses((status = 200, body = SmartlinkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<SmartlinkPage>, ApiError> {
+    p.can(Resource::Links, Action::Read)?;
+    let client = Tenant::resolve(&st, &p, q.client_id.as_deref()).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let mut filter = doc! { "clientId": client.id };
+    if let Some(s) = q.status.as_deref() {
+        filter.insert("metadata.status", status_name(parse_status("status", s, true)?));
+    }
+    if let Some(c) = q.cursor.as_deref() {
+        filter.insert("_id", doc! { "$lt": validate::object_id("cursor", c)? });
+    }
+    let mut links: Vec<Smartlink> = st
+        .mongo
+        .collection::<Smartlink>(collections::SMARTLINKS)
+        .find(filter)
+        .sort(doc! { "_id": -1 })
+        .limit(limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let next_cursor = if links.len() as i64 > limit {
+        links.truncate(limit as usize);
+        links.last().map(|l| l.id.to_hex())
+    } else {
+        None
+    };
+    Ok(Json(SmartlinkPage {
+        items: links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Reads one smartlink.
+#[utoipa::path(get, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
+    responses((status = 200, body = SmartlinkView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<SmartlinkView>, ApiError> {
+    p.can(Resource::Links, Action::Read)?;
+    let (link, client) = load_link(&st, &p, &id).await?;
+    Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
+}
+
+/// Changes a smartlink; fields present replace the stored ones whole.
+#[utoipa::path(patch, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
+    request_body = SmartlinkPatch,
+    responses((status = 200, body = SmartlinkView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(body): Body<SmartlinkPatch>,
+) -> Result<Json<SmartlinkView>, ApiError> {
+    p.can(Resource::Links, Action::Update)?;
+    let (mut link, client) = load_link(&st, &p, &id).await?;
+    let old = link.clone();
+    if let Some(s) = &body.slug {
+        link.slug = validate::slug("slug", s)?;
+    }
+    if let Some(s) = &body.status {
+        link.metadata.status = parse_status("status", s, true)?;
+    }
+    if let Some(f) = body.featured {
+        link.metadata.featured = f;
+    }
+    if let Some(t) = &body.track {
+        link.track = track(t)?;
+    }
+    if body.platforms.is_some() || body.custom_platforms.is_some() {
+        let known = match &body.platforms {
+            Some(k) => k.clone(),
+            None => known_urls(&link.platforms),
+        };
+        let custom = match &body.custom_platforms {
+            Some(c) => c.clone(),
+            None => custom_dtos(&link.platforms),
+        };
+        link.platforms = platforms(&known, &custom)?;
+    }
+    if let Some(m) = &body.media {
+        link.media = media(m)?;
+    }
+    if let Some(s) = &body.seo {
+        link.seo = seo(s)?;
+    }
+    require_destination(&link)?;
+    let coll = st.mongo.collection::<Smartlink>(collections::SMARTLINKS);
+    if body.slug.is_some()
+        && coll
+            .find_one(doc! { "clientId": link.client_id, "slug": &link.slug, "_id": { "$ne": link.id } })
+            .await?
+            .is_some()
+    {
+        return Err(slug_taken(&link.slug));
+    }
+    link.metadata.updated_at = DateTime::now();
+    match coll.replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link).await {
+        Ok(r) if r.matched_count == 0 => Err(ApiError::NotFound("smartlink")),
+        Ok(_) => {
+            audit::changed(
+                &st,
+                &p,
+                &meta,
+                Target { client_id: client.id, action: "update", resource: "smartlinks", id: link.id },
+                Some(&old),
+                Some(&link),
+            )
+            .await?;
+            Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
+        }
+        Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Archives a smartlink: the edge answers 410 Gone from then on; its
+/// analytics stay. Archiving an archived link is a no-op.
+#[utoipa::path(delete, path = "/v1/smartlinks/{id}", tag = "smartlinks", params(("id" = String, Path, description = "Link id")),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn archive(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.can(Resource::Links, Action::Delete)?;
+    let (link, _) = load_link(&st, &p, &id).await?;
+    st.mongo
+        .collection::<Smartlink>(collections::SMARTLINKS)
+        .update_one(
+            doc! { "_id": link.id, "clientId": link.client_id },
+            doc! { "$set": { "metadata.status": "archived", "metadata.updatedAt": DateTime::now() } },
+        )
+        .await?;
+    let mut archived = link.clone();
+    archived.metadata.status = LinkStatus::Archived;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: link.client_id, action: "delete", resource: "smartlinks", id: link.id },
+        Some(&link),
+        Some(&archived),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::validate::invalid_field as field;
+
+    #[test]
+    fn destinations_are_validated_and_round_trip() {
+        let mut known = BTreeMap::new();
+        known.insert("apple-music".to_string(), "https://music.apple.com/x".to_string());
+        let p = platforms(&known, &[]).unwrap();
+        assert_eq!(p.apple_music.as_deref(), Some("https://music.apple.com/x"));
+        known.insert("myspace".to_string(), "https://myspace.com".to_string());
+        assert_eq!(field(platforms(&known, &[]).unwrap_err()), "platforms.myspace");
+        let mut bad = BTreeMap::new();
+        bad.insert("spotify".to_string(), "javascript:alert(1)".to_string());
+        assert_eq!(field(platforms(&bad, &[]).unwrap_err()), "platforms.spotify");
+        let custom = [CustomPlatformDto { name: "Qobuz".into(), url: "ftp://q".into(), icon_url: None }];
+        assert_eq!(field(platforms(&BTreeMap::new(), &custom).unwrap_err()), "custom_platforms[0].url");
+        assert!(!has_destination(&Platforms::default()));
+    }
+
+    #[test]
+    fn tracks_and_statuses() {
+        let t = TrackDto {
+            title: "In Your Light".into(),
+            artist_name: "Jiro".into(),
+            album_name: None,
+            genre: None,
+            release_date: Some("2026-11-21T00:00:00Z".into()),
+            duration_s: Some(200),
+            isrc: Some("USRC17607839".into()),
+        };
+        assert_eq!(track(&t).unwrap().duration, Some(200));
+        assert_eq!(field(track(&TrackDto { isrc: Some("short".into()), ..t.clone() }).unwrap_err()), "track.isrc");
+        assert_eq!(field(track(&TrackDto { title: String::new(), ..t }).unwrap_err()), "track.title");
+        assert!(parse_status("status", "archived", false).is_err());
+        assert_eq!(parse_status("status", "archived", true).unwrap(), LinkStatus::Archived);
+    }
+}

@@ -1,0 +1,28 @@
+//! Smartlinks (`/v1/smartlinks`): create, list, read, change, archive.
+//!
+//! Every write bumps `metadata.updatedAt`, which the edge polls: a change is
+//! served within about a second. Slugs are unique per tenant (MongoDB
+//! unique index `clientId, slug` → 409 `slug_taken`); destinations are
+//! http(s) URLs only. `DELETE` archives: the edge answers 410 Gone, the
+//! analytics stay.
+mod handlers;
+
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+pub use handlers::{load_link, SmartlinkCreate, SmartlinkPatch, SmartlinkView};
+
+use crate::state::AppState;
+
+/// The smartlink routes (behind authentication).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/smartlinks", post(handlers::create).get(handlers::list))
+        .route("/v1/smartlinks/{id}", get(handlers::get).patch(handlers::patch).delete(handlers::archive))
+}
+
+/// The OpenAPI paths of [`router`].
+#[derive(OpenApi)]
+#[openapi(paths(handlers::create, handlers::list, handlers::get, handlers::patch, handlers::archive))]
+pub struct Doc;

@@ -1,0 +1,31 @@
+//! Loading one tenant-owned document by id, the same way for every
+//! resource: a malformed id, a missing document and another tenant's
+//! document all answer 404, so ids never reveal what exists elsewhere.
+
+use bson::{doc, oid::ObjectId};
+use serde::de::DeserializeOwned;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Loads document `id` (24 hex) of `collection` if the caller may see its
+/// tenant (`owner`); 404 naming `what` otherwise, also for malformed ids and
+/// other tenants' documents.
+pub async fn load_owned<T>(
+    st: &AppState,
+    p: &Principal,
+    collection: &str,
+    what: &'static str,
+    id: &str,
+    owner: fn(&T) -> ObjectId,
+) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Send + Sync,
+{
+    let id = crate::validate::object_id("id", id).map_err(|_| ApiError::NotFound(what))?;
+    let doc =
+        st.mongo.collection::<T>(collection).find_one(doc! { "_id": id }).await?.ok_or(ApiError::NotFound(what))?;
+    p.check_tenant(owner(&doc), what)?;
+    Ok(doc)
+}

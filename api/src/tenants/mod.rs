@@ -1,0 +1,29 @@
+//! Tenants (`/v1/clients`): the labels and artists an agency serves, each
+//! with its domain, pixels, branding and settings (seed 000 `clients`).
+//! Creating and listing tenants is the operator's; a tenant key or session
+//! reads its own tenant only. [`Tenant`] resolves the tenant every other
+//! route acts on.
+
+mod handlers;
+mod scope;
+
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+pub use handlers::ClientView;
+pub use scope::{ClientScope, Tenant};
+
+use crate::state::AppState;
+
+/// The tenant routes (behind authentication).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/clients", post(handlers::create).get(handlers::list))
+        .route("/v1/clients/{id}", get(handlers::get))
+}
+
+/// The OpenAPI paths of [`router`].
+#[derive(OpenApi)]
+#[openapi(paths(handlers::create, handlers::list, handlers::get))]
+pub struct Doc;

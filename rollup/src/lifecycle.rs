@@ -1,0 +1,188 @@
+//! Data lifecycle: retention per tenant and erasure of one visitor (GDPR,
+//! seed 002 "droit à l'oubli").
+//!
+//! Both delete from ClickHouse with `ALTER TABLE ... DELETE` (a mutation:
+//! asynchronous, so we wait for `system.mutations` to report it done), and
+//! both keep the rollups true: retention deletes the rollups of the windows
+//! it removes; erasure re-rolls every window the visitor's events were in,
+//! which lowers (or zeroes) their counts, then refreshes the link counters.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use backon::{ConstantBuilder, Retryable};
+use bson::{doc, oid::ObjectId, DateTime};
+use futures::TryStreamExt;
+use schemas::mongo::collections;
+use serde::Deserialize;
+
+use crate::Stores;
+use crate::{Grain, RollupError};
+
+/// Who to erase: the first-party cookie id, or the visitor hash of the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visitor {
+    /// `events.visitor_id` (the `sl_vid` cookie).
+    Cookie(String),
+    /// `events.visitor_hash`.
+    Hash(u64),
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erasure {
+    /// Events deleted.
+    pub events: u64,
+    /// Windows re-rolled (hours and days).
+    pub windows: usize,
+}
+
+/// Waits until no mutation of `db` is pending, polling `system.mutations`
+/// every 100 ms for at most `timeout`. Still pending then is not an error
+/// here (the caller's numbers are re-rolled by the next pass anyway).
+async fn wait_mutations(stores: &Stores, timeout: Duration) -> Result<(), RollupError> {
+    enum Poll {
+        Pending,
+        Failed(RollupError),
+    }
+    let every = Duration::from_millis(100);
+    let check = || async {
+        let pending: u64 = stores
+            .ch
+            .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
+            .bind(&stores.ch_db)
+            .fetch_one()
+            .await
+            .map_err(|e| Poll::Failed(e.into()))?;
+        if pending == 0 {
+            Ok(())
+        } else {
+            Err(Poll::Pending)
+        }
+    };
+    let polls = (timeout.as_millis() / every.as_millis()).max(1) as usize;
+    match check
+        .retry(ConstantBuilder::new().with_delay(every).with_max_times(polls))
+        .when(|e| matches!(e, Poll::Pending))
+        .await
+    {
+        Ok(()) | Err(Poll::Pending) => Ok(()),
+        Err(Poll::Failed(e)) => Err(e),
+    }
+}
+
+fn visitor_sql(v: &Visitor) -> (&'static str, String) {
+    match v {
+        Visitor::Cookie(id) => ("visitor_id = ?", id.clone()),
+        Visitor::Hash(h) => ("visitor_hash = toUInt64(?)", h.to_string()),
+    }
+}
+
+/// Deletes every event of `visitor` in `tenant_id` and re-rolls the windows
+/// they were in (rollups in both stores, link counters). `now` is the
+/// rollups' `computed_at` (seconds, UTC).
+pub async fn erase_visitor(
+    stores: &Stores,
+    tenant_id: &str,
+    visitor: &Visitor,
+    now: u32,
+) -> Result<Erasure, RollupError> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Hit {
+        hour: u32,
+        link_id: String,
+        n: u64,
+    }
+    let (cond, value) = visitor_sql(visitor);
+    let hits: Vec<Hit> = stores
+        .ch
+        .query(&format!(
+            "SELECT toUInt32(toStartOfHour(ts)) AS hour, link_id, count() AS n FROM {}.events FINAL
+             WHERE tenant_id = ? AND {cond} GROUP BY hour, link_id",
+            stores.ch_db
+        ))
+        .bind(tenant_id)
+        .bind(&value)
+        .fetch_all()
+        .await?;
+    if hits.is_empty() {
+        return Ok(Erasure::default());
+    }
+    stores
+        .ch
+        .query(&format!("ALTER TABLE {}.events DELETE WHERE tenant_id = ? AND {cond}", stores.ch_db))
+        .bind(tenant_id)
+        .bind(&value)
+        .execute()
+        .await?;
+    wait_mutations(stores, Duration::from_secs(60)).await?;
+    let mut windows = BTreeSet::new();
+    for h in &hits {
+        windows.insert((Grain::Hour, h.hour));
+        windows.insert((Grain::Day, Grain::Day.floor(h.hour)));
+    }
+    for (grain, start) in &windows {
+        crate::roll(&stores.ch, &stores.ch_db, &stores.mongo, *grain, *start, now).await?;
+    }
+    let links: BTreeSet<String> = hits.iter().map(|h| h.link_id.clone()).collect();
+    crate::refresh_link_counters(stores, links.into_iter().collect()).await?;
+    Ok(Erasure { events: hits.iter().map(|h| h.n).sum(), windows: windows.len() })
+}
+
+/// Deletes, for every tenant, the events and rollups older than its
+/// `settings.analyticsRetentionDays` (whole UTC days before `now`). Tenants
+/// sharing a retention are handled by one mutation. Returns the tenants seen.
+pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupError> {
+    #[derive(Deserialize)]
+    struct ClientRetention {
+        #[serde(rename = "_id")]
+        id: ObjectId,
+        #[serde(default)]
+        settings: Option<Settings>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Settings {
+        analytics_retention_days: Option<i64>,
+    }
+    let clients: Vec<ClientRetention> = stores
+        .mongo
+        .collection::<ClientRetention>(collections::CLIENTS)
+        .find(doc! {})
+        .projection(doc! { "_id": 1, "settings.analyticsRetentionDays": 1 })
+        .await?
+        .try_collect()
+        .await?;
+    let mut by_days: BTreeMap<i64, Vec<ObjectId>> = BTreeMap::new();
+    for c in &clients {
+        let days = c.settings.as_ref().and_then(|s| s.analytics_retention_days).unwrap_or(365).max(1);
+        by_days.entry(days).or_default().push(c.id);
+    }
+    for (days, ids) in by_days {
+        let cutoff = Grain::Day.floor(now).saturating_sub((days as u32).saturating_mul(86_400));
+        let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+        for table in ["events", "rollups"] {
+            let col = if table == "events" { "ts" } else { "bucket" };
+            stores
+                .ch
+                .query(&format!(
+                    "ALTER TABLE {}.{table} DELETE WHERE has(?, tenant_id) AND {col} < toDateTime(?)",
+                    stores.ch_db
+                ))
+                .bind(&hex)
+                .bind(cutoff)
+                .execute()
+                .await?;
+        }
+        let before = DateTime::from_millis(i64::from(cutoff) * 1000);
+        for coll in [collections::ANALYTICS_HOURLY, collections::ANALYTICS_DAILY] {
+            stores
+                .mongo
+                .collection::<bson::Document>(coll)
+                .delete_many(doc! { "clientId": { "$in": ids.clone() }, "date": { "$lt": before } })
+                .await?;
+        }
+    }
+    wait_mutations(stores, Duration::from_secs(120)).await?;
+    Ok(clients.len())
+}
