@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use common::config::{ClickHouseConfig, MongoConfig};
 use envconfig::Envconfig;
+use rollup::{PassConfig, RollConfig};
 
 /// Everything the aggregator reads at start.
 #[derive(Envconfig, Clone, Debug)]
@@ -20,10 +21,31 @@ pub struct Config {
     /// replicas), s. Default 120.
     #[envconfig(from = "AGGREGATOR_OVERLAP_SECS", default = "120")]
     pub overlap_secs: u32,
+    /// `AGGREGATOR_BREAKDOWN_TOP_N`: values kept per breakdown dimension of a
+    /// window (country, referrer, UTM, ...); the rest is summed under
+    /// `(other)`. 0 keeps all. Default 100.
+    #[envconfig(from = "AGGREGATOR_BREAKDOWN_TOP_N", default = "100")]
+    pub breakdown_top_n: usize,
+    /// `AGGREGATOR_BACKLOG_BUDGET_MS`: time a pass may spend on old dirty
+    /// days once the fresh ones (current and previous hour) are rolled, ms;
+    /// the rest waits for the next pass, which starts at once. Default 3000.
+    #[envconfig(from = "AGGREGATOR_BACKLOG_BUDGET_MS", default = "3000")]
+    pub backlog_budget_ms: u64,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
     /// MongoDB URI and database.
     #[envconfig(nested)]
     pub mongo: MongoConfig,
+}
+
+impl Config {
+    /// The pass settings these values give.
+    pub fn pass_config(&self) -> PassConfig {
+        PassConfig {
+            roll: RollConfig { top_n: self.breakdown_top_n },
+            overlap_secs: self.overlap_secs,
+            backlog_budget: std::time::Duration::from_millis(self.backlog_budget_ms),
+        }
+    }
 }

@@ -30,7 +30,7 @@ use common::shutdown::CancellationToken;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 pub use config::Config;
-use rollup::{lifecycle, now_s, watermark, RollupError, Stores};
+use rollup::{lifecycle, now_s, PassConfig, PassReport, RollupError, Stores};
 
 /// Metrics of the aggregator.
 #[derive(Clone)]
@@ -43,6 +43,14 @@ pub struct Metrics {
     pub pass_seconds: Histogram,
     /// `aggregator_watermark_seconds`: write time (Unix s) up to which rows are rolled.
     pub watermark: IntGauge,
+    /// `aggregator_window_failures_total{grain="day"}`: day rolls that failed
+    /// (kept pending and retried by the next pass).
+    pub window_failures: IntCounterVec,
+    /// `aggregator_pending_days`: days dirty but not rolled yet (backlog).
+    pub pending_days: IntGauge,
+    /// `aggregator_mirror_documents_total{outcome}`: MongoDB rollup
+    /// documents `written` or left `unchanged` (same numbers).
+    pub mirror_documents: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,21 +71,48 @@ impl Metrics {
                 "aggregator_watermark_seconds",
                 "Write time up to which rows are rolled, Unix seconds.",
             )?,
+            window_failures: IntCounterVec::new(
+                Opts::new("aggregator_window_failures_total", "Window rolls that failed (retried), by grain."),
+                &["grain"],
+            )?,
+            pending_days: IntGauge::new("aggregator_pending_days", "Days dirty but not rolled yet (backlog).")?,
+            mirror_documents: IntCounterVec::new(
+                Opts::new("aggregator_mirror_documents_total", "MongoDB rollup documents, by outcome."),
+                &["outcome"],
+            )?,
         };
         r.register(Box::new(m.windows.clone()))?;
         r.register(Box::new(m.errors.clone()))?;
         r.register(Box::new(m.pass_seconds.clone()))?;
         r.register(Box::new(m.watermark.clone()))?;
+        r.register(Box::new(m.window_failures.clone()))?;
+        r.register(Box::new(m.pending_days.clone()))?;
+        r.register(Box::new(m.mirror_documents.clone()))?;
         Ok(m)
+    }
+
+    /// Counts what a pass did, and logs each failed day with its error.
+    pub fn record(&self, report: &PassReport) {
+        self.windows.with_label_values(&["hour"]).inc_by(report.hours as u64);
+        self.windows.with_label_values(&["day"]).inc_by(report.days as u64);
+        self.mirror_documents.with_label_values(&["written"]).inc_by(report.documents.0 as u64);
+        self.mirror_documents.with_label_values(&["unchanged"]).inc_by(report.documents.1 as u64);
+        self.pending_days.set(report.pending as i64);
+        self.watermark.set(i64::from(report.newest));
+        for (day, error) in &report.failed {
+            self.window_failures.with_label_values(&["day"]).inc();
+            tracing::warn!(day = %rollup::window::rfc3339(*day), error = %error, "rolling a day failed; retrying next pass");
+        }
     }
 }
 
-/// One pass of the service: [`rollup::pass`] from `since` (Unix seconds),
-/// counted in `metrics`. Returns the new watermark.
+/// Rolls everything written at or after `since` (Unix s) and every pending
+/// day in one pass ([`rollup::pass_since`] without a backlog budget),
+/// counted in `metrics`. Returns the new watermark. For one-shot catch-ups
+/// and tests; the service loop runs [`rollup::pass`] with its budget.
 pub async fn pass(stores: &Stores, since: u32, metrics: &Metrics) -> Result<u32, RollupError> {
-    let report = rollup::pass(stores, since).await?;
-    metrics.windows.with_label_values(&["hour"]).inc_by(report.hours as u64);
-    metrics.windows.with_label_values(&["day"]).inc_by(report.days as u64);
+    let report = rollup::pass_since(stores, &PassConfig::unbounded(), since, now_s()).await?;
+    metrics.record(&report);
     Ok(report.newest)
 }
 
@@ -113,8 +148,8 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
     let (m, h) = (metrics.clone(), health.clone());
     let done = tokio::spawn(async move {
-        let mut mark: Option<u32> = None;
         let mut last_retention: Option<Instant> = None;
+        let pass_cfg = cfg.pass_config();
         loop {
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400)) {
                 match lifecycle::apply_retention(&stores, now_s()).await {
@@ -126,40 +161,35 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
                 }
             }
             let started = Instant::now();
-            let result = async {
-                let w = match mark {
-                    Some(w) => w,
-                    None => watermark::load(&stores.mongo).await?,
-                };
-                let since = w.saturating_sub(cfg.overlap_secs);
-                let newest = pass(&stores, since, &m).await?;
-                if newest > w {
-                    watermark::save(&stores.mongo, newest).await?;
-                }
-                Ok::<u32, RollupError>(newest.max(w))
-            }
-            .await;
-            match result {
-                Ok(w) => {
-                    mark = Some(w);
-                    m.watermark.set(i64::from(w));
+            let mut backlog = false;
+            match rollup::pass(&stores, &pass_cfg, now_s()).await {
+                Ok(report) => {
+                    m.record(&report);
                     m.pass_seconds.observe(started.elapsed().as_secs_f64());
-                    h.ready("rollups");
+                    backlog = report.pending > 0;
+                    if report.failed.is_empty() {
+                        h.ready("rollups");
+                    } else {
+                        h.degraded("rollups", format!("{} day(s) failed to roll; retrying", report.failed.len()));
+                    }
                 }
                 Err(e) => {
                     let kind = match &e {
                         RollupError::ClickHouse(_) => "clickhouse",
-                        RollupError::Mongo(_) => "mongodb",
-                        RollupError::Json(_) => "other",
+                        RollupError::Mongo(_) | RollupError::MongoWrite { .. } => "mongodb",
+                        RollupError::Json(_) | RollupError::Bson(_) => "other",
                     };
                     m.errors.with_label_values(&[kind]).inc();
                     h.not_ready("rollups", format!("pass failed: {e}"));
                     tracing::warn!(error = %e, "rollup pass failed; retrying next interval");
                 }
             }
+            // A backlog is worked off pass after pass without waiting; each
+            // pass rolls the fresh hours first.
+            let pause = if backlog { Duration::from_millis(10) } else { Duration::from_millis(cfg.interval_ms) };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(cfg.interval_ms)) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     });

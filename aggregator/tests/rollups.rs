@@ -11,7 +11,6 @@ use aggregator::Metrics;
 use bson::{doc, oid::ObjectId, DateTime};
 use envconfig::Envconfig;
 use rollup::Stores;
-use rollup::{self, Grain};
 use schemas::clickhouse::{DeviceCode, EventRow, KindCode, RollupRow, EVENTS_TABLE};
 use schemas::mongo::{collections, LinkMetadata, LinkStatus, Rollup, Smartlink, Track};
 use testkit::{eventually, unique_name};
@@ -318,7 +317,7 @@ async fn rollups_are_exact_idempotent_follow_late_events_and_zero_after_erasure(
         }
     })
     .await;
-    rollup::roll(&t.stores.ch, &t.stores.ch_db, &t.stores.mongo, Grain::Day, DAY, now + 200).await.unwrap();
+    rollup::roll_day(&t.stores, rollup::RollConfig::default(), DAY, &[DAY].into(), now + 200).await.unwrap();
     let day_b = daily(&t, Some(b)).await;
     assert_eq!((day_b.metrics.total_views, day_b.metrics.total_clicks, day_b.metrics.unique_visitors), (0, 0, 0));
     assert_eq!(daily(&t, None).await.metrics.total_clicks, 1, "tenant-wide follows");

@@ -33,6 +33,11 @@ pub struct Config {
     /// raw events. Default 60.
     #[envconfig(from = "API_ROLLUP_GRACE_SECS", default = "60")]
     pub rollup_grace_secs: u32,
+    /// `API_BREAKDOWN_TOP_N`: values an analytics breakdown shows per
+    /// dimension; the rest is summed under `(other)`, so sums equal the
+    /// totals. 0 shows all. Default 100.
+    #[envconfig(from = "API_BREAKDOWN_TOP_N", default = "100")]
+    pub breakdown_top_n: usize,
     /// `API_LINK_BASE_SCHEME`: scheme of the public link URLs the API shows
     /// (`https` in production, `http` for the local edge). Default `https`.
     #[envconfig(from = "API_LINK_BASE_SCHEME", default = "https")]

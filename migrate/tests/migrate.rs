@@ -82,7 +82,11 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     let db = unique_name("t_ddl");
     let cfg = clickhouse_config(&db);
     let tables = migrate::apply_clickhouse(&cfg).await.expect("first apply");
-    assert_eq!(tables, vec![EVENTS_TABLE.to_string(), schemas::clickhouse::ROLLUPS_TABLE.to_string()]);
+    use schemas::clickhouse::{EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, ROLLUPS_TABLE, ROLLUP_STATES_TABLE};
+    assert_eq!(
+        tables,
+        [EVENTS_TABLE, EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, ROLLUP_STATES_TABLE, ROLLUPS_TABLE].map(String::from)
+    );
     let again = migrate::apply_clickhouse(&cfg).await.expect("second apply is a no-op");
     assert_eq!(again, tables);
 

@@ -13,11 +13,12 @@ use std::time::Duration;
 use backon::{ConstantBuilder, Retryable};
 use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
+use schemas::clickhouse::EVENTS_WRITTEN_TABLE;
 use schemas::mongo::collections;
 use serde::Deserialize;
 
 use crate::Stores;
-use crate::{Grain, RollupError};
+use crate::{Grain, RollConfig, RollupError};
 
 /// Who to erase: the first-party cookie id, or the visitor hash of the events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,11 +79,22 @@ fn visitor_sql(v: &Visitor) -> (&'static str, String) {
     }
 }
 
-/// Deletes every event of `visitor` in `tenant_id` and re-rolls the windows
-/// they were in (rollups in both stores, link counters). `now` is the
-/// rollups' `computed_at` (seconds, UTC).
+/// [`erase_visitor_with`] with the default [`RollConfig`].
 pub async fn erase_visitor(
     stores: &Stores,
+    tenant_id: &str,
+    visitor: &Visitor,
+    now: u32,
+) -> Result<Erasure, RollupError> {
+    erase_visitor_with(stores, RollConfig::default(), tenant_id, visitor, now).await
+}
+
+/// Deletes every event of `visitor` in `tenant_id` and re-rolls the windows
+/// they were in (rollups and states in ClickHouse, MongoDB mirrors, link
+/// counters) with `cfg`. `now` is the rollups' `computed_at` (seconds, UTC).
+pub async fn erase_visitor_with(
+    stores: &Stores,
+    cfg: RollConfig,
     tenant_id: &str,
     visitor: &Visitor,
     now: u32,
@@ -116,17 +128,18 @@ pub async fn erase_visitor(
         .execute()
         .await?;
     wait_mutations(stores, Duration::from_secs(60)).await?;
-    let mut windows = BTreeSet::new();
+    let mut days: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
     for h in &hits {
-        windows.insert((Grain::Hour, h.hour));
-        windows.insert((Grain::Day, Grain::Day.floor(h.hour)));
+        days.entry(Grain::Day.floor(h.hour)).or_default().insert(h.hour);
     }
-    for (grain, start) in &windows {
-        crate::roll(&stores.ch, &stores.ch_db, &stores.mongo, *grain, *start, now).await?;
+    let mut windows = 0;
+    for (day, hours) in &days {
+        let rolled = crate::roll_day(stores, cfg, *day, hours, now).await?;
+        windows += rolled.hours + rolled.days;
     }
     let links: BTreeSet<String> = hits.iter().map(|h| h.link_id.clone()).collect();
     crate::refresh_link_counters(stores, links.into_iter().collect()).await?;
-    Ok(Erasure { events: hits.iter().map(|h| h.n).sum(), windows: windows.len() })
+    Ok(Erasure { events: hits.iter().map(|h| h.n).sum(), windows })
 }
 
 /// Deletes, for every tenant, the events and rollups older than its
@@ -161,7 +174,7 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
     for (days, ids) in by_days {
         let cutoff = Grain::Day.floor(now).saturating_sub((days as u32).saturating_mul(86_400));
         let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
-        for table in ["events", "rollups"] {
+        for table in ["events", "rollups", "rollup_states"] {
             let col = if table == "events" { "ts" } else { "bucket" };
             stores
                 .ch
@@ -183,6 +196,14 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
                 .await?;
         }
     }
+    // What was written when is only looked at since the watermark: two
+    // weeks are plenty (an aggregator down longer re-rolls from there).
+    stores
+        .ch
+        .query(&format!("ALTER TABLE {}.{EVENTS_WRITTEN_TABLE} DELETE WHERE ingested_at < toDateTime(?)", stores.ch_db))
+        .bind(now.saturating_sub(14 * 86_400))
+        .execute()
+        .await?;
     wait_mutations(stores, Duration::from_secs(120)).await?;
     Ok(clients.len())
 }

@@ -1,26 +1,85 @@
-//! The rollup watermark: the row write time (`events.ingested_at`, Unix
-//! seconds) up to which rows are rolled, kept in MongoDB `aggregator_state`
-//! under `_id: "rollups"` so a restarted aggregator resumes where it stopped
-//! and the api knows which windows are closed.
+//! The rollup state in MongoDB `aggregator_state` (`_id: "rollups"`): the
+//! watermark, the row write time (`events.ingested_at`, Unix seconds) up to
+//! which rows were looked at, and the days still pending: made dirty by
+//! rows before the watermark but not re-rolled yet (a backlog worked off
+//! over several passes, or a day whose roll failed and is retried). A
+//! restarted aggregator resumes from both; the api reads windows of a
+//! pending day from raw events, never from a stale rollup.
 
 use bson::doc;
+use serde::{Deserialize, Serialize};
 
-/// Collection holding the watermark.
+/// Collection holding the state.
 pub const COLLECTION: &str = "aggregator_state";
 
-/// Reads the persisted watermark (Unix seconds; 0 when none).
-pub async fn load(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Error> {
-    let d = mongo.collection::<bson::Document>(COLLECTION).find_one(doc! { "_id": "rollups" }).await?;
-    Ok(d.and_then(|d| d.get("watermark").and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))).unwrap_or(0)
-        as u32)
+/// The persisted rollup state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Write time (Unix s) up to which rows were looked at; 0 when none.
+    #[serde(default, deserialize_with = "int_u32")]
+    pub watermark: u32,
+    /// Day starts (Unix s, UTC) to re-roll whole, oldest first.
+    #[serde(default)]
+    pub pending: Vec<u32>,
 }
 
-/// Persists the watermark `w` (Unix seconds) in `aggregator_state`.
-pub async fn save(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
+impl State {
+    /// Whether the window `[start, start + len)` (Unix s) lies in a
+    /// pending day, so its rollup may miss rows.
+    pub fn is_pending(&self, start: u32, len: u32) -> bool {
+        self.pending.iter().any(|d| start < d + 86_400 && start + len > *d)
+    }
+}
+
+/// An integer stored as Int32 or Int64 (FerretDB returns small Int64 as Int32).
+fn int_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = bson::Bson::deserialize(d)?;
+    Ok(v.as_i64().or_else(|| v.as_i32().map(i64::from)).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+/// Reads the state (default when none).
+pub async fn load_state(mongo: &mongodb::Database) -> Result<State, mongodb::error::Error> {
+    let d = mongo.collection::<bson::Document>(COLLECTION).find_one(doc! { "_id": "rollups" }).await?;
+    Ok(d.and_then(|d| bson::from_document(d).ok()).unwrap_or_default())
+}
+
+/// Reads the watermark alone (Unix seconds; 0 when none).
+pub async fn load(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Error> {
+    Ok(load_state(mongo).await?.watermark)
+}
+
+/// Persists `state` (watermark and pending days together, so a crash never
+/// separates them).
+pub async fn save_state(mongo: &mongodb::Database, state: &State) -> Result<(), mongodb::error::Error> {
+    let pending: Vec<i64> = state.pending.iter().map(|d| i64::from(*d)).collect();
     mongo
         .collection::<bson::Document>(COLLECTION)
-        .replace_one(doc! { "_id": "rollups" }, doc! { "_id": "rollups", "watermark": i64::from(w) })
+        .replace_one(
+            doc! { "_id": "rollups" },
+            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending },
+        )
         .upsert(true)
         .await?;
     Ok(())
+}
+
+/// Persists the watermark `w` (Unix seconds) with no pending day.
+pub async fn save(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
+    save_state(mongo, &State { watermark: w, pending: Vec::new() }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_days_cover_their_windows_and_old_documents_read() {
+        let s = State { watermark: 5, pending: vec![86_400] };
+        assert!(s.is_pending(86_400 + 3600, 3600));
+        assert!(s.is_pending(0, 2 * 86_400), "a range across the day");
+        assert!(!s.is_pending(0, 3600));
+        assert!(!s.is_pending(2 * 86_400, 86_400));
+        let old: State = bson::from_document(doc! { "_id": "rollups", "watermark": 7_i32 }).unwrap();
+        assert_eq!(old, State { watermark: 7, pending: vec![] });
+    }
 }

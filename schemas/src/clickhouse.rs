@@ -28,6 +28,20 @@ pub const DEFAULT_DATABASE: &str = "smartlinks";
 pub const EVENTS_TABLE: &str = "events";
 /// Table of hourly and daily rollups written by the aggregator.
 pub const ROLLUPS_TABLE: &str = "rollups";
+/// Table of the mergeable distinct-count states of each rollup window
+/// ([`rollup_states_table_ddl`]).
+pub const ROLLUP_STATES_TABLE: &str = "rollup_states";
+/// Table of what each write to `events` touched: (write second, event hour)
+/// → rows ([`events_written_table_ddl`]).
+pub const EVENTS_WRITTEN_TABLE: &str = "events_written";
+/// The materialized view that fills [`EVENTS_WRITTEN_TABLE`] from every
+/// insert into `events`.
+pub const EVENTS_WRITTEN_VIEW: &str = "events_written_mv";
+/// Precision of the distinct-count states: `uniqCombined(18)`, 2^18
+/// HyperLogLog cells (≤ 192 KiB a state; exact below a few thousand
+/// values). Relative standard error ≈ 1.04 / √2^18 ≈ 0.2%; the measured
+/// error is in `benches/README.md` (`analytics_scale`).
+pub const HLL_PRECISION: u8 = 18;
 
 /// Rollup grain as stored: `Enum8('hour' = 1, 'day' = 2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
@@ -383,9 +397,70 @@ SETTINGS index_granularity = 8192"
     )
 }
 
+/// The `CREATE TABLE IF NOT EXISTS {database}.rollup_states` statement:
+/// per rollup key (same as `rollups`), the mergeable states of its distinct
+/// counters, so a range merges window states instead of rescanning events:
+/// visitors and returning visitors (`uniqCombinedIf(18)` over the visitor
+/// key, humans only) and conversions (over the session id of click-outs).
+/// The `-If` form lets the rollup SQL apply each counter's condition and an
+/// empty state be written for a key that lost all its events (erasure).
+/// `ReplacingMergeTree(computed_at)`: re-rolling a window replaces its row.
+pub fn rollup_states_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{ROLLUP_STATES_TABLE} (
+    grain Enum8('hour' = 1, 'day' = 2),
+    bucket DateTime('UTC'),
+    tenant_id String,
+    link_id String,
+    visitors AggregateFunction(uniqCombinedIf({HLL_PRECISION}), String, UInt8),
+    returning AggregateFunction(uniqCombinedIf({HLL_PRECISION}), String, UInt8),
+    conversions AggregateFunction(uniqCombinedIf({HLL_PRECISION}), UInt64, UInt8),
+    computed_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(computed_at)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (tenant_id, grain, bucket, link_id)
+SETTINGS index_granularity = 256"
+    )
+}
+
+/// The `CREATE TABLE IF NOT EXISTS {database}.events_written` statement:
+/// rows written to `events` per write second and event hour, summed. The
+/// aggregator finds the hours made dirty since its watermark here, reading
+/// a few rows instead of scanning every event's `ingested_at`.
+pub fn events_written_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{EVENTS_WRITTEN_TABLE} (
+    ingested_at DateTime('UTC'),
+    hour DateTime('UTC'),
+    rows UInt64
+) ENGINE = SummingMergeTree(rows)
+PARTITION BY toYYYYMM(ingested_at)
+ORDER BY (ingested_at, hour)"
+    )
+}
+
+/// The materialized view that feeds [`events_written_table_ddl`] from every
+/// block inserted into `events` (ingest, backfills, tests alike).
+pub fn events_written_view_ddl(database: &str) -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{EVENTS_WRITTEN_VIEW}
+TO {database}.{EVENTS_WRITTEN_TABLE}
+AS SELECT ingested_at, toStartOfHour(ts) AS hour, count() AS rows
+FROM {database}.{EVENTS_TABLE}
+GROUP BY ingested_at, hour"
+    )
+}
+
 /// Every statement `migrate` runs, in order, for `database`.
 pub fn ddl(database: &str) -> Vec<String> {
-    vec![database_ddl(database), events_table_ddl(database), rollups_table_ddl(database)]
+    vec![
+        database_ddl(database),
+        events_table_ddl(database),
+        rollups_table_ddl(database),
+        rollup_states_table_ddl(database),
+        events_written_table_ddl(database),
+        events_written_view_ddl(database),
+    ]
 }
 
 #[cfg(test)]

@@ -536,6 +536,10 @@ pub struct Rollup {
     pub breakdown: RollupBreakdown,
     /// When written, UTC.
     pub last_updated: DateTime,
+    /// Hash of `metrics` and `breakdown` (SipHash-1-3 with fixed keys): a
+    /// re-roll that computes the same numbers writes nothing.
+    #[serde(default)]
+    pub fingerprint: i64,
 }
 
 /// Counters of a rollup. Bots are excluded from every counter but `bots`.
@@ -587,9 +591,105 @@ pub struct RollupBreakdown {
     /// UTM source → views.
     #[serde(with = "counts")]
     pub sources: BTreeMap<String, i64>,
+    /// `{country}|{region}` → views.
+    #[serde(default, with = "counts")]
+    pub regions: BTreeMap<String, i64>,
+    /// `{country}|{city}` → views.
+    #[serde(default, with = "counts")]
+    pub cities: BTreeMap<String, i64>,
+    /// UTM medium → views.
+    #[serde(default, with = "counts")]
+    pub mediums: BTreeMap<String, i64>,
+    /// UTM campaign → views.
+    #[serde(default, with = "counts")]
+    pub campaigns: BTreeMap<String, i64>,
     /// Views per hour of the day, 24 entries (daily rollups; empty on hourly).
     #[serde(default)]
     pub hours: Vec<i64>,
+}
+
+impl RollupBreakdown {
+    /// The key under which [`RollupBreakdown::cap`] sums the values past
+    /// the top N (parentheses: no country, host, platform or UTM value
+    /// the pipeline writes has them).
+    pub const OTHER: &'static str = "(other)";
+
+    /// Every dimension map with its field name, in a fixed order.
+    pub fn maps_mut(&mut self) -> [(&'static str, &mut BTreeMap<String, i64>); 11] {
+        [
+            ("countries", &mut self.countries),
+            ("devices", &mut self.devices),
+            ("browsers", &mut self.browsers),
+            ("os", &mut self.os),
+            ("platforms", &mut self.platforms),
+            ("referrers", &mut self.referrers),
+            ("sources", &mut self.sources),
+            ("regions", &mut self.regions),
+            ("cities", &mut self.cities),
+            ("mediums", &mut self.mediums),
+            ("campaigns", &mut self.campaigns),
+        ]
+    }
+
+    /// Keeps the `top` largest values of each dimension (ties by value) and
+    /// sums the others into [`Self::OTHER`], so a dimension never holds
+    /// more than `top + 1` entries and its sum is unchanged (issue #13:
+    /// bounded breakdowns). `top` 0 leaves everything as is.
+    pub fn cap(&mut self, top: usize) {
+        if top == 0 {
+            return;
+        }
+        for (_, m) in self.maps_mut() {
+            if m.len() <= top {
+                continue;
+            }
+            let mut entries: Vec<(String, i64)> = std::mem::take(m).into_iter().collect();
+            entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let mut other = 0;
+            for (k, v) in entries {
+                if m.len() < top && k != Self::OTHER {
+                    m.insert(k, v);
+                } else {
+                    other += v;
+                }
+            }
+            if other != 0 {
+                *m.entry(Self::OTHER.to_string()).or_insert(0) += other;
+            }
+        }
+    }
+
+    /// Every dimension map with its field name, in the order of [`Self::maps_mut`].
+    pub fn maps(&self) -> [(&'static str, &BTreeMap<String, i64>); 11] {
+        [
+            ("countries", &self.countries),
+            ("devices", &self.devices),
+            ("browsers", &self.browsers),
+            ("os", &self.os),
+            ("platforms", &self.platforms),
+            ("referrers", &self.referrers),
+            ("sources", &self.sources),
+            ("regions", &self.regions),
+            ("cities", &self.cities),
+            ("mediums", &self.mediums),
+            ("campaigns", &self.campaigns),
+        ]
+    }
+
+    /// Adds every count of `other` into `self`.
+    pub fn merge(&mut self, other: &RollupBreakdown) {
+        for ((_, into), (_, from)) in self.maps_mut().into_iter().zip(other.maps()) {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        if !other.hours.is_empty() {
+            self.hours.resize(24, 0);
+            for (h, v) in other.hours.iter().enumerate().take(24) {
+                self.hours[h] += v;
+            }
+        }
+    }
 }
 
 /// `BTreeMap<String, i64>` ↔ `[{"value": .., "count": ..}]`, ordered by value.
@@ -1110,6 +1210,27 @@ mod tests {
     }
 
     #[test]
+    fn capped_breakdowns_keep_the_top_values_and_the_sums() {
+        let mut b = RollupBreakdown::default();
+        for i in 0..10 {
+            b.referrers.insert(format!("r{i}.example"), i + 1);
+        }
+        b.countries.insert("FR".into(), 4);
+        b.cap(3);
+        assert_eq!(b.referrers.len(), 4, "3 values and the other bucket");
+        assert_eq!(b.referrers.values().sum::<i64>(), 55, "sum unchanged");
+        assert_eq!(b.referrers.get("r9.example"), Some(&10));
+        assert_eq!(b.referrers.get(RollupBreakdown::OTHER), Some(&(55 - 10 - 9 - 8)));
+        assert_eq!(b.countries.len(), 1, "short dimensions untouched");
+        // Capping a merge of capped windows keeps one other bucket.
+        let mut m = b.clone();
+        m.merge(&b);
+        m.cap(3);
+        assert_eq!(m.referrers.len(), 4);
+        assert_eq!(m.referrers.values().sum::<i64>(), 110);
+    }
+
+    #[test]
     fn rollup_and_user_and_key_round_trip() {
         let r = Rollup {
             id: "a:all:2026-11-21T00:00:00Z".into(),
@@ -1119,6 +1240,7 @@ mod tests {
             metrics: RollupMetrics { total_views: 3, conversion_rate: 0.5, ..Default::default() },
             breakdown: RollupBreakdown { hours: vec![0; 24], ..Default::default() },
             last_updated: now(),
+            fingerprint: 7,
         };
         let mut r = r;
         r.breakdown.referrers.insert("l.instagram.com".into(), 3);

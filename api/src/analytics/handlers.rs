@@ -305,19 +305,23 @@ async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Res
     Ok(Resolved { scope, client, from, to, include_bots: q.include_bots.unwrap_or(false) })
 }
 
-/// An engine that reads windows ending by `closed_until` (Unix s) from rollups.
-fn engine(st: &AppState, closed_until: u32) -> Engine<'_> {
-    Engine { ch: &st.ch, db: &st.ch_db, closed_until }
+/// An engine that reads raw events only (realtime, health: no rollups).
+fn raw_engine(st: &AppState) -> Engine<'_> {
+    Engine { ch: &st.ch, db: &st.ch_db, closed_until: 0, pending: Vec::new(), top_n: st.cfg.breakdown_top_n }
 }
 
 /// An engine over closed windows: those the aggregator's watermark passed by
-/// the grace period, or up to `closed_until` when given (tests).
+/// the grace period and whose day is not pending, or up to `closed_until`
+/// when given (tests: nothing pending then).
 pub async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
-    let closed_until = match closed_until {
-        Some(c) => c,
-        None => rollup::watermark::load(&st.mongo).await?.saturating_sub(st.cfg.rollup_grace_secs),
+    let (closed_until, pending) = match closed_until {
+        Some(c) => (c, Vec::new()),
+        None => {
+            let state = rollup::watermark::load_state(&st.mongo).await?;
+            (state.watermark.saturating_sub(st.cfg.rollup_grace_secs), state.pending)
+        }
     };
-    Ok(engine(st, closed_until))
+    Ok(Engine { ch: &st.ch, db: &st.ch_db, closed_until, pending, top_n: st.cfg.breakdown_top_n })
 }
 
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
@@ -492,7 +496,7 @@ pub async fn realtime(
     let q = AnalyticsQuery { from: None, to: None, ..q };
     let r = resolve(&st, &p, &q).await?;
     let now = now_s();
-    let rt = engine(&st, 0).realtime(&r.scope, now, r.include_bots).await?;
+    let rt = raw_engine(&st).realtime(&r.scope, now, r.include_bots).await?;
     Ok(Json(RealtimeView {
         client_id: r.scope.tenant_id.clone(),
         smartlink_id: r.scope.link_id.clone(),
@@ -522,7 +526,7 @@ pub async fn health(
         r.from = r.to.saturating_sub(86_400);
     }
     let watermark = rollup::watermark::load(&st.mongo).await?;
-    let s = engine(&st, 0).health(&r.scope, r.from, r.to).await?;
+    let s = raw_engine(&st).health(&r.scope, r.from, r.to).await?;
     let t = &r.client.tracking;
     let pixels = t.ga4.is_some() || t.gtm.is_some() || t.facebook.is_some() || t.tiktok.is_some();
     let eligible = if pixels { s.client_eligible } else { 0 };

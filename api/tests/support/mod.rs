@@ -147,8 +147,8 @@ impl Env {
         }
         ins.end().await.unwrap();
         let stores = rollup::Stores { ch: self.ch.clone(), ch_db: self.ch_db.clone(), mongo: self.mongo.clone() };
-        let w = rollup::pass(&stores, 0).await.unwrap().newest;
-        rollup::watermark::save(&self.mongo, w).await.unwrap();
+        let report = rollup::pass_since(&stores, &rollup::PassConfig::unbounded(), 0, rollup::now_s()).await.unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
     }
 }
 

@@ -1,0 +1,206 @@
+//! One aggregator pass: find the hours made dirty since the watermark,
+//! roll them day by day, fresh data first, and keep what is left.
+//!
+//! ## Fairness (issue #13)
+//! Days are rolled in this order: the current and the previous hour's days
+//! first (every tenant's fresh data), then the backlog (older dirty days and
+//! days pending from earlier passes), newest first, until the pass has used
+//! its backlog budget. What is left stays pending (persisted with the
+//! watermark, [`crate::watermark::State`]) and is worked off by the next
+//! passes, each of which starts again with the fresh days: a tenant's
+//! backfill of a month never holds another tenant's current hour back.
+//!
+//! ## Failures
+//! A day whose roll fails stays pending and is retried by the next pass; it
+//! is counted ([`PassReport::failed`]) and logged with its day by the
+//! caller. It never stops the pass for the other days.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use schemas::clickhouse::EVENTS_WRITTEN_TABLE;
+use serde::Deserialize;
+
+use crate::watermark::{self, State};
+use crate::window::{roll_day, RollConfig};
+use crate::{refresh_link_counters, Grain, RollupError, Stores};
+
+/// Settings of a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassConfig {
+    /// How rows are rolled (breakdown bound).
+    pub roll: RollConfig,
+    /// Rows written this long before the watermark are looked at again
+    /// (ingest's write time, clock skew between writers), s.
+    pub overlap_secs: u32,
+    /// Time a pass may spend on backlog days once fresh days are done; the
+    /// first backlog day always runs.
+    pub backlog_budget: Duration,
+}
+
+impl Default for PassConfig {
+    fn default() -> Self {
+        PassConfig { roll: RollConfig::default(), overlap_secs: 120, backlog_budget: Duration::from_secs(3) }
+    }
+}
+
+impl PassConfig {
+    /// Default settings with no backlog budget: one pass rolls everything
+    /// dirty (tests, one-shot catch-ups).
+    pub fn unbounded() -> Self {
+        PassConfig { backlog_budget: Duration::MAX, ..PassConfig::default() }
+    }
+}
+
+/// What one [`pass`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// The watermark after the pass (Unix s).
+    pub newest: u32,
+    /// Hour windows rolled.
+    pub hours: usize,
+    /// Day windows rolled.
+    pub days: usize,
+    /// Days whose roll failed (retried by the next pass), with the error.
+    pub failed: Vec<(u32, String)>,
+    /// Days left pending after the pass.
+    pub pending: usize,
+    /// MongoDB documents written and left unchanged.
+    pub documents: (usize, usize),
+}
+
+/// Hours (starts, Unix s) that received rows written at or after `since`,
+/// and the newest write time seen (`since` when none), from
+/// `events_written` (a few rows per write second, not the events).
+pub async fn dirty_hours(ch: &clickhouse::Client, db: &str, since: u32) -> Result<(BTreeSet<u32>, u32), RollupError> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Dirty {
+        hour: u32,
+        newest: u32,
+    }
+    let rows: Vec<Dirty> = ch
+        .query(&format!(
+            "SELECT toUInt32(hour) AS hour, toUInt32(max(ingested_at)) AS newest
+             FROM {db}.{EVENTS_WRITTEN_TABLE} WHERE ingested_at >= toDateTime(?) GROUP BY hour"
+        ))
+        .bind(since)
+        .fetch_all()
+        .await?;
+    let newest = rows.iter().map(|r| r.newest).max().unwrap_or(since);
+    Ok((rows.into_iter().map(|r| r.hour).collect(), newest))
+}
+
+/// The order of a pass: `(day, hours)` with fresh days first (those of the
+/// hour of `now` and the one before), then the others newest first. Hours
+/// empty means the whole day (a pending day).
+pub fn schedule(dirty: &BTreeSet<u32>, pending: &[u32], now: u32) -> Vec<(u32, BTreeSet<u32>)> {
+    let mut days: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for h in dirty {
+        days.entry(Grain::Day.floor(*h)).or_default().insert(*h);
+    }
+    for d in pending {
+        // A pending day is re-rolled whole.
+        days.insert(Grain::Day.floor(*d), BTreeSet::new());
+    }
+    let current = Grain::Hour.floor(now);
+    let fresh: BTreeSet<u32> =
+        [current, current.saturating_sub(3600)].into_iter().map(|h| Grain::Day.floor(h)).collect();
+    let mut order: Vec<(u32, BTreeSet<u32>)> = Vec::with_capacity(days.len());
+    let mut rest = Vec::new();
+    for (d, hours) in days.into_iter().rev() {
+        if fresh.contains(&d) {
+            order.push((d, hours));
+        } else {
+            rest.push((d, hours));
+        }
+    }
+    order.extend(rest);
+    order
+}
+
+/// One pass over `stores` at `now` (Unix s): reads the state, looks at rows
+/// written since its watermark minus `cfg.overlap_secs` ([`pass_since`]).
+pub async fn pass(stores: &Stores, cfg: &PassConfig, now: u32) -> Result<PassReport, RollupError> {
+    let state = watermark::load_state(&stores.mongo).await?;
+    let since = state.watermark.saturating_sub(cfg.overlap_secs);
+    pass_from(stores, cfg, state, since, now).await
+}
+
+/// One pass looking at rows written at or after `since` (Unix s) and the
+/// pending days of the stored state: rolls the schedule (fresh first,
+/// backlog within `cfg.backlog_budget`), refreshes the counters of the
+/// links touched and saves the new state. Errors only when the state or the
+/// dirty hours cannot be read or the state not saved; a failing day is
+/// reported in [`PassReport::failed`] and kept pending.
+pub async fn pass_since(stores: &Stores, cfg: &PassConfig, since: u32, now: u32) -> Result<PassReport, RollupError> {
+    let state = watermark::load_state(&stores.mongo).await?;
+    pass_from(stores, cfg, state, since, now).await
+}
+
+async fn pass_from(
+    stores: &Stores,
+    cfg: &PassConfig,
+    state: State,
+    since: u32,
+    now: u32,
+) -> Result<PassReport, RollupError> {
+    let (dirty, newest) = dirty_hours(&stores.ch, &stores.ch_db, since).await?;
+    let plan = schedule(&dirty, &state.pending, now);
+    let current_days: BTreeSet<u32> =
+        [Grain::Hour.floor(now), Grain::Hour.floor(now).saturating_sub(3600)].map(|h| Grain::Day.floor(h)).into();
+    let mut report = PassReport { newest: newest.max(state.watermark), ..PassReport::default() };
+    let mut pending = BTreeSet::new();
+    let mut links = BTreeSet::new();
+    let mut backlog_started: Option<Instant> = None;
+    for (day, hours) in plan {
+        let fresh = current_days.contains(&day);
+        if !fresh {
+            let started = *backlog_started.get_or_insert_with(Instant::now);
+            if started.elapsed() > cfg.backlog_budget {
+                pending.insert(day);
+                continue;
+            }
+        }
+        match roll_day(stores, cfg.roll, day, &hours, now).await {
+            Ok(r) => {
+                report.hours += r.hours;
+                report.days += r.days;
+                report.documents.0 += r.documents_written;
+                report.documents.1 += r.documents_unchanged;
+                links.extend(r.links);
+            }
+            Err(e) => {
+                report.failed.push((day, e.to_string()));
+                pending.insert(day);
+            }
+        }
+    }
+    if let Err(e) = refresh_link_counters(stores, links.into_iter().collect()).await {
+        report.failed.push((0, format!("link counters: {e}")));
+    }
+    report.pending = pending.len();
+    watermark::save_state(&stores.mongo, &State { watermark: report.newest, pending: pending.into_iter().collect() })
+        .await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u32 = 86_400;
+
+    #[test]
+    fn fresh_days_come_first_then_the_backlog_newest_first() {
+        let now = 40 * DAY + 10 * 3600 + 5;
+        let dirty: BTreeSet<u32> = [3 * DAY + 3600, 40 * DAY + 10 * 3600, 39 * DAY, 12 * DAY + 7200].into();
+        let order = schedule(&dirty, &[5 * DAY], now);
+        let days: Vec<u32> = order.iter().map(|(d, _)| d / DAY).collect();
+        assert_eq!(days, vec![40, 39, 12, 5, 3]);
+        assert_eq!(order[0].1, [40 * DAY + 10 * 3600].into(), "only the dirty hours of a fresh day");
+        assert!(order[3].1.is_empty(), "a pending day is re-rolled whole");
+        // Just after midnight, yesterday is fresh too (the previous hour).
+        let order = schedule(&dirty, &[], 40 * DAY + 600);
+        assert_eq!(order.iter().map(|(d, _)| d / DAY).take(2).collect::<Vec<_>>(), vec![40, 39]);
+    }
+}
