@@ -109,7 +109,7 @@ impl Metrics {
 /// Rolls everything written at or after `since` (Unix s) and every pending
 /// day in one pass ([`rollup::pass_since`] without a backlog budget),
 /// counted in `metrics`. Returns the new watermark. For one-shot catch-ups
-/// and tests; the service loop runs [`rollup::pass`] with its budget.
+/// and tests; the service loop runs [`rollup::pass()`] with its budget.
 pub async fn pass(stores: &Stores, since: u32, metrics: &Metrics) -> Result<u32, RollupError> {
     let report = rollup::pass_since(stores, &PassConfig::unbounded(), since, now_s()).await?;
     metrics.record(&report);
