@@ -1,5 +1,5 @@
 //! `rollup`: the rollup library shared by the aggregator service (which runs
-//! [`pass`] on a loop) and the api (which answers open windows with the same
+//! [`pass()`] on a loop) and the api (which answers open windows with the same
 //! SQL, merges distinct-count states over ranges, and erases data subjects
 //! through it).
 //!
