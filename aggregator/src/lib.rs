@@ -176,7 +176,9 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
                 Err(e) => {
                     let kind = match &e {
                         RollupError::ClickHouse(_) => "clickhouse",
-                        RollupError::Mongo(_) | RollupError::MongoWrite { .. } => "mongodb",
+                        RollupError::Mongo(_)
+                        | RollupError::MongoWrite { .. }
+                        | RollupError::DocumentTooLarge { .. } => "mongodb",
                         RollupError::Json(_) | RollupError::Bson(_) => "other",
                     };
                     m.errors.with_label_values(&[kind]).inc();

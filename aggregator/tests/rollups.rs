@@ -420,3 +420,77 @@ async fn erasure_removes_a_visitor_and_re_rolls_and_retention_drops_old_days() {
     t.stores.mongo.drop().await.unwrap();
     t.stores.ch.query(&format!("DROP DATABASE {}", t.stores.ch_db)).execute().await.unwrap();
 }
+
+/// Issue #13 (and security finding 1): one link flooded with 20k distinct
+/// 1,000-byte referrers in one hour. While MongoDB refuses that hour's
+/// document, its day fails, stays pending and is counted, and another
+/// tenant's day still rolls; then it rolls, with at most top N + 1
+/// referrer values (each cut to 253 bytes) whose sum is the views.
+#[tokio::test]
+async fn a_flooded_link_still_rolls_and_never_stops_other_tenants() {
+    let t = setup().await;
+    let other = T { tenant: ObjectId::new(), ..setup_same(&t) };
+    let now = rollup::now_s();
+    let flood_day = DAY;
+    let quiet_day = DAY + 86_400;
+    let big = "r".repeat(980);
+    let rows: Vec<EventRow> = (0..20_000u64)
+        .map(|i| EventRow {
+            referrer_host: format!("{i:08}.{big}.example"),
+            ..row(&t, &view(t.link_a, H10 + (i % 3600) as u32, i), uuid::Uuid::new_v4(), now)
+        })
+        .collect();
+    for chunk in rows.chunks(5000) {
+        insert(&t, chunk).await;
+    }
+    insert(&other, &[row(&other, &view(other.link_b, quiet_day + 3600, 7), uuid::Uuid::new_v4(), now)]).await;
+
+    // A MongoDB refusal of the flooded hour's document (a unique index and a
+    // document it collides with) makes that day fail.
+    let hourly_coll = t.stores.mongo.collection::<bson::Document>(collections::ANALYTICS_HOURLY);
+    let index = doc! { "clientId": 1, "smartlinkId": 1, "metrics.totalViews": 1 };
+    let unique = mongodb::options::IndexOptions::builder().unique(true).name("blocker".to_string()).build();
+    hourly_coll.create_index(mongodb::IndexModel::builder().keys(index).options(unique).build()).await.unwrap();
+    let blocker = doc! { "_id": "blocker", "clientId": t.tenant, "smartlinkId": t.link_a, "metrics": { "totalViews": 20_000_i64 } };
+    hourly_coll.insert_one(blocker).await.unwrap();
+    let report = rollup::pass_since(&t.stores, &rollup::PassConfig::unbounded(), 0, now).await.unwrap();
+    assert_eq!(report.failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![flood_day], "{:?}", report.failed);
+    let state = rollup::watermark::load_state(&t.stores.mongo).await.unwrap();
+    assert_eq!(state.pending, vec![flood_day], "the failed day is kept for the next pass");
+    let quiet = rollup::rollup_id(&other.tenant.to_hex(), "", quiet_day);
+    let doc = t.stores.mongo.collection::<Rollup>(collections::ANALYTICS_DAILY).find_one(doc! { "_id": quiet }).await;
+    assert_eq!(doc.unwrap().expect("the other tenant's day rolled").metrics.total_views, 1);
+    hourly_coll.delete_one(doc! { "_id": "blocker" }).await.unwrap();
+
+    let m = metrics();
+    let report = rollup::pass(&t.stores, &rollup::PassConfig::unbounded(), now).await.unwrap();
+    m.record(&report);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.pending, 0);
+    let h = hourly(&t, t.link_a, H10).await;
+    assert_eq!(h.metrics.total_views, 20_000);
+    assert!(h.breakdown.referrers.len() <= 101, "{} referrer values", h.breakdown.referrers.len());
+    assert_eq!(h.breakdown.referrers.values().sum::<i64>(), 20_000, "the other bucket keeps the sum");
+    assert!(h.breakdown.referrers.keys().all(|k| k.len() <= rollup::select::MAX_VALUE_BYTES));
+    let d = daily(&t, None).await;
+    assert_eq!((d.metrics.total_views, d.metrics.unique_visitors), (20_000, 20_000));
+    assert_eq!(d.breakdown.referrers.values().sum::<i64>(), 20_000);
+    // The range merge of the states agrees with the exact per-day counter.
+    let sel = rollup::Selection { tenant_id: Some(t.tenant.to_hex()), ..Default::default() };
+    let pieces = rollup::states::Pieces { days: &[flood_day], hours: &[], raw: &[] };
+    let merged = rollup::states::distinct(&t.stores.ch, &t.stores.ch_db, &sel, pieces).await.unwrap();
+    let err = (merged.visitors as f64 - 20_000.0).abs() / 20_000.0;
+    assert!(err < 0.01, "HLL merge {} vs 20000", merged.visitors);
+
+    t.stores.mongo.drop().await.unwrap();
+    t.stores.ch.query(&format!("DROP DATABASE {}", t.stores.ch_db)).execute().await.unwrap();
+}
+
+/// Another tenant in the same databases as `t`.
+fn setup_same(t: &T) -> T {
+    T { stores: t.stores.clone(), tenant: t.tenant, link_a: ObjectId::new(), link_b: ObjectId::new() }
+}
+
+fn view(link: ObjectId, ts: u32, visitor: u64) -> Ev {
+    Ev { link, kind: KindCode::View, ts, visitor, session: visitor, bot: false, country: *b"FR", platform: "" }
+}

@@ -203,7 +203,9 @@ impl From<rollup::RollupError> for ApiError {
         match e {
             R::ClickHouse(e) => e.into(),
             R::Mongo(e) => e.into(),
-            R::MongoWrite { .. } => ApiError::Unavailable { store: "mongodb", detail: e.to_string() },
+            R::MongoWrite { .. } | R::DocumentTooLarge { .. } => {
+                ApiError::Unavailable { store: "mongodb", detail: e.to_string() }
+            }
             R::Json(e) => ApiError::Unavailable { store: "clickhouse", detail: format!("rollup breakdown: {e}") },
             R::Bson(e) => ApiError::Unavailable { store: "mongodb", detail: format!("rollup document: {e}") },
         }

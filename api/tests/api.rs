@@ -524,3 +524,41 @@ async fn each_key_has_its_own_rate_limit() {
         "{metrics}"
     );
 }
+
+/// Issue #13: the agency view (operator only) totals every tenant and link
+/// from the same rollups, with growth against the previous period.
+#[tokio::test]
+async fn agency_view_totals_every_tenant_with_growth() {
+    let e = env().await;
+    let (t1, k1) = e.tenant("agency-a").await;
+    let l1 = e.link(&k1, "a").await;
+    let (t2, k2) = e.tenant("agency-b").await;
+    let l2 = e.link(&k2, "b").await;
+    let now = now_s();
+    let rows = vec![
+        ev(KindCode::View, DAY - 86_400 + 100, &t1, &l1, 1, 1, now),
+        ev(KindCode::View, DAY + 100, &t1, &l1, 2, 2, now),
+        ev(KindCode::View, DAY + 200, &t1, &l1, 3, 3, now),
+        EventRow { platform: "spotify".into(), ..ev(KindCode::Click, DAY + 300, &t1, &l1, 3, 3, now) },
+        ev(KindCode::View, DAY + 400, &t2, &l2, 4, 4, now),
+    ];
+    e.insert_and_roll(&rows).await;
+    let path = "/v1/analytics/agency?from=2025-11-21T00:00:00Z&to=2025-11-22T00:00:00Z";
+    let v = e.ok(&e.op, Method::GET, path, None).await;
+    assert_eq!((v["views"].as_i64(), v["clicks"].as_i64(), v["previous_views"].as_i64()), (Some(3), Some(1), Some(1)));
+    assert_eq!(v["views_growth"], 2.0);
+    assert_eq!(v["previous_from"], "2025-11-20T00:00:00Z");
+    let top = &v["top_tenants"];
+    assert_eq!((top[0]["client_id"].as_str(), top[0]["name"].as_str()), (Some(t1.as_str()), Some("agency-a")));
+    assert_eq!(
+        (top[0]["views"].as_i64(), top[0]["clicks"].as_i64(), top[0]["previous_views"].as_i64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(top[0]["views_growth"], 1.0);
+    assert_eq!((top[1]["client_id"].as_str(), top[1]["views"].as_i64()), (Some(t2.as_str()), Some(1)));
+    assert!(top[1]["views_growth"].is_null(), "no previous views: no growth");
+    assert_eq!(v["top_links"][0]["smartlink_id"], l1.as_str());
+    assert_eq!(v["tenant_count"], 2);
+    let (status, body) = e.call(Some(&k1), Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}

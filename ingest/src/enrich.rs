@@ -30,8 +30,46 @@ pub fn parse(value: &[u8], now_ms: i64) -> Result<RawEvent, Reject> {
     Ok(event)
 }
 
-/// Host of a URL, lowercased, without `www.` and port; empty when none.
+/// Longest referrer host kept, bytes (a DNS name is at most 253, RFC 1035).
+pub const MAX_HOST_BYTES: usize = 253;
+/// Longest UTM value kept, characters (issue #13: bounded breakdowns).
+pub const MAX_UTM_CHARS: usize = 100;
+
+/// Host of a URL, lowercased, without `www.` and port; empty when none, or
+/// when it is longer than [`MAX_HOST_BYTES`] or holds a character no host
+/// name or IP literal has (so garbage never becomes a breakdown value).
 pub fn referrer_host(url: &str) -> String {
+    let host = raw_host(url);
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']');
+    if host.len() > MAX_HOST_BYTES || !host.bytes().all(valid) {
+        return String::new();
+    }
+    host
+}
+
+/// A UTM value as kept: trimmed, control characters dropped, runs of white
+/// space folded to one space, at most [`MAX_UTM_CHARS`] characters.
+pub fn utm_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len().min(MAX_UTM_CHARS));
+    let mut space = false;
+    for c in v.trim().chars().filter(|c| !c.is_control() || c.is_whitespace()) {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if out.chars().count() >= MAX_UTM_CHARS {
+            break;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+    }
+    out
+}
+
+fn raw_host(url: &str) -> String {
     let rest = match url.find("://") {
         Some(i) => &url[i + 3..],
         None => return String::new(),
@@ -123,11 +161,11 @@ impl Enricher {
             vendor: device.vendor.clone(),
             referrer: s(&e.referrer),
             referrer_host: e.referrer.as_deref().map(referrer_host).unwrap_or_default(),
-            utm_source: s(&a.utm_source),
-            utm_medium: s(&a.utm_medium),
-            utm_campaign: s(&a.utm_campaign),
-            utm_term: s(&a.utm_term),
-            utm_content: s(&a.utm_content),
+            utm_source: a.utm_source.as_deref().map(utm_value).unwrap_or_default(),
+            utm_medium: a.utm_medium.as_deref().map(utm_value).unwrap_or_default(),
+            utm_campaign: a.utm_campaign.as_deref().map(utm_value).unwrap_or_default(),
+            utm_term: a.utm_term.as_deref().map(utm_value).unwrap_or_default(),
+            utm_content: a.utm_content.as_deref().map(utm_value).unwrap_or_default(),
             gclid: s(&a.gclid),
             fbclid: s(&a.fbclid),
             ttclid: s(&a.ttclid),
@@ -285,6 +323,10 @@ mod tests {
         assert_eq!(referrer_host("android-app://com.google.android.gm/"), "com.google.android.gm");
         assert_eq!(referrer_host("not a url"), "");
         assert_eq!(referrer_host("http://[2001:db8::1]:80/"), "[2001:db8::1]");
+        assert_eq!(referrer_host(&format!("https://{}.example/", "a".repeat(300))), "", "too long");
+        assert_eq!(referrer_host("https://ex<script>ample.com/"), "", "not a host");
+        assert_eq!(utm_value("  Summer \t\n Drop\u{7}  "), "Summer Drop");
+        assert_eq!(utm_value(&"é".repeat(300)).chars().count(), MAX_UTM_CHARS);
         assert_eq!(language("en-US,en;q=0.5"), "en");
         assert_eq!(language("*"), "");
         assert_eq!(language(""), "");

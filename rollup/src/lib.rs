@@ -75,6 +75,15 @@ pub enum RollupError {
         /// The first error, as the server wrote it.
         first: String,
     },
+    /// A rollup document is larger than MongoDB accepts (an uncapped
+    /// breakdown).
+    #[error("mongodb: rollup {id} is {bytes} bytes, over the 16 MiB document limit")]
+    DocumentTooLarge {
+        /// The rollup id.
+        id: String,
+        /// Its size, bytes.
+        bytes: usize,
+    },
     /// Serialising a breakdown failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -252,6 +252,8 @@ pub fn fingerprint(metrics: &RollupMetrics, breakdown: &RollupBreakdown) -> i64 
 /// Largest `update` command sent at once, bytes of documents (MongoDB's
 /// limit for a command is 16 MiB).
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Largest MongoDB document, bytes (MongoDB's `maxBsonObjectSize`).
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 /// Most documents in one `update` command.
 const BATCH_DOCS: usize = 500;
 
@@ -286,7 +288,13 @@ async fn mirror(
             last_updated: DateTime::from_millis(i64::from(now) * 1000),
             fingerprint: fp,
         })?;
-        bytes += bson::to_vec(&doc).map_or(0, |v| v.len());
+        let size = bson::to_vec(&doc).map_or(0, |v| v.len());
+        if size > MAX_DOCUMENT_BYTES {
+            // What MongoDB refuses (BSONObjectTooLarge); refused here too,
+            // whatever the server, so a window fails the same everywhere.
+            return Err(RollupError::DocumentTooLarge { id, bytes: size });
+        }
+        bytes += size;
         batch.push(doc! { "q": { "_id": id }, "u": doc, "upsert": true });
         if batch.len() >= BATCH_DOCS || bytes >= BATCH_BYTES {
             written += upsert(mongo, grain.collection(), std::mem::take(&mut batch)).await?;

@@ -255,6 +255,21 @@ pub struct HealthStats {
     pub delay_p99_s: f64,
 }
 
+/// Additive totals of one tenant (`link_id` empty) or one link over a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clickhouse::Row)]
+pub struct KeyTotals {
+    /// Tenant (hex id).
+    pub tenant_id: String,
+    /// Link (hex id); empty for the tenant's own totals.
+    pub link_id: String,
+    /// Human views.
+    pub views: u64,
+    /// Human click-outs.
+    pub clicks: u64,
+    /// Bot events.
+    pub bots: u64,
+}
+
 /// Reads analytics for one request.
 pub struct Engine<'a> {
     /// ClickHouse client.
@@ -460,6 +475,53 @@ impl Engine<'_> {
             b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)).then_with(|| a.country.cmp(&b.country))
         });
         Ok(items)
+    }
+
+    /// Views, clicks and bots of every tenant and every link over `[from,
+    /// to)` (the agency view): closed windows from the rollups of all
+    /// tenants at once, the rest from raw events with the rollups' SQL.
+    pub async fn totals(&self, from: u32, to: u32) -> Result<Vec<KeyTotals>, ApiError> {
+        let plan = plan(from, to, self.closed_until, &self.pending);
+        let mut sums: HashMap<(String, String), KeyTotals> = HashMap::new();
+        let mut add = |t: KeyTotals| {
+            let e = sums.entry((t.tenant_id.clone(), t.link_id.clone())).or_insert_with(|| KeyTotals {
+                tenant_id: t.tenant_id.clone(),
+                link_id: t.link_id.clone(),
+                ..KeyTotals::default()
+            });
+            e.views += t.views;
+            e.clicks += t.clicks;
+            e.bots += t.bots;
+        };
+        for (grain, starts) in [("day", &plan.days), ("hour", &plan.hours)] {
+            let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) else { continue };
+            let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let rows: Vec<KeyTotals> = self
+                .ch
+                .query(&format!(
+                    "SELECT tenant_id, link_id, sum(views) AS views, sum(clicks) AS clicks, sum(bots) AS bots
+                     FROM {}.{ROLLUPS_TABLE} FINAL
+                     WHERE grain = '{grain}' AND bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi})
+                       AND has([{list}], toUInt32(bucket))
+                     GROUP BY tenant_id, link_id",
+                    self.db
+                ))
+                .fetch_all()
+                .await?;
+            rows.into_iter().for_each(&mut add);
+        }
+        if !plan.raw.is_empty() {
+            for c in rollup::counters(self.ch, self.db, &Selection::default(), &plan.raw).await? {
+                add(KeyTotals {
+                    tenant_id: c.tenant_id,
+                    link_id: c.link_id,
+                    views: c.metrics.total_views.max(0) as u64,
+                    clicks: c.metrics.total_clicks.max(0) as u64,
+                    bots: c.metrics.bots.max(0) as u64,
+                });
+            }
+        }
+        Ok(sums.into_values().collect())
     }
 
     /// Active visitors over the 5 minutes before `now` and views and clicks

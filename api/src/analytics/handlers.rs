@@ -1,14 +1,16 @@
 //! The `analytics` handlers: request and response types, validation and the
 //! operations behind each route of [`super::router`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use schemas::mongo::{Client, PlatformId};
+use bson::{doc, oid::ObjectId};
+use futures::TryStreamExt;
+use schemas::mongo::{collections, Client, PlatformId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -608,4 +610,204 @@ pub async fn export(
         ts.window.from.get(..10).unwrap_or("")
     );
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, name)], body))
+}
+
+/// `GET /v1/analytics/agency` query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyQuery {
+    /// Range start, RFC 3339, inclusive. Default `to` minus 7 days.
+    pub from: Option<String>,
+    /// Range end, RFC 3339, exclusive. Default now.
+    pub to: Option<String>,
+    /// Tenants and links listed, 1..=100 (default 10).
+    pub top: Option<usize>,
+}
+
+/// One tenant in the agency view.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TenantTotalsView {
+    /// Tenant id.
+    pub client_id: String,
+    /// Tenant name.
+    pub name: String,
+    /// Human views over the range.
+    pub views: i64,
+    /// Human click-outs over the range.
+    pub clicks: i64,
+    /// Click-outs / views (0 without views).
+    pub conversion_rate: f64,
+    /// Bot events over the range.
+    pub bots: i64,
+    /// Views over the previous period of the same length.
+    pub previous_views: i64,
+    /// `views / previous_views − 1`; `null` without previous views.
+    pub views_growth: Option<f64>,
+}
+
+/// One link in the agency view.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct LinkTotalsView {
+    /// Link id.
+    pub smartlink_id: String,
+    /// Tenant id.
+    pub client_id: String,
+    /// Human views over the range.
+    pub views: i64,
+    /// Human click-outs over the range.
+    pub clicks: i64,
+    /// Views over the previous period.
+    pub previous_views: i64,
+}
+
+/// `GET /v1/analytics/agency` answer: every tenant's numbers at once.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct AgencyView {
+    /// Range start, RFC 3339 UTC.
+    pub from: String,
+    /// Range end (exclusive), RFC 3339 UTC.
+    pub to: String,
+    /// Start of the previous period compared with (same length, just before).
+    pub previous_from: String,
+    /// Views of all tenants.
+    pub views: i64,
+    /// Click-outs of all tenants.
+    pub clicks: i64,
+    /// Views of all tenants over the previous period.
+    pub previous_views: i64,
+    /// `views / previous_views − 1`; `null` without previous views.
+    pub views_growth: Option<f64>,
+    /// Tenants with traffic in either period, by views, largest first (`top`).
+    pub top_tenants: Vec<TenantTotalsView>,
+    /// Links by views, largest first (`top`).
+    pub top_links: Vec<LinkTotalsView>,
+    /// Tenants with traffic in either period.
+    pub tenant_count: usize,
+}
+
+fn growth(now: i64, before: i64) -> Option<f64> {
+    (before > 0).then(|| now as f64 / before as f64 - 1.0)
+}
+
+/// The agency view (operator key only; seed 002 "Vue MDMC Master"): totals
+/// of every tenant over `[from, to)` beside the previous period of the same
+/// length, top tenants and top links, from the same rollups as every other
+/// route (closed windows) and raw events (the rest).
+#[utoipa::path(get, path = "/v1/analytics/agency", tag = "analytics", params(AgencyQuery),
+    responses((status = 200, body = AgencyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn agency(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AgencyQuery>,
+) -> Result<Json<AgencyView>, ApiError> {
+    p.require_operator()?;
+    let to = match q.to.as_deref() {
+        Some(t) => validate::rfc3339("to", t)?,
+        None => now_s(),
+    };
+    let from = match q.from.as_deref() {
+        Some(f) => validate::rfc3339("from", f)?,
+        None => to.saturating_sub(7 * 86_400),
+    };
+    if from >= to {
+        return Err(ApiError::invalid("from", "must be before to"));
+    }
+    if to - from > MAX_RANGE_DAYS * 86_400 {
+        return Err(ApiError::invalid("from", format!("the range may cover at most {MAX_RANGE_DAYS} days")));
+    }
+    let top = q.top.unwrap_or(10);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::invalid("top", "must be 1 to 100"));
+    }
+    let previous_from = from.saturating_sub(to - from);
+    let engine = engine_for(&st, None).await?;
+    let (now_rows, before_rows) = futures::try_join!(engine.totals(from, to), engine.totals(previous_from, from))?;
+    let before: HashMap<(String, String), u64> =
+        before_rows.into_iter().map(|t| ((t.tenant_id, t.link_id), t.views)).collect();
+    let mut tenants: HashMap<String, TenantTotalsView> = HashMap::new();
+    let mut links = Vec::new();
+    for t in &now_rows {
+        let prev = before.get(&(t.tenant_id.clone(), t.link_id.clone())).copied().unwrap_or(0) as i64;
+        if t.link_id.is_empty() {
+            tenants.insert(
+                t.tenant_id.clone(),
+                TenantTotalsView {
+                    client_id: t.tenant_id.clone(),
+                    name: String::new(),
+                    views: t.views as i64,
+                    clicks: t.clicks as i64,
+                    conversion_rate: rollup::rate(t.clicks, t.views),
+                    bots: t.bots as i64,
+                    previous_views: prev,
+                    views_growth: growth(t.views as i64, prev),
+                },
+            );
+        } else {
+            links.push(LinkTotalsView {
+                smartlink_id: t.link_id.clone(),
+                client_id: t.tenant_id.clone(),
+                views: t.views as i64,
+                clicks: t.clicks as i64,
+                previous_views: prev,
+            });
+        }
+    }
+    for ((tenant, link), views) in &before {
+        if link.is_empty() && !tenants.contains_key(tenant) {
+            tenants.insert(
+                tenant.clone(),
+                TenantTotalsView {
+                    client_id: tenant.clone(),
+                    name: String::new(),
+                    views: 0,
+                    clicks: 0,
+                    conversion_rate: 0.0,
+                    bots: 0,
+                    previous_views: *views as i64,
+                    views_growth: growth(0, *views as i64),
+                },
+            );
+        }
+    }
+    let ids: Vec<ObjectId> = tenants.keys().filter_map(|t| ObjectId::parse_str(t).ok()).collect();
+    #[derive(Deserialize)]
+    struct Name {
+        #[serde(rename = "_id")]
+        id: ObjectId,
+        #[serde(default)]
+        name: String,
+    }
+    let mut names = st
+        .mongo
+        .collection::<Name>(collections::CLIENTS)
+        .find(doc! { "_id": { "$in": ids } })
+        .projection(doc! { "_id": 1, "name": 1 })
+        .await?;
+    while let Some(c) = names.try_next().await? {
+        if let Some(t) = tenants.get_mut(&c.id.to_hex()) {
+            t.name = c.name;
+        }
+    }
+    let (views, clicks) = tenants.values().fold((0, 0), |(v, c), t| (v + t.views, c + t.clicks));
+    let previous_views: i64 = tenants.values().map(|t| t.previous_views).sum();
+    let tenant_count = tenants.len();
+    let mut top_tenants: Vec<TenantTotalsView> = tenants.into_values().collect();
+    top_tenants.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.client_id.cmp(&b.client_id)));
+    top_tenants.truncate(top);
+    links.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.smartlink_id.cmp(&b.smartlink_id)));
+    links.truncate(top);
+    Ok(Json(AgencyView {
+        from: to_rfc3339(from),
+        to: to_rfc3339(to),
+        previous_from: to_rfc3339(previous_from),
+        views,
+        clicks,
+        previous_views,
+        views_growth: growth(views, previous_views),
+        top_tenants,
+        top_links: links,
+        tenant_count,
+    }))
 }

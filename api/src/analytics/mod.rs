@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/analytics/realtime", get(handlers::realtime))
         .route("/v1/analytics/health", get(handlers::health))
         .route("/v1/analytics/export", get(handlers::export))
+        .route("/v1/analytics/agency", get(handlers::agency))
 }
 
 /// The OpenAPI paths of [`router`].
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
     handlers::breakdown,
     handlers::realtime,
     handlers::health,
-    handlers::export
+    handlers::export,
+    handlers::agency
 ))]
 pub struct Doc;
