@@ -31,6 +31,10 @@ pub struct Config {
     /// the rest waits for the next pass, which starts at once. Default 3000.
     #[envconfig(from = "AGGREGATOR_BACKLOG_BUDGET_MS", default = "3000")]
     pub backlog_budget_ms: u64,
+    /// `AGGREGATOR_MIRROR_BUDGET_MS`: time a pass may spend mirroring rolled
+    /// days into MongoDB (the freshest day always runs), ms. Default 2000.
+    #[envconfig(from = "AGGREGATOR_MIRROR_BUDGET_MS", default = "2000")]
+    pub mirror_budget_ms: u64,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
@@ -46,6 +50,7 @@ impl Config {
             roll: RollConfig { top_n: self.breakdown_top_n },
             overlap_secs: self.overlap_secs,
             backlog_budget: std::time::Duration::from_millis(self.backlog_budget_ms),
+            mirror_budget: std::time::Duration::from_millis(self.mirror_budget_ms),
         }
     }
 }

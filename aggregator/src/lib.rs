@@ -48,6 +48,9 @@ pub struct Metrics {
     pub window_failures: IntCounterVec,
     /// `aggregator_pending_days`: days dirty but not rolled yet (backlog).
     pub pending_days: IntGauge,
+    /// `aggregator_mirror_pending_days`: days rolled but not mirrored into
+    /// MongoDB yet.
+    pub mirror_pending_days: IntGauge,
     /// `aggregator_mirror_documents_total{outcome}`: MongoDB rollup
     /// documents `written` or left `unchanged` (same numbers).
     pub mirror_documents: IntCounterVec,
@@ -76,6 +79,10 @@ impl Metrics {
                 &["grain"],
             )?,
             pending_days: IntGauge::new("aggregator_pending_days", "Days dirty but not rolled yet (backlog).")?,
+            mirror_pending_days: IntGauge::new(
+                "aggregator_mirror_pending_days",
+                "Days rolled but not mirrored into MongoDB yet.",
+            )?,
             mirror_documents: IntCounterVec::new(
                 Opts::new("aggregator_mirror_documents_total", "MongoDB rollup documents, by outcome."),
                 &["outcome"],
@@ -87,6 +94,7 @@ impl Metrics {
         r.register(Box::new(m.watermark.clone()))?;
         r.register(Box::new(m.window_failures.clone()))?;
         r.register(Box::new(m.pending_days.clone()))?;
+        r.register(Box::new(m.mirror_pending_days.clone()))?;
         r.register(Box::new(m.mirror_documents.clone()))?;
         Ok(m)
     }
@@ -98,6 +106,7 @@ impl Metrics {
         self.mirror_documents.with_label_values(&["written"]).inc_by(report.documents.0 as u64);
         self.mirror_documents.with_label_values(&["unchanged"]).inc_by(report.documents.1 as u64);
         self.pending_days.set(report.pending as i64);
+        self.mirror_pending_days.set(report.mirror_pending as i64);
         self.watermark.set(i64::from(report.newest));
         for (day, error) in &report.failed {
             self.window_failures.with_label_values(&["day"]).inc();
@@ -166,7 +175,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
                 Ok(report) => {
                     m.record(&report);
                     m.pass_seconds.observe(started.elapsed().as_secs_f64());
-                    backlog = report.pending > 0;
+                    backlog = report.pending > 0 || report.mirror_pending > 0;
                     if report.failed.is_empty() {
                         h.ready("rollups");
                     } else {

@@ -43,6 +43,7 @@
 //! change leaves the same numbers (and writes no MongoDB document).
 
 pub mod lifecycle;
+pub mod mirror;
 pub mod pass;
 pub mod select;
 pub mod states;
@@ -113,6 +114,14 @@ impl Grain {
     /// The window start containing `ts` (seconds, UTC).
     pub fn floor(self, ts: u32) -> u32 {
         ts - ts % self.seconds()
+    }
+
+    /// The grain's name in SQL (`hour`, `day`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Hour => "hour",
+            Grain::Day => "day",
+        }
     }
 
     /// The grain as stored in ClickHouse.

@@ -135,6 +135,7 @@ pub async fn erase_visitor_with(
     let mut windows = 0;
     for (day, hours) in &days {
         let rolled = crate::roll_day(stores, cfg, *day, hours, now).await?;
+        crate::mirror::mirror_day(stores, *day, now).await?;
         windows += rolled.hours + rolled.days;
     }
     let links: BTreeSet<String> = hits.iter().map(|h| h.link_id.clone()).collect();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use schemas::clickhouse::EVENTS_WRITTEN_TABLE;
 use serde::Deserialize;
 
+use crate::mirror::mirror_day;
 use crate::watermark::{self, State};
 use crate::window::{roll_day, RollConfig};
 use crate::{refresh_link_counters, Grain, RollupError, Stores};
@@ -36,11 +37,19 @@ pub struct PassConfig {
     /// Time a pass may spend on backlog days once fresh days are done; the
     /// first backlog day always runs.
     pub backlog_budget: Duration,
+    /// Time a pass may spend mirroring days into MongoDB; the first day
+    /// (the freshest) always runs.
+    pub mirror_budget: Duration,
 }
 
 impl Default for PassConfig {
     fn default() -> Self {
-        PassConfig { roll: RollConfig::default(), overlap_secs: 120, backlog_budget: Duration::from_secs(3) }
+        PassConfig {
+            roll: RollConfig::default(),
+            overlap_secs: 120,
+            backlog_budget: Duration::from_secs(3),
+            mirror_budget: Duration::from_secs(2),
+        }
     }
 }
 
@@ -48,7 +57,7 @@ impl PassConfig {
     /// Default settings with no backlog budget: one pass rolls everything
     /// dirty (tests, one-shot catch-ups).
     pub fn unbounded() -> Self {
-        PassConfig { backlog_budget: Duration::MAX, ..PassConfig::default() }
+        PassConfig { backlog_budget: Duration::MAX, mirror_budget: Duration::MAX, ..PassConfig::default() }
     }
 }
 
@@ -63,8 +72,10 @@ pub struct PassReport {
     pub days: usize,
     /// Days whose roll failed (retried by the next pass), with the error.
     pub failed: Vec<(u32, String)>,
-    /// Days left pending after the pass.
+    /// Days left pending after the pass (not rolled in ClickHouse yet).
     pub pending: usize,
+    /// Days rolled but not mirrored into MongoDB yet.
+    pub mirror_pending: usize,
     /// MongoDB documents written and left unchanged.
     pub documents: (usize, usize),
 }
@@ -151,6 +162,7 @@ async fn pass_from(
     let mut report = PassReport { newest: newest.max(state.watermark), ..PassReport::default() };
     let mut pending = BTreeSet::new();
     let mut links = BTreeSet::new();
+    let mut mirror: BTreeSet<u32> = state.mirror_pending.iter().copied().collect();
     let mut backlog_started: Option<Instant> = None;
     for (day, hours) in plan {
         let fresh = current_days.contains(&day);
@@ -165,9 +177,8 @@ async fn pass_from(
             Ok(r) => {
                 report.hours += r.hours;
                 report.days += r.days;
-                report.documents.0 += r.documents_written;
-                report.documents.1 += r.documents_unchanged;
                 links.extend(r.links);
+                mirror.insert(day);
             }
             Err(e) => {
                 report.failed.push((day, e.to_string()));
@@ -178,9 +189,36 @@ async fn pass_from(
     if let Err(e) = refresh_link_counters(stores, links.into_iter().collect()).await {
         report.failed.push((0, format!("link counters: {e}")));
     }
+    // The MongoDB mirror follows the ClickHouse rollups, fresh days first,
+    // then newest first, within its own budget; the rest waits.
+    let mut order: Vec<u32> = mirror.iter().rev().copied().collect();
+    order.sort_by_key(|d| !current_days.contains(d));
+    let mut mirror_pending = BTreeSet::new();
+    let mirror_started = Instant::now();
+    for (i, day) in order.into_iter().enumerate() {
+        if i > 0 && mirror_started.elapsed() > cfg.mirror_budget {
+            mirror_pending.insert(day);
+            continue;
+        }
+        match mirror_day(stores, day, now).await {
+            Ok(m) => {
+                report.documents.0 += m.inserted + m.replaced;
+                report.documents.1 += m.unchanged;
+            }
+            Err(e) => {
+                report.failed.push((day, format!("mirror: {e}")));
+                mirror_pending.insert(day);
+            }
+        }
+    }
     report.pending = pending.len();
-    watermark::save_state(&stores.mongo, &State { watermark: report.newest, pending: pending.into_iter().collect() })
-        .await?;
+    report.mirror_pending = mirror_pending.len();
+    let state = State {
+        watermark: report.newest,
+        pending: pending.into_iter().collect(),
+        mirror_pending: mirror_pending.into_iter().collect(),
+    };
+    watermark::save_state(&stores.mongo, &state).await?;
     Ok(report)
 }
 

@@ -21,6 +21,9 @@ pub struct State {
     /// Day starts (Unix s, UTC) to re-roll whole, oldest first.
     #[serde(default)]
     pub pending: Vec<u32>,
+    /// Day starts rolled in ClickHouse but not mirrored into MongoDB yet.
+    #[serde(default, rename = "mirror")]
+    pub mirror_pending: Vec<u32>,
 }
 
 impl State {
@@ -52,11 +55,12 @@ pub async fn load(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Erro
 /// separates them).
 pub async fn save_state(mongo: &mongodb::Database, state: &State) -> Result<(), mongodb::error::Error> {
     let pending: Vec<i64> = state.pending.iter().map(|d| i64::from(*d)).collect();
+    let mirror: Vec<i64> = state.mirror_pending.iter().map(|d| i64::from(*d)).collect();
     mongo
         .collection::<bson::Document>(COLLECTION)
         .replace_one(
             doc! { "_id": "rollups" },
-            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending },
+            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending, "mirror": mirror },
         )
         .upsert(true)
         .await?;
@@ -65,7 +69,7 @@ pub async fn save_state(mongo: &mongodb::Database, state: &State) -> Result<(), 
 
 /// Persists the watermark `w` (Unix seconds) with no pending day.
 pub async fn save(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
-    save_state(mongo, &State { watermark: w, pending: Vec::new() }).await
+    save_state(mongo, &State { watermark: w, ..State::default() }).await
 }
 
 #[cfg(test)]
@@ -74,12 +78,12 @@ mod tests {
 
     #[test]
     fn pending_days_cover_their_windows_and_old_documents_read() {
-        let s = State { watermark: 5, pending: vec![86_400] };
+        let s = State { watermark: 5, pending: vec![86_400], mirror_pending: vec![] };
         assert!(s.is_pending(86_400 + 3600, 3600));
         assert!(s.is_pending(0, 2 * 86_400), "a range across the day");
         assert!(!s.is_pending(0, 3600));
         assert!(!s.is_pending(2 * 86_400, 86_400));
         let old: State = bson::from_document(doc! { "_id": "rollups", "watermark": 7_i32 }).unwrap();
-        assert_eq!(old, State { watermark: 7, pending: vec![] });
+        assert_eq!(old, State { watermark: 7, ..State::default() });
     }
 }

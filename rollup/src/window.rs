@@ -6,18 +6,15 @@
 //! day (exact distinct counts per window), one breakdown query over the
 //! whole day by hour (hour breakdowns, and the day's as their sum), and the
 //! states `INSERT … SELECT`s ([`crate::states`]); then writes the ClickHouse
-//! `rollups` rows in one insert and mirrors into MongoDB in bulk (one
-//! `update` command per batch of documents), skipping documents whose
-//! numbers did not change (same fingerprint).
+//! `rollups` rows in one insert. The MongoDB mirror follows from those rows
+//! ([`crate::mirror`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hasher;
 
-use bson::{doc, oid::ObjectId, DateTime, Document};
-use futures::TryStreamExt;
+use bson::DateTime;
 use schemas::clickhouse::{RollupRow, ROLLUPS_TABLE};
-use schemas::mongo::{Rollup, RollupBreakdown, RollupMetrics};
-use serde::Deserialize;
+use schemas::mongo::{RollupBreakdown, RollupMetrics};
 
 use crate::{breakdowns, counters, states, Computed, Grain, RollupError, Selection, Stores};
 
@@ -44,10 +41,6 @@ pub struct Rolled {
     pub days: usize,
     /// Links (hex ids) with a rollup in these windows.
     pub links: BTreeSet<String>,
-    /// MongoDB documents written.
-    pub documents_written: usize,
-    /// MongoDB documents left as they were (same numbers).
-    pub documents_unchanged: usize,
 }
 
 /// `start` (Unix s) as RFC 3339 UTC, for ids and logs.
@@ -74,8 +67,8 @@ fn hour_ranges(hours: &BTreeSet<u32>) -> Vec<(u32, u32)> {
 
 /// Rolls the UTC day starting at `day` (Unix s): its `hours` (hour starts
 /// within the day; empty for all 24) and the day window, for every tenant
-/// and link, into ClickHouse (`rollups`, `rollup_states`) and MongoDB
-/// (`analytics_hourly`, `analytics_daily`). A key that had a rollup and has
+/// and link, into ClickHouse (`rollups`, `rollup_states`); mirror the day
+/// into MongoDB with [`crate::mirror::mirror_day`]. A key that had a rollup and has
 /// no event any more is written as zeros. `now` is `computed_at` (Unix s).
 pub async fn roll_day(
     stores: &Stores,
@@ -124,47 +117,52 @@ pub async fn roll_day(
     for (grain, computed, starts) in
         [(Grain::Hour, &mut hourly, hours.iter().copied().collect::<Vec<_>>()), (Grain::Day, &mut daily, vec![day])]
     {
-        let previous = previous_docs(&stores.mongo, grain, &starts).await?;
+        let previous = previous_rollups(ch, db, grain, &starts).await?;
         zero_vanished(stores, grain, computed, &previous, now).await?;
         write_rollups(ch, grain, computed, now).await?;
-        let (written, unchanged) = mirror(&stores.mongo, grain, computed, &previous, now).await?;
-        rolled.documents_written += written;
-        rolled.documents_unchanged += unchanged;
         rolled.links.extend(computed.iter().filter(|c| !c.link_id.is_empty()).map(|c| c.link_id.clone()));
     }
     Ok(rolled)
 }
 
-/// The MongoDB rollups already written for `grain` windows at `starts`:
-/// id → (tenant, link, fingerprint).
-async fn previous_docs(
-    mongo: &mongodb::Database,
+/// The rollups last written for the `grain` windows at `starts`, from
+/// ClickHouse `rollups`: id → (tenant, link, fingerprint of their numbers).
+async fn previous_rollups(
+    ch: &clickhouse::Client,
+    db: &str,
     grain: Grain,
     starts: &[u32],
 ) -> Result<HashMap<String, (String, String, i64)>, RollupError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Key {
-        #[serde(rename = "_id")]
-        id: String,
-        client_id: ObjectId,
-        #[serde(default)]
-        smartlink_id: Option<ObjectId>,
-        #[serde(default)]
-        fingerprint: i64,
-    }
-    let dates: Vec<DateTime> = starts.iter().map(|s| DateTime::from_millis(i64::from(*s) * 1000)).collect();
-    let keys: Vec<Key> = mongo
-        .collection::<Key>(grain.collection())
-        .find(doc! { "date": { "$in": dates } })
-        .projection(doc! { "_id": 1, "clientId": 1, "smartlinkId": 1, "fingerprint": 1 })
-        .await?
-        .try_collect()
+    let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) else { return Ok(HashMap::new()) };
+    let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let rows: Vec<RollupRow> = ch
+        .query(&format!(
+            "SELECT ?fields FROM {db}.{ROLLUPS_TABLE} FINAL
+             WHERE grain = ? AND bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}) AND has([{list}], toUInt32(bucket))"
+        ))
+        .bind(grain.name())
+        .fetch_all()
         .await?;
-    Ok(keys
-        .into_iter()
-        .map(|k| (k.id, (k.client_id.to_hex(), k.smartlink_id.map(|l| l.to_hex()).unwrap_or_default(), k.fingerprint)))
-        .collect())
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let breakdown: RollupBreakdown = serde_json::from_str(&r.breakdown).unwrap_or_default();
+        let fp = fingerprint(&metrics_of(&r), &breakdown);
+        out.insert(rollup_id(&r.tenant_id, &r.link_id, r.bucket), (r.tenant_id, r.link_id, fp));
+    }
+    Ok(out)
+}
+
+/// The counters of a stored rollup row.
+pub fn metrics_of(r: &RollupRow) -> RollupMetrics {
+    RollupMetrics {
+        total_views: r.views as i64,
+        total_clicks: r.clicks as i64,
+        unique_visitors: r.unique_visitors as i64,
+        returning_visitors: r.returning_visitors as i64,
+        total_conversions: r.conversions as i64,
+        conversion_rate: crate::rate(r.clicks, r.views),
+        bots: r.bots as i64,
+    }
 }
 
 /// Adds zero rollups (and empty states) for keys of `previous` that have no
@@ -178,8 +176,9 @@ async fn zero_vanished(
 ) -> Result<(), RollupError> {
     let present: BTreeSet<String> = computed.iter().map(|c| rollup_id(&c.tenant_id, &c.link_id, c.bucket)).collect();
     let mut vanished: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
-    for (id, (tenant, link, _)) in previous {
-        if present.contains(id) {
+    let zero = fingerprint(&RollupMetrics::default(), &RollupBreakdown::default());
+    for (id, (tenant, link, fp)) in previous {
+        if present.contains(id) || *fp == zero || *fp == zero_daily() {
             continue;
         }
         let Some(start) = bucket_of(id) else { continue };
@@ -199,6 +198,11 @@ async fn zero_vanished(
         states::write_empty(&stores.ch, &stores.ch_db, grain, start, &keys, now).await?;
     }
     Ok(())
+}
+
+/// The fingerprint of a zeroed daily rollup (24 empty hours).
+fn zero_daily() -> i64 {
+    fingerprint(&RollupMetrics::default(), &RollupBreakdown { hours: vec![0; 24], ..Default::default() })
 }
 
 /// The window start of a rollup id (`{tenant}:{link|all}:{RFC 3339}`).
@@ -247,78 +251,6 @@ pub fn fingerprint(metrics: &RollupMetrics, breakdown: &RollupBreakdown) -> i64 
     let mut h = siphasher::sip::SipHasher13::new_with_keys(0x736d_6172_746c_696e, 0x6b73_726f_6c6c_7570);
     h.write(&serde_json::to_vec(&(metrics, breakdown)).unwrap_or_default());
     h.finish() as i64
-}
-
-/// Largest `update` command sent at once, bytes of documents (MongoDB's
-/// limit for a command is 16 MiB).
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// Largest MongoDB document, bytes (MongoDB's `maxBsonObjectSize`).
-pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
-/// Most documents in one `update` command.
-const BATCH_DOCS: usize = 500;
-
-/// Mirrors `computed` into MongoDB: upserts in batches (one `update`
-/// command with many statements per batch), skipping documents whose
-/// fingerprint equals the stored one. Returns (written, unchanged).
-async fn mirror(
-    mongo: &mongodb::Database,
-    grain: Grain,
-    computed: &[Computed],
-    previous: &HashMap<String, (String, String, i64)>,
-    now: u32,
-) -> Result<(usize, usize), RollupError> {
-    let mut batch: Vec<Document> = Vec::new();
-    let (mut bytes, mut written, mut unchanged) = (0, 0, 0);
-    for c in computed {
-        let Ok(client_id) = ObjectId::parse_str(&c.tenant_id) else { continue };
-        let smartlink_id = if c.link_id.is_empty() { None } else { ObjectId::parse_str(&c.link_id).ok() };
-        let id = rollup_id(&c.tenant_id, &c.link_id, c.bucket);
-        let fp = fingerprint(&c.metrics, &c.breakdown);
-        if previous.get(&id).is_some_and(|p| p.2 == fp && fp != 0) {
-            unchanged += 1;
-            continue;
-        }
-        let doc = bson::to_document(&Rollup {
-            id: id.clone(),
-            date: DateTime::from_millis(i64::from(c.bucket) * 1000),
-            client_id,
-            smartlink_id,
-            metrics: c.metrics.clone(),
-            breakdown: c.breakdown.clone(),
-            last_updated: DateTime::from_millis(i64::from(now) * 1000),
-            fingerprint: fp,
-        })?;
-        let size = bson::to_vec(&doc).map_or(0, |v| v.len());
-        if size > MAX_DOCUMENT_BYTES {
-            // What MongoDB refuses (BSONObjectTooLarge); refused here too,
-            // whatever the server, so a window fails the same everywhere.
-            return Err(RollupError::DocumentTooLarge { id, bytes: size });
-        }
-        bytes += size;
-        batch.push(doc! { "q": { "_id": id }, "u": doc, "upsert": true });
-        if batch.len() >= BATCH_DOCS || bytes >= BATCH_BYTES {
-            written += upsert(mongo, grain.collection(), std::mem::take(&mut batch)).await?;
-            bytes = 0;
-        }
-    }
-    written += upsert(mongo, grain.collection(), batch).await?;
-    Ok((written, unchanged))
-}
-
-/// Sends one `update` command with `statements` (unordered); any write
-/// error fails the batch (a retry rewrites it whole, idempotently).
-async fn upsert(mongo: &mongodb::Database, collection: &str, statements: Vec<Document>) -> Result<usize, RollupError> {
-    if statements.is_empty() {
-        return Ok(0);
-    }
-    let n = statements.len();
-    let reply = mongo.run_command(doc! { "update": collection, "updates": statements, "ordered": false }).await?;
-    if let Ok(errors) = reply.get_array("writeErrors") {
-        if let Some(first) = errors.first() {
-            return Err(RollupError::MongoWrite { failed: errors.len(), first: first.to_string() });
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub const ROLLUPS_TABLE: &str = "rollups";
 /// Table of the mergeable distinct-count states of each rollup window
 /// ([`rollup_states_table_ddl`]).
 pub const ROLLUP_STATES_TABLE: &str = "rollup_states";
+/// Log of the rollups mirrored into MongoDB: key and fingerprint
+/// ([`rollup_mirror_table_ddl`]).
+pub const ROLLUP_MIRROR_TABLE: &str = "rollup_mirror";
 /// Table of what each write to `events` touched: (write second, event hour)
 /// → rows ([`events_written_table_ddl`]).
 pub const EVENTS_WRITTEN_TABLE: &str = "events_written";
@@ -42,6 +45,21 @@ pub const EVENTS_WRITTEN_VIEW: &str = "events_written_mv";
 /// values). Relative standard error ≈ 1.04 / √2^18 ≈ 0.2%; the measured
 /// error is in `benches/README.md` (`analytics_scale`).
 pub const HLL_PRECISION: u8 = 18;
+
+/// A row of [`ROLLUP_MIRROR_TABLE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct MirrorRow {
+    /// Grain of the rollup.
+    pub grain: GrainCode,
+    /// Window start, Unix s.
+    pub bucket: u32,
+    /// MongoDB `_id` of the rollup.
+    pub id: String,
+    /// Fingerprint of the numbers the MongoDB document holds.
+    pub fingerprint: i64,
+    /// When mirrored, Unix s.
+    pub mirrored_at: u32,
+}
 
 /// Rollup grain as stored: `Enum8('hour' = 1, 'day' = 2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
@@ -423,6 +441,25 @@ SETTINGS index_granularity = 256"
     )
 }
 
+/// The `CREATE TABLE IF NOT EXISTS {database}.rollup_mirror` statement: for
+/// each rollup mirrored into MongoDB, the fingerprint of the numbers the
+/// MongoDB document holds, so the mirror writes only what changed without
+/// reading MongoDB back (a MongoDB-wire server without the right index
+/// scans a collection for that).
+pub fn rollup_mirror_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{ROLLUP_MIRROR_TABLE} (
+    grain Enum8('hour' = 1, 'day' = 2),
+    bucket DateTime('UTC'),
+    id String,
+    fingerprint Int64,
+    mirrored_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(mirrored_at)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (grain, bucket, id)"
+    )
+}
+
 /// The `CREATE TABLE IF NOT EXISTS {database}.events_written` statement:
 /// rows written to `events` per write second and event hour, summed. The
 /// aggregator finds the hours made dirty since its watermark here, reading
@@ -458,6 +495,7 @@ pub fn ddl(database: &str) -> Vec<String> {
         events_table_ddl(database),
         rollups_table_ddl(database),
         rollup_states_table_ddl(database),
+        rollup_mirror_table_ddl(database),
         events_written_table_ddl(database),
         events_written_view_ddl(database),
     ]
