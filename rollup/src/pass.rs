@@ -80,25 +80,65 @@ pub struct PassReport {
     pub documents: (usize, usize),
 }
 
-/// Hours (starts, Unix s) that received rows written at or after `since`,
-/// and the newest write time seen (`since` when none), from
-/// `events_written` (a few rows per write second, not the events).
-pub async fn dirty_hours(ch: &clickhouse::Client, db: &str, since: u32) -> Result<(BTreeSet<u32>, u32), RollupError> {
+/// Hours (starts, Unix s) with rows not rolled yet, and the newest write
+/// time seen (`since` when none), from `events_written` (a few rows per
+/// write second, not the events). Rows written after `watermark` are new;
+/// rows written in `[since, watermark]` (the overlap, for rows that became
+/// visible late) make their hour dirty only when the hour has more of them
+/// than the previous pass saw (`seen`): a bulk backfill is rolled once, not
+/// once per pass for as long as it sits in the overlap.
+pub async fn dirty_hours(
+    ch: &clickhouse::Client,
+    db: &str,
+    since: u32,
+    watermark: u32,
+    seen: &BTreeMap<u32, u64>,
+) -> Result<(BTreeSet<u32>, u32), RollupError> {
     #[derive(clickhouse::Row, Deserialize)]
     struct Dirty {
         hour: u32,
         newest: u32,
+        old_rows: u64,
+        new_rows: u64,
     }
     let rows: Vec<Dirty> = ch
         .query(&format!(
-            "SELECT toUInt32(hour) AS hour, toUInt32(max(ingested_at)) AS newest
+            "SELECT toUInt32(hour) AS hour, toUInt32(max(ingested_at)) AS newest,
+                sumIf(rows, ingested_at <= toDateTime(?)) AS old_rows, sumIf(rows, ingested_at > toDateTime(?)) AS new_rows
              FROM {db}.{EVENTS_WRITTEN_TABLE} WHERE ingested_at >= toDateTime(?) GROUP BY hour"
         ))
+        .bind(watermark)
+        .bind(watermark)
         .bind(since)
         .fetch_all()
         .await?;
     let newest = rows.iter().map(|r| r.newest).max().unwrap_or(since);
-    Ok((rows.into_iter().map(|r| r.hour).collect(), newest))
+    let dirty = rows
+        .into_iter()
+        .filter(|r| r.new_rows > 0 || r.old_rows > seen.get(&r.hour).copied().unwrap_or(0))
+        .map(|r| r.hour)
+        .collect();
+    Ok((dirty, newest))
+}
+
+/// Rows per hour written in `[from, to]` (Unix s): what the next pass's
+/// overlap will find already seen.
+async fn seen_rows(ch: &clickhouse::Client, db: &str, from: u32, to: u32) -> Result<BTreeMap<u32, u64>, RollupError> {
+    #[derive(clickhouse::Row, Deserialize)]
+    struct Seen {
+        hour: u32,
+        rows: u64,
+    }
+    let rows: Vec<Seen> = ch
+        .query(&format!(
+            "SELECT toUInt32(hour) AS hour, sum(rows) AS rows FROM {db}.{EVENTS_WRITTEN_TABLE}
+             WHERE ingested_at >= toDateTime(?) AND ingested_at <= toDateTime(?) GROUP BY hour"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.hour, r.rows)).collect())
 }
 
 /// The order of a pass: `(day, hours)` with fresh days first (those of the
@@ -155,7 +195,8 @@ async fn pass_from(
     since: u32,
     now: u32,
 ) -> Result<PassReport, RollupError> {
-    let (dirty, newest) = dirty_hours(&stores.ch, &stores.ch_db, since).await?;
+    let seen: BTreeMap<u32, u64> = state.seen.iter().map(|s| (s.hour, s.rows.max(0) as u64)).collect();
+    let (dirty, newest) = dirty_hours(&stores.ch, &stores.ch_db, since, state.watermark, &seen).await?;
     let plan = schedule(&dirty, &state.pending, now);
     let current_days: BTreeSet<u32> =
         [Grain::Hour.floor(now), Grain::Hour.floor(now).saturating_sub(3600)].map(|h| Grain::Day.floor(h)).into();
@@ -213,10 +254,13 @@ async fn pass_from(
     }
     report.pending = pending.len();
     report.mirror_pending = mirror_pending.len();
+    let seen =
+        seen_rows(&stores.ch, &stores.ch_db, report.newest.saturating_sub(cfg.overlap_secs), report.newest).await?;
     let state = State {
         watermark: report.newest,
         pending: pending.into_iter().collect(),
         mirror_pending: mirror_pending.into_iter().collect(),
+        seen: seen.into_iter().map(|(hour, rows)| watermark::SeenHour { hour, rows: rows as i64 }).collect(),
     };
     watermark::save_state(&stores.mongo, &state).await?;
     Ok(report)

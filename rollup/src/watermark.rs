@@ -24,6 +24,22 @@ pub struct State {
     /// Day starts rolled in ClickHouse but not mirrored into MongoDB yet.
     #[serde(default, rename = "mirror")]
     pub mirror_pending: Vec<u32>,
+    /// Rows per hour written in the overlap before the watermark, as the
+    /// last pass saw them ([`crate::pass::dirty_hours`]).
+    #[serde(default)]
+    pub seen: Vec<SeenHour>,
+}
+
+/// Rows of one hour seen by the last pass (stored as a document: the
+/// MongoDB-wire server in use refuses nested arrays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenHour {
+    /// Hour start, Unix s.
+    #[serde(rename = "h", deserialize_with = "int_u32")]
+    pub hour: u32,
+    /// Rows written.
+    #[serde(rename = "n")]
+    pub rows: i64,
 }
 
 impl State {
@@ -56,11 +72,12 @@ pub async fn load(mongo: &mongodb::Database) -> Result<u32, mongodb::error::Erro
 pub async fn save_state(mongo: &mongodb::Database, state: &State) -> Result<(), mongodb::error::Error> {
     let pending: Vec<i64> = state.pending.iter().map(|d| i64::from(*d)).collect();
     let mirror: Vec<i64> = state.mirror_pending.iter().map(|d| i64::from(*d)).collect();
+    let seen: Vec<bson::Document> = state.seen.iter().map(|s| doc! { "h": i64::from(s.hour), "n": s.rows }).collect();
     mongo
         .collection::<bson::Document>(COLLECTION)
         .replace_one(
             doc! { "_id": "rollups" },
-            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending, "mirror": mirror },
+            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending, "mirror": mirror, "seen": seen },
         )
         .upsert(true)
         .await?;
@@ -78,7 +95,7 @@ mod tests {
 
     #[test]
     fn pending_days_cover_their_windows_and_old_documents_read() {
-        let s = State { watermark: 5, pending: vec![86_400], mirror_pending: vec![] };
+        let s = State { watermark: 5, pending: vec![86_400], ..State::default() };
         assert!(s.is_pending(86_400 + 3600, 3600));
         assert!(s.is_pending(0, 2 * 86_400), "a range across the day");
         assert!(!s.is_pending(0, 3600));

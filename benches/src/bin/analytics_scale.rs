@@ -19,7 +19,8 @@
 //!
 //! Usage: `cargo run --release -p benches --bin analytics_scale -- [N] [rounds]`
 //! (default 10000000 and 3). Needs the local stack (`deploy/local/up.sh`).
-//! Set `KEEP=1` to keep the databases.
+//! `CLIENTS` sets the concurrent clients (default 16); `KEEP=1` keeps the
+//! databases.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,10 @@ use serde_json::{json, Value};
 
 const TENANTS: usize = 4;
 const LINKS: usize = 5;
-const CLIENTS: usize = 16;
+/// Concurrent dashboard clients (`CLIENTS` overrides).
+fn clients() -> usize {
+    std::env::var("CLIENTS").ok().and_then(|c| c.parse().ok()).unwrap_or(16)
+}
 const DAY: u32 = 86_400;
 
 struct Setup {
@@ -251,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
     let reqs = Arc::new(requests(&s, now));
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
+    for c in 0..clients() {
         let (s, reqs) = (s.clone(), reqs.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat: Vec<(String, f64)> = Vec::new();
@@ -296,7 +300,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "\n{CLIENTS} clients x {rounds} rounds: {total} requests in {load_s:.1} s ({:.0} req/s)",
+        "\n{} clients x {rounds} rounds: {total} requests in {load_s:.1} s ({:.0} req/s)",
+        clients(),
         total as f64 / load_s
     );
     println!("| route | calls | p50 ms | p99 ms | max ms | rows read |");
