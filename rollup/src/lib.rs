@@ -152,6 +152,15 @@ pub struct Stores {
     pub mongo: mongodb::Database,
 }
 
+/// The SQL condition that keeps rows whose `bucket` is one of `starts`
+/// (window starts, Unix s): a `bucket` range for the primary key plus the
+/// exact list. `None` when `starts` is empty.
+pub fn buckets_sql(starts: &[u32]) -> Option<String> {
+    let (lo, hi) = (starts.iter().min()?, starts.iter().max()?);
+    let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    Some(format!("bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}) AND has([{list}], toUInt32(bucket))"))
+}
+
 /// Current time, Unix seconds (0 if the clock is before 1970).
 pub fn now_s() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)

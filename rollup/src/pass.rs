@@ -141,6 +141,13 @@ async fn seen_rows(ch: &clickhouse::Client, db: &str, from: u32, to: u32) -> Res
     Ok(rows.into_iter().map(|r| (r.hour, r.rows)).collect())
 }
 
+/// The days of the hour of `now` (Unix s) and of the hour before: the
+/// fresh days every pass rolls first.
+fn fresh_days(now: u32) -> BTreeSet<u32> {
+    let current = Grain::Hour.floor(now);
+    [current, current.saturating_sub(3600)].into_iter().map(|h| Grain::Day.floor(h)).collect()
+}
+
 /// The order of a pass: `(day, hours)` with fresh days first (those of the
 /// hour of `now` and the one before), then the others newest first. Hours
 /// empty means the whole day (a pending day).
@@ -153,9 +160,7 @@ pub fn schedule(dirty: &BTreeSet<u32>, pending: &[u32], now: u32) -> Vec<(u32, B
         // A pending day is re-rolled whole.
         days.insert(Grain::Day.floor(*d), BTreeSet::new());
     }
-    let current = Grain::Hour.floor(now);
-    let fresh: BTreeSet<u32> =
-        [current, current.saturating_sub(3600)].into_iter().map(|h| Grain::Day.floor(h)).collect();
+    let fresh = fresh_days(now);
     let mut order: Vec<(u32, BTreeSet<u32>)> = Vec::with_capacity(days.len());
     let mut rest = Vec::new();
     for (d, hours) in days.into_iter().rev() {
@@ -198,8 +203,7 @@ async fn pass_from(
     let seen: BTreeMap<u32, u64> = state.seen.iter().map(|s| (s.hour, s.rows.max(0) as u64)).collect();
     let (dirty, newest) = dirty_hours(&stores.ch, &stores.ch_db, since, state.watermark, &seen).await?;
     let plan = schedule(&dirty, &state.pending, now);
-    let current_days: BTreeSet<u32> =
-        [Grain::Hour.floor(now), Grain::Hour.floor(now).saturating_sub(3600)].map(|h| Grain::Day.floor(h)).into();
+    let current_days = fresh_days(now);
     let mut report = PassReport { newest: newest.max(state.watermark), ..PassReport::default() };
     let mut pending = BTreeSet::new();
     let mut links = BTreeSet::new();

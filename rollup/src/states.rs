@@ -33,13 +33,6 @@ fn state_exprs(sel: &Selection) -> String {
     )
 }
 
-fn grain_name(g: Grain) -> &'static str {
-    match g {
-        Grain::Hour => "hour",
-        Grain::Day => "day",
-    }
-}
-
 /// Writes the states of every key (per link and per tenant) of the `grain`
 /// windows covering `ranges` (whole windows, Unix s, UTC), computed in
 /// ClickHouse by `INSERT … SELECT` (states never travel to the client).
@@ -54,7 +47,7 @@ pub async fn write(
         return Ok(());
     }
     let sel = Selection::rollup(grain);
-    let (bucket, filter, states, g) = (sel.bucket_sql(), sel.where_sql(ranges), state_exprs(&sel), grain_name(grain));
+    let (bucket, filter, states, g) = (sel.bucket_sql(), sel.where_sql(ranges), state_exprs(&sel), grain.name());
     for (link, group) in [("link_id", "tenant_id, link_id, bucket"), ("''", "tenant_id, bucket")] {
         let sql = format!(
             "INSERT INTO {db}.{ROLLUP_STATES_TABLE}
@@ -92,7 +85,7 @@ pub async fn write_empty(
                 uniqCombinedIfState({p})(toUInt64(0), toUInt8(0)) AS conversions,
                 toDateTime({now}) AS computed_at
              FROM system.one",
-            g = grain_name(grain)
+            g = grain.name()
         );
         ch.query(&sql).bind(tenant.as_str()).bind(link.as_str()).execute().await?;
     }
@@ -138,15 +131,13 @@ pub async fn distinct(
     let link = sel.link_id.as_deref().unwrap_or_default();
     let mut parts = Vec::new();
     for (g, starts) in [(Grain::Day, pieces.days), (Grain::Hour, pieces.hours)] {
-        let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) else { continue };
-        let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let Some(buckets) = crate::buckets_sql(starts) else { continue };
         parts.push(format!(
             "SELECT visitors, returning, conversions FROM {db}.{ROLLUP_STATES_TABLE} FINAL
-             WHERE tenant_id = '{tenant}' AND grain = '{g}' AND link_id = '{link}'
-               AND bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}) AND has([{list}], toUInt32(bucket))",
+             WHERE tenant_id = '{tenant}' AND grain = '{g}' AND link_id = '{link}' AND {buckets}",
             tenant = escape(tenant),
             link = escape(link),
-            g = grain_name(g),
+            g = g.name(),
         ));
     }
     if !pieces.raw.is_empty() {

@@ -46,8 +46,14 @@ impl State {
     /// Whether the window `[start, start + len)` (Unix s) lies in a
     /// pending day, so its rollup may miss rows.
     pub fn is_pending(&self, start: u32, len: u32) -> bool {
-        self.pending.iter().any(|d| start < d + 86_400 && start + len > *d)
+        overlaps_pending(&self.pending, start, len)
     }
+}
+
+/// Whether `[start, start + len)` (Unix s) meets one of the `pending` days
+/// (day starts).
+pub fn overlaps_pending(pending: &[u32], start: u32, len: u32) -> bool {
+    pending.iter().any(|d| start < d + 86_400 && start + len > *d)
 }
 
 /// An integer stored as Int32 or Int64 (FerretDB returns small Int64 as Int32).

@@ -126,30 +126,34 @@ pub async fn roll_day(
 }
 
 /// The rollups last written for the `grain` windows at `starts`, from
-/// ClickHouse `rollups`: id → (tenant, link, fingerprint of their numbers).
+/// ClickHouse `rollups`: id → (tenant, link, whether it counted anything).
+/// Only keys are read: the breakdowns stay in ClickHouse.
 async fn previous_rollups(
     ch: &clickhouse::Client,
     db: &str,
     grain: Grain,
     starts: &[u32],
-) -> Result<HashMap<String, (String, String, i64)>, RollupError> {
-    let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) else { return Ok(HashMap::new()) };
-    let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    let rows: Vec<RollupRow> = ch
+) -> Result<HashMap<String, (String, String, bool)>, RollupError> {
+    let Some(buckets) = crate::buckets_sql(starts) else { return Ok(HashMap::new()) };
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Key {
+        tenant_id: String,
+        link_id: String,
+        bucket: u32,
+        counted: u8,
+    }
+    let rows: Vec<Key> = ch
         .query(&format!(
-            "SELECT ?fields FROM {db}.{ROLLUPS_TABLE} FINAL
-             WHERE grain = ? AND bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}) AND has([{list}], toUInt32(bucket))"
+            "SELECT tenant_id, link_id, toUInt32(bucket) AS bucket, toUInt8(views + clicks + bots > 0) AS counted
+             FROM {db}.{ROLLUPS_TABLE} FINAL WHERE grain = ? AND {buckets}"
         ))
         .bind(grain.name())
         .fetch_all()
         .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let breakdown: RollupBreakdown = serde_json::from_str(&r.breakdown).unwrap_or_default();
-        let fp = fingerprint(&metrics_of(&r), &breakdown);
-        out.insert(rollup_id(&r.tenant_id, &r.link_id, r.bucket), (r.tenant_id, r.link_id, fp));
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|r| (rollup_id(&r.tenant_id, &r.link_id, r.bucket), (r.tenant_id, r.link_id, r.counted == 1)))
+        .collect())
 }
 
 /// The counters of a stored rollup row.
@@ -171,14 +175,13 @@ async fn zero_vanished(
     stores: &Stores,
     grain: Grain,
     computed: &mut Vec<Computed>,
-    previous: &HashMap<String, (String, String, i64)>,
+    previous: &HashMap<String, (String, String, bool)>,
     now: u32,
 ) -> Result<(), RollupError> {
     let present: BTreeSet<String> = computed.iter().map(|c| rollup_id(&c.tenant_id, &c.link_id, c.bucket)).collect();
     let mut vanished: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
-    let zero = fingerprint(&RollupMetrics::default(), &RollupBreakdown::default());
-    for (id, (tenant, link, fp)) in previous {
-        if present.contains(id) || *fp == zero || *fp == zero_daily() {
+    for (id, (tenant, link, counted)) in previous {
+        if present.contains(id) || !counted {
             continue;
         }
         let Some(start) = bucket_of(id) else { continue };
@@ -198,11 +201,6 @@ async fn zero_vanished(
         states::write_empty(&stores.ch, &stores.ch_db, grain, start, &keys, now).await?;
     }
     Ok(())
-}
-
-/// The fingerprint of a zeroed daily rollup (24 empty hours).
-fn zero_daily() -> i64 {
-    fingerprint(&RollupMetrics::default(), &RollupBreakdown { hours: vec![0; 24], ..Default::default() })
 }
 
 /// The window start of a rollup id (`{tenant}:{link|all}:{RFC 3339}`).

@@ -82,7 +82,7 @@ pub struct Plan {
 pub fn plan(from: u32, to: u32, closed_until: u32, pending: &[u32]) -> Plan {
     let mut p = Plan::default();
     let mut t = from;
-    let open = |start: u32, len: u32| pending.iter().any(|d| start < d + 86_400 && start + len > *d);
+    let open = |start: u32, len: u32| rollup::watermark::overlaps_pending(pending, start, len);
     while t < to {
         let (day, hour) = (Grain::Day.seconds(), Grain::Hour.seconds());
         if t.is_multiple_of(day) && t + day <= to && t + day <= closed_until && !open(t, day) {
@@ -291,18 +291,6 @@ fn add_metrics(into: &mut RollupMetrics, m: &RollupMetrics) {
     into.bots += m.bots;
 }
 
-fn row_metrics(r: &RollupRow) -> RollupMetrics {
-    RollupMetrics {
-        total_views: r.views as i64,
-        total_clicks: r.clicks as i64,
-        unique_visitors: r.unique_visitors as i64,
-        returning_visitors: r.returning_visitors as i64,
-        total_conversions: r.conversions as i64,
-        conversion_rate: rollup::rate(r.clicks, r.views),
-        bots: r.bots as i64,
-    }
-}
-
 fn row_breakdown(r: &RollupRow) -> Result<RollupBreakdown, ApiError> {
     serde_json::from_str(&r.breakdown)
         .map_err(|e| ApiError::Unavailable { store: "clickhouse", detail: format!("rollup breakdown: {e}") })
@@ -354,7 +342,7 @@ impl Engine<'_> {
 
     /// Whether the `grain` window at `start` is closed (read from its rollup).
     fn closed(&self, start: u32, len: u32) -> bool {
-        start + len <= self.closed_until && !self.pending.iter().any(|d| start < d + 86_400 && start + len > *d)
+        start + len <= self.closed_until && !rollup::watermark::overlaps_pending(&self.pending, start, len)
     }
 
     /// Sums of the additive numbers over `[from, to)`, and the plan used.
@@ -369,7 +357,7 @@ impl Engine<'_> {
         let (mut m, mut b) = (RollupMetrics::default(), RollupBreakdown::default());
         for (grain, starts) in [(Grain::Day, &plan.days), (Grain::Hour, &plan.hours)] {
             for r in self.rollups(scope, grain, starts).await?.values() {
-                add_metrics(&mut m, &row_metrics(r));
+                add_metrics(&mut m, &rollup::window::metrics_of(r));
                 b.merge(&row_breakdown(r)?);
             }
         }
@@ -430,7 +418,7 @@ impl Engine<'_> {
             .map(|start| {
                 if closed.contains(&start) {
                     let (metrics, platforms) = match rolled.get(&start) {
-                        Some(r) => (row_metrics(r), row_breakdown(r)?.platforms),
+                        Some(r) => (rollup::window::metrics_of(r), row_breakdown(r)?.platforms),
                         None => Default::default(),
                     };
                     Ok(Point { start, metrics, platforms, from_rollup: true })
@@ -494,15 +482,12 @@ impl Engine<'_> {
             e.bots += t.bots;
         };
         for (grain, starts) in [("day", &plan.days), ("hour", &plan.hours)] {
-            let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) else { continue };
-            let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let Some(buckets) = rollup::buckets_sql(starts) else { continue };
             let rows: Vec<KeyTotals> = self
                 .ch
                 .query(&format!(
                     "SELECT tenant_id, link_id, sum(views) AS views, sum(clicks) AS clicks, sum(bots) AS bots
-                     FROM {}.{ROLLUPS_TABLE} FINAL
-                     WHERE grain = '{grain}' AND bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi})
-                       AND has([{list}], toUInt32(bucket))
+                     FROM {}.{ROLLUPS_TABLE} FINAL WHERE grain = '{grain}' AND {buckets}
                      GROUP BY tenant_id, link_id",
                     self.db
                 ))

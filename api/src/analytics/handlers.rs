@@ -297,11 +297,19 @@ async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Res
             (Scope { tenant_id: client.id.to_hex(), link_id: None }, client)
         }
     };
-    let to = match q.to.as_deref() {
+    let (from, to) = range(q.from.as_deref(), q.to.as_deref())?;
+    Ok(Resolved { scope, client, from, to, include_bots: q.include_bots.unwrap_or(false) })
+}
+
+/// The range `[from, to)` (Unix s) of a query: `to` default now, `from`
+/// default `to` minus 7 days; 400 when `from` is not before `to` or the
+/// range covers more than [`MAX_RANGE_DAYS`].
+fn range(from: Option<&str>, to: Option<&str>) -> Result<(u32, u32), ApiError> {
+    let to = match to {
         Some(t) => validate::rfc3339("to", t)?,
         None => now_s(),
     };
-    let from = match q.from.as_deref() {
+    let from = match from {
         Some(f) => validate::rfc3339("from", f)?,
         None => to.saturating_sub(7 * 86_400),
     };
@@ -311,7 +319,7 @@ async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Res
     if to - from > MAX_RANGE_DAYS * 86_400 {
         return Err(ApiError::invalid("from", format!("the range may cover at most {MAX_RANGE_DAYS} days")));
     }
-    Ok(Resolved { scope, client, from, to, include_bots: q.include_bots.unwrap_or(false) })
+    Ok((from, to))
 }
 
 /// An engine that reads raw events only (realtime, health: no rollups).
@@ -710,20 +718,7 @@ pub async fn agency(
     Query(q): Query<AgencyQuery>,
 ) -> Result<Json<AgencyView>, ApiError> {
     p.require_operator()?;
-    let to = match q.to.as_deref() {
-        Some(t) => validate::rfc3339("to", t)?,
-        None => now_s(),
-    };
-    let from = match q.from.as_deref() {
-        Some(f) => validate::rfc3339("from", f)?,
-        None => to.saturating_sub(7 * 86_400),
-    };
-    if from >= to {
-        return Err(ApiError::invalid("from", "must be before to"));
-    }
-    if to - from > MAX_RANGE_DAYS * 86_400 {
-        return Err(ApiError::invalid("from", format!("the range may cover at most {MAX_RANGE_DAYS} days")));
-    }
+    let (from, to) = range(q.from.as_deref(), q.to.as_deref())?;
     let top = q.top.unwrap_or(10);
     if !(1..=100).contains(&top) {
         return Err(ApiError::invalid("top", "must be 1 to 100"));
