@@ -35,6 +35,11 @@ pub struct Config {
     /// days into MongoDB (the freshest day always runs), ms. Default 2000.
     #[envconfig(from = "AGGREGATOR_MIRROR_BUDGET_MS", default = "2000")]
     pub mirror_budget_ms: u64,
+    /// `AGGREGATOR_ROLL_CONCURRENCY`: backlog days rolled at the same time
+    /// (ClickHouse reads one day's partition with one thread under `FINAL`;
+    /// about the ClickHouse server's cores). Default 2.
+    #[envconfig(from = "AGGREGATOR_ROLL_CONCURRENCY", default = "2")]
+    pub roll_concurrency: usize,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
@@ -51,6 +56,7 @@ impl Config {
             overlap_secs: self.overlap_secs,
             backlog_budget: std::time::Duration::from_millis(self.backlog_budget_ms),
             mirror_budget: std::time::Duration::from_millis(self.mirror_budget_ms),
+            concurrency: self.roll_concurrency,
         }
     }
 }

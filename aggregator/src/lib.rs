@@ -184,7 +184,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
                 }
                 Err(e) => {
                     let kind = match &e {
-                        RollupError::ClickHouse(_) => "clickhouse",
+                        RollupError::ClickHouse(_) | RollupError::MutationTimeout { .. } => "clickhouse",
                         RollupError::Mongo(_)
                         | RollupError::MongoWrite { .. }
                         | RollupError::DocumentTooLarge { .. } => "mongodb",

@@ -38,6 +38,16 @@ pub struct Config {
     /// totals. 0 shows all. Default 100.
     #[envconfig(from = "API_BREAKDOWN_TOP_N", default = "100")]
     pub breakdown_top_n: usize,
+    /// `API_ANALYTICS_CACHE_TTL_MS`: how long an analytics answer (overview,
+    /// time series, breakdown, export, agency) is served again to the same
+    /// principal for the same request, ms; 0 disables the cache. Answers
+    /// are at most this much older than the data. Default 5000.
+    #[envconfig(from = "API_ANALYTICS_CACHE_TTL_MS", default = "5000")]
+    pub analytics_cache_ttl_ms: u64,
+    /// `API_ANALYTICS_CACHE_ENTRIES`: most answers kept (least recently
+    /// used out first). Default 10000.
+    #[envconfig(from = "API_ANALYTICS_CACHE_ENTRIES", default = "10000")]
+    pub analytics_cache_entries: u64,
     /// `API_LINK_BASE_SCHEME`: scheme of the public link URLs the API shows
     /// (`https` in production, `http` for the local edge). Default `https`.
     #[envconfig(from = "API_LINK_BASE_SCHEME", default = "https")]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// An API failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// 400 `invalid_request`: a field is missing, malformed or out of range.
     #[error("{field}: {message}")]
@@ -202,6 +202,7 @@ impl From<rollup::RollupError> for ApiError {
         use rollup::RollupError as R;
         match e {
             R::ClickHouse(e) => e.into(),
+            R::MutationTimeout { .. } => ApiError::Unavailable { store: "clickhouse", detail: e.to_string() },
             R::Mongo(e) => e.into(),
             R::MongoWrite { .. } | R::DocumentTooLarge { .. } => {
                 ApiError::Unavailable { store: "mongodb", detail: e.to_string() }

@@ -33,6 +33,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod campaigns;
 pub mod config;
 pub mod crm;

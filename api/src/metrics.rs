@@ -22,6 +22,9 @@ pub struct Metrics {
     /// `api_analytics_windows_total{source}`: analytics windows answered
     /// from `rollup`s or from `raw` events.
     pub analytics_windows: IntCounterVec,
+    /// `api_analytics_cache_total{result}`: analytics answers served from
+    /// the answer cache (`hit`) or computed (`miss`).
+    pub analytics_cache: IntCounterVec,
     /// `api_emails_total{template, outcome}`: emails `sent` or `failed`.
     pub emails: IntCounterVec,
     /// `api_retries_total{cause}`: `invoice_number` (a concurrent creation
@@ -55,6 +58,13 @@ impl Metrics {
                 Opts::new("api_analytics_windows_total", "Analytics windows answered from rollups or raw events."),
                 &["source"],
             )?,
+            analytics_cache: IntCounterVec::new(
+                Opts::new(
+                    "api_analytics_cache_total",
+                    "Analytics answers from the answer cache (hit) or computed (miss).",
+                ),
+                &["result"],
+            )?,
             emails: IntCounterVec::new(
                 Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."),
                 &["template", "outcome"],
@@ -76,6 +86,7 @@ impl Metrics {
         r.register(Box::new(m.auth_failures.clone()))?;
         r.register(Box::new(m.rate_limited.clone()))?;
         r.register(Box::new(m.analytics_windows.clone()))?;
+        r.register(Box::new(m.analytics_cache.clone()))?;
         Ok(m)
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
+use crate::cache::AnswerCache;
 use crate::config::Config;
 use crate::crypto::{CryptoError, Pii};
 use crate::error::ApiError;
@@ -37,6 +38,8 @@ pub struct Inner {
     pub pii: Option<Pii>,
     /// Outgoing mail (file outbox or SMTP) and its log.
     pub mailer: Mailer,
+    /// Recent analytics answers ([`AnswerCache`]).
+    pub answers: AnswerCache,
 }
 
 /// Why the state could not be built from the configuration.
@@ -86,7 +89,13 @@ impl AppState {
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);
         let operator_hash =
             (!cfg.operator_key.is_empty()).then(|| Sha256::digest(cfg.operator_key.expose().as_bytes()).into());
+        let answers = AnswerCache::new(
+            std::time::Duration::from_millis(cfg.analytics_cache_ttl_ms),
+            cfg.analytics_cache_entries,
+            metrics.analytics_cache.clone(),
+        );
         Ok(AppState(Arc::new(Inner {
+            answers,
             pii,
             mailer,
             mongo,

@@ -562,3 +562,47 @@ async fn agency_view_totals_every_tenant_with_growth() {
     let (status, body) = e.call(Some(&k1), Method::GET, path, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+/// Issue #13: an analytics answer is served again to the same principal for
+/// the same request within `API_ANALYTICS_CACHE_TTL_MS`, never to another
+/// key, and a refusal is never cached.
+#[tokio::test]
+async fn analytics_answers_are_cached_per_principal() {
+    let e = env().await;
+    let (t1, k1) = e.tenant("cache-a").await;
+    let (_, k2) = e.tenant("cache-b").await;
+    let l1 = e.link(&k1, "a").await;
+    let now = now_s();
+    e.insert_and_roll(&[ev(KindCode::View, DAY + 100, &t1, &l1, 1, 1, now)]).await;
+    let path = format!("/v1/analytics/overview?client_id={t1}&from=2025-11-21T00:00:00Z&to=2025-11-22T00:00:00Z");
+    let get = |key: String| {
+        let (e, path) = (&e, &path);
+        async move {
+            let r = e.http.get(format!("{}{path}", e.base)).bearer_auth(key).send().await.unwrap();
+            let (status, cache) = (r.status(), r.headers().get("x-cache").map(|v| v.to_str().unwrap().to_string()));
+            let v: Value = r.json().await.unwrap();
+            (status, cache, v)
+        }
+    };
+    let (s, cache, v) = get(k1.clone()).await;
+    assert_eq!((s, cache.as_deref(), v["views"].as_i64()), (StatusCode::OK, Some("miss"), Some(1)));
+    e.insert_and_roll(&[ev(KindCode::View, DAY + 200, &t1, &l1, 2, 2, now)]).await;
+    let (_, cache, again) = get(k1.clone()).await;
+    assert_eq!((cache.as_deref(), again), (Some("hit"), v), "the same answer within the TTL");
+    // Another key of the same tenant has its own entry: the fresh numbers.
+    let k = e
+        .ok(
+            &e.op,
+            Method::POST,
+            &format!("/v1/clients/{t1}/api-keys"),
+            Some(json!({"name": "second", "scopes": ["analytics:read"]})),
+        )
+        .await;
+    let (_, cache, fresh) = get(k["key"].as_str().unwrap().to_string()).await;
+    assert_eq!((cache.as_deref(), fresh["views"].as_i64()), (Some("miss"), Some(2)));
+    // Another tenant's key is refused, every time.
+    for _ in 0..2 {
+        let (s, _, body) = get(k2.clone()).await;
+        assert!(s == StatusCode::FORBIDDEN || s == StatusCode::NOT_FOUND, "{s} {body}");
+    }
+}

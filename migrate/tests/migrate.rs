@@ -83,13 +83,15 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     let cfg = clickhouse_config(&db);
     let tables = migrate::apply_clickhouse(&cfg).await.expect("first apply");
     use schemas::clickhouse::{
-        EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE, ROLLUP_STATES_TABLE,
+        EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE, ROLLUP_SPANS_TABLE,
+        ROLLUP_STATES_TABLE,
     };
     let expected = [
         EVENTS_TABLE,
         EVENTS_WRITTEN_TABLE,
         EVENTS_WRITTEN_VIEW,
         ROLLUP_MIRROR_TABLE,
+        ROLLUP_SPANS_TABLE,
         ROLLUP_STATES_TABLE,
         ROLLUPS_TABLE,
     ];

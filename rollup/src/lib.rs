@@ -46,12 +46,13 @@ pub mod lifecycle;
 pub mod mirror;
 pub mod pass;
 pub mod select;
+pub mod spans;
 pub mod states;
 pub mod watermark;
 pub mod window;
 
 use bson::doc;
-use schemas::clickhouse::{GrainCode, HLL_PRECISION, ROLLUPS_TABLE, ROLLUP_STATES_TABLE};
+use schemas::clickhouse::{GrainCode, HLL_PRECISION, ROLLUPS_TABLE, ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE};
 use schemas::mongo::collections;
 use serde::Deserialize;
 
@@ -84,6 +85,14 @@ pub enum RollupError {
         id: String,
         /// Its size, bytes.
         bytes: usize,
+    },
+    /// ClickHouse mutations (`ALTER … DELETE`) still ran after the wait.
+    #[error("clickhouse: {pending} mutations still running after {waited_ms} ms")]
+    MutationTimeout {
+        /// Mutations not done.
+        pending: u64,
+        /// Time waited, ms.
+        waited_ms: u64,
     },
     /// Serialising a breakdown failed.
     #[error("json: {0}")]
@@ -168,9 +177,16 @@ pub fn now_s() -> u32 {
 
 /// Recomputes `smartlinks.metadata.{totalViews, uniqueVisitors,
 /// conversionRate}` of `links` (hex ids) from their daily rollups and
-/// merged daily states (so it reads a row per day, not every event).
+/// merged distinct states: blocks of days from `rollup_spans` when
+/// `spans` is `Some` (they are built, [`spans`]; blocks holding one of its
+/// days are not re-merged yet and left out), day states for the rest, so
+/// a year of history merges about 12 states a counter, not 365.
 /// Leaves `updatedAt` alone: these counters are not served by the edge.
-pub async fn refresh_link_counters(stores: &Stores, links: Vec<String>) -> Result<(), RollupError> {
+pub async fn refresh_link_counters(
+    stores: &Stores,
+    links: Vec<String>,
+    spans: Option<&[u32]>,
+) -> Result<(), RollupError> {
     if links.is_empty() {
         return Ok(());
     }
@@ -182,21 +198,55 @@ pub async fn refresh_link_counters(stores: &Stores, links: Vec<String>) -> Resul
         uniques: u64,
     }
     let (db, p) = (&stores.ch_db, HLL_PRECISION);
-    let totals: Vec<Totals> = stores
+    let first: u32 = stores
         .ch
         .query(&format!(
-            "SELECT link_id, sum(views) AS views, sum(clicks) AS clicks, max(uniques) AS uniques FROM (
-                SELECT link_id, views, clicks, toUInt64(0) AS uniques
-                FROM {db}.{ROLLUPS_TABLE} FINAL WHERE grain = 'day' AND has(?, link_id)
-                UNION ALL
-                SELECT link_id, toUInt64(0) AS views, toUInt64(0) AS clicks, uniqCombinedIfMerge({p})(visitors) AS uniques
-                FROM {db}.{ROLLUP_STATES_TABLE} FINAL WHERE grain = 'day' AND has(?, link_id) GROUP BY link_id
-             ) GROUP BY link_id"
+            "SELECT toUInt32(min(bucket)) FROM {db}.{ROLLUP_STATES_TABLE} WHERE grain = 'day' AND has(?, link_id)"
         ))
         .bind(&links)
-        .bind(&links)
-        .fetch_all()
+        .fetch_one()
         .await?;
+    let today = Grain::Day.floor(now_s());
+    // `min` of no rows is 1970-01-01 (0): then there is no state to merge.
+    let days: Vec<u32> =
+        if first == 0 { Vec::new() } else { (Grain::Day.floor(first)..=today).step_by(86_400).collect() };
+    let (blocks, rest) = match spans {
+        Some(avoid) => spans::cover(&days, avoid),
+        None => (Vec::new(), days),
+    };
+    let mut states = Vec::new();
+    if let Some(cond) = spans::blocks_sql(&blocks) {
+        states.push(format!(
+            "SELECT link_id, visitors FROM {db}.{ROLLUP_SPANS_TABLE} FINAL WHERE has(?, link_id) AND {cond}"
+        ));
+    }
+    if let Some(cond) = buckets_sql(&rest) {
+        states.push(format!(
+            "SELECT link_id, visitors FROM {db}.{ROLLUP_STATES_TABLE} FINAL
+             WHERE grain = 'day' AND has(?, link_id) AND {cond}"
+        ));
+    }
+    let uniques = if states.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "UNION ALL
+            SELECT link_id, toUInt64(0) AS views, toUInt64(0) AS clicks, uniqCombinedIfMerge({p})(visitors) AS uniques
+            FROM ({}) GROUP BY link_id",
+            states.join(" UNION ALL ")
+        )
+    };
+    let mut q = stores.ch.query(&format!(
+        "SELECT link_id, sum(views) AS views, sum(clicks) AS clicks, max(uniques) AS uniques FROM (
+            SELECT link_id, views, clicks, toUInt64(0) AS uniques
+            FROM {db}.{ROLLUPS_TABLE} FINAL WHERE grain = 'day' AND has(?, link_id)
+            {uniques}
+         ) GROUP BY link_id"
+    ));
+    for _ in 0..=states.len() {
+        q = q.bind(&links);
+    }
+    let totals: Vec<Totals> = q.fetch_all().await?;
     let coll = stores.mongo.collection::<bson::Document>(collections::SMARTLINKS);
     for t in totals {
         let Ok(id) = bson::oid::ObjectId::parse_str(&t.link_id) else { continue };

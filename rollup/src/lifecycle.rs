@@ -4,7 +4,8 @@
 //! Both delete from ClickHouse with `ALTER TABLE ... DELETE` (a mutation:
 //! asynchronous, so we wait for `system.mutations` to report it done), and
 //! both keep the rollups true: retention deletes the rollups of the windows
-//! it removes; erasure re-rolls every window the visitor's events were in,
+//! it removes (and re-merges the blocks of days across its cutoff,
+//! [`crate::spans`]); erasure re-rolls every window the visitor's events were in,
 //! which lowers (or zeroes) their counts, then refreshes the link counters.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,11 +40,12 @@ pub struct Erasure {
 }
 
 /// Waits until no mutation of `db` is pending, polling `system.mutations`
-/// every 100 ms for at most `timeout`. Still pending then is not an error
-/// here (the caller's numbers are re-rolled by the next pass anyway).
+/// every 100 ms for at most `timeout`; [`RollupError::MutationTimeout`]
+/// when some are still running then (the caller's re-roll would read rows
+/// the mutation has not deleted yet).
 async fn wait_mutations(stores: &Stores, timeout: Duration) -> Result<(), RollupError> {
     enum Poll {
-        Pending,
+        Pending(u64),
         Failed(RollupError),
     }
     let every = Duration::from_millis(100);
@@ -58,16 +60,19 @@ async fn wait_mutations(stores: &Stores, timeout: Duration) -> Result<(), Rollup
         if pending == 0 {
             Ok(())
         } else {
-            Err(Poll::Pending)
+            Err(Poll::Pending(pending))
         }
     };
     let polls = (timeout.as_millis() / every.as_millis()).max(1) as usize;
     match check
         .retry(ConstantBuilder::new().with_delay(every).with_max_times(polls))
-        .when(|e| matches!(e, Poll::Pending))
+        .when(|e| matches!(e, Poll::Pending(_)))
         .await
     {
-        Ok(()) | Err(Poll::Pending) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(Poll::Pending(n)) => {
+            Err(RollupError::MutationTimeout { pending: n, waited_ms: timeout.as_millis() as u64 })
+        }
         Err(Poll::Failed(e)) => Err(e),
     }
 }
@@ -138,8 +143,12 @@ pub async fn erase_visitor_with(
         crate::mirror::mirror_day(stores, *day, now).await?;
         windows += rolled.hours + rolled.days;
     }
+    let rolled: BTreeSet<u32> = days.keys().copied().collect();
+    crate::spans::refresh(&stores.ch, &stores.ch_db, &rolled, now).await?;
+    let state = crate::watermark::load_state(&stores.mongo).await?;
     let links: BTreeSet<String> = hits.iter().map(|h| h.link_id.clone()).collect();
-    crate::refresh_link_counters(stores, links.into_iter().collect()).await?;
+    let spans = state.spans.then_some(state.spans_dirty.as_slice());
+    crate::refresh_link_counters(stores, links.into_iter().collect(), spans).await?;
     Ok(Erasure { events: hits.iter().map(|h| h.n).sum(), windows })
 }
 
@@ -168,6 +177,7 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
         .try_collect()
         .await?;
     let mut by_days: BTreeMap<i64, Vec<ObjectId>> = BTreeMap::new();
+    let mut cutoffs = BTreeSet::new();
     for c in &clients {
         let days = c.settings.as_ref().and_then(|s| s.analytics_retention_days).unwrap_or(365).max(1);
         by_days.entry(days).or_default().push(c.id);
@@ -175,6 +185,8 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
     for (days, ids) in by_days {
         let cutoff = Grain::Day.floor(now).saturating_sub((days as u32).saturating_mul(86_400));
         let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+        crate::spans::delete_before(&stores.ch, &stores.ch_db, &hex, cutoff).await?;
+        cutoffs.insert(cutoff);
         for table in ["events", "rollups", "rollup_states"] {
             let col = if table == "events" { "ts" } else { "bucket" };
             stores
@@ -206,5 +218,7 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
         .execute()
         .await?;
     wait_mutations(stores, Duration::from_secs(120)).await?;
+    // Blocks of days across a cutoff are merged again from the days kept.
+    crate::spans::refresh(&stores.ch, &stores.ch_db, &cutoffs, now).await?;
     Ok(clients.len())
 }

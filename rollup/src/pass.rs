@@ -18,6 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use schemas::clickhouse::EVENTS_WRITTEN_TABLE;
 use serde::Deserialize;
 
@@ -40,6 +42,10 @@ pub struct PassConfig {
     /// Time a pass may spend mirroring days into MongoDB; the first day
     /// (the freshest) always runs.
     pub mirror_budget: Duration,
+    /// Backlog days rolled at the same time (each day's queries read one
+    /// `events` partition, which ClickHouse reads with one thread under
+    /// `FINAL`: two days at once use two cores). At least 1.
+    pub concurrency: usize,
 }
 
 impl Default for PassConfig {
@@ -49,6 +55,7 @@ impl Default for PassConfig {
             overlap_secs: 120,
             backlog_budget: Duration::from_secs(3),
             mirror_budget: Duration::from_secs(2),
+            concurrency: 2,
         }
     }
 }
@@ -208,30 +215,64 @@ async fn pass_from(
     let mut pending = BTreeSet::new();
     let mut links = BTreeSet::new();
     let mut mirror: BTreeSet<u32> = state.mirror_pending.iter().copied().collect();
-    let mut backlog_started: Option<Instant> = None;
-    for (day, hours) in plan {
-        let fresh = current_days.contains(&day);
-        if !fresh {
-            let started = *backlog_started.get_or_insert_with(Instant::now);
-            if started.elapsed() > cfg.backlog_budget {
-                pending.insert(day);
-                continue;
-            }
+    let mut spans_ready = state.spans;
+    if !spans_ready {
+        match crate::spans::rebuild_all(&stores.ch, &stores.ch_db, now).await {
+            Ok(()) => spans_ready = true,
+            Err(e) => report.failed.push((0, format!("spans: {e}"))),
         }
-        match roll_day(stores, cfg.roll, day, &hours, now).await {
-            Ok(r) => {
+    }
+    // Fresh days one after the other, then the backlog `cfg.concurrency`
+    // days at a time; a backlog day not started within the budget waits.
+    let (fresh, backlog): (Vec<_>, Vec<_>) = plan.into_iter().partition(|(day, _)| current_days.contains(day));
+    let mut results = Vec::new();
+    for (day, hours) in fresh {
+        results.push((day, Some(roll_day(stores, cfg.roll, day, &hours, now).await)));
+    }
+    let backlog_started = Instant::now();
+    let rolls = futures::stream::iter(backlog.into_iter().enumerate()).map(|(i, (day, hours))| async move {
+        // The first backlog day always runs.
+        if i > 0 && backlog_started.elapsed() > cfg.backlog_budget {
+            return (day, None);
+        }
+        (day, Some(roll_day(stores, cfg.roll, day, &hours, now).await))
+    });
+    results.extend(rolls.buffered(cfg.concurrency.max(1)).collect::<Vec<_>>().await);
+    let mut rolled_days = BTreeSet::new();
+    for (day, r) in results {
+        match r {
+            None => {
+                pending.insert(day);
+            }
+            Some(Ok(r)) => {
                 report.hours += r.hours;
                 report.days += r.days;
                 links.extend(r.links);
                 mirror.insert(day);
+                rolled_days.insert(day);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 report.failed.push((day, e.to_string()));
                 pending.insert(day);
             }
         }
     }
-    if let Err(e) = refresh_link_counters(stores, links.into_iter().collect()).await {
+    // Blocks of days are re-merged once the backlog is done, for days no
+    // longer fresh: once per catch-up, not once per pass, and not every
+    // pass for today. Until then the api uses no block containing them.
+    let mut spans_dirty: BTreeSet<u32> = state.spans_dirty.iter().copied().chain(rolled_days).collect();
+    if pending.is_empty() {
+        let ready: BTreeSet<u32> = spans_dirty.iter().copied().filter(|d| !current_days.contains(d)).collect();
+        if !ready.is_empty() {
+            match crate::spans::refresh(&stores.ch, &stores.ch_db, &ready, now).await {
+                Ok(()) => spans_dirty.retain(|d| !ready.contains(d)),
+                Err(e) => report.failed.push((0, format!("spans: {e}"))),
+            }
+        }
+    }
+    let avoid: Vec<u32> = spans_dirty.iter().copied().collect();
+    let spans = spans_ready.then_some(avoid.as_slice());
+    if let Err(e) = refresh_link_counters(stores, links.into_iter().collect(), spans).await {
         report.failed.push((0, format!("link counters: {e}")));
     }
     // The MongoDB mirror follows the ClickHouse rollups, fresh days first,
@@ -265,6 +306,8 @@ async fn pass_from(
         pending: pending.into_iter().collect(),
         mirror_pending: mirror_pending.into_iter().collect(),
         seen: seen.into_iter().map(|(hour, rows)| watermark::SeenHour { hour, rows: rows as i64 }).collect(),
+        spans: spans_ready,
+        spans_dirty: spans_dirty.into_iter().collect(),
     };
     watermark::save_state(&stores.mongo, &state).await?;
     Ok(report)

@@ -17,7 +17,7 @@
 //! SQL runs on ClickHouse 18.16 and current releases (`-If` combinator,
 //! `-State` / `-Merge`, `UNION ALL`, `INSERT … SELECT`).
 
-use schemas::clickhouse::{EVENTS_TABLE, HLL_PRECISION, ROLLUP_STATES_TABLE};
+use schemas::clickhouse::{EVENTS_TABLE, HLL_PRECISION, ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE};
 use serde::Deserialize;
 
 use crate::{Grain, RollupError, Selection, VISITOR_SQL};
@@ -103,11 +103,14 @@ pub struct Distinct {
     pub conversions: u64,
 }
 
-/// Which windows and ranges make up one range: closed `days` and `hours`
-/// (window starts, read from `rollup_states`) and `raw` half-open ranges
-/// (read from `events`).
-#[derive(Debug, Clone, Copy)]
+/// Which windows and ranges make up one range: closed `spans` (blocks of
+/// days, read from `rollup_spans`, [`crate::spans::cover`]), closed `days`
+/// and `hours` (window starts, read from `rollup_states`) and `raw`
+/// half-open ranges (read from `events`).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Pieces<'a> {
+    /// Blocks of closed days, `(level, start)`.
+    pub spans: &'a [(u8, u32)],
     /// Starts of closed days.
     pub days: &'a [u32],
     /// Starts of closed hours.
@@ -130,6 +133,14 @@ pub async fn distinct(
     let tenant = sel.tenant_id.as_deref().unwrap_or_default();
     let link = sel.link_id.as_deref().unwrap_or_default();
     let mut parts = Vec::new();
+    if let Some(blocks) = crate::spans::blocks_sql(pieces.spans) {
+        parts.push(format!(
+            "SELECT visitors, returning, conversions FROM {db}.{ROLLUP_SPANS_TABLE} FINAL
+             WHERE tenant_id = '{tenant}' AND link_id = '{link}' AND {blocks}",
+            tenant = escape(tenant),
+            link = escape(link),
+        ));
+    }
     for (g, starts) in [(Grain::Day, pieces.days), (Grain::Hour, pieces.hours)] {
         let Some(buckets) = crate::buckets_sql(starts) else { continue };
         parts.push(format!(

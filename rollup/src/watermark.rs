@@ -28,6 +28,17 @@ pub struct State {
     /// last pass saw them ([`crate::pass::dirty_hours`]).
     #[serde(default)]
     pub seen: Vec<SeenHour>,
+    /// Whether `rollup_spans` covers every rolled day
+    /// ([`crate::spans`]); false for a store from before spans, until the
+    /// aggregator has built them. The api merges spans only when true.
+    #[serde(default)]
+    pub spans: bool,
+    /// Days (starts, Unix s) rolled since their blocks of days were last
+    /// re-merged: the api uses no block containing one of them. The
+    /// aggregator re-merges them once no day is pending and the day is no
+    /// longer fresh ([`crate::spans`]).
+    #[serde(default, rename = "spans_dirty")]
+    pub spans_dirty: Vec<u32>,
 }
 
 /// Rows of one hour seen by the last pass (stored as a document: the
@@ -79,20 +90,19 @@ pub async fn save_state(mongo: &mongodb::Database, state: &State) -> Result<(), 
     let pending: Vec<i64> = state.pending.iter().map(|d| i64::from(*d)).collect();
     let mirror: Vec<i64> = state.mirror_pending.iter().map(|d| i64::from(*d)).collect();
     let seen: Vec<bson::Document> = state.seen.iter().map(|s| doc! { "h": i64::from(s.hour), "n": s.rows }).collect();
+    let spans_dirty: Vec<i64> = state.spans_dirty.iter().map(|d| i64::from(*d)).collect();
     mongo
         .collection::<bson::Document>(COLLECTION)
         .replace_one(
             doc! { "_id": "rollups" },
-            doc! { "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending, "mirror": mirror, "seen": seen },
+            doc! {
+                "_id": "rollups", "watermark": i64::from(state.watermark), "pending": pending, "mirror": mirror,
+                "seen": seen, "spans": state.spans, "spans_dirty": spans_dirty,
+            },
         )
         .upsert(true)
         .await?;
     Ok(())
-}
-
-/// Persists the watermark `w` (Unix seconds) with no pending day.
-pub async fn save(mongo: &mongodb::Database, w: u32) -> Result<(), mongodb::error::Error> {
-    save_state(mongo, &State { watermark: w, ..State::default() }).await
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub const ROLLUPS_TABLE: &str = "rollups";
 /// Table of the mergeable distinct-count states of each rollup window
 /// ([`rollup_states_table_ddl`]).
 pub const ROLLUP_STATES_TABLE: &str = "rollup_states";
+/// Table of the distinct-count states of aligned blocks of 2 to 64 days,
+/// merged from day states ([`rollup_spans_table_ddl`]).
+pub const ROLLUP_SPANS_TABLE: &str = "rollup_spans";
 /// Log of the rollups mirrored into MongoDB: key and fingerprint
 /// ([`rollup_mirror_table_ddl`]).
 pub const ROLLUP_MIRROR_TABLE: &str = "rollup_mirror";
@@ -424,10 +427,22 @@ SETTINGS index_granularity = 8192"
 /// empty state be written for a key that lost all its events (erasure).
 /// `ReplacingMergeTree(computed_at)`: re-rolling a window replaces its row.
 pub fn rollup_states_table_ddl(database: &str) -> String {
+    states_table_ddl(
+        database,
+        ROLLUP_STATES_TABLE,
+        "grain Enum8('hour' = 1, 'day' = 2),\n    bucket DateTime('UTC')",
+        "bucket",
+        "tenant_id, grain, bucket, link_id",
+    )
+}
+
+/// A table of distinct-count states: the `window` columns, then tenant,
+/// link, the three states and `computed_at` (the version of a
+/// `ReplacingMergeTree`), partitioned by the month of `month_of`.
+fn states_table_ddl(database: &str, table: &str, window: &str, month_of: &str, order: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {database}.{ROLLUP_STATES_TABLE} (
-    grain Enum8('hour' = 1, 'day' = 2),
-    bucket DateTime('UTC'),
+        "CREATE TABLE IF NOT EXISTS {database}.{table} (
+    {window},
     tenant_id String,
     link_id String,
     visitors AggregateFunction(uniqCombinedIf({HLL_PRECISION}), String, UInt8),
@@ -435,9 +450,27 @@ pub fn rollup_states_table_ddl(database: &str) -> String {
     conversions AggregateFunction(uniqCombinedIf({HLL_PRECISION}), UInt64, UInt8),
     computed_at DateTime('UTC')
 ) ENGINE = ReplacingMergeTree(computed_at)
-PARTITION BY toYYYYMM(bucket)
-ORDER BY (tenant_id, grain, bucket, link_id)
+PARTITION BY toYYYYMM({month_of})
+ORDER BY ({order})
 SETTINGS index_granularity = 256"
+    )
+}
+
+/// The `CREATE TABLE IF NOT EXISTS {database}.rollup_spans` statement: the
+/// states of [`ROLLUP_STATES_TABLE`] merged over aligned blocks of `2^level`
+/// UTC days (`level` 1..=6: 2 to 64 days; a block starts at a multiple of
+/// its length since 1970-01-01), per tenant (`link_id` empty) and link, so
+/// a range's distinct counters merge a few blocks instead of a state per
+/// day. `ReplacingMergeTree(computed_at)`: re-merging a block replaces it.
+/// Ordered by block first: both the re-merge of a block (every key) and a
+/// range's read (a few blocks of one key) read only their blocks' rows.
+pub fn rollup_spans_table_ddl(database: &str) -> String {
+    states_table_ddl(
+        database,
+        ROLLUP_SPANS_TABLE,
+        "level UInt8,\n    start DateTime('UTC')",
+        "start",
+        "level, start, tenant_id, link_id",
     )
 }
 
@@ -495,6 +528,7 @@ pub fn ddl(database: &str) -> Vec<String> {
         events_table_ddl(database),
         rollups_table_ddl(database),
         rollup_states_table_ddl(database),
+        rollup_spans_table_ddl(database),
         rollup_mirror_table_ddl(database),
         events_written_table_ddl(database),
         events_written_view_ddl(database),

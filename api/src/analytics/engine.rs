@@ -20,8 +20,10 @@
 //! pieces. Distinct numbers over a range (unique and returning visitors,
 //! conversions) cannot be summed from windows: they merge the windows'
 //! distinct-count states with states of the raw pieces
-//! ([`rollup::states::distinct`]), so a 30-day overview reads about 30
-//! state rows and the open hour's events, not 30 days of events.
+//! ([`rollup::states::distinct`]): whole days in aligned blocks of 2 to 64
+//! days ([`rollup::spans`]), so a 30-day overview merges about 8 day-block
+//! states, the hour states of its partial days and the open hour's events,
+//! not 30 days of events.
 //!
 //! ## Exactness
 //! - A time-series bucket (one hour or day) is exact: its rollup counts
@@ -283,6 +285,12 @@ pub struct Engine<'a> {
     /// Values kept per breakdown dimension in an answer; the rest is summed
     /// under `(other)`. 0 keeps all.
     pub top_n: usize,
+    /// Whether blocks of closed days are merged from `rollup_spans`
+    /// (built by the aggregator, [`rollup::spans`]) rather than day by day.
+    pub spans: bool,
+    /// Days whose blocks the aggregator has not re-merged yet: no block
+    /// containing one is used.
+    pub spans_dirty: Vec<u32>,
 }
 
 fn add_metrics(into: &mut RollupMetrics, m: &RollupMetrics) {
@@ -345,35 +353,46 @@ impl Engine<'_> {
         start + len <= self.closed_until && !rollup::watermark::overlaps_pending(&self.pending, start, len)
     }
 
-    /// Sums of the additive numbers over `[from, to)`, and the plan used.
+    /// Sums of the additive numbers over `plan`: its rollups and raw
+    /// ranges read at the same time.
     async fn additive(
         &self,
         scope: &Scope,
-        from: u32,
-        to: u32,
+        plan: &Plan,
         include_bots: bool,
-    ) -> Result<(RollupMetrics, RollupBreakdown, Plan), ApiError> {
-        let plan = self.plan(from, to, include_bots);
+    ) -> Result<(RollupMetrics, RollupBreakdown), ApiError> {
+        let (days, hours, raw) = futures::try_join!(
+            self.rollups(scope, Grain::Day, &plan.days),
+            self.rollups(scope, Grain::Hour, &plan.hours),
+            self.raw(scope, include_bots, None, &plan.raw),
+        )?;
         let (mut m, mut b) = (RollupMetrics::default(), RollupBreakdown::default());
-        for (grain, starts) in [(Grain::Day, &plan.days), (Grain::Hour, &plan.hours)] {
-            for r in self.rollups(scope, grain, starts).await?.values() {
-                add_metrics(&mut m, &rollup::window::metrics_of(r));
-                b.merge(&row_breakdown(r)?);
-            }
+        for r in days.values().chain(hours.values()) {
+            add_metrics(&mut m, &rollup::window::metrics_of(r));
+            b.merge(&row_breakdown(r)?);
         }
-        for c in self.raw(scope, include_bots, None, &plan.raw).await? {
+        for c in raw {
             add_metrics(&mut m, &c.metrics);
             b.merge(&c.breakdown);
         }
-        Ok((m, b, plan))
+        Ok((m, b))
     }
 
-    /// Counters and breakdowns of `scope` over `[from, to)` (Unix s).
+    /// Counters and breakdowns of `scope` over `[from, to)` (Unix s); the
+    /// additive part and the distinct counters are read at the same time.
     pub async fn overview(&self, scope: &Scope, from: u32, to: u32, include_bots: bool) -> Result<Overview, ApiError> {
-        let (mut metrics, mut breakdown, plan) = self.additive(scope, from, to, include_bots).await?;
+        let plan = self.plan(from, to, include_bots);
+        let (blocks, days) = if self.spans {
+            rollup::spans::cover(&plan.days, &self.spans_dirty)
+        } else {
+            (Vec::new(), plan.days.clone())
+        };
+        let pieces = Pieces { spans: &blocks, days: &days, hours: &plan.hours, raw: &plan.raw };
+        let sel = scope.selection(include_bots, None);
+        let ((mut metrics, mut breakdown), d) = futures::try_join!(self.additive(scope, &plan, include_bots), async {
+            Ok(rollup::states::distinct(self.ch, self.db, &sel, pieces).await?)
+        },)?;
         breakdown.cap(self.top_n);
-        let pieces = Pieces { days: &plan.days, hours: &plan.hours, raw: &plan.raw };
-        let d = rollup::states::distinct(self.ch, self.db, &scope.selection(include_bots, None), pieces).await?;
         metrics.unique_visitors = d.visitors as i64;
         metrics.returning_visitors = d.returning as i64;
         metrics.total_conversions = d.conversions as i64;
@@ -444,7 +463,8 @@ impl Engine<'_> {
         dim: Dimension,
         include_bots: bool,
     ) -> Result<Vec<BreakdownItem>, ApiError> {
-        let (_, mut b, _) = self.additive(scope, from, to, include_bots).await?;
+        let plan = self.plan(from, to, include_bots);
+        let (_, mut b) = self.additive(scope, &plan, include_bots).await?;
         b.cap(self.top_n);
         let mut items: Vec<BreakdownItem> = dim
             .in_rollup(&b)

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bson::{doc, oid::ObjectId};
 use futures::TryStreamExt;
@@ -18,6 +19,7 @@ use rollup::Grain;
 
 use super::engine::{Dimension, Engine, Scope};
 use crate::auth::Principal;
+use crate::cache::AnswerCache;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::links::load_link;
@@ -324,21 +326,35 @@ fn range(from: Option<&str>, to: Option<&str>) -> Result<(u32, u32), ApiError> {
 
 /// An engine that reads raw events only (realtime, health: no rollups).
 fn raw_engine(st: &AppState) -> Engine<'_> {
-    Engine { ch: &st.ch, db: &st.ch_db, closed_until: 0, pending: Vec::new(), top_n: st.cfg.breakdown_top_n }
+    Engine {
+        ch: &st.ch,
+        db: &st.ch_db,
+        closed_until: 0,
+        pending: Vec::new(),
+        top_n: st.cfg.breakdown_top_n,
+        spans: false,
+        spans_dirty: Vec::new(),
+    }
 }
 
 /// An engine over closed windows: those the aggregator's watermark passed by
 /// the grace period and whose day is not pending, or up to `closed_until`
 /// when given (tests: nothing pending then).
 pub async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
+    let state = rollup::watermark::load_state(&st.mongo).await?;
     let (closed_until, pending) = match closed_until {
         Some(c) => (c, Vec::new()),
-        None => {
-            let state = rollup::watermark::load_state(&st.mongo).await?;
-            (state.watermark.saturating_sub(st.cfg.rollup_grace_secs), state.pending)
-        }
+        None => (state.watermark.saturating_sub(st.cfg.rollup_grace_secs), state.pending),
     };
-    Ok(Engine { ch: &st.ch, db: &st.ch_db, closed_until, pending, top_n: st.cfg.breakdown_top_n })
+    Ok(Engine {
+        ch: &st.ch,
+        db: &st.ch_db,
+        closed_until,
+        pending,
+        top_n: st.cfg.breakdown_top_n,
+        spans: state.spans,
+        spans_dirty: state.spans_dirty,
+    })
 }
 
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
@@ -393,9 +409,10 @@ pub async fn overview_with(
 pub async fn overview(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    uri: Uri,
     Query(q): Query<AnalyticsQuery>,
-) -> Result<Json<OverviewView>, ApiError> {
-    Ok(Json(overview_with(&st, &p, &q, None).await?))
+) -> Result<Response, ApiError> {
+    st.answers.json(AnswerCache::key(&p, &uri), overview_with(&st, &p, &q, None)).await
 }
 
 /// The time series of a range; `closed_until` overrides the watermark (tests).
@@ -446,9 +463,10 @@ pub async fn timeseries_with(
 pub async fn timeseries(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    uri: Uri,
     Query(q): Query<AnalyticsQuery>,
-) -> Result<Json<TimeseriesView>, ApiError> {
-    Ok(Json(timeseries_with(&st, &p, &q, None).await?))
+) -> Result<Response, ApiError> {
+    st.answers.json(AnswerCache::key(&p, &uri), timeseries_with(&st, &p, &q, None)).await
 }
 
 /// A breakdown of a range; `closed_until` overrides the watermark (tests).
@@ -496,9 +514,10 @@ pub async fn breakdown_with(
 pub async fn breakdown(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    uri: Uri,
     Query(q): Query<AnalyticsQuery>,
-) -> Result<Json<BreakdownView>, ApiError> {
-    Ok(Json(breakdown_with(&st, &p, &q, None).await?))
+) -> Result<Response, ApiError> {
+    st.answers.json(AnswerCache::key(&p, &uri), breakdown_with(&st, &p, &q, None)).await
 }
 
 /// Active visitors (5 min) and views per minute (30 min); `from`/`to` are ignored.
@@ -715,16 +734,22 @@ fn growth(now: i64, before: i64) -> Option<f64> {
 pub async fn agency(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    uri: Uri,
     Query(q): Query<AgencyQuery>,
-) -> Result<Json<AgencyView>, ApiError> {
+) -> Result<Response, ApiError> {
     p.require_operator()?;
+    st.answers.json(AnswerCache::key(&p, &uri), agency_view(&st, &q)).await
+}
+
+/// The agency view of `q`'s range.
+async fn agency_view(st: &AppState, q: &AgencyQuery) -> Result<AgencyView, ApiError> {
     let (from, to) = range(q.from.as_deref(), q.to.as_deref())?;
     let top = q.top.unwrap_or(10);
     if !(1..=100).contains(&top) {
         return Err(ApiError::invalid("top", "must be 1 to 100"));
     }
     let previous_from = from.saturating_sub(to - from);
-    let engine = engine_for(&st, None).await?;
+    let engine = engine_for(st, None).await?;
     let (now_rows, before_rows) = futures::try_join!(engine.totals(from, to), engine.totals(previous_from, from))?;
     let before: HashMap<(String, String), u64> =
         before_rows.into_iter().map(|t| ((t.tenant_id, t.link_id), t.views)).collect();
@@ -800,7 +825,7 @@ pub async fn agency(
     top_tenants.truncate(top);
     links.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.smartlink_id.cmp(&b.smartlink_id)));
     links.truncate(top);
-    Ok(Json(AgencyView {
+    Ok(AgencyView {
         from: to_rfc3339(from),
         to: to_rfc3339(to),
         previous_from: to_rfc3339(previous_from),
@@ -811,5 +836,5 @@ pub async fn agency(
         top_tenants,
         top_links: links,
         tenant_count,
-    }))
+    })
 }
