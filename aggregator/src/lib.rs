@@ -43,6 +43,9 @@ pub struct Metrics {
     pub pass_seconds: Histogram,
     /// `aggregator_watermark_seconds`: write time (Unix s) up to which rows are rolled.
     pub watermark: IntGauge,
+    /// `aggregator_last_success_seconds`: end of the last pass that
+    /// succeeded, Unix s (alert `RollupsStale`).
+    pub last_success: IntGauge,
     /// `aggregator_window_failures_total{grain="day"}`: day rolls that failed
     /// (kept pending and retried by the next pass).
     pub window_failures: IntCounterVec,
@@ -74,6 +77,10 @@ impl Metrics {
                 "aggregator_watermark_seconds",
                 "Write time up to which rows are rolled, Unix seconds.",
             )?,
+            last_success: IntGauge::new(
+                "aggregator_last_success_seconds",
+                "End of the last successful pass, Unix seconds.",
+            )?,
             window_failures: IntCounterVec::new(
                 Opts::new("aggregator_window_failures_total", "Window rolls that failed (retried), by grain."),
                 &["grain"],
@@ -94,6 +101,7 @@ impl Metrics {
         r.register(Box::new(m.watermark.clone()))?;
         r.register(Box::new(m.window_failures.clone()))?;
         r.register(Box::new(m.pending_days.clone()))?;
+        r.register(Box::new(m.last_success.clone()))?;
         r.register(Box::new(m.mirror_pending_days.clone()))?;
         r.register(Box::new(m.mirror_documents.clone()))?;
         Ok(m)
@@ -108,6 +116,7 @@ impl Metrics {
         self.pending_days.set(report.pending as i64);
         self.mirror_pending_days.set(report.mirror_pending as i64);
         self.watermark.set(i64::from(report.newest));
+        self.last_success.set(i64::from(now_s()));
         for (day, error) in &report.failed {
             self.window_failures.with_label_values(&["day"]).inc();
             tracing::warn!(day = %rollup::window::rfc3339(*day), error = %error, "rolling a day failed; retrying next pass");

@@ -4,7 +4,8 @@
 //! Answers are kept as their JSON bytes for `API_ANALYTICS_CACHE_TTL_MS`
 //! (default 5 s), keyed by who asks (operator, API key, or user and role)
 //! and the request's path and query string, so an answer never crosses
-//! principals and a principal sees at most that old an answer. Concurrent
+//! principals and a principal sees at most that old an answer (an erasure
+//! clears the cache at once, [`AnswerCache::clear`]). Concurrent
 //! misses of one key compute once and share the answer (moka's
 //! `try_get_with`); errors are not cached.
 //!
@@ -37,6 +38,14 @@ impl AnswerCache {
         let answers =
             (!ttl.is_zero()).then(|| moka::future::Cache::builder().max_capacity(entries).time_to_live(ttl).build());
         AnswerCache { answers, ttl, lookups }
+    }
+
+    /// Drops every cached answer (after an erasure: no answer may show
+    /// erased events). Other api replicas keep theirs for at most the TTL.
+    pub fn clear(&self) {
+        if let Some(c) = &self.answers {
+            c.invalidate_all();
+        }
     }
 
     /// The cache key of a request by `p` for `uri` (path and query).

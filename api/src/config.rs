@@ -48,6 +48,11 @@ pub struct Config {
     /// used out first). Default 10000.
     #[envconfig(from = "API_ANALYTICS_CACHE_ENTRIES", default = "10000")]
     pub analytics_cache_entries: u64,
+    /// `API_OPS_ALERT_EMAILS`: operators emailed the alerts Alertmanager
+    /// posts to `/v1/ops/alerts`, comma-separated. Default empty (alerts
+    /// are counted and logged, nobody is emailed).
+    #[envconfig(from = "API_OPS_ALERT_EMAILS", default = "")]
+    pub ops_alert_emails: String,
     /// `API_LINK_BASE_SCHEME`: scheme of the public link URLs the API shows
     /// (`https` in production, `http` for the local edge). Default `https`.
     #[envconfig(from = "API_LINK_BASE_SCHEME", default = "https")]

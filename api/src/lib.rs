@@ -47,6 +47,7 @@ pub mod lock;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod rbac;
 pub mod state;
 pub mod store;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::router())
         .merge(gdpr::router())
         .merge(audit_log::router())
+        .merge(ops::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::failures))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()

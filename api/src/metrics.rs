@@ -25,6 +25,9 @@ pub struct Metrics {
     /// `api_analytics_cache_total{result}`: analytics answers served from
     /// the answer cache (`hit`) or computed (`miss`).
     pub analytics_cache: IntCounterVec,
+    /// `api_ops_alerts_total{status}`: alerts received from Alertmanager,
+    /// `firing` or `resolved`.
+    pub ops_alerts: IntCounterVec,
     /// `api_emails_total{template, outcome}`: emails `sent` or `failed`.
     pub emails: IntCounterVec,
     /// `api_retries_total{cause}`: `invoice_number` (a concurrent creation
@@ -65,6 +68,10 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            ops_alerts: IntCounterVec::new(
+                Opts::new("api_ops_alerts_total", "Alerts received from Alertmanager, by status."),
+                &["status"],
+            )?,
             emails: IntCounterVec::new(
                 Opts::new("api_emails_total", "Emails by template and outcome (sent, failed)."),
                 &["template", "outcome"],
@@ -87,6 +94,7 @@ impl Metrics {
         r.register(Box::new(m.rate_limited.clone()))?;
         r.register(Box::new(m.analytics_windows.clone()))?;
         r.register(Box::new(m.analytics_cache.clone()))?;
+        r.register(Box::new(m.ops_alerts.clone()))?;
         Ok(m)
     }
 }

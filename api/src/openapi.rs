@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::{analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, tenants};
+use crate::{analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, ops, tenants};
 
 /// The API's OpenAPI document: the info, tags and security scheme here,
 /// every domain's paths merged in.
@@ -22,6 +22,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         billing::Doc::openapi(),
         gdpr::Doc::openapi(),
         audit_log::Doc::openapi(),
+        ops::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -44,6 +45,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (name = "billing", description = "Invoices (gapless numbers, minor units, VAT), PDFs, payments with idempotency keys"),
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
+        (name = "ops", description = "Operations: Alertmanager's webhook receiver, emailing the operators (operator key)"),
     )
 )]
 pub struct ApiDoc;
@@ -80,6 +82,7 @@ mod tests {
             include_str!("billing/mod.rs"),
             include_str!("gdpr/mod.rs"),
             include_str!("audit_log/mod.rs"),
+            include_str!("ops/mod.rs"),
         ]
         .concat();
         let mut seen = 0;

@@ -606,3 +606,38 @@ async fn analytics_answers_are_cached_per_principal() {
         assert!(s == StatusCode::FORBIDDEN || s == StatusCode::NOT_FOUND, "{s} {body}");
     }
 }
+
+/// Issue #16: Alertmanager's webhook reaches the operators by email (the
+/// file outbox here), resolved notifications too; only the operator key
+/// may post, and a malformed notification is a 400.
+#[tokio::test]
+async fn alertmanager_notifications_are_emailed_to_the_operators() {
+    let e = env().await;
+    let notification = |status: &str| {
+        json!({
+            "version": "4", "status": status, "receiver": "operators", "groupKey": "{}:{alertname=\"TargetDown\"}",
+            "groupLabels": {"alertname": "TargetDown", "service": "ingest"},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "truncatedAlerts": 0,
+            "alerts": [{
+                "status": status, "fingerprint": "abc",
+                "labels": {"alertname": "TargetDown", "service": "ingest", "severity": "page"},
+                "annotations": {"summary": "ingest does not answer /metrics", "runbook_url": "deploy/runbooks/TargetDown.md"},
+                "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://x"
+            }]
+        })
+    };
+    let r = e.ok(&e.op, Method::POST, "/v1/ops/alerts", Some(notification("firing"))).await;
+    assert_eq!((r["alerts"].as_u64(), r["emails"].as_u64()), (Some(1), Some(2)));
+    let mails = e.mails_to("oncall@ops.test");
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("[FIRING:1] TargetDown (ingest)"), "{}", mails[0]);
+    assert!(mails[0].contains("deploy/runbooks/TargetDown.md"));
+    e.ok(&e.op, Method::POST, "/v1/ops/alerts", Some(notification("resolved"))).await;
+    assert!(e.mails_to("sre@ops.test").iter().any(|m| m.contains("[RESOLVED] TargetDown (ingest)")));
+
+    let (_, key) = e.tenant("ops-not-allowed").await;
+    let (s, _) = e.call(Some(&key), Method::POST, "/v1/ops/alerts", Some(notification("firing"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, body) = e.call(Some(&e.op), Method::POST, "/v1/ops/alerts", Some(notification("burning"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -90,7 +90,8 @@ impl Health {
 
 /// Binds `addr` and serves the admin routes until `shutdown` is cancelled.
 /// Returns the bound address (useful with port 0) and the server task.
-/// Errors when the address cannot be bound.
+/// Registers the process metrics (start time, CPU, memory, fds) in
+/// `registry`. Errors when the address cannot be bound.
 pub async fn spawn(
     addr: SocketAddr,
     registry: Registry,
@@ -99,6 +100,11 @@ pub async fn spawn(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    // The standard process metrics (`process_start_time_seconds`,
+    // `process_cpu_seconds_total`, `process_resident_memory_bytes`, open
+    // fds): restarts and resource use of every stage. Already registered
+    // (a second listener on the same registry) is fine.
+    let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
     let task = tokio::spawn(async move {
         loop {
             let stream = tokio::select! {

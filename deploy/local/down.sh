@@ -6,6 +6,8 @@ source "$(dirname "$0")/lib.sh"
 for svc in api aggregator ingest edge; do
   pid_alive "$svc" && stop "$svc" 30
 done
+stop alertmanager 10
+stop prometheus 20
 stop ferretdb 20
 stop clickhouse 30
 stop kafka 60

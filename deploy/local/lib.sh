@@ -203,6 +203,49 @@ start_ferretdb() {
   wait_until 60 ferretdb "$STATE/ferretdb/server.log" port_open 27017
 }
 
+# --- Prometheus and Alertmanager: Debian's packages, our config -----------
+# Prometheus on 127.0.0.1:9090 scrapes every admin listener and evaluates
+# deploy/prometheus/rules; Alertmanager on 127.0.0.1:9093 routes the alerts
+# (deploy/prometheus/alertmanager.yml.in). Data under $STATE/prometheus.
+install_prometheus() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null \
+    && command -v prometheus-alertmanager >/dev/null && return 0
+  apt_install prometheus prometheus-alertmanager || true  # "policy-rc.d denied" is harmless
+  command -v promtool >/dev/null || die "prometheus: install failed"
+}
+
+start_prometheus() {
+  if pid_alive prometheus && port_open 9090; then log "prometheus: already up"; return 0; fi
+  port_open 9090 && die "prometheus: port 9090 is taken by a process this stack did not start (a system service?)"
+  install_prometheus
+  mkdir -p "$STATE/prometheus/data"
+  sed "s#@DEPLOY@#$ROOT/deploy#g" "$ROOT/deploy/prometheus/prometheus.yml.in" >"$STATE/prometheus/prometheus.yml"
+  promtool check config "$STATE/prometheus/prometheus.yml" >"$STATE/prometheus/check.log" 2>&1 \
+    || die "prometheus: invalid configuration" "$STATE/prometheus/check.log"
+  log "prometheus: starting on 127.0.0.1:9090"
+  setsid nohup prometheus --config.file="$STATE/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$STATE/prometheus/data" --storage.tsdb.retention.time=7d \
+    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle \
+    >"$STATE/prometheus/server.log" 2>&1 &
+  echo $! >"$STATE/prometheus.pid"
+  wait_until 60 prometheus "$STATE/prometheus/server.log" curl -fsS --max-time 2 http://127.0.0.1:9090/-/ready
+}
+
+start_alertmanager() {
+  if pid_alive alertmanager && port_open 9093; then log "alertmanager: already up"; return 0; fi
+  port_open 9093 && die "alertmanager: port 9093 is taken by a process this stack did not start (a system service?)"
+  install_prometheus
+  mkdir -p "$STATE/alertmanager/data"
+  sed -e "s#@STATE@#$STATE#g" "$ROOT/deploy/prometheus/alertmanager.yml.in" >"$STATE/alertmanager/alertmanager.yml"
+  log "alertmanager: starting on 127.0.0.1:9093"
+  setsid nohup prometheus-alertmanager --config.file="$STATE/alertmanager/alertmanager.yml" \
+    --storage.path="$STATE/alertmanager/data" --web.listen-address=127.0.0.1:9093 \
+    --cluster.listen-address= \
+    >"$STATE/alertmanager/server.log" 2>&1 &
+  echo $! >"$STATE/alertmanager.pid"
+  wait_until 60 alertmanager "$STATE/alertmanager/server.log" curl -fsS --max-time 2 http://127.0.0.1:9093/-/ready
+}
+
 # start_stage NAME ADMIN_PORT [VAR=VALUE...]: starts the release binary NAME
 # of the workspace in the background (log: $STATE/logs/NAME.log), then waits
 # until its admin listener answers /readyz.

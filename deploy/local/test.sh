@@ -8,7 +8,11 @@
 #   - `cargo fmt --check` (rustfmt.toml),
 #   - `cargo clippy --workspace --all-targets -- -D warnings` (lints in the
 #     workspace Cargo.toml and clippy.toml),
-#   - `cargo doc` with broken or private intra-doc links denied.
+#   - `cargo doc` with broken or private intra-doc links denied,
+#   - the Prometheus rules: `promtool check rules` and their unit tests
+#     (`promtool test rules deploy/prometheus/tests/*.yml`), the
+#     Prometheus and Alertmanager configurations, and a runbook for every
+#     alert (deploy/runbooks/<alert>.md).
 # Every test binary runs (`--no-fail-fast`); the last line totals them:
 # "tests: N passed, N failed".
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +25,8 @@ cargo fmt --all --check || broken+=("cargo fmt --check")
 cargo clippy --workspace --all-targets --locked -q -- -D warnings || broken+=("cargo clippy -D warnings")
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
   cargo doc --workspace --no-deps --locked -q || broken+=("cargo doc (intra-doc links)")
+log "house rules: Prometheus rules, their unit tests, configs and runbooks"
+"$DEPLOY/check-alerts.sh" || broken+=("deploy/local/check-alerts.sh")
 
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 out="$STATE/test-output.log"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts the local stack on loopback: Apache Kafka
-# (127.0.0.1:9092), ClickHouse (8123/9000) and FerretDB, a MongoDB-wire server
-# (27017); then runs `migrate` (topics, ClickHouse tables, MongoDB indexes).
+# (127.0.0.1:9092), ClickHouse (8123/9000), FerretDB, a MongoDB-wire server
+# (27017), Prometheus (9090, scraping the stages' admin listeners, rules in
+# deploy/prometheus) and Alertmanager (9093); then runs `migrate` (topics,
+# ClickHouse tables, MongoDB indexes).
 # A second run changes nothing. State: $SMARTLINKS_STATE_DIR (default .state/).
 source "$(dirname "$0")/lib.sh"
 
@@ -12,6 +14,8 @@ install_kafka   # also used by tests that run a private broker (testkit::KafkaIn
 start_kafka
 start_clickhouse
 start_ferretdb
+start_prometheus
+start_alertmanager
 
 log "migrate: building and applying topics, ClickHouse DDL and MongoDB indexes"
 cargo build -q -p migrate --bin migrate 2>"$STATE/migrate-build.log" \

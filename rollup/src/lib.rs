@@ -162,12 +162,31 @@ pub struct Stores {
 }
 
 /// The SQL condition that keeps rows whose `bucket` is one of `starts`
-/// (window starts, Unix s): a `bucket` range for the primary key plus the
-/// exact list. `None` when `starts` is empty.
+/// (window starts, Unix s): one `bucket` range per run of starts less than
+/// a day apart (so the primary key reads only those runs: a 30-day range's
+/// partial first day and today are two short ranges, not the month between
+/// them) plus the exact list. `None` when `starts` is empty.
 pub fn buckets_sql(starts: &[u32]) -> Option<String> {
-    let (lo, hi) = (starts.iter().min()?, starts.iter().max()?);
-    let list = starts.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    Some(format!("bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}) AND has([{list}], toUInt32(bucket))"))
+    let mut sorted = starts.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &s in &sorted {
+        match runs.last_mut() {
+            Some(run) if s - run.1 <= 86_400 => run.1 = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let ranges = runs
+        .iter()
+        .map(|(lo, hi)| format!("(bucket >= toDateTime({lo}) AND bucket <= toDateTime({hi}))"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let list = sorted.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    Some(format!("({ranges}) AND has([{list}], toUInt32(bucket))"))
 }
 
 /// Current time, Unix seconds (0 if the clock is before 1970).
@@ -261,4 +280,21 @@ pub async fn refresh_link_counters(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_lists_read_runs_not_the_gap_between() {
+        let day = 1_763_683_200;
+        let hours = [day + 3600 * 20, day + 3600 * 21, day + 30 * 86_400, day + 30 * 86_400 + 3600];
+        let sql = buckets_sql(&hours).unwrap();
+        assert!(sql.contains(&format!("bucket >= toDateTime({}) AND bucket <= toDateTime({})", hours[0], hours[1])));
+        assert!(sql.contains(&format!("bucket >= toDateTime({}) AND bucket <= toDateTime({})", hours[2], hours[3])));
+        let days: Vec<u32> = (0..30).map(|i| day + i * 86_400).collect();
+        assert_eq!(buckets_sql(&days).unwrap().matches("bucket >=").count(), 1, "consecutive days are one range");
+        assert_eq!(buckets_sql(&[]), None);
+    }
 }

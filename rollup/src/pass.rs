@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use schemas::clickhouse::EVENTS_WRITTEN_TABLE;
+use schemas::clickhouse::{EVENTS_WRITTEN_TABLE, ROLLUPS_TABLE};
 use serde::Deserialize;
 
 use crate::mirror::mirror_day;
@@ -126,6 +126,18 @@ pub async fn dirty_hours(
         .map(|r| r.hour)
         .collect();
     Ok((dirty, newest))
+}
+
+/// The links (hex ids) with a day rollup on one of `days` (day starts).
+async fn rolled_links(ch: &clickhouse::Client, db: &str, days: &BTreeSet<u32>) -> Result<Vec<String>, RollupError> {
+    let days: Vec<u32> = days.iter().copied().collect();
+    let Some(cond) = crate::buckets_sql(&days) else { return Ok(Vec::new()) };
+    Ok(ch
+        .query(&format!(
+            "SELECT DISTINCT link_id FROM {db}.{ROLLUPS_TABLE} WHERE grain = 'day' AND link_id != '' AND {cond}"
+        ))
+        .fetch_all()
+        .await?)
 }
 
 /// Rows per hour written in `[from, to]` (Unix s): what the next pass's
@@ -261,19 +273,32 @@ async fn pass_from(
     // longer fresh: once per catch-up, not once per pass, and not every
     // pass for today. Until then the api uses no block containing them.
     let mut spans_dirty: BTreeSet<u32> = state.spans_dirty.iter().copied().chain(rolled_days).collect();
+    let mut refreshed = BTreeSet::new();
     if pending.is_empty() {
         let ready: BTreeSet<u32> = spans_dirty.iter().copied().filter(|d| !current_days.contains(d)).collect();
         if !ready.is_empty() {
             match crate::spans::refresh(&stores.ch, &stores.ch_db, &ready, now).await {
-                Ok(()) => spans_dirty.retain(|d| !ready.contains(d)),
+                Ok(()) => {
+                    spans_dirty.retain(|d| !ready.contains(d));
+                    refreshed = ready;
+                }
                 Err(e) => report.failed.push((0, format!("spans: {e}"))),
             }
         }
     }
-    let avoid: Vec<u32> = spans_dirty.iter().copied().collect();
-    let spans = spans_ready.then_some(avoid.as_slice());
-    if let Err(e) = refresh_link_counters(stores, links.into_iter().collect(), spans).await {
-        report.failed.push((0, format!("link counters: {e}")));
+    // Link counters (metadata shown in link lists) merge every day of a
+    // link: refreshed when no backlog is left, for the links of this pass
+    // and of the days whose blocks were just re-merged.
+    if pending.is_empty() {
+        let avoid: Vec<u32> = spans_dirty.iter().copied().collect();
+        let spans = spans_ready.then_some(avoid.as_slice());
+        let refresh = async move {
+            links.extend(rolled_links(&stores.ch, &stores.ch_db, &refreshed).await?);
+            refresh_link_counters(stores, links.into_iter().collect(), spans).await
+        };
+        if let Err(e) = refresh.await {
+            report.failed.push((0, format!("link counters: {e}")));
+        }
     }
     // The MongoDB mirror follows the ClickHouse rollups, fresh days first,
     // then newest first, within its own budget; the rest waits.

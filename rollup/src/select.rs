@@ -285,9 +285,9 @@ pub async fn compute_range(
     sel: &Selection,
     ranges: &[(u32, u32)],
 ) -> Result<Vec<Computed>, RollupError> {
-    let mut computed = counters(ch, db, sel, ranges).await?;
     let daily = sel.bucket != Some(Grain::Hour);
-    let mut breakdowns = breakdowns(ch, db, sel, ranges, daily).await?;
+    let (mut computed, mut breakdowns) =
+        futures::try_join!(counters(ch, db, sel, ranges), breakdowns(ch, db, sel, ranges, daily))?;
     for c in &mut computed {
         c.breakdown = breakdowns.remove(&(c.tenant_id.clone(), c.link_id.clone(), c.bucket)).unwrap_or_default();
         if daily && c.breakdown.hours.is_empty() {

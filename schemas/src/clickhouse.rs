@@ -46,7 +46,8 @@ pub const EVENTS_WRITTEN_VIEW: &str = "events_written_mv";
 /// Precision of the distinct-count states: `uniqCombined(18)`, 2^18
 /// HyperLogLog cells (≤ 192 KiB a state; exact below a few thousand
 /// values). Relative standard error ≈ 1.04 / √2^18 ≈ 0.2%; the measured
-/// error is in `benches/README.md` (`analytics_scale`).
+/// error (up to 2.4% near 655k values, where the estimator switches) is
+/// in `benches/README.md` (`analytics_scale`).
 pub const HLL_PRECISION: u8 = 18;
 
 /// A row of [`ROLLUP_MIRROR_TABLE`].
@@ -395,7 +396,10 @@ SETTINGS index_granularity = 8192"
 }
 
 /// The `CREATE TABLE IF NOT EXISTS {database}.rollups` statement: monthly
-/// partitions, ordered for per-tenant time ranges.
+/// partitions, ordered for per-tenant time ranges, in granules of 256 rows
+/// (a dashboard reads tens of rows with their breakdown JSON; the mirror a
+/// day of every tenant: under `FINAL` whole granules are read, so small
+/// ones keep both from reading a month of breakdowns).
 pub fn rollups_table_ddl(database: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {database}.{ROLLUPS_TABLE} (
@@ -414,7 +418,7 @@ pub fn rollups_table_ddl(database: &str) -> String {
 ) ENGINE = ReplacingMergeTree(computed_at)
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (tenant_id, grain, bucket, link_id)
-SETTINGS index_granularity = 8192"
+SETTINGS index_granularity = 256"
     )
 }
 

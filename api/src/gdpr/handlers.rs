@@ -671,6 +671,10 @@ pub async fn erase(
         report.events_erased += e.events;
         report.windows_rerolled += e.windows;
     }
+    if report.events_erased > 0 {
+        // No answer cached before the erasure may show the erased events.
+        st.answers.clear();
+    }
     for old in &f.leads {
         let mut l = old.clone();
         let placeholder = format!("erased-{}@erased.invalid", l.id.to_hex());

@@ -34,6 +34,7 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap().into();
     cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
     cfg.login_lock_secs = 2;
+    cfg.ops_alert_emails = "oncall@ops.test, sre@ops.test".into();
     let outbox = std::env::temp_dir().join(format!("outbox-{name}"));
     cfg.mail_url = format!("file:{}", outbox.display()).into();
     cfg.clickhouse.database = name.clone();

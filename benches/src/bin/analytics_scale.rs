@@ -10,7 +10,8 @@
 //! 3. catch-up: the aggregator's passes (fresh hours first, backlog within
 //!    its budget) until nothing is pending; prints the time, the first
 //!    pass (how long a fresh hour waits behind the backlog) and the passes;
-//! 4. 16 concurrent dashboard clients through the api: overview (tenant,
+//! 4. each route once through an api without answer cache (the cold cost),
+//!    then 16 concurrent dashboard clients through the api: overview (tenant,
 //!    link), timeseries hour (2 days) and day, every breakdown, realtime,
 //!    export, over 1, 7 and 30 days; p50/p99 per route;
 //! 5. rows read per route (ClickHouse `system.query_log`, one call each);
@@ -216,7 +217,19 @@ async fn main() -> anyhow::Result<()> {
     let ch = cfg.clickhouse.client().with_database(&name);
     let op = cfg.operator_key.expose().to_owned();
     let shutdown = common::shutdown::CancellationToken::new();
+    // A second api on the same databases with no answer cache: the cost
+    // of a cold answer (step 4a).
+    let mut cold_cfg = api::Config::init_from_env()?;
+    cold_cfg.listen = "127.0.0.1:0".parse()?;
+    cold_cfg.admin_listen = "127.0.0.1:0".parse()?;
+    cold_cfg.operator_key = cfg.operator_key.clone();
+    cold_cfg.rate_limit_per_second = 100_000;
+    cold_cfg.rate_limit_burst = 100_000;
+    cold_cfg.clickhouse.database = name.clone();
+    cold_cfg.mongo.database = name.clone();
+    cold_cfg.analytics_cache_ttl_ms = 0;
     let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await?;
+    let cold_api = api::start(cold_cfg, prometheus::Registry::new(), shutdown.clone()).await?;
     let s = Arc::new(setup(&format!("http://{}", api.addr), &op).await?);
 
     // 2. Events.
@@ -251,8 +264,23 @@ async fn main() -> anyhow::Result<()> {
         windows as f64 / catch_up_s
     );
 
-    // 4. Dashboard load.
+    // 4a. Cold answers: one client, no answer cache, each route once.
     let reqs = Arc::new(requests(&s, now));
+    let cold = Setup {
+        base: format!("http://{}", cold_api.addr),
+        http: s.http.clone(),
+        keys: s.keys.clone(),
+        tenants: s.tenants.clone(),
+        links: s.links.clone(),
+    };
+    let mut cold_ms: BTreeMap<String, f64> = BTreeMap::new();
+    for (label, path) in reqs.iter() {
+        let started = Instant::now();
+        get(&cold, &cold.keys[0], path).await?;
+        cold_ms.insert(label.clone(), started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // 4b. Dashboard load.
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients() {
@@ -279,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let total: usize = by_route.values().map(Vec::len).sum();
 
-    // 5. Rows read per route, one call each.
+    // 5. Rows read per route, one call each (no answer cache).
     let mut read_rows: BTreeMap<String, u64> = BTreeMap::new();
     let logged = |ch: clickhouse::Client, db: String| async move {
         ch.query("SYSTEM FLUSH LOGS").execute().await?;
@@ -293,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
     if log_on == "1" {
         for (label, path) in reqs.iter() {
             let before = logged(ch.clone(), name.clone()).await?;
-            get(&s, &s.keys[0], path).await?;
+            get(&cold, &cold.keys[0], path).await?;
             let after = logged(ch.clone(), name.clone()).await?;
             read_rows.insert(label.clone(), after.saturating_sub(before));
         }
@@ -304,12 +332,13 @@ async fn main() -> anyhow::Result<()> {
         clients(),
         total as f64 / load_s
     );
-    println!("| route | calls | p50 ms | p99 ms | max ms | rows read |");
-    println!("|---|---|---|---|---|---|");
+    println!("| route | calls | p50 ms | p99 ms | max ms | cold ms (1 client, no cache) | rows read |");
+    println!("|---|---|---|---|---|---|---|");
     for (label, v) in by_route.iter_mut() {
         let (p50, p99, max) = (pct(v, 0.5), pct(v, 0.99), pct(v, 1.0));
         let rows = read_rows.get(label).map_or("n/a".to_string(), u64::to_string);
-        println!("| {label} | {} | {p50:.1} | {p99:.1} | {max:.1} | {rows} |", v.len());
+        let c = cold_ms.get(label).copied().unwrap_or(f64::NAN);
+        println!("| {label} | {} | {p50:.1} | {p99:.1} | {max:.1} | {c:.1} | {rows} |", v.len());
     }
 
     // 6. Numbers against raw events.
@@ -370,6 +399,7 @@ async fn main() -> anyhow::Result<()> {
 
     shutdown.cancel();
     api.wait().await;
+    cold_api.wait().await;
     if std::env::var("KEEP").is_err() {
         mongo.drop().await?;
         ch.query(&format!("DROP DATABASE {name}")).execute().await?;
