@@ -49,9 +49,9 @@ pub struct Metrics {
     /// `aggregator_window_failures_total{grain="day"}`: day rolls that failed
     /// (kept pending and retried by the next pass).
     pub window_failures: IntCounterVec,
-    /// `aggregator_pending_days`: days dirty but not rolled yet (backlog).
+    /// `aggregator_pending_day_windows`: days dirty but not rolled yet (backlog).
     pub pending_days: IntGauge,
-    /// `aggregator_mirror_pending_days`: days rolled but not mirrored into
+    /// `aggregator_mirror_pending_day_windows`: days rolled but not mirrored into
     /// MongoDB yet.
     pub mirror_pending_days: IntGauge,
     /// `aggregator_mirror_documents_total{outcome}`: MongoDB rollup
@@ -85,9 +85,9 @@ impl Metrics {
                 Opts::new("aggregator_window_failures_total", "Window rolls that failed (retried), by grain."),
                 &["grain"],
             )?,
-            pending_days: IntGauge::new("aggregator_pending_days", "Days dirty but not rolled yet (backlog).")?,
+            pending_days: IntGauge::new("aggregator_pending_day_windows", "Days dirty but not rolled yet (backlog).")?,
             mirror_pending_days: IntGauge::new(
-                "aggregator_mirror_pending_days",
+                "aggregator_mirror_pending_day_windows",
                 "Days rolled but not mirrored into MongoDB yet.",
             )?,
             mirror_documents: IntCounterVec::new(

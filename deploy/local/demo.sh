@@ -49,7 +49,7 @@ The stages keep running (deploy/local/status.sh; stop with deploy/local/down.sh)
   landing page:  curl -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light
   redirect:      curl -si -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light/spotify | head -3
   metrics:       curl -s http://127.0.0.1:9180/metrics | grep edge_events
-  Prometheus:    http://127.0.0.1:9090 (targets, rules, alerts); Alertmanager: http://127.0.0.1:9093
+  Prometheus:    http://127.0.0.1:9090 (targets, rules, alerts); Alertmanager: http://127.0.0.1:9095
                  alerts reach the operators by email: $STATE/outbox/*.eml
   API (tenant):  KEY=\$(cat $STATE/demo-tenant-key)
                  curl -s -H "Authorization: Bearer \$KEY" http://127.0.0.1:8081/v1/smartlinks

@@ -205,7 +205,7 @@ start_ferretdb() {
 
 # --- Prometheus and Alertmanager: Debian's packages, our config -----------
 # Prometheus on 127.0.0.1:9090 scrapes every admin listener and evaluates
-# deploy/prometheus/rules; Alertmanager on 127.0.0.1:9093 routes the alerts
+# deploy/prometheus/rules; Alertmanager on 127.0.0.1:9095 routes the alerts
 # (deploy/prometheus/alertmanager.yml.in). Data under $STATE/prometheus.
 install_prometheus() {
   command -v prometheus >/dev/null && command -v promtool >/dev/null \
@@ -215,13 +215,17 @@ install_prometheus() {
 }
 
 start_prometheus() {
-  if pid_alive prometheus && port_open 9090; then log "prometheus: already up"; return 0; fi
-  port_open 9090 && die "prometheus: port 9090 is taken by a process this stack did not start (a system service?)"
   install_prometheus
   mkdir -p "$STATE/prometheus/data"
   sed "s#@DEPLOY@#$ROOT/deploy#g" "$ROOT/deploy/prometheus/prometheus.yml.in" >"$STATE/prometheus/prometheus.yml"
   promtool check config "$STATE/prometheus/prometheus.yml" >"$STATE/prometheus/check.log" 2>&1 \
     || die "prometheus: invalid configuration" "$STATE/prometheus/check.log"
+  if pid_alive prometheus && port_open 9090; then
+    # Already up: load the configuration and rules written above.
+    curl -fsS -X POST --max-time 5 http://127.0.0.1:9090/-/reload >/dev/null || die "prometheus: reload failed"
+    log "prometheus: already up (configuration reloaded)"; return 0
+  fi
+  port_open 9090 && die "prometheus: port 9090 is taken by a process this stack did not start (a system service?)"
   log "prometheus: starting on 127.0.0.1:9090"
   setsid nohup prometheus --config.file="$STATE/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE/prometheus/data" --storage.tsdb.retention.time=7d \
@@ -232,18 +236,21 @@ start_prometheus() {
 }
 
 start_alertmanager() {
-  if pid_alive alertmanager && port_open 9093; then log "alertmanager: already up"; return 0; fi
-  port_open 9093 && die "alertmanager: port 9093 is taken by a process this stack did not start (a system service?)"
   install_prometheus
   mkdir -p "$STATE/alertmanager/data"
   sed -e "s#@STATE@#$STATE#g" "$ROOT/deploy/prometheus/alertmanager.yml.in" >"$STATE/alertmanager/alertmanager.yml"
-  log "alertmanager: starting on 127.0.0.1:9093"
+  if pid_alive alertmanager && port_open 9095; then
+    curl -fsS -X POST --max-time 5 http://127.0.0.1:9095/-/reload >/dev/null || die "alertmanager: reload failed"
+    log "alertmanager: already up (configuration reloaded)"; return 0
+  fi
+  port_open 9095 && die "alertmanager: port 9095 is taken by a process this stack did not start"
+  log "alertmanager: starting on 127.0.0.1:9095"
   setsid nohup prometheus-alertmanager --config.file="$STATE/alertmanager/alertmanager.yml" \
-    --storage.path="$STATE/alertmanager/data" --web.listen-address=127.0.0.1:9093 \
+    --storage.path="$STATE/alertmanager/data" --web.listen-address=127.0.0.1:9095 \
     --cluster.listen-address= \
     >"$STATE/alertmanager/server.log" 2>&1 &
   echo $! >"$STATE/alertmanager.pid"
-  wait_until 60 alertmanager "$STATE/alertmanager/server.log" curl -fsS --max-time 2 http://127.0.0.1:9093/-/ready
+  wait_until 60 alertmanager "$STATE/alertmanager/server.log" curl -fsS --max-time 2 http://127.0.0.1:9095/-/ready
 }
 
 # start_stage NAME ADMIN_PORT [VAR=VALUE...]: starts the release binary NAME

@@ -20,7 +20,7 @@ if port_open 27017; then
   line ferretdb up "ferretdb ${v:-$FERRETDB_VERSION} (sqlite)" "127.0.0.1:27017 mongodb-wire"
 else line ferretdb down - 127.0.0.1:27017; rc=1; fi
 
-for svc in prometheus:9090 alertmanager:9093; do
+for svc in prometheus:9090 alertmanager:9095; do
   IFS=: read -r name port <<<"$svc"
   if curl -fsS --max-time 2 "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then
     line "$name" up - "127.0.0.1:$port"

@@ -13,7 +13,12 @@
 #     (`promtool test rules deploy/prometheus/tests/*.yml`), the
 #     Prometheus and Alertmanager configurations, and a runbook for every
 #     alert (deploy/runbooks/<alert>.md).
-# Every test binary runs (`--no-fail-fast`); the last line totals them:
+# Every test binary runs (`--no-fail-fast`); then, end to end on the real
+# stack, the demo (500 visits, counted exactly, every Prometheus target up,
+# no alert firing, metric catalogue) and the ClickHouse outage drill (the
+# write-failure alert fires, reaches the operators by email and resolves;
+# nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
+# TEST_SKIP_E2E=1 skips those two. The last line totals the tests:
 # "tests: N passed, N failed".
 source "$(dirname "$0")/lib.sh"
 
@@ -33,6 +38,11 @@ out="$STATE/test-output.log"
 set +e
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+if [ -z "${TEST_SKIP_E2E:-}" ]; then
+  log "end to end: demo (500 visits) and the ClickHouse outage drill"
+  "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
+  "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
+fi
 set -e
 if [ ${#broken[@]} -gt 0 ]; then
   printf 'house rules broken: %s\n' "${broken[@]}"

@@ -2,7 +2,7 @@
 # Installs (when missing) and starts the local stack on loopback: Apache Kafka
 # (127.0.0.1:9092), ClickHouse (8123/9000), FerretDB, a MongoDB-wire server
 # (27017), Prometheus (9090, scraping the stages' admin listeners, rules in
-# deploy/prometheus) and Alertmanager (9093); then runs `migrate` (topics,
+# deploy/prometheus) and Alertmanager (9095; Kafka's controller has 9093); then runs `migrate` (topics,
 # ClickHouse tables, MongoDB indexes).
 # A second run changes nothing. State: $SMARTLINKS_STATE_DIR (default .state/).
 source "$(dirname "$0")/lib.sh"
