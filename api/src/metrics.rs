@@ -99,6 +99,39 @@ impl Metrics {
     }
 }
 
+/// Header of the request id: taken from the request when it carries a
+/// usable one (1 to 128 visible ASCII characters: a proxy's or a caller's
+/// id), otherwise 16 random bytes in hex; echoed in the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Axum middleware giving every request an id ([`REQUEST_ID_HEADER`]):
+/// the request runs in a `request` span with `request_id`, `method` and
+/// `route`, so each of its log lines (JSON with `LOG_FORMAT=json`) carries
+/// them, and the response echoes the id.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| {
+        let mut b = [0u8; 16];
+        let _ = getrandom::fill(&mut b);
+        hex::encode(b)
+    });
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+        let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        return resp;
+    }
+    tracing::Instrument::instrument(next.run(req), span).await
+}
+
 /// Axum middleware counting every request by route template, method and status.
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let route =

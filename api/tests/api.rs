@@ -641,3 +641,19 @@ async fn alertmanager_notifications_are_emailed_to_the_operators() {
     let (s, body) = e.call(Some(&e.op), Method::POST, "/v1/ops/alerts", Some(notification("burning"))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// Issue #16: every answer carries a request id (the caller's when usable,
+/// else a fresh one), the id its log lines carry.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let e = env().await;
+    let url = format!("{}/v1/smartlinks", e.base);
+    let r = e.http.get(&url).bearer_auth(&e.op).header("x-request-id", "trace-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    let r = e.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let r = e.http.get(&url).header("x-request-id", "bad id with spaces").send().await.unwrap();
+    assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
+}

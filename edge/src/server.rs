@@ -73,6 +73,10 @@ pub fn limiter(per_sec: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<IpAdd
 type Resp = Response<Full<Bytes>>;
 
 /// Route labels for metrics (a fixed set).
+/// Response header carrying the event id of a landing page view or a
+/// click-out redirect.
+pub const EVENT_ID_HEADER: &str = "x-event-id";
+
 mod route {
     pub const LANDING: &str = "landing";
     pub const REDIRECT: &str = "redirect";
@@ -281,6 +285,11 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
         }
     };
     let mut resp = resp;
+    // The event id follows the visit across stages: this header, the
+    // Kafka record, ingest's and the api's logs, the ClickHouse row.
+    if let Ok(v) = HeaderValue::from_str(&event_id.to_string()) {
+        resp.headers_mut().insert(EVENT_ID_HEADER, v);
+    }
     if let Some(v) = set_visitor {
         set_cookie(
             &mut resp,
@@ -318,6 +327,7 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
         visitor_id,
         keep_full_ip: !tenant.client.settings.anonymize_ip,
     };
+    tracing::debug!(event_id = %event_id, kind = ?kind, tenant = %tenant.id_hex, link = %link.id_hex, "event");
     match serde_json::to_vec(&event) {
         Ok(payload) => state.sink.send(event.partition_key().as_bytes(), &payload),
         Err(e) => {

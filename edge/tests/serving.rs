@@ -70,7 +70,11 @@ async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(page.headers()["cache-control"], "no-store");
+    // The view's event id, the one its pixels and its ClickHouse row carry.
+    let view_id = page.headers()[edge::server::EVENT_ID_HEADER].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&view_id).is_ok(), "{view_id}");
     let html = page.text().await.unwrap();
+    assert!(html.contains(&view_id), "the page's pixels share the event id");
     assert!(!html.contains("<script>alert"), "title must come out inert");
     assert!(html.contains("&lt;script&gt;alert("), "title is shown escaped");
     assert!(html.contains("href=\"/jiro/spotify?eid="), "buttons point to /slug/platform");

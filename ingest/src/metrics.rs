@@ -2,7 +2,7 @@
 //! process, bounded labels: dead-letter reasons from the schema's fixed set,
 //! error kinds, partitions of the raw topic).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Records consumed from the raw topic.
 pub const CONSUMED_TOTAL: &str = "ingest_consumed_total";
@@ -26,6 +26,10 @@ pub const CLICKHOUSE_ERRORS_TOTAL: &str = "ingest_clickhouse_errors_total";
 pub const GEOIP_ERRORS_TOTAL: &str = "ingest_geoip_errors_total";
 /// Offset commits that failed (retried implicitly by the next commit).
 pub const COMMIT_ERRORS_TOTAL: &str = "ingest_commit_errors_total";
+/// Visit time of the newest event written to ClickHouse, Unix s: with
+/// records waiting (`ingest_consumer_lag`), `time()` minus it is how far
+/// ingest is behind the edge, in seconds (alert `IngestLagging`).
+pub const LAST_WRITTEN_EVENT_SECONDS: &str = "ingest_last_written_event_seconds";
 
 /// Every metric of ingest.
 #[derive(Clone)]
@@ -52,6 +56,8 @@ pub struct Metrics {
     pub commit_errors: IntCounter,
     /// Batch write time, seconds.
     pub write_seconds: Histogram,
+    /// See [`LAST_WRITTEN_EVENT_SECONDS`].
+    pub last_written_event: IntGauge,
 }
 
 impl Metrics {
@@ -89,6 +95,10 @@ impl Metrics {
             )?,
             geoip_errors: IntCounter::new(GEOIP_ERRORS_TOTAL, "GeoIP lookups failed on a corrupt database.")?,
             commit_errors: IntCounter::new(COMMIT_ERRORS_TOTAL, "Failed offset commits.")?,
+            last_written_event: IntGauge::new(
+                LAST_WRITTEN_EVENT_SECONDS,
+                "Visit time of the newest event written to ClickHouse, Unix seconds.",
+            )?,
         };
         r.register(Box::new(m.consumed.clone()))?;
         r.register(Box::new(m.written.clone()))?;
@@ -101,6 +111,7 @@ impl Metrics {
         r.register(Box::new(m.clickhouse_errors.clone()))?;
         r.register(Box::new(m.geoip_errors.clone()))?;
         r.register(Box::new(m.commit_errors.clone()))?;
+        r.register(Box::new(m.last_written_event.clone()))?;
         Ok(m)
     }
 }

@@ -381,6 +381,15 @@ impl Writer {
             }
             self.health.ready("clickhouse");
             self.metrics.written.inc_by(batch.rows.len() as u64);
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                for r in &batch.rows {
+                    tracing::debug!(event_id = %r.event_id, tenant = %r.tenant_id, link = %r.link_id, "event written");
+                }
+            }
+            if let Some(newest) = batch.rows.iter().map(|r| r.ts_ms / 1000).max() {
+                let g = &self.metrics.last_written_event;
+                g.set(g.get().max(newest as i64));
+            }
             self.metrics.batch.observe(batch.rows.len() as f64);
             self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
         }
