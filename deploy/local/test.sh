@@ -18,8 +18,10 @@
 # no alert firing, metric catalogue) and the ClickHouse outage drill (the
 # write-failure alert fires, reaches the operators by email and resolves;
 # nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
-# TEST_SKIP_E2E=1 skips those two. The last line totals the tests:
-# "tests: N passed, N failed".
+# TEST_SKIP_E2E=1 skips those two. The last lines (deploy/local/test-summary.sh)
+# total the tests, name the binaries that never reported (a crash) and the
+# crates that did not compile, and end with OK only when everything ran and
+# passed; deploy/local/test-summary-selftest.sh proves that on four cases.
 source "$(dirname "$0")/lib.sh"
 
 "$DEPLOY/up.sh"
@@ -32,6 +34,7 @@ RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_l
   cargo doc --workspace --no-deps --locked -q || broken+=("cargo doc (intra-doc links)")
 log "house rules: Prometheus rules, their unit tests, configs and runbooks"
 "$DEPLOY/check-alerts.sh" || broken+=("deploy/local/check-alerts.sh")
+"$DEPLOY/test-summary-selftest.sh" || broken+=("deploy/local/test-summary-selftest.sh")
 
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 out="$STATE/test-output.log"
@@ -44,9 +47,7 @@ if [ -z "${TEST_SKIP_E2E:-}" ]; then
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
 fi
 set -e
-if [ ${#broken[@]} -gt 0 ]; then
-  printf 'house rules broken: %s\n' "${broken[@]}"
-  [ "$rc" -eq 0 ] && rc=1
-fi
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+summary=0
+"$DEPLOY/test-summary.sh" "$out" "$rc" "${broken[@]}" || summary=$?
+if [ "$rc" -eq 0 ] && [ "$summary" -ne 0 ]; then rc=1; fi
 exit "$rc"

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use backon::{ConstantBuilder, Retryable};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -23,6 +23,14 @@ pub enum TopicError {
     Create {
         /// Topic name.
         topic: String,
+        /// Broker error code.
+        code: RDKafkaErrorCode,
+    },
+    /// Setting the configs of an existing topic was refused.
+    #[error("kafka: setting the configs of {resource}: {code}")]
+    Configure {
+        /// The topic (or resource) refused.
+        resource: String,
         /// Broker error code.
         code: RDKafkaErrorCode,
     },
@@ -62,9 +70,11 @@ pub struct TopicOutcome {
 }
 
 /// Creates every topic of `specs` that does not exist, with its partition
-/// count, replication and configs, then checks each has its partitions.
-/// Idempotent: an existing topic is left as is. Errors: broker unreachable,
-/// creation refused, or an existing topic with a different partition count.
+/// count, replication and configs; sets the configs of those that existed
+/// (so a retention changed in `schemas` reaches them: the personal data the
+/// raw events hold must not outlive it); then checks each has its
+/// partitions. Idempotent. Errors: broker unreachable, creation or config
+/// change refused, or an existing topic with a different partition count.
 pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<TopicOutcome>, TopicError> {
     let admin: AdminClient<DefaultClientContext> = base_config(brokers, "smartlinks-migrate").create()?;
     let new_topics: Vec<NewTopic<'_>> = specs
@@ -87,6 +97,22 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<Top
             }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(TopicError::Create { topic, code }),
+        }
+    }
+    let existing: Vec<AlterConfig<'_>> = specs
+        .iter()
+        .filter(|s| !created.contains(&s.name) && !s.config.is_empty())
+        .map(|s| s.config.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(&s.name)), |a, (k, v)| a.set(k, v)))
+        .collect();
+    if !existing.is_empty() {
+        for r in admin.alter_configs(existing.iter(), &opts).await? {
+            if let Err((resource, code)) = r {
+                let resource = match resource {
+                    rdkafka::admin::OwnedResourceSpecifier::Topic(t) => t,
+                    other => format!("{other:?}"),
+                };
+                return Err(TopicError::Configure { resource, code });
+            }
         }
     }
     let mut out = Vec::with_capacity(specs.len());

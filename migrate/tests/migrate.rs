@@ -197,6 +197,28 @@ async fn kafka_topics_are_created_once_with_their_partitions_and_carry_raw_event
     let second = kafka_util::ensure_topics(&cfg.brokers, &specs).await.expect("idempotent");
     assert!(second.iter().all(|t| !t.created), "{second:?}");
 
+    // A retention changed in the specs reaches the existing topic (the raw
+    // events' personal data must not outlive it).
+    let retention = |specs: &[schemas::topics::TopicSpec]| {
+        let mut specs = specs.to_vec();
+        specs[0].config.retain(|(k, _)| *k != "retention.ms");
+        specs[0].config.push(("retention.ms", "3600000".into()));
+        specs
+    };
+    kafka_util::ensure_topics(&cfg.brokers, &retention(&specs)).await.expect("configs set");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka_util::base_config(&cfg.brokers, "test").create().unwrap();
+    let described = admin
+        .describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic(&names.raw_events)],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let config = described.into_iter().next().unwrap().unwrap();
+    let entry = config.get("retention.ms").expect("retention.ms described");
+    assert_eq!(entry.value.as_deref(), Some("3600000"));
+
     // A raw event survives the real broker byte for byte.
     let mut attribution = Attribution::default();
     attribution.set("utm_source", "tiktok");

@@ -11,6 +11,14 @@ pub const DEAD_LETTERS: &str = "smartlinks.events.dead-letter";
 pub const RAW_EVENTS_PARTITIONS: i32 = 6;
 /// Partitions of the dead-letter topic (low volume, read by people).
 pub const DEAD_LETTERS_PARTITIONS: i32 = 1;
+/// Days Kafka keeps raw events. They hold IPs (full when a tenant keeps
+/// them), user agents and visitor ids: an erasure (GDPR art. 17) deletes a
+/// visitor's events from ClickHouse at once, and Kafka's copies are gone
+/// after at most this many days. `migrate` sets it on existing topics too.
+pub const RAW_EVENTS_RETENTION_DAYS: i64 = 7;
+/// Days Kafka keeps dead letters (raw records that failed parsing, as
+/// received: the same personal data), long enough to fix and replay them.
+pub const DEAD_LETTERS_RETENTION_DAYS: i64 = 14;
 /// The consumer group of ingest.
 pub const INGEST_GROUP: &str = "smartlinks-ingest";
 
@@ -75,13 +83,19 @@ impl TopicNames {
                 name: self.raw_events.clone(),
                 partitions: RAW_EVENTS_PARTITIONS,
                 replication,
-                config: vec![("retention.ms", (7 * DAY_MS).to_string()), ("compression.type", "lz4".into())],
+                config: vec![
+                    ("retention.ms", (RAW_EVENTS_RETENTION_DAYS * DAY_MS).to_string()),
+                    ("compression.type", "lz4".into()),
+                ],
             },
             TopicSpec {
                 name: self.dead_letters.clone(),
                 partitions: DEAD_LETTERS_PARTITIONS,
                 replication,
-                config: vec![("retention.ms", (30 * DAY_MS).to_string()), ("compression.type", "lz4".into())],
+                config: vec![
+                    ("retention.ms", (DEAD_LETTERS_RETENTION_DAYS * DAY_MS).to_string()),
+                    ("compression.type", "lz4".into()),
+                ],
             },
         ]
     }
