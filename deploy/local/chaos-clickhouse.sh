@@ -23,6 +23,8 @@ wait_for() {  # wait_for SECONDS WHAT CMD...
   log "chaos: $what"
 }
 for s in edge ingest api; do pid_alive "$s" || die "chaos: $s is not running (run deploy/local/demo.sh first)"; done
+pid_alive clickhouse \
+  || die "chaos: the ClickHouse on 8123 was not started by this stack ($STATE/clickhouse.pid): it cannot be stopped here"
 outbox="$STATE/outbox"
 alert_mails() { { grep -l "IngestClickHouseWriteFailing" "$outbox"/*.eml 2>/dev/null || true; } | wc -l; }
 mails_before=$(alert_mails)
