@@ -252,6 +252,8 @@ mod tests {
         assert_eq!(h1, hash_key(&k1));
         assert_ne!(h1, h2);
         assert_eq!(h1.len(), 64);
+        // The stored hash is SHA-256 in hex (FIPS 180-2 test vector "abc").
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

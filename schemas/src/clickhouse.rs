@@ -545,7 +545,11 @@ mod tests {
 
     #[test]
     fn ddl_is_idempotent_and_names_the_database() {
-        for stmt in ddl("db_x") {
+        let stmts = ddl("db_x");
+        // The database, events, rollups, states, spans, mirror log,
+        // events_written and its materialized view.
+        assert_eq!(stmts.len(), 8);
+        for stmt in stmts {
             assert!(stmt.contains("IF NOT EXISTS"), "{stmt}");
             assert!(stmt.contains("db_x"), "{stmt}");
         }
