@@ -123,13 +123,16 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
-    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+    // Visible ASCII (given) or hex (made): always a valid header value.
+    let value = axum::http::HeaderValue::from_str(&id).ok();
+    if let Some(v) = &value {
         req.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
-        let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-        return resp;
     }
-    tracing::Instrument::instrument(next.run(req), span).await
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Some(v) = value {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
 }
 
 /// Axum middleware counting every request by route template, method and status.

@@ -13,14 +13,11 @@ prom_alert_state() {
 a=[x for x in json.load(sys.stdin)["data"]["alerts"] if x["labels"]["alertname"]=="IngestClickHouseWriteFailing"]
 print(a[0]["state"] if a else "inactive")'
 }
-wait_for() {  # wait_for SECONDS WHAT CMD...
-  local secs=$1 what=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && die "chaos: $what did not happen within ${secs}s"
-    sleep 2
-  done
-  log "chaos: $what"
+# wait_for SECONDS WHAT LOGFILE CMD...: lib.sh's wait_until (fails with the
+# log's tail), then says it happened.
+wait_for() {
+  wait_until "$1" "chaos: $2" "$3" "${@:4}"
+  log "chaos: $2"
 }
 for s in edge ingest api; do pid_alive "$s" || die "chaos: $s is not running (run deploy/local/demo.sh first)"; done
 pid_alive clickhouse \
@@ -40,14 +37,14 @@ for i in $(seq 1 200); do
 done
 log "chaos: 200 views sent during the outage"
 firing() { [ "$(prom_alert_state)" = firing ]; }
-wait_for 180 "IngestClickHouseWriteFailing is firing" firing
+wait_for 180 "IngestClickHouseWriteFailing is firing" "$STATE/logs/ingest.log" firing
 mailed() { [ "$(alert_mails)" -gt "$mails_before" ]; }
-wait_for 120 "the operators got the alert by email ($outbox)" mailed
+wait_for 120 "the operators got the alert by email ($outbox)" "$STATE/alertmanager/server.log" mailed
 
 log "chaos: starting ClickHouse again"
 start_clickhouse
 resolved() { [ "$(prom_alert_state)" = inactive ]; }
-wait_for 240 "IngestClickHouseWriteFailing resolved" resolved
+wait_for 240 "IngestClickHouseWriteFailing resolved" "$STATE/logs/ingest.log" resolved
 caught_up() { [ "$(written)" -ge $((before + 200)) ]; }
-wait_for 120 "the 200 views of the outage are written (nothing lost)" caught_up
+wait_for 120 "the 200 views of the outage are written (nothing lost)" "$STATE/logs/ingest.log" caught_up
 log "chaos: OK"

@@ -52,7 +52,7 @@ pub mod watermark;
 pub mod window;
 
 use bson::doc;
-use schemas::clickhouse::{GrainCode, HLL_PRECISION, ROLLUPS_TABLE, ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE};
+use schemas::clickhouse::{GrainCode, HLL_PRECISION, ROLLUPS_TABLE, ROLLUP_STATES_TABLE};
 use schemas::mongo::collections;
 use serde::Deserialize;
 
@@ -229,22 +229,9 @@ pub async fn refresh_link_counters(
     // `min` of no rows is 1970-01-01 (0): then there is no state to merge.
     let days: Vec<u32> =
         if first == 0 { Vec::new() } else { (Grain::Day.floor(first)..=today).step_by(86_400).collect() };
-    let (blocks, rest) = match spans {
-        Some(avoid) => spans::cover(&days, avoid),
-        None => (Vec::new(), days),
-    };
-    let mut states = Vec::new();
-    if let Some(cond) = spans::blocks_sql(&blocks) {
-        states.push(format!(
-            "SELECT link_id, visitors FROM {db}.{ROLLUP_SPANS_TABLE} FINAL WHERE has(?, link_id) AND {cond}"
-        ));
-    }
-    if let Some(cond) = buckets_sql(&rest) {
-        states.push(format!(
-            "SELECT link_id, visitors FROM {db}.{ROLLUP_STATES_TABLE} FINAL
-             WHERE grain = 'day' AND has(?, link_id) AND {cond}"
-        ));
-    }
+    let (blocks, rest) = spans::cover_if(&days, spans);
+    let pieces = states::Pieces { spans: &blocks, days: &rest, ..Default::default() };
+    let states = states::closed_sources(db, "link_id, visitors", "has(?, link_id)", pieces);
     let uniques = if states.is_empty() {
         String::new()
     } else {

@@ -147,8 +147,7 @@ pub async fn erase_visitor_with(
     crate::spans::refresh(&stores.ch, &stores.ch_db, &rolled, now).await?;
     let state = crate::watermark::load_state(&stores.mongo).await?;
     let links: BTreeSet<String> = hits.iter().map(|h| h.link_id.clone()).collect();
-    let spans = state.spans.then_some(state.spans_dirty.as_slice());
-    crate::refresh_link_counters(stores, links.into_iter().collect(), spans).await?;
+    crate::refresh_link_counters(stores, links.into_iter().collect(), state.usable_spans()).await?;
     Ok(Erasure { events: hits.iter().map(|h| h.n).sum(), windows })
 }
 

@@ -78,6 +78,16 @@ pub fn cover(days: &[u32], avoid: &[u32]) -> (Vec<(u8, u32)>, Vec<u32>) {
     (blocks, rest)
 }
 
+/// [`cover`] when blocks may be used (`spans` is the days whose blocks are
+/// not re-merged yet, [`crate::watermark::State::usable_spans`]); every day
+/// on its own when `spans` is `None` (blocks not built).
+pub fn cover_if(days: &[u32], spans: Option<&[u32]>) -> (Vec<(u8, u32)>, Vec<u32>) {
+    match spans {
+        Some(avoid) => cover(days, avoid),
+        None => (Vec::new(), days.to_vec()),
+    }
+}
+
 /// The `INSERT … SELECT` that merges the level `level` blocks whose
 /// children satisfy `children` (a condition on the day states' `bucket`
 /// for level 1, on the spans' `(level, start)` above, or `1` for all).

@@ -133,27 +133,12 @@ pub async fn distinct(
     pieces: Pieces<'_>,
 ) -> Result<Distinct, RollupError> {
     let p = HLL_PRECISION;
-    let tenant = sel.tenant_id.as_deref().unwrap_or_default();
-    let link = sel.link_id.as_deref().unwrap_or_default();
-    let mut parts = Vec::new();
-    if let Some(blocks) = crate::spans::blocks_sql(pieces.spans) {
-        parts.push(format!(
-            "SELECT visitors, returning, conversions FROM {db}.{ROLLUP_SPANS_TABLE} FINAL
-             WHERE tenant_id = '{tenant}' AND link_id = '{link}' AND {blocks}",
-            tenant = escape(tenant),
-            link = escape(link),
-        ));
-    }
-    for (g, starts) in [(Grain::Day, pieces.days), (Grain::Hour, pieces.hours)] {
-        let Some(buckets) = crate::buckets_sql(starts) else { continue };
-        parts.push(format!(
-            "SELECT visitors, returning, conversions FROM {db}.{ROLLUP_STATES_TABLE} FINAL
-             WHERE tenant_id = '{tenant}' AND grain = '{g}' AND link_id = '{link}' AND {buckets}",
-            tenant = escape(tenant),
-            link = escape(link),
-            g = g.name(),
-        ));
-    }
+    let key = format!(
+        "tenant_id = '{}' AND link_id = '{}'",
+        escape(sel.tenant_id.as_deref().unwrap_or_default()),
+        escape(sel.link_id.as_deref().unwrap_or_default())
+    );
+    let mut parts = closed_sources(db, "visitors, returning, conversions", &key, pieces);
     if !pieces.raw.is_empty() {
         parts.push(format!(
             "SELECT {} FROM {db}.{EVENTS_TABLE} FINAL WHERE {}",
@@ -173,6 +158,24 @@ pub async fn distinct(
     let q = ch.query(&sql);
     let q = if pieces.raw.is_empty() { q } else { sel.bind(q, pieces.raw) };
     Ok(q.fetch_optional::<Distinct>().await?.unwrap_or_default())
+}
+
+/// The `SELECT {columns}` of the states of the closed pieces (`spans`,
+/// `days`, `hours`; not `raw`) of the keys matching the condition `key`,
+/// one per table read: the sources a distinct merge unions.
+pub fn closed_sources(db: &str, columns: &str, key: &str, pieces: Pieces<'_>) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(blocks) = crate::spans::blocks_sql(pieces.spans) {
+        parts.push(format!("SELECT {columns} FROM {db}.{ROLLUP_SPANS_TABLE} FINAL WHERE {key} AND {blocks}"));
+    }
+    for (g, starts) in [(Grain::Day, pieces.days), (Grain::Hour, pieces.hours)] {
+        let Some(buckets) = crate::buckets_sql(starts) else { continue };
+        parts.push(format!(
+            "SELECT {columns} FROM {db}.{ROLLUP_STATES_TABLE} FINAL WHERE {key} AND grain = '{g}' AND {buckets}",
+            g = g.name()
+        ));
+    }
+    parts
 }
 
 /// `s` as the inside of a single-quoted ClickHouse string literal.

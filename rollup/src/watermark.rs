@@ -59,6 +59,12 @@ impl State {
     pub fn is_pending(&self, start: u32, len: u32) -> bool {
         overlaps_pending(&self.pending, start, len)
     }
+
+    /// `None` when `rollup_spans` is not built; otherwise the days whose
+    /// blocks must not be used ([`crate::spans::cover_if`]).
+    pub fn usable_spans(&self) -> Option<&[u32]> {
+        self.spans.then_some(self.spans_dirty.as_slice())
+    }
 }
 
 /// Whether `[start, start + len)` (Unix s) meets one of the `pending` days

@@ -287,12 +287,11 @@ pub struct Engine<'a> {
     /// Values kept per breakdown dimension in an answer; the rest is summed
     /// under `(other)`. 0 keeps all.
     pub top_n: usize,
-    /// Whether blocks of closed days are merged from `rollup_spans`
-    /// (built by the aggregator, [`rollup::spans`]) rather than day by day.
-    pub spans: bool,
-    /// Days whose blocks the aggregator has not re-merged yet: no block
-    /// containing one is used.
-    pub spans_dirty: Vec<u32>,
+    /// `Some` when blocks of closed days are merged from `rollup_spans`
+    /// (built by the aggregator, [`rollup::spans`]) rather than day by day:
+    /// the days whose blocks are not re-merged yet (no block holding one is
+    /// used). [`rollup::watermark::State::usable_spans`].
+    pub spans: Option<Vec<u32>>,
 }
 
 fn add_metrics(into: &mut RollupMetrics, m: &RollupMetrics) {
@@ -381,11 +380,7 @@ impl Engine<'_> {
     /// additive part and the distinct counters are read at the same time.
     pub async fn overview(&self, scope: &Scope, from: u32, to: u32, include_bots: bool) -> Result<Overview, ApiError> {
         let plan = self.plan(from, to, include_bots);
-        let (blocks, days) = if self.spans {
-            rollup::spans::cover(&plan.days, &self.spans_dirty)
-        } else {
-            (Vec::new(), plan.days.clone())
-        };
+        let (blocks, days) = rollup::spans::cover_if(&plan.days, self.spans.as_deref());
         let pieces = Pieces { spans: &blocks, days: &days, hours: &plan.hours, raw: &plan.raw };
         let sel = scope.selection(include_bots, None);
         let ((mut metrics, mut breakdown), d) = futures::try_join!(self.additive(scope, &plan, include_bots), async {

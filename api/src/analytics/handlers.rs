@@ -333,8 +333,7 @@ fn raw_engine(st: &AppState) -> Engine<'_> {
         closed_until: 0,
         pending: Vec::new(),
         top_n: st.cfg.breakdown_top_n,
-        spans: false,
-        spans_dirty: Vec::new(),
+        spans: None,
     }
 }
 
@@ -343,19 +342,12 @@ fn raw_engine(st: &AppState) -> Engine<'_> {
 /// when given (tests: nothing pending then).
 pub async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engine<'_>, ApiError> {
     let state = rollup::watermark::load_state(&st.mongo).await?;
+    let spans = state.usable_spans().map(<[u32]>::to_vec);
     let (closed_until, pending) = match closed_until {
         Some(c) => (c, Vec::new()),
         None => (state.watermark.saturating_sub(st.cfg.rollup_grace_secs), state.pending),
     };
-    Ok(Engine {
-        ch: &st.ch,
-        db: &st.ch_db,
-        closed_until,
-        pending,
-        top_n: st.cfg.breakdown_top_n,
-        spans: state.spans,
-        spans_dirty: state.spans_dirty,
-    })
+    Ok(Engine { ch: &st.ch, db: &st.ch_db, closed_until, pending, top_n: st.cfg.breakdown_top_n, spans })
 }
 
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
