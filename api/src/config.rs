@@ -98,6 +98,31 @@ pub struct Config {
     /// date are marked OVERDUE, s; 0 disables the background sweep. Default 300.
     #[envconfig(from = "API_OVERDUE_SWEEP_SECS", default = "300")]
     pub overdue_sweep_secs: u32,
+    /// `API_ALERTS_EVAL_SECS`: how often tenants' tracking health is judged
+    /// and due alert notifications are sent, s; 0 disables the notifier.
+    /// Default 300.
+    #[envconfig(from = "API_ALERTS_EVAL_SECS", default = "300")]
+    pub alerts_eval_secs: u32,
+    /// `API_ALERTS_SETTLE_SECS`: the windows judged end this long before the
+    /// evaluation (events still in flight through Kafka and ingest), s.
+    /// Default 300.
+    #[envconfig(from = "API_ALERTS_SETTLE_SECS", default = "300")]
+    pub alerts_settle_secs: u32,
+    /// `API_ALERTS_MAX_ATTEMPTS`: attempts per notification before it is
+    /// marked failed. Default 8 (about 2 h with the default backoff).
+    #[envconfig(from = "API_ALERTS_MAX_ATTEMPTS", default = "8")]
+    pub alerts_max_attempts: u32,
+    /// `API_ALERTS_RETRY_BASE_SECS`: wait before the first retry, s; doubled
+    /// at each retry, at most an hour. Default 60.
+    #[envconfig(from = "API_ALERTS_RETRY_BASE_SECS", default = "60")]
+    pub alerts_retry_base_secs: u32,
+    /// `API_ALERTS_WEBHOOK_TIMEOUT_MS`: a webhook's whole request, ms. Default 10000.
+    #[envconfig(from = "API_ALERTS_WEBHOOK_TIMEOUT_MS", default = "10000")]
+    pub alerts_webhook_timeout_ms: u64,
+    /// `API_ALERTS_ALLOW_HTTP_WEBHOOKS`: accept `http://` webhook URLs (the
+    /// local stack's receivers); production keeps https only. Default false.
+    #[envconfig(from = "API_ALERTS_ALLOW_HTTP_WEBHOOKS", default = "false")]
+    pub alerts_allow_http_webhooks: bool,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,

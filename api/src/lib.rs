@@ -12,6 +12,7 @@
 //! | [`campaigns`] | `/v1/campaigns` |
 //! | [`billing`] | `/v1/invoices` |
 //! | [`gdpr`] | `/v1/gdpr/*`, `/v1/newsletter` |
+//! | [`alerts`] | `/v1/alerts` (tenants' tracking-health alerts, and the notifier sending them) |
 //! | [`audit_log`] | `/v1/audit` (records written by [`audit`], which every mutation goes through) |
 //!
 //! Shared by all: [`auth`] (bearer keys and sessions) and [`rbac`] (who may
@@ -28,6 +29,7 @@
 //! Reads and writes MongoDB (tenants, links, keys, users, CRM, billing,
 //! GDPR, audit, rollup mirrors) and reads ClickHouse (`rollups`, `events`).
 
+pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod audit_log;
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(gdpr::router())
         .merge(audit_log::router())
         .merge(ops::router())
+        .merge(alerts::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::failures))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
@@ -158,6 +161,15 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         tokio::spawn(sweep_overdue(
             state.clone(),
             Duration::from_secs(u64::from(cfg.overdue_sweep_secs)),
+            shutdown.clone(),
+        ));
+    }
+    if cfg.alerts_eval_secs > 0 && state.pii.is_some() {
+        let notifier = alerts::Notifier::new(state.clone()).context("building the alert notifier's HTTP client")?;
+        tokio::spawn(alerts::run(
+            notifier,
+            state.clone(),
+            Duration::from_secs(u64::from(cfg.alerts_eval_secs)),
             shutdown.clone(),
         ));
     }

@@ -6,7 +6,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The API's metrics.
 #[derive(Clone)]
@@ -37,6 +39,29 @@ pub struct Metrics {
     /// `api_payments_refused_total{reason}`: `overpayment`, `overrefund`,
     /// `invoice_not_payable`.
     pub payments_refused: IntCounterVec,
+    /// `api_tenant_views_24h{tenant}`: human views of each tenant (label:
+    /// its slug; an agency's tenants, bounded) in the 24 h window the
+    /// notifier last judged.
+    pub tenant_views: IntGaugeVec,
+    /// `api_tenant_client_tracking_ratio{tenant}`: share of those views
+    /// whose page could fire the tenant's pixels (0..1); absent without views.
+    pub tenant_client_ratio: GaugeVec,
+    /// `api_tenant_hour_views{tenant, week}`: views of the last complete
+    /// hour judged (`week="this"`) and of the same hour a week before (`last`).
+    pub tenant_hour_views: IntGaugeVec,
+    /// `api_tenant_alert_firing{tenant, kind}`: 1 while the tenant's alert
+    /// fires by its own thresholds, else 0.
+    pub tenant_alert_firing: IntGaugeVec,
+    /// `api_tenant_alert_deliveries_total{channel, outcome}`: notification
+    /// attempts `delivered`, `retry` (kept for a later attempt) or `failed`
+    /// (refused for good or out of attempts), by `email` / `webhook`.
+    pub alert_deliveries: IntCounterVec,
+    /// `api_tenant_alert_evaluations_total{outcome}`: evaluations of every
+    /// tenant's health, `ok` or `error`.
+    pub alert_evaluations: IntCounterVec,
+    /// `api_tenant_alert_last_evaluation_seconds`: end of the last
+    /// evaluation that succeeded, Unix s.
+    pub alert_last_evaluation: IntGauge,
 }
 
 impl Metrics {
@@ -84,7 +109,51 @@ impl Metrics {
                 Opts::new("api_payments_refused_total", "Payments and refunds refused, by reason."),
                 &["reason"],
             )?,
+            tenant_views: IntGaugeVec::new(
+                Opts::new("api_tenant_views_24h", "Human views of each tenant in the last 24 h judged."),
+                &["tenant"],
+            )?,
+            tenant_client_ratio: GaugeVec::new(
+                Opts::new(
+                    "api_tenant_client_tracking_ratio",
+                    "Share of each tenant's views whose page could fire its pixels, 0..1.",
+                ),
+                &["tenant"],
+            )?,
+            tenant_hour_views: IntGaugeVec::new(
+                Opts::new(
+                    "api_tenant_hour_views",
+                    "Views of the last complete hour judged (this) and the same hour a week before (last).",
+                ),
+                &["tenant", "week"],
+            )?,
+            tenant_alert_firing: IntGaugeVec::new(
+                Opts::new("api_tenant_alert_firing", "1 while a tenant's tracking-health alert fires."),
+                &["tenant", "kind"],
+            )?,
+            alert_deliveries: IntCounterVec::new(
+                Opts::new(
+                    "api_tenant_alert_deliveries_total",
+                    "Tracking-health notification attempts by channel and outcome.",
+                ),
+                &["channel", "outcome"],
+            )?,
+            alert_evaluations: IntCounterVec::new(
+                Opts::new("api_tenant_alert_evaluations_total", "Evaluations of the tenants' tracking health."),
+                &["outcome"],
+            )?,
+            alert_last_evaluation: IntGauge::new(
+                "api_tenant_alert_last_evaluation_seconds",
+                "End of the last successful evaluation of the tenants' tracking health, Unix s.",
+            )?,
         };
+        r.register(Box::new(m.tenant_views.clone()))?;
+        r.register(Box::new(m.tenant_client_ratio.clone()))?;
+        r.register(Box::new(m.tenant_hour_views.clone()))?;
+        r.register(Box::new(m.tenant_alert_firing.clone()))?;
+        r.register(Box::new(m.alert_deliveries.clone()))?;
+        r.register(Box::new(m.alert_evaluations.clone()))?;
+        r.register(Box::new(m.alert_last_evaluation.clone()))?;
         r.register(Box::new(m.emails.clone()))?;
         r.register(Box::new(m.retries.clone()))?;
         r.register(Box::new(m.payments_refused.clone()))?;

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::{analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, ops, tenants};
+use crate::{alerts, analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, ops, tenants};
 
 /// The API's OpenAPI document: the info, tags and security scheme here,
 /// every domain's paths merged in.
@@ -23,6 +23,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         gdpr::Doc::openapi(),
         audit_log::Doc::openapi(),
         ops::Doc::openapi(),
+        alerts::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -45,6 +46,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (name = "billing", description = "Invoices (gapless numbers, minor units, VAT), PDFs, payments with idempotency keys"),
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
+        (name = "alerts", description = "Tracking-health alerts to tenants (seed 002): settings, health now, delivery log"),
         (name = "ops", description = "Operations: Alertmanager's webhook receiver, emailing the operators (operator key)"),
     )
 )]
@@ -102,6 +104,7 @@ mod tests {
             include_str!("gdpr/mod.rs"),
             include_str!("audit_log/mod.rs"),
             include_str!("ops/mod.rs"),
+            include_str!("alerts/mod.rs"),
         ]
         .concat();
         let mut routed = std::collections::BTreeSet::new();
@@ -122,7 +125,7 @@ mod tests {
             }
         }
         // The routers' real size (a parse that misses routes fails here).
-        assert_eq!(routed.len(), 78, "routes read from the routers: {routed:?}");
+        assert_eq!(routed.len(), 82, "routes read from the routers: {routed:?}");
         // The other direction: every documented operation is routed, and
         // needs the bearer key unless it is one of the public routes.
         let public = identity_public_routes();

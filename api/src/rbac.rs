@@ -13,13 +13,15 @@
 //! | campaigns | CRUD | CRUD | CRU | R |
 //! | billing (invoices, payments) | CRUD | CRU | R | – |
 //! | gdpr (consents, newsletter, data-subject export and erasure) | CRUD, export | R | – | – |
+//! | alerts (tracking-health settings, states, deliveries) | RU | RU | R | R |
 //!
 //! Tenant API keys hold scopes instead: `links:read`, `links:write`
 //! (links CRUD), `analytics:read` (read, export), `crm:read`, `crm:write`
 //! (CRM CRU; both read the CRM settings), `campaigns:read`,
 //! `campaigns:write` (CRU), `billing:read`, `billing:write` (CRU),
 //! `gdpr:write` (consents, newsletter, data-subject requests: what a
-//! tenant's website backend needs). The operator key may do everything.
+//! tenant's website backend needs), `alerts:write` (alert settings;
+//! `analytics:read` reads alerts). The operator key may do everything.
 
 use schemas::mongo::Role;
 
@@ -52,6 +54,8 @@ pub enum Resource {
     Billing,
     /// Consents, newsletter, data-subject requests.
     Gdpr,
+    /// Tracking-health alerts: settings, states, delivery log.
+    Alerts,
 }
 
 impl Resource {
@@ -71,6 +75,7 @@ impl Resource {
             Resource::Campaigns => "campaigns",
             Resource::Billing => "billing",
             Resource::Gdpr => "gdpr",
+            Resource::Alerts => "alerts",
         }
     }
 
@@ -116,11 +121,12 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
     use Resource::*;
     match role {
         Role::Admin => {
-            !(resource == Settings && matches!(action, Create | Delete))
+            !(matches!(resource, Settings | Alerts) && matches!(action, Create | Delete))
                 && (action != Export || matches!(resource, Analytics | Gdpr))
         }
         Role::Manager => match resource {
             Links | Campaigns => matches!(action, Create | Read | Update | Delete),
+            Alerts => matches!(action, Read | Update),
             Billing => matches!(action, Create | Read | Update),
             Gdpr => action == Read,
             Analytics => matches!(action, Read | Export),
@@ -129,12 +135,13 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
             _ => false,
         },
         Role::Agent => match resource {
-            Links | Analytics | Settings | Billing => action == Read,
+            Links | Analytics | Settings | Billing | Alerts => action == Read,
             r if r.is_crm() || r == Campaigns => matches!(action, Create | Read | Update),
             _ => false,
         },
         Role::Viewer => {
-            action == Read && (matches!(resource, Links | Analytics | Settings | Campaigns) || resource.is_crm())
+            action == Read
+                && (matches!(resource, Links | Analytics | Settings | Campaigns | Alerts) || resource.is_crm())
         }
     }
 }
@@ -159,12 +166,16 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
                 || (action == Action::Read && (has("billing:read") || has("billing:write")))
         }
         Resource::Gdpr => has("gdpr:write"),
+        Resource::Alerts => {
+            (has("alerts:write") && matches!(action, Action::Read | Action::Update))
+                || (action == Action::Read && has("analytics:read"))
+        }
         _ => false,
     }
 }
 
 /// Every scope a tenant key may hold.
-pub const SCOPES: [&str; 10] = [
+pub const SCOPES: [&str; 11] = [
     "links:read",
     "links:write",
     "analytics:read",
@@ -175,6 +186,7 @@ pub const SCOPES: [&str; 10] = [
     "billing:read",
     "billing:write",
     "gdpr:write",
+    "alerts:write",
 ];
 
 #[cfg(test)]

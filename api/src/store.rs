@@ -29,3 +29,26 @@ where
     p.check_tenant(owner(&doc), what)?;
     Ok(doc)
 }
+
+/// Saves `new` as the one document of tenant `client_id` in `collection`
+/// (`_id` = the tenant: settings), replacing `old` or creating it, and
+/// audits it as an `update` of `resource` with the field changes from
+/// `old`. Errors: MongoDB (503).
+#[allow(clippy::too_many_arguments)]
+pub async fn save_tenant_document<T>(
+    st: &AppState,
+    p: &Principal,
+    meta: &crate::audit::Meta,
+    collection: &str,
+    resource: &'static str,
+    client_id: ObjectId,
+    old: Option<&T>,
+    new: &T,
+) -> Result<(), ApiError>
+where
+    T: serde::Serialize + Send + Sync,
+{
+    st.mongo.collection::<T>(collection).replace_one(doc! { "_id": client_id }, new).upsert(true).await?;
+    let target = crate::audit::Target { client_id, action: "update", resource, id: client_id };
+    crate::audit::changed(st, p, meta, target, old, Some(new)).await
+}

@@ -6,11 +6,13 @@
 //! - [`mongo`]: MongoDB collections, documents (seed 000 field names) and indexes.
 //! - [`topics`]: Kafka topic names, partition counts, dead-letter headers.
 //! - [`ids`]: ObjectId, slug and platform id rules.
+//! - [`alerts`]: tenants' tracking-health alert settings, states and delivery log.
 //! - [`billing`]: invoices and payments; [`campaign`]: campaigns and their daily ad KPIs; [`gdpr`]: consents and newsletter subscribers.
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
 //!
 //! It performs no I/O; `migrate` applies the DDL, indexes and topics.
 
+pub mod alerts;
 pub mod billing;
 pub mod campaign;
 pub mod clickhouse;

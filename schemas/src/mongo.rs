@@ -71,6 +71,12 @@ pub mod collections {
     pub const NEWSLETTER_SUBSCRIBERS: &str = "newsletter_subscribers";
     /// Short-lived mutexes (`_id` = the locked record), see `api::lock`.
     pub const LOCKS: &str = "locks";
+    /// Tracking-health alert settings, one per tenant ([`crate::alerts::AlertSettings`]).
+    pub const ALERT_SETTINGS: &str = "alert_settings";
+    /// Tracking-health alert states, one per tenant and kind ([`crate::alerts::AlertState`]).
+    pub const ALERT_STATES: &str = "alert_states";
+    /// Tracking-health notifications and their attempts ([`crate::alerts::AlertDelivery`]).
+    pub const ALERT_DELIVERIES: &str = "alert_deliveries";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -1132,6 +1138,19 @@ pub const INDEXES: &[IndexSpec] = &[
         name: "client_email_unique",
         keys: &[("clientId", 1), ("emailIndex", 1)],
         unique: true,
+    },
+    IndexSpec { collection: collections::ALERT_STATES, name: "client", keys: &[("clientId", 1)], unique: false },
+    IndexSpec {
+        collection: collections::ALERT_DELIVERIES,
+        name: "client_created",
+        keys: &[("clientId", 1), ("createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::ALERT_DELIVERIES,
+        name: "due",
+        keys: &[("status", 1), ("nextAttemptAt", 1)],
+        unique: false,
     },
 ];
 

@@ -14,7 +14,7 @@ use schemas::mongo::collections;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::{self, Meta, Target};
+use crate::audit::Meta;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Body;
@@ -270,20 +270,8 @@ pub async fn put(
         updated_at: DateTime::now(),
     };
     let old = st.mongo.collection::<CrmSettings>(collections::CRM_SETTINGS).find_one(doc! { "_id": client.id }).await?;
-    st.mongo
-        .collection::<CrmSettings>(collections::CRM_SETTINGS)
-        .replace_one(doc! { "_id": client.id }, &new)
-        .upsert(true)
-        .await?;
-    audit::changed(
-        &st,
-        &p,
-        &meta,
-        Target { client_id: client.id, action: "update", resource: "settings", id: client.id },
-        old.as_ref(),
-        Some(&new),
-    )
-    .await?;
+    let coll = collections::CRM_SETTINGS;
+    crate::store::save_tenant_document(&st, &p, &meta, coll, "settings", client.id, old.as_ref(), &new).await?;
     Ok(Json(view(&new)))
 }
 
