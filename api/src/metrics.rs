@@ -147,6 +147,15 @@ impl Metrics {
                 "End of the last successful evaluation of the tenants' tracking health, Unix s.",
             )?,
         };
+        // Every known label value from the start: a dashboard or rule sees 0, not nothing.
+        for channel in ["email", "webhook"] {
+            for outcome in ["delivered", "retry", "failed"] {
+                m.alert_deliveries.with_label_values(&[channel, outcome]);
+            }
+        }
+        for outcome in ["ok", "error"] {
+            m.alert_evaluations.with_label_values(&[outcome]);
+        }
         r.register(Box::new(m.tenant_views.clone()))?;
         r.register(Box::new(m.tenant_client_ratio.clone()))?;
         r.register(Box::new(m.tenant_hour_views.clone()))?;

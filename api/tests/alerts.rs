@@ -83,17 +83,7 @@ async fn tracking_health_alerts_reach_email_and_signed_webhook_once_with_retries
     let (s, _) =
         e.call(Some(&a_key), Method::PUT, "/v1/alerts/settings", Some(put(format!("{hook_base}/hook"), 0.95))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let admin_key = e
-        .ok(
-            &e.op,
-            Method::POST,
-            &format!("/v1/clients/{a}/api-keys"),
-            Some(json!({"name": "alerts", "scopes": ["alerts:write"]})),
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (admin_key, _) = e.key_with(&a, &["alerts:write"]).await;
     let (s, body) =
         e.call(Some(&admin_key), Method::PUT, "/v1/alerts/settings", Some(json!({"emails": ["nope"]}))).await;
     assert_eq!((s, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
@@ -138,7 +128,9 @@ async fn tracking_health_alerts_reach_email_and_signed_webhook_once_with_retries
     // client_rate_low and pixels_silent). B: nothing.
     let settle = e.api.state.cfg.alerts_settle_secs;
     let now = (bson::DateTime::now().timestamp_millis() / 1000) as u32;
-    let slot = now / 300 * 300;
+    // Slots from a minute after this hour's first judgeable one: the
+    // judged hour stays the same over the test's 20 minutes of slots.
+    let slot = now / 3600 * 3600 + settle + 60;
     let w = Windows::ending(slot - settle);
     let mut rows = Vec::new();
     for i in 0..200 {
@@ -238,6 +230,25 @@ async fn tracking_health_alerts_reach_email_and_signed_webhook_once_with_retries
     assert_eq!(x.deliveries + y.deliveries, 4);
     n1.deliver_due(bson::DateTime::now()).await.unwrap();
     assert_eq!(e.mails_to("label@a.test").iter().filter(|m| m.contains("[RESOLVED]")).count(), 2);
+
+    // A firing nobody was told of (D had no recipients then) ends silently
+    // even once D has some.
+    let (d, _) = e.tenant("alerts-d").await;
+    let mut quiet = Vec::new();
+    for i in 0..120 {
+        quiet.push(view(w.hour + i, &d, 7000 + i as u64, ConsentCode::Unknown));
+    }
+    e.insert(&quiet).await;
+    let fired = n1.evaluate(slot + 900).await.unwrap();
+    assert_eq!(
+        (kinds(&fired.fired).len(), fired.deliveries),
+        (2, 0),
+        "client_rate_low and pixels_silent, told to nobody"
+    );
+    let settings = json!({"emails": ["ops@d.test"], "thresholds": {"client_rate_min": 0.0, "min_views": 1000}});
+    e.ok(&e.op, Method::PUT, &format!("/v1/alerts/settings?client_id={d}"), Some(settings)).await;
+    let resolved = n1.evaluate(slot + 1200).await.unwrap();
+    assert_eq!((resolved.resolved.len(), resolved.deliveries), (2, 0), "{resolved:?}");
 
     // Prometheus sees each tenant's health.
     let metrics =

@@ -223,7 +223,9 @@ async fn smartlinks_crud_validation_and_tenant_isolation() {
     assert_eq!(after["slug"], "in-your-light");
     assert_eq!(after["platforms"], json!({"deezer": "https://deezer.com/x"}));
     assert_eq!(after["custom_platforms"][0]["name"], "Qobuz", "untouched fields stay");
-    assert!(after["updated_at"].as_str() > before["updated_at"].as_str());
+    // Both present and parsed: comparing two Options would pass with a missing `before`.
+    let at = |v: &Value| bson::DateTime::parse_rfc3339_str(v["updated_at"].as_str().expect("updated_at")).unwrap();
+    assert!(at(&after) > at(&before), "updated_at moves forward: {} -> {}", before["updated_at"], after["updated_at"]);
     let (s, v) =
         e.call(Some(&a_key), Method::PATCH, &format!("/v1/smartlinks/{a_link}"), Some(json!({"slug": "second"}))).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "slug_taken"));

@@ -2,7 +2,9 @@
 //! under concurrent creation, totals and VAT in minor units with the
 //! rounding rules, status transitions, payments with idempotency keys
 //! (also concurrent retries), refunds, the overdue sweep, the PDF (parsed
-//! back) and the email with it.
+//! back) and the email with it. The concurrent cases run on a
+//! multi-threaded runtime (the api in the same process), so requests
+//! really race instead of interleaving on one thread.
 
 #![allow(clippy::unwrap_used)]
 
@@ -45,7 +47,7 @@ async fn billing_key(e: &Env, tenant: &str) -> String {
         .to_string()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creation_yields_gapless_unique_numbers_per_tenant_and_year() {
     let e = env().await;
     let (a, _) = e.tenant("bill-a").await;
@@ -98,7 +100,7 @@ async fn concurrent_creation_yields_gapless_unique_numbers_per_tenant_and_year()
     assert_eq!(numbers.len(), 18, "the answers name A's 18 numbers (B's six are among A's names)");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn totals_transitions_payments_refunds_overdue_pdf_and_email() {
     let e = env().await;
     let (a, _) = e.tenant("bill-flow").await;

@@ -242,3 +242,48 @@ async fn kpis_and_performance_join_ad_numbers_with_our_click_outs_exactly() {
         e.call(Some(&key), Method::GET, &format!("{path}/performance?from=2026-03-05&to=2026-03-01"), None).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("to")));
 }
+
+/// Issue #21: a CSV import is refused whole, with the line and column at
+/// fault: a missing column, an empty body, a header without data, too many
+/// lines, a date outside the campaign, another tenant's campaign; nothing of
+/// a refused file is written.
+#[tokio::test]
+async fn csv_import_refuses_bad_files_whole() {
+    let e = env().await;
+    let (tenant, _) = e.tenant("csv-a").await;
+    let (other, _) = e.tenant("csv-b").await;
+    let ((key, _), (other_key, _)) =
+        (e.key_with(&tenant, &["campaigns:write"]).await, e.key_with(&other, &["campaigns:write"]).await);
+    let body = json!({"name": "Import", "kind": "acquisition", "start_date": "2026-03-01", "end_date": "2026-03-31",
+        "budget_minor": 100_000, "currency": "EUR", "billing_model": "fixed", "platforms": [{"name": "meta"}]});
+    let id = e.ok(&key, Method::POST, "/v1/campaigns", Some(body.clone())).await["id"].as_str().unwrap().to_string();
+    let import = format!("/v1/campaigns/{id}/kpis/import");
+    let good = "date,platform,impressions,clicks\n2026-03-02,meta,100,5\n";
+    assert_eq!(csv(&e, &key, &import, good).await.0, StatusCode::OK);
+
+    let long: String = std::iter::once("date,platform,impressions\n".to_string())
+        .chain((0..5001).map(|i| format!("2026-03-{:02},meta,{i}\n", 1 + i % 31)))
+        .collect();
+    for (file, field) in [
+        ("date,impressions\n2026-03-03,10\n", "line 1.platform"),
+        ("", "line 1.date"),
+        ("date,platform,impressions\n", "body"),
+        (long.as_str(), "body"),
+        ("date,platform,impressions\n2026-03-03,meta,10\n2026-04-01,meta,10\n", "line 3.date"),
+        ("date,platform,impressions\n2026-03-03,meta,10\n2026-02-28,meta,10\n", "line 3.date"),
+        ("date,platform,impressions\n2026-03-03,meta,10\n2026-03-04,meta,-5\n", "line 3.impressions"),
+    ] {
+        let (s, v) = csv(&e, &key, &import, file).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    // Another tenant's campaign is not found, and nothing was written by any refused file.
+    let (s, _) = csv(&e, &other_key, &import, good).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let listed = e.ok(&key, Method::GET, &format!("/v1/campaigns/{id}/kpis"), None).await;
+    let days: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["date"].as_str().unwrap()).collect();
+    assert_eq!(days, ["2026-03-02"], "only the good file's line: {listed}");
+    // A file too large for the route is a JSON error too.
+    let huge = format!("date,platform\n{}", "2026-03-02,meta\n".repeat(70_000));
+    let (s, v) = csv(&e, &key, &import, &huge).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "{v}");
+}

@@ -9,18 +9,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{code, env, Env};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-async fn admin_session(e: &Env, client: &str, email: &str, role: &str) -> (String, String) {
-    let u = e
-        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", "role": role})))
-        .await;
-    let (_, v) =
-        e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
-    (v["token"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string())
-}
+use support::{code, env, user_session};
 
 fn lead(first: &str, artist: &str, email: &str) -> Value {
     json!({"first_name": first, "last_name": "Doe", "email": email, "phone": "+33 6 12 34 56 78",
@@ -33,9 +22,9 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
     let e = env().await;
     let (a, _) = e.tenant("crm-a").await;
     let (b, _) = e.tenant("crm-b").await;
-    let (ta, _) = admin_session(&e, &a, "admin@crm-a.test", "admin").await;
-    let (tg, agent) = admin_session(&e, &a, "agent@crm-a.test", "agent").await;
-    let (tb, _) = admin_session(&e, &b, "admin@crm-b.test", "admin").await;
+    let (ta, _) = user_session(&e, &a, "admin@crm-a.test", "admin").await;
+    let (tg, agent) = user_session(&e, &a, "agent@crm-a.test", "agent").await;
+    let (tb, _) = user_session(&e, &b, "admin@crm-b.test", "admin").await;
 
     let l1 = e.ok(&tg, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "Jiro@Artist.test"))).await;
     let id1 = l1["id"].as_str().unwrap().to_string();
@@ -263,9 +252,9 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     let e = env().await;
     let (a, key) = e.tenant("set-a").await;
     let (b, _) = e.tenant("set-b").await;
-    let (ta, _) = admin_session(&e, &a, "admin@set-a.test", "admin").await;
-    let (tg, _) = admin_session(&e, &a, "agent@set-a.test", "agent").await;
-    let (tb, _) = admin_session(&e, &b, "admin@set-b.test", "admin").await;
+    let (ta, _) = user_session(&e, &a, "admin@set-a.test", "admin").await;
+    let (tg, _) = user_session(&e, &a, "agent@set-a.test", "agent").await;
+    let (tb, _) = user_session(&e, &b, "admin@set-b.test", "admin").await;
 
     // Defaults until saved; only admins change them.
     let d = e.ok(&tg, Method::GET, "/v1/crm/settings", None).await;
@@ -309,17 +298,7 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
     assert_eq!(saved["stage_labels"]["qualified"], "Meeting scheduled");
     assert!(saved["updated_at"].is_string());
     assert_eq!(e.ok(&tb, Method::GET, "/v1/crm/settings", None).await["lead_sources"], d["lead_sources"], "per tenant");
-    let crm_key = e
-        .ok(
-            &e.op,
-            Method::POST,
-            &format!("/v1/clients/{a}/api-keys"),
-            Some(json!({"name": "crm", "scopes": ["crm:read"]})),
-        )
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (crm_key, _) = e.key_with(&a, &["crm:read"]).await;
     assert_eq!(e.ok(&crm_key, Method::GET, "/v1/crm/settings", None).await["task_types"], json!(["CALL", "DEMO"]));
     let (st, _) = e.call(Some(&key), Method::GET, "/v1/crm/settings", None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "links/analytics keys do not read CRM settings");

@@ -123,6 +123,10 @@ pub struct AlertState {
     pub value: f64,
     /// The threshold it was judged against.
     pub threshold: f64,
+    /// Whether its start of firing was notified to anyone (recipients set,
+    /// kind enabled); only then is its resolution notified.
+    #[serde(default)]
+    pub notified: bool,
 }
 
 /// Where a notification goes.

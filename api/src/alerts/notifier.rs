@@ -3,19 +3,22 @@
 //! notifications due ([`Notifier::deliver_due`]).
 //!
 //! De-duplication: an alert notifies when it changes (starts firing,
-//! resolves), never while it stays. Each change is claimed in MongoDB
-//! first: the state document of `(tenant, kind)` moves from the slot it
-//! was judged at to the new one with a conditional update (a first state
-//! is an insert on its `_id`), and only the api instance whose write
-//! matched creates the notifications. Several instances, or a restart
-//! re-judging a slot, send each change once.
+//! resolves), never while it stays, and a resolution only when its firing
+//! was notified. Each state document of `(tenant, kind)` records the slot
+//! it was judged at; a slot not newer changes nothing. Evaluations run one
+//! at a time across api instances under the MongoDB lock
+//! `alerts:evaluate` ([`crate::lock`]: an insert on a unique `_id`;
+//! FerretDB's conditional updates are not atomic, so they cannot be the
+//! claim), so several instances, or a restart re-judging a slot, send each
+//! change once.
 //!
 //! Delivery: one [`AlertDelivery`] per recipient and change, sent at once
 //! and retried with doubling waits (`API_ALERTS_RETRY_BASE_SECS`, at most
-//! an hour) up to `API_ALERTS_MAX_ATTEMPTS`. An attempt is claimed by
-//! bumping `attempts` conditionally and pushing `nextAttemptAt` past the
-//! attempt's lease, so two instances never send the same attempt, and an
-//! instance dying mid-attempt leaves it due again after the lease. Emails
+//! an hour) up to `API_ALERTS_MAX_ATTEMPTS`. Each attempt runs under the
+//! delivery's own lock and re-reads the delivery first, so two instances
+//! never send the same attempt; `nextAttemptAt` is pushed past the
+//! attempt's lease first, so an instance dying mid-attempt leaves it due
+//! again after the lease. Emails
 //! go through the api's mail transport (and `email_logs`); webhooks are
 //! POSTed with a Standard Webhooks signature
 //! (<https://www.standardwebhooks.com/>, HMAC-SHA256 over
@@ -44,6 +47,8 @@ use crate::validate::to_rfc3339;
 
 /// How long a claimed attempt may run before another instance may retry it.
 const ATTEMPT_LEASE: Duration = Duration::from_secs(300);
+/// How long an evaluation may hold `alerts:evaluate` (a dead holder's lock expires).
+const EVALUATION_LEASE: Duration = Duration::from_secs(600);
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECS: u64 = 3600;
 /// Deliveries sent per call of [`Notifier::deliver_due`].
@@ -96,6 +101,14 @@ impl Notifier {
     /// sets the per-tenant gauges and creates the notifications of the
     /// changes this instance claimed. Errors: MongoDB or ClickHouse (503).
     pub async fn evaluate(&self, slot: u32) -> Result<Evaluation, ApiError> {
+        let lock =
+            crate::lock::acquire(&self.st, "alerts:evaluate".into(), EVALUATION_LEASE, Duration::from_secs(60)).await?;
+        let out = self.evaluate_locked(slot).await;
+        lock.release().await;
+        out
+    }
+
+    async fn evaluate_locked(&self, slot: u32) -> Result<Evaluation, ApiError> {
         let st = &self.st;
         let w = Windows::ending(slot.saturating_sub(st.cfg.alerts_settle_secs));
         let clients: Vec<Client> =
@@ -158,13 +171,27 @@ impl Notifier {
                 let id = format!("{hex}:{}", v.kind.as_str());
                 let prev = states.get(&id);
                 let Some(change) = self.claim(&id, c.id, prev, &v, slot).await? else { continue };
+                let mut notify = s.kinds.contains(&v.kind);
                 if change == "firing" {
                     out.fired.push((c.id, v.kind));
                 } else {
                     out.resolved.push((c.id, v.kind));
+                    // Only the end of a firing its recipients were told of.
+                    notify &= prev.is_some_and(|p| p.notified);
                 }
-                if s.kinds.contains(&v.kind) {
-                    deliveries.extend(self.notifications(c, &s, &v, &h, w, change)?);
+                if notify {
+                    let made = self.notifications(c, &s, &v, &h, w, change)?;
+                    if change == "firing" && !made.is_empty() {
+                        self.st
+                            .mongo
+                            .collection::<AlertState>(collections::ALERT_STATES)
+                            .update_one(
+                                doc! { "_id": &id, "slot": i64::from(slot) },
+                                doc! { "$set": { "notified": true } },
+                            )
+                            .await?;
+                    }
+                    deliveries.extend(made);
                 }
             }
         }
@@ -204,7 +231,7 @@ impl Notifier {
                     .update_one(
                         doc! { "_id": id, "slot": p.slot },
                         doc! { "$set": { "slot": slot, "firing": v.firing, "since": since,
-                        "value": v.value, "threshold": v.threshold } },
+                        "value": v.value, "threshold": v.threshold, "notified": p.notified && !changed } },
                     )
                     .await?;
                 Ok((r.matched_count == 1 && changed).then_some(if v.firing { "firing" } else { "resolved" }))
@@ -219,6 +246,7 @@ impl Notifier {
                     slot,
                     value: v.value,
                     threshold: v.threshold,
+                    notified: false,
                 };
                 match coll.insert_one(&state).await {
                     Ok(_) => Ok(v.firing.then_some("firing")),
@@ -304,45 +332,63 @@ impl Notifier {
             .await?;
         let mut sent = Sent::default();
         for d in due {
-            let lease = DateTime::from_millis(now.timestamp_millis() + ATTEMPT_LEASE.as_millis() as i64);
-            let claimed = coll
-                .update_one(
-                    doc! { "_id": d.id, "status": "pending", "attempts": d.attempts },
-                    doc! { "$set": { "nextAttemptAt": lease }, "$inc": { "attempts": 1 } },
-                )
-                .await?;
-            if claimed.modified_count != 1 {
-                continue;
-            }
-            let attempts = d.attempts + 1;
-            let channel = match d.channel {
-                Channel::Email => "email",
-                Channel::Webhook => "webhook",
+            let name = format!("alert-delivery:{}", d.id.to_hex());
+            let lock = match crate::lock::acquire(st, name, ATTEMPT_LEASE, Duration::ZERO).await {
+                Ok(l) => l,
+                Err(ApiError::Unavailable { store: "lock", .. }) => continue, // another instance sends it
+                Err(e) => return Err(e),
             };
-            let update = match self.send(&d, now).await {
-                Ok(()) => {
-                    sent.delivered += 1;
-                    st.metrics.alert_deliveries.with_label_values(&[channel, "delivered"]).inc();
-                    doc! { "$set": { "status": "delivered", "deliveredAt": DateTime::now(), "lastError": null } }
-                }
-                Err(Failure { retry, error }) if retry && attempts < st.cfg.alerts_max_attempts => {
-                    sent.retried += 1;
-                    st.metrics.alert_deliveries.with_label_values(&[channel, "retry"]).inc();
-                    let wait = backoff(st.cfg.alerts_retry_base_secs, attempts);
-                    let next = DateTime::from_millis(now.timestamp_millis() + wait.as_millis() as i64);
-                    tracing::warn!(delivery = %d.id, channel, attempts, error = %error, "alert notification failed; retrying");
-                    doc! { "$set": { "nextAttemptAt": next, "lastError": error } }
-                }
-                Err(Failure { error, .. }) => {
-                    sent.failed += 1;
-                    st.metrics.alert_deliveries.with_label_values(&[channel, "failed"]).inc();
-                    tracing::warn!(delivery = %d.id, channel, attempts, error = %error, "alert notification failed for good");
-                    doc! { "$set": { "status": "failed", "lastError": error } }
-                }
-            };
-            coll.update_one(doc! { "_id": d.id }, update).await?;
+            let outcome = self.attempt(&coll, d.id, now, &mut sent).await;
+            lock.release().await;
+            outcome?;
         }
         Ok(sent)
+    }
+
+    /// One attempt of delivery `id` (held under its lock): re-read, still
+    /// due, lease, send, record.
+    async fn attempt(
+        &self,
+        coll: &mongodb::Collection<AlertDelivery>,
+        id: ObjectId,
+        now: DateTime,
+        sent: &mut Sent,
+    ) -> Result<(), ApiError> {
+        let st = &self.st;
+        let Some(d) = coll.find_one(doc! { "_id": id }).await? else { return Ok(()) };
+        if d.status != DeliveryStatus::Pending || d.next_attempt_at > now {
+            return Ok(()); // sent or rescheduled meanwhile
+        }
+        let attempts = d.attempts + 1;
+        let lease = DateTime::from_millis(now.timestamp_millis() + ATTEMPT_LEASE.as_millis() as i64);
+        coll.update_one(doc! { "_id": id }, doc! { "$set": { "nextAttemptAt": lease, "attempts": attempts } }).await?;
+        let channel = match d.channel {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        };
+        let update = match self.send(&d, now).await {
+            Ok(()) => {
+                sent.delivered += 1;
+                st.metrics.alert_deliveries.with_label_values(&[channel, "delivered"]).inc();
+                doc! { "$set": { "status": "delivered", "deliveredAt": DateTime::now(), "lastError": null } }
+            }
+            Err(Failure { retry, error }) if retry && attempts < st.cfg.alerts_max_attempts => {
+                sent.retried += 1;
+                st.metrics.alert_deliveries.with_label_values(&[channel, "retry"]).inc();
+                let wait = backoff(st.cfg.alerts_retry_base_secs, attempts);
+                let next = DateTime::from_millis(now.timestamp_millis() + wait.as_millis() as i64);
+                tracing::warn!(delivery = %d.id, channel, attempts, error = %error, "alert notification failed; retrying");
+                doc! { "$set": { "nextAttemptAt": next, "lastError": error } }
+            }
+            Err(Failure { error, .. }) => {
+                sent.failed += 1;
+                st.metrics.alert_deliveries.with_label_values(&[channel, "failed"]).inc();
+                tracing::warn!(delivery = %d.id, channel, attempts, error = %error, "alert notification failed for good");
+                doc! { "$set": { "status": "failed", "lastError": error } }
+            }
+        };
+        coll.update_one(doc! { "_id": d.id }, update).await?;
+        Ok(())
     }
 
     async fn send(&self, d: &AlertDelivery, now: DateTime) -> Result<(), Failure> {

@@ -761,7 +761,14 @@ fn kpi_view(k: &DailyKpi) -> KpiView {
 
 fn kpi(c: &Campaign, at: &str, k: &KpiInput) -> Result<DailyKpi, ApiError> {
     let f = |n: &str| format!("{at}.{n}");
-    validate::date(&f("date"), &k.date)?;
+    let day = validate::date(&f("date"), &k.date)?;
+    if day < c.start_date || c.end_date.is_some_and(|end| day > end) {
+        let end = c.end_date.map(validate::day).unwrap_or_else(|| "open".into());
+        return Err(ApiError::invalid(
+            f("date"),
+            format!("outside the campaign ({} to {end})", validate::day(c.start_date)),
+        ));
+    }
     let platform = one_of(&f("platform"), &k.platform, &AD_PLATFORMS)?;
     let mut specific = Document::new();
     for (name, v) in &k.platform_specific {
@@ -851,12 +858,19 @@ pub async fn put_kpis(
     Ok(Json(KpiStored { rows: store_kpis(&st, &p, &meta, &c, rows, "kpis").await? }))
 }
 
+/// Most data lines of one KPI import (a platform's export of a year of days).
+pub const IMPORT_MAX_LINES: usize = 5000;
+
+/// Largest KPI import body, bytes (5000 lines of about 200 bytes).
+pub const IMPORT_MAX_BYTES: usize = 1024 * 1024;
+
 /// Imports daily KPIs from CSV (`text/csv`, header row first). Columns:
 /// `date,platform,impressions,views,clicks,reach,spend_minor,conversions,conversion_value_minor`
 /// (only `date` and `platform` required, any order); other columns are
 /// platform-specific counters; derived columns (`ctr`, `cpc`, `cpm`,
-/// `cpv`, `roas`) are refused. Errors name `line N.column`; nothing is
-/// written unless every line is valid.
+/// `cpv`, `roas`) are refused; dates must fall within the campaign. At
+/// most [`IMPORT_MAX_LINES`] lines and [`IMPORT_MAX_BYTES`]. Errors name
+/// `line N.column`; nothing is written unless every line is valid.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/kpis/import", tag = "campaigns", params(("id" = String, Path, description = "Campaign id")),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = KpiStored), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -865,9 +879,10 @@ pub async fn import_kpis(
     Extension(p): Extension<Principal>,
     meta: Meta,
     Path(id): Path<String>,
-    body: String,
+    body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<Json<KpiStored>, ApiError> {
     p.can(Resource::Campaigns, Action::Update)?;
+    let body = body.map_err(|r| ApiError::Malformed { code: "malformed_body", message: r.body_text() })?;
     let c = load(&st, &p, &id).await?;
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body.as_bytes());
     let headers: Vec<String> = reader
@@ -925,8 +940,8 @@ pub async fn import_kpis(
             }
         }
         rows.push(kpi(&c, &format!("line {line}"), &input)?);
-        if rows.len() > 5000 {
-            return Err(ApiError::invalid("body", "at most 5000 lines"));
+        if rows.len() > IMPORT_MAX_LINES {
+            return Err(ApiError::invalid("body", format!("at most {IMPORT_MAX_LINES} lines")));
         }
     }
     if rows.is_empty() {

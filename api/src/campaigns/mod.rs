@@ -9,6 +9,7 @@
 //! events for the open one).
 mod handlers;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
 use utoipa::OpenApi;
@@ -21,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns", post(handlers::create).get(handlers::list_campaigns))
         .route("/v1/campaigns/{id}", get(handlers::get).patch(handlers::patch))
         .route("/v1/campaigns/{id}/kpis", put(handlers::put_kpis).get(handlers::list_kpis))
-        .route("/v1/campaigns/{id}/kpis/import", post(handlers::import_kpis))
+        .route(
+            "/v1/campaigns/{id}/kpis/import",
+            post(handlers::import_kpis).layer(DefaultBodyLimit::max(handlers::IMPORT_MAX_BYTES)),
+        )
         .route("/v1/campaigns/{id}/performance", get(handlers::performance))
 }
 

@@ -115,6 +115,14 @@ impl Env {
         (id, k["key"].as_str().unwrap().to_string())
     }
 
+    /// A new API key of tenant `client` with `scopes` (made by the operator):
+    /// (key, key id).
+    pub async fn key_with(&self, client: &str, scopes: &[&str]) -> (String, String) {
+        let path = format!("/v1/clients/{client}/api-keys");
+        let k = self.ok(&self.op, Method::POST, &path, Some(json!({"name": "test", "scopes": scopes}))).await;
+        (k["key"].as_str().unwrap().to_string(), k["id"].as_str().unwrap().to_string())
+    }
+
     pub async fn link(&self, key: &str, slug: &str) -> String {
         let l = self
             .ok(key, Method::POST, "/v1/smartlinks", Some(json!({"slug": slug, "track": {"title": "In Your Light", "artist_name": "Jiro"},
@@ -171,4 +179,19 @@ pub fn token_in(mail: &str, prefix: &str) -> String {
 
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The password of users made by [`user_session`].
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates user `email` with `role` in tenant `client` (as the operator)
+/// and logs in: (session token, user id).
+pub async fn user_session(e: &Env, client: &str, email: &str, role: &str) -> (String, String) {
+    let u = e
+        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", "role": role})))
+        .await;
+    let (s, v) =
+        e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (v["token"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string())
 }

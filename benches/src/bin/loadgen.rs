@@ -4,7 +4,8 @@
 //! 1. Creates a demo tenant (`demo.smartlinks.local`), a tenant API key and
 //!    three smartlinks through the API (`POST /v1/clients`,
 //!    `/v1/clients/{id}/api-keys`, `/v1/smartlinks`; a second run reuses
-//!    the tenant and links).
+//!    the tenant and links), and its tracking-health alert settings
+//!    (`PUT /v1/alerts/settings`: an email, a 50% client-side threshold).
 //! 2. Sends visits over HTTP to the edge: user agents drawn by weight from
 //!    the npm `user-agents` dataset, client IPs drawn from public IPv4 space
 //!    and kept when DB-IP Lite places them in a country (passed as
@@ -15,7 +16,8 @@
 //! 3. Waits until the API's overview of the run shows exactly the views,
 //!    clicks and bots sent, and the tenant's daily rollup in MongoDB has
 //!    them too and equals ClickHouse's, then prints a summary read from the
-//!    API (`/v1/analytics/overview`, `breakdown`, `realtime`, `health`).
+//!    API (`/v1/analytics/overview`, `breakdown`, `realtime`, `health`,
+//!    `/v1/alerts`).
 //!
 //! Usage: `loadgen [VISITS] [CONCURRENCY]` (defaults 3000, 32). Settings from
 //! the environment: `LOADGEN_EDGE` (default `http://127.0.0.1:8080`),
@@ -132,6 +134,15 @@ async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
         )
         .await?;
     let key = str_of(&k, "key")?;
+    // Tracking-health alerts (seed 002): the label's team is emailed; 60%
+    // of this audience consents, so its pixels see about that share.
+    api.ok(
+        op,
+        Method::PUT,
+        &format!("/v1/alerts/settings?client_id={tenant}"),
+        Some(json!({"emails": ["alerts@demo-records.local"], "thresholds": {"client_rate_min": 0.5}})),
+    )
+    .await?;
     for (slug, title, artist) in LINKS {
         let body = json!({"slug": slug, "track": {"title": title, "artist_name": artist},
             "platforms": {"spotify": format!("https://open.spotify.com/track/{slug}"), "apple-music": format!("https://music.apple.com/album/{slug}"),
@@ -432,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
         get(format!("/v1/analytics/breakdown?client_id={tenant_hex}&from={}&dimension=device", to_rfc3339(t0))).await?;
     let realtime = get(format!("/v1/analytics/realtime?client_id={tenant_hex}")).await?;
     let health = get(format!("/v1/analytics/health?client_id={tenant_hex}")).await?;
+    let alerts = get(format!("/v1/alerts?client_id={tenant_hex}")).await?;
     let list = |v: &Value, k: &str| {
         v[k].as_array()
             .map(|a| {
@@ -465,6 +477,15 @@ async fn main() -> anyhow::Result<()> {
         health["status"],
         health["client_tracking_rate"].as_f64().unwrap_or(0.0) * 100.0,
         health["ingest_delay_p99_s"]
+    );
+    let firing: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x["firing"] == true).filter_map(|x| x["kind"].as_str()).collect())
+        .unwrap_or_default();
+    println!(
+        "tracking-health alerts (GET /v1/alerts): {}, firing: [{}] (notifications: $SMARTLINKS_STATE_DIR/outbox)",
+        alerts["status"],
+        firing.join(", ")
     );
     println!("daily rollup (MongoDB = ClickHouse): +{dv} views, +{dc} clicks, +{db} bots this run");
     println!(
