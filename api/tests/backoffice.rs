@@ -8,7 +8,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{code, env, Env};
+use support::{code, env, env_custom, Env};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -412,4 +412,40 @@ async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_si
             assert!(!dump.contains(secret), "{coll} holds {secret}");
         }
     }
+}
+
+/// Issues #14 and #21: concurrent guesses cannot outrun the lockout. 50
+/// wrong passwords at once for one account with 5 attempts allowed: at
+/// most 5 are judged (401), every other one finds the account locked (423),
+/// and the right password is refused while it is. Multi-threaded, so the
+/// guesses really race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_passwords_lock_the_account_after_max_attempts() {
+    let e = env_custom(|cfg| {
+        cfg.login_max_attempts = 5;
+        cfg.login_lock_secs = 600;
+    })
+    .await;
+    let (a, _) = e.tenant("bo-race").await;
+    user(&e, &a, "race@label.test", "viewer").await;
+    let mut guesses = Vec::new();
+    for i in 0..50 {
+        let (http, url) = (e.http.clone(), format!("{}/v1/auth/login", e.base));
+        guesses.push(tokio::spawn(async move {
+            let body = json!({"email": "race@label.test", "password": format!("wrong password {i}")});
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for g in guesses {
+        let (s, v) = g.await.unwrap();
+        assert!(s == StatusCode::UNAUTHORIZED || s == StatusCode::LOCKED, "{s} {v}");
+        *by_status.entry(s.as_u16()).or_default() += 1;
+    }
+    assert_eq!(by_status.get(&401).copied(), Some(5), "judged guesses: {by_status:?}");
+    assert_eq!(by_status.get(&423).copied(), Some(45), "{by_status:?}");
+    let (s, v) = login(&e, "race@label.test", PASSWORD, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::LOCKED, "account_locked"), "locked even for the right password");
 }

@@ -336,16 +336,51 @@ pub async fn login(
         }
     };
     let Some(user) = found.filter(|u| u.is_active) else {
-        verify_password(b.password, DUMMY_HASH.into()).await;
+        verify_password(b.password, DUMMY_HASH.into()).await?;
         fail(None, "invalid_credentials").await?;
         return Err(ApiError::Unauthenticated("invalid_credentials", "wrong email or password"));
     };
+    // One judgement at a time per account: concurrent guesses each see the
+    // failures counted before them (issue #14: 40 parallel guesses were all
+    // judged against the same count). A fresh read under the lock.
+    let guard = crate::lock::acquire(
+        &st,
+        format!("login:{}", user.id.to_hex()),
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(15),
+    )
+    .await?;
+    let judged: Result<Json<LoginResponse>, ApiError> = async {
+        let user = users
+            .find_one(doc! { "_id": user.id })
+            .await?
+            .ok_or(ApiError::Unauthenticated("invalid_credentials", "wrong email or password"))?;
+        judge_login(&st, &meta, b, user, &fail).await
+    }
+    .await;
+    guard.release().await;
+    judged
+}
+
+/// The rest of [`login`] for `user`, under its account lock.
+async fn judge_login<F, Fut>(
+    st: &AppState,
+    meta: &Meta,
+    b: LoginRequest,
+    user: User,
+    fail: &F,
+) -> Result<Json<LoginResponse>, ApiError>
+where
+    F: Fn(Option<&User>, &'static str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    let users = st.mongo.collection::<User>(collections::USERS);
     let now = DateTime::now();
     if user.auth.lock_until.is_some_and(|t| t > now) {
         fail(Some(&user), "account_locked").await?;
         return Err(ApiError::Locked { until: user.auth.lock_until.map(rfc).unwrap_or_default() });
     }
-    let mut ok = verify_password(b.password, user.auth.password_hash.clone()).await;
+    let mut ok = verify_password(b.password, user.auth.password_hash.clone()).await?;
     let mut code = "invalid_credentials";
     if ok {
         if let Some(secret) = &user.auth.totp_secret_enc {
@@ -354,7 +389,7 @@ pub async fn login(
                     fail(Some(&user), "totp_required").await?;
                     return Err(ApiError::Unauthenticated("totp_required", "this account needs a TOTP code"));
                 }
-                Some(c) if !totp_ok(&st, secret, c)? => {
+                Some(c) if !totp_ok(st, secret, c)? => {
                     ok = false;
                     code = "invalid_totp";
                 }
@@ -411,11 +446,11 @@ pub async fn login(
         changes: Vec::new(),
         outcome: Ok(()),
     };
-    audit::record(&st, Some(&principal), &meta, entry).await?;
+    audit::record(st, Some(&principal), meta, entry).await?;
     let mut user = user;
     user.auth.last_login = Some(now);
     user.auth.lock_until = None;
-    Ok(Json(LoginResponse { token, expires_at: rfc(expires_at), user: view(&st, &user)? }))
+    Ok(Json(LoginResponse { token, expires_at: rfc(expires_at), user: view(st, &user)? }))
 }
 
 /// Ends the current session.
@@ -532,8 +567,8 @@ mod tests {
         }
         let h = hash_password("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), h.clone()).await);
-        assert!(!verify_password("wrong".into(), h).await);
+        assert!(verify_password("correct horse battery".into(), h.clone()).await.unwrap());
+        assert!(!verify_password("wrong".into(), h).await.unwrap());
         assert!(
             argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok(),
             "dummy hash parses, so unknown emails cost a verification"

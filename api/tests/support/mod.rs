@@ -23,13 +23,22 @@ pub struct Env {
 }
 
 pub async fn env_with(rate: u32, burst: u32) -> Env {
+    env_custom(|cfg| {
+        cfg.rate_limit_per_second = rate;
+        cfg.rate_limit_burst = burst;
+    })
+    .await
+}
+
+/// An API with the test settings, then `change` applied to them.
+pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
     let name = unique_name("api");
     let mut cfg = api::Config::init_from_env().unwrap();
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
     cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k")).into();
-    cfg.rate_limit_per_second = rate;
-    cfg.rate_limit_burst = burst;
+    cfg.rate_limit_per_second = 1000;
+    cfg.rate_limit_burst = 1000;
     cfg.link_scheme = "http".into();
     cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap().into();
     cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
@@ -42,6 +51,7 @@ pub async fn env_with(rate: u32, burst: u32) -> Env {
     cfg.mail_url = format!("file:{}", outbox.display()).into();
     cfg.clickhouse.database = name.clone();
     cfg.mongo.database = name.clone();
+    change(&mut cfg);
     migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
     let mongo = cfg.mongo.database().await.unwrap();
     migrate::apply_mongo_indexes(&mongo).await.unwrap();
