@@ -20,6 +20,39 @@ pub struct Env {
     /// The file transport's outbox (one `.eml` per email).
     pub outbox: std::path::PathBuf,
     pub _shutdown: common::shutdown::CancellationToken,
+    /// The stores' settings, for dropping the test's databases.
+    pub stores: (common::config::ClickHouseConfig, common::config::MongoConfig),
+}
+
+impl Drop for Env {
+    /// Drops the test's ClickHouse and MongoDB databases and its outbox
+    /// when the test passed (a failed one keeps them to look at). New
+    /// clients on a thread of their own: the test's runtime is the one
+    /// waiting here.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self._shutdown.cancel();
+        let (ch, mongo) = self.stores.clone();
+        let outbox = self.outbox.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let ch_client = ch.client();
+                let _ = ch_client
+                    .query("DROP DATABASE IF EXISTS ?")
+                    .bind(clickhouse::sql::Identifier(&ch.database))
+                    .execute()
+                    .await;
+                if let Ok(db) = mongo.database().await {
+                    let _ = db.drop().await;
+                }
+            });
+            let _ = std::fs::remove_dir_all(outbox);
+        });
+        let _ = cleanup.join();
+    }
 }
 
 pub async fn env_with(rate: u32, burst: u32) -> Env {
@@ -58,6 +91,7 @@ pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
     let ch = cfg.clickhouse.client().with_database(&name);
     let shutdown = common::shutdown::CancellationToken::new();
     let op = cfg.operator_key.expose().to_owned();
+    let stores = (cfg.clickhouse.clone(), cfg.mongo.clone());
     let api = api::start(cfg, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
     Env {
         base: format!("http://{}", api.addr),
@@ -69,6 +103,7 @@ pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
         mongo,
         outbox,
         _shutdown: shutdown,
+        stores,
     }
 }
 
