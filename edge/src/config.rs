@@ -24,6 +24,11 @@ pub struct Config {
     /// so a local reverse proxy or load generator can pass client IPs.
     #[envconfig(from = "EDGE_TRUSTED_PROXIES", default = "127.0.0.0/8,::1/128")]
     pub trusted_proxies: String,
+    /// `EDGE_FORWARDED_HEADER`: the forwarding header the trusted proxies
+    /// write, the only one read: `x-forwarded-for` (HAProxy, nginx),
+    /// `forwarded` (RFC 7239) or `none`. Default `x-forwarded-for`.
+    #[envconfig(from = "EDGE_FORWARDED_HEADER", default = "x-forwarded-for")]
+    pub forwarded_header: String,
     /// `EDGE_RATE_LIMIT_PER_SEC`: sustained requests per second per client IP;
     /// 0 disables rate limiting. Default 50.
     #[envconfig(from = "EDGE_RATE_LIMIT_PER_SEC", default = "50")]
@@ -96,7 +101,17 @@ pub struct Config {
 #[error("EDGE_TRUSTED_PROXIES: {0:?} is not a CIDR")]
 pub struct BadCidr(pub String);
 
+/// `EDGE_FORWARDED_HEADER` names no known header.
+#[derive(Debug, thiserror::Error)]
+#[error("EDGE_FORWARDED_HEADER: {0}")]
+pub struct BadForwardedHeader(pub String);
+
 impl Config {
+    /// The forwarding header to read ([`crate::client_ip::ForwardedHeader`]).
+    pub fn forwarded(&self) -> Result<crate::client_ip::ForwardedHeader, BadForwardedHeader> {
+        self.forwarded_header.parse().map_err(BadForwardedHeader)
+    }
+
     /// The trusted proxy networks. A bare IP counts as a /32 or /128.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<IpNet>, BadCidr> {
         self.trusted_proxies

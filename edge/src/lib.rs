@@ -66,6 +66,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let health = Health::new();
     health.not_ready("cache", "loading");
     let trusted = cfg.trusted_proxy_nets()?;
+    let forwarded = cfg.forwarded()?;
 
     let spool = spool::Spool::open(spool::SpoolConfig {
         dir: cfg.spool_dir.clone(),
@@ -114,6 +115,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         sink: sink.clone(),
         metrics: metrics.clone(),
         trusted,
+        forwarded,
         limiter,
         max_uri_bytes: cfg.max_uri_bytes,
         eid_key,

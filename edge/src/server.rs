@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::cache::{Cache, Link, Resolved, Tenant};
-use crate::client_ip::client_ip;
+use crate::client_ip::{client_ip, rate_key, ForwardedHeader};
 use crate::metrics::{DropCause, Metrics};
 use crate::page::{self, CONSENT_COOKIE, VISITOR_COOKIE};
 use crate::sink::EventSink;
@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Trusted proxy networks.
     pub trusted: Vec<IpNet>,
+    /// The forwarding header they write.
+    pub forwarded: ForwardedHeader,
     /// Per-IP limiter; `None` when disabled.
     pub limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Longest path + query, bytes.
@@ -191,9 +193,9 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
     if uri_len > state.max_uri_bytes {
         return (route::BAD_REQUEST, error_page(StatusCode::URI_TOO_LONG, "URI too long", None, head_only));
     }
-    let ip = client_ip(peer, req.headers(), &state.trusted);
+    let ip = client_ip(peer, req.headers(), &state.trusted, state.forwarded);
     if let Some(limiter) = &state.limiter {
-        if let Err(not_until) = limiter.check_key(&ip) {
+        if let Err(not_until) = limiter.check_key(&rate_key(ip)) {
             state.metrics.rate_limited.inc();
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, "Too many requests", None, head_only);

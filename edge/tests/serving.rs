@@ -280,7 +280,33 @@ async fn rate_limit_answers_429_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(other.status(), 302, "limits are per client IP");
-    assert_eq!(metric(edge.admin_addr, "edge_rate_limited_total").await, 2.0);
+    // Issue #14: a client's own `Forwarded` header is not read (the proxy
+    // writes X-Forwarded-For), so it cannot pick a fresh address per request.
+    for i in 0..2 {
+        let r = c
+            .get(format!("http://{}/jiro/spotify", edge.addr))
+            .header("host", "links.rl.test")
+            .header("forwarded", format!("for=192.0.2.{i}"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "spoofed Forwarded: still the proxy's address");
+    }
+    // IPv6 clients share their /64's limit (a host picks any address in it).
+    let mut v6 = Vec::new();
+    for addr in ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7::abcd:1", "2001:db8:7:7:ffff:ffff:ffff:fffe"] {
+        let r = c
+            .get(format!("http://{}/jiro/spotify", edge.addr))
+            .header("host", "links.rl.test")
+            .header("x-forwarded-for", addr)
+            .send()
+            .await
+            .unwrap();
+        v6.push(r.status().as_u16());
+    }
+    assert_eq!(v6, [302, 302, 302, 429]);
+    assert_eq!(metric(edge.admin_addr, "edge_rate_limited_total").await, 5.0);
     env.shutdown.cancel();
     edge.wait().await;
     env.db.drop().await.unwrap();

@@ -174,8 +174,9 @@ pub struct RawEvent {
     /// [`crate::mongo::PlatformId`]); present on clicks only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    /// Client IP: the socket peer, or the first untrusted `X-Forwarded-For` /
-    /// `Forwarded` (RFC 7239) hop when the peer is a trusted proxy. Raw here;
+    /// Client IP: the socket peer, or the first untrusted hop of the
+    /// forwarding header the trusted proxy writes (`X-Forwarded-For` or
+    /// `Forwarded`, RFC 7239; edge `EDGE_FORWARDED_HEADER`). Raw here;
     /// ingest anonymises it before ClickHouse unless the tenant opted out.
     pub ip: IpAddr,
     /// `User-Agent`, at most [`MAX_HEADER_VALUE_BYTES`].
