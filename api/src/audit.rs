@@ -31,7 +31,8 @@ pub const REDACTED: &str = "[redacted]";
 /// Where a request came from.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
-    /// Client IP: the first `X-Forwarded-For` hop when the peer is a
+    /// Client IP: the last `X-Forwarded-For` hop (the one the proxy
+    /// appended; earlier ones are the client's to write) when the peer is a
     /// loopback proxy, else the peer.
     pub ip: String,
     /// `User-Agent`, at most 512 bytes.
@@ -39,13 +40,19 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn from_parts(parts: &Parts) -> Meta {
+    /// The client IP of [`Meta::ip`], parsed; `None` when unknown.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.ip.parse().ok()
+    }
+
+    /// Reads the request's origin from its parts (peer, headers).
+    pub fn from_parts(parts: &Parts) -> Meta {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let forwarded = parts
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_string())
             .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
         let ip = match (peer, forwarded) {

@@ -98,6 +98,11 @@ pub struct Config {
     /// date are marked OVERDUE, s; 0 disables the background sweep. Default 300.
     #[envconfig(from = "API_OVERDUE_SWEEP_SECS", default = "300")]
     pub overdue_sweep_secs: u32,
+    /// `API_AUTH_RATE_PER_MINUTE`: requests per minute per client IP (IPv6
+    /// by /64) on the unauthenticated `/v1/auth/*` routes (login, email
+    /// verification, password reset), burst as large; 0 disables. Default 20.
+    #[envconfig(from = "API_AUTH_RATE_PER_MINUTE", default = "20")]
+    pub auth_rate_per_minute: u32,
     /// `API_ALERTS_EVAL_SECS`: how often tenants' tracking health is judged
     /// and due alert notifications are sent, s; 0 disables the notifier.
     /// Default 300.

@@ -106,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
-        .merge(identity::public_router())
+        .merge(identity::public_router(state.clone()))
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -30,6 +30,9 @@ pub struct Inner {
     pub cfg: Config,
     /// Per-key rate limiter (key id or `operator`).
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Per-client-IP limiter of the unauthenticated `/v1/auth/*` routes;
+    /// `None` when `API_AUTH_RATE_PER_MINUTE` is 0.
+    pub auth_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// SHA-256 of the operator key, when one is configured.
     pub operator_hash: Option<[u8; 32]>,
     /// Metrics.
@@ -102,6 +105,8 @@ impl AppState {
             ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
             ch_db: cfg.clickhouse.database.clone(),
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            auth_limiter: NonZeroU32::new(cfg.auth_rate_per_minute)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
             operator_hash,
             metrics,
             cfg,

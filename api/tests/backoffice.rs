@@ -449,3 +449,43 @@ async fn concurrent_wrong_passwords_lock_the_account_after_max_attempts() {
     let (s, v) = login(&e, "race@label.test", PASSWORD, None).await;
     assert_eq!((s, code(&v)), (StatusCode::LOCKED, "account_locked"), "locked even for the right password");
 }
+
+/// Issue #14: the unauthenticated `/v1/auth/*` routes are limited per
+/// client IP: the address the proxy appended (the last `X-Forwarded-For`
+/// hop; what a client writes before it is not believed), IPv6 by /64.
+#[tokio::test]
+async fn auth_routes_are_rate_limited_per_client_ip() {
+    let e = env_custom(|cfg| cfg.auth_rate_per_minute = 3).await;
+    let attempt = |xff: &'static str| {
+        let e = &e;
+        async move {
+            let r = e
+                .http
+                .post(format!("{}/v1/auth/login", e.base))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"email": "nobody@label.test", "password": "wrong password here"}))
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), retry)
+        }
+    };
+    let mut statuses = Vec::new();
+    for xff in ["203.0.113.1", "6.6.6.6, 203.0.113.1", "7.7.7.7, 203.0.113.1", "8.8.8.8, 203.0.113.1"] {
+        statuses.push(attempt(xff).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "a planted first hop does not make a new client");
+    let (s, retry) = attempt("203.0.113.1").await;
+    assert_eq!(s, 429);
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1, "Retry-After");
+    assert_eq!(attempt("203.0.113.2").await.0, 401, "another client is not limited");
+    let (s, v) =
+        e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": "x@label.test"}))).await;
+    assert!(s != StatusCode::TOO_MANY_REQUESTS, "the loopback test client has its own budget: {s} {v}");
+    let mut v6 = Vec::new();
+    for xff in ["2001:db8:9:9::1", "2001:db8:9:9::2", "2001:db8:9:9::3", "2001:db8:9:9::4"] {
+        v6.push(attempt(xff).await.0);
+    }
+    assert_eq!(v6, [401, 401, 401, 429], "one /64, one budget");
+}

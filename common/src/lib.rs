@@ -1,7 +1,8 @@
 //! Plumbing shared by the stages, so it is written once: environment config
 //! pieces and the [`config::Secret`] type ([`config`]), logging
 //! ([`telemetry`]), the admin listener with metrics and health ([`admin`])
-//! and graceful shutdown ([`shutdown`]). It links no Kafka client: Kafka
+//! graceful shutdown ([`shutdown`]) and rate-limit keys of client
+//! addresses ([`net`]). It links no Kafka client: Kafka
 //! helpers live in `kafka-util`, the `migrate` command in `migrate`, test
 //! launchers in the dev-only `testkit`.
 //!
@@ -9,5 +10,6 @@
 
 pub mod admin;
 pub mod config;
+pub mod net;
 pub mod shutdown;
 pub mod telemetry;

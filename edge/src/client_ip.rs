@@ -13,9 +13,9 @@
 //! Malformed, obfuscated (`_hidden`) or `unknown` hops stop the walk, and
 //! the last trusted address seen is used.
 //!
-//! The rate limiter keys IPv6 clients by their /64 ([`rate_key`]).
+//! The rate limiter keys IPv6 clients by their /64 ([`rate_key`], from `common`).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use hyper::HeaderMap;
 use ipnet::IpNet;
@@ -71,18 +71,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet], heade
     client
 }
 
-/// The rate limiter's key of `ip`: an IPv4 address as is, an IPv6 address
-/// by its /64, the prefix one subscriber gets (RFC 6177) and within which a
-/// host picks any address it likes.
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
-}
+pub use common::net::rate_key;
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(&ip))
@@ -200,13 +189,6 @@ mod tests {
         assert_eq!(client_ip(peer, &h, &trusted(), rfc), ip("192.0.2.43"));
         assert_eq!("X-Forwarded-For".parse::<ForwardedHeader>(), Ok(XFF));
         assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
-    }
-
-    #[test]
-    fn ipv6_clients_are_rate_limited_by_their_64() {
-        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa::1")), rate_key(ip("2001:db8:1:2:ffff:1:2:3")));
-        assert_ne!(rate_key(ip("2001:db8:1:2::1")), rate_key(ip("2001:db8:1:3::1")));
-        assert_eq!(rate_key(ip("203.0.113.9")), ip("203.0.113.9"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod password;
 mod tokens;
 mod users;
 
+use axum::extract::State;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use utoipa::OpenApi;
@@ -19,13 +20,36 @@ pub use users::{assignee, UserView};
 use crate::state::AppState;
 
 /// The routes that need no bearer: login, email verification and
-/// password reset (they carry their own proof).
-pub fn public_router() -> Router<AppState> {
+/// password reset (they carry their own proof), limited per client IP
+/// ([`limit_by_ip`]).
+pub fn public_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/auth/login", post(users::login))
         .route("/v1/auth/verify-email", post(tokens::verify_email))
         .route("/v1/auth/password-reset/request", post(tokens::request_reset))
         .route("/v1/auth/password-reset", post(tokens::reset_password))
+        .route_layer(axum::middleware::from_fn_with_state(state, limit_by_ip))
+}
+
+/// Middleware of the public routes: at most `API_AUTH_RATE_PER_MINUTE`
+/// requests per minute per client IP (IPv6 by /64, [`common::net::rate_key`];
+/// the IP as [`crate::audit::Meta`] reads it), 429 `rate_limited` with
+/// `Retry-After` beyond, counted in `api_rate_limited_total` (issue #14:
+/// guessing passwords or codes across accounts costs the guesser time).
+async fn limit_by_ip(
+    State(st): State<AppState>,
+    meta: crate::audit::Meta,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    if let (Some(limiter), Some(ip)) = (&st.auth_limiter, meta.client_ip()) {
+        if let Err(not_until) = limiter.check_key(&common::net::rate_key(ip)) {
+            st.metrics.rate_limited.inc();
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(crate::error::ApiError::RateLimited { retry_after_s: wait.as_secs().max(1) });
+        }
+    }
+    Ok(next.run(req).await)
 }
 
 /// The identity routes behind authentication.

@@ -310,7 +310,8 @@ pub async fn patch(
 /// `account_locked` after `API_LOGIN_MAX_ATTEMPTS` failures (for
 /// `API_LOGIN_LOCK_SECS`). Every attempt is audited.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "users", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn login(
     State(st): State<AppState>,
     meta: Meta,
