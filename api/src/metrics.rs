@@ -213,14 +213,43 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// The `method` label of `m`: the standard methods by name, any other
+/// (a client may send any token) as `OTHER`, so the label stays bounded
+/// (issue #14).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *m {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Axum middleware counting every request by route template, method and status.
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics.requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    metrics.requests.with_label_values(&[&route, method, resp.status().as_str()]).inc();
     metrics.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
+        let odd = axum::http::Method::from_bytes(b"X-ANYTHING-0123").unwrap_or_default();
+        assert_eq!(method_label(&odd), "OTHER");
+    }
 }

@@ -430,3 +430,22 @@ async fn settings_drive_validation_and_contacts_have_crud_with_encrypted_pii() {
         }
     }
 }
+
+/// Issue #14: a timeline shows CRM records only: the id of a user (whose
+/// logins and creation are audited) answers an empty timeline, a lead's
+/// shows its changes.
+#[tokio::test]
+async fn a_timeline_shows_only_crm_records() {
+    let e = env().await;
+    let (a, _) = e.tenant("tl-a").await;
+    let (ta, admin_id) = user_session(&e, &a, "admin@tl-a.test", "admin").await;
+    let (tv, _) = user_session(&e, &a, "viewer@tl-a.test", "viewer").await;
+    let tl = e.ok(&tv, Method::GET, &format!("/v1/activities?related_id={admin_id}"), None).await;
+    assert_eq!(tl, json!([]), "a user's logins are not a CRM timeline");
+    let id = e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "jiro@tl.test"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tl = e.ok(&tv, Method::GET, &format!("/v1/activities?related_id={id}"), None).await;
+    assert!(tl.as_array().unwrap().iter().any(|x| x["kind"] == "change" && x["subject"] == "create"), "{tl}");
+}

@@ -385,6 +385,9 @@ pub async fn create_activity(
     ))
 }
 
+/// The audited resources a timeline shows: the CRM records activities relate to.
+const TIMELINE_RESOURCES: [&str; 3] = ["leads", "contacts", "opportunities"];
+
 /// `GET /v1/activities` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -406,7 +409,10 @@ pub async fn timeline(
     let id = validate::object_id("related_id", &q.related_id)?;
     let client_id = p.own_client();
     let mut f = doc! { "related.id": id };
-    let mut af = doc! { "resourceId": id.to_hex(), "success": true };
+    // Only changes of CRM records: an id of anything else (a user's logins,
+    // an invoice) is not a timeline (issue #14).
+    let mut af =
+        doc! { "resourceId": id.to_hex(), "success": true, "resource": { "$in": TIMELINE_RESOURCES.to_vec() } };
     if let Some(c) = client_id {
         f.insert("clientId", c);
         af.insert("clientId", c);
