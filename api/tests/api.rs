@@ -659,3 +659,40 @@ async fn every_answer_carries_a_request_id() {
     let r = e.http.get(&url).header("x-request-id", "bad id with spaces").send().await.unwrap();
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
 }
+
+/// Issue #14: a hostname serves one tenant, whether it is a tenant's
+/// domain or its subdomain.
+#[tokio::test]
+async fn a_hostname_is_claimed_once_as_domain_or_subdomain() {
+    let e = env().await;
+    let body = |slug: &str, domain: &str, sub: Option<&str>| {
+        let mut b = json!({"name": slug, "slug": slug, "domain": domain});
+        if let Some(s) = sub {
+            b["subdomain"] = json!(s);
+        }
+        b
+    };
+    e.ok(&e.op, Method::POST, "/v1/clients", Some(body("host-a", "links.host-a.test", Some("host-a.agency.test"))))
+        .await;
+    for (b, expected) in [
+        (body("host-b", "host-a.agency.test", None), "domain_taken"),
+        (body("host-c", "links.host-c.test", Some("links.host-a.test")), "domain_taken"),
+        (body("host-d", "links.host-d.test", Some("host-a.agency.test")), "domain_taken"),
+        (body("host-a", "links.host-e.test", None), "slug_taken"),
+    ] {
+        let (s, v) = e.call(Some(&e.op), Method::POST, "/v1/clients", Some(b.clone())).await;
+        assert_eq!((s, code(&v)), (StatusCode::CONFLICT, expected), "{b}");
+    }
+    let (s, v) = e
+        .call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/clients",
+            Some(body("host-f", "same.host-f.test", Some("same.host-f.test"))),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("subdomain")));
+    // The locks are released: a free hostname is taken at once.
+    e.ok(&e.op, Method::POST, "/v1/clients", Some(body("host-g", "links.host-g.test", Some("host-g.agency.test"))))
+        .await;
+}

@@ -142,7 +142,7 @@ impl Enricher {
             platform: e.platform.clone().unwrap_or_default(),
             is_bot: u8::from(reason.is_some()),
             bot_reason: reason.unwrap_or("").to_string(),
-            ip: if e.keep_full_ip { e.ip } else { anonymize(e.ip) }.to_string(),
+            ip: if e.full_ip_allowed() { e.ip } else { anonymize(e.ip) }.to_string(),
             visitor_hash,
             visitor_id: s(&e.visitor_id),
             session_id: visit.session_id,
@@ -293,6 +293,12 @@ mod tests {
         e.keep_full_ip = true;
         let r = en.enrich(&e, 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.ip.as_str()), (1, "crawler_ua", "81.2.69.142"));
+        // Issue #14: a visitor's DNT/GPC or refusal wins over the tenant's opt-out.
+        let (mut dnt, mut denied) = (e.clone(), e.clone());
+        dnt.dnt = true;
+        denied.consent = schemas::event::Consent::Denied;
+        assert_eq!(en.enrich(&dnt, 0).ip, "81.2.69.0");
+        assert_eq!(en.enrich(&denied, 0).ip, "81.2.69.0");
     }
 
     #[test]

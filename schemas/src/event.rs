@@ -202,6 +202,7 @@ pub struct RawEvent {
     pub visitor_id: Option<String>,
     /// The tenant opted out of IP anonymisation (seed 002 GDPR settings);
     /// copied from the tenant's settings by the edge so ingest needs no lookup.
+    /// Ingest honours it only with [`RawEvent::full_ip_allowed`].
     #[serde(default)]
     pub keep_full_ip: bool,
 }
@@ -249,6 +250,14 @@ impl ValidationError {
 }
 
 impl RawEvent {
+    /// Whether the full IP may be stored: the tenant opted out of
+    /// anonymisation (`keep_full_ip`) and the visitor neither refused
+    /// cookies nor sent DNT/GPC (issue #14: their choice wins over the
+    /// tenant's setting). Otherwise ingest stores the anonymised IP.
+    pub fn full_ip_allowed(&self) -> bool {
+        self.keep_full_ip && !self.dnt && self.consent != Consent::Denied
+    }
+
     /// Checks the invariants the edge guarantees, against `now_ms` (ms since
     /// the Unix epoch, UTC). Ingest calls this on every record; a failure is
     /// dead-lettered with [`ValidationError::reason`].

@@ -1,6 +1,8 @@
 //! Tenant handlers (`/v1/clients`): create and list (operator), read
 //! (operator, or the tenant's own key).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -236,7 +238,10 @@ fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
 }
 
 /// Creates a tenant (operator only). 409 `slug_taken` / `domain_taken`
-/// when another tenant has the slug or domain.
+/// when another tenant has the slug, or already serves the domain or the
+/// subdomain as either (issue #14: the unique index covers `domain` only,
+/// so a tenant could claim another's domain as its subdomain); each
+/// hostname is locked while it is checked and claimed.
 #[utoipa::path(post, path = "/v1/clients", tag = "tenants", request_body = ClientCreate,
     responses((status = 201, body = ClientView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -248,24 +253,56 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ClientView>), ApiError> {
     p.require_operator()?;
     let client = build_client(body, DateTime::now())?;
-    let coll = st.mongo.collection::<Client>(collections::CLIENTS);
-    for (field, value, code) in [("slug", &client.slug, "slug_taken"), ("domain", &client.domain, "domain_taken")] {
-        if coll.find_one(doc! { field: value }).await?.is_some() {
-            return Err(ApiError::Conflict { code, message: format!("another client has {field} {value}") });
+    let mut hosts = vec![client.domain.clone()];
+    hosts.extend(client.subdomain.clone());
+    if hosts.len() == 2 && hosts[0] == hosts[1] {
+        return Err(ApiError::invalid("subdomain", "must differ from the domain"));
+    }
+    hosts.sort();
+    let mut guards = Vec::new();
+    for h in &hosts {
+        let lock =
+            crate::lock::acquire(&st, format!("host:{h}"), Duration::from_secs(30), Duration::from_secs(10)).await;
+        match lock {
+            Ok(g) => guards.push(g),
+            Err(e) => {
+                for g in guards {
+                    g.release().await;
+                }
+                return Err(e);
+            }
         }
     }
-    match coll.insert_one(&client).await {
+    let created = insert_client(&st, &p, &meta, &client, &hosts).await;
+    for g in guards {
+        g.release().await;
+    }
+    created.map(|()| (StatusCode::CREATED, Json(ClientView::from(&client))))
+}
+
+/// Checks that no tenant has `client`'s slug or serves any of `hosts`
+/// (as domain or subdomain), then inserts and audits it.
+async fn insert_client(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    client: &Client,
+    hosts: &[String],
+) -> Result<(), ApiError> {
+    let coll = st.mongo.collection::<Client>(collections::CLIENTS);
+    if coll.find_one(doc! { "slug": &client.slug }).await?.is_some() {
+        let message = format!("another client has slug {}", client.slug);
+        return Err(ApiError::Conflict { code: "slug_taken", message });
+    }
+    for h in hosts {
+        if coll.find_one(doc! { "$or": [{ "domain": h }, { "subdomain": h }] }).await?.is_some() {
+            return Err(ApiError::Conflict { code: "domain_taken", message: format!("another client serves {h}") });
+        }
+    }
+    match coll.insert_one(client).await {
         Ok(_) => {
-            audit::changed(
-                &st,
-                &p,
-                &meta,
-                Target { client_id: client.id, action: "create", resource: "clients", id: client.id },
-                None,
-                Some(&client),
-            )
-            .await?;
-            Ok((StatusCode::CREATED, Json(ClientView::from(&client))))
+            let target = Target { client_id: client.id, action: "create", resource: "clients", id: client.id };
+            audit::changed(st, p, meta, target, None, Some(client)).await
         }
         Err(e) if is_duplicate_key(&e) => {
             Err(ApiError::Conflict { code: "domain_taken", message: "another client has this slug or domain".into() })
