@@ -27,6 +27,10 @@ async fn login(e: &Env, email: &str, password: &str, totp: Option<&str>) -> (Sta
     e.call(None, Method::POST, "/v1/auth/login", Some(body)).await
 }
 
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
 async fn session(e: &Env, email: &str) -> String {
     let (s, v) = login(e, email, PASSWORD, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -93,24 +97,32 @@ async fn login_lockout_totp_sessions_and_no_plaintext_email() {
     let secret = totp_rs::Secret::Encoded(setup["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
     let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).unwrap();
     assert!(setup["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/"));
+    let enable_code = totp.generate_current().unwrap();
     let (s, v) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": "000000"}))).await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
-    let (s, _) = e
-        .call(
-            Some(&token),
-            Method::POST,
-            "/v1/auth/totp/enable",
-            Some(json!({"code": totp.generate_current().unwrap()})),
-        )
-        .await;
+    let (s, _) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(json!({"code": enable_code}))).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "totp_required"));
     let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some("123456")).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_totp"));
-    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some(&totp.generate_current().unwrap())).await;
+    // The enabling code was used once: it cannot log in (RFC 6238 §5.2).
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some(&enable_code)).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_totp"), "a code is accepted once");
+    // The next step's code (clock skew allowed) logs in, once.
+    let next = totp.generate((now_s() / 30 + 1) * 30);
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some(&next)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["user"]["totp_enabled"], true);
+    let (s, v) = login(&e, "ada.admin@label.test", PASSWORD, Some(&next)).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_totp"), "replayed");
+    // A session alone cannot replace the active secret.
+    let setup2 = e.ok(&token, Method::POST, "/v1/auth/totp/setup", None).await;
+    let secret2 = totp_rs::Secret::Encoded(setup2["secret"].as_str().unwrap().to_string()).to_bytes().unwrap();
+    let totp2 = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret2).unwrap();
+    let new_code = json!({"code": totp2.generate_current().unwrap()});
+    let (s, v) = e.call(Some(&token), Method::POST, "/v1/auth/totp/enable", Some(new_code)).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("current_code")), "{v}");
 
     // Deactivation ends sessions.
     let viewer = user(&e, &a, "vic@label.test", "viewer").await;

@@ -793,6 +793,11 @@ pub struct UserAuth {
     /// TOTP secret being set up, encrypted, until confirmed with a code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_pending_enc: Option<String>,
+    /// The RFC 6238 time step (Unix s / 30) of the last TOTP code accepted;
+    /// a code of this step or an earlier one is refused (one-time, RFC 6238
+    /// §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_last_step: Option<i64>,
     /// Last successful login, UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login: Option<DateTime>,
@@ -1281,6 +1286,7 @@ mod tests {
                 email_verified: true,
                 totp_secret_enc: None,
                 totp_pending_enc: None,
+                totp_last_step: None,
                 last_login: None,
             },
             permissions: UserPermissions { role: Role::Agent, scopes: vec![] },

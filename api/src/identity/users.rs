@@ -123,8 +123,11 @@ pub struct TotpSetup {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
-    /// Current 6-digit code.
+    /// Current 6-digit code of the new secret.
     pub code: String,
+    /// Current code of the active secret: required to replace one.
+    #[serde(default)]
+    pub current_code: Option<String>,
 }
 
 fn parse_role(v: &str) -> Result<Role, ApiError> {
@@ -167,12 +170,27 @@ fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
         .map_err(|e| ApiError::Unavailable { store: "totp", detail: e.to_string() })
 }
 
-fn totp_ok(st: &AppState, secret_enc: &str, code: &str) -> Result<bool, ApiError> {
+/// The RFC 6238 time step (Unix s / 30) whose code `code` is for the
+/// encrypted secret, among the current step and one either side (clock
+/// skew); `None` when none matches, or when the step is not after
+/// `last_step` (a code is accepted once, RFC 6238 §5.2; issue #14).
+fn totp_step(st: &AppState, secret_enc: &str, code: &str, last_step: Option<i64>) -> Result<Option<i64>, ApiError> {
+    use subtle::ConstantTimeEq;
     let b32 = st.pii()?.decrypt(secret_enc)?;
     let bytes = Secret::Encoded(b32)
         .to_bytes()
         .map_err(|e| ApiError::Unavailable { store: "totp", detail: format!("{e:?}") })?;
-    Ok(totp(bytes)?.check_current(code.trim()).unwrap_or(false))
+    let t = totp(bytes)?;
+    let now = (DateTime::now().timestamp_millis() / 1000).max(0) as u64;
+    let current = now / 30;
+    for step in [current.saturating_sub(1), current, current + 1] {
+        let matches: bool = t.generate(step * 30).as_bytes().ct_eq(code.trim().as_bytes()).into();
+        if matches {
+            let step = step as i64;
+            return Ok(last_step.is_none_or(|last| step > last).then_some(step));
+        }
+    }
+    Ok(None)
 }
 
 pub async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<User, ApiError> {
@@ -209,6 +227,7 @@ pub async fn create(
             email_verified: false,
             totp_secret_enc: None,
             totp_pending_enc: None,
+            totp_last_step: None,
             last_login: None,
         },
         permissions: UserPermissions { role: parse_role(&b.role)?, scopes: Vec::new() },
@@ -383,6 +402,7 @@ where
     }
     let mut ok = verify_password(b.password, user.auth.password_hash.clone()).await?;
     let mut code = "invalid_credentials";
+    let mut totp_used = None;
     if ok {
         if let Some(secret) = &user.auth.totp_secret_enc {
             match b.totp_code.as_deref() {
@@ -390,11 +410,13 @@ where
                     fail(Some(&user), "totp_required").await?;
                     return Err(ApiError::Unauthenticated("totp_required", "this account needs a TOTP code"));
                 }
-                Some(c) if !totp_ok(st, secret, c)? => {
-                    ok = false;
-                    code = "invalid_totp";
-                }
-                Some(_) => {}
+                Some(c) => match totp_step(st, secret, c, user.auth.totp_last_step)? {
+                    Some(step) => totp_used = Some(step),
+                    None => {
+                        ok = false;
+                        code = "invalid_totp";
+                    }
+                },
             }
         }
     }
@@ -415,12 +437,11 @@ where
             if code == "invalid_totp" { "wrong TOTP code" } else { "wrong email or password" },
         ));
     }
-    users
-        .update_one(
-            doc! { "_id": user.id },
-            doc! { "$set": { "auth.loginAttempts": 0_i64, "auth.lastLogin": now }, "$unset": { "auth.lockUntil": "" } },
-        )
-        .await?;
+    let mut set = doc! { "auth.loginAttempts": 0_i64, "auth.lastLogin": now };
+    if let Some(step) = totp_used {
+        set.insert("auth.totpLastStep", step);
+    }
+    users.update_one(doc! { "_id": user.id }, doc! { "$set": set, "$unset": { "auth.lockUntil": "" } }).await?;
     let (token, token_hash) = generate_token("sls_")?;
     let expires_at = DateTime::from_millis(now.timestamp_millis() + i64::from(st.cfg.session_ttl_secs) * 1000);
     let session = Session {
@@ -519,12 +540,25 @@ pub async fn totp_enable(
         .totp_pending_enc
         .clone()
         .ok_or_else(|| ApiError::invalid("code", "start with POST /v1/auth/totp/setup"))?;
-    if !totp_ok(&st, &pending, &b.code)? {
-        return Err(ApiError::invalid("code", "wrong code"));
+    // Replacing an active secret needs a code of it (a stolen session alone
+    // cannot move the second factor to the thief's device; issue #14).
+    if let Some(active) = &old.auth.totp_secret_enc {
+        let current = b
+            .current_code
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid("current_code", "a code of the active TOTP is required to replace it"))?;
+        if totp_step(&st, active, current, old.auth.totp_last_step)?.is_none() {
+            return Err(ApiError::invalid("current_code", "wrong code"));
+        }
     }
+    let Some(step) = totp_step(&st, &pending, &b.code, None)? else {
+        return Err(ApiError::invalid("code", "wrong code"));
+    };
     let mut u = old.clone();
     u.auth.totp_secret_enc = Some(pending);
     u.auth.totp_pending_enc = None;
+    // The enabling code cannot log in again.
+    u.auth.totp_last_step = Some(step);
     u.updated_at = DateTime::now();
     st.mongo.collection::<User>(collections::USERS).replace_one(doc! { "_id": u.id }, &u).await?;
     audit::changed(
