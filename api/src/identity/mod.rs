@@ -21,7 +21,7 @@ use crate::state::AppState;
 
 /// The routes that need no bearer: login, email verification and
 /// password reset (they carry their own proof), limited per client IP
-/// ([`limit_by_ip`]).
+/// (`limit_by_ip`).
 pub fn public_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/auth/login", post(users::login))
