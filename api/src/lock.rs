@@ -93,6 +93,26 @@ pub async fn acquire(st: &AppState, name: String, ttl: Duration, wait: Duration)
     }
 }
 
+/// Runs `f` holding the lock `name` ([`acquire`] with `ttl` and `wait`),
+/// released after `f` whatever it returned; `f`'s result, or the lock's
+/// error when it could not be taken.
+pub async fn with_lock<T, F, Fut>(
+    st: &AppState,
+    name: String,
+    ttl: Duration,
+    wait: Duration,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let guard = acquire(st, name, ttl, wait).await?;
+    let out = f().await;
+    guard.release().await;
+    out
+}
+
 /// The lock of an invoice, held 30 s at most, waited for 10 s at most.
 pub async fn invoice(st: &AppState, id: ObjectId) -> Result<Guard, ApiError> {
     acquire(st, format!("invoice:{}", id.to_hex()), Duration::from_secs(30), Duration::from_secs(10)).await

@@ -355,8 +355,16 @@ async fn email_verification_and_password_reset_tokens_are_hashed_expiring_and_si
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
+    // Served after the answer: wait for both to be audited (sent, too soon).
+    let audits = e.mongo.collection::<bson::Document>("audit_logs");
+    testkit::eventually(std::time::Duration::from_secs(20), "both reset requests served", || async {
+        let n = audits.count_documents(bson::doc! { "action": "request_password_reset" }).await.ok()?;
+        (n == 2).then_some(())
+    })
+    .await;
     let mails = e.mails_to("rita@label.test");
-    assert_eq!(mails.len(), 2, "one reset email a minute");
+    assert_eq!(mails.len(), 2, "one reset email a minute (the verification, one reset)");
+    assert!(e.mails_to("nobody@label.test").is_empty());
     let reset = support::token_in(&mails[1], "slr_");
     let (s, v) = e
         .call(None, Method::POST, "/v1/auth/password-reset", Some(json!({"token": reset, "new_password": "short"})))
@@ -500,4 +508,26 @@ async fn auth_routes_are_rate_limited_per_client_ip() {
         v6.push(attempt(xff).await.0);
     }
     assert_eq!(v6, [401, 401, 401, 429], "one /64, one budget");
+}
+
+/// Issue #14: a password-reset request answers the same, at once, whether
+/// the account exists or not, even when the mail relay is down (it used to
+/// answer 503 for existing accounts only: an account oracle).
+#[tokio::test]
+async fn password_reset_requests_do_not_reveal_accounts() {
+    let e = env_custom(|cfg| cfg.mail_url = "smtp://127.0.0.1:1".to_string().into()).await;
+    let (a, _) = e.tenant("bo-oracle").await;
+    let id = user(&e, &a, "known@label.test", "viewer").await;
+    for email in ["known@label.test", "unknown@label.test"] {
+        let (s, v) = e.call(None, Method::POST, "/v1/auth/password-reset/request", Some(json!({"email": email}))).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{email}: {v}");
+    }
+    // The known account's email was attempted after the answer, and failed.
+    let logs = e.mongo.collection::<bson::Document>("email_logs");
+    testkit::eventually(std::time::Duration::from_secs(20), "the failed attempt logged", || async {
+        let filter = bson::doc! { "template": "password_reset", "status": "FAILED",
+        "relatedId": bson::oid::ObjectId::parse_str(&id).ok()? };
+        (logs.count_documents(filter).await.ok()? == 1).then_some(())
+    })
+    .await;
 }

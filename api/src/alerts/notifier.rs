@@ -101,11 +101,11 @@ impl Notifier {
     /// sets the per-tenant gauges and creates the notifications of the
     /// changes this instance claimed. Errors: MongoDB or ClickHouse (503).
     pub async fn evaluate(&self, slot: u32) -> Result<Evaluation, ApiError> {
-        let lock =
-            crate::lock::acquire(&self.st, "alerts:evaluate".into(), EVALUATION_LEASE, Duration::from_secs(60)).await?;
-        let out = self.evaluate_locked(slot).await;
-        lock.release().await;
-        out
+        let wait = Duration::from_secs(60);
+        crate::lock::with_lock(&self.st, "alerts:evaluate".into(), EVALUATION_LEASE, wait, || {
+            self.evaluate_locked(slot)
+        })
+        .await
     }
 
     async fn evaluate_locked(&self, slot: u32) -> Result<Evaluation, ApiError> {

@@ -91,16 +91,8 @@ async fn issue(st: &AppState, user: &User, purpose: TokenPurpose, ttl_secs: u32)
 /// lock, since FerretDB's conditional update is not atomic (`api::lock`).
 async fn spend(st: &AppState, token: &str, purpose: TokenPurpose) -> Result<AuthToken, ApiError> {
     let hash = hash_key(token.trim());
-    let guard = crate::lock::acquire(
-        st,
-        format!("token:{hash}"),
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(5),
-    )
-    .await?;
-    let r = spend_locked(st, &hash, purpose).await;
-    guard.release().await;
-    r
+    let (ttl, wait) = (std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
+    crate::lock::with_lock(st, format!("token:{hash}"), ttl, wait, || spend_locked(st, &hash, purpose)).await
 }
 
 async fn spend_locked(st: &AppState, hash: &str, purpose: TokenPurpose) -> Result<AuthToken, ApiError> {
@@ -169,7 +161,10 @@ pub async fn verify_email(
 }
 
 /// Mails a password-reset token if `email` belongs to an active user.
-/// Always 202 (also for unknown emails), at most one email a minute per user.
+/// Always 202 (also for unknown emails), at once: the lookup, the token and
+/// the email happen after the answer, so neither its time nor a mail
+/// failure tells whether the account exists (issue #14). At most one email
+/// a minute per user (requests for one address are handled one at a time).
 #[utoipa::path(post, path = "/v1/auth/password-reset/request", tag = "users", request_body = ResetRequest,
     responses((status = 202), (status = 400, body = ErrorBody)))]
 pub async fn request_reset(
@@ -178,15 +173,33 @@ pub async fn request_reset(
     Body(b): Body<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
     let address = email("email", &b.email)?;
+    st.pii()?;
+    tokio::spawn(async move {
+        if let Err(e) = send_reset(&st, &meta, address).await {
+            tracing::warn!(error = %e, "password reset request not served");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The work of [`request_reset`] for `address`, under a lock on it.
+async fn send_reset(st: &AppState, meta: &Meta, address: String) -> Result<(), ApiError> {
     let pii = st.pii()?;
+    let index = pii.email_index(&address);
+    let (ttl, wait) = (std::time::Duration::from_secs(60), std::time::Duration::from_secs(30));
+    let name = format!("password-reset:{index}");
+    crate::lock::with_lock(st, name, ttl, wait, || send_reset_locked(st, meta, address, &index)).await
+}
+
+async fn send_reset_locked(st: &AppState, meta: &Meta, address: String, index: &str) -> Result<(), ApiError> {
     let Some(user) = st
         .mongo
         .collection::<User>(collections::USERS)
-        .find_one(doc! { "auth.emailIndex": pii.email_index(&address) })
+        .find_one(doc! { "auth.emailIndex": index })
         .await?
         .filter(|u| u.is_active)
     else {
-        return Ok(StatusCode::ACCEPTED);
+        return Ok(());
     };
     let since = DateTime::from_millis(DateTime::now().timestamp_millis() - RESEND_INTERVAL_MS);
     let recent = st
@@ -194,10 +207,27 @@ pub async fn request_reset(
         .collection::<AuthToken>(collections::AUTH_TOKENS)
         .count_documents(doc! { "userId": user.id, "purpose": "password_reset", "createdAt": { "$gt": since } })
         .await?;
-    if recent > 0 {
-        return Ok(StatusCode::ACCEPTED);
-    }
-    let token = issue(&st, &user, TokenPurpose::PasswordReset, st.cfg.password_reset_ttl_secs).await?;
+    // Every request an account got is audited, a refused one as `too_soon`.
+    let outcome = if recent > 0 {
+        Err("too_soon".to_string())
+    } else {
+        mail_reset(st, &user, address).await?;
+        Ok(())
+    };
+    let entry = Entry {
+        client_id: Some(user.client_id),
+        action: "request_password_reset",
+        resource: "users",
+        resource_id: Some(user.id.to_hex()),
+        changes: Vec::new(),
+        outcome,
+    };
+    audit::record(st, None, meta, entry).await
+}
+
+/// Issues a reset token for `user` and mails it to `address`.
+async fn mail_reset(st: &AppState, user: &User, address: String) -> Result<(), ApiError> {
+    let token = issue(st, user, TokenPurpose::PasswordReset, st.cfg.password_reset_ttl_secs).await?;
     let minutes = st.cfg.password_reset_ttl_secs / 60;
     let text = format!(
         "Hello {},\n\nsomeone asked to reset your Smartlinks password. If it was you:\n{}/reset-password?token={token}\n\nor send this token with your new password to POST /v1/auth/password-reset:\n{token}\n\nIt expires in {minutes} min. If it was not you, ignore this email.\n",
@@ -213,17 +243,7 @@ pub async fn request_reset(
         attachments: Vec::new(),
         related: Some(("user", user.id)),
     };
-    st.send_mail(m).await?;
-    let entry = Entry {
-        client_id: Some(user.client_id),
-        action: "request_password_reset",
-        resource: "users",
-        resource_id: Some(user.id.to_hex()),
-        changes: Vec::new(),
-        outcome: Ok(()),
-    };
-    audit::record(&st, None, &meta, entry).await?;
-    Ok(StatusCode::ACCEPTED)
+    st.send_mail(m).await.map(|_| ())
 }
 
 /// Sets a new password with a reset token; clears the lockout and ends

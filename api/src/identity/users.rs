@@ -363,23 +363,15 @@ pub async fn login(
     // One judgement at a time per account: concurrent guesses each see the
     // failures counted before them (issue #14: 40 parallel guesses were all
     // judged against the same count). A fresh read under the lock.
-    let guard = crate::lock::acquire(
-        &st,
-        format!("login:{}", user.id.to_hex()),
-        std::time::Duration::from_secs(30),
-        std::time::Duration::from_secs(15),
-    )
-    .await?;
-    let judged: Result<Json<LoginResponse>, ApiError> = async {
+    let (ttl, wait) = (std::time::Duration::from_secs(30), std::time::Duration::from_secs(15));
+    crate::lock::with_lock(&st, format!("login:{}", user.id.to_hex()), ttl, wait, || async {
         let user = users
             .find_one(doc! { "_id": user.id })
             .await?
             .ok_or(ApiError::Unauthenticated("invalid_credentials", "wrong email or password"))?;
         judge_login(&st, &meta, b, user, &fail).await
-    }
-    .await;
-    guard.release().await;
-    judged
+    })
+    .await
 }
 
 /// The rest of [`login`] for `user`, under its account lock.
