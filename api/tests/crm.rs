@@ -449,3 +449,36 @@ async fn a_timeline_shows_only_crm_records() {
     let tl = e.ok(&tv, Method::GET, &format!("/v1/activities?related_id={id}"), None).await;
     assert!(tl.as_array().unwrap().iter().any(|x| x["kind"] == "change" && x["subject"] == "create"), "{tl}");
 }
+
+/// Issue #14: changes to one lead do not overwrite each other: 12 notes
+/// added at once (multi-threaded, really racing) are all kept, and a PATCH
+/// racing them keeps its change too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_to_a_lead_are_all_kept() {
+    let e = env().await;
+    let (a, _) = e.tenant("race-a").await;
+    let (ta, _) = user_session(&e, &a, "admin@race-a.test", "admin").await;
+    let id = e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "jiro@race.test"))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (http, base, token, id) = (e.http.clone(), e.base.clone(), ta.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let (url, body) = if i == 6 {
+                (format!("{base}/v1/leads/{id}"), json!({"score": 42}))
+            } else {
+                (format!("{base}/v1/leads/{id}/notes"), json!({"kind": "note", "content": format!("note {i}")}))
+            };
+            let req = if i == 6 { http.patch(url) } else { http.post(url) };
+            req.bearer_auth(token).json(&body).send().await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().is_success());
+    }
+    let l = e.ok(&ta, Method::GET, &format!("/v1/leads/{id}"), None).await;
+    assert_eq!(l["notes"].as_array().unwrap().len(), 11, "{l}");
+    assert_eq!(l["score"], 42);
+}

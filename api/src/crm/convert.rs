@@ -72,8 +72,19 @@ pub async fn convert(
     p.can(Resource::Leads, Action::Update)?;
     p.can(Resource::Contacts, Action::Create)?;
     p.can(Resource::Opportunities, Action::Create)?;
+    super::leads::lead_lock(&st, &id, || convert_locked(&st, &p, &meta, &id, b)).await
+}
+
+/// [`convert`] under the lead's lock.
+async fn convert_locked(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    id: &str,
+    b: ConvertRequest,
+) -> Result<(StatusCode, Json<ConversionView>), ApiError> {
     let pii = st.pii()?;
-    let old = load_lead(&st, &p, &id).await?;
+    let old = load_lead(st, p, id).await?;
     if old.conversion.as_ref().is_some_and(|c| c.completed_at.is_some()) {
         return Err(ApiError::Conflict { code: "already_converted", message: "this lead was converted".into() });
     }
@@ -106,7 +117,7 @@ pub async fn convert(
                 .await?;
             if r.modified_count == 0 {
                 // Another request started it: resume with its ids.
-                load_lead(&st, &p, &id).await?.conversion.ok_or(ApiError::NotFound("lead"))?
+                load_lead(st, p, id).await?.conversion.ok_or(ApiError::NotFound("lead"))?
             } else {
                 c
             }
@@ -130,9 +141,9 @@ pub async fn convert(
             };
             contacts.replace_one(doc! { "_id": c.id }, &c).upsert(true).await?;
             audit::changed(
-                &st,
-                &p,
-                &meta,
+                st,
+                p,
+                meta,
                 Target { client_id: c.client_id, action: "create", resource: "contacts", id: c.id },
                 None,
                 Some(&c),
@@ -161,9 +172,9 @@ pub async fn convert(
             };
             opportunities.replace_one(doc! { "_id": o.id }, &o).upsert(true).await?;
             audit::changed(
-                &st,
-                &p,
-                &meta,
+                st,
+                p,
+                meta,
                 Target { client_id: o.client_id, action: "create", resource: "opportunities", id: o.id },
                 None,
                 Some(&o),
@@ -173,7 +184,7 @@ pub async fn convert(
         }
     };
     // 3. The lead, won.
-    let mut lead = load_lead(&st, &p, &id).await?;
+    let mut lead = load_lead(st, p, id).await?;
     let before = lead.clone();
     lead.pipeline.stage = LeadStage::Won;
     lead.pipeline.probability = 100;
@@ -181,9 +192,9 @@ pub async fn convert(
     lead.updated_at = DateTime::now();
     leads.replace_one(doc! { "_id": lead.id }, &lead).await?;
     audit::changed(
-        &st,
-        &p,
-        &meta,
+        st,
+        p,
+        meta,
         Target { client_id: lead.client_id, action: "convert", resource: "leads", id: lead.id },
         Some(&before),
         Some(&lead),

@@ -420,6 +420,17 @@ pub async fn get_lead(
     Ok(Json(lead_view(st.pii()?, &l)?))
 }
 
+/// Runs `f` under the lock of lead `id`: its changes (PATCH, notes,
+/// conversion) are read-modify-replace, and FerretDB's conditional updates
+/// are not atomic, so two of them at once would lose one (issue #14).
+pub(crate) async fn lead_lock<T, F, Fut>(st: &AppState, id: &str, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let (ttl, wait) = (std::time::Duration::from_secs(30), std::time::Duration::from_secs(10));
+    crate::lock::with_lock(st, format!("lead:{id}"), ttl, wait, f).await
+}
 /// Changes a lead; stage transitions are validated, assignments keep their history.
 #[utoipa::path(patch, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = LeadPatch,
     responses((status = 200, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -432,8 +443,19 @@ pub async fn patch_lead(
     Body(b): Body<LeadPatch>,
 ) -> Result<Json<LeadView>, ApiError> {
     p.can(Resource::Leads, Action::Update)?;
+    lead_lock(&st, &id, || patch_lead_locked(&st, &p, &meta, &id, b)).await
+}
+
+/// [`patch_lead`] under the lead's lock.
+async fn patch_lead_locked(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    id: &str,
+    b: LeadPatch,
+) -> Result<Json<LeadView>, ApiError> {
     let pii = st.pii()?;
-    let old = load_lead(&st, &p, &id).await?;
+    let old = load_lead(st, p, id).await?;
     let mut l = old.clone();
     let now = DateTime::now();
     person::patch(
@@ -483,11 +505,11 @@ pub async fn patch_lead(
         l.pipeline.tags = tags("tags", t)?;
     }
     if !b.custom_fields.is_empty() {
-        let settings = super::settings::load(&st, l.client_id).await?;
+        let settings = super::settings::load(st, l.client_id).await?;
         l.custom_fields = super::settings::custom_values(&settings, "lead", &b.custom_fields, &l.custom_fields, false)?;
     }
     if let Some(a) = &b.assigned_to {
-        let to = assignee(&st, l.client_id, a).await?;
+        let to = assignee(st, l.client_id, a).await?;
         if to != l.assignment.assigned_to {
             l.assignment.history.push(AssignmentChange {
                 from: l.assignment.assigned_to,
@@ -511,9 +533,9 @@ pub async fn patch_lead(
         Err(e) => return Err(e.into()),
     }
     audit::changed(
-        &st,
-        &p,
-        &meta,
+        st,
+        p,
+        meta,
         Target { client_id: l.client_id, action: "update", resource: "leads", id: l.id },
         Some(&old),
         Some(&l),
@@ -557,7 +579,18 @@ pub async fn add_note(
     Body(b): Body<NoteCreate>,
 ) -> Result<(StatusCode, Json<LeadView>), ApiError> {
     p.can(Resource::Leads, Action::Update)?;
-    let old = load_lead(&st, &p, &id).await?;
+    lead_lock(&st, &id, || add_note_locked(&st, &p, &meta, &id, b)).await
+}
+
+/// [`add_note`] under the lead's lock.
+async fn add_note_locked(
+    st: &AppState,
+    p: &Principal,
+    meta: &Meta,
+    id: &str,
+    b: NoteCreate,
+) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+    let old = load_lead(st, p, id).await?;
     if !["note", "call", "email", "meeting", "follow_up"].contains(&b.kind.as_str()) {
         return Err(ApiError::invalid("kind", "must be note, call, email, meeting or follow_up"));
     }
@@ -583,9 +616,9 @@ pub async fn add_note(
         .replace_one(doc! { "_id": l.id, "clientId": l.client_id }, &l)
         .await?;
     audit::changed(
-        &st,
-        &p,
-        &meta,
+        st,
+        p,
+        meta,
         Target { client_id: l.client_id, action: "add_note", resource: "leads", id: l.id },
         Some(&old),
         Some(&l),

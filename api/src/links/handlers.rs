@@ -547,7 +547,8 @@ pub async fn patch(
         return Err(slug_taken(&link.slug));
     }
     link.metadata.updated_at = DateTime::now();
-    match coll.replace_one(doc! { "_id": link.id, "clientId": link.client_id }, &link).await {
+    let update = patch_update(&old, &link)?;
+    match coll.update_one(doc! { "_id": link.id, "clientId": link.client_id }, update).await {
         Ok(r) if r.matched_count == 0 => Err(ApiError::NotFound("smartlink")),
         Ok(_) => {
             audit::changed(
@@ -564,6 +565,41 @@ pub async fn patch(
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Counters of `smartlinks.metadata` the aggregator writes
+/// (`rollup::refresh_link_counters`); a PATCH never writes them.
+const AGGREGATOR_COUNTERS: [&str; 3] = ["totalViews", "uniqueVisitors", "conversionRate"];
+
+/// The update turning `old` into `new` field by field (`$set` of every
+/// field, `$unset` of those `new` dropped), leaving the aggregator's
+/// counters alone: replacing the whole document would write back counters
+/// read before the aggregator's last refresh (issue #14).
+fn patch_update(old: &Smartlink, new: &Smartlink) -> Result<bson::Document, ApiError> {
+    let flat = |l: &Smartlink| -> Result<bson::Document, ApiError> {
+        let mut d = bson::to_document(l)
+            .map_err(|e| ApiError::Unavailable { store: "mongodb", detail: format!("encoding a link: {e}") })?;
+        d.remove("_id");
+        let mut out = bson::Document::new();
+        if let Some(bson::Bson::Document(meta)) = d.remove("metadata") {
+            for (k, v) in meta.into_iter().filter(|(k, _)| !AGGREGATOR_COUNTERS.contains(&k.as_str())) {
+                out.insert(format!("metadata.{k}"), v);
+            }
+        }
+        out.extend(d);
+        Ok(out)
+    };
+    let (before, set) = (flat(old)?, flat(new)?);
+    let unset: bson::Document = before
+        .keys()
+        .filter(|k| !set.contains_key(k.as_str()))
+        .map(|k| (k.clone(), bson::Bson::String(String::new())))
+        .collect();
+    let mut update = doc! { "$set": set };
+    if !unset.is_empty() {
+        update.insert("$unset", unset);
+    }
+    Ok(update)
 }
 
 /// Archives a smartlink: the edge answers 410 Gone from then on; its
@@ -601,6 +637,42 @@ pub async fn archive(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_patch_never_writes_the_aggregators_counters_and_unsets_what_it_drops() {
+        use schemas::mongo::{LinkMetadata, LinkStatus, Track};
+        let mut old = Smartlink {
+            id: ObjectId::new(),
+            client_id: ObjectId::new(),
+            slug: "jiro".into(),
+            track: Track {
+                title: "T".into(),
+                artist_name: "A".into(),
+                genre: Some("electro".into()),
+                ..Default::default()
+            },
+            platforms: Default::default(),
+            media: Default::default(),
+            seo: Default::default(),
+            metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
+        };
+        old.metadata.total_views = 77;
+        let mut new = old.clone();
+        new.slug = "jiro-2".into();
+        new.metadata.created_by = Some(ObjectId::new());
+        let u = patch_update(&old, &new).unwrap();
+        let set = u.get_document("$set").unwrap();
+        assert_eq!(set.get_str("slug").unwrap(), "jiro-2");
+        assert!(set.contains_key("metadata.createdBy") && set.contains_key("metadata.updatedAt"));
+        for c in AGGREGATOR_COUNTERS {
+            assert!(!set.contains_key(format!("metadata.{c}")), "{c} is the aggregator's");
+        }
+        assert!(u.get("$unset").is_none());
+        // An optional field the new link drops is unset, not left behind.
+        let dropped = patch_update(&new, &old).unwrap();
+        assert!(dropped.get_document("$unset").unwrap().contains_key("metadata.createdBy"), "{dropped}");
+    }
+
     use super::*;
 
     use crate::validate::invalid_field as field;
