@@ -1,5 +1,6 @@
 //! Ingest against the real Kafka broker and ClickHouse: enrichment, dead
-//! letters, exactly-N after `kill -9`, and a ClickHouse outage. Each test has
+//! letters, exactly-N after `kill -9`, and a ClickHouse outage with ingest
+//! restarted in the middle of it. Each test has
 //! its own topics and database.
 
 // Helpers of an integration test fail the test by panicking, like its asserts.
@@ -388,7 +389,7 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
+async fn with_clickhouse_stopped_for_30s_and_ingest_restarted_meanwhile_nothing_is_lost() {
     const N: usize = 2_000;
     let mut clickhouse = tokio::task::spawn_blocking(ClickHouseInstance::start_new).await.unwrap();
     let env = env(Some(clickhouse.url())).await;
@@ -404,10 +405,8 @@ async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
             )
         })
         .collect();
-    let ingest =
-        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
-            .await
-            .unwrap();
+    let first_stop = common::shutdown::CancellationToken::new();
+    let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), first_stop.clone()).await.unwrap();
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events[..N / 2]).await;
     wait_rows(&env.ch, (N / 2) as u64, Duration::from_secs(60)).await;
 
@@ -426,6 +425,20 @@ async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
     assert!(!ingest.health.is_ready(), "readiness reports the outage");
     assert_eq!(ingest.metrics.written.get(), (N / 2) as u64, "nothing written while down");
 
+    // Issue #21: ingest restarted during the outage. The stopping instance
+    // cannot write what it holds, so it commits nothing of it; the next one
+    // (same consumer group) reads those events again.
+    first_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), ingest.wait()).await.expect("ingest stops during the outage");
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
+    eventually(Duration::from_secs(60), "the new instance tries to write", || async {
+        (ingest.metrics.clickhouse_errors.with_label_values(&["network"]).get() > 0).then_some(())
+    })
+    .await;
+
     let _clickhouse = tokio::task::spawn_blocking(move || {
         clickhouse.start();
         clickhouse
@@ -434,5 +447,6 @@ async fn with_clickhouse_stopped_for_30s_nothing_is_lost_and_the_lag_drains() {
     .unwrap();
     wait_rows(&env.ch, N as u64, Duration::from_secs(60)).await;
     assert_eq!(counts(&env.ch).await.unwrap(), (N as u64, N as u64));
+    assert!(ingest.metrics.written.get() >= (N - N / 2) as u64, "the restarted instance wrote the outage's events");
     assert!(ingest.health.is_ready());
 }
