@@ -91,8 +91,11 @@ pub async fn run(cfg: &MigrateConfig) -> Result<Report, MigrateError> {
             matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. } | mongodb::error::ErrorKind::Io(_))
         })
         .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "mongodb not ready"))
-        .await?;
-    Ok(Report { topics, clickhouse_tables, mongo_indexes })
+        .await;
+    // Closed before the runtime ends: a pool still working when it is torn
+    // down makes the driver panic at exit.
+    db.client().clone().shutdown().await;
+    Ok(Report { topics, clickhouse_tables, mongo_indexes: mongo_indexes? })
 }
 
 fn is_network_error(e: &clickhouse::error::Error) -> bool {
