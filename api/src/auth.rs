@@ -210,6 +210,24 @@ pub fn generate_token(prefix: &str) -> Result<(String, String), getrandom::Error
     Ok((token, hash))
 }
 
+/// Takes one request of `key` from `limiter`; when it has none left,
+/// counts it in `api_rate_limited_total` and answers 429 `rate_limited`
+/// with the seconds until the next one (`Retry-After`).
+pub fn check_rate<K>(
+    limiter: &governor::DefaultKeyedRateLimiter<K>,
+    key: &K,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), ApiError>
+where
+    K: Clone + std::hash::Hash + Eq,
+{
+    limiter.check_key(key).map_err(|not_until| {
+        metrics.rate_limited.inc();
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        ApiError::RateLimited { retry_after_s: wait.as_secs().max(1) }
+    })
+}
+
 /// Axum middleware: authenticates the bearer key, applies the key's rate
 /// limit, and stores the [`Principal`] in the request's extensions.
 /// Failures are counted in `api_auth_failures_total{reason}` and
@@ -229,11 +247,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             return Err(e);
         }
     };
-    if let Err(not_until) = state.limiter.check_key(&principal.limiter_key()) {
-        state.metrics.rate_limited.inc();
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        return Err(ApiError::RateLimited { retry_after_s: wait.as_secs().max(1) });
-    }
+    check_rate(&state.limiter, &principal.limiter_key(), &state.metrics)?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

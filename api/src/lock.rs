@@ -117,3 +117,15 @@ where
 pub async fn invoice(st: &AppState, id: ObjectId) -> Result<Guard, ApiError> {
     acquire(st, format!("invoice:{}", id.to_hex()), Duration::from_secs(30), Duration::from_secs(10)).await
 }
+
+/// Runs `f` under the lock of lead `id`: its changes (PATCH, notes,
+/// conversion) are read-modify-replace, and FerretDB's conditional updates
+/// are not atomic, so two of them at once would lose one (issue #14).
+pub async fn lead<T, F, Fut>(st: &AppState, id: &str, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let (ttl, wait) = (Duration::from_secs(30), Duration::from_secs(10));
+    with_lock(st, format!("lead:{id}"), ttl, wait, f).await
+}

@@ -8,16 +8,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{code, env, env_custom, Env};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-async fn user(e: &Env, client_id: &str, email: &str, role: &str) -> String {
-    let u = e
-        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client_id, "email": email, "password": PASSWORD, "first_name": "Ada", "last_name": role, "role": role})))
-        .await;
-    u["id"].as_str().unwrap().to_string()
-}
+use support::{code, env, env_custom, user, Env, PASSWORD};
 
 async fn login(e: &Env, email: &str, password: &str, totp: Option<&str>) -> (StatusCode, Value) {
     let mut body = json!({"email": email, "password": password});

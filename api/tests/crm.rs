@@ -9,13 +9,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{code, env, user_session};
-
-fn lead(first: &str, artist: &str, email: &str) -> Value {
-    json!({"first_name": first, "last_name": "Doe", "email": email, "phone": "+33 6 12 34 56 78",
-        "address": {"street": "12 rue Oberkampf", "city": "Paris", "postal_code": "75011", "country": "FR"},
-        "artist_name": artist, "genres": ["electro"], "budget_minor": 250_000, "tags": ["vip"], "source": "social", "utm_source": "instagram"})
-}
+use support::{code, env, lead, user_session};
 
 #[tokio::test]
 async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {

@@ -11,11 +11,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{env, user_session};
-
-fn lead(first: &str, email: &str) -> Value {
-    json!({"first_name": first, "last_name": "Doe", "email": email, "artist_name": "Jiro", "source": "social"})
-}
+use support::{env, lead, user_session};
 
 #[tokio::test]
 async fn another_tenants_records_answer_404_on_every_id_route() {
@@ -39,8 +35,8 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
     // One record of each kind in A.
     let id = |v: Value| v["id"].as_str().unwrap().to_string();
     let link = e.link(&a_links, "iso-link").await;
-    let lead1 = id(e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Jiro", "jiro@iso.test"))).await);
-    let lead2 = id(e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Nova", "nova@iso.test"))).await);
+    let lead1 = id(e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Jiro", "Jiro", "jiro@iso.test"))).await);
+    let lead2 = id(e.ok(&ta, Method::POST, "/v1/leads", Some(lead("Nova", "Nova", "nova@iso.test"))).await);
     let conv = e.ok(&ta, Method::POST, &format!("/v1/leads/{lead2}/convert"), Some(json!({"value_minor": 1000}))).await;
     let (contact, opportunity) = (id(conv["contact"].clone()), id(conv["opportunity"].clone()));
     let task = id(e

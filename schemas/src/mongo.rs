@@ -140,6 +140,14 @@ pub struct ClientTracking {
     pub tiktok: Option<String>,
 }
 
+impl ClientTracking {
+    /// Whether any pixel or tag is configured: only then can client-side
+    /// tracking see a visit (seed 002's dual engine).
+    pub fn any(&self) -> bool {
+        self.ga4.is_some() || self.gtm.is_some() || self.facebook.is_some() || self.tiktok.is_some()
+    }
+}
+
 /// Branding of a tenant's landing pages (seed 000 `clients.branding`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

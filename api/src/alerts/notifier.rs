@@ -111,24 +111,14 @@ impl Notifier {
     async fn evaluate_locked(&self, slot: u32) -> Result<Evaluation, ApiError> {
         let st = &self.st;
         let w = Windows::ending(slot.saturating_sub(st.cfg.alerts_settle_secs));
-        let clients: Vec<Client> =
-            st.mongo.collection::<Client>(collections::CLIENTS).find(doc! {}).await?.try_collect().await?;
-        let settings: HashMap<ObjectId, AlertSettings> = st
-            .mongo
-            .collection::<AlertSettings>(collections::ALERT_SETTINGS)
-            .find(doc! {})
-            .await?
-            .try_collect::<Vec<_>>()
+        // Bounded: an agency's tenants, one settings document each, four states each.
+        let clients: Vec<Client> = every(&st.mongo, collections::CLIENTS).await?;
+        let settings: HashMap<ObjectId, AlertSettings> = every::<AlertSettings>(&st.mongo, collections::ALERT_SETTINGS)
             .await?
             .into_iter()
             .map(|s| (s.client_id, s))
             .collect();
-        let states: HashMap<String, AlertState> = st
-            .mongo
-            .collection::<AlertState>(collections::ALERT_STATES)
-            .find(doc! {})
-            .await?
-            .try_collect::<Vec<_>>()
+        let states: HashMap<String, AlertState> = every::<AlertState>(&st.mongo, collections::ALERT_STATES)
             .await?
             .into_iter()
             .map(|s| (s.id.clone(), s))
@@ -150,9 +140,7 @@ impl Notifier {
             let hex = c.id.to_hex();
             let h = measured.get(&hex).copied().unwrap_or_default();
             let s = settings.get(&c.id).cloned().unwrap_or_else(|| default_settings(c.id));
-            let t = &c.tracking;
-            let has_pixels = t.ga4.is_some() || t.gtm.is_some() || t.facebook.is_some() || t.tiktok.is_some();
-            let verdicts = health::judge(&h, &s.thresholds, has_pixels, past);
+            let verdicts = health::judge(&h, &s.thresholds, c.tracking.any(), past);
             m.tenant_views.with_label_values(&[&c.slug]).set(h.views_24h as i64);
             if let Some(r) = h.client_rate() {
                 m.tenant_client_ratio.with_label_values(&[&c.slug]).set(r);
@@ -458,6 +446,14 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Every document of `collection`.
+async fn every<T>(db: &mongodb::Database, collection: &str) -> Result<Vec<T>, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + Sync,
+{
+    Ok(db.collection::<T>(collection).find(doc! {}).await?.try_collect().await?)
 }
 
 /// Why an attempt failed, and whether to retry it.

@@ -556,8 +556,7 @@ pub async fn health(
     }
     let watermark = rollup::watermark::load(&st.mongo).await?;
     let s = raw_engine(&st).health(&r.scope, r.from, r.to).await?;
-    let t = &r.client.tracking;
-    let pixels = t.ga4.is_some() || t.gtm.is_some() || t.facebook.is_some() || t.tiktok.is_some();
+    let pixels = r.client.tracking.any();
     let eligible = if pixels { s.client_eligible } else { 0 };
     let rollup_lag_s = u64::from(s.last_ingested_at.saturating_sub(watermark));
     let status = if s.views == 0 {

@@ -72,7 +72,7 @@ pub async fn convert(
     p.can(Resource::Leads, Action::Update)?;
     p.can(Resource::Contacts, Action::Create)?;
     p.can(Resource::Opportunities, Action::Create)?;
-    super::leads::lead_lock(&st, &id, || convert_locked(&st, &p, &meta, &id, b)).await
+    crate::lock::lead(&st, &id, || convert_locked(&st, &p, &meta, &id, b)).await
 }
 
 /// [`convert`] under the lead's lock.

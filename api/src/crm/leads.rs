@@ -420,17 +420,6 @@ pub async fn get_lead(
     Ok(Json(lead_view(st.pii()?, &l)?))
 }
 
-/// Runs `f` under the lock of lead `id`: its changes (PATCH, notes,
-/// conversion) are read-modify-replace, and FerretDB's conditional updates
-/// are not atomic, so two of them at once would lose one (issue #14).
-pub(crate) async fn lead_lock<T, F, Fut>(st: &AppState, id: &str, f: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
-{
-    let (ttl, wait) = (std::time::Duration::from_secs(30), std::time::Duration::from_secs(10));
-    crate::lock::with_lock(st, format!("lead:{id}"), ttl, wait, f).await
-}
 /// Changes a lead; stage transitions are validated, assignments keep their history.
 #[utoipa::path(patch, path = "/v1/leads/{id}", tag = "crm", params(("id" = String, Path, description = "Lead id")), request_body = LeadPatch,
     responses((status = 200, body = LeadView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -443,7 +432,7 @@ pub async fn patch_lead(
     Body(b): Body<LeadPatch>,
 ) -> Result<Json<LeadView>, ApiError> {
     p.can(Resource::Leads, Action::Update)?;
-    lead_lock(&st, &id, || patch_lead_locked(&st, &p, &meta, &id, b)).await
+    crate::lock::lead(&st, &id, || patch_lead_locked(&st, &p, &meta, &id, b)).await
 }
 
 /// [`patch_lead`] under the lead's lock.
@@ -579,7 +568,7 @@ pub async fn add_note(
     Body(b): Body<NoteCreate>,
 ) -> Result<(StatusCode, Json<LeadView>), ApiError> {
     p.can(Resource::Leads, Action::Update)?;
-    lead_lock(&st, &id, || add_note_locked(&st, &p, &meta, &id, b)).await
+    crate::lock::lead(&st, &id, || add_note_locked(&st, &p, &meta, &id, b)).await
 }
 
 /// [`add_note`] under the lead's lock.

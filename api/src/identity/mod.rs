@@ -43,11 +43,7 @@ async fn limit_by_ip(
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, crate::error::ApiError> {
     if let (Some(limiter), Some(ip)) = (&st.auth_limiter, meta.client_ip()) {
-        if let Err(not_until) = limiter.check_key(&common::net::rate_key(ip)) {
-            st.metrics.rate_limited.inc();
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            return Err(crate::error::ApiError::RateLimited { retry_after_s: wait.as_secs().max(1) });
-        }
+        crate::auth::check_rate(limiter, &common::net::rate_key(ip), &st.metrics)?;
     }
     Ok(next.run(req).await)
 }

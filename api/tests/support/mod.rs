@@ -231,14 +231,28 @@ pub fn code(v: &Value) -> &str {
 /// The password of users made by [`user_session`].
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Creates user `email` with `role` in tenant `client` (as the operator)
-/// and logs in: (session token, user id).
-pub async fn user_session(e: &Env, client: &str, email: &str, role: &str) -> (String, String) {
+/// Creates user `email` with `role` and password [`PASSWORD`] in tenant
+/// `client` (as the operator); its id.
+pub async fn user(e: &Env, client: &str, email: &str, role: &str) -> String {
     let u = e
-        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", "role": role})))
+        .ok(&e.op, Method::POST, "/v1/users", Some(json!({"client_id": client, "email": email, "password": PASSWORD, "first_name": "Ada", "last_name": role, "role": role})))
         .await;
+    u["id"].as_str().unwrap().to_string()
+}
+
+/// A lead's creation body (every personal field filled).
+pub fn lead(first: &str, artist: &str, email: &str) -> Value {
+    json!({"first_name": first, "last_name": "Doe", "email": email, "phone": "+33 6 12 34 56 78",
+        "address": {"street": "12 rue Oberkampf", "city": "Paris", "postal_code": "75011", "country": "FR"},
+        "artist_name": artist, "genres": ["electro"], "budget_minor": 250_000, "tags": ["vip"], "source": "social", "utm_source": "instagram"})
+}
+
+/// Creates user `email` with `role` in tenant `client` ([`user`]) and logs
+/// in: (session token, user id).
+pub async fn user_session(e: &Env, client: &str, email: &str, role: &str) -> (String, String) {
+    let id = user(e, client, email, role).await;
     let (s, v) =
         e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    (v["token"].as_str().unwrap().to_string(), u["id"].as_str().unwrap().to_string())
+    (v["token"].as_str().unwrap().to_string(), id)
 }
