@@ -9,6 +9,13 @@
 //! platform) to overwrite or suppress someone else's event. A token older
 //! than [`MAX_AGE_MS`], or one that does not verify, is ignored and the click
 //! gets a fresh id.
+//!
+//! A click that carries a page-issued id is timed at the id's own instant
+//! (the page's render, UUIDv7 ms): the events table deduplicates on
+//! `(tenant_id, link_id, ts, event_id)`, so a double click, a retried request
+//! or a token replayed hours later must map to the same `ts` to collapse into
+//! one row instead of being counted twice (security review finding 11). It
+//! also files the click in the hour of the view it came from.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -35,9 +42,10 @@ pub fn sign(key: &[u8], id: &Uuid, link_id: &str, platform: &str) -> String {
     format!("{}.{}", id.simple(), hex::encode(&tag[..8]))
 }
 
-/// The click id in `token` when it verifies for `link_id` / `platform`, is a
-/// UUIDv7 and is at most [`MAX_AGE_MS`] old at `now_ms` (ms since the Unix epoch).
-pub fn verify(key: &[u8], token: &str, link_id: &str, platform: &str, now_ms: i64) -> Option<Uuid> {
+/// The click id in `token` and its instant (ms since the Unix epoch, UTC,
+/// the event's `ts`) when it verifies for `link_id` / `platform`, is a UUIDv7
+/// and is at most [`MAX_AGE_MS`] old at `now_ms` (ms since the Unix epoch).
+pub fn verify(key: &[u8], token: &str, link_id: &str, platform: &str, now_ms: i64) -> Option<(Uuid, i64)> {
     let (id_hex, tag_hex) = token.split_once('.')?;
     let id = Uuid::try_parse(id_hex).ok()?;
     let tag = hex::decode(tag_hex).ok()?;
@@ -47,7 +55,7 @@ pub fn verify(key: &[u8], token: &str, link_id: &str, platform: &str, now_ms: i6
     mac(key, &id, link_id, platform).verify_truncated_left(&tag).ok()?;
     let (secs, nanos) = id.get_timestamp()?.to_unix();
     let ts_ms = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
-    (ts_ms <= now_ms + 60_000 && now_ms - ts_ms <= MAX_AGE_MS).then_some(id)
+    (ts_ms <= now_ms + 60_000 && now_ms - ts_ms <= MAX_AGE_MS).then_some((id, ts_ms))
 }
 
 #[cfg(test)]
@@ -63,7 +71,11 @@ mod tests {
         let key = b"k";
         let id = Uuid::now_v7();
         let t = sign(key, &id, "link1", "spotify");
-        assert_eq!(verify(key, &t, "link1", "spotify", now()), Some(id));
+        let (got, ts) = verify(key, &t, "link1", "spotify", now()).unwrap();
+        assert_eq!(got, id);
+        // Replayed later, the same id keeps the same instant (one row after dedup).
+        assert_eq!(verify(key, &t, "link1", "spotify", now() + 3_600_000), Some((id, ts)));
+        assert!((now() - ts).abs() < 60_000, "{ts}");
         assert_eq!(verify(key, &t, "link2", "spotify", now()), None);
         assert_eq!(verify(key, &t, "link1", "deezer", now()), None);
         assert_eq!(verify(b"other", &t, "link1", "spotify", now()), None);

@@ -264,16 +264,18 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
     };
     let now = now_ms();
 
-    let (kind, event_id, resp, route) = match &platform {
+    let (kind, event_id, ts_ms, resp, route) = match &platform {
         Some(p) => {
             let Some(button) = link.button(p) else { return not_found(Some(tenant)) };
-            let event_id = eid
+            // A page-issued id keeps its own instant as the click's ts (see
+            // `eid`): replays collapse onto one row.
+            let (event_id, ts) = eid
                 .as_deref()
                 .and_then(|t| crate::eid::verify(&state.eid_key, t, &link.id_hex, &button.id, now))
-                .unwrap_or_else(Uuid::now_v7);
+                .unwrap_or_else(|| (Uuid::now_v7(), now));
             let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
             r.headers_mut().insert(header::LOCATION, button.location.clone());
-            (EventKind::Click, event_id, r, route::REDIRECT)
+            (EventKind::Click, event_id, ts, r, route::REDIRECT)
         }
         None => {
             let view_event_id = Uuid::now_v7();
@@ -281,6 +283,7 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
             (
                 EventKind::View,
                 view_event_id,
+                now,
                 respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only),
                 route::LANDING,
             )
@@ -308,7 +311,7 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
         v: RAW_EVENT_VERSION,
         event_id,
         kind,
-        ts_ms: now,
+        ts_ms,
         tenant_id: tenant.id_hex.clone(),
         link_id: link.id_hex.clone(),
         slug: link.doc.slug.clone(),

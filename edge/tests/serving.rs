@@ -167,6 +167,11 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
         .await
         .unwrap();
     assert_eq!(click.status(), 302);
+    // The same token replayed later (a double click, a retry, a replay): the
+    // same event id at the same ts, so the events table keeps one row.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let replay = c.get(format!("{base}{href}")).header("host", "links.events.test").send().await.unwrap();
+    assert_eq!(replay.status(), 302);
     // A direct click without consent, with DNT, and a HEAD from a bot.
     let direct = c
         .get(format!("{base}/jiro/deezer"))
@@ -186,10 +191,14 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
     // Requests that are not views or clicks make no event.
     c.get(format!("{base}/nope")).header("host", "links.events.test").send().await.unwrap();
 
-    let events = events(&brokers, &env.cfg.kafka.raw_topic, 5).await;
-    assert_eq!(events.len(), 5, "1 warm-up view + view + click + direct click + HEAD view: {events:#?}");
+    let events = events(&brokers, &env.cfg.kafka.raw_topic, 6).await;
+    assert_eq!(events.len(), 6, "1 warm-up view + view + click + replay + direct click + HEAD view: {events:#?}");
     let ids: HashSet<_> = events.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids.len(), 5, "unique event ids");
+    assert_eq!(ids.len(), 5, "unique event ids but the replay's");
+    let clicks: Vec<_> = events.iter().filter(|e| e.event_id.to_string() == page_click_id).collect();
+    assert_eq!(clicks.len(), 2, "click and replay carry the page's id");
+    assert_eq!(clicks[0].ts_ms, clicks[1].ts_ms, "one dedup key: (tenant, link, ts, event_id)");
+    assert_eq!(clicks[0].ts_ms, uuid_ts_ms(&page_click_id), "timed at the id's instant");
     for e in &events {
         assert_eq!(e.validate(e.ts_ms), Ok(()), "{e:?}");
         assert_eq!(e.tenant_id, tenant.id.to_hex());
@@ -226,7 +235,7 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
     assert_eq!(head.kind, EventKind::View);
     assert_eq!(head.user_agent.as_deref(), Some("facebookexternalhit/1.1"));
 
-    assert_eq!(metric(edge.admin_addr, "edge_events_produced_total").await, 5.0);
+    assert_eq!(metric(edge.admin_addr, "edge_events_produced_total").await, 6.0);
     env.shutdown.cancel();
     edge.wait().await;
     env.db.drop().await.unwrap();
@@ -310,4 +319,10 @@ async fn rate_limit_answers_429_with_retry_after() {
     env.shutdown.cancel();
     edge.wait().await;
     env.db.drop().await.unwrap();
+}
+
+/// The instant of a UUIDv7 (ms since the Unix epoch) given as text.
+fn uuid_ts_ms(id: &str) -> i64 {
+    let (secs, nanos) = uuid::Uuid::parse_str(id).unwrap().get_timestamp().unwrap().to_unix();
+    secs as i64 * 1000 + i64::from(nanos / 1_000_000)
 }
