@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use common::config::{ClickHouseConfig, MongoConfig, Secret};
+use common::config::{ClickHouseConfig, Deployment, MongoConfig, Secret};
 use envconfig::Envconfig;
 
 /// Everything the API reads at start.
@@ -128,12 +128,35 @@ pub struct Config {
     /// local stack's receivers); production keeps https only. Default false.
     #[envconfig(from = "API_ALERTS_ALLOW_HTTP_WEBHOOKS", default = "false")]
     pub alerts_allow_http_webhooks: bool,
+    /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
+    /// at start ([`Config::insecure_settings`]); `local` only warns.
+    #[envconfig(from = "SMARTLINKS_ENV", default = "production")]
+    pub deployment: Deployment,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,
     /// MongoDB URI and database.
     #[envconfig(nested)]
     pub mongo: MongoConfig,
+}
+
+impl Config {
+    /// What only a local stack may run with, one line each: links in emails
+    /// (`API_APP_URL`) or shown link URLs (`API_LINK_BASE_SCHEME`) over plain
+    /// http, and `http://` alert webhooks. See [`Deployment::refuse_insecure`].
+    pub fn insecure_settings(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.app_url.starts_with("https://") {
+            problems.push("API_APP_URL is not https (password-reset links would travel in clear)".to_string());
+        }
+        if self.link_scheme != "https" {
+            problems.push("API_LINK_BASE_SCHEME is not https".to_string());
+        }
+        if self.alerts_allow_http_webhooks {
+            problems.push("API_ALERTS_ALLOW_HTTP_WEBHOOKS=true posts signed alerts in clear".to_string());
+        }
+        problems
+    }
 }
 
 #[cfg(test)]
@@ -151,5 +174,18 @@ mod tests {
         env.insert("API_OPERATOR_KEY".to_string(), "op-secret-0123456789abcdef".to_string());
         let c = Config::init_from_hashmap(&env).unwrap();
         assert!(!format!("{c:?}").contains("op-secret"));
+    }
+
+    #[test]
+    fn production_refuses_plain_http_links() {
+        let c = Config::init_from_hashmap(&HashMap::new()).unwrap();
+        let problems = c.insecure_settings();
+        assert_eq!(problems.len(), 1, "the default app URL is loopback http: {problems:?}");
+        assert!(c.deployment.refuse_insecure(problems).is_err());
+        let env: HashMap<String, String> = [("API_APP_URL", "https://app.example.com")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(Config::init_from_hashmap(&env).unwrap().insecure_settings().is_empty());
     }
 }

@@ -8,6 +8,7 @@ use envconfig::Envconfig;
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init_logging();
     let cfg = api::Config::init_from_env().context("reading api config from the environment")?;
+    cfg.deployment.refuse_insecure(cfg.insecure_settings()).context("refusing to start api")?;
     tracing::info!(config = ?cfg, "starting api");
     if cfg.operator_key.is_empty() {
         tracing::warn!("API_OPERATOR_KEY is empty: tenants and keys cannot be created");

@@ -153,6 +153,60 @@ pub fn redact_userinfo(uri: &str) -> String {
     }
 }
 
+/// Where a service runs, `SMARTLINKS_ENV`: `production` (the default) or
+/// `local` (the loopback stack of `deploy/local/`, whose scripts set it).
+/// Outside local mode a service refuses to start on a setting that is only
+/// safe on a developer's machine (a default secret, cookies without
+/// `Secure`): security review finding 16, "insecure defaults start silently".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Deployment {
+    /// Any real deployment: insecure settings are refused.
+    #[default]
+    Production,
+    /// A developer's or CI's loopback stack: insecure settings are logged.
+    Local,
+}
+
+/// `SMARTLINKS_ENV` holds neither `production` nor `local`.
+#[derive(Debug, thiserror::Error)]
+#[error("SMARTLINKS_ENV must be `production` or `local`, not {0:?}")]
+pub struct BadDeployment(String);
+
+impl FromStr for Deployment {
+    type Err = BadDeployment;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "production" | "" => Ok(Deployment::Production),
+            "local" => Ok(Deployment::Local),
+            other => Err(BadDeployment(other.to_owned())),
+        }
+    }
+}
+
+/// Settings a service will not run with outside local mode: each entry names
+/// the variable and why.
+#[derive(Debug, thiserror::Error)]
+#[error("insecure settings outside SMARTLINKS_ENV=local: {}", .0.join("; "))]
+pub struct InsecureSettings(pub Vec<String>);
+
+impl Deployment {
+    /// `Ok` when `problems` (what a service's config found unsafe, one line
+    /// each) is empty or this is local mode (each one is then logged as a
+    /// warning); [`InsecureSettings`] listing them otherwise.
+    pub fn refuse_insecure(self, problems: Vec<String>) -> Result<(), InsecureSettings> {
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if self == Deployment::Local {
+            for p in &problems {
+                tracing::warn!(setting = %p, "insecure setting accepted in local mode");
+            }
+            return Ok(());
+        }
+        Err(InsecureSettings(problems))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +233,17 @@ mod tests {
         assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
         assert!(out.contains("mongodb://<redacted>@db:27017"), "{out}");
         assert_eq!(redact_userinfo("mongodb://h:1"), "mongodb://h:1");
+    }
+
+    #[test]
+    fn insecure_settings_are_refused_outside_local_mode() {
+        assert_eq!("".parse::<Deployment>().unwrap(), Deployment::Production);
+        assert_eq!("local".parse::<Deployment>().unwrap(), Deployment::Local);
+        assert!("dev".parse::<Deployment>().is_err());
+        let problems = || vec!["X_SECRET is the default".to_string()];
+        let err = Deployment::Production.refuse_insecure(problems()).unwrap_err();
+        assert!(err.to_string().contains("X_SECRET is the default"), "{err}");
+        assert!(Deployment::Local.refuse_insecure(problems()).is_ok());
+        assert!(Deployment::Production.refuse_insecure(vec![]).is_ok());
     }
 }

@@ -15,6 +15,11 @@ CACHE=${SMARTLINKS_CACHE_DIR:-$HOME/.cache/smartlinks}
 # Tests find the installed data (GeoIP, user agents, Kafka jars) through these.
 export SMARTLINKS_STATE_DIR=$STATE SMARTLINKS_CACHE_DIR=$CACHE
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+# The loopback stack is local mode: the stages accept what production refuses
+# (the public default visitor secret, a per-process click-id key, plain-http
+# cookies and links) and log a warning for each (common::config::Deployment).
+export SMARTLINKS_ENV=${SMARTLINKS_ENV:-local}
+export EDGE_SECURE_COOKIES=${EDGE_SECURE_COOKIES:-false}
 # rustup's cargo and the Go toolchain live outside the default PATH of a
 # non-login shell (CI runs `bash .ci/run`).
 for d in "$HOME/.cargo/bin" /usr/local/go/bin; do

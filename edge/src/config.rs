@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use envconfig::Envconfig;
 use ipnet::IpNet;
 
-use common::config::{KafkaConfig, MongoConfig, Secret};
+use common::config::{Deployment, KafkaConfig, MongoConfig, Secret};
 
 /// Everything the edge reads at start.
 #[derive(Envconfig, Clone, Debug)]
@@ -85,9 +85,15 @@ pub struct Config {
     /// process (ids from a page served by another process are then re-issued).
     #[envconfig(from = "EDGE_EVENT_ID_KEY", default = "")]
     pub event_id_key: Secret,
-    /// `EDGE_SECURE_COOKIES`: mark cookies `Secure` (set behind TLS). Default false.
-    #[envconfig(from = "EDGE_SECURE_COOKIES", default = "false")]
+    /// `EDGE_SECURE_COOKIES`: mark cookies `Secure` (the edge runs behind
+    /// TLS). Default true; `false` only in `SMARTLINKS_ENV=local` (plain
+    /// http on loopback).
+    #[envconfig(from = "EDGE_SECURE_COOKIES", default = "true")]
     pub secure_cookies: bool,
+    /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
+    /// at start ([`Config::insecure_settings`]); `local` only warns.
+    #[envconfig(from = "SMARTLINKS_ENV", default = "production")]
+    pub deployment: Deployment,
     /// Kafka brokers and topic names.
     #[envconfig(nested)]
     pub kafka: KafkaConfig,
@@ -107,6 +113,22 @@ pub struct BadCidr(pub String);
 pub struct BadForwardedHeader(pub String);
 
 impl Config {
+    /// What only a local stack may run with, one line each: cookies without
+    /// `Secure`, and no `EDGE_EVENT_ID_KEY` (each process would sign with
+    /// its own random key, so behind a balancer a page's click ids fail on
+    /// the other edges and the pixels' ids no longer match the server's).
+    /// See [`Deployment::refuse_insecure`].
+    pub fn insecure_settings(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.secure_cookies {
+            problems.push("EDGE_SECURE_COOKIES=false sends visitor cookies without Secure".to_string());
+        }
+        if self.event_id_key.expose().len() < 16 {
+            problems.push("EDGE_EVENT_ID_KEY is unset or shorter than 16 bytes".to_string());
+        }
+        problems
+    }
+
     /// The forwarding header to read ([`crate::client_ip::ForwardedHeader`]).
     pub fn forwarded(&self) -> Result<crate::client_ip::ForwardedHeader, BadForwardedHeader> {
         self.forwarded_header.parse().map_err(BadForwardedHeader)
@@ -143,5 +165,27 @@ mod tests {
         env.insert("EDGE_TRUSTED_PROXIES".to_string(), "10.0.0.0/8, 192.0.2.7,nope".to_string());
         let err = Config::init_from_hashmap(&env).unwrap().trusted_proxy_nets().unwrap_err();
         assert_eq!(err.0, "nope");
+    }
+
+    #[test]
+    fn production_refuses_cookies_without_secure_and_a_per_process_key() {
+        let c = Config::init_from_hashmap(&HashMap::new()).unwrap();
+        assert!(c.secure_cookies, "Secure by default");
+        assert_eq!(c.deployment, Deployment::Production);
+        let problems = c.insecure_settings();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("EDGE_EVENT_ID_KEY"));
+        let env: HashMap<String, String> = [
+            ("EDGE_SECURE_COOKIES", "false"),
+            ("EDGE_EVENT_ID_KEY", "0123456789abcdef0123456789abcdef"),
+            ("SMARTLINKS_ENV", "local"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = Config::init_from_hashmap(&env).unwrap();
+        assert_eq!(c.insecure_settings().len(), 1);
+        assert!(c.deployment.refuse_insecure(c.insecure_settings()).is_ok(), "local mode warns");
+        assert!(Deployment::Production.refuse_insecure(c.insecure_settings()).is_err());
     }
 }

@@ -8,6 +8,7 @@ use envconfig::Envconfig;
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init_logging();
     let cfg = edge::Config::init_from_env().context("reading edge config from the environment")?;
+    cfg.deployment.refuse_insecure(cfg.insecure_settings()).context("refusing to start edge")?;
     tracing::info!(config = ?cfg, "starting edge");
     let shutdown = common::shutdown::on_signal();
     let edge = edge::start(cfg, prometheus::Registry::new(), shutdown).await?;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::config::{ClickHouseConfig, KafkaConfig, Secret};
+use common::config::{ClickHouseConfig, Deployment, KafkaConfig, Secret};
 use envconfig::Envconfig;
 
 /// Everything ingest reads at start.
@@ -43,6 +43,7 @@ pub struct Config {
     pub batch_max_ms: u64,
     /// `INGEST_VISITOR_SECRET`: secret from which the daily visitor-hash salt
     /// is derived; the same on every replica; never stored in ClickHouse.
+    /// Default `local-dev-visitor-secret`, refused outside `SMARTLINKS_ENV=local`.
     #[envconfig(from = "INGEST_VISITOR_SECRET", default = "local-dev-visitor-secret")]
     pub visitor_secret: Secret,
     /// `INGEST_SESSION_TIMEOUT_MS`: inactivity that ends a visit, ms. Default 30 min.
@@ -67,6 +68,10 @@ pub struct Config {
     /// attempts (exponential from 100 ms), ms. Default 5000.
     #[envconfig(from = "INGEST_RETRY_MAX_MS", default = "5000")]
     pub retry_max_ms: u64,
+    /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
+    /// at start ([`Config::insecure_settings`]); `local` only warns.
+    #[envconfig(from = "SMARTLINKS_ENV", default = "production")]
+    pub deployment: Deployment,
     /// Kafka brokers and topics.
     #[envconfig(nested)]
     pub kafka: KafkaConfig,
@@ -75,9 +80,43 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
 }
 
+/// The visitor secret every fresh checkout knows.
+const DEFAULT_VISITOR_SECRET: &str = "local-dev-visitor-secret";
+
 impl Config {
+    /// What only a local stack may run with, one line each: the public
+    /// default `INGEST_VISITOR_SECRET` (anyone could recompute visitor
+    /// hashes from IPs and user agents). See [`Deployment::refuse_insecure`].
+    pub fn insecure_settings(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.visitor_secret.expose() == DEFAULT_VISITOR_SECRET || self.visitor_secret.expose().len() < 16 {
+            problems.push("INGEST_VISITOR_SECRET is the public default or shorter than 16 bytes".to_string());
+        }
+        problems
+    }
+
     /// The GeoIP database paths, in order.
     pub fn geoip_paths(&self) -> Vec<PathBuf> {
         self.geoip_databases.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_default_visitor_secret_is_refused_outside_local_mode() {
+        let c = Config::init_from_hashmap(&HashMap::new()).unwrap();
+        assert_eq!(c.deployment, Deployment::Production);
+        assert!(c.deployment.refuse_insecure(c.insecure_settings()).is_err());
+        let env: HashMap<String, String> =
+            [("INGEST_VISITOR_SECRET".to_string(), "a-real-32-byte-secret-from-vault".to_string())].into();
+        let c = Config::init_from_hashmap(&env).unwrap();
+        assert!(c.insecure_settings().is_empty());
+        let env: HashMap<String, String> = [("SMARTLINKS_ENV".to_string(), "local".to_string())].into();
+        let c = Config::init_from_hashmap(&env).unwrap();
+        assert!(c.deployment.refuse_insecure(c.insecure_settings()).is_ok());
     }
 }

@@ -8,6 +8,7 @@ use envconfig::Envconfig;
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init_logging();
     let cfg = ingest::Config::init_from_env().context("reading ingest config from the environment")?;
+    cfg.deployment.refuse_insecure(cfg.insecure_settings()).context("refusing to start ingest")?;
     tracing::info!(config = ?cfg, "starting ingest");
     let shutdown = common::shutdown::on_signal();
     let ingest = ingest::start(cfg, prometheus::Registry::new(), shutdown).await?;
