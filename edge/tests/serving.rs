@@ -323,6 +323,7 @@ async fn rate_limit_answers_429_with_retry_after() {
 
 /// The instant of a UUIDv7 (ms since the Unix epoch) given as text.
 fn uuid_ts_ms(id: &str) -> i64 {
-    let (secs, nanos) = uuid::Uuid::parse_str(id).unwrap().get_timestamp().unwrap().to_unix();
+    let id = uuid::Uuid::parse_str(id).expect("a uuid");
+    let (secs, nanos) = id.get_timestamp().expect("a UUIDv7").to_unix();
     secs as i64 * 1000 + i64::from(nanos / 1_000_000)
 }
