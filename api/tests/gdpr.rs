@@ -231,14 +231,27 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
         vec!["gdpr_export", "gdpr_erase", "gdpr_export", "PUT /v1/gdpr/consents", "POST /v1/gdpr/export"],
         "newest first, refused requests too"
     );
-    for coll in ["leads", "contacts", "consents", "newsletter_subscribers", "invoices", "audit_logs", "email_logs"] {
+    for coll in [
+        "leads",
+        "contacts",
+        "opportunities",
+        "tasks",
+        "activities",
+        "consents",
+        "newsletter_subscribers",
+        "invoices",
+        "audit_logs",
+        "email_logs",
+    ] {
         let docs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
             e.mongo.collection::<bson::Document>(coll).find(bson::doc! {}).await.unwrap(),
         )
         .await
         .unwrap();
         let dump = format!("{docs:?}").to_lowercase();
-        for pii in ["ada@person.test", "+33600000001", "prefers calls"] {
+        // Also in the audit diffs of the related task, the contact's company
+        // and the opportunity's title (security review finding 6).
+        for pii in ["ada@person.test", "+33600000001", "prefers calls", "ada music", "send ada"] {
             assert!(!dump.contains(pii), "{coll} holds {pii}");
         }
     }

@@ -518,6 +518,20 @@ async fn find(st: &AppState, tenant: ObjectId, b: &SubjectRequest) -> Result<Fou
     })
 }
 
+/// The tenant's opportunities tied to any of `records` (contact or lead ids).
+async fn opportunities_of(
+    m: mongodb::Database,
+    tenant: ObjectId,
+    records: &[ObjectId],
+) -> Result<Vec<Opportunity>, ApiError> {
+    Ok(m
+        .collection::<Opportunity>(collections::OPPORTUNITIES)
+        .find(doc! { "clientId": tenant, "$or": [ { "contactId": { "$in": records } }, { "leadId": { "$in": records } } ] })
+        .await?
+        .try_collect()
+        .await?)
+}
+
 async fn events(st: &AppState, tenant: ObjectId, visitor_ids: &[String]) -> Result<Vec<EventExport>, ApiError> {
     if visitor_ids.is_empty() {
         return Ok(Vec::new());
@@ -550,12 +564,7 @@ pub async fn export(
     let f = find(&st, tenant.id, &b).await?;
     let m = &st.mongo;
     let mut record_ids: Vec<ObjectId> = f.leads.iter().map(|l| l.id).chain(f.contacts.iter().map(|c| c.id)).collect();
-    let opportunities: Vec<Opportunity> = m
-        .collection::<Opportunity>(collections::OPPORTUNITIES)
-        .find(doc! { "clientId": tenant.id, "$or": [ { "contactId": { "$in": &record_ids } }, { "leadId": { "$in": &record_ids } } ] })
-        .await?
-        .try_collect()
-        .await?;
+    let opportunities = opportunities_of(st.mongo.clone(), tenant.id, &record_ids).await?;
     record_ids.extend(opportunities.iter().map(|o| o.id));
     let mut tasks_and_activities = Vec::new();
     for coll in [collections::TASKS, collections::ACTIVITIES] {
@@ -679,6 +688,9 @@ pub async fn erase(
         let mut l = old.clone();
         let placeholder = format!("erased-{}@erased.invalid", l.id.to_hex());
         person::anonymise(pii, &mut l.personal, ERASED, &placeholder)?;
+        // The artist name is often the person's own name (and is copied
+        // into the contact's company and the opportunity's title).
+        l.artist.name = ERASED.into();
         l.artist.links.clear();
         for n in &mut l.notes {
             n.content = ERASED.into();
@@ -701,6 +713,7 @@ pub async fn erase(
         let mut c = old.clone();
         let placeholder = format!("erased-{}@erased.invalid", c.id.to_hex());
         person::anonymise(pii, &mut c.person, ERASED, &placeholder)?;
+        c.company = ERASED.into();
         c.custom_fields = Document::new();
         c.updated_at = now;
         m.collection::<Contact>(collections::CONTACTS).replace_one(doc! { "_id": c.id }, &c).await?;
@@ -715,21 +728,34 @@ pub async fn erase(
         .await?;
         report.contacts_anonymised += 1;
     }
-    // Free text about the person on related tasks and activities, and the
-    // values (not the field names) of the audit diffs of every erased record.
-    let erased: Vec<ObjectId> = f.leads.iter().map(|l| l.id).chain(f.contacts.iter().map(|c| c.id)).collect();
-    m.collection::<Document>(collections::TASKS)
+    // Free text about the person on related opportunities (their titles
+    // default to the artist's name), tasks and activities, and the values
+    // (not the field names) of the audit diffs of every one of those records
+    // (security review finding 6: the diffs kept what the records lost).
+    let mut erased: Vec<ObjectId> = f.leads.iter().map(|l| l.id).chain(f.contacts.iter().map(|c| c.id)).collect();
+    let opportunities = opportunities_of(m.clone(), tenant.id, &erased).await?;
+    erased.extend(opportunities.iter().map(|o| o.id));
+    m.collection::<Opportunity>(collections::OPPORTUNITIES)
         .update_many(
-            doc! { "clientId": tenant.id, "related.id": { "$in": &erased } },
-            doc! { "$set": { "title": ERASED, "description": "" } },
+            doc! { "clientId": tenant.id, "_id": { "$in": opportunities.iter().map(|o| o.id).collect::<Vec<_>>() } },
+            doc! { "$set": { "title": ERASED, "updatedAt": now } },
         )
         .await?;
-    m.collection::<Document>(collections::ACTIVITIES)
-        .update_many(
-            doc! { "clientId": tenant.id, "related.id": { "$in": &erased } },
-            doc! { "$set": { "subject": ERASED, "body": ERASED } },
-        )
-        .await?;
+    for (coll, set) in [
+        (collections::TASKS, doc! { "title": ERASED, "description": "" }),
+        (collections::ACTIVITIES, doc! { "subject": ERASED, "body": ERASED }),
+    ] {
+        let related = doc! { "clientId": tenant.id, "related.id": { "$in": &erased } };
+        let ids: Vec<Document> = m
+            .collection::<Document>(coll)
+            .find(related.clone())
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        m.collection::<Document>(coll).update_many(related, doc! { "$set": set }).await?;
+        erased.extend(ids.iter().filter_map(|d| d.get_object_id("_id").ok()));
+    }
     let hex_ids: Vec<String> = erased.iter().map(|i| i.to_hex()).collect();
     let records: Vec<schemas::crm::AuditRecord> = m
         .collection::<schemas::crm::AuditRecord>(collections::AUDIT_LOGS)
