@@ -17,6 +17,14 @@
 //! visitor accepts the consent banner, and never with `DNT: 1` /
 //! `Sec-GPC: 1`; they receive `smartlink_view` / `smartlink_click` with the
 //! same event ids the server recorded (seed 002, dual engine).
+//!
+//! Every HTML answer carries a Content-Security-Policy
+//! ([`content_security_policy`], security review finding 17): our inline
+//! `<style>` and `<script>` run by a per-response nonce, nothing else inline
+//! does, the page cannot be framed (`frame-ancestors 'none'`), and the
+//! pixels' scripts may load only where they could with consent: a visitor
+//! who refused, or sends `DNT`/`Sec-GPC`, gets a policy that allows no
+//! script but ours.
 
 use std::fmt::Write;
 
@@ -46,6 +54,37 @@ pub struct LandingPage<'a> {
     pub dnt: bool,
     /// Cookies get `Secure`.
     pub secure_cookies: bool,
+    /// The response's CSP nonce ([`nonce`]), on our `<style>` and `<script>`.
+    pub nonce: &'a str,
+}
+
+/// A fresh CSP nonce: 122 random bits (a UUIDv4), 32 hex characters; one
+/// per response (CSP Level 3, "nonce-source").
+pub fn nonce() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+/// The script hosts the client pixels load from (GTM/GA4, Meta, TikTok).
+const PIXEL_SCRIPT_HOSTS: &str =
+    "https://www.googletagmanager.com https://connect.facebook.net https://analytics.tiktok.com";
+
+/// The `Content-Security-Policy` of an HTML answer carrying `nonce`.
+/// `pixels`: the client's pixels may load on this page (the tenant has one,
+/// the visitor has not refused consent and sends no `DNT`/`Sec-GPC`); then
+/// scripts added by ours are trusted (`'strict-dynamic'`: GTM loads the tags
+/// its container holds) and may send to any https endpoint. Otherwise only
+/// our nonced script runs and nothing is sent anywhere.
+pub fn content_security_policy(nonce: &str, pixels: bool) -> String {
+    let (scripts, connect) = if pixels {
+        (format!("'nonce-{nonce}' 'strict-dynamic' {PIXEL_SCRIPT_HOSTS}"), "https:")
+    } else {
+        (format!("'nonce-{nonce}'"), "'none'")
+    };
+    format!(
+        "default-src 'none'; script-src {scripts}; style-src 'nonce-{nonce}'; img-src https: data:; \
+connect-src {connect}; frame-src {frames}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        frames = if pixels { "https:" } else { "'none'" },
+    )
 }
 
 fn safe_color(c: Option<&str>, default: &'static str) -> String {
@@ -183,7 +222,7 @@ pub fn landing(p: &LandingPage<'_>) -> String {
             i = attr(img)
         );
     }
-    let _ = write!(out, "<style>{}</style></head><body><main>", style(Some(p.tenant)));
+    let _ = write!(out, "<style nonce=\"{}\">{}</style></head><body><main>", p.nonce, style(Some(p.tenant)));
     if let Some(logo) = safe_url(p.tenant.client.branding.logo.as_deref()) {
         let _ = write!(out, "<img class=\"logo\" src=\"{}\" alt=\"{}\">", attr(logo), attr(&p.tenant.client.name));
     }
@@ -223,20 +262,24 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     });
     let _ = write!(
         out,
-        "<script id=\"sl-data\" type=\"application/json\">{}</script><script>{}</script></body></html>",
+        "<script id=\"sl-data\" type=\"application/json\">{}</script><script nonce=\"{}\">{}</script></body></html>",
         script_json(&data),
+        p.nonce,
         SCRIPT
     );
     out
 }
 
-/// A small error page (`404`, `410`, `429`, `503`...) in the tenant's colours when known.
-pub fn error(status: u16, message: &str, tenant: Option<&Tenant>) -> String {
+/// A small error page (`404`, `410`, `429`, `503`...) in the tenant's
+/// colours when known; its `<style>` carries `nonce` (served with
+/// [`content_security_policy`]`(nonce, false)`).
+pub fn error(status: u16, message: &str, tenant: Option<&Tenant>, nonce: &str) -> String {
     let mut out = String::with_capacity(2048);
     head(&mut out, message, tenant);
     let _ = write!(
         out,
-        "<style>{}</style></head><body><main><h1>{}</h1><p class=\"artist\">{}</p></main></body></html>",
+        "<style nonce=\"{}\">{}</style></head><body><main><h1>{}</h1><p class=\"artist\">{}</p></main></body></html>",
+        nonce,
         style(tenant),
         status,
         text(message)
@@ -299,6 +342,7 @@ mod tests {
             clicks: vec![("spotify", id, "tok.en".into())],
             dnt: false,
             secure_cookies: false,
+            nonce: "n0nce",
         })
     }
 
@@ -337,8 +381,30 @@ mod tests {
     }
 
     #[test]
+    fn only_our_nonced_blocks_run_and_pixels_only_where_consent_may_come() {
+        let s = snapshot("In Your Light", "#112233", "https://cdn.example/cover.jpg");
+        let html = render(&s);
+        assert_eq!(html.matches("<script nonce=\"n0nce\">").count(), 1, "our one executable script");
+        assert_eq!(html.matches("<style nonce=\"n0nce\">").count(), 1);
+        assert!(!html.contains("<script>") && !html.contains("<style>"), "no inline block without the nonce");
+        assert!(!html.contains("onclick=") && !html.contains("onload="), "no inline handlers");
+        let with = content_security_policy("n0nce", true);
+        let without = content_security_policy("n0nce", false);
+        for csp in [&with, &without] {
+            assert!(csp.starts_with("default-src 'none'; script-src 'nonce-n0nce'"), "{csp}");
+            assert!(csp.contains("style-src 'nonce-n0nce'") && csp.ends_with("frame-ancestors 'none'"), "{csp}");
+            assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        }
+        assert!(with.contains("'strict-dynamic'") && with.contains("https://connect.facebook.net"), "{with}");
+        assert!(!without.contains("facebook") && !without.contains("strict-dynamic"), "{without}");
+        assert!(without.contains("connect-src 'none'"), "{without}");
+        assert_ne!(nonce(), nonce());
+        assert_eq!(nonce().len(), 32);
+    }
+
+    #[test]
     fn error_pages_escape_too() {
-        let html = error(404, "<nope>", None);
+        let html = error(404, "<nope>", None, "n");
         assert!(html.contains("&lt;nope&gt;") && html.contains("404"));
     }
 }

@@ -168,9 +168,22 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_onl
     r
 }
 
+/// Adds the HTML security headers: the page's CSP ([`page::content_security_policy`])
+/// and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
+fn html_policy(r: &mut Resp, nonce: &str, pixels: bool) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&page::content_security_policy(nonce, pixels)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
 fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_only: bool) -> Resp {
-    let html = page::error(status.as_u16(), message, tenant);
-    respond(status, "text/html; charset=utf-8", Bytes::from(html), head_only)
+    let nonce = page::nonce();
+    let html = page::error(status.as_u16(), message, tenant, &nonce);
+    let mut r = respond(status, "text/html; charset=utf-8", Bytes::from(html), head_only);
+    html_policy(&mut r, &nonce, false);
+    r
 }
 
 /// Handles one request (synchronously: everything it needs is in memory).
@@ -279,14 +292,13 @@ fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) ->
         }
         None => {
             let view_event_id = Uuid::now_v7();
-            let html = render_landing(state, tenant, link, &host, view_event_id, dnt);
-            (
-                EventKind::View,
-                view_event_id,
-                now,
-                respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only),
-                route::LANDING,
-            )
+            let nonce = page::nonce();
+            let html = render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce);
+            let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
+            // Pixels may load only where consent can still be given.
+            let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
+            html_policy(&mut r, &nonce, pixels);
+            (EventKind::View, view_event_id, now, r, route::LANDING)
         }
     };
     let mut resp = resp;
@@ -364,6 +376,7 @@ fn render_landing(
     host: &str,
     view_event_id: Uuid,
     dnt: bool,
+    nonce: &str,
 ) -> String {
     let clicks = link
         .buttons
@@ -381,6 +394,7 @@ fn render_landing(
         clicks,
         dnt,
         secure_cookies: state.secure_cookies,
+        nonce,
     })
 }
 

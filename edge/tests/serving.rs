@@ -73,7 +73,25 @@ async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
     // The view's event id, the one its pixels and its ClickHouse row carry.
     let view_id = page.headers()[edge::server::EVENT_ID_HEADER].to_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&view_id).is_ok(), "{view_id}");
+    // CSP (security review finding 17): our inline blocks run by this
+    // response's nonce, the pixels may load (no consent refused yet), no framing.
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let nonce = csp.split("'nonce-").nth(1).and_then(|n| n.split('\'').next()).unwrap().to_string();
+    assert!(csp.contains("'strict-dynamic'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "the script carries the header's nonce");
+    let again = get("links.a.test", "/jiro").await;
+    assert!(!again.headers()["content-security-policy"].to_str().unwrap().contains(&nonce), "a nonce per response");
+    // A visitor who refused consent, or asks not to be tracked: no script but ours.
+    for (name, value) in [("cookie", "sl_consent=denied"), ("sec-gpc", "1")] {
+        let url = format!("http://{}/jiro", edge.addr);
+        let r = c.get(url).header("host", "links.a.test").header(name, value).send().await.unwrap();
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(!csp.contains("strict-dynamic") && !csp.contains("facebook"), "{name}: {csp}");
+    }
+    let missing = get("links.a.test", "/missing").await;
+    assert!(missing.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
     assert!(html.contains(&view_id), "the page's pixels share the event id");
     assert!(!html.contains("<script>alert"), "title must come out inert");
     assert!(html.contains("&lt;script&gt;alert("), "title is shown escaped");
@@ -170,7 +188,14 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
     // The same token replayed later (a double click, a retry, a replay): the
     // same event id at the same ts, so the events table keeps one row.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let replay = c.get(format!("{base}{href}")).header("host", "links.events.test").send().await.unwrap();
+    let replay = c
+        .get(format!("{base}{href}"))
+        .header("host", "links.events.test")
+        .header("x-forwarded-for", "81.2.69.142")
+        .header("cookie", format!("sl_consent=granted; sl_vid={vid}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 302);
     // A direct click without consent, with DNT, and a HEAD from a bot.
     let direct = c
