@@ -20,6 +20,15 @@ pub struct Config {
     /// least 24 characters otherwise. Never logged.
     #[envconfig(from = "API_OPERATOR_KEY", default = "")]
     pub operator_key: Secret,
+    /// `API_HEADER_TIMEOUT_MS`: time a client has to send a request head
+    /// (slowloris: hyper answers 408 and closes), ms. Default 10000.
+    #[envconfig(from = "API_HEADER_TIMEOUT_MS", default = "10000")]
+    pub header_timeout_ms: u64,
+    /// `API_MAX_CONNECTIONS`: connections open at once; more are closed at
+    /// accept and counted in `api_connections_refused_total`; 0: no cap.
+    /// Default 4096.
+    #[envconfig(from = "API_MAX_CONNECTIONS", default = "4096")]
+    pub max_connections: usize,
     /// `API_RATE_LIMIT_PER_SECOND`: sustained requests per second per key
     /// (GCRA, `governor`). Default 50.
     #[envconfig(from = "API_RATE_LIMIT_PER_SECOND", default = "50")]

@@ -65,6 +65,7 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use common::admin::Health;
 use common::shutdown::CancellationToken;
+use hyper::body::Incoming;
 use prometheus::Registry;
 
 pub use config::Config;
@@ -174,12 +175,24 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         ));
     }
     let app = router(state.clone());
+    let limits = common::http::HttpLimits {
+        max_header_bytes: 16 * 1024,
+        header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        max_connections: cfg.max_connections,
+    };
+    let refused = state.metrics.connections_refused.clone();
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "api server failed");
-        }
+        // Each connection's requests carry its peer (`ConnectInfo`, read by
+        // the audit log and the auth rate limit), as axum::serve would add.
+        let make = |peer: SocketAddr| {
+            let app = tower::ServiceExt::map_request(app.clone(), move |mut req: axum::extract::Request<Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            });
+            hyper_util::service::TowerToHyperService::new(app)
+        };
+        common::http::serve(listener, make, limits, stop, Duration::from_secs(10), refused).await;
     });
     Ok(Api { addr, admin_addr, health, state, done })
 }

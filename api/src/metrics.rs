@@ -21,6 +21,9 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// `api_rate_limited_total`: requests refused with 429.
     pub rate_limited: IntCounter,
+    /// `api_connections_refused_total`: connections closed at accept because
+    /// `API_MAX_CONNECTIONS` were open.
+    pub connections_refused: IntCounter,
     /// `api_analytics_windows_total{source}`: analytics windows answered
     /// from `rollup`s or from `raw` events.
     pub analytics_windows: IntCounterVec,
@@ -82,6 +85,10 @@ impl Metrics {
                 &["reason"],
             )?,
             rate_limited: IntCounter::new("api_rate_limited_total", "Requests refused with 429.")?,
+            connections_refused: IntCounter::new(
+                "api_connections_refused_total",
+                "Connections closed at accept: the connection cap was reached.",
+            )?,
             analytics_windows: IntCounterVec::new(
                 Opts::new("api_analytics_windows_total", "Analytics windows answered from rollups or raw events."),
                 &["source"],
@@ -170,6 +177,7 @@ impl Metrics {
         r.register(Box::new(m.duration.clone()))?;
         r.register(Box::new(m.auth_failures.clone()))?;
         r.register(Box::new(m.rate_limited.clone()))?;
+        r.register(Box::new(m.connections_refused.clone()))?;
         r.register(Box::new(m.analytics_windows.clone()))?;
         r.register(Box::new(m.analytics_cache.clone()))?;
         r.register(Box::new(m.ops_alerts.clone()))?;

@@ -696,3 +696,50 @@ async fn a_hostname_is_claimed_once_as_domain_or_subdomain() {
     e.ok(&e.op, Method::POST, "/v1/clients", Some(body("host-g", "links.host-g.test", Some("host-g.agency.test"))))
         .await;
 }
+
+/// Security review finding 17: the API's own listener against slowloris —
+/// a request head dribbled byte by byte is cut at `API_HEADER_TIMEOUT_MS`,
+/// and connections past `API_MAX_CONNECTIONS` are closed at accept and counted.
+#[tokio::test]
+async fn slow_request_heads_are_cut_and_connections_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = support::env_custom(|cfg| {
+        cfg.header_timeout_ms = 300;
+        cfg.max_connections = 3;
+    })
+    .await;
+    let addr = e.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    for _ in 0..15 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if slow.write_all(b"X").await.is_err() {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a head dribbled for 1.5 s still holds its connection (timeout 300 ms)");
+    drop(slow);
+    // Three open connections (held idle after one answered request each); the fourth is closed.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut first = [0u8; 16];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first[..12], b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = fourth.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), fourth.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "the fourth connection was served: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", e.api.admin_addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("api_connections_refused_total 1"), "{metrics}");
+}

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod http;
 pub mod net;
 pub mod shutdown;
 pub mod telemetry;

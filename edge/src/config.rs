@@ -47,6 +47,11 @@ pub struct Config {
     /// (slowloris), ms. Default 5000.
     #[envconfig(from = "EDGE_HEADER_TIMEOUT_MS", default = "5000")]
     pub header_timeout_ms: u64,
+    /// `EDGE_MAX_CONNECTIONS`: connections open at once; more are closed at
+    /// accept and counted in `edge_connections_refused_total`; 0: no cap.
+    /// Keep it under the process's file-descriptor limit. Default 50000.
+    #[envconfig(from = "EDGE_MAX_CONNECTIONS", default = "50000")]
+    pub max_connections: usize,
     /// `EDGE_CACHE_REFRESH_MS`: how often MongoDB is polled for changed
     /// clients and links, ms. Default 1000 (changes are live within ~1 s).
     #[envconfig(from = "EDGE_CACHE_REFRESH_MS", default = "1000")]

@@ -142,13 +142,16 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
-    let limits = server::HttpLimits {
+    let limits = common::http::HttpLimits {
         max_header_bytes: cfg.max_header_bytes,
         header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        max_connections: cfg.max_connections,
     };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let refused = metrics.connections_refused.clone();
     let done = tokio::spawn(async move {
-        server::serve(listener, state, limits, shutdown, grace).await;
+        let make = |peer| server::service(state.clone(), peer);
+        common::http::serve(listener, make, limits, shutdown, grace, refused).await;
         let _ = background.await;
         sink.close(grace).await;
     });

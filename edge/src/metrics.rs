@@ -33,6 +33,8 @@ pub const SPOOL_BYTES: &str = "edge_spool_bytes";
 pub const SPOOL_PENDING: &str = "edge_spool_pending";
 /// Requests refused by the per-IP rate limiter.
 pub const RATE_LIMITED_TOTAL: &str = "edge_rate_limited_total";
+/// Connections closed at accept because `EDGE_MAX_CONNECTIONS` were open.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "edge_connections_refused_total";
 
 /// Why an event was lost. The only causes there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub struct Metrics {
     pub spool_pending: IntGauge,
     /// See [`RATE_LIMITED_TOTAL`].
     pub rate_limited: IntCounter,
+    /// See [`CONNECTIONS_REFUSED_TOTAL`].
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -117,6 +121,10 @@ impl Metrics {
             spool_bytes: IntGauge::new(SPOOL_BYTES, "Bytes of the spool on disk.")?,
             spool_pending: IntGauge::new(SPOOL_PENDING, "Events in the spool not yet delivered.")?,
             rate_limited: IntCounter::new(RATE_LIMITED_TOTAL, "Requests refused by the rate limiter.")?,
+            connections_refused: IntCounter::new(
+                CONNECTIONS_REFUSED_TOTAL,
+                "Connections closed at accept: the connection cap was reached.",
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.request_duration.clone()))?;
@@ -132,6 +140,7 @@ impl Metrics {
         registry.register(Box::new(m.spool_bytes.clone()))?;
         registry.register(Box::new(m.spool_pending.clone()))?;
         registry.register(Box::new(m.rate_limited.clone()))?;
+        registry.register(Box::new(m.connections_refused.clone()))?;
         for cause in [DropCause::SpoolFull, DropCause::SpoolIo, DropCause::Serialize] {
             m.dropped.with_label_values(&[cause.as_str()]);
         }

@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
@@ -28,12 +28,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ipnet::IpNet;
 use schemas::event::{
     truncate_utf8, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION,
 };
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::cache::{Cache, Link, Resolved, Tenant};
@@ -398,62 +396,15 @@ fn render_landing(
     })
 }
 
-/// HTTP limits of the listener.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    /// Bound on the request head, bytes (at least 8192, hyper's minimum).
-    pub max_header_bytes: usize,
-    /// Time allowed to send a request head.
-    pub header_timeout: Duration,
-}
-
-/// Accepts connections on `listener` until `shutdown`, then waits up to
-/// `grace` for open connections to finish their current request.
-pub async fn serve(
-    listener: TcpListener,
+/// The service answering one connection from `peer` ([`handle`] each request).
+pub fn service(
     state: Arc<AppState>,
-    limits: HttpLimits,
-    shutdown: common::shutdown::CancellationToken,
-    grace: Duration,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let st = state.clone();
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let resp = handle(&st, peer, &req);
-            async move { Ok::<_, Infallible>(resp) }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
-    }
+    peer: SocketAddr,
+) -> impl hyper::service::Service<Request<Incoming>, Response = Resp, Error = Infallible, Future: Send> + Send {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let resp = handle(&state, peer, &req);
+        async move { Ok::<_, Infallible>(resp) }
+    })
 }
 
 #[cfg(test)]

@@ -171,6 +171,8 @@ fn spawn_edge(env: &Env, listen: &str, admin: &str) -> EdgeProcess {
         .env("EDGE_SPOOL_DIR", &env.cfg.spool_dir)
         .env("EDGE_RATE_LIMIT_PER_SEC", "0")
         .env("EDGE_KAFKA_MESSAGE_TIMEOUT_MS", "3000")
+        // What production requires (common::config::Deployment).
+        .env("EDGE_EVENT_ID_KEY", "broker-outage-test-click-id-key-0123")
         .env("KAFKA_BROKERS", &env.cfg.kafka.brokers)
         .env("KAFKA_RAW_TOPIC", &env.cfg.kafka.raw_topic)
         .env("MONGODB_URI", env.cfg.mongo.uri.expose())

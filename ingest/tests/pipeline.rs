@@ -307,6 +307,8 @@ fn spawn_ingest(env: &Env) -> Proc {
             .env("INGEST_GEOIP_DATABASES", &c.geoip_databases)
             .env("INGEST_BATCH_MAX_MS", "100")
             .env("INGEST_BATCH_MAX_ROWS", "500")
+            // What production requires (common::config::Deployment).
+            .env("INGEST_VISITOR_SECRET", "pipeline-test-visitor-secret-0123")
             .env("KAFKA_BROKERS", &c.kafka.brokers)
             .env("KAFKA_RAW_TOPIC", &c.kafka.raw_topic)
             .env("KAFKA_DEAD_LETTER_TOPIC", &c.kafka.dead_letter_topic)
