@@ -200,33 +200,73 @@ pub async fn changed<T: serde::Serialize>(
     record(st, Some(p), meta, entry).await
 }
 
-/// Middleware (behind authentication): records refused or failed
-/// mutations (`POST`, `PUT`, `PATCH`, `DELETE` answered 4xx/5xx) as
-/// `METHOD /route` with `http_<status>` as the error code.
-pub async fn failures(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// `GET` routes whose answers carry decrypted personal data (emails,
+/// phones, addresses, names of people) or a document made of them (the
+/// invoice PDF). Each successful read is audited (security review finding
+/// 17; GDPR art. 5(2) accountability), the caller's own profile excepted.
+pub const PERSONAL_READS: &[&str] = &[
+    "/v1/users",
+    "/v1/leads",
+    "/v1/leads/{id}",
+    "/v1/contacts",
+    "/v1/contacts/{id}",
+    "/v1/invoices",
+    "/v1/invoices/{id}",
+    "/v1/invoices/{id}/pdf",
+    "/v1/invoices/{id}/payments",
+    "/v1/gdpr/consents",
+    "/v1/newsletter",
+    "/v1/alerts/settings",
+];
+
+/// Middleware (behind authentication), the audit trail of what handlers do
+/// not record themselves:
+/// - refused or failed mutations (`POST`, `PUT`, `PATCH`, `DELETE` answered
+///   4xx/5xx) as `METHOD /route` with `http_<status>` as the error code;
+/// - successful reads of [`PERSONAL_READS`], as action `read` with the
+///   route's first segment as resource (`leads`) and the record's id as
+///   resource id on `{id}` routes (nothing of the query, which may hold
+///   an email).
+pub async fn trail(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let mutation = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    if !mutation {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let personal_read = req.method() == Method::GET && PERSONAL_READS.contains(&route.as_str());
+    if !mutation && !personal_read {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
     let meta = Meta::from_parts(&parts);
     let principal = parts.extensions.get::<Principal>().cloned();
-    let route = parts.extensions.get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    // The record's id: the `{id}` segment of the path, if the route has one.
+    let id = route.split('/').position(|seg| seg == "{id}").and_then(|i| parts.uri.path().split('/').nth(i));
+    let resource_id = id.map(str::to_owned);
     let action = format!("{} {route}", parts.method);
     let resp = next.run(Request::from_parts(parts, body)).await;
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        let resource = route.trim_start_matches("/v1/").split('/').next().unwrap_or("").to_string();
-        let entry = Entry {
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
+    let resource = route.trim_start_matches("/v1/").split('/').next().unwrap_or("").to_string();
+    let entry = if mutation && failed {
+        Entry {
             client_id: None,
             action: &action,
             resource: &resource,
             resource_id: None,
             changes: Vec::new(),
             outcome: Err(format!("http_{}", resp.status().as_u16())),
-        };
-        if let Err(e) = record(&st, principal.as_ref(), &meta, entry).await {
-            tracing::warn!(error = %e, "audit record of a failed mutation not written");
         }
+    } else if personal_read && resp.status().is_success() {
+        Entry {
+            client_id: None,
+            action: "read",
+            resource: &resource,
+            resource_id,
+            changes: Vec::new(),
+            outcome: Ok(()),
+        }
+    } else {
+        return resp;
+    };
+    if let Err(e) = record(&st, principal.as_ref(), &meta, entry).await {
+        tracing::warn!(error = %e, route = %route, "audit record not written");
     }
     resp
 }

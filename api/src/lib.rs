@@ -88,7 +88,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// The API's routes over `state`: every domain's router merged, the
-/// authenticated ones behind [`auth::middleware`] and [`audit::failures`],
+/// authenticated ones behind [`auth::middleware`] and [`audit::trail`],
 /// all counted by [`metrics::track`].
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
@@ -103,7 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit_log::router())
         .merge(ops::router())
         .merge(alerts::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), audit::failures))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::trail))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))

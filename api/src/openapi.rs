@@ -128,6 +128,9 @@ mod tests {
         }
         // The routers' real size (a parse that misses routes fails here).
         assert_eq!(routed.len(), 82, "routes read from the routers: {routed:?}");
+        for r in crate::audit::PERSONAL_READS {
+            assert!(routed.contains(&("get".to_string(), r.to_string())), "audited read {r} is not a GET route");
+        }
         // The other direction: every documented operation is routed, and
         // needs the bearer key unless it is one of the public routes.
         let public = identity_public_routes();

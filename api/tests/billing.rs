@@ -315,7 +315,8 @@ async fn totals_transitions_payments_refunds_overdue_pdf_and_email() {
     let mut actions: Vec<&str> =
         audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
     actions.reverse();
-    assert_eq!(actions, vec!["create", "update", "send", "payment", "payment", "refund"]);
+    // ... and so is each read of it (the GET, the payments list, the PDF).
+    assert_eq!(actions, vec!["create", "update", "send", "read", "payment", "payment", "read", "read", "refund"]);
     let logs: Vec<bson::Document> = futures::TryStreamExt::try_collect(
         e.mongo.collection::<bson::Document>("email_logs").find(bson::doc! { "template": "invoice" }).await.unwrap(),
     )

@@ -228,8 +228,8 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
-        vec!["gdpr_export", "gdpr_erase", "gdpr_export", "PUT /v1/gdpr/consents", "POST /v1/gdpr/export"],
-        "newest first, refused requests too"
+        vec!["gdpr_export", "gdpr_erase", "gdpr_export", "PUT /v1/gdpr/consents", "read", "POST /v1/gdpr/export"],
+        "newest first, refused requests and the consents read too"
     );
     for coll in [
         "leads",
