@@ -3,14 +3,22 @@
 //! and a keyed hash (HMAC-SHA256, "blind index") for exact lookups and
 //! uniqueness on emails without storing them in clear.
 //!
-//! - Ciphertexts are strings `enc:v1:{kid}:{base64(nonce ‖ ciphertext ‖ tag)}`
+//! - Ciphertexts are strings `enc:v2:{kid}:{base64(nonce ‖ ciphertext ‖ tag)}`
 //!   with a random 96-bit nonce per value; `kid` names the key, so keys can
 //!   rotate: new values use the first key of `API_PII_KEYS`, old values
 //!   decrypt with the key they name.
+//! - Each ciphertext is bound to its place, `{collection}/{record id}/{field}`
+//!   ([`Field`]), as AES-GCM associated data (security review finding 17):
+//!   one copied onto another record or field (a phone pasted over another
+//!   tenant's email by someone who can write the database) no longer
+//!   decrypts. Values moved between records are re-encrypted
+//!   ([`Pii::rebind`]). `enc:v1:` values, written before the binding, still
+//!   decrypt (without it) and are rewritten as v2 when their record is next
+//!   saved.
 //! - The blind index is `hex(HMAC-SHA256(API_BLIND_INDEX_KEY, normalised value))`;
 //!   emails are normalised by trimming and lowercasing.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -47,7 +55,33 @@ impl std::fmt::Debug for Pii {
     }
 }
 
-const PREFIX: &str = "enc:v1:";
+/// Bound ciphertexts ([`Field`] as associated data).
+const PREFIX: &str = "enc:v2:";
+/// Ciphertexts written before the binding: no associated data.
+const LEGACY_PREFIX: &str = "enc:v1:";
+
+/// The place a ciphertext belongs to: a field of one record. Its
+/// associated data is `{collection}/{id hex}/{name}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'a> {
+    /// The collection (`leads`, `users`...).
+    pub collection: &'a str,
+    /// The record's `_id`.
+    pub id: bson::oid::ObjectId,
+    /// The field (`email`, `phone`, `totp_secret`...).
+    pub name: &'a str,
+}
+
+impl<'a> Field<'a> {
+    /// Field `name` of record `id` in `collection`.
+    pub fn new(collection: &'a str, id: bson::oid::ObjectId, name: &'a str) -> Self {
+        Field { collection, id, name }
+    }
+
+    fn aad(&self) -> String {
+        format!("{}/{}/{}", self.collection, self.id.to_hex(), self.name)
+    }
+}
 
 impl Pii {
     /// Parses `keys` (`kid:base64(32 bytes)[,kid:base64(32 bytes)...]`,
@@ -83,20 +117,28 @@ impl Pii {
         Ok(format!("{kid}:{}", B64.encode(k)))
     }
 
-    /// Encrypts `plain` with the current key.
-    pub fn encrypt(&self, plain: &str) -> Result<String, CryptoError> {
+    /// Encrypts `plain` with the current key, bound to `at`.
+    pub fn encrypt(&self, plain: &str, at: Field<'_>) -> Result<String, CryptoError> {
         let (kid, cipher) = &self.keys[0];
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
-        let ct = cipher.encrypt(Nonce::from_slice(&nonce), plain.as_bytes()).map_err(|_| CryptoError::Corrupt)?;
+        let aad = at.aad();
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: aad.as_bytes() })
+            .map_err(|_| CryptoError::Corrupt)?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ct);
         Ok(format!("{PREFIX}{kid}:{}", B64.encode(blob)))
     }
 
-    /// Decrypts a value made by [`Pii::encrypt`] with any configured key.
-    pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
-        let rest = stored.strip_prefix(PREFIX).ok_or(CryptoError::Corrupt)?;
+    /// Decrypts a value [`Pii::encrypt`] made for `at`, with any configured
+    /// key; [`CryptoError::Corrupt`] when it was made for another place
+    /// (or altered). Legacy `enc:v1:` values decrypt without the binding.
+    pub fn decrypt(&self, stored: &str, at: Field<'_>) -> Result<String, CryptoError> {
+        let (rest, aad) = match stored.strip_prefix(PREFIX) {
+            Some(rest) => (rest, at.aad()),
+            None => (stored.strip_prefix(LEGACY_PREFIX).ok_or(CryptoError::Corrupt)?, String::new()),
+        };
         let (kid, b64) = rest.split_once(':').ok_or(CryptoError::Corrupt)?;
         let (_, cipher) =
             self.keys.iter().find(|(k, _)| k == kid).ok_or_else(|| CryptoError::UnknownKey(kid.to_string()))?;
@@ -104,8 +146,16 @@ impl Pii {
         if blob.len() < 12 + 16 {
             return Err(CryptoError::Corrupt);
         }
-        let plain = cipher.decrypt(Nonce::from_slice(&blob[..12]), &blob[12..]).map_err(|_| CryptoError::Corrupt)?;
+        let plain = cipher
+            .decrypt(Nonce::from_slice(&blob[..12]), Payload { msg: &blob[12..], aad: aad.as_bytes() })
+            .map_err(|_| CryptoError::Corrupt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Corrupt)
+    }
+
+    /// `stored` (made for `from`) re-encrypted for `to`: a value copied
+    /// onto another record or field.
+    pub fn rebind(&self, stored: &str, from: Field<'_>, to: Field<'_>) -> Result<String, CryptoError> {
+        self.encrypt(&self.decrypt(stored, from)?, to)
     }
 
     /// The blind index of an email: HMAC-SHA256 of its trimmed lowercase form, hex.
@@ -130,19 +180,41 @@ mod tests {
         Pii::new(&k1, &B64.encode([7u8; 32])).unwrap()
     }
 
+    fn at(name: &str) -> Field<'_> {
+        Field::new("leads", bson::oid::ObjectId::from_bytes([1; 12]), name)
+    }
+
     #[test]
     fn round_trips_with_random_nonces_and_refuses_tampering() {
         let p = pii();
-        let a = p.encrypt("jiro@example.com").unwrap();
-        let b = p.encrypt("jiro@example.com").unwrap();
+        let a = p.encrypt("jiro@example.com", at("email")).unwrap();
+        let b = p.encrypt("jiro@example.com", at("email")).unwrap();
         assert_ne!(a, b, "random nonce per value");
-        assert!(a.starts_with("enc:v1:k1:") && !a.contains("jiro"));
-        assert_eq!(p.decrypt(&a).unwrap(), "jiro@example.com");
+        assert!(a.starts_with("enc:v2:k1:") && !a.contains("jiro"));
+        assert_eq!(p.decrypt(&a, at("email")).unwrap(), "jiro@example.com");
         let mut t = a.clone().into_bytes();
         let n = t.len() - 3;
         t[n] = if t[n] == b'A' { b'B' } else { b'A' };
-        assert_eq!(p.decrypt(&String::from_utf8(t).unwrap()), Err(CryptoError::Corrupt));
-        assert_eq!(p.decrypt("plain"), Err(CryptoError::Corrupt));
+        assert_eq!(p.decrypt(&String::from_utf8(t).unwrap(), at("email")), Err(CryptoError::Corrupt));
+        assert_eq!(p.decrypt("plain", at("email")), Err(CryptoError::Corrupt));
+    }
+
+    #[test]
+    fn a_ciphertext_decrypts_only_at_its_own_record_and_field() {
+        let p = pii();
+        let a = p.encrypt("+33612345678", at("phone")).unwrap();
+        assert_eq!(p.decrypt(&a, at("email")), Err(CryptoError::Corrupt), "another field");
+        let other = Field::new("leads", bson::oid::ObjectId::from_bytes([2; 12]), "phone");
+        assert_eq!(p.decrypt(&a, other), Err(CryptoError::Corrupt), "another record");
+        assert_eq!(p.decrypt(&a, Field { collection: "contacts", ..at("phone") }), Err(CryptoError::Corrupt));
+        let moved = p.rebind(&a, at("phone"), other).unwrap();
+        assert_eq!(p.decrypt(&moved, other).unwrap(), "+33612345678");
+        // A value written before the binding (v1: no associated data) still reads.
+        let (kid, cipher) = &p.keys[0];
+        let nonce = [3u8; 12];
+        let ct = cipher.encrypt(Nonce::from_slice(&nonce), b"legacy".as_ref()).unwrap();
+        let v1 = format!("enc:v1:{kid}:{}", B64.encode([nonce.to_vec(), ct].concat()));
+        assert_eq!(p.decrypt(&v1, at("email")).unwrap(), "legacy");
     }
 
     #[test]
@@ -151,11 +223,14 @@ mod tests {
         let new = Pii::generate_key("new").unwrap();
         let idx = B64.encode([9u8; 32]);
         let before = Pii::new(&old, &idx).unwrap();
-        let stored = before.encrypt("+33612345678").unwrap();
+        let stored = before.encrypt("+33612345678", at("phone")).unwrap();
         let after = Pii::new(&format!("{new},{old}"), &idx).unwrap();
-        assert_eq!(after.decrypt(&stored).unwrap(), "+33612345678", "old values still read");
-        assert!(after.encrypt("x").unwrap().starts_with("enc:v1:new:"), "new values use the first key");
-        assert_eq!(Pii::new(&new, &idx).unwrap().decrypt(&stored), Err(CryptoError::UnknownKey("old".into())));
+        assert_eq!(after.decrypt(&stored, at("phone")).unwrap(), "+33612345678", "old values still read");
+        assert!(after.encrypt("x", at("phone")).unwrap().starts_with("enc:v2:new:"), "new values use the first key");
+        assert_eq!(
+            Pii::new(&new, &idx).unwrap().decrypt(&stored, at("phone")),
+            Err(CryptoError::UnknownKey("old".into()))
+        );
         assert_eq!(after.email_index(" Jiro@Example.com "), before.email_index("jiro@example.com"));
         let other = Pii::new(&old, &B64.encode([1u8; 32])).unwrap();
         assert_ne!(other.email_index("jiro@example.com"), before.email_index("jiro@example.com"));

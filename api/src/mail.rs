@@ -149,7 +149,7 @@ impl Mailer {
         let log = EmailLog {
             id,
             client_id: m.client_id,
-            to_enc: pii.encrypt(&m.to)?,
+            to_enc: pii.encrypt(&m.to, crate::crypto::Field::new(collections::EMAIL_LOGS, id, "to"))?,
             to_index: pii.email_index(&m.to),
             subject: m.subject.clone(),
             template: m.template.to_string(),

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use bson::{doc, DateTime};
+use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
 use schemas::alerts::{AlertDelivery, AlertKind, AlertSettings, AlertState, AlertThresholds};
 use schemas::mongo::collections;
@@ -13,6 +13,7 @@ use super::health::{self, Windows};
 use super::notifier::{default_settings, new_secret};
 use crate::audit::Meta;
 use crate::auth::Principal;
+use crate::crypto::Field;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::rbac::{Action, Resource};
@@ -115,10 +116,21 @@ pub struct AlertSettingsView {
     pub updated_at: Option<String>,
 }
 
+/// Where tenant `id`'s alert recipient emails are bound (settings `_id`
+/// is the tenant's).
+pub(crate) fn emails_field(id: ObjectId) -> Field<'static> {
+    Field::new(collections::ALERT_SETTINGS, id, "emails")
+}
+
+/// Where tenant `id`'s webhook signing secret is bound.
+pub(crate) fn secret_field(id: ObjectId) -> Field<'static> {
+    Field::new(collections::ALERT_SETTINGS, id, "webhook_secret")
+}
+
 fn view(st: &AppState, s: &AlertSettings) -> Result<AlertSettingsView, ApiError> {
     let pii = st.pii()?;
     Ok(AlertSettingsView {
-        emails: s.emails_enc.iter().map(|e| pii.decrypt(e)).collect::<Result<_, _>>()?,
+        emails: s.emails_enc.iter().map(|e| pii.decrypt(e, emails_field(s.client_id))).collect::<Result<_, _>>()?,
         webhook_url: s.webhook_url.clone(),
         webhook_secret_set: s.webhook_secret_enc.is_some(),
         webhook_secret: None,
@@ -226,14 +238,14 @@ pub async fn put_settings(
         }
         Some(_) => {
             let s = new_secret()?;
-            let enc = pii.encrypt(&s)?;
+            let enc = pii.encrypt(&s, secret_field(client.id))?;
             secret = Some(s);
             Some(enc)
         }
     };
     let new = AlertSettings {
         client_id: client.id,
-        emails_enc: emails.iter().map(|e| pii.encrypt(e)).collect::<Result<_, _>>()?,
+        emails_enc: emails.iter().map(|e| pii.encrypt(e, emails_field(client.id))).collect::<Result<_, _>>()?,
         webhook_url,
         webhook_secret_enc,
         kinds,

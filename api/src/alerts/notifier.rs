@@ -40,6 +40,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::health::{self, Health, Verdict, Windows};
+use crate::crypto::Field;
 use crate::error::ApiError;
 use crate::mail::Outgoing;
 use crate::state::AppState;
@@ -279,29 +280,33 @@ impl Notifier {
             }
         })
         .to_string();
-        let one = |channel, target_enc: String, target_hint: String| AlertDelivery {
-            id: ObjectId::new(),
-            client_id: c.id,
-            kind: v.kind,
-            event: event.to_string(),
-            channel,
-            target_enc,
-            target_hint,
-            payload: payload.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            created_at: now,
-            delivered_at: None,
+        let one = |channel, target: &str, target_hint: String| -> Result<AlertDelivery, ApiError> {
+            let id = ObjectId::new();
+            Ok(AlertDelivery {
+                id,
+                client_id: c.id,
+                kind: v.kind,
+                event: event.to_string(),
+                channel,
+                target_enc: pii.encrypt(target, target_field(id))?,
+                target_hint,
+                payload: payload.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                created_at: now,
+                delivered_at: None,
+            })
         };
         let mut out = Vec::new();
         for e in &s.emails_enc {
-            out.push(one(Channel::Email, e.clone(), mask_email(&pii.decrypt(e)?)));
+            let mail = pii.decrypt(e, super::handlers::emails_field(s.client_id))?;
+            out.push(one(Channel::Email, &mail, mask_email(&mail))?);
         }
         if let Some(url) = &s.webhook_url {
             let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-            out.push(one(Channel::Webhook, pii.encrypt(url)?, host));
+            out.push(one(Channel::Webhook, url, host)?);
         }
         Ok(out)
     }
@@ -381,7 +386,7 @@ impl Notifier {
 
     async fn send(&self, d: &AlertDelivery, now: DateTime) -> Result<(), Failure> {
         let pii = self.st.pii().map_err(Failure::retry)?;
-        let target = pii.decrypt(&d.target_enc).map_err(|e| Failure::fatal(e.to_string()))?;
+        let target = pii.decrypt(&d.target_enc, target_field(d.id)).map_err(|e| Failure::fatal(e.to_string()))?;
         match d.channel {
             Channel::Email => {
                 let data: serde_json::Value = serde_json::from_str(&d.payload).unwrap_or_default();
@@ -421,7 +426,9 @@ impl Notifier {
                 let secret = settings
                     .and_then(|s| s.webhook_secret_enc)
                     .ok_or_else(|| Failure::fatal("the tenant removed its webhook".into()))?;
-                let secret = pii.decrypt(&secret).map_err(|e| Failure::fatal(e.to_string()))?;
+                let secret = pii
+                    .decrypt(&secret, super::handlers::secret_field(d.client_id))
+                    .map_err(|e| Failure::fatal(e.to_string()))?;
                 let id = d.id.to_hex();
                 let ts = (now.timestamp_millis() / 1000).to_string();
                 let signature = sign(&secret, &id, &ts, &d.payload).map_err(Failure::fatal)?;
@@ -496,6 +503,11 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         format!("{kind}: {cause}")
     }
+}
+
+/// Where delivery `id`'s target (an email or a webhook URL) is bound.
+fn target_field(id: ObjectId) -> Field<'static> {
+    Field::new(collections::ALERT_DELIVERIES, id, "target")
 }
 
 /// Settings of a tenant that saved none: default thresholds, every kind,

@@ -37,6 +37,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::money::{self, line_total, quantity_milli};
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
+use crate::crypto::Field;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::mail::{MailAttachment, Outgoing};
@@ -246,8 +247,14 @@ pub fn view(st: &AppState, i: &Invoice) -> Result<InvoiceView, ApiError> {
         client: ClientBlock {
             name: i.client.name.clone(),
             company: i.client.company.clone(),
-            email: pii.decrypt(&i.client.email_enc)?,
-            address: i.client.address_enc.as_deref().map(|a| pii.decrypt(a)).transpose()?.unwrap_or_default(),
+            email: pii.decrypt(&i.client.email_enc, field(i.id, "client.email"))?,
+            address: i
+                .client
+                .address_enc
+                .as_deref()
+                .map(|a| pii.decrypt(a, field(i.id, "client.address")))
+                .transpose()?
+                .unwrap_or_default(),
             country: i.client.country.clone(),
             vat_number: i.client.vat_number.clone(),
         },
@@ -334,7 +341,12 @@ fn compute(inv: &mut Invoice) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn client_block(st: &AppState, c: &ClientBlock) -> Result<InvoiceClient, ApiError> {
+/// Where invoice `id`'s client `email` or `address` ciphertext is bound.
+fn field(id: ObjectId, name: &'static str) -> Field<'static> {
+    Field::new(collections::INVOICES, id, name)
+}
+
+fn client_block(st: &AppState, invoice: ObjectId, c: &ClientBlock) -> Result<InvoiceClient, ApiError> {
     let pii = st.pii()?;
     let mail = email("client.email", &c.email)?;
     let address = Some(validate::multiline("client.address", &c.address, 300)?).filter(|a| !a.is_empty());
@@ -344,9 +356,9 @@ fn client_block(st: &AppState, c: &ClientBlock) -> Result<InvoiceClient, ApiErro
     Ok(InvoiceClient {
         name: validate::text("client.name", &c.name, 1, 100)?,
         company: validate::opt_text("client.company", Some(&c.company), 100)?.unwrap_or_default(),
-        email_enc: pii.encrypt(&mail)?,
+        email_enc: pii.encrypt(&mail, field(invoice, "client.email"))?,
         email_index: pii.email_index(&mail),
-        address_enc: address.map(|a| pii.encrypt(&a)).transpose()?,
+        address_enc: address.map(|a| pii.encrypt(&a, field(invoice, "client.address"))).transpose()?,
         country: c.country.clone(),
         vat_number: validate::opt_text("client.vat_number", Some(&c.vat_number), 30)?.unwrap_or_default(),
     })
@@ -429,8 +441,9 @@ pub async fn create(
         return Err(ApiError::invalid("payment_terms_days", "must be 0 to 365"));
     }
     let issuer = b.issuer.clone().unwrap_or_default();
+    let id = ObjectId::new();
     let mut inv = Invoice {
-        id: ObjectId::new(),
+        id,
         client_id: tenant.id,
         number: String::new(),
         year: year_of(issue_date),
@@ -446,7 +459,7 @@ pub async fn create(
             vat_number: validate::opt_text("issuer.vat_number", Some(&issuer.vat_number), 30)?.unwrap_or_default(),
             bank_details: validate::multiline("issuer.bank_details", &issuer.bank_details, 300)?,
         },
-        client: client_block(&st, &b.client)?,
+        client: client_block(&st, id, &b.client)?,
         lines: lines(&b.lines)?,
         currency: currency(b.currency.as_deref())?,
         subtotal_minor: 0,
@@ -639,7 +652,7 @@ async fn patch_locked(
         inv.vat_rate_bp = vat_rate(v)?;
     }
     if let Some(c) = &b.client {
-        inv.client = client_block(st, c)?;
+        inv.client = client_block(st, inv.id, c)?;
     }
     if let Some(d) = &b.due_date {
         inv.due_date = validate::date("due_date", d)?;
@@ -677,8 +690,9 @@ async fn patch_locked(
 
 fn render(st: &AppState, inv: &Invoice) -> Result<Vec<u8>, ApiError> {
     let pii = st.pii()?;
-    let mail = pii.decrypt(&inv.client.email_enc)?;
-    let address = inv.client.address_enc.as_deref().map(|a| pii.decrypt(a)).transpose()?;
+    let mail = pii.decrypt(&inv.client.email_enc, field(inv.id, "client.email"))?;
+    let address =
+        inv.client.address_enc.as_deref().map(|a| pii.decrypt(a, field(inv.id, "client.address"))).transpose()?;
     Ok(super::pdf::invoice_pdf(inv, &mail, address.as_deref()))
 }
 
@@ -750,7 +764,7 @@ async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Res
         inv.sent_at = Some(DateTime::now());
     }
     let bytes = render(st, &inv)?;
-    let to = st.pii()?.decrypt(&inv.client.email_enc)?;
+    let to = st.pii()?.decrypt(&inv.client.email_enc, field(inv.id, "client.email"))?;
     let text = format!(
         "Hello {},\n\nplease find attached invoice {} of {} for {}, due on {}.\n\n{}\n\n{}\n",
         inv.client.name,

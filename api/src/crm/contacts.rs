@@ -118,12 +118,17 @@ pub struct ContactPatch {
     pub custom_fields: BTreeMap<String, serde_json::Value>,
 }
 
+/// Where contact `id`'s personal data is bound.
+pub fn owner(id: ObjectId) -> person::Owner<'static> {
+    person::Owner { collection: collections::CONTACTS, id }
+}
+
 /// `c` with its personal data decrypted.
 pub fn contact_view(pii: &Pii, c: &Contact) -> Result<ContactView, ApiError> {
     Ok(ContactView {
         id: c.id.to_hex(),
         client_id: c.client_id.to_hex(),
-        person: person::view(pii, &c.person)?,
+        person: person::view(pii, owner(c.id), &c.person)?,
         company: c.company.clone(),
         tags: c.tags.clone(),
         source_lead_id: hex(c.source_lead_id),
@@ -178,11 +183,13 @@ pub async fn create(
     let pii = st.pii()?;
     let settings = super::settings::load(&st, client.id).await?;
     let now = DateTime::now();
+    let id = ObjectId::new();
     let c = Contact {
-        id: ObjectId::new(),
+        id,
         client_id: client.id,
         person: person::create(
             pii,
+            owner(id),
             PersonInput {
                 first_name: Some(&b.first_name),
                 last_name: Some(&b.last_name),
@@ -249,6 +256,7 @@ pub async fn patch(
     let mut c = old.clone();
     person::patch(
         pii,
+        owner(c.id),
         &mut c.person,
         PersonInput {
             first_name: b.first_name.as_deref(),

@@ -130,7 +130,12 @@ async fn convert_locked(
             let c = Contact {
                 id: conversion.contact_id,
                 client_id: old.client_id,
-                person: old.personal.clone(),
+                person: super::person::rebind(
+                    pii,
+                    &old.personal,
+                    super::leads::owner(old.id),
+                    super::contacts::owner(conversion.contact_id),
+                )?,
                 company: old.artist.name.clone(),
                 tags: old.pipeline.tags.clone(),
                 source_lead_id: Some(old.id),

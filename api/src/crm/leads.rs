@@ -231,12 +231,17 @@ pub struct LeadView {
     pub updated_at: String,
 }
 
+/// Where lead `id`'s personal data is bound.
+pub fn owner(id: ObjectId) -> person::Owner<'static> {
+    person::Owner { collection: collections::LEADS, id }
+}
+
 /// `l` as the API shows it, personal data decrypted.
 pub fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
     Ok(LeadView {
         id: l.id.to_hex(),
         client_id: l.client_id.to_hex(),
-        person: person::view(pii, &l.personal)?,
+        person: person::view(pii, owner(l.id), &l.personal)?,
         artist_name: l.artist.name.clone(),
         genres: l.artist.genres.clone(),
         label: l.artist.label.clone(),
@@ -326,11 +331,13 @@ pub async fn create_lead(
         Some(a) => assignee(&st, client.id, a).await?,
         None => None,
     };
+    let id = ObjectId::new();
     let lead = Lead {
-        id: ObjectId::new(),
+        id,
         client_id: client.id,
         personal: person::create(
             pii,
+            owner(id),
             PersonInput {
                 first_name: Some(&b.first_name),
                 last_name: Some(&b.last_name),
@@ -449,6 +456,7 @@ async fn patch_lead_locked(
     let now = DateTime::now();
     person::patch(
         pii,
+        owner(l.id),
         &mut l.personal,
         PersonInput {
             first_name: b.first_name.as_deref(),

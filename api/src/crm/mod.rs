@@ -23,8 +23,8 @@ use axum::routing::{get, patch, post};
 use axum::Router;
 use utoipa::OpenApi;
 
-pub use contacts::{contact_view, ContactView};
-pub use leads::{lead_view, LeadView};
+pub use contacts::{contact_view, owner as contact_owner, ContactView};
+pub use leads::{lead_view, owner as lead_owner, LeadView};
 pub use opportunities::{opportunity_view, OpportunityView};
 
 use crate::state::AppState;

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit::{self, Entry, Meta};
 use crate::auth::Principal;
 use crate::crm::person;
-use crate::crypto::Pii;
+use crate::crypto::{Field, Pii};
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::rbac::{Action, Resource};
@@ -90,7 +90,7 @@ fn state_view(s: &ConsentState) -> ConsentStateView {
 
 fn consent_view(pii: &Pii, c: &Consent) -> Result<ConsentView, ApiError> {
     Ok(ConsentView {
-        email: pii.decrypt(&c.email_enc)?,
+        email: pii.decrypt(&c.email_enc, Field::new(collections::CONSENTS, c.id, "email"))?,
         visitor_ids: c.visitor_ids.clone(),
         current: state_view(&c.current),
         history: c.history.iter().map(state_view).collect(),
@@ -150,7 +150,7 @@ pub async fn put_consent(
             current: state.clone(),
             history: Vec::new(),
         });
-        c.email_enc = pii.encrypt(&mail)?;
+        c.email_enc = pii.encrypt(&mail, Field::new(collections::CONSENTS, c.id, "email"))?;
         c.current = state.clone();
         c.history.push(state.clone());
         if let Some(v) = vid {
@@ -247,7 +247,7 @@ pub struct SubscriberView {
 
 fn subscriber_view(pii: &Pii, s: &NewsletterSubscriber) -> Result<SubscriberView, ApiError> {
     Ok(SubscriberView {
-        email: pii.decrypt(&s.email_enc)?,
+        email: pii.decrypt(&s.email_enc, Field::new(collections::NEWSLETTER_SUBSCRIBERS, s.id, "email"))?,
         language: s.language.clone(),
         is_active: s.is_active,
         history: s
@@ -294,7 +294,7 @@ async fn subscription(
         is_active: false,
         history: Vec::new(),
     });
-    s.email_enc = pii.encrypt(&mail)?;
+    s.email_enc = pii.encrypt(&mail, Field::new(collections::NEWSLETTER_SUBSCRIBERS, s.id, "email"))?;
     if let Some(l) = language {
         s.language = l;
     }
@@ -687,7 +687,7 @@ pub async fn erase(
     for old in &f.leads {
         let mut l = old.clone();
         let placeholder = format!("erased-{}@erased.invalid", l.id.to_hex());
-        person::anonymise(pii, &mut l.personal, ERASED, &placeholder)?;
+        person::anonymise(pii, crate::crm::lead_owner(l.id), &mut l.personal, ERASED, &placeholder)?;
         // The artist name is often the person's own name (and is copied
         // into the contact's company and the opportunity's title).
         l.artist.name = ERASED.into();
@@ -712,7 +712,7 @@ pub async fn erase(
     for old in &f.contacts {
         let mut c = old.clone();
         let placeholder = format!("erased-{}@erased.invalid", c.id.to_hex());
-        person::anonymise(pii, &mut c.person, ERASED, &placeholder)?;
+        person::anonymise(pii, crate::crm::contact_owner(c.id), &mut c.person, ERASED, &placeholder)?;
         c.company = ERASED.into();
         c.custom_fields = Document::new();
         c.updated_at = now;

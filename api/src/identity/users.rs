@@ -18,6 +18,7 @@ use super::password::{hash_password, password_policy, verify_password, DUMMY_HAS
 use super::tokens;
 use crate::audit::{self, Entry, Meta, Target};
 use crate::auth::{generate_token, Principal};
+use crate::crypto::Field;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path};
 use crate::rbac::{Action, Resource};
@@ -137,11 +138,23 @@ fn parse_role(v: &str) -> Result<Role, ApiError> {
     }
 }
 
+/// Where user `id`'s email ciphertext is bound.
+pub fn email_field(id: ObjectId) -> Field<'static> {
+    Field::new(collections::USERS, id, "email")
+}
+
+/// Where user `id`'s TOTP secret is bound (the pending one and the active
+/// one alike: confirming moves it from one to the other).
+fn totp_field(id: ObjectId) -> Field<'static> {
+    Field::new(collections::USERS, id, "totp_secret")
+}
+
+/// `u` as the API shows it, email decrypted.
 pub fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
     Ok(UserView {
         id: u.id.to_hex(),
         client_id: u.client_id.to_hex(),
-        email: st.pii()?.decrypt(&u.auth.email_enc)?,
+        email: st.pii()?.decrypt(&u.auth.email_enc, email_field(u.id))?,
         first_name: u.first_name.clone(),
         last_name: u.last_name.clone(),
         role: wire(&u.permissions.role),
@@ -174,9 +187,15 @@ fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {
 /// encrypted secret, among the current step and one either side (clock
 /// skew); `None` when none matches, or when the step is not after
 /// `last_step` (a code is accepted once, RFC 6238 §5.2; issue #14).
-fn totp_step(st: &AppState, secret_enc: &str, code: &str, last_step: Option<i64>) -> Result<Option<i64>, ApiError> {
+fn totp_step(
+    st: &AppState,
+    user: ObjectId,
+    secret_enc: &str,
+    code: &str,
+    last_step: Option<i64>,
+) -> Result<Option<i64>, ApiError> {
     use subtle::ConstantTimeEq;
-    let b32 = st.pii()?.decrypt(secret_enc)?;
+    let b32 = st.pii()?.decrypt(secret_enc, totp_field(user))?;
     let bytes = Secret::Encoded(b32)
         .to_bytes()
         .map_err(|e| ApiError::Unavailable { store: "totp", detail: format!("{e:?}") })?;
@@ -213,13 +232,14 @@ pub async fn create(
     let mail = email("email", &b.email)?;
     password_policy("password", &b.password)?;
     let now = DateTime::now();
+    let id = ObjectId::new();
     let user = User {
-        id: ObjectId::new(),
+        id,
         client_id: client.id,
         first_name: validate::text("first_name", &b.first_name, 1, 50)?,
         last_name: validate::text("last_name", &b.last_name, 1, 50)?,
         auth: UserAuth {
-            email_enc: pii.encrypt(&mail)?,
+            email_enc: pii.encrypt(&mail, email_field(id))?,
             email_index: pii.email_index(&mail),
             password_hash: hash_password(b.password).await?,
             login_attempts: 0,
@@ -402,7 +422,7 @@ where
                     fail(Some(&user), "totp_required").await?;
                     return Err(ApiError::Unauthenticated("totp_required", "this account needs a TOTP code"));
                 }
-                Some(c) => match totp_step(st, secret, c, user.auth.totp_last_step)? {
+                Some(c) => match totp_step(st, user.id, secret, c, user.auth.totp_last_step)? {
                     Some(step) => totp_used = Some(step),
                     None => {
                         ok = false;
@@ -505,7 +525,7 @@ pub async fn totp_setup(
     let mut raw = [0u8; 20];
     getrandom::fill(&mut raw)?;
     let b32 = Secret::Raw(raw.to_vec()).to_encoded().to_string();
-    let enc = st.pii()?.encrypt(&b32)?;
+    let enc = st.pii()?.encrypt(&b32, totp_field(user.id))?;
     st.mongo
         .collection::<User>(collections::USERS)
         .update_one(doc! { "_id": user.id }, doc! { "$set": { "auth.totpPendingEnc": enc } })
@@ -539,11 +559,11 @@ pub async fn totp_enable(
             .current_code
             .as_deref()
             .ok_or_else(|| ApiError::invalid("current_code", "a code of the active TOTP is required to replace it"))?;
-        if totp_step(&st, active, current, old.auth.totp_last_step)?.is_none() {
+        if totp_step(&st, old.id, active, current, old.auth.totp_last_step)?.is_none() {
             return Err(ApiError::invalid("current_code", "wrong code"));
         }
     }
-    let Some(step) = totp_step(&st, &pending, &b.code, None)? else {
+    let Some(step) = totp_step(&st, old.id, &pending, &b.code, None)? else {
         return Err(ApiError::invalid("code", "wrong code"));
     };
     let mut u = old.clone();
@@ -577,7 +597,7 @@ pub async fn request_verification(
     if user.auth.email_verified {
         return Err(ApiError::Conflict { code: "already_verified", message: "this email is verified".into() });
     }
-    let address = st.pii()?.decrypt(&user.auth.email_enc)?;
+    let address = st.pii()?.decrypt(&user.auth.email_enc, email_field(user.id))?;
     tokens::send_verification(&st, &user, &address).await?;
     Ok(StatusCode::ACCEPTED)
 }
