@@ -18,7 +18,10 @@
 # no alert firing, metric catalogue) and the ClickHouse outage drill (the
 # write-failure alert fires, reaches the operators by email and resolves;
 # nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
-# TEST_SKIP_E2E=1 skips those two. The last lines (deploy/local/test-summary.sh)
+# TEST_SKIP_E2E=1 skips those two, and the bot-detection benchmark on public
+# lists (benches bot_recall: recall >= 97 %, false positives <= 0.5 %). Then
+# every fuzz target runs FUZZ_SECONDS (15) s after replaying its regression
+# inputs (deploy/local/fuzz.sh; TEST_SKIP_FUZZ=1 skips it). The last lines (deploy/local/test-summary.sh)
 # total the tests, name the binaries that never reported (a crash) and the
 # crates that did not compile, and end with OK only when everything ran and
 # passed; deploy/local/test-summary-selftest.sh proves that on four cases.
@@ -45,6 +48,13 @@ if [ -z "${TEST_SKIP_E2E:-}" ]; then
   log "end to end: demo (500 visits) and the ClickHouse outage drill"
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
+  log "bot detection on public lists (recall >= 97 %, false positives <= 0.5 %)"
+  { "$DEPLOY/bot-data.sh" && cargo run --release --locked -q -p benches --bin bot_recall; } ||
+    broken+=("benches bot_recall")
+fi
+if [ -z "${TEST_SKIP_FUZZ:-}" ]; then
+  log "fuzzing: every target for ${FUZZ_SECONDS:-15} s, regressions replayed"
+  "$DEPLOY/fuzz.sh" "${FUZZ_SECONDS:-15}" || broken+=("deploy/local/fuzz.sh")
 fi
 set -e
 summary=0

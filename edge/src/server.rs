@@ -92,7 +92,7 @@ fn now_ms() -> i64 {
 }
 
 /// Lowercase host without port or trailing dot, from `Host` or the URI authority.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host<B>(req: &Request<B>) -> Option<String> {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -185,7 +185,7 @@ fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_o
 }
 
 /// Handles one request (synchronously: everything it needs is in memory).
-pub fn handle(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+pub fn handle<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> Resp {
     let started = Instant::now();
     let (route, resp) = route_request(state, peer, req);
     state.metrics.requests.with_label_values(&[route, resp.status().as_str()]).inc();
@@ -193,7 +193,7 @@ pub fn handle(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) -> Re
     resp
 }
 
-fn route_request(state: &AppState, peer: SocketAddr, req: &Request<Incoming>) -> (&'static str, Resp) {
+fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'static str, Resp) {
     let head_only = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head_only {
         let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None, false);

@@ -52,6 +52,12 @@ pub struct Config {
     /// `INGEST_SESSION_CAPACITY`: (link, visitor) pairs remembered. Default 1000000.
     #[envconfig(from = "INGEST_SESSION_CAPACITY", default = "1000000")]
     pub session_capacity: usize,
+    /// `INGEST_BOT_PATTERNS_FILE`: a file of bot patterns (one
+    /// case-insensitive regex per line, `#` comments) replacing the built-in
+    /// `ingest/data/bot-patterns.txt`: rules updated without a release, read
+    /// at start. Unset (the default): the built-in list.
+    #[envconfig(from = "INGEST_BOT_PATTERNS_FILE")]
+    pub bot_patterns_file: Option<PathBuf>,
     /// `INGEST_UA_CACHE_SIZE`: distinct user agents cached parsed. Default 20000.
     #[envconfig(from = "INGEST_UA_CACHE_SIZE", default = "20000")]
     pub ua_cache_size: usize,

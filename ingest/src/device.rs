@@ -1,6 +1,9 @@
-//! User agent → device, OS and browser (`woothee`), and the bot flag
-//! (`isbot`'s maintained crawler patterns, woothee's crawler category, plus
-//! the request facts only we know: HEAD requests and link unfurlers).
+//! User agent → device, OS and browser (`woothee`), and the bot flag:
+//! `isbot`'s maintained crawler patterns, woothee's crawler category, our
+//! own patterns ([`BotRules`], data updatable without a release), the
+//! shape of a browser's user agent ([`browser_shaped`]), plus the request
+//! facts only we know: HEAD requests and link unfurlers. Measured by
+//! `benches/src/bin/bot_recall.rs` on public lists.
 //!
 //! Parsing is cached by user agent in a bounded cache (`quick_cache`): real
 //! traffic repeats a few thousand strings, so nearly every event is a hit.
@@ -33,6 +36,8 @@ pub struct Device {
 /// scanners that open links shared in them. Most are in `isbot`'s list too;
 /// this short list only names the *reason* (`unfurler`), which dashboards
 /// show apart from search crawlers. Matched case-insensitively as substrings.
+/// Apps whose in-app browsers carry their name (Snapchat, LINE, Viber,
+/// WhatsApp) are in [`UNFURLER_APPS`] instead: real visitors.
 pub const UNFURLERS: &[&str] = &[
     "facebookexternalhit",
     "facebookcatalog",
@@ -47,15 +52,117 @@ pub const UNFURLERS: &[&str] = &[
     "skypeuripreview",
     "pinterestbot",
     "redditbot",
-    "snapchat",
-    "viber",
-    "line/",
+    "snap url preview",
+    "line-poker",
     "iframely",
     "embedly",
     "bitlybot",
     "google-safety",
     "microsoftpreview",
 ];
+
+/// Apps whose link-preview fetchers carry their name, as their in-app
+/// browsers do: an unfurler only when the user agent is not a browser's
+/// ([`browser_shaped`]); a Snapchat in-app visitor is a person.
+pub const UNFURLER_APPS: &[&str] = &["snapchat", "viber", "whatsapp", "line/"];
+
+/// Whether `ua` has the shape every browser and in-app browser sends:
+/// `Mozilla/5.0 (platform) engine...` with a rendering engine token
+/// (`AppleWebKit`, `Gecko`, `Trident`, `Presto`), not the `(compatible; …)`
+/// form crawlers use (old Internet Explorer's `compatible; MSIE` excepted),
+/// or `Opera/…`. HTTP libraries, uptime monitors, SaaS integrations and
+/// most fetchers send something else.
+pub fn browser_shaped(ua: &str) -> bool {
+    if ua.starts_with("Opera/") {
+        return true;
+    }
+    let Some(rest) = ua.strip_prefix("Mozilla/5.0 (").or_else(|| ua.strip_prefix("Mozilla/4.0 (")) else {
+        return false;
+    };
+    if rest.starts_with("compatible;") && !rest.contains("MSIE") {
+        return false;
+    }
+    ["AppleWebKit/", "Gecko", "Trident/", "Presto/", "MSIE "].iter().any(|e| rest.contains(e))
+}
+
+/// Our bot patterns: case-insensitive regular expressions, one per line of
+/// a text (`#` comments), the built-in ones from `ingest/data/bot-patterns.txt`.
+#[derive(Debug, Clone)]
+pub struct BotRules {
+    any: Option<regex::Regex>,
+    count: usize,
+}
+
+/// The built-in patterns.
+pub const DEFAULT_BOT_PATTERNS: &str = include_str!("../data/bot-patterns.txt");
+
+impl BotRules {
+    /// Parses `text` (one pattern per line); the error names the bad line.
+    pub fn parse(text: &str) -> Result<Self, BotRulesError> {
+        let mut patterns = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let p = line.trim();
+            if p.is_empty() || p.starts_with('#') {
+                continue;
+            }
+            regex::Regex::new(p).map_err(|e| BotRulesError::Pattern { line: n + 1, error: e.to_string() })?;
+            patterns.push(format!("(?:{p})"));
+        }
+        let any = if patterns.is_empty() {
+            None
+        } else {
+            let re = regex::RegexBuilder::new(&patterns.join("|"))
+                .case_insensitive(true)
+                .size_limit(32 << 20)
+                .build()
+                .map_err(|e| BotRulesError::Pattern { line: 0, error: e.to_string() })?;
+            Some(re)
+        };
+        Ok(Self { any, count: patterns.len() })
+    }
+
+    /// The built-in rules, or those of `path` when given (an operator's
+    /// updated copy: `INGEST_BOT_PATTERNS_FILE`).
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, BotRulesError> {
+        match path {
+            None => Self::parse(DEFAULT_BOT_PATTERNS),
+            Some(p) => Self::parse(
+                &std::fs::read_to_string(p).map_err(|e| BotRulesError::Read(p.display().to_string(), e.to_string()))?,
+            ),
+        }
+    }
+
+    /// Patterns loaded.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no pattern is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether `ua` matches a pattern.
+    pub fn is_match(&self, ua: &str) -> bool {
+        self.any.as_ref().is_some_and(|re| re.is_match(ua))
+    }
+}
+
+/// Bot patterns that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BotRulesError {
+    /// The file cannot be read.
+    #[error("bot patterns file {0}: {1}")]
+    Read(String, String),
+    /// A line is not a valid regular expression (line 0: the whole set).
+    #[error("bot pattern on line {line}: {error}")]
+    Pattern {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        error: String,
+    },
+}
 
 /// Why an event is flagged as a bot; `None` for a person. The values are
 /// stored in `events.bot_reason` and are a bounded metrics label.
@@ -68,7 +175,9 @@ pub fn bot_reason(method: &str, user_agent: Option<&str>, device: &Device) -> Op
         return Some("no_user_agent");
     }
     let lower = ua.to_ascii_lowercase();
-    if UNFURLERS.iter().any(|u| lower.contains(u)) {
+    if UNFURLERS.iter().any(|u| lower.contains(u))
+        || (UNFURLER_APPS.iter().any(|u| lower.contains(u)) && !browser_shaped(ua))
+    {
         return Some("unfurler");
     }
     device.crawler.then_some("crawler_ua")
@@ -78,17 +187,25 @@ pub fn bot_reason(method: &str, user_agent: Option<&str>, device: &Device) -> Op
 pub struct UaParser {
     woothee: woothee::parser::Parser,
     bots: isbot::Bots,
+    rules: BotRules,
     cache: quick_cache::sync::Cache<String, Arc<Device>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl UaParser {
-    /// A parser caching up to `capacity` distinct user agents.
+    /// A parser caching up to `capacity` distinct user agents, with the
+    /// built-in bot patterns.
     pub fn new(capacity: usize) -> Self {
+        Self::with_rules(capacity, BotRules::parse(DEFAULT_BOT_PATTERNS).unwrap_or(BotRules { any: None, count: 0 }))
+    }
+
+    /// A parser caching up to `capacity` distinct user agents, with `rules`.
+    pub fn with_rules(capacity: usize, rules: BotRules) -> Self {
         Self {
             woothee: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
+            rules,
             cache: quick_cache::sync::Cache::new(capacity.max(16)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -116,7 +233,8 @@ impl UaParser {
     /// Parses without the cache (benchmarks compare both).
     pub fn parse_uncached(&self, ua: &str) -> Device {
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_string() };
-        let crawler_by_list = !ua.is_empty() && self.bots.is_bot(ua);
+        let crawler_by_list =
+            !ua.is_empty() && (self.bots.is_bot(ua) || !browser_shaped(ua) || self.rules.is_match(ua));
         let Some(r) = self.woothee.parse(ua) else {
             return Device {
                 class: if crawler_by_list { DeviceCode::Bot } else { DeviceCode::Other },
@@ -197,6 +315,44 @@ mod tests {
             p.parse(Some(IPHONE));
         }
         assert_eq!(p.cache_stats(), (9, 1));
+    }
+
+    #[test]
+    fn browser_shapes_and_our_patterns() {
+        for ua in [IPHONE, IPAD, ANDROID_TABLET, ANDROID_PHONE, WINDOWS] {
+            assert!(browser_shaped(ua), "{ua}");
+        }
+        for ua in [
+            "curl/8.4.0",
+            "Go-http-client/1.1",
+            "GoogleOther",
+            "Hello World",
+            GOOGLEBOT,
+            "Mozilla/5.0 (X11; Linux) Nikto/2.5.0",
+        ] {
+            assert!(!browser_shaped(ua), "{ua}");
+        }
+        let p = UaParser::new(100);
+        for ua in [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.7204.168 Safari/537.36 DatadogSynthetics",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/117.0.0.0 Safari/537.36 GTmetrix",
+            "RuxitSynthetic/1.0",
+        ] {
+            assert!(p.parse(Some(ua)).crawler, "{ua}");
+        }
+        // In-app browsers are people, even when their app also has a preview fetcher.
+        let snapchat = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/26.6.1 Mobile/15E148 Snapchat/14.25.0.48 (like Safari/8624.5.1.10.3, panda)";
+        let line = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari Line/13.16.0";
+        let tecno = "Mozilla/5.0 (Linux; Android 13; TECNO CAMON 20) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+        for ua in [snapchat, line, tecno] {
+            assert_eq!(bot_reason("GET", Some(ua), &p.parse(Some(ua))), None, "{ua}");
+        }
+        let err = BotRules::parse("# ok\nfine\n(unclosed\n").unwrap_err();
+        assert!(matches!(err, BotRulesError::Pattern { line: 3, .. }), "{err}");
+        let custom = UaParser::with_rules(10, BotRules::parse("zorblax").unwrap());
+        let acme = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 Safari/537.36 Zorblax/2.0";
+        assert!(custom.parse(Some(acme)).crawler, "an operator's pattern, case-insensitive");
+        assert!(!UaParser::new(10).parse(Some(acme)).crawler);
     }
 
     #[test]

@@ -68,7 +68,10 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         g
     };
     let geoip = Arc::new(geoip);
-    let ua = Arc::new(device::UaParser::new(cfg.ua_cache_size));
+    let rules = device::BotRules::load(cfg.bot_patterns_file.as_deref())
+        .context("loading the bot patterns (INGEST_BOT_PATTERNS_FILE)")?;
+    tracing::info!(patterns = rules.len(), file = ?cfg.bot_patterns_file, "bot patterns loaded");
+    let ua = Arc::new(device::UaParser::with_rules(cfg.ua_cache_size, rules));
     let enricher = enrich::Enricher {
         geoip: geoip.clone(),
         ua: ua.clone(),

@@ -9,6 +9,8 @@
 //! events for the open one).
 mod handlers;
 
+pub use handlers::{parse_kpi_csv, IMPORT_MAX_LINES};
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
