@@ -397,12 +397,7 @@ mod tests {
             tracking: Default::default(),
             branding: Default::default(),
             settings: ClientSettings { default_platform_order: vec!["deezer".into()], ..Default::default() },
-            metadata: ClientMetadata {
-                created_at: DateTime::now(),
-                updated_at: DateTime::now(),
-                status: ClientStatus::Active,
-                plan_type: PlanType::Starter,
-            },
+            metadata: ClientMetadata::new(DateTime::now(), ClientStatus::Active, PlanType::Starter),
         }
     }
 

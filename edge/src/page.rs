@@ -311,12 +311,7 @@ mod tests {
                 ..Default::default()
             },
             settings: Default::default(),
-            metadata: ClientMetadata {
-                created_at: DateTime::now(),
-                updated_at: DateTime::now(),
-                status: ClientStatus::Active,
-                plan_type: PlanType::Starter,
-            },
+            metadata: ClientMetadata::new(DateTime::now(), ClientStatus::Active, PlanType::Starter),
         };
         let l = Smartlink {
             id: ObjectId::new(),

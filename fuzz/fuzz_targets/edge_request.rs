@@ -71,12 +71,7 @@ fn snapshot() -> Snapshot {
         tracking: ClientTracking { gtm: Some("GTM-FUZZ".into()), facebook: Some("123".into()), ..Default::default() },
         branding: Default::default(),
         settings: Default::default(),
-        metadata: ClientMetadata {
-            created_at: DateTime::now(),
-            updated_at: DateTime::now(),
-            status: ClientStatus::Active,
-            plan_type: PlanType::Starter,
-        },
+        metadata: ClientMetadata::new(DateTime::now(), ClientStatus::Active, PlanType::Starter),
     };
     let link = |slug: &str| Smartlink {
         id: ObjectId::new(),

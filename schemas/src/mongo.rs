@@ -239,6 +239,13 @@ pub struct ClientMetadata {
     pub plan_type: PlanType,
 }
 
+impl ClientMetadata {
+    /// Metadata of a tenant created at `now` (UTC) with `status` and `plan`.
+    pub fn new(now: DateTime, status: ClientStatus, plan: PlanType) -> Self {
+        Self { created_at: now, updated_at: now, status, plan_type: plan }
+    }
+}
+
 /// Status of a smartlink (seed 000 `smartlinks.metadata.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1222,12 +1229,7 @@ mod tests {
             tracking: ClientTracking { ga4: Some("G-ABC".into()), ..Default::default() },
             branding: Branding { primary_color: Some("#1DB954".into()), ..Default::default() },
             settings: ClientSettings::default(),
-            metadata: ClientMetadata {
-                created_at: now(),
-                updated_at: now(),
-                status: ClientStatus::Trial,
-                plan_type: PlanType::Enterprise,
-            },
+            metadata: ClientMetadata::new(now(), ClientStatus::Trial, PlanType::Enterprise),
         };
         let back: Client = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);

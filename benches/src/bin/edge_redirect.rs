@@ -87,12 +87,7 @@ async fn main() -> anyhow::Result<()> {
         tracking: ClientTracking::default(),
         branding: Branding::default(),
         settings: ClientSettings::default(),
-        metadata: ClientMetadata {
-            created_at: now,
-            updated_at: now,
-            status: ClientStatus::Active,
-            plan_type: PlanType::Enterprise,
-        },
+        metadata: ClientMetadata::new(now, ClientStatus::Active, PlanType::Enterprise),
     };
     db.collection::<Client>(collections::CLIENTS).insert_one(&client).await?;
     let link = Smartlink {

@@ -62,12 +62,7 @@ pub async fn insert_client(db: &mongodb::Database, domain: &str) -> Client {
         },
         branding: Branding { primary_color: Some("#1DB954".into()), ..Default::default() },
         settings: ClientSettings::default(),
-        metadata: ClientMetadata {
-            created_at: now,
-            updated_at: now,
-            status: ClientStatus::Active,
-            plan_type: PlanType::Professional,
-        },
+        metadata: ClientMetadata::new(now, ClientStatus::Active, PlanType::Professional),
     };
     db.collection::<Client>(collections::CLIENTS).insert_one(&c).await.expect("insert client");
     c
