@@ -52,7 +52,7 @@ for t in "${targets[@]}"; do
   if cargo fuzz run -s none "$t" "${seeds[@]}" -- \
       -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$STATE/fuzz-$t.log" 2>&1; then
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$STATE/fuzz-$t.log" | grep -o '[0-9]*$' || echo '?')
+    runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$STATE/fuzz-$t.log" | tail -1 | grep -o '[0-9]*$' || echo '?')
     log "ok   $t: $runs inputs, corpus $(ls "$corpus" | wc -l) files"
   else
     tail -40 "$STATE/fuzz-$t.log"

@@ -22,7 +22,9 @@ fn state() -> &'static AppState {
     STATE.get_or_init(|| {
         let registry = prometheus::Registry::new();
         let metrics = edge::metrics::Metrics::register(&registry).expect("metrics");
-        let dir = std::env::temp_dir().join(format!("edge-fuzz-spool-{}", std::process::id()));
+        // One fixed directory, emptied at start: runs do not pile up spools.
+        let dir = std::env::temp_dir().join("smartlinks-edge-fuzz-spool");
+        let _ = std::fs::remove_dir_all(&dir);
         let spool = edge::spool::Spool::open(edge::spool::SpoolConfig {
             dir,
             max_bytes: 4 * 1024 * 1024,
