@@ -6,8 +6,8 @@
 //! inserted; the API has no route that changes or deletes them.
 //!
 //! Successful mutations are recorded by their handlers with the diff
-//! ([`record`]); refused or failed ones by [`failures`], a middleware
-//! behind authentication.
+//! ([`record`]); refused or failed ones, and reads of personal data, by
+//! [`trail`], a middleware behind authentication.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -889,7 +889,7 @@ pub async fn import_kpis(
 }
 
 /// The daily KPI rows of CSV `body` for campaign `c` (the format of
-/// [`import_kpis`]), every line validated; 400 naming `line N.column` at
+/// `POST /v1/campaigns/{id}/kpis/import`), every line validated; 400 naming `line N.column` at
 /// the first invalid one, or `body` when it has no data line or more than
 /// [`IMPORT_MAX_LINES`]. Pure: fuzzed by `fuzz/fuzz_targets/kpi_csv.rs`.
 pub fn parse_kpi_csv(c: &Campaign, body: &str) -> Result<Vec<DailyKpi>, ApiError> {
