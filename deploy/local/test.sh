@@ -18,7 +18,9 @@
 # no alert firing, metric catalogue) and the ClickHouse outage drill (the
 # write-failure alert fires, reaches the operators by email and resolves;
 # nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
-# TEST_SKIP_E2E=1 skips those two, and the bot-detection benchmark on public
+# TEST_SKIP_E2E=1 skips those two, schemathesis against the demo's api (no
+# 5xx, answers match the OpenAPI document: deploy/local/schemathesis.sh),
+# and the bot-detection benchmark on public
 # lists (benches bot_recall: recall >= 97 %, false positives <= 0.5 %). Then
 # every fuzz target runs FUZZ_SECONDS (15) s after replaying its regression
 # inputs (deploy/local/fuzz.sh; TEST_SKIP_FUZZ=1 skips it). The last lines (deploy/local/test-summary.sh)
@@ -48,6 +50,7 @@ if [ -z "${TEST_SKIP_E2E:-}" ]; then
   log "end to end: demo (500 visits) and the ClickHouse outage drill"
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
+  "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")
   log "bot detection on public lists (recall >= 97 %, false positives <= 0.5 %)"
   { "$DEPLOY/bot-data.sh" && cargo run --release --locked -q -p benches --bin bot_recall; } ||
     broken+=("benches bot_recall")

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Body;
 use crate::mail::Outgoing;
 use crate::state::AppState;
 
@@ -97,7 +98,7 @@ fn render(n: &AlertNotification) -> (String, String) {
 pub async fn receive_alerts(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Json(n): Json<AlertNotification>,
+    Body(n): Body<AlertNotification>,
 ) -> Result<Json<AlertReceipt>, ApiError> {
     p.require_operator()?;
     if n.status != "firing" && n.status != "resolved" {
