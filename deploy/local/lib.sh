@@ -264,7 +264,15 @@ start_alertmanager() {
 start_stage() {
   local name=$1 admin=$2
   shift 2
-  if pid_alive "$name"; then log "$name: already running"; return 0; fi
+  if pid_alive "$name"; then
+    # A stage started before its binary was rebuilt runs old code: restart it.
+    if [ "$CARGO_TARGET_DIR/release/$name" -nt "$STATE/$name.pid" ]; then
+      log "$name: binary rebuilt since it started; restarting"
+      stop "$name"
+    else
+      log "$name: already running"; return 0
+    fi
+  fi
   port_open "$admin" && die "$name: port $admin is taken by a process this stack did not start"
   mkdir -p "$STATE/logs"
   log "$name: starting (admin 127.0.0.1:$admin, log $STATE/logs/$name.log)"

@@ -49,8 +49,8 @@ rc=${PIPESTATUS[0]}
 if [ -z "${TEST_SKIP_E2E:-}" ]; then
   log "end to end: demo (500 visits) and the ClickHouse outage drill"
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
-  "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
   "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")
+  "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
   log "bot detection on public lists (recall >= 97 %, false positives <= 0.5 %)"
   { "$DEPLOY/bot-data.sh" && cargo run --release --locked -q -p benches --bin bot_recall; } ||
     broken+=("benches bot_recall")

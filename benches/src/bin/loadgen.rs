@@ -151,6 +151,15 @@ async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
         let (s, v) = api.call(&key, Method::POST, "/v1/smartlinks", Some(body)).await?;
         anyhow::ensure!(s == 201 || (s == 409 && v["error"]["code"] == "slug_taken"), "creating {slug}: {s} {v}");
     }
+    // A reused link someone paused or archived since is made active again:
+    // the run counts what it sends, so every link must serve.
+    let links = api.ok(&key, Method::GET, "/v1/smartlinks?limit=100", None).await?;
+    for l in links["items"].as_array().or(links.as_array()).into_iter().flatten() {
+        if LINKS.iter().any(|(slug, _, _)| l["slug"] == *slug) && l["status"] != "active" {
+            let path = format!("/v1/smartlinks/{}", str_of(l, "id")?);
+            api.ok(&key, Method::PATCH, &path, Some(json!({"status": "active"}))).await?;
+        }
+    }
     Ok((tenant, key))
 }
 
