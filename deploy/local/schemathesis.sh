@@ -42,6 +42,7 @@ if [ ! -s "$tenant_key" ]; then
 fi
 checks=not_a_server_error,content_type_conformance,response_headers_conformance,response_schema_conformance
 failed=0
+cd "$STATE" # schemathesis keeps its cache (.schemathesis/) in the working directory
 for who in operator tenant; do
   case $who in
     operator) key=$(cat "$STATE/api-operator-key") ;;

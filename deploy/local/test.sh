@@ -49,8 +49,10 @@ rc=${PIPESTATUS[0]}
 if [ -z "${TEST_SKIP_E2E:-}" ]; then
   log "end to end: demo (500 visits) and the ClickHouse outage drill"
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
-  "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
+  # After the drill: the operator's generated requests may archive any
+  # tenant's links, the demo's too (loadgen reactivates them next run).
+  "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")
   log "bot detection on public lists (recall >= 97 %, false positives <= 0.5 %)"
   { "$DEPLOY/bot-data.sh" && cargo run --release --locked -q -p benches --bin bot_recall; } ||
     broken+=("benches bot_recall")
