@@ -148,8 +148,10 @@ start_kafka() {
   setsid nohup "${KAFKA_JVM[@]}" kafka.Kafka "$STATE/kafka/server.properties" \
     >"$STATE/kafka/server.log" 2>&1 &
   echo $! >"$STATE/kafka.pid"
-  wait_until 60 kafka "$STATE/kafka/server.log" port_open 9092
-  wait_until 60 kafka "$STATE/kafka/server.log" grep -q "Transition from STARTING to STARTED" "$STATE/kafka/server.log"
+  # 120 s: a broker replays every partition's log at start (a minute for
+  # 1,800 test partitions was seen; testkit's sweep keeps that down).
+  wait_until 120 kafka "$STATE/kafka/server.log" port_open 9092
+  wait_until 120 kafka "$STATE/kafka/server.log" grep -q "Transition from STARTING to STARTED" "$STATE/kafka/server.log"
 }
 
 # --- ClickHouse: Debian's clickhouse-server, started with our config ---------

@@ -13,6 +13,8 @@
 #     (`promtool test rules deploy/prometheus/tests/*.yml`), the
 #     Prometheus and Alertmanager configurations, and a runbook for every
 #     alert (deploy/runbooks/<alert>.md).
+# The test suite's leftovers of earlier runs (topics and databases named
+# like testkit::unique_name) are dropped first (testkit's `sweep`).
 # Every test binary runs (`--no-fail-fast`); then, end to end on the real
 # stack, the demo (500 visits, counted exactly, every Prometheus target up,
 # no alert firing, metric catalogue) and the ClickHouse outage drill (the
@@ -41,6 +43,9 @@ log "house rules: Prometheus rules, their unit tests, configs and runbooks"
 "$DEPLOY/check-alerts.sh" || broken+=("deploy/local/check-alerts.sh")
 "$DEPLOY/test-summary-selftest.sh" || broken+=("deploy/local/test-summary-selftest.sh")
 
+# What earlier runs' tests left (a topic and a database or two per test,
+# never dropped: thousands on a long-lived machine) goes first.
+cargo run --locked -q -p testkit --bin sweep || broken+=("testkit sweep")
 log "cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 out="$STATE/test-output.log"
 set +e

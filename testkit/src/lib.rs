@@ -12,6 +12,15 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", &id[..12])
 }
 
+/// True when `name` ends the way [`unique_name`] ends a name (`_` and 12
+/// lowercase hex digits), with a prefix before it: a test's own topic or
+/// database, which `sweep` may drop.
+pub fn is_unique_name(name: &str) -> bool {
+    name.len() > 13
+        && name.as_bytes()[name.len() - 13] == b'_'
+        && name[name.len() - 12..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what`
 /// after `timeout`. For tests only.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
@@ -266,5 +275,26 @@ impl Drop for ClickHouseInstance {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unique_names_are_recognised_and_the_demo_s_names_are_not() {
+        for _ in 0..100 {
+            assert!(super::is_unique_name(&super::unique_name("edge")));
+        }
+        assert!(super::is_unique_name("smartlinks.events.raw.t_ff5096582728"));
+        for name in [
+            "smartlinks",
+            "smartlinks.events.raw",
+            "__consumer_offsets",
+            "_ff5096582728",
+            "a_FF5096582728",
+            "a_ff509658272",
+        ] {
+            assert!(!super::is_unique_name(name), "{name}");
+        }
     }
 }
