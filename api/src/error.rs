@@ -44,6 +44,15 @@ pub enum ApiError {
     /// 403 `forbidden`: the key or user is valid but lacks the permission.
     #[error("not allowed: lacks {0}")]
     Forbidden(String),
+    /// 403 with a plan-limit code (`monthly_link_limit`): the tenant's plan
+    /// allows no more of this until the limit resets or is raised.
+    #[error("{message}")]
+    PlanLimit {
+        /// Stable code naming the limit.
+        code: &'static str,
+        /// The limit, how much is used and when it resets.
+        message: String,
+    },
     /// 405 `method_not_allowed`: the route exists, not with this method.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -88,7 +97,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ApiError::Locked { .. } => StatusCode::LOCKED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::PlanLimit { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -106,6 +115,7 @@ impl ApiError {
             ApiError::Unauthenticated(code, _) => code,
             ApiError::Locked { .. } => "account_locked",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::PlanLimit { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
@@ -127,7 +137,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: `invalid_request`, `malformed_body`, `malformed_query`,
     /// `malformed_path`, `unauthorized`, `invalid_credentials`,
-    /// `totp_required`, `invalid_totp`, `account_locked`, `forbidden`, `not_found`,
+    /// `totp_required`, `invalid_totp`, `account_locked`, `forbidden`,
+    /// `monthly_link_limit`, `not_found`,
     /// `email_taken`,
     /// `slug_taken`, `domain_taken`, `rate_limited`, `unavailable`,
     /// `method_not_allowed`.

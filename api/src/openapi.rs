@@ -2,15 +2,21 @@
 //! handlers' `#[utoipa::path]` annotations and the DTOs' `ToSchema`, so it
 //! cannot drift from the code.
 
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::{alerts, analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, ops, tenants};
 
-/// The API's OpenAPI document: the info, tags and security scheme here,
-/// every domain's paths merged in.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The API's OpenAPI document (JSON): the info, tags and security scheme
+/// here, every domain's paths merged in, each operation's answers and
+/// inputs completed: the answers of the layers in front of each handler
+/// (401, 403, 429, 400, 503), 404 where a request names another resource,
+/// id patterns and email formats on inputs.
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     for part in [
         tenants::Doc::openapi(),
@@ -27,7 +33,172 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
-    doc
+    LayerAnswers.modify(&mut doc);
+    with_input_formats(doc)
+}
+
+/// Input fields and parameters holding a MongoDB id, which the API parses
+/// with [`crate::validate::object_id`] (`resource_id` of the audit log is
+/// free text, `visitor_id` a browser's `sl_vid`: neither is here).
+const ID_FIELDS: &[&str] = &[
+    "id",
+    "cursor",
+    "key_id",
+    "client_id",
+    "smartlink_id",
+    "smartlink_ids",
+    "lead_id",
+    "source_lead_id",
+    "contact_id",
+    "campaign_id",
+    "opportunity_id",
+    "invoice_id",
+    "related_id",
+    "assigned_to",
+    "actor_id",
+];
+
+/// [`crate::validate::text`]'s rule as a JSON Schema pattern: something
+/// besides white space, no control character (Unicode `Cc`). Lengths are
+/// each field's `minLength`/`maxLength`.
+pub const TEXT_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A string schema of `min..=max` characters matching `pattern`.
+fn string(min: usize, max: usize, pattern: Option<&str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(pattern)
+        .build()
+}
+
+/// Schema of a [`crate::validate::text`] field of 1..=50 characters (names).
+pub fn text_50() -> utoipa::openapi::Object {
+    string(1, 50, Some(TEXT_PATTERN))
+}
+
+/// Schema of a [`crate::validate::text`] field of 1..=100 characters.
+pub fn text_100() -> utoipa::openapi::Object {
+    string(1, 100, Some(TEXT_PATTERN))
+}
+
+/// Schema of a [`crate::validate::text`] field of 1..=200 characters (titles).
+pub fn text_200() -> utoipa::openapi::Object {
+    string(1, 200, Some(TEXT_PATTERN))
+}
+
+/// Schema of a new password: 12..=128 characters, any.
+pub fn password() -> utoipa::openapi::Object {
+    string(12, 128, None)
+}
+
+/// Schema of a slug ([`schemas::ids::is_slug`]): 1..=64 of `a-z`, `0-9`
+/// and `-`, not starting or ending with `-`.
+pub fn slug() -> utoipa::openapi::Object {
+    string(1, 64, Some("^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"))
+}
+
+/// Schema of a browser's visitor id (`sl_vid`): 8..=64 of `A-Z`, `a-z`,
+/// `0-9`, `-` and `_`.
+pub fn visitor_id() -> utoipa::openapi::Object {
+    string(8, 64, Some("^[A-Za-z0-9_-]+$"))
+}
+
+/// Schema of an RFC 3339 instant ([`crate::validate::rfc3339`]).
+pub fn instant() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+        .build()
+}
+
+/// The id rule of [`schemas::ids::is_object_id`] as a JSON Schema pattern.
+const ID_PATTERN: &str = "^[0-9a-f]{24}$";
+
+/// Input fields and parameters holding an email address, which the API
+/// parses with [`crate::validate::email`].
+const EMAIL_FIELDS: &[&str] = &["email", "emails"];
+
+/// Gives every [`ID_FIELDS`] parameter, and every such property of the
+/// schemas a request body uses (directly or nested), the pattern
+/// [`ID_PATTERN`], and every [`EMAIL_FIELDS`] one `format: email` with
+/// at most 254 characters (RFC 5321): what a generated client must send is
+/// then what the API accepts (schemathesis' `positive_data_acceptance`).
+/// Answers are left as they are. An operation naming another resource this
+/// way (or by a path id) also documents its 404.
+fn with_input_formats(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    fn constrain(name: &str, schema: &mut serde_json::Value) {
+        if schema.get("items").is_some() {
+            constrain(name, &mut schema["items"]);
+        } else if schema.get("type").is_some() {
+            if ID_FIELDS.contains(&name) {
+                schema["pattern"] = ID_PATTERN.into();
+            } else if EMAIL_FIELDS.contains(&name) {
+                schema["format"] = "email".into();
+                schema["maxLength"] = 254.into();
+            }
+        }
+    }
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r.trim_start_matches("#/components/schemas/").to_string());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&doc).unwrap_or_default();
+    // The schemas each operation's body uses, directly or nested.
+    let schemas = v["components"]["schemas"].clone();
+    let body_schemas = |op: &serde_json::Value| {
+        let (mut todo, mut seen) = (Vec::new(), std::collections::BTreeSet::new());
+        refs(&op["requestBody"], &mut todo);
+        while let Some(name) = todo.pop() {
+            if seen.insert(name.clone()) {
+                refs(&schemas[&name], &mut todo);
+            }
+        }
+        seen
+    };
+    let mut inputs = std::collections::BTreeSet::new();
+    if let Some(paths) = v["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            for op in item.as_object_mut().into_iter().flat_map(|i| i.values_mut()) {
+                let used = body_schemas(op);
+                let mut refers = path.contains('{')
+                    || used.iter().any(|name| {
+                        schemas[name]["properties"]
+                            .as_object()
+                            .is_some_and(|p| p.keys().any(|k| ID_FIELDS.contains(&k.as_str())))
+                    });
+                for p in op.get_mut("parameters").and_then(|p| p.as_array_mut()).into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap_or_default().to_string();
+                    refers |= ID_FIELDS.contains(&name.as_str());
+                    constrain(&name, &mut p["schema"]);
+                }
+                if refers && op["responses"].get("404").is_none() {
+                    op["responses"]["404"] = serde_json::json!({
+                        "description": "A resource the request names (a path id, `client_id` or another id) does not exist for this caller (another tenant's are not disclosed): `not_found`",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    });
+                }
+                inputs.extend(used);
+            }
+        }
+    }
+    for name in inputs {
+        let schema = &mut v["components"]["schemas"][&name];
+        for (field, prop) in schema.get_mut("properties").and_then(|p| p.as_object_mut()).into_iter().flatten() {
+            constrain(field, prop);
+        }
+    }
+    v
 }
 
 /// The API's OpenAPI frame (info, tags, bearer scheme); [`document`] adds
@@ -64,6 +235,79 @@ impl Modify for Bearer {
     }
 }
 
+/// Documents on every operation the answers that the layers in front of
+/// its handler give, where the handler's own annotation does not already
+/// list that status (so generated clients and schemathesis'
+/// `status_code_conformance` see every status a route answers):
+/// - bearer routes ([`crate::auth::middleware`]): 401 `unauthorized`,
+///   403 `forbidden` (the key's scopes or the user's role,
+///   [`crate::auth::Principal::can`]), 429 `rate_limited` with `Retry-After`;
+///   the public `/v1/auth/*` routes: 429 (their per-IP limit);
+/// - a path, query or body to parse ([`crate::extract`]): 400 `malformed_*`
+///   or `invalid_request`;
+/// - a reference to another resource (a path id, or an id parameter or
+///   body field, see [`with_input_formats`]): 404 `not_found` (also
+///   another tenant's resources);
+/// - every route: 503 `unavailable` (a store failed; retryable).
+struct LayerAnswers;
+
+impl LayerAnswers {
+    fn add(path: &str, op: &mut Operation) {
+        let bearer = op.security.as_ref().is_some_and(|s| {
+            serde_json::to_value(s)
+                .is_ok_and(|v| v.as_array().is_some_and(|a| a.iter().any(|r| r.get("bearer").is_some())))
+        });
+        let params = op.parameters.as_deref().unwrap_or_default();
+        let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+        let takes_input = has_path || !params.is_empty() || op.request_body.is_some();
+        let mut answers: Vec<(&str, &str)> =
+            vec![("503", "A store (MongoDB, ClickHouse) failed: `unavailable`; retry later")];
+        if bearer {
+            answers.push(("401", "No bearer key or session, or an unknown, revoked or expired one: `unauthorized`"));
+            answers.push(("403", "The key's scopes or the user's role do not allow this: `forbidden`"));
+            answers.push((
+                "429",
+                "The key's or session's rate limit is spent: `rate_limited`; retry after `Retry-After` seconds",
+            ));
+        } else if path.starts_with("/v1/auth/") {
+            answers.push((
+                "429",
+                "The caller's IP spent its limit on `/v1/auth/*`: `rate_limited`; retry after `Retry-After` seconds",
+            ));
+        }
+        if takes_input {
+            answers.push(("400", "A parameter or the body is malformed or out of range: `malformed_path`, `malformed_query`, `malformed_body`, `invalid_request` (with `field`)"));
+        }
+        for (status, description) in answers {
+            if op.responses.responses.contains_key(status) {
+                continue;
+            }
+            let body = ContentBuilder::new().schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))).build();
+            let mut response = ResponseBuilder::new().description(description).content("application/json", body);
+            if status == "429" {
+                let seconds = HeaderBuilder::new()
+                    .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                    .description(Some("Seconds until a request is allowed again"))
+                    .build();
+                response = response.header("Retry-After", seconds);
+            }
+            op.responses.responses.insert(status.to_string(), RefOr::T(response.build()));
+        }
+    }
+}
+
+impl Modify for LayerAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                Self::add(path, op);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +333,7 @@ mod tests {
 
     #[test]
     fn document_lists_every_route_of_the_router_with_bearer_auth() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         let paths = doc["paths"].as_object().unwrap();
         // Every `.route("/v1/…", method(…))` of the routers, read from their source.
         let src = [
@@ -145,5 +389,49 @@ mod tests {
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
         assert!(doc["components"]["schemas"]["SmartlinkCreate"].is_object());
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    }
+
+    #[test]
+    fn every_operation_documents_what_the_layers_in_front_of_it_answer() {
+        let doc = document();
+        let public = identity_public_routes();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(op.get("parameters").is_none_or(|p| p.is_array()), "{method} {path}: {}", op["parameters"]);
+                let mut expected = vec!["503"];
+                if !public.contains(&(method.clone(), path.clone())) {
+                    expected.extend(["401", "403", "429"]);
+                } else if path.starts_with("/v1/auth/") {
+                    expected.push("429");
+                }
+                if path.contains('{') {
+                    expected.extend(["400", "404"]);
+                }
+                for status in expected {
+                    assert!(responses.contains_key(status), "{method} {path} does not document {status}");
+                }
+                if let Some(r) = responses.get("429").filter(|r| r["headers"].is_object()) {
+                    assert_eq!(r["headers"]["Retry-After"]["schema"]["type"], "integer", "{method} {path}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn input_ids_carry_the_object_id_pattern_and_answers_do_not() {
+        let doc = document();
+        let op = &doc["paths"]["/v1/analytics/overview"]["get"];
+        let client = op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "client_id").unwrap();
+        assert_eq!(client["schema"]["pattern"], ID_PATTERN);
+        let path_id = &doc["paths"]["/v1/smartlinks/{id}"]["get"]["parameters"][0];
+        assert_eq!(path_id["schema"]["pattern"], ID_PATTERN);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["SmartlinkCreate"]["properties"]["client_id"]["pattern"], ID_PATTERN);
+        assert_eq!(schemas["CampaignInput"]["properties"]["smartlink_ids"]["items"]["pattern"], ID_PATTERN);
+        assert!(schemas["SmartlinkView"]["properties"]["id"].get("pattern").is_none());
+        let re = regex::Regex::new(ID_PATTERN).unwrap();
+        assert!(re.is_match(&bson::oid::ObjectId::new().to_hex()));
+        assert!(!re.is_match("") && !re.is_match("65F1C0FFEE0000000000BEEF"));
     }
 }

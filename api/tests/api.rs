@@ -446,15 +446,21 @@ async fn analytics_from_rollups_equal_raw_events() {
         .call(Some(&key), Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&from=yesterday"), None)
         .await;
     assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
-    let (s, v) = e
-        .call(
-            Some(&key),
+    // Both ids: the link within that tenant; with another tenant's id, not found.
+    let link_only =
+        e.ok(&key, Method::GET, &format!("/v1/analytics/overview?smartlink_id={link_a}&{range}"), None).await;
+    let both = e
+        .ok(
+            &key,
             Method::GET,
-            &format!("/v1/analytics/overview?client_id={tenant}&smartlink_id={link_a}"),
+            &format!("/v1/analytics/overview?client_id={tenant}&smartlink_id={link_a}&{range}"),
             None,
         )
         .await;
-    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("smartlink_id")));
+    assert_eq!(both, link_only);
+    let elsewhere = format!("/v1/analytics/overview?client_id=ffffffffffffffffffffffff&smartlink_id={link_a}");
+    let (s, v) = e.call(Some(&key), Method::GET, &elsewhere, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
     let (s, v) = e.call(Some(&key), Method::GET, "/v1/analytics/overview?client=x", None).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_query"));
 
@@ -742,4 +748,43 @@ async fn slow_request_heads_are_cut_and_connections_capped() {
     );
     let metrics = reqwest::get(format!("http://{}/metrics", e.api.admin_addr)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("api_connections_refused_total 1"), "{metrics}");
+}
+
+/// Security review finding 13: `max_smartlinks_per_month` is enforced —
+/// concurrent creations cannot all pass one count, and archiving a link
+/// does not give its place back (the limit counts creations this UTC month).
+#[tokio::test]
+async fn a_tenant_creates_at_most_its_plan_s_links_per_month() {
+    let e = env().await;
+    let c = e
+        .ok(
+            &e.op,
+            Method::POST,
+            "/v1/clients",
+            Some(json!({"name": "quota", "slug": "quota", "domain": "quota.links.test",
+                "settings": {"max_smartlinks_per_month": 3}})),
+        )
+        .await;
+    let (key, _) = e.key_with(c["id"].as_str().unwrap(), &["links:write"]).await;
+    let body = |i: usize| {
+        json!({"slug": format!("quota-{i}"), "track": {"title": "T", "artist_name": "A"},
+            "platforms": {"spotify": "https://open.spotify.com/track/x"}})
+    };
+    let answers =
+        futures::future::join_all((0..8).map(|i| e.call(Some(&key), Method::POST, "/v1/smartlinks", Some(body(i)))))
+            .await;
+    let created: Vec<&Value> = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, v)| v).collect();
+    assert_eq!(created.len(), 3, "{answers:?}");
+    for (s, v) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!((*s, code(v)), (StatusCode::FORBIDDEN, "monthly_link_limit"), "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("allows 3 new smartlinks a month"), "{v}");
+    }
+    let first = created[0]["id"].as_str().unwrap();
+    let (s, _) = e.call(Some(&key), Method::DELETE, &format!("/v1/smartlinks/{first}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = e.call(Some(&key), Method::POST, "/v1/smartlinks", Some(body(9))).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "monthly_link_limit"), "{v}");
+    // Another tenant's count is its own.
+    let (_, other) = e.tenant("quota-other").await;
+    e.link(&other, "free").await;
 }

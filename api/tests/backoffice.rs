@@ -292,6 +292,18 @@ async fn users_are_tenant_isolated_and_every_mutation_is_audited() {
     assert!(logins["items"].as_array().unwrap().len() >= 2);
     let (s, _) = e.call(Some(&ta), Method::DELETE, "/v1/audit", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "append-only");
+
+    // An admin cannot deactivate or demote themselves (found by
+    // schemathesis: its session disabled its own user); another admin can.
+    let own = format!("/v1/users/{a_admin}");
+    for change in [json!({"is_active": false}), json!({"role": "viewer"})] {
+        let (s, v) = e.call(Some(&ta), Method::PATCH, &own, Some(change.clone())).await;
+        assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{change}");
+    }
+    e.ok(&ta, Method::PATCH, &own, Some(json!({"first_name": "Ada", "role": "admin", "is_active": true}))).await;
+    e.ok(&ta, Method::GET, "/v1/users/me", None).await;
+    let second = user(&e, &a, "second@a.test", "admin").await;
+    e.ok(&ta, Method::PATCH, &format!("/v1/users/{second}"), Some(json!({"is_active": false}))).await;
 }
 
 #[tokio::test]

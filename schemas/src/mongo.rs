@@ -991,6 +991,12 @@ pub const INDEXES: &[IndexSpec] = &[
     },
     IndexSpec {
         collection: collections::SMARTLINKS,
+        name: "client_created",
+        keys: &[("clientId", 1), ("metadata.createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::SMARTLINKS,
         name: "updated_at",
         keys: &[("metadata.updatedAt", 1)],
         unique: false,

@@ -86,6 +86,7 @@ pub struct AlertSettingsInput {
     /// Kinds notified: `client_rate_low`, `traffic_spike`, `traffic_drop`,
     /// `pixels_silent`. Default all.
     #[serde(default)]
+    #[schema(schema_with = kinds_schema)]
     pub kinds: Option<Vec<String>>,
     /// Thresholds. Default seed 002's.
     #[serde(default)]
@@ -359,6 +360,7 @@ pub struct DeliveriesQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Newest first, at most this many, 1..=200. Default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -432,4 +434,12 @@ pub async fn deliveries(
             })
             .collect(),
     ))
+}
+
+/// The schema of `kinds`: alert kind names, each once at most.
+fn kinds_schema() -> utoipa::openapi::schema::Array {
+    let name = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some("^(client_rate_low|traffic_spike|traffic_drop|pixels_silent)$"));
+    utoipa::openapi::schema::ArrayBuilder::new().items(name).unique_items(true).build()
 }

@@ -36,9 +36,11 @@ pub const MAX_RANGE_DAYS: u32 = 400;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
-    /// Tenant id; give this or `smartlink_id` (a tenant key defaults to its tenant).
+    /// Tenant id (a tenant key defaults to its own; the operator gives this
+    /// or `smartlink_id`). With `smartlink_id` too: 404 unless the link is
+    /// this tenant's.
     pub client_id: Option<String>,
-    /// Link id; give this or `client_id`.
+    /// Link id: the answer is for this link alone.
     pub smartlink_id: Option<String>,
     /// Range start, RFC 3339, inclusive. Default `to` minus 7 days.
     pub from: Option<String>,
@@ -47,11 +49,16 @@ pub struct AnalyticsQuery {
     /// Count bot traffic like humans. Default false.
     pub include_bots: Option<bool>,
     /// Timeseries and export: `hour` or `day` (default `day`).
+    #[param(pattern = "^(hour|day)$")]
     pub interval: Option<String>,
     /// Breakdown: `country`, `region`, `city`, `device`, `os`, `browser`,
     /// `platform`, `referrer`, `utm_source`, `utm_medium`, `utm_campaign`.
+    #[param(
+        pattern = "^(country|region|city|device|os|browser|platform|referrer|utm_source|utm_medium|utm_campaign)$"
+    )]
     pub dimension: Option<String>,
     /// Breakdown: most values returned, 1..=1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -285,11 +292,14 @@ impl Resolved {
 async fn resolve(st: &AppState, p: &Principal, q: &AnalyticsQuery) -> Result<Resolved, ApiError> {
     p.can(Resource::Analytics, Action::Read)?;
     let (scope, client) = match (q.client_id.as_deref(), q.smartlink_id.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid("smartlink_id", "give client_id or smartlink_id, not both"))
-        }
-        (None, Some(l)) => {
+        (c, Some(l)) => {
+            let wanted = c.map(|c| validate::object_id("client_id", c)).transpose()?;
             let (link, client) = load_link(st, p, l).await?;
+            // Both given: the link within that tenant (another tenant's
+            // link is not found, as it would be for its own key).
+            if wanted.is_some_and(|c| c != client.id) {
+                return Err(ApiError::NotFound("smartlink"));
+            }
             (Scope { tenant_id: client.id.to_hex(), link_id: Some(link.id.to_hex()) }, client)
         }
         (None, None) if p.own_client().is_none() => {

@@ -39,6 +39,7 @@ pub struct AuditQuery {
     /// To, RFC 3339, exclusive.
     pub to: Option<String>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -49,11 +50,9 @@ pub struct AuditQuery {
 pub struct ChangeView {
     /// Dotted field path.
     pub field: String,
-    /// Old value (JSON; `"[redacted]"` for secrets).
-    #[schema(value_type = Object)]
+    /// Old value: any JSON (`"[redacted]"` for secrets).
     pub old: serde_json::Value,
-    /// New value.
-    #[schema(value_type = Object)]
+    /// New value: any JSON.
     pub new: serde_json::Value,
 }
 

@@ -56,6 +56,7 @@ const MAX_TOTAL_MINOR: i64 = 1_000_000_000_000_000;
 #[serde(deny_unknown_fields)]
 pub struct ClientBlock {
     /// Name, 1..=100.
+    #[schema(schema_with = crate::openapi::text_100)]
     pub name: String,
     /// Company, 0..=100.
     #[serde(default)]
@@ -139,6 +140,7 @@ pub struct InvoiceCreate {
     #[serde(default)]
     pub issuer: Option<IssuerBlock>,
     /// Lines, 1..=100.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<LineInput>,
     /// ISO 4217 currency, default `EUR`.
     #[serde(default)]
@@ -521,6 +523,7 @@ pub struct InvoiceQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Status.
+    #[param(pattern = "^(DRAFT|SENT|PAID|OVERDUE|CANCELLED)$")]
     pub status: Option<String>,
     /// Year of the number.
     pub year: Option<i32>,

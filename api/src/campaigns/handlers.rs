@@ -634,6 +634,7 @@ pub struct CampaignQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Status.
+    #[param(pattern = "^(draft|active|paused|completed|cancelled)$")]
     pub status: Option<String>,
     /// Lead.
     pub lead_id: Option<String>,

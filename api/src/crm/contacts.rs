@@ -65,8 +65,10 @@ pub struct ContactCreate {
     #[serde(default)]
     pub client_id: Option<String>,
     /// First name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: String,
     /// Last name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: String,
     /// Email; unique among the tenant's contacts.
     pub email: String,
@@ -97,8 +99,10 @@ pub struct ContactCreate {
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
     /// First name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: Option<String>,
     /// Last name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: Option<String>,
     /// Email.
     pub email: Option<String>,

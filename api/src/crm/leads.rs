@@ -41,8 +41,10 @@ pub struct LeadCreate {
     #[serde(default)]
     pub client_id: Option<String>,
     /// First name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: String,
     /// Last name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: String,
     /// Email; unique among the tenant's leads.
     pub email: String,
@@ -53,6 +55,7 @@ pub struct LeadCreate {
     #[serde(default)]
     pub address: Option<Address>,
     /// Artist name, 1..=100.
+    #[schema(schema_with = crate::openapi::text_100)]
     pub artist_name: String,
     /// Genres, at most 10.
     #[serde(default)]
@@ -74,6 +77,7 @@ pub struct LeadCreate {
     pub stage: Option<String>,
     /// `low`, `medium` (default), `high`, `urgent`.
     #[serde(default)]
+    #[schema(pattern = "^(low|medium|high|urgent)$")]
     pub priority: Option<String>,
     /// Score, 0..=100.
     #[serde(default)]
@@ -112,20 +116,24 @@ pub struct LeadCreate {
 #[serde(deny_unknown_fields)]
 pub struct LeadPatch {
     /// First name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: Option<String>,
     /// Last name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: Option<String>,
     /// Email.
     pub email: Option<String>,
     /// Phone.
     pub phone: Option<String>,
     /// Artist name.
+    #[schema(schema_with = crate::openapi::text_100)]
     pub artist_name: Option<String>,
     /// Stage (transitions: `schemas::crm::LeadStage::can_move_to`; `lost` needs `lost_reason`).
     pub stage: Option<String>,
     /// Why lost.
     pub lost_reason: Option<String>,
     /// Priority.
+    #[schema(pattern = "^(low|medium|high|urgent)$")]
     pub priority: Option<String>,
     /// Score, 0..=100.
     pub score: Option<i64>,
@@ -634,18 +642,21 @@ pub struct LeadQuery {
     /// Stage.
     pub stage: Option<String>,
     /// Priority.
+    #[param(pattern = "^(low|medium|high|urgent)$")]
     pub priority: Option<String>,
     /// Assignee user id.
     pub assigned_to: Option<String>,
     /// Source channel.
     pub source: Option<String>,
     /// Tag.
+    #[param(min_length = 1, max_length = 30)]
     pub tag: Option<String>,
     /// Text in first, last or artist name (case-insensitive).
     pub q: Option<String>,
     /// `created` (newest first, default) or `score` (highest first).
     pub sort: Option<String>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

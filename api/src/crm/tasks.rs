@@ -30,6 +30,7 @@ const STATUSES: [&str; 4] = ["PENDING", "IN_PROGRESS", "COMPLETED", "CANCELLED"]
 #[serde(deny_unknown_fields)]
 pub struct RelatedDto {
     /// `lead`, `contact` or `opportunity`.
+    #[schema(pattern = "^(lead|contact|opportunity)$")]
     pub kind: String,
     /// Its id.
     pub id: String,
@@ -59,6 +60,7 @@ pub struct TaskCreate {
     #[serde(default)]
     pub client_id: Option<String>,
     /// Title, 1..=200.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub title: String,
     /// Description, at most 5000.
     #[serde(default)]
@@ -70,6 +72,7 @@ pub struct TaskCreate {
     pub kind: Option<String>,
     /// `LOW`, `MEDIUM` (default), `HIGH`, `URGENT`.
     #[serde(default)]
+    #[schema(pattern = "^(LOW|MEDIUM|HIGH|URGENT)$")]
     pub priority: Option<String>,
     /// Due, RFC 3339.
     #[serde(default)]
@@ -87,10 +90,13 @@ pub struct TaskCreate {
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
     /// Title.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub title: Option<String>,
     /// `PENDING`, `IN_PROGRESS`, `COMPLETED`, `CANCELLED`.
+    #[schema(pattern = "^(PENDING|IN_PROGRESS|COMPLETED|CANCELLED)$")]
     pub status: Option<String>,
     /// Priority.
+    #[schema(pattern = "^(LOW|MEDIUM|HIGH|URGENT)$")]
     pub priority: Option<String>,
     /// Due, RFC 3339.
     pub due_at: Option<String>,
@@ -212,6 +218,7 @@ pub struct TaskQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Status.
+    #[param(pattern = "^(PENDING|IN_PROGRESS|COMPLETED|CANCELLED)$")]
     pub status: Option<String>,
     /// Assignee.
     pub assigned_to: Option<String>,
@@ -311,6 +318,7 @@ pub async fn patch(
 #[serde(deny_unknown_fields)]
 pub struct ActivityCreate {
     /// `call`, `email`, `meeting`, `note`.
+    #[schema(pattern = "^(call|email|meeting|note)$")]
     pub kind: String,
     /// Subject, 1..=200.
     pub subject: String,

@@ -47,6 +47,7 @@ pub struct ConsentInput {
     pub source: Option<String>,
     /// The smartlink visitor id (`sl_vid`) of the browser that gave it.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::visitor_id)]
     pub visitor_id: Option<String>,
 }
 
@@ -225,9 +226,11 @@ pub struct SubscriptionInput {
     pub email: String,
     /// Language, ISO 639-1 (`fr`, `en`, `he`); default `en`.
     #[serde(default)]
+    #[schema(pattern = "^[a-z]{2}$")]
     pub language: Option<String>,
     /// `form`, `email_link`, `api` (default).
     #[serde(default)]
+    #[schema(pattern = "^(form|email_link|api)$")]
     pub source: Option<String>,
 }
 

@@ -53,6 +53,7 @@ pub struct ResetBody {
     /// The token from the email.
     pub token: String,
     /// New password, 12..=128 characters.
+    #[schema(schema_with = crate::openapi::password)]
     pub new_password: String,
 }
 

@@ -37,12 +37,16 @@ pub struct UserCreate {
     /// Login email (unique across users).
     pub email: String,
     /// Password, 12..=128 characters.
+    #[schema(schema_with = crate::openapi::password)]
     pub password: String,
     /// First name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: String,
     /// Last name, 1..=50.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: String,
     /// `admin`, `manager`, `agent` or `viewer`.
+    #[schema(pattern = "^(admin|manager|agent|viewer)$")]
     pub role: String,
 }
 
@@ -51,12 +55,15 @@ pub struct UserCreate {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// New role.
+    #[schema(pattern = "^(admin|manager|agent|viewer)$")]
     pub role: Option<String>,
     /// Activate or deactivate (a deactivated user's sessions stop working).
     pub is_active: Option<bool>,
     /// First name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub first_name: Option<String>,
     /// Last name.
+    #[schema(schema_with = crate::openapi::text_50)]
     pub last_name: Option<String>,
 }
 
@@ -278,7 +285,7 @@ pub async fn create(
 }
 
 /// Lists the users of the caller's tenant (or `client_id` for the operator).
-#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(crate::tenants::ClientScope), responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -323,6 +330,11 @@ pub async fn patch(
     }
     if let Some(a) = b.is_active {
         u.is_active = a;
+    }
+    // An admin cannot lock themselves out (nor the tenant, when the last
+    // admin): their own role and activation are another admin's to change.
+    if p.user_id() == Some(u.id) && (u.is_active != old.is_active || u.permissions.role != old.permissions.role) {
+        return Err(ApiError::Forbidden("another user to change your own role or deactivate you".into()));
     }
     if let Some(f) = &b.first_name {
         u.first_name = validate::text("first_name", f, 1, 50)?;

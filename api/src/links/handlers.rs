@@ -20,7 +20,7 @@ use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::rbac::{Action, Resource};
 use crate::state::AppState;
-use crate::tenants::Tenant;
+use crate::tenants::{limits, Tenant};
 use crate::validate::{self, rfc};
 
 /// The track a smartlink promotes.
@@ -97,9 +97,11 @@ pub struct SmartlinkCreate {
     #[serde(default)]
     pub client_id: Option<String>,
     /// Slug, unique per tenant: 1..=64 of a-z, 0-9, `-`.
+    #[schema(schema_with = crate::openapi::slug)]
     pub slug: String,
     /// `active` (default) or `draft`.
     #[serde(default)]
+    #[schema(pattern = "^(active|draft)$")]
     pub status: Option<String>,
     /// Featured on the tenant's dashboard.
     #[serde(default)]
@@ -127,8 +129,10 @@ pub struct SmartlinkCreate {
 #[serde(deny_unknown_fields)]
 pub struct SmartlinkPatch {
     /// New slug (unique per tenant).
+    #[schema(schema_with = crate::openapi::slug)]
     pub slug: Option<String>,
     /// `active`, `draft` or `archived`.
+    #[schema(pattern = "^(active|draft|archived)$")]
     pub status: Option<String>,
     /// Featured flag.
     pub featured: Option<bool>,
@@ -204,8 +208,10 @@ pub struct ListQuery {
     /// Tenant; required with the operator key, defaults to the key's tenant.
     pub client_id: Option<String>,
     /// Only links with this status.
+    #[param(pattern = "^(active|draft|archived)$")]
     pub status: Option<String>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -389,6 +395,8 @@ fn slug_taken(slug: &str) -> ApiError {
 }
 
 /// Creates a smartlink; it is served by the edge within about a second.
+/// 403 `monthly_link_limit` when the tenant already made its plan's
+/// `max_smartlinks_per_month` links this UTC month.
 #[utoipa::path(post, path = "/v1/smartlinks", tag = "smartlinks", request_body = SmartlinkCreate,
     responses((status = 201, body = SmartlinkView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -418,22 +426,26 @@ pub async fn create(
         metadata,
     };
     require_destination(&link)?;
-    match st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await {
-        Ok(_) => {
-            audit::changed(
-                &st,
-                &p,
-                &meta,
-                Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id },
-                None,
-                Some(&link),
-            )
-            .await?;
-            Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
-        }
-        Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
-        Err(e) => Err(e.into()),
-    }
+    limits::within_monthly_links(&st, &client, 1, || async {
+        st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await.map_err(|e| {
+            if is_duplicate_key(&e) {
+                slug_taken(&link.slug)
+            } else {
+                e.into()
+            }
+        })
+    })
+    .await?;
+    audit::changed(
+        &st,
+        &p,
+        &meta,
+        Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id },
+        None,
+        Some(&link),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
 }
 
 /// Lists a tenant's smartlinks, newest first, by pages.

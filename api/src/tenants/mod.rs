@@ -5,6 +5,7 @@
 //! route acts on.
 
 mod handlers;
+pub mod limits;
 mod scope;
 
 use axum::routing::{get, post};
