@@ -106,6 +106,11 @@ pub fn visitor_id() -> utoipa::openapi::Object {
     string(8, 64, Some("^[A-Za-z0-9_-]+$"))
 }
 
+/// Schema of a list of at most 50 visitor ids ([`visitor_id`]).
+pub fn visitor_ids() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new().items(visitor_id()).max_items(Some(50)).build()
+}
+
 /// Schema of an RFC 3339 instant ([`crate::validate::rfc3339`]).
 pub fn instant() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()

@@ -379,6 +379,7 @@ pub struct SubjectRequest {
     pub email: String,
     /// Smartlink visitor ids (`sl_vid`) of the person's browsers, at most 50.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::visitor_ids)]
     pub visitor_ids: Vec<String>,
 }
 
