@@ -1,6 +1,9 @@
 //! The OpenAPI 3.1 document served at `/v1/openapi.json`, generated from the
 //! handlers' `#[utoipa::path]` annotations and the DTOs' `ToSchema`, so it
-//! cannot drift from the code.
+//! cannot drift from the code; then completed with what every operation
+//! shares (the answers of the layers in front of the handlers, the id and
+//! email rules of inputs), and the field schemas DTOs point to
+//! (`#[schema(schema_with = …)]`: names, titles, slugs, visitor ids).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -61,7 +64,7 @@ const ID_FIELDS: &[&str] = &[
 /// [`crate::validate::text`]'s rule as a JSON Schema pattern: something
 /// besides white space, no control character (Unicode `Cc`). Lengths are
 /// each field's `minLength`/`maxLength`.
-pub const TEXT_PATTERN: &str =
+const TEXT_PATTERN: &str =
     "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
 
 /// A string schema of `min..=max` characters matching `pattern`.
@@ -109,14 +112,6 @@ pub fn visitor_id() -> utoipa::openapi::Object {
 /// Schema of a list of at most 50 visitor ids ([`visitor_id`]).
 pub fn visitor_ids() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new().items(visitor_id()).max_items(Some(50)).build()
-}
-
-/// Schema of an RFC 3339 instant ([`crate::validate::rfc3339`]).
-pub fn instant() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(Type::String)
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
-        .build()
 }
 
 /// The id rule of [`schemas::ids::is_object_id`] as a JSON Schema pattern.

@@ -43,6 +43,15 @@ log "house rules: Prometheus rules, their unit tests, configs and runbooks"
 "$DEPLOY/check-alerts.sh" || broken+=("deploy/local/check-alerts.sh")
 "$DEPLOY/test-summary-selftest.sh" || broken+=("deploy/local/test-summary-selftest.sh")
 
+# A long-lived machine's shared target dir grows past its disk (a full disk
+# fails the fuzz targets' link with a bus error): below 15 GB free,
+# incremental caches and all but the newest build of each test binary go.
+if [ "$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR==2 {print $4}')" -lt $((15 * 1024 * 1024)) ] 2>/dev/null; then
+  log "less than 15 GB free: pruning $CARGO_TARGET_DIR (incremental caches, older test binaries)"
+  rm -rf "$CARGO_TARGET_DIR"/{debug,release}/incremental
+  (cd "$CARGO_TARGET_DIR/debug/deps" 2>/dev/null &&
+    ls -t | grep -E '^[a-z_0-9]+-[0-9a-f]{16}$' | awk -F- '{ if (seen[$1]++) print }' | xargs -r rm -f) || true
+fi
 # What earlier runs' tests left (a topic and a database or two per test,
 # never dropped: thousands on a long-lived machine) goes first.
 cargo run --locked -q -p testkit --bin sweep || broken+=("testkit sweep")
