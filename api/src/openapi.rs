@@ -5,10 +5,8 @@
 //! email rules of inputs), and the field schemas DTOs point to
 //! (`#[schema(schema_with = …)]`: names, titles, slugs, visitor ids).
 
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Type};
+use utoipa::openapi::Type;
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
@@ -36,8 +34,7 @@ pub fn document() -> serde_json::Value {
     ] {
         doc.merge(part);
     }
-    LayerAnswers.modify(&mut doc);
-    with_input_formats(doc)
+    completed(doc)
 }
 
 /// Input fields and parameters holding a MongoDB id, which the API parses
@@ -121,14 +118,41 @@ const ID_PATTERN: &str = "^[0-9a-f]{24}$";
 /// parses with [`crate::validate::email`].
 const EMAIL_FIELDS: &[&str] = &["email", "emails"];
 
-/// Gives every [`ID_FIELDS`] parameter, and every such property of the
-/// schemas a request body uses (directly or nested), the pattern
-/// [`ID_PATTERN`], and every [`EMAIL_FIELDS`] one `format: email` with
-/// at most 254 characters (RFC 5321): what a generated client must send is
-/// then what the API accepts (schemathesis' `positive_data_acceptance`).
-/// Answers are left as they are. An operation naming another resource this
-/// way (or by a path id) also documents its 404.
-fn with_input_formats(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+/// An error answer (`ErrorBody`) described by `description`, with the
+/// `Retry-After` header (whole seconds) when `retry_after`.
+fn error_answer(description: &str, retry_after: bool) -> serde_json::Value {
+    let mut answer = serde_json::json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    });
+    if retry_after {
+        answer["headers"] = serde_json::json!({"Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds until a request is allowed again",
+        }});
+    }
+    answer
+}
+
+/// `doc` as JSON, each operation completed where its handler's annotation
+/// does not already say it:
+/// - the answers of the layers in front of the handler, so generated
+///   clients and schemathesis' `status_code_conformance` see every status a
+///   route answers: on bearer routes ([`crate::auth::middleware`]) 401
+///   `unauthorized`, 403 `forbidden` (the key's scopes or the user's role,
+///   [`crate::auth::Principal::can`]) and 429 `rate_limited` with
+///   `Retry-After`; on the public `/v1/auth/*` routes 429 (their per-IP
+///   limit); where it takes a path, query or body ([`crate::extract`]) 400
+///   `malformed_*` or `invalid_request`; where it names another resource (a
+///   path id, or an [`ID_FIELDS`] parameter or body field) 404 `not_found`
+///   (also another tenant's resources); everywhere 503 `unavailable`;
+/// - input rules: every [`ID_FIELDS`] parameter, and every such property of
+///   the schemas a request body uses (directly or nested), gets the pattern
+///   [`ID_PATTERN`], and every [`EMAIL_FIELDS`] one `format: email` with at
+///   most 254 characters (RFC 5321): what a generated client must send is
+///   then what the API accepts (schemathesis' `positive_data_acceptance`).
+///   Answers' schemas are left as they are.
+fn completed(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     fn constrain(name: &str, schema: &mut serde_json::Value) {
         if schema.get("items").is_some() {
             constrain(name, &mut schema["items"]);
@@ -169,7 +193,8 @@ fn with_input_formats(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut inputs = std::collections::BTreeSet::new();
     if let Some(paths) = v["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
-            for op in item.as_object_mut().into_iter().flat_map(|i| i.values_mut()) {
+            let methods = item.as_object_mut().into_iter().flat_map(|i| i.iter_mut());
+            for (_, op) in methods.filter(|(m, _)| ["get", "post", "put", "patch", "delete"].contains(&m.as_str())) {
                 let used = body_schemas(op);
                 let mut refers = path.contains('{')
                     || used.iter().any(|name| {
@@ -177,16 +202,41 @@ fn with_input_formats(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
                             .as_object()
                             .is_some_and(|p| p.keys().any(|k| ID_FIELDS.contains(&k.as_str())))
                     });
+                let takes_input =
+                    op["parameters"].as_array().is_some_and(|p| !p.is_empty()) || op.get("requestBody").is_some();
                 for p in op.get_mut("parameters").and_then(|p| p.as_array_mut()).into_iter().flatten() {
                     let name = p["name"].as_str().unwrap_or_default().to_string();
                     refers |= ID_FIELDS.contains(&name.as_str());
                     constrain(&name, &mut p["schema"]);
                 }
-                if refers && op["responses"].get("404").is_none() {
-                    op["responses"]["404"] = serde_json::json!({
-                        "description": "A resource the request names (a path id, `client_id` or another id) does not exist for this caller (another tenant's are not disclosed): `not_found`",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-                    });
+                let bearer = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                let mut answers = vec![("503", "A store (MongoDB, ClickHouse) failed: `unavailable`; retry later")];
+                if bearer {
+                    answers.push((
+                        "401",
+                        "No bearer key or session, or an unknown, revoked or expired one: `unauthorized`",
+                    ));
+                    answers.push(("403", "The key's scopes or the user's role do not allow this: `forbidden`"));
+                    answers.push((
+                        "429",
+                        "The key's or session's rate limit is spent: `rate_limited`; retry after `Retry-After` seconds",
+                    ));
+                } else if path.starts_with("/v1/auth/") {
+                    answers.push((
+                        "429",
+                        "The caller's IP spent its limit on `/v1/auth/*`: `rate_limited`; retry after `Retry-After` seconds",
+                    ));
+                }
+                if takes_input {
+                    answers.push(("400", "A parameter or the body is malformed or out of range: `malformed_path`, `malformed_query`, `malformed_body`, `invalid_request` (with `field`)"));
+                }
+                if refers {
+                    answers.push(("404", "A resource the request names (a path id, `client_id` or another id) does not exist for this caller (another tenant's are not disclosed): `not_found`"));
+                }
+                for (status, description) in answers {
+                    if op["responses"].get(status).is_none() {
+                        op["responses"][status] = error_answer(description, status == "429");
+                    }
                 }
                 inputs.extend(used);
             }
@@ -232,79 +282,6 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-    }
-}
-
-/// Documents on every operation the answers that the layers in front of
-/// its handler give, where the handler's own annotation does not already
-/// list that status (so generated clients and schemathesis'
-/// `status_code_conformance` see every status a route answers):
-/// - bearer routes ([`crate::auth::middleware`]): 401 `unauthorized`,
-///   403 `forbidden` (the key's scopes or the user's role,
-///   [`crate::auth::Principal::can`]), 429 `rate_limited` with `Retry-After`;
-///   the public `/v1/auth/*` routes: 429 (their per-IP limit);
-/// - a path, query or body to parse ([`crate::extract`]): 400 `malformed_*`
-///   or `invalid_request`;
-/// - a reference to another resource (a path id, or an id parameter or
-///   body field, see [`with_input_formats`]): 404 `not_found` (also
-///   another tenant's resources);
-/// - every route: 503 `unavailable` (a store failed; retryable).
-struct LayerAnswers;
-
-impl LayerAnswers {
-    fn add(path: &str, op: &mut Operation) {
-        let bearer = op.security.as_ref().is_some_and(|s| {
-            serde_json::to_value(s)
-                .is_ok_and(|v| v.as_array().is_some_and(|a| a.iter().any(|r| r.get("bearer").is_some())))
-        });
-        let params = op.parameters.as_deref().unwrap_or_default();
-        let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
-        let takes_input = has_path || !params.is_empty() || op.request_body.is_some();
-        let mut answers: Vec<(&str, &str)> =
-            vec![("503", "A store (MongoDB, ClickHouse) failed: `unavailable`; retry later")];
-        if bearer {
-            answers.push(("401", "No bearer key or session, or an unknown, revoked or expired one: `unauthorized`"));
-            answers.push(("403", "The key's scopes or the user's role do not allow this: `forbidden`"));
-            answers.push((
-                "429",
-                "The key's or session's rate limit is spent: `rate_limited`; retry after `Retry-After` seconds",
-            ));
-        } else if path.starts_with("/v1/auth/") {
-            answers.push((
-                "429",
-                "The caller's IP spent its limit on `/v1/auth/*`: `rate_limited`; retry after `Retry-After` seconds",
-            ));
-        }
-        if takes_input {
-            answers.push(("400", "A parameter or the body is malformed or out of range: `malformed_path`, `malformed_query`, `malformed_body`, `invalid_request` (with `field`)"));
-        }
-        for (status, description) in answers {
-            if op.responses.responses.contains_key(status) {
-                continue;
-            }
-            let body = ContentBuilder::new().schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))).build();
-            let mut response = ResponseBuilder::new().description(description).content("application/json", body);
-            if status == "429" {
-                let seconds = HeaderBuilder::new()
-                    .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
-                    .description(Some("Seconds until a request is allowed again"))
-                    .build();
-                response = response.header("Retry-After", seconds);
-            }
-            op.responses.responses.insert(status.to_string(), RefOr::T(response.build()));
-        }
-    }
-}
-
-impl Modify for LayerAnswers {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            for op in
-                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
-            {
-                Self::add(path, op);
-            }
-        }
     }
 }
 
