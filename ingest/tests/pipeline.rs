@@ -209,7 +209,11 @@ async fn events_are_enriched_and_written_to_clickhouse() {
     let rate = agree as f64 / uas.len() as f64;
     eprintln!("device class agreement with the user-agents dataset: {:.1}%", rate * 100.0);
     assert!(rate >= 0.97, "device class agreement {rate}");
-    assert_eq!(ingest.metrics.written.get(), events.len() as u64);
+    // Rows show before ingest reads ClickHouse's answer: wait for its count.
+    eventually(Duration::from_secs(30), "ingest counted every row written", || async {
+        (ingest.metrics.written.get() == events.len() as u64).then_some(())
+    })
+    .await;
     env.ch
         .query("DROP DATABASE ?")
         .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
@@ -411,6 +415,13 @@ async fn with_clickhouse_stopped_for_30s_and_ingest_restarted_meanwhile_nothing_
     let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), first_stop.clone()).await.unwrap();
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events[..N / 2]).await;
     wait_rows(&env.ch, (N / 2) as u64, Duration::from_secs(60)).await;
+    // The rows are visible as soon as ClickHouse commits the part, a moment
+    // before ingest reads the answer: a kill in between fails a write that
+    // landed (CI saw it). Kill only once ingest has counted the write.
+    eventually(Duration::from_secs(30), "ingest counted the first half written", || async {
+        (ingest.metrics.written.get() >= (N / 2) as u64).then_some(())
+    })
+    .await;
 
     clickhouse = tokio::task::spawn_blocking(move || {
         clickhouse.kill();
