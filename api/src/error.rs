@@ -60,6 +60,16 @@ pub enum ApiError {
     /// tenant's resources: their existence is not disclosed).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 404 `not_found` naming the request field that refers to a record the
+    /// tenant does not have (an assignee, a related lead): the same answer
+    /// as a path id's, with the field.
+    #[error("no such {what} in this tenant")]
+    UnknownReference {
+        /// The field (`assigned_to`, `related.id`, `team[2]`).
+        field: String,
+        /// What it should name (`user`, `record`).
+        what: &'static str,
+    },
     /// 409 with a specific code (`slug_taken`, `domain_taken`).
     #[error("{message}")]
     Conflict {
@@ -86,6 +96,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 404 on `field`, which names no `what` of the tenant.
+    pub fn unknown(field: impl Into<String>, what: &'static str) -> Self {
+        ApiError::UnknownReference { field: field.into(), what }
+    }
+
+    /// The same error on `field` instead, when it names one (a shared
+    /// check such as [`crate::identity::assignee`] reused for
+    /// another field); other errors as they are.
+    pub fn on_field(self, field: &str) -> Self {
+        match self {
+            ApiError::Invalid { message, .. } => ApiError::Invalid { field: field.into(), message },
+            ApiError::UnknownReference { what, .. } => ApiError::UnknownReference { field: field.into(), what },
+            e => e,
+        }
+    }
+
     /// A 400 on `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Invalid { field: field.into(), message: message.into() }
@@ -98,7 +124,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ApiError::Locked { .. } => StatusCode::LOCKED,
             ApiError::Forbidden(_) | ApiError::PlanLimit { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownReference { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -116,7 +142,7 @@ impl ApiError {
             ApiError::Locked { .. } => "account_locked",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::PlanLimit { code, .. } => code,
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::UnknownReference { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
@@ -145,7 +171,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable message.
     pub message: String,
-    /// The offending field, for `invalid_request`.
+    /// The offending field, for `invalid_request`, and for `not_found` when
+    /// a body field names a record the tenant does not have.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -156,7 +183,7 @@ impl IntoResponse for ApiError {
             tracing::warn!(store, error = %detail, "store failed; answering 503");
         }
         let field = match &self {
-            ApiError::Invalid { field, .. } => Some(field.clone()),
+            ApiError::Invalid { field, .. } | ApiError::UnknownReference { field, .. } => Some(field.clone()),
             _ => None,
         };
         let message = match &self {

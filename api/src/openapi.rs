@@ -56,6 +56,8 @@ const ID_FIELDS: &[&str] = &[
     "related_id",
     "assigned_to",
     "actor_id",
+    "manager",
+    "team",
 ];
 
 /// [`crate::validate::text`]'s rule as a JSON Schema pattern: something
@@ -74,19 +76,206 @@ fn string(min: usize, max: usize, pattern: Option<&str>) -> utoipa::openapi::Obj
         .build()
 }
 
-/// Schema of a [`crate::validate::text`] field of 1..=50 characters (names).
-pub fn text_50() -> utoipa::openapi::Object {
-    string(1, 50, Some(TEXT_PATTERN))
+/// One function per length: `#[schema(schema_with = …)]` takes a path to a
+/// function without arguments. `text` fields need 1..=max characters and
+/// something besides white space; `opt_text` ones may also be empty or
+/// blank (the API reads that as absent).
+macro_rules! text_schemas {
+    ($min:literal, $pattern:ident, $what:literal: $($name:ident = $max:literal),* $(,)?) => {$(
+        #[doc = concat!("Schema of ", $what, " of at most ", stringify!($max), " characters.")]
+        pub fn $name() -> utoipa::openapi::Object {
+            string($min, $max, Some($pattern))
+        }
+    )*};
 }
 
-/// Schema of a [`crate::validate::text`] field of 1..=100 characters.
-pub fn text_100() -> utoipa::openapi::Object {
-    string(1, 100, Some(TEXT_PATTERN))
+text_schemas!(1, TEXT_PATTERN, "a [`crate::validate::text`] field":
+    text_30 = 30,
+    text_40 = 40,
+    text_50 = 50,
+    text_60 = 60,
+    text_100 = 100,
+    text_150 = 150,
+    text_200 = 200,
+    text_300 = 300,
+    text_500 = 500,
+    text_2000 = 2000,
+    text_5000 = 5000,
+);
+
+/// [`crate::validate::opt_text`]'s rule: no control character (Unicode
+/// `Cc`); empty or blank reads as absent.
+const OPT_TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+text_schemas!(0, OPT_TEXT_PATTERN, "a [`crate::validate::opt_text`] field":
+    opt_text_20 = 20,
+    opt_text_30 = 30,
+    opt_text_50 = 50,
+    opt_text_100 = 100,
+    opt_text_200 = 200,
+    opt_text_2000 = 2000,
+    opt_text_5000 = 5000,
+);
+
+/// Schema of a button label: a [`crate::validate::text`] of 1..=60
+/// characters with at least one ASCII letter or digit.
+pub fn label_60() -> utoipa::openapi::Object {
+    string(1, 60, Some("^[^\\u0000-\\u001f\\u007f-\\u009f]*[A-Za-z0-9][^\\u0000-\\u001f\\u007f-\\u009f]*$"))
 }
 
-/// Schema of a [`crate::validate::text`] field of 1..=200 characters (titles).
-pub fn text_200() -> utoipa::openapi::Object {
-    string(1, 200, Some(TEXT_PATTERN))
+/// [`crate::validate::multiline`]'s rule as a JSON Schema pattern: line
+/// breaks (`\n`) and no other control character.
+const MULTILINE_PATTERN: &str = "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$";
+
+/// Schema of a [`crate::validate::multiline`] field of at most 300
+/// characters (postal addresses, bank details).
+pub fn multiline_300() -> utoipa::openapi::Object {
+    string(0, 300, Some(MULTILINE_PATTERN))
+}
+
+/// Schema of a [`crate::validate::multiline`] field of at most 1000
+/// characters (an invoice's note).
+pub fn multiline_1000() -> utoipa::openapi::Object {
+    string(0, 1000, Some(MULTILINE_PATTERN))
+}
+
+/// A string schema of exactly the `values` (JSON Schema `enum`): the one
+/// way DTOs state an enumeration, from the constant the API checks with.
+pub fn enumeration(values: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied())).build()
+}
+
+/// An array schema of at most `max` items of `item`.
+fn list(item: utoipa::openapi::Object, max: usize) -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new().items(item).max_items(Some(max)).build()
+}
+
+/// Schema of CRM tags (`crm::fields::tags`): at most 20 of
+/// 1..=30 characters.
+pub fn tags() -> utoipa::openapi::schema::Array {
+    list(text_30(), 20)
+}
+
+/// Schema of music genres: at most 10 of 1..=40 characters.
+pub fn genres() -> utoipa::openapi::schema::Array {
+    list(text_40(), 10)
+}
+
+/// Schema of SEO keywords: at most 20 of 1..=50 characters.
+pub fn keywords() -> utoipa::openapi::schema::Array {
+    list(text_50(), 20)
+}
+
+/// Schema of an absolute http(s) URL ([`crate::validate::http_url`]) of
+/// at most [`crate::validate::MAX_URL_LEN`] characters of printable
+/// ASCII: a host name whose last label starts with a letter (WHATWG reads
+/// a numeric one as an IPv4 address), an optional port, then any path,
+/// query and fragment. The API also accepts IP literals and non-ASCII
+/// characters; the document states the form clients should send.
+pub fn http_url() -> utoipa::openapi::Object {
+    string(1, crate::validate::MAX_URL_LEN, Some(&format!("^https?://{URL_REST}")))
+}
+
+/// Schema of an [`http_url`] with the `https` scheme (webhooks).
+pub fn https_url() -> utoipa::openapi::Object {
+    string(1, crate::validate::MAX_URL_LEN, Some(&format!("^https://{URL_REST}")))
+}
+
+/// What follows `scheme://` in [`http_url`]'s pattern.
+const URL_REST: &str =
+    "([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#][!-~]*)?$";
+
+/// Schema of a map from names to [`http_url`]s: at most `max` entries, names
+/// matching `names` (a schema).
+fn url_map(names: utoipa::openapi::Object, max: usize) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .property_names(Some(names))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(http_url().into())))
+        .max_properties(Some(max))
+        .build()
+}
+
+/// Schema of a link's destinations by platform id
+/// ([`schemas::mongo::PlatformId`]): http(s) URLs.
+pub fn platform_urls() -> utoipa::openapi::Object {
+    let ids: Vec<&str> = schemas::mongo::PlatformId::ALL.iter().map(|p| p.id()).collect();
+    url_map(enumeration(&ids), ids.len())
+}
+
+/// Schema of a lead's profile URLs by name (a [`slug`]): at most 20.
+pub fn profile_urls() -> utoipa::openapi::Object {
+    url_map(slug(), 20)
+}
+
+/// Schemas of strings with a fixed shape: `name = (min, max, pattern)`
+/// defines `pub fn name()` with the doc comment above it.
+macro_rules! shaped_strings {
+    ($($(#[$doc:meta])* $name:ident = ($min:expr, $max:expr, $pattern:expr);)*) => {$(
+        $(#[$doc])*
+        pub fn $name() -> utoipa::openapi::Object {
+            string($min, $max, Some($pattern))
+        }
+    )*};
+}
+
+shaped_strings! {
+    /// Schema of a phone number as [`crate::validate::phone`] keeps it:
+    /// E.164, `+` then 7 to 15 digits (the API also strips spaces, dots,
+    /// dashes and brackets).
+    phone = (8, 16, "^\\+[0-9]{7,15}$");
+    /// Schema of a [`phone`] in a patch, or `""` to clear it.
+    phone_or_empty = (0, 16, "^(\\+[0-9]{7,15})?$");
+    /// Schema of an ISO 4217 currency code ([`crate::validate::currency`]).
+    currency = (3, 3, "^[A-Z]{3}$");
+    /// Schema of an ISO 3166-1 alpha-2 country code, or the empty string
+    /// where the field is optional ([`crate::validate::is_country`]).
+    country_or_empty = (0, 2, "^([A-Z]{2})?$");
+    /// Schema of an ISRC (ISO 3901, [`crate::validate::is_isrc`]).
+    isrc = (12, 12, "^[A-Z0-9]{12}$");
+    /// Schema of an ISRC or the empty string (clears it).
+    isrc_or_empty = (0, 12, "^([A-Z0-9]{12})?$");
+}
+
+/// Schema of a calendar day `YYYY-MM-DD` ([`crate::validate::date`]).
+pub fn date() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)))
+        .build()
+}
+
+/// Schema of an RFC 3339 time, any offset ([`crate::validate::instant`]).
+pub fn time() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+        .build()
+}
+
+/// An integer schema of `min..=max`.
+fn integer(min: i64, max: i64) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .minimum(Some(min as f64))
+        .maximum(Some(max as f64))
+        .build()
+}
+
+/// Schema of an amount of money in minor units, 0..=10^12
+/// ([`crate::validate::money`]).
+pub fn money() -> utoipa::openapi::Object {
+    integer(0, 1_000_000_000_000)
+}
+
+/// Schema of a percentage, 0..=100 (`crm::fields::percent`).
+pub fn percent() -> utoipa::openapi::Object {
+    integer(0, 100)
+}
+
+/// Schema of basis points, 0..=10000 (2000 = 20 %).
+pub fn basis_points() -> utoipa::openapi::Object {
+    integer(0, 10_000)
 }
 
 /// Schema of a new password: 12..=128 characters, any.
@@ -288,6 +477,60 @@ impl Modify for Bearer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `schema`'s pattern as a regex (JSON Schema `\uXXXX` escapes as Rust
+    /// regex's `\x{XXXX}`).
+    fn pattern(schema: utoipa::openapi::Object) -> regex::Regex {
+        let p = schema.pattern.expect("a pattern");
+        let rust = regex::Regex::new(r"\\u([0-9a-fA-F]{4})").unwrap().replace_all(&p, r"\x{$1}");
+        regex::Regex::new(&rust).unwrap()
+    }
+
+    #[test]
+    fn what_the_url_pattern_admits_the_api_accepts_and_it_refuses_what_the_api_refuses() {
+        let url = pattern(http_url());
+        for ok in [
+            "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC?si=x#t",
+            "http://a.b:8080",
+            "https://x-1.example/p/%41~_.!*'();:@&=+$,/?q=[1]",
+            "http://localhost/",
+        ] {
+            assert!(url.is_match(ok), "{ok}");
+            assert!(crate::validate::http_url("u", ok).is_ok(), "{ok}");
+        }
+        for no in
+            ["javascript:alert(1)", "ftp://a.b/", "https://", "https://-a.b/", "https://a..b/", "https://1.2.3.4.5/"]
+        {
+            assert!(!url.is_match(no), "{no}");
+        }
+        let https = pattern(https_url());
+        assert!(https.is_match("https://hooks.example/x") && !https.is_match("http://hooks.example/x"));
+    }
+
+    #[test]
+    fn text_patterns_agree_with_the_text_validators() {
+        let (text, opt) = (pattern(text_30()), pattern(opt_text_30()));
+        for (v, is_text, is_opt) in [
+            ("Jiro", true, true),
+            ("  padded  ", true, true),
+            ("", false, true),
+            ("   ", false, true),
+            ("tab\there", false, false),
+            ("nul\u{0}", false, false),
+            ("c1\u{85}mid", false, false),
+        ] {
+            assert_eq!(text.is_match(v), is_text, "{v:?}");
+            assert_eq!(crate::validate::text("f", v, 1, 30).is_ok(), is_text, "{v:?}");
+            assert_eq!(opt.is_match(v), is_opt, "{v:?}");
+            assert_eq!(crate::validate::opt_text("f", Some(v), 30).is_ok(), is_opt, "{v:?}");
+        }
+        let lines = pattern(multiline_300());
+        assert!(lines.is_match("1 rue X\n75001 Paris") && !lines.is_match("a\rb"));
+        assert!(crate::validate::multiline("f", "1 rue X\n75001 Paris", 300).is_ok());
+        let phone = pattern(phone());
+        assert!(phone.is_match("+33612345678") && !phone.is_match("0612345678"));
+        assert!(crate::validate::phone("f", "+33612345678").is_ok());
+    }
 
     /// `(method, path)` of the routes served without a key
     /// ([`crate::identity::public_router`]), read from its source.

@@ -169,6 +169,15 @@ pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
         .map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
 }
 
+/// An RFC 3339 time, any year and offset (`2026-11-21T09:30:00+01:00`) →
+/// the instant it names; 400 naming `field` otherwise. For times kept in
+/// MongoDB only (a note's due time, an activity's time); [`rfc3339`] is
+/// for times that reach ClickHouse.
+pub fn instant(field: &str, value: &str) -> Result<bson::DateTime, ApiError> {
+    bson::DateTime::parse_rfc3339_str(value.trim())
+        .map_err(|_| ApiError::invalid(field, "must be an RFC 3339 time such as 2026-11-21T00:00:00Z"))
+}
+
 /// A calendar date `YYYY-MM-DD` (a real one: no February 30th) as UTC
 /// midnight; 400 naming `field` otherwise.
 pub fn date(field: &str, value: &str) -> Result<bson::DateTime, ApiError> {

@@ -52,14 +52,25 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
             json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "stage": "won"}),
             "stage",
         ),
-        (
-            json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "assigned_to": "0123456789abcdef01234567"}),
-            "assigned_to",
-        ),
     ] {
         let (s, v) = e.call(Some(&ta), Method::POST, "/v1/leads", Some(body)).await;
         assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
     }
+    // An assignee the tenant does not have is a record not found (404, as
+    // the OpenAPI document says of any id a request names), on its field.
+    let (s, v) = e
+        .call(
+            Some(&ta),
+            Method::POST,
+            "/v1/leads",
+            Some(json!({"first_name": "A", "last_name": "B", "email": "a@b.test", "artist_name": "X", "assigned_to": "0123456789abcdef01234567"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v), v["error"]["field"].as_str()),
+        (StatusCode::NOT_FOUND, "not_found", Some("assigned_to")),
+        "{v}"
+    );
     let (s, v) = e
         .call(
             Some(&ta),
@@ -204,8 +215,8 @@ async fn leads_pii_filters_transitions_conversion_dashboard_and_isolation() {
         .await;
     assert_eq!(
         (s, v["error"]["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("related.id")),
-        "another tenant's record"
+        (StatusCode::NOT_FOUND, Some("related.id")),
+        "another tenant's record is not found, and the error names the field"
     );
     assert_eq!(e.ok(&ta, Method::GET, "/v1/tasks?overdue=true", None).await.as_array().unwrap().len(), 1);
     assert_eq!(e.ok(&ta, Method::GET, "/v1/crm/dashboard", None).await["tasks_due"], 1);

@@ -31,15 +31,19 @@ const MAX_EMAILS: usize = 10;
 pub struct AlertThresholdsView {
     /// Views needed in a window before anything is judged, 1..=1e9. Default 100.
     #[serde(default = "d_min_views")]
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub min_views: u64,
     /// `client_rate_low` fires below this share, 0..=1. Default 0.95 (seed 002).
     #[serde(default = "d_client_rate_min")]
+    #[schema(minimum = 0, maximum = 1)]
     pub client_rate_min: f64,
     /// `traffic_spike` fires at this ratio to the same hour last week or above, 1.1..=1000. Default 3.
     #[serde(default = "d_spike_ratio")]
+    #[schema(minimum = 1.1, maximum = 1000)]
     pub spike_ratio: f64,
     /// `traffic_drop` fires at this ratio or below, 0..=0.9. Default 0.33.
     #[serde(default = "d_drop_ratio")]
+    #[schema(minimum = 0, maximum = 0.9)]
     pub drop_ratio: f64,
 }
 
@@ -77,11 +81,13 @@ impl From<AlertThresholds> for AlertThresholdsView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettingsInput {
-    /// Recipient emails, at most 10.
+    /// Recipient emails, at most 10 (a repeated one counts once).
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub emails: Vec<String>,
     /// Webhook URL (https), or null for none.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::https_url)]
     pub webhook_url: Option<String>,
     /// Kinds notified: `client_rate_low`, `traffic_spike`, `traffic_drop`,
     /// `pixels_silent`. Default all.
@@ -201,10 +207,9 @@ pub async fn put_settings(
     let mut emails = Vec::new();
     for (i, e) in b.emails.iter().enumerate() {
         let e = validate::email(&format!("emails[{i}]"), e)?;
-        if emails.contains(&e) {
-            return Err(ApiError::invalid(format!("emails[{i}]"), "duplicate"));
+        if !emails.contains(&e) {
+            emails.push(e);
         }
-        emails.push(e);
     }
     let webhook_url = validate::opt_http_url("webhook_url", b.webhook_url.as_deref())?;
     if let Some(u) = &webhook_url {

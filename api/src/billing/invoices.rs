@@ -60,17 +60,21 @@ pub struct ClientBlock {
     pub name: String,
     /// Company, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub company: String,
     /// Email (the invoice is sent there).
     pub email: String,
     /// Postal address, free text with line breaks, 0..=300.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::multiline_300)]
     pub address: String,
     /// ISO 3166-1 alpha-2 country.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::country_or_empty)]
     pub country: String,
     /// VAT number, 0..=30.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_30)]
     pub vat_number: String,
 }
 
@@ -78,13 +82,17 @@ pub struct ClientBlock {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IssuerBlock {
-    /// Company name (default the tenant's name).
+    /// Company name, at most 100 characters (default, or blank: the tenant's name).
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub name: String,
-    /// Address, free text with line breaks.
+    /// Address, free text with line breaks, 0..=300.
+    #[schema(schema_with = crate::openapi::multiline_300)]
     pub address: String,
-    /// VAT number.
+    /// VAT number, 0..=30.
+    #[schema(schema_with = crate::openapi::opt_text_30)]
     pub vat_number: String,
-    /// Bank details (IBAN, BIC) printed under the terms.
+    /// Bank details (IBAN, BIC) printed under the terms, 0..=300.
+    #[schema(schema_with = crate::openapi::multiline_300)]
     pub bank_details: String,
 }
 
@@ -93,10 +101,13 @@ pub struct IssuerBlock {
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     /// What is billed, 1..=200.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub description: String,
     /// Quantity, > 0, at most 3 decimals, ≤ 10^6.
+    #[schema(exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.001)]
     pub quantity: f64,
     /// Unit price, minor units (negative for a discount), |p| ≤ 10^12.
+    #[schema(minimum = -1000000000000i64, maximum = 1000000000000i64)]
     pub unit_price_minor: i64,
 }
 
@@ -144,20 +155,26 @@ pub struct InvoiceCreate {
     pub lines: Vec<LineInput>,
     /// ISO 4217 currency, default `EUR`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::currency)]
     pub currency: Option<String>,
     /// VAT rate, basis points 0..=10000 (2000 = 20 %).
+    #[schema(schema_with = crate::openapi::basis_points)]
     pub vat_rate_bp: i64,
     /// Issue date `YYYY-MM-DD` (UTC), default today; its year numbers the invoice.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::date)]
     pub issue_date: Option<String>,
     /// Days until due, 0..=365, default 30.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 365)]
     pub payment_terms_days: Option<i64>,
-    /// Terms text, default "Payment due within N days.".
+    /// Terms text, 1..=300, default "Payment due within N days.".
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::text_300)]
     pub payment_terms: Option<String>,
-    /// Note printed on the invoice, 0..=1000.
+    /// Note printed on the invoice, 0..=1000, line breaks allowed.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::multiline_1000)]
     pub notes: Option<String>,
     /// Related records.
     #[serde(default)]
@@ -380,7 +397,7 @@ async fn links(st: &AppState, client_id: ObjectId, l: &LinksBlock) -> Result<Inv
             if st.mongo.collection::<Document>(coll).count_documents(doc! { "_id": id, "clientId": client_id }).await?
                 == 0
             {
-                return Err(ApiError::invalid(field, "not a record of this tenant"));
+                return Err(ApiError::unknown(field, "record"));
             }
             *slot = Some(id);
         }
@@ -802,16 +819,21 @@ async fn send_locked(st: &AppState, p: &Principal, meta: &Meta, id: &str) -> Res
 pub struct PaymentCreate {
     /// `PAYMENT` (default) or `REFUND`.
     #[serde(default)]
+    #[schema(schema_with = payment_kind_schema)]
     pub kind: Option<String>,
-    /// Amount, minor units, > 0.
+    /// Amount, minor units, 1..=10^15.
+    #[schema(minimum = 1, maximum = 1000000000000000i64)]
     pub amount_minor: i64,
     /// `CARD`, `BANK_TRANSFER`, `CASH`, `CHECK`, `OTHER`.
+    #[schema(schema_with = method_schema)]
     pub method: String,
     /// Provider (`monetico`, `stripe`...), 0..=50.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_50)]
     pub provider: Option<String>,
     /// The provider's reference, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub provider_reference: Option<String>,
 }
 
@@ -872,6 +894,19 @@ pub fn payment_view(pm: &Payment) -> PaymentView {
 }
 
 const METHODS: [&str; 5] = ["CARD", "BANK_TRANSFER", "CASH", "CHECK", "OTHER"];
+
+/// Schema of [`PaymentCreate::method`] ([`METHODS`]).
+fn method_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&METHODS)
+}
+
+/// A payment's kinds on the wire.
+const PAYMENT_KINDS: [&str; 2] = ["PAYMENT", "REFUND"];
+
+/// Schema of [`PaymentCreate::kind`] ([`PAYMENT_KINDS`]).
+fn payment_kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&PAYMENT_KINDS)
+}
 
 /// Applies `pm` to its invoice once, under the invoice's lock; marks it
 /// COMPLETED or FAILED.
@@ -981,7 +1016,8 @@ async fn apply_locked(st: &AppState, p: &Principal, meta: &Meta, pm: &mut Paymen
 /// 409 `overpayment`, `overrefund`, `invoice_not_payable`,
 /// `idempotency_key_reused`.
 #[utoipa::path(post, path = "/v1/invoices/{id}/payments", tag = "billing", params(("id" = String, Path, description = "Invoice id"),
-        ("Idempotency-Key" = String, Header, description = "Unique per payment request; retries reuse it")), request_body = PaymentCreate,
+        ("Idempotency-Key" = String, Header, description = "Unique per payment request (1 to 100 printable ASCII characters); retries reuse it",
+            min_length = 1, max_length = 100, pattern = "^[!-~]+$")), request_body = PaymentCreate,
     responses((status = 201, body = PaymentResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn record_payment(

@@ -34,43 +34,106 @@ use crate::validate::{currency, hex, money};
 #[serde(deny_unknown_fields)]
 pub struct PlatformInput {
     /// `youtube`, `spotify`, `meta`, `tiktok`, `google`.
+    #[schema(schema_with = ad_platform_schema)]
     pub name: String,
     /// Running on it (default true).
     #[serde(default = "yes")]
     pub is_active: bool,
-    /// Ad account id.
+    /// Ad account id, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub ad_account: String,
-    /// Pixel id.
+    /// Pixel id, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub pixel_id: String,
-    /// Objective on the platform.
+    /// Objective on the platform, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub objective: String,
     /// Targeting: `age_min`, `age_max` (13..=99), `genders`, `languages`,
     /// `interests`, `countries` (ISO alpha-2), `cities`, `lookalike`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub targeting: serde_json::Value,
-    /// Daily budget, minor units.
+    /// Daily budget, minor units, 0..=10^12.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub daily_budget_minor: i64,
-    /// Total budget, minor units.
+    /// Total budget, minor units, 0..=10^12.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub total_budget_minor: i64,
-    /// Bid strategy.
+    /// Bid strategy, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub bid_strategy: String,
     /// First day `YYYY-MM-DD`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::date)]
     pub start_date: Option<String>,
     /// Last day `YYYY-MM-DD`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::date)]
     pub end_date: Option<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Schema of an ad platform name ([`AD_PLATFORMS`]).
+fn ad_platform_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&AD_PLATFORMS)
+}
+
+/// The kinds of creatives.
+const CREATIVE_KINDS: [&str; 4] = ["image", "video", "carousel", "story"];
+
+/// Schema of [`CreativeInput::kind`] ([`CREATIVE_KINDS`]).
+fn creative_kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&CREATIVE_KINDS)
+}
+
+/// A campaign's statuses on the wire ([`schemas::campaign::CampaignStatus`]).
+const STATUSES: [&str; 5] = ["draft", "active", "paused", "completed", "cancelled"];
+
+/// Schema of a campaign status ([`STATUSES`]).
+fn status_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&STATUSES)
+}
+
+/// Schema of [`KpiInput::platform_specific`]: counters named by 1 to 40
+/// of `a-z`, `0-9`, `_`, each a number ≥ 0.
+fn platform_specific_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{schema::AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z0-9_]{1,40}$"))))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0.0)).build().into(),
+        )))
+        .build()
+}
+
+/// A campaign's kinds.
+const KINDS: [&str; 4] = ["acquisition", "conversion", "retention", "branding"];
+
+/// Schema of [`CampaignInput::kind`] ([`KINDS`]).
+fn kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&KINDS)
+}
+
+/// How the agency bills a campaign.
+const BILLING_MODELS: [&str; 3] = ["fixed", "percentage", "performance"];
+
+/// Schema of [`CampaignInput::billing_model`] ([`BILLING_MODELS`]).
+fn billing_model_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&BILLING_MODELS)
+}
+
+/// Schema of a count reported by an ad platform, 0..=10^12.
+fn count_schema() -> utoipa::openapi::Object {
+    crate::openapi::money()
 }
 
 /// A creative, in requests and answers.
@@ -81,28 +144,36 @@ pub struct CreativeInput {
     #[serde(default)]
     pub id: Option<String>,
     /// Name, 1..=100.
+    #[schema(schema_with = crate::openapi::text_100)]
     pub name: String,
     /// `image`, `video`, `carousel`, `story`.
+    #[schema(schema_with = creative_kind_schema)]
     pub kind: String,
     /// Ad platform.
+    #[schema(schema_with = ad_platform_schema)]
     pub platform: String,
     /// Asset URL (http/https).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::http_url)]
     pub url: String,
     /// Running (default true).
     #[serde(default = "yes")]
     pub is_active: bool,
     /// Reported impressions.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub impressions: i64,
     /// Reported clicks.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub clicks: i64,
     /// Reported conversions.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub conversions: i64,
     /// Reported spend, minor units.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub spend_minor: i64,
 }
 
@@ -114,54 +185,75 @@ pub struct CampaignInput {
     #[serde(default)]
     pub client_id: Option<String>,
     /// Name, 1..=150.
+    #[schema(schema_with = crate::openapi::text_150)]
     pub name: Option<String>,
     /// Description, 0..=2000.
+    #[schema(schema_with = crate::openapi::opt_text_2000)]
     pub description: Option<String>,
     /// `draft` (default on create), `active`, `paused`, `completed`, `cancelled`; moves are validated.
+    #[schema(schema_with = status_schema)]
     pub status: Option<String>,
     /// `acquisition`, `conversion`, `retention`, `branding` (default `acquisition`).
+    #[schema(schema_with = kind_schema)]
     pub kind: Option<String>,
     /// Lead it came from (the tenant's).
     pub lead_id: Option<String>,
     /// Contact it is for (the tenant's).
     pub contact_id: Option<String>,
-    /// Artist, song, genres, label, ISRC.
+    /// Artist, 0..=100.
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub artist_name: Option<String>,
-    /// Song or release title.
+    /// Song or release title, 0..=200.
+    #[schema(schema_with = crate::openapi::opt_text_200)]
     pub song_title: Option<String>,
-    /// Genres.
+    /// Genres, at most 10 of 1..=40 characters.
+    #[schema(schema_with = crate::openapi::genres)]
     pub genres: Option<Vec<String>>,
-    /// Label.
+    /// Label, 0..=100.
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub label: Option<String>,
-    /// ISRC (12 characters).
+    /// ISRC (12 characters A-Z 0-9; `""` clears it).
+    #[schema(schema_with = crate::openapi::isrc_or_empty)]
     pub isrc: Option<String>,
     /// Project manager (a user of the tenant).
     pub manager: Option<String>,
     /// Team (users of the tenant).
     pub team: Option<Vec<String>>,
-    /// Ad platforms (replace the list).
+    /// Ad platforms (replace the list), at most 10.
+    #[schema(max_items = 10)]
     pub platforms: Option<Vec<PlatformInput>>,
-    /// Creatives (replace the list).
+    /// Creatives (replace the list), at most 100.
+    #[schema(max_items = 100)]
     pub creatives: Option<Vec<CreativeInput>>,
-    /// Allocated budget, minor units.
+    /// Allocated budget, minor units, 0..=10^12.
+    #[schema(schema_with = crate::openapi::money)]
     pub budget_minor: Option<i64>,
     /// ISO 4217 currency (default `EUR`).
+    #[schema(schema_with = crate::openapi::currency)]
     pub currency: Option<String>,
     /// `fixed`, `percentage`, `performance`.
+    #[schema(schema_with = billing_model_schema)]
     pub billing_model: Option<String>,
     /// Agency commission, basis points 0..=10000.
+    #[schema(schema_with = crate::openapi::basis_points)]
     pub commission_bp: Option<i64>,
     /// First day `YYYY-MM-DD` (required on create).
+    #[schema(schema_with = crate::openapi::date)]
     pub start_date: Option<String>,
-    /// Last day `YYYY-MM-DD`, inclusive.
+    /// Last day `YYYY-MM-DD`, inclusive, not before `start_date`.
+    #[schema(schema_with = crate::openapi::date)]
     pub end_date: Option<String>,
-    /// Main objective.
+    /// Main objective, 0..=200.
+    #[schema(schema_with = crate::openapi::opt_text_200)]
     pub objective: Option<String>,
-    /// Target streams.
+    /// Target streams, 0..=10^12.
+    #[schema(schema_with = count_schema)]
     pub target_streams: Option<i64>,
-    /// Target ROAS.
+    /// Target ROAS, ≥ 0.
+    #[schema(minimum = 0)]
     pub target_roas: Option<f64>,
-    /// Smartlinks promoted (ids of the tenant's links).
+    /// Smartlinks promoted (ids of the tenant's links), at most 50.
+    #[schema(max_items = 50)]
     pub smartlink_ids: Option<Vec<String>>,
     /// A note to append: `{kind: note|optimization|issue|review, content}`.
     #[schema(value_type = Option<Object>)]
@@ -347,7 +439,7 @@ fn creative(i: usize, k: &CreativeInput) -> Result<Creative, ApiError> {
     Ok(Creative {
         id: k.id.as_deref().and_then(|h| ObjectId::parse_str(h).ok()).unwrap_or_default(),
         name: validate::text(&at("name"), &k.name, 1, 100)?,
-        kind: one_of(&at("kind"), &k.kind, &["image", "video", "carousel", "story"])?,
+        kind: one_of(&at("kind"), &k.kind, &CREATIVE_KINDS)?,
         platform: one_of(&at("platform"), &k.platform, &AD_PLATFORMS)?,
         url: if k.url.is_empty() { String::new() } else { validate::http_url(&at("url"), &k.url)? },
         is_active: k.is_active,
@@ -363,7 +455,7 @@ fn creative(i: usize, k: &CreativeInput) -> Result<Creative, ApiError> {
 async fn owned(st: &AppState, client_id: ObjectId, field: &str, coll: &str, id: &str) -> Result<ObjectId, ApiError> {
     let id = validate::object_id(field, id)?;
     if st.mongo.collection::<Document>(coll).count_documents(doc! { "_id": id, "clientId": client_id }).await? == 0 {
-        return Err(ApiError::invalid(field, "not a record of this tenant"));
+        return Err(ApiError::unknown(field, "record"));
     }
     Ok(id)
 }
@@ -377,7 +469,7 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         c.description = validate::opt_text("description", Some(v), 2000)?.unwrap_or_default();
     }
     if let Some(v) = &b.kind {
-        c.kind = one_of("kind", v, &["acquisition", "conversion", "retention", "branding"])?;
+        c.kind = one_of("kind", v, &KINDS)?;
     }
     if let Some(s) = &b.status {
         let to: CampaignStatus =
@@ -416,18 +508,12 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         ci.isrc = v.clone();
     }
     if let Some(v) = &b.manager {
-        c.manager = assignee(st, c.client_id, v)
-            .await
-            .map_err(|_| ApiError::invalid("manager", "not a user of this tenant"))?;
+        c.manager = assignee(st, c.client_id, v).await.map_err(|e| e.on_field("manager"))?;
     }
     if let Some(v) = &b.team {
         let mut team = Vec::new();
         for (i, u) in v.iter().enumerate() {
-            team.extend(
-                assignee(st, c.client_id, u)
-                    .await
-                    .map_err(|_| ApiError::invalid(format!("team[{i}]"), "not a user of this tenant"))?,
-            );
+            team.extend(assignee(st, c.client_id, u).await.map_err(|e| e.on_field(&format!("team[{i}]")))?);
         }
         c.team = team;
     }
@@ -450,7 +536,7 @@ async fn apply_input(st: &AppState, p: &Principal, c: &mut Campaign, b: &Campaig
         c.budget.currency = currency(b.currency.as_deref())?;
     }
     if let Some(v) = &b.billing_model {
-        c.budget.billing_model = one_of("billing_model", v, &["fixed", "percentage", "performance"])?;
+        c.budget.billing_model = one_of("billing_model", v, &BILLING_MODELS)?;
     }
     if let Some(v) = b.commission_bp {
         if !(0..=10_000).contains(&v) {
@@ -634,7 +720,7 @@ pub struct CampaignQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Status.
-    #[param(pattern = "^(draft|active|paused|completed|cancelled)$")]
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
     /// Lead.
     pub lead_id: Option<String>,
@@ -703,34 +789,43 @@ pub fn derived(impressions: i64, views: i64, clicks: i64, spend_minor: i64, conv
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KpiInput {
-    /// Day `YYYY-MM-DD`.
+    /// Day `YYYY-MM-DD`, within the campaign.
+    #[schema(schema_with = crate::openapi::date)]
     pub date: String,
     /// Ad platform.
+    #[schema(schema_with = ad_platform_schema)]
     pub platform: String,
     /// Impressions.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub impressions: i64,
     /// Video views.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub views: i64,
     /// Ad clicks.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub clicks: i64,
     /// Reach.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub reach: i64,
     /// Spend, minor units.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub spend_minor: i64,
     /// Conversions reported by the platform.
     #[serde(default)]
+    #[schema(schema_with = count_schema)]
     pub conversions: i64,
     /// Their value, minor units.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub conversion_value_minor: i64,
     /// Platform-specific counters by name (`watch_time`, `saves`, ...), numbers ≥ 0.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = platform_specific_schema)]
     pub platform_specific: BTreeMap<String, f64>,
 }
 
@@ -1203,6 +1298,14 @@ pub async fn performance(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_statuses_are_the_statuses_the_api_reads() {
+        for s in STATUSES {
+            let parsed: schemas::campaign::CampaignStatus = validate::parse_enum("status", s, "").unwrap();
+            assert_eq!(wire(&parsed), s);
+        }
+    }
 
     #[test]
     fn derived_ratios_are_computed_with_integer_money() {

@@ -74,15 +74,18 @@ pub struct ContactCreate {
     pub email: String,
     /// Phone, E.164.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::phone)]
     pub phone: Option<String>,
     /// Postal address.
     #[serde(default)]
     pub address: Option<Address>,
     /// Company or artist, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub company: Option<String>,
     /// Tags, at most 20 of 1..=30 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::tags)]
     pub tags: Vec<String>,
     /// Assignee: a user of the tenant.
     #[serde(default)]
@@ -106,13 +109,16 @@ pub struct ContactPatch {
     pub last_name: Option<String>,
     /// Email.
     pub email: Option<String>,
-    /// Phone.
+    /// Phone, E.164 (`""` clears it).
+    #[schema(schema_with = crate::openapi::phone_or_empty)]
     pub phone: Option<String>,
     /// Address.
     pub address: Option<Address>,
-    /// Company.
+    /// Company, 0..=100.
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub company: Option<String>,
-    /// Tags.
+    /// Tags, at most 20 of 1..=30 characters.
+    #[schema(schema_with = crate::openapi::tags)]
     pub tags: Option<Vec<String>>,
     /// Assignee (empty string unassigns).
     pub assigned_to: Option<String>,

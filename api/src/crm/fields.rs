@@ -21,18 +21,49 @@ pub fn percent(field: &str, v: Option<i64>, default: i64) -> Result<i64, ApiErro
     }
 }
 
+/// A lead's priorities on the wire ([`Priority`]'s serde names).
+pub const PRIORITIES: [&str; 4] = ["low", "medium", "high", "urgent"];
+
+/// Schema of a lead priority ([`PRIORITIES`]).
+pub fn priority_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&PRIORITIES)
+}
+
 /// A priority (`medium` when absent); 400 otherwise.
 pub fn priority(v: Option<&str>) -> Result<Priority, ApiError> {
-    match v.unwrap_or("medium") {
-        "low" => Ok(Priority::Low),
-        "medium" => Ok(Priority::Medium),
-        "high" => Ok(Priority::High),
-        "urgent" => Ok(Priority::Urgent),
-        _ => Err(ApiError::invalid("priority", "must be low, medium, high or urgent")),
-    }
+    let v = validate::one_of("priority", v.unwrap_or("medium"), &PRIORITIES)?;
+    validate::parse_enum("priority", &v, "must be low, medium, high or urgent")
+}
+
+/// Schema of a lead stage name ([`schemas::crm::LeadStage::ALL`]).
+pub fn lead_stage_schema() -> utoipa::openapi::Object {
+    let names: Vec<&str> = schemas::crm::LeadStage::ALL.iter().map(|s| s.name()).collect();
+    crate::openapi::enumeration(&names)
+}
+
+/// Schema of a new lead's stage: an open one (not `won` or `lost`).
+pub fn open_lead_stage_schema() -> utoipa::openapi::Object {
+    use schemas::crm::LeadStage;
+    let names: Vec<&str> =
+        LeadStage::ALL.iter().filter(|s| !matches!(s, LeadStage::Won | LeadStage::Lost)).map(|s| s.name()).collect();
+    crate::openapi::enumeration(&names)
 }
 
 /// Tags: at most 20 of 1..=30 characters each.
 pub fn tags(field: &str, v: &[String]) -> Result<Vec<String>, ApiError> {
     validate::texts(field, v, 20, 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_priorities_are_the_priorities_the_api_reads() {
+        for p in PRIORITIES {
+            assert_eq!(validate::wire(&priority(Some(p)).unwrap()), p);
+        }
+        assert!(priority(Some("HIGH")).is_err());
+        assert_eq!(priority(None).unwrap(), Priority::Medium);
+    }
 }

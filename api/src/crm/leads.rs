@@ -50,6 +50,7 @@ pub struct LeadCreate {
     pub email: String,
     /// Phone, E.164 (`+33612345678`).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::phone)]
     pub phone: Option<String>,
     /// Postal address.
     #[serde(default)]
@@ -57,50 +58,63 @@ pub struct LeadCreate {
     /// Artist name, 1..=100.
     #[schema(schema_with = crate::openapi::text_100)]
     pub artist_name: String,
-    /// Genres, at most 10.
+    /// Genres, at most 10 of 1..=40 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::genres)]
     pub genres: Vec<String>,
-    /// Label.
+    /// Label, at most 100 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub label: Option<String>,
     /// Profile URLs by name (`spotify`, `instagram`, ...), http(s).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::profile_urls)]
     pub links: BTreeMap<String, String>,
     /// Budget, minor units, 0..=10^12.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::money)]
     pub budget_minor: Option<i64>,
     /// ISO 4217 currency, default `EUR`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::currency)]
     pub currency: Option<String>,
     /// Stage: an open one (`new` default, `contacted`, `qualified`, `proposal`, `negotiation`).
     #[serde(default)]
+    #[schema(schema_with = super::fields::open_lead_stage_schema)]
     pub stage: Option<String>,
     /// `low`, `medium` (default), `high`, `urgent`.
     #[serde(default)]
-    #[schema(pattern = "^(low|medium|high|urgent)$")]
+    #[schema(schema_with = super::fields::priority_schema)]
     pub priority: Option<String>,
     /// Score, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::percent)]
     pub score: Option<i64>,
     /// Probability, 0..=100.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::percent)]
     pub probability: Option<i64>,
     /// Tags, at most 20 of 1..=30 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::tags)]
     pub tags: Vec<String>,
     /// Channel: one of the tenant's lead sources (CRM settings; by default
     /// `website`, `social`, `referral`, `direct`, `ads`, `event`, `other`
     /// (the default)).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::text_30)]
     pub source: Option<String>,
-    /// UTM source.
+    /// UTM source, at most 100 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub utm_source: Option<String>,
-    /// UTM medium.
+    /// UTM medium, at most 100 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub utm_medium: Option<String>,
-    /// UTM campaign.
+    /// UTM campaign, at most 100 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub utm_campaign: Option<String>,
     /// Assignee: a user of the tenant.
     #[serde(default)]
@@ -123,25 +137,32 @@ pub struct LeadPatch {
     pub last_name: Option<String>,
     /// Email.
     pub email: Option<String>,
-    /// Phone.
+    /// Phone, E.164 (`""` clears it).
+    #[schema(schema_with = crate::openapi::phone_or_empty)]
     pub phone: Option<String>,
     /// Artist name.
     #[schema(schema_with = crate::openapi::text_100)]
     pub artist_name: Option<String>,
     /// Stage (transitions: `schemas::crm::LeadStage::can_move_to`; `lost` needs `lost_reason`).
+    #[schema(schema_with = super::fields::lead_stage_schema)]
     pub stage: Option<String>,
-    /// Why lost.
+    /// Why lost, 1..=500 characters.
+    #[schema(schema_with = crate::openapi::text_500)]
     pub lost_reason: Option<String>,
     /// Priority.
-    #[schema(pattern = "^(low|medium|high|urgent)$")]
+    #[schema(schema_with = super::fields::priority_schema)]
     pub priority: Option<String>,
     /// Score, 0..=100.
+    #[schema(schema_with = crate::openapi::percent)]
     pub score: Option<i64>,
     /// Probability, 0..=100.
+    #[schema(schema_with = crate::openapi::percent)]
     pub probability: Option<i64>,
-    /// Budget, minor units.
+    /// Budget, minor units, 0..=10^12.
+    #[schema(schema_with = crate::openapi::money)]
     pub budget_minor: Option<i64>,
-    /// Tags.
+    /// Tags, at most 20 of 1..=30 characters.
+    #[schema(schema_with = crate::openapi::tags)]
     pub tags: Option<Vec<String>>,
     /// Assignee (a user id of the tenant; empty string unassigns).
     pub assigned_to: Option<String>,
@@ -168,16 +189,27 @@ pub struct NoteView {
     pub created_at: String,
 }
 
+/// The kinds of a note on a lead.
+const NOTE_KINDS: [&str; 5] = ["note", "call", "email", "meeting", "follow_up"];
+
+/// Schema of a note's kind ([`NOTE_KINDS`]).
+fn note_kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&NOTE_KINDS)
+}
+
 /// `POST /v1/leads/{id}/notes` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteCreate {
     /// `note`, `call`, `email`, `meeting`, `follow_up`.
+    #[schema(schema_with = note_kind_schema)]
     pub kind: String,
     /// Text, 1..=5000.
+    #[schema(schema_with = crate::openapi::text_5000)]
     pub content: String,
     /// Due time of a follow-up, RFC 3339.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::time)]
     pub due_at: Option<String>,
 }
 
@@ -596,14 +628,8 @@ async fn add_note_locked(
     b: NoteCreate,
 ) -> Result<(StatusCode, Json<LeadView>), ApiError> {
     let old = load_lead(st, p, id).await?;
-    if !["note", "call", "email", "meeting", "follow_up"].contains(&b.kind.as_str()) {
-        return Err(ApiError::invalid("kind", "must be note, call, email, meeting or follow_up"));
-    }
-    let due_at = b
-        .due_at
-        .as_deref()
-        .map(|d| validate::rfc3339("due_at", d).map(|s| DateTime::from_millis(i64::from(s) * 1000)))
-        .transpose()?;
+    validate::one_of("kind", &b.kind, &NOTE_KINDS)?;
+    let due_at = b.due_at.as_deref().map(|d| validate::instant("due_at", d)).transpose()?;
     let now = DateTime::now();
     let note = Note {
         id: ObjectId::new(),
@@ -640,26 +666,38 @@ pub struct LeadQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Stage.
+    #[param(schema_with = super::fields::lead_stage_schema)]
     pub stage: Option<String>,
     /// Priority.
-    #[param(pattern = "^(low|medium|high|urgent)$")]
+    #[param(schema_with = super::fields::priority_schema)]
     pub priority: Option<String>,
     /// Assignee user id.
     pub assigned_to: Option<String>,
     /// Source channel.
+    #[param(schema_with = crate::openapi::text_30)]
     pub source: Option<String>,
     /// Tag.
-    #[param(min_length = 1, max_length = 30)]
+    #[param(schema_with = crate::openapi::text_30)]
     pub tag: Option<String>,
-    /// Text in first, last or artist name (case-insensitive).
+    /// Text in first, last or artist name (case-insensitive), 1..=100 characters.
+    #[param(schema_with = crate::openapi::text_100)]
     pub q: Option<String>,
     /// `created` (newest first, default) or `score` (highest first).
+    #[param(schema_with = sort_schema)]
     pub sort: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (the id of its last lead).
     pub cursor: Option<String>,
+}
+
+/// How leads can be listed: newest first, or by score.
+const SORTS: [&str; 2] = ["created", "score"];
+
+/// Schema of [`LeadQuery::sort`].
+fn sort_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&SORTS)
 }
 
 /// A page of leads.
@@ -726,19 +764,21 @@ pub async fn list_leads(
             { "artist.name": { "$regex": &re, "$options": "i" } },
         ] });
     }
-    let by_score = match q.sort.as_deref().unwrap_or("created") {
-        "created" => false,
-        "score" => true,
-        _ => return Err(ApiError::invalid("sort", "must be created or score")),
-    };
+    let by_score = validate::one_of("sort", q.sort.as_deref().unwrap_or("created"), &SORTS)? == "score";
     if let Some(c) = &q.cursor {
+        let id = validate::object_id("cursor", c)?;
         if by_score {
-            let (score, id) = c.split_once('_').ok_or_else(|| ApiError::invalid("cursor", "malformed"))?;
-            let score: i64 = score.parse().map_err(|_| ApiError::invalid("cursor", "malformed"))?;
-            let id = validate::object_id("cursor", id)?;
+            // The page after lead `id`: lower scores, or its score and lower ids.
+            let after = st
+                .mongo
+                .collection::<Lead>(collections::LEADS)
+                .find_one(doc! { "_id": id, "clientId": client.id })
+                .await?
+                .ok_or(ApiError::NotFound("lead"))?;
+            let score = after.pipeline.score;
             and.push(doc! { "$or": [ { "pipeline.score": { "$lt": score } }, { "pipeline.score": score, "_id": { "$lt": id } } ] });
         } else {
-            f.insert("_id", doc! { "$lt": validate::object_id("cursor", c)? });
+            f.insert("_id", doc! { "$lt": id });
         }
     }
     if !and.is_empty() {
@@ -760,7 +800,7 @@ pub async fn list_leads(
         .await?;
     let next_cursor = if leads.len() as i64 > limit {
         leads.truncate(limit as usize);
-        leads.last().map(|l| if by_score { format!("{}_{}", l.pipeline.score, l.id.to_hex()) } else { l.id.to_hex() })
+        leads.last().map(|l| l.id.to_hex())
     } else {
         None
     };

@@ -34,13 +34,17 @@ use crate::validate;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Address {
-    /// Street.
+    /// Street, at most 200 characters.
+    #[schema(schema_with = crate::openapi::opt_text_200)]
     pub street: String,
-    /// City.
+    /// City, at most 100 characters.
+    #[schema(schema_with = crate::openapi::opt_text_100)]
     pub city: String,
-    /// Postal code.
+    /// Postal code, at most 20 characters.
+    #[schema(schema_with = crate::openapi::opt_text_20)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2 country.
+    #[schema(schema_with = crate::openapi::country_or_empty)]
     pub country: String,
 }
 

@@ -25,29 +25,46 @@ use crate::validate::{self, one_of, rfc};
 const PRIORITIES: [&str; 4] = ["LOW", "MEDIUM", "HIGH", "URGENT"];
 const STATUSES: [&str; 4] = ["PENDING", "IN_PROGRESS", "COMPLETED", "CANCELLED"];
 
+/// The kinds of CRM records tasks and activities refer to.
+const RELATED_KINDS: [&str; 3] = ["lead", "contact", "opportunity"];
+
+/// Schema of [`RelatedDto::kind`].
+fn related_kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&RELATED_KINDS)
+}
+
+/// The kinds of manual activities.
+const ACTIVITY_KINDS: [&str; 4] = ["call", "email", "meeting", "note"];
+
+/// Schema of [`ActivityCreate::kind`].
+fn activity_kind_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&ACTIVITY_KINDS)
+}
+
 /// A reference to a CRM record in a request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelatedDto {
     /// `lead`, `contact` or `opportunity`.
-    #[schema(pattern = "^(lead|contact|opportunity)$")]
+    #[schema(schema_with = related_kind_schema)]
     pub kind: String,
     /// Its id.
     pub id: String,
 }
 
-/// Checks that `r` names a record of tenant `client_id`; 400 otherwise.
+/// Checks that `r` names a record of tenant `client_id`: 400 when it is
+/// malformed, 404 when the tenant has no such record.
 async fn related(st: &AppState, client_id: ObjectId, r: &RelatedDto) -> Result<Related, ApiError> {
     let id = validate::object_id("related.id", &r.id)?;
     let f = doc! { "_id": id, "clientId": client_id };
-    let found = match r.kind.as_str() {
+    let kind = one_of("related.kind", &r.kind, &RELATED_KINDS)?;
+    let found = match kind.as_str() {
         "lead" => st.mongo.collection::<Lead>(collections::LEADS).find_one(f).await?.is_some(),
         "contact" => st.mongo.collection::<Contact>(collections::CONTACTS).find_one(f).await?.is_some(),
-        "opportunity" => st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find_one(f).await?.is_some(),
-        _ => return Err(ApiError::invalid("related.kind", "must be lead, contact or opportunity")),
+        _ => st.mongo.collection::<Opportunity>(collections::OPPORTUNITIES).find_one(f).await?.is_some(),
     };
     if !found {
-        return Err(ApiError::invalid("related.id", "no such record in this tenant"));
+        return Err(ApiError::unknown("related.id", "record"));
     }
     Ok(Related { kind: r.kind.clone(), id })
 }
@@ -318,17 +335,20 @@ pub async fn patch(
 #[serde(deny_unknown_fields)]
 pub struct ActivityCreate {
     /// `call`, `email`, `meeting`, `note`.
-    #[schema(pattern = "^(call|email|meeting|note)$")]
+    #[schema(schema_with = activity_kind_schema)]
     pub kind: String,
     /// Subject, 1..=200.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub subject: String,
     /// Body, at most 5000.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::opt_text_5000)]
     pub body: Option<String>,
     /// The record.
     pub related: RelatedDto,
     /// When it happened, RFC 3339 (default now).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::time)]
     pub at: Option<String>,
 }
 
@@ -361,13 +381,13 @@ pub async fn create_activity(
     let a = Activity {
         id: ObjectId::new(),
         client_id,
-        kind: one_of("kind", &b.kind, &["call", "email", "meeting", "note"])?,
+        kind: one_of("kind", &b.kind, &ACTIVITY_KINDS)?,
         subject: validate::text("subject", &b.subject, 1, 200)?,
         body: validate::opt_text("body", b.body.as_deref(), 5000)?.unwrap_or_default(),
         related: related(&st, client_id, &b.related).await?,
         by: p.user_id(),
         at: match b.at.as_deref() {
-            Some(t) => DateTime::from_millis(i64::from(validate::rfc3339("at", t)?) * 1000),
+            Some(t) => validate::instant("at", t)?,
             None => DateTime::now(),
         },
     };

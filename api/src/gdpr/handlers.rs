@@ -44,6 +44,7 @@ pub struct ConsentInput {
     pub functional: bool,
     /// Where it was given: `banner`, `form`, `api` (default), `email`.
     #[serde(default)]
+    #[schema(schema_with = consent_source_schema)]
     pub source: Option<String>,
     /// The smartlink visitor id (`sl_vid`) of the browser that gave it.
     #[serde(default)]
@@ -106,6 +107,14 @@ fn visitor_id(field: &str, v: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Where consents are given.
+const CONSENT_SOURCES: [&str; 4] = ["banner", "form", "api", "email"];
+
+/// Schema of [`ConsentInput::source`] ([`CONSENT_SOURCES`]).
+fn consent_source_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&CONSENT_SOURCES)
+}
+
 fn source(v: Option<&str>, allowed: &[&str]) -> Result<String, ApiError> {
     crate::validate::one_of("source", v.unwrap_or("api"), allowed)
 }
@@ -128,7 +137,7 @@ pub async fn put_consent(
         analytics: b.analytics,
         marketing: b.marketing,
         functional: b.functional,
-        source: source(b.source.as_deref(), &["banner", "form", "api", "email"])?,
+        source: source(b.source.as_deref(), &CONSENT_SOURCES)?,
         at: DateTime::now(),
     };
     let vid = b.visitor_id.as_deref().map(|v| visitor_id("visitor_id", v)).transpose()?;

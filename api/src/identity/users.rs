@@ -174,7 +174,8 @@ pub fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
 }
 
 /// Resolves an assignee id (`assigned_to` of leads and tasks): a user of
-/// `client_id`, `None` for the empty string, else 400.
+/// `client_id`, `None` for the empty string; 400 when `v` is not an id, 404
+/// when it names no user of the tenant.
 pub async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Option<ObjectId>, ApiError> {
     if v.is_empty() {
         return Ok(None);
@@ -182,7 +183,7 @@ pub async fn assignee(st: &AppState, client_id: ObjectId, v: &str) -> Result<Opt
     let id = validate::object_id("assigned_to", v)?;
     let found =
         st.mongo.collection::<User>(collections::USERS).find_one(doc! { "_id": id, "clientId": client_id }).await?;
-    found.map(|u| Some(u.id)).ok_or_else(|| ApiError::invalid("assigned_to", "not a user of this tenant"))
+    found.map(|u| Some(u.id)).ok_or_else(|| ApiError::unknown("assigned_to", "user"))
 }
 
 fn totp(secret: Vec<u8>) -> Result<TOTP, ApiError> {

@@ -28,23 +28,30 @@ use crate::validate::{self, rfc};
 #[serde(deny_unknown_fields)]
 pub struct TrackDto {
     /// Title, 1..=200 characters.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub title: String,
     /// Artist, 1..=200 characters.
+    #[schema(schema_with = crate::openapi::text_200)]
     pub artist_name: String,
     /// Album, at most 200 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::text_200)]
     pub album_name: Option<String>,
     /// Genre, at most 100 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::text_100)]
     pub genre: Option<String>,
     /// Release date, RFC 3339 (`2026-11-21T00:00:00Z`).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::time)]
     pub release_date: Option<String>,
     /// Duration, seconds (1..=36000).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 36000)]
     pub duration_s: Option<i64>,
     /// ISRC, 12 characters of A-Z0-9.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::isrc)]
     pub isrc: Option<String>,
 }
 
@@ -52,12 +59,15 @@ pub struct TrackDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomPlatformDto {
-    /// Button label, 1..=60 characters.
+    /// Button label, 1..=60 characters, with a letter or digit.
+    #[schema(schema_with = crate::openapi::label_60)]
     pub name: String,
     /// Destination, http(s).
+    #[schema(schema_with = crate::openapi::http_url)]
     pub url: String,
     /// Icon, http(s).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::http_url)]
     pub icon_url: Option<String>,
 }
 
@@ -66,10 +76,13 @@ pub struct CustomPlatformDto {
 #[serde(deny_unknown_fields)]
 pub struct MediaDto {
     /// Cover art.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub cover_art: Option<String>,
     /// Background image.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub background_image: Option<String>,
     /// 30 s audio preview.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub audio_preview: Option<String>,
 }
 
@@ -78,13 +91,17 @@ pub struct MediaDto {
 #[serde(deny_unknown_fields)]
 pub struct SeoDto {
     /// Page title, at most 200 characters; defaults to "Title - Artist".
+    #[schema(schema_with = crate::openapi::text_200)]
     pub meta_title: Option<String>,
     /// Description, at most 500 characters.
+    #[schema(schema_with = crate::openapi::text_500)]
     pub meta_description: Option<String>,
     /// Keywords, at most 20 of 50 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::keywords)]
     pub keywords: Vec<String>,
     /// `og:image`, http(s); defaults to the cover art.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub og_image: Option<String>,
 }
 
@@ -99,9 +116,10 @@ pub struct SmartlinkCreate {
     /// Slug, unique per tenant: 1..=64 of a-z, 0-9, `-`.
     #[schema(schema_with = crate::openapi::slug)]
     pub slug: String,
-    /// `active` (default) or `draft`.
+    /// `active` (default) or `draft`. An active link needs a destination
+    /// (`platforms` or `custom_platforms`).
     #[serde(default)]
-    #[schema(pattern = "^(active|draft)$")]
+    #[schema(schema_with = new_status_schema)]
     pub status: Option<String>,
     /// Featured on the tenant's dashboard.
     #[serde(default)]
@@ -111,9 +129,11 @@ pub struct SmartlinkCreate {
     /// Destinations by platform id (`spotify`, `apple-music`, `deezer`,
     /// `youtube`, `soundcloud`, `tidal`, `amazon-music`, `bandcamp`).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::platform_urls)]
     pub platforms: BTreeMap<String, String>,
     /// Other destinations, at most 10.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub custom_platforms: Vec<CustomPlatformDto>,
     /// Media URLs.
     #[serde(default)]
@@ -132,15 +152,17 @@ pub struct SmartlinkPatch {
     #[schema(schema_with = crate::openapi::slug)]
     pub slug: Option<String>,
     /// `active`, `draft` or `archived`.
-    #[schema(pattern = "^(active|draft|archived)$")]
+    #[schema(schema_with = status_schema)]
     pub status: Option<String>,
     /// Featured flag.
     pub featured: Option<bool>,
     /// The track.
     pub track: Option<TrackDto>,
     /// Destinations by platform id.
+    #[schema(schema_with = crate::openapi::platform_urls)]
     pub platforms: Option<BTreeMap<String, String>>,
-    /// Other destinations.
+    /// Other destinations, at most 10.
+    #[schema(max_items = 10)]
     pub custom_platforms: Option<Vec<CustomPlatformDto>>,
     /// Media URLs.
     pub media: Option<MediaDto>,
@@ -208,7 +230,7 @@ pub struct ListQuery {
     /// Tenant; required with the operator key, defaults to the key's tenant.
     pub client_id: Option<String>,
     /// Only links with this status.
-    #[param(pattern = "^(active|draft|archived)$")]
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -225,15 +247,28 @@ fn status_name(s: LinkStatus) -> &'static str {
     }
 }
 
+/// A link's statuses on the wire; a new link is one of the first two.
+const STATUSES: [&str; 3] = ["active", "draft", "archived"];
+
+/// Schema of a link status ([`STATUSES`]).
+fn status_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&STATUSES)
+}
+
+/// Schema of a new link's status (`active` or `draft`).
+fn new_status_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&STATUSES[..2])
+}
+
 fn parse_status(field: &str, v: &str, allow_archived: bool) -> Result<LinkStatus, ApiError> {
     match v {
         "active" => Ok(LinkStatus::Active),
         "draft" => Ok(LinkStatus::Draft),
         "archived" if allow_archived => Ok(LinkStatus::Archived),
-        _ => Err(ApiError::invalid(
-            field,
-            if allow_archived { "must be active, draft or archived" } else { "must be active or draft" },
-        )),
+        _ => {
+            let allowed = if allow_archived { &STATUSES[..] } else { &STATUSES[..2] };
+            Err(ApiError::invalid(field, format!("must be one of {}", allowed.join(", "))))
+        }
     }
 }
 
