@@ -20,7 +20,9 @@
 # no alert firing, metric catalogue) and the ClickHouse outage drill (the
 # write-failure alert fires, reaches the operators by email and resolves;
 # nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
-# TEST_SKIP_E2E=1 skips those two, schemathesis against the demo's api (no
+# TEST_SKIP_E2E=1 skips those two, the landing page in Chromium under its
+# Content-Security-Policy (consent, pixels, DNT, framing, markup in texts:
+# deploy/local/browser.sh), schemathesis against the demo's api (no
 # 5xx, answers match the OpenAPI document: deploy/local/schemathesis.sh),
 # and the bot-detection benchmark on public
 # lists (benches bot_recall: recall >= 97 %, false positives <= 0.5 %). Then
@@ -64,6 +66,7 @@ if [ -z "${TEST_SKIP_E2E:-}" ]; then
   log "end to end: demo (500 visits) and the ClickHouse outage drill"
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
+  "$DEPLOY/browser.sh" || broken+=("deploy/local/browser.sh")
   # After the drill: the operator's generated requests may archive any
   # tenant's links, the demo's too (loadgen reactivates them next run).
   "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")

@@ -248,8 +248,7 @@ mod tests {
     }
 
     fn enricher() -> Enricher {
-        let db =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb");
+        let db = testkit::geoip_test_db("GeoIP2-City-Test.mmdb");
         Enricher {
             geoip: Arc::new(GeoIp::open(&[db]).unwrap()),
             ua: Arc::new(UaParser::new(100)),
@@ -304,7 +303,7 @@ mod tests {
     #[test]
     fn a_corrupt_geoip_database_is_counted_and_the_row_still_written() {
         let mut en = enricher();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test");
+        let dir = testkit::geoip_test_db("");
         en.geoip = Arc::new(GeoIp::open(&[dir.join("GeoIP2-City-Test-Invalid-Node-Count.mmdb")]).unwrap());
         let r = en.enrich(&raw("81.2.69.142", "Mozilla/5.0", "GET"), 0);
         assert_eq!(r.country, [0, 0]);

@@ -221,7 +221,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn test_db(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/geoip-test").join(name)
+        testkit::geoip_test_db(name)
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -18,10 +18,7 @@ use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSIO
 use testkit::{eventually, unique_name, ClickHouseInstance};
 
 fn geoip_test_db() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/geoip-test/GeoIP2-City-Test.mmdb")
-        .display()
-        .to_string()
+    testkit::geoip_test_db("GeoIP2-City-Test.mmdb").display().to_string()
 }
 
 struct Env {

@@ -96,13 +96,29 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// The repository's root. Cargo sets `CARGO_MANIFEST_DIR` when it runs a
+/// test or bench, to the crate's folder, a top-level folder of the
+/// repository; the value compiled in is the fallback. At run time, because
+/// the shared target dir reuses binaries built from another checkout of
+/// the repository (CI's clone), whose compiled-in path may be gone.
+pub fn repo_root() -> std::path::PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().map(std::path::Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// The GeoIP test databases with known answers (`../shared/data/geoip-test`,
+/// beside the repository), file `name`.
+pub fn geoip_test_db(name: &str) -> std::path::PathBuf {
+    repo_root().join("../shared/data/geoip-test").join(name)
+}
+
 /// The local stack's state directory, where `deploy/local/up.sh` links the
 /// data tests and benches read (`geoip/`, `data/user-agents.json`):
 /// `$SMARTLINKS_STATE_DIR`, else `<repo>/.state`.
 pub fn state_dir() -> std::path::PathBuf {
-    std::env::var("SMARTLINKS_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state"))
+    std::env::var("SMARTLINKS_STATE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join(".state"))
 }
 
 fn kafka_libs() -> std::path::PathBuf {
@@ -145,7 +161,7 @@ group.initial.rebalance.delay.ms=0\n",
 
     fn java(&self, main: &str) -> std::process::Command {
         let mut c = std::process::Command::new("java");
-        let log4j = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/kafka/log4j.properties");
+        let log4j = repo_root().join("deploy/local/kafka/log4j.properties");
         c.args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC"])
             .arg(format!("-Dlog4j.configuration=file:{}", log4j.display()))
             .arg("-cp")
@@ -212,7 +228,7 @@ impl ClickHouseInstance {
         for sub in ["data", "tmp", "log", "user_files", "format_schemas"] {
             std::fs::create_dir_all(dir.join(sub)).expect("clickhouse dir");
         }
-        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/clickhouse");
+        let deploy = repo_root().join("deploy/local/clickhouse");
         let config = std::fs::read_to_string(deploy.join("config.xml.in"))
             .expect("config template")
             .replace("@STATE@/clickhouse", &dir.display().to_string())
