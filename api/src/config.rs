@@ -76,6 +76,13 @@ pub struct Config {
     /// blind index; changing it breaks lookups of stored emails. Never logged.
     #[envconfig(from = "API_BLIND_INDEX_KEY", default = "")]
     pub blind_index_key: Secret,
+    /// `API_PII_LEGACY_V1`: read personal-data values written before
+    /// ciphertexts were bound to their record and field (`enc:v1:`, before
+    /// 2026-12). Default false: they are refused (a v1 value decrypts
+    /// wherever it is copied); `api rewrap-pii` rewrites them as bound
+    /// values, reading them whatever this says.
+    #[envconfig(from = "API_PII_LEGACY_V1", default = "false")]
+    pub pii_legacy_v1: bool,
     /// `API_SESSION_TTL_SECS`: lifetime of a login session, s. Default 43200 (12 h).
     #[envconfig(from = "API_SESSION_TTL_SECS", default = "43200")]
     pub session_ttl_secs: u32,

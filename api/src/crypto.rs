@@ -12,9 +12,11 @@
 //!   one copied onto another record or field (a phone pasted over another
 //!   tenant's email by someone who can write the database) no longer
 //!   decrypts. Values moved between records are re-encrypted
-//!   ([`Pii::rebind`]). `enc:v1:` values, written before the binding, still
-//!   decrypt (without it) and are rewritten as v2 when their record is next
-//!   saved.
+//!   ([`Pii::rebind`]). `enc:v1:` values, written before the binding, are
+//!   refused ([`CryptoError::Legacy`]) unless `API_PII_LEGACY_V1` is set
+//!   ([`Pii::with_legacy_v1`]): a v1 value would decrypt wherever it is
+//!   copied. `api rewrap-pii` ([`crate::rewrap`]) rewrites them as v2, and
+//!   values under an older key with the current one.
 //! - The blind index is `hex(HMAC-SHA256(API_BLIND_INDEX_KEY, normalised value))`;
 //!   emails are normalised by trimming and lowercasing.
 
@@ -37,6 +39,10 @@ pub enum CryptoError {
     /// A stored value is not a ciphertext or does not authenticate.
     #[error("ciphertext does not decrypt")]
     Corrupt,
+    /// A value written before ciphertexts were bound to their place
+    /// (`enc:v1:`), refused: `api rewrap-pii` rewrites them.
+    #[error("a personal-data value predates field binding (enc:v1); run `api rewrap-pii`")]
+    Legacy,
     /// The OS has no randomness.
     #[error("no randomness: {0}")]
     Random(String),
@@ -47,6 +53,8 @@ pub enum CryptoError {
 pub struct Pii {
     keys: Vec<(String, Aes256Gcm)>,
     index_key: Vec<u8>,
+    /// `enc:v1:` values decrypt (without a binding).
+    legacy_v1: bool,
 }
 
 impl std::fmt::Debug for Pii {
@@ -107,7 +115,24 @@ impl Pii {
         if index_key.len() < 32 {
             return Err(CryptoError::BadConfig("blind index key: at least 32 bytes".into()));
         }
-        Ok(Pii { keys: parsed, index_key })
+        Ok(Pii { keys: parsed, index_key, legacy_v1: false })
+    }
+
+    /// These keys, reading `enc:v1:` values (unbound) too when `yes`.
+    pub fn with_legacy_v1(mut self, yes: bool) -> Pii {
+        self.legacy_v1 = yes;
+        self
+    }
+
+    /// The id of the key new values are encrypted with (the first).
+    pub fn current_key_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// The ids of the configured keys after the first (older keys, kept to
+    /// read values not yet rewritten).
+    pub fn older_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().skip(1).map(|(k, _)| k.as_str())
     }
 
     /// A fresh random key in the `kid:base64` form [`Pii::new`] reads.
@@ -133,10 +158,12 @@ impl Pii {
 
     /// Decrypts a value [`Pii::encrypt`] made for `at`, with any configured
     /// key; [`CryptoError::Corrupt`] when it was made for another place
-    /// (or altered). Legacy `enc:v1:` values decrypt without the binding.
+    /// (or altered). Legacy `enc:v1:` values: [`CryptoError::Legacy`],
+    /// unless [`Pii::with_legacy_v1`] (then they decrypt unbound).
     pub fn decrypt(&self, stored: &str, at: Field<'_>) -> Result<String, CryptoError> {
         let (rest, aad) = match stored.strip_prefix(PREFIX) {
             Some(rest) => (rest, at.aad()),
+            None if !self.legacy_v1 && stored.starts_with(LEGACY_PREFIX) => return Err(CryptoError::Legacy),
             None => (stored.strip_prefix(LEGACY_PREFIX).ok_or(CryptoError::Corrupt)?, String::new()),
         };
         let (kid, b64) = rest.split_once(':').ok_or(CryptoError::Corrupt)?;
@@ -209,12 +236,16 @@ mod tests {
         assert_eq!(p.decrypt(&a, Field { collection: "contacts", ..at("phone") }), Err(CryptoError::Corrupt));
         let moved = p.rebind(&a, at("phone"), other).unwrap();
         assert_eq!(p.decrypt(&moved, other).unwrap(), "+33612345678");
-        // A value written before the binding (v1: no associated data) still reads.
+        // A value written before the binding (v1: no associated data)
+        // decrypts anywhere, so it is refused unless legacy reads are on.
         let (kid, cipher) = &p.keys[0];
         let nonce = [3u8; 12];
         let ct = cipher.encrypt(Nonce::from_slice(&nonce), b"legacy".as_ref()).unwrap();
         let v1 = format!("enc:v1:{kid}:{}", B64.encode([nonce.to_vec(), ct].concat()));
-        assert_eq!(p.decrypt(&v1, at("email")).unwrap(), "legacy");
+        assert_eq!(p.decrypt(&v1, at("email")), Err(CryptoError::Legacy));
+        let legacy = p.clone().with_legacy_v1(true);
+        assert_eq!(legacy.decrypt(&v1, at("email")).unwrap(), "legacy");
+        assert_eq!(legacy.decrypt(&v1, other).unwrap(), "legacy", "unbound: why v1 is refused");
     }
 
     #[test]

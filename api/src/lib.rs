@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod rbac;
+pub mod rewrap;
 pub mod state;
 pub mod store;
 pub mod tenants;

@@ -86,7 +86,7 @@ impl AppState {
         let pii = if cfg.pii_keys.is_empty() && cfg.blind_index_key.is_empty() {
             None
         } else {
-            Some(Pii::new(cfg.pii_keys.expose(), cfg.blind_index_key.expose())?)
+            Some(Pii::new(cfg.pii_keys.expose(), cfg.blind_index_key.expose())?.with_legacy_v1(cfg.pii_legacy_v1))
         };
         let rate = NonZeroU32::new(cfg.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(rate);

@@ -256,3 +256,79 @@ async fn consents_newsletter_and_a_subject_export_then_erasure_cover_crm_billing
         }
     }
 }
+
+/// `plain` encrypted as before field binding (`enc:v1:`: no associated
+/// data) with key `kid` of `raw` bytes.
+fn v1_ciphertext(kid: &str, raw: &[u8; 32], plain: &str) -> String {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use base64::Engine;
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(raw).unwrap();
+    let nonce = [9u8; 12];
+    let ct = cipher.encrypt(aes_gcm::Nonce::from_slice(&nonce), plain.as_bytes()).unwrap();
+    format!("enc:v1:{kid}:{}", base64::engine::general_purpose::STANDARD.encode([nonce.to_vec(), ct].concat()))
+}
+
+#[tokio::test]
+async fn unbound_ciphertexts_are_refused_until_rewrapped_and_a_new_key_rewraps_every_value() {
+    use base64::Engine;
+    let b64 = |k: &[u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let (k1, k2) = ([1u8; 32], [2u8; 32]);
+    let index = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=";
+    let keys = format!("test1:{}", b64(&k1));
+    let e = support::env_custom(|cfg| cfg.pii_keys = keys.clone().into()).await;
+    let (tenant, _) = e.tenant("rewrap").await;
+    let (key, _) = e.key_with(&tenant, &["crm:write"]).await;
+    let lead = e.ok(&key, Method::POST, "/v1/leads", Some(support::lead("Ada", "Rewrap", "ada@rewrap.test"))).await;
+    let id = lead["id"].as_str().unwrap();
+    let oid = bson::oid::ObjectId::parse_str(id).unwrap();
+    let leads = e.mongo.collection::<bson::Document>(schemas::mongo::collections::LEADS);
+
+    // Values as an older release wrote them: unbound, so refused.
+    let legacy = bson::doc! { "$set": {
+        "personal.emailEnc": v1_ciphertext("test1", &k1, "ada@rewrap.test"),
+        "personal.phoneEnc": v1_ciphertext("test1", &k1, "+33612345678"),
+    } };
+    leads.update_one(bson::doc! { "_id": oid }, legacy).await.unwrap();
+    // One of a list of ciphertexts (alert recipients) too.
+    let put = json!({"emails": ["a@rewrap.test", "b@rewrap.test"]});
+    e.ok(&e.op, Method::PUT, &format!("/v1/alerts/settings?client_id={tenant}"), Some(put)).await;
+    let settings = e.mongo.collection::<bson::Document>(schemas::mongo::collections::ALERT_SETTINGS);
+    let toid = bson::oid::ObjectId::parse_str(&tenant).unwrap();
+    let v1 = v1_ciphertext("test1", &k1, "a@rewrap.test");
+    settings.update_one(bson::doc! { "_id": toid }, bson::doc! { "$set": { "emailsEnc.0": v1 } }).await.unwrap();
+    let (s, v) = e.call(Some(&key), Method::GET, &format!("/v1/leads/{id}"), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{v}");
+
+    // `api rewrap-pii` binds them; the API reads them again.
+    let pii = api::crypto::Pii::new(&keys, index).unwrap();
+    let counts = |report: &[(api::rewrap::Place, api::rewrap::Counts)], path: &str| {
+        report.iter().find(|(p, _)| p.collection == "leads" && p.path == path).unwrap().1.clone()
+    };
+    let report = api::rewrap::run(&e.mongo, &pii).await.unwrap();
+    assert_eq!(counts(&report, "personal.emailEnc").rewritten, 1);
+    assert_eq!(counts(&report, "personal.phoneEnc").rewritten, 1);
+    assert_eq!(counts(&report, "personal.addressEnc").rewritten, 0, "already bound under the current key");
+    let emails = report.iter().find(|(p, _)| p.path == "emailsEnc").unwrap().1.clone();
+    assert_eq!(emails.rewritten, 1, "the list holding a v1 value");
+    let alerts = e.ok(&e.op, Method::GET, &format!("/v1/alerts/settings?client_id={tenant}"), None).await;
+    assert_eq!(alerts["emails"], json!(["a@rewrap.test", "b@rewrap.test"]));
+    assert!(report.iter().all(|(_, c)| c.failed == 0 && c.raced == 0), "{report:?}");
+    let back = e.ok(&key, Method::GET, &format!("/v1/leads/{id}"), None).await;
+    assert_eq!((back["email"].as_str(), back["phone"].as_str()), (Some("ada@rewrap.test"), Some("+33612345678")));
+
+    // A new key first: every value of every place moves to it; then nothing is left.
+    let rotated = api::crypto::Pii::new(&format!("test2:{},{keys}", b64(&k2)), index).unwrap();
+    let report = api::rewrap::run(&e.mongo, &rotated).await.unwrap();
+    for path in ["personal.emailEnc", "personal.phoneEnc", "personal.addressEnc"] {
+        assert_eq!(counts(&report, path).rewritten, 1, "{path}");
+    }
+    let stored = leads.find_one(bson::doc! { "_id": oid }).await.unwrap().unwrap();
+    let personal = stored.get_document("personal").unwrap();
+    for f in ["emailEnc", "phoneEnc", "addressEnc"] {
+        assert!(personal.get_str(f).unwrap().starts_with("enc:v2:test2:"), "{f}");
+    }
+    let owner = api::crypto::Field::new("leads", oid, "phone");
+    assert_eq!(rotated.decrypt(personal.get_str("phoneEnc").unwrap(), owner).unwrap(), "+33612345678");
+    let again = api::rewrap::run(&e.mongo, &rotated).await.unwrap();
+    assert!(again.iter().all(|(_, c)| *c == api::rewrap::Counts::default()), "idempotent: {again:?}");
+}
