@@ -323,6 +323,85 @@ fn error_answer(description: &str, retry_after: bool) -> serde_json::Value {
     answer
 }
 
+/// The sources of the DTOs, for [`described`].
+const DTO_SOURCES: [&str; 21] = [
+    include_str!("alerts/handlers.rs"),
+    include_str!("analytics/handlers.rs"),
+    include_str!("audit_log/handlers.rs"),
+    include_str!("billing/invoices.rs"),
+    include_str!("campaigns/handlers.rs"),
+    include_str!("crm/contacts.rs"),
+    include_str!("crm/convert.rs"),
+    include_str!("crm/dashboard.rs"),
+    include_str!("crm/leads.rs"),
+    include_str!("crm/opportunities.rs"),
+    include_str!("crm/person.rs"),
+    include_str!("crm/settings.rs"),
+    include_str!("crm/tasks.rs"),
+    include_str!("error.rs"),
+    include_str!("gdpr/handlers.rs"),
+    include_str!("identity/keys.rs"),
+    include_str!("identity/tokens.rs"),
+    include_str!("identity/users.rs"),
+    include_str!("links/handlers.rs"),
+    include_str!("ops/handlers.rs"),
+    include_str!("tenants/handlers.rs"),
+];
+
+/// What the source says of a field: its doc comment (lines joined by `\n`
+/// as utoipa joins them) and whether its type is an `Option`.
+type FieldSource = (String, bool);
+
+/// [`FieldSource`] of each field of each struct in `src`, by `(struct, field)`.
+fn field_sources(src: &str) -> std::collections::HashMap<(String, String), FieldSource> {
+    let mut out = std::collections::HashMap::new();
+    let (mut current, mut doc) = (None::<String>, Vec::<&str>::new());
+    for line in src.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("pub struct ").and_then(|r| r.split([' ', '{', '<', '(']).next()) {
+            current = Some(name.to_string());
+            doc.clear();
+        } else if line == "}" {
+            current = None;
+        } else if let Some(text) = line.strip_prefix("///") {
+            doc.push(text.strip_prefix(' ').unwrap_or(text));
+        } else if let (Some(s), Some((field, ty))) =
+            (&current, line.strip_prefix("pub ").and_then(|r| r.split_once(':')))
+        {
+            out.insert((s.clone(), field.to_string()), (doc.join("\n"), ty.trim().starts_with("Option<")));
+            doc.clear();
+        } else if !line.starts_with("#[") {
+            doc.clear();
+        }
+    }
+    out
+}
+
+/// Completes the properties whose schema comes from a function
+/// (`#[schema(schema_with = …)]`, the shared field rules of this module),
+/// which utoipa renders as the function returns them: the field's doc
+/// comment becomes the description (the text utoipa takes everywhere
+/// else), and an `Option` field also admits `null` (serde reads `null` as
+/// absent and writes `None` as `null`).
+fn described(schemas: &mut serde_json::Value) {
+    let fields: std::collections::HashMap<_, _> = DTO_SOURCES.iter().flat_map(|src| field_sources(src)).collect();
+    let Some(schemas) = schemas.as_object_mut() else { return };
+    for (name, schema) in schemas.iter_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { continue };
+        for (field, prop) in props.iter_mut() {
+            let Some((doc, optional)) = fields.get(&(name.clone(), field.clone())) else { continue };
+            if prop.get("description").is_none() && prop.get("$ref").is_none() && !doc.is_empty() {
+                prop["description"] = doc.as_str().into();
+            }
+            if let (true, Some(t)) = (optional, prop.get("type").and_then(|t| t.as_str()).map(str::to_owned)) {
+                prop["type"] = serde_json::json!([t, "null"]);
+                if let Some(values) = prop.get_mut("enum").and_then(|e| e.as_array_mut()) {
+                    values.push(serde_json::Value::Null);
+                }
+            }
+        }
+    }
+}
+
 /// `doc` as JSON, each operation completed where its handler's annotation
 /// does not already say it:
 /// - the answers of the layers in front of the handler, so generated
@@ -367,6 +446,7 @@ fn completed(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
         }
     }
     let mut v = serde_json::to_value(&doc).unwrap_or_default();
+    described(&mut v["components"]["schemas"]);
     // The schemas each operation's body uses, directly or nested.
     let schemas = v["components"]["schemas"].clone();
     let body_schemas = |op: &serde_json::Value| {
@@ -484,6 +564,26 @@ mod tests {
         let p = schema.pattern.expect("a pattern");
         let rust = regex::Regex::new(r"\\u([0-9a-fA-F]{4})").unwrap().replace_all(&p, r"\x{$1}");
         regex::Regex::new(&rust).unwrap()
+    }
+
+    #[test]
+    fn every_property_of_a_request_body_is_described() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let track = &schemas["TrackDto"]["properties"];
+        assert_eq!(track["album_name"]["description"], "Album, at most 200 characters.", "a schema_with field");
+        assert_eq!(track["title"]["maxLength"], 200, "its rules kept");
+        assert_eq!(track["album_name"]["type"], serde_json::json!(["string", "null"]), "an Option admits null");
+        assert_eq!(track["title"]["type"], "string");
+        let mut missing = Vec::new();
+        for (name, schema) in schemas.iter().filter(|(n, _)| !n.ends_with("View") && !n.ends_with("Page")) {
+            for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+                if prop.get("description").is_none() && prop.get("$ref").is_none() {
+                    missing.push(format!("{name}.{field}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
     }
 
     #[test]

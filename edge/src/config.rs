@@ -70,6 +70,12 @@ pub struct Config {
     /// `EDGE_SPOOL_SYNC_MS`: fsync period of the spool, ms. Default 100.
     #[envconfig(from = "EDGE_SPOOL_SYNC_MS", default = "100")]
     pub spool_sync_ms: u64,
+    /// `EDGE_SPOOL_REPLAY_BATCH`: events replayed from the spool per batch
+    /// once Kafka is back (one batch every 100 ms at most, each committed
+    /// when the broker acknowledged all of it): how hard the replay presses
+    /// on the broker after an outage. Default 1000.
+    #[envconfig(from = "EDGE_SPOOL_REPLAY_BATCH", default = "1000")]
+    pub spool_replay_batch: usize,
     /// `EDGE_KAFKA_MESSAGE_TIMEOUT_MS`: how long librdkafka retries an event
     /// before handing it back to the spool, ms. Default 10000.
     #[envconfig(from = "EDGE_KAFKA_MESSAGE_TIMEOUT_MS", default = "10000")]

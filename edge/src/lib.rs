@@ -82,7 +82,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
             message_timeout_ms: cfg.kafka_message_timeout_ms,
             queue_max_messages: cfg.kafka_queue_max_messages,
             linger_ms: cfg.kafka_linger_ms,
-            replay_batch: 1000,
+            replay_batch: cfg.spool_replay_batch.max(1),
         },
         spool,
         metrics.clone(),

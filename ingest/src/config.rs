@@ -74,6 +74,13 @@ pub struct Config {
     /// attempts (exponential from 100 ms), ms. Default 5000.
     #[envconfig(from = "INGEST_RETRY_MAX_MS", default = "5000")]
     pub retry_max_ms: u64,
+    /// `INGEST_COMMIT_DELAY_MS`: fault injection, 0 (the default) in
+    /// production: wait this long after a batch is written before
+    /// committing its offsets, ms. Tests widen with it the window in which a
+    /// crash leaves rows written and their offsets not committed, so that
+    /// redelivery and deduplication are tested at that moment (issue #21).
+    #[envconfig(from = "INGEST_COMMIT_DELAY_MS", default = "0")]
+    pub commit_delay_ms: u64,
     /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
     /// at start ([`Config::insecure_settings`]); `local` only warns.
     #[envconfig(from = "SMARTLINKS_ENV", default = "production")]

@@ -105,6 +105,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         max_bytes: cfg.batch_max_bytes,
         max_age: Duration::from_millis(cfg.batch_max_ms),
         retry_max: Duration::from_millis(cfg.retry_max_ms),
+        commit_delay: Duration::from_millis(cfg.commit_delay_ms),
     };
     let pipe = pipeline::Pipeline::new(
         consumer.clone(),

@@ -99,6 +99,9 @@ pub struct BatchLimits {
     pub max_age: Duration,
     /// Longest wait between write attempts.
     pub retry_max: Duration,
+    /// Wait between a batch's write and its commit (fault injection,
+    /// `INGEST_COMMIT_DELAY_MS`; zero in production).
+    pub commit_delay: Duration,
 }
 
 /// One consumer's loop and state.
@@ -134,6 +137,7 @@ struct Writer {
     metrics: Metrics,
     health: common::admin::Health,
     retry_max: Duration,
+    commit_delay: Duration,
 }
 
 fn now_ms() -> i64 {
@@ -180,6 +184,7 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             retry_max: self.limits.retry_max,
+            commit_delay: self.limits.commit_delay,
         });
         // The writer keeps retrying until `writer_stop`: shutdown + 5 s.
         let writer_stop = common::shutdown::CancellationToken::new();
@@ -392,6 +397,13 @@ impl Writer {
             }
             self.metrics.batch.observe(batch.rows.len() as f64);
             self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+            if !self.commit_delay.is_zero() {
+                // Written, not yet committed: what a crash here leaves.
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(self.commit_delay) => {}
+                }
+            }
         }
         let mut tpl = TopicPartitionList::new();
         for (p, next) in &batch.offsets {

@@ -102,6 +102,22 @@ async fn counts(ch: &clickhouse::Client) -> Option<(u64, u64)> {
     Some((uniq, fin))
 }
 
+/// `n` events of `kind` from `ip_prefix.{0..250}` with `ua`, one a
+/// millisecond from `t_ms`.
+fn stream(n: usize, ip_prefix: &str, ua: &str, kind: EventKind, t_ms: i64) -> Vec<RawEvent> {
+    (0..n).map(|i| event(&format!("{ip_prefix}.{}", i % 250), Some(ua), "GET", kind, t_ms + i as i64)).collect()
+}
+
+/// Drops the test's ClickHouse database.
+async fn drop_database(env: &Env) {
+    env.ch
+        .query("DROP DATABASE ?")
+        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
+        .execute()
+        .await
+        .unwrap();
+}
+
 async fn wait_rows(ch: &clickhouse::Client, n: u64, within: Duration) {
     eventually(within, &format!("{n} distinct events in ClickHouse"), || async {
         counts(ch).await.filter(|(u, _)| *u >= n).map(|_| ())
@@ -211,12 +227,7 @@ async fn events_are_enriched_and_written_to_clickhouse() {
         (ingest.metrics.written.get() == events.len() as u64).then_some(())
     })
     .await;
-    env.ch
-        .query("DROP DATABASE ?")
-        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,12 +268,7 @@ async fn a_malformed_record_goes_to_the_dead_letter_topic_and_the_rest_is_writte
     assert!(dead[1]["dlq-error"].contains("tenant_id"));
     assert!(dead[0]["value"].starts_with("{\"v\":1"), "kept as received");
     assert_eq!(ingest.metrics.dead_letter.with_label_values(&["parse_error"]).get(), 1);
-    env.ch
-        .query("DROP DATABASE ?")
-        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&env).await;
 }
 
 /// Dead-letter records as header maps (plus `value`).
@@ -300,6 +306,11 @@ impl Drop for Proc {
 }
 
 fn spawn_ingest(env: &Env) -> Proc {
+    spawn_ingest_with(env, &[])
+}
+
+/// [`spawn_ingest`] with `extra` settings on top.
+fn spawn_ingest_with(env: &Env, extra: &[(&str, &str)]) -> Proc {
     let c = &env.cfg;
     Proc(
         Command::new(env!("CARGO_BIN_EXE_ingest"))
@@ -316,6 +327,7 @@ fn spawn_ingest(env: &Env) -> Proc {
             .env("CLICKHOUSE_URL", &c.clickhouse.url)
             .env("CLICKHOUSE_DATABASE", &c.clickhouse.database)
             .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -323,22 +335,116 @@ fn spawn_ingest(env: &Env) -> Proc {
     )
 }
 
+/// Issue #21: consumer-group rebalances under load. A second instance
+/// joins while events stream in (the group's 6 partitions are split), then
+/// the first leaves (the second takes them all); nothing is lost and each
+/// event counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_joining_then_another_leaving_under_load_lose_nothing() {
+    const N: usize = 12_000;
+    let env = env(None).await;
+    let t = now_ms();
+    let events = stream(N, "203.0.113", "Mozilla/5.0 (X11; Linux x86_64)", EventKind::Click, t);
+    let producer = tokio::spawn({
+        let (b, topic) = (env.cfg.kafka.brokers.clone(), env.cfg.kafka.raw_topic.clone());
+        async move {
+            for chunk in events.chunks(N / 12) {
+                produce_events(&b, &topic, chunk).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let first_stop = common::shutdown::CancellationToken::new();
+    let first = ingest::start(env.cfg.clone(), prometheus::Registry::new(), first_stop.clone()).await.unwrap();
+    eventually(Duration::from_secs(60), "the first instance writing", || async {
+        (first.metrics.written.get() > 0).then_some(())
+    })
+    .await;
+    let second =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
+    eventually(Duration::from_secs(60), "the second instance given partitions and writing", || async {
+        (second.metrics.written.get() > 0).then_some(())
+    })
+    .await;
+    first_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), first.wait()).await.expect("the first instance leaves");
+    producer.await.unwrap();
+    wait_rows(&env.ch, N as u64, Duration::from_secs(120)).await;
+    eventually(Duration::from_secs(30), "each event counted once", || async {
+        counts(&env.ch).await.filter(|c| *c == (N as u64, N as u64))
+    })
+    .await;
+    drop_database(&env).await;
+}
+
+/// The offsets consumer group `group` has committed on `topic`, summed
+/// over its partitions (a partition without a commit counts 0).
+fn committed_offsets(brokers: &str, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements().iter().map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
+}
+
+/// Issue #21: a crash after a batch is written and before its offsets are
+/// committed (held open by `INGEST_COMMIT_DELAY_MS`). The next instance of
+/// the group reads the batch's events again and writes them a second time
+/// (duplicates really produced: counted from the committed offsets and
+/// what each instance wrote); `FINAL` counts each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_a_write_and_its_commit_the_batch_is_written_again_and_counted_once() {
+    const N: u64 = 3_000;
+    const BATCH: u64 = 1_000;
+    let env = env(None).await;
+    let t = now_ms();
+    let events = stream(N as usize, "192.0.2", "Mozilla/5.0 (X11; Linux x86_64)", EventKind::View, t);
+    produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events).await;
+    // Batches of 1000 rows (not closed by age), each committed 60 s after
+    // its write: the first one stays written and uncommitted.
+    let mut child = spawn_ingest_with(
+        &env,
+        &[("INGEST_BATCH_MAX_ROWS", "1000"), ("INGEST_BATCH_MAX_MS", "30000"), ("INGEST_COMMIT_DELAY_MS", "60000")],
+    );
+    wait_rows(&env.ch, BATCH, Duration::from_secs(60)).await;
+    child.0.kill().expect("kill -9");
+    child.0.wait().unwrap();
+    let written_at_kill: u64 = env.ch.query("SELECT count() FROM events").fetch_one().await.unwrap();
+    let (b, g, topic) = (env.cfg.kafka.brokers.clone(), env.cfg.group_id.clone(), env.cfg.kafka.raw_topic.clone());
+    let committed = tokio::task::spawn_blocking(move || committed_offsets(&b, &g, &topic)).await.unwrap();
+    assert_eq!((written_at_kill, committed), (BATCH, 0), "killed with a batch written and its offsets not committed");
+
+    let second =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
+    wait_rows(&env.ch, N, Duration::from_secs(120)).await;
+    eventually(Duration::from_secs(30), "the new instance wrote every event after the committed offsets", || async {
+        (second.metrics.written.get() >= N - committed as u64).then_some(())
+    })
+    .await;
+    let duplicates = written_at_kill + second.metrics.written.get() - N;
+    assert_eq!(duplicates, BATCH, "the uncommitted batch was written a second time");
+    eventually(Duration::from_secs(30), "each event counted once", || async {
+        counts(&env.ch).await.filter(|c| *c == (N, N))
+    })
+    .await;
+    drop_database(&env).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     const N: usize = 20_000;
     let env = env(None).await;
     let t = now_ms();
-    let events: Vec<RawEvent> = (0..N)
-        .map(|i| {
-            event(
-                &format!("198.51.100.{}", i % 250),
-                Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
-                "GET",
-                EventKind::View,
-                t + i as i64,
-            )
-        })
-        .collect();
+    let events = stream(N, "198.51.100", "Mozilla/5.0 (Windows NT 10.0; Win64; x64)", EventKind::View, t);
     let mut child = spawn_ingest(&env);
     // Stream the events while ingest runs, and kill it in the middle.
     let (b, topic, first_half) =
@@ -383,12 +489,7 @@ async fn after_kill_9_mid_stream_and_a_restart_clickhouse_counts_exactly_n() {
     eprintln!("raw rows after redelivering everything: {raw_rows}");
     assert!(raw_rows >= N as u64);
     assert_eq!(counts(&env.ch).await.unwrap(), (N as u64, N as u64), "duplicates never count twice");
-    env.ch
-        .query("DROP DATABASE ?")
-        .bind(clickhouse::sql::Identifier(&env.cfg.clickhouse.database))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,17 +498,7 @@ async fn with_clickhouse_stopped_for_30s_and_ingest_restarted_meanwhile_nothing_
     let mut clickhouse = tokio::task::spawn_blocking(ClickHouseInstance::start_new).await.unwrap();
     let env = env(Some(clickhouse.url())).await;
     let t = now_ms();
-    let events: Vec<RawEvent> = (0..N)
-        .map(|i| {
-            event(
-                &format!("203.0.113.{}", i % 250),
-                Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"),
-                "GET",
-                EventKind::Click,
-                t + i as i64,
-            )
-        })
-        .collect();
+    let events = stream(N, "203.0.113", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)", EventKind::Click, t);
     let first_stop = common::shutdown::CancellationToken::new();
     let ingest = ingest::start(env.cfg.clone(), prometheus::Registry::new(), first_stop.clone()).await.unwrap();
     produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &events[..N / 2]).await;

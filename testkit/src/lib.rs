@@ -91,8 +91,24 @@ pub struct KafkaInstance {
     child: Option<std::process::Child>,
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test
+/// starts. Drawn at random below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, from 32768 by default), where the
+/// ports of outgoing connections come from: a port the kernel hands out
+/// (`bind(0)`) can be taken by any client connection before the server
+/// binds it; one of 20000..32768 only by another test drawing the same.
 pub fn free_port() -> u16 {
+    let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768)
+        .max(20_100);
+    for _ in 0..200 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % u128::from(below - 20_000)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 

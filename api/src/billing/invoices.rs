@@ -186,17 +186,23 @@ pub struct InvoiceCreate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoicePatch {
-    /// New status: `SENT` (without emailing; see `/send`) or `CANCELLED`.
+    /// New status: `SENT` (without emailing; see `/send`) or `CANCELLED`
+    /// (moves: 409 `invalid_transition` otherwise).
+    #[schema(schema_with = status_schema)]
     pub status: Option<String>,
-    /// Lines (DRAFT).
+    /// Lines, 1..=100 (DRAFT).
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Option<Vec<LineInput>>,
-    /// VAT rate, basis points (DRAFT).
+    /// VAT rate, basis points 0..=10000 (DRAFT).
+    #[schema(schema_with = crate::openapi::basis_points)]
     pub vat_rate_bp: Option<i64>,
     /// Client block (DRAFT).
     pub client: Option<ClientBlock>,
-    /// Due date `YYYY-MM-DD` (DRAFT).
+    /// Due date `YYYY-MM-DD`, not before the issue date (DRAFT).
+    #[schema(schema_with = crate::openapi::date)]
     pub due_date: Option<String>,
-    /// Notes (DRAFT).
+    /// Notes, 0..=1000, line breaks allowed (DRAFT).
+    #[schema(schema_with = crate::openapi::multiline_1000)]
     pub notes: Option<String>,
 }
 
@@ -540,14 +546,22 @@ pub struct InvoiceQuery {
     /// Tenant; required with the operator key.
     pub client_id: Option<String>,
     /// Status.
-    #[param(pattern = "^(DRAFT|SENT|PAID|OVERDUE|CANCELLED)$")]
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
     /// Year of the number.
     pub year: Option<i32>,
 }
 
+/// An invoice's statuses on the wire ([`InvoiceStatus`]'s serde names).
+const STATUSES: [&str; 5] = ["DRAFT", "SENT", "PAID", "OVERDUE", "CANCELLED"];
+
+/// Schema of an invoice status ([`STATUSES`]).
+fn status_schema() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&STATUSES)
+}
+
 fn parse_status(field: &str, s: &str) -> Result<InvoiceStatus, ApiError> {
-    validate::parse_enum(field, s, "must be DRAFT, SENT, PAID, OVERDUE or CANCELLED")
+    validate::parse_enum(field, s, &format!("must be one of {}", STATUSES.join(", ")))
 }
 
 /// Lists invoices by number, newest first (at most 1000).
