@@ -135,8 +135,27 @@ pub struct ArtistInfo {
     pub genres: Vec<String>,
     /// Label.
     pub label: Option<String>,
-    /// Spotify, YouTube, Instagram, TikTok, website URLs by name.
-    pub links: Vec<(String, String)>,
+    /// Spotify, YouTube, Instagram, TikTok, website URLs by name: a
+    /// document (FerretDB refuses the nested arrays of `[name, url]` pairs
+    /// earlier releases wrote; those still read).
+    #[serde(deserialize_with = "links_map_or_pairs")]
+    pub links: std::collections::BTreeMap<String, String>,
+}
+
+/// [`ArtistInfo::links`] from a document, or from `[name, url]` pairs.
+fn links_map_or_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Links {
+        Map(std::collections::BTreeMap<String, String>),
+        Pairs(Vec<(String, String)>),
+    }
+    Ok(match Links::deserialize(d)? {
+        Links::Map(m) => m,
+        Links::Pairs(p) => p.into_iter().collect(),
+    })
 }
 
 /// Budget and targets (seed 001 `businessInfo`).
@@ -617,6 +636,16 @@ pub struct AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artist_links_are_a_document_and_old_pairs_still_read() {
+        let mut a = ArtistInfo { name: "Jiro".into(), ..ArtistInfo::default() };
+        a.links.insert("spotify".into(), "https://open.spotify.com/artist/1".into());
+        let doc = bson::to_document(&a).unwrap();
+        assert!(doc.get_document("links").is_ok(), "a document, not nested arrays: {doc}");
+        let old = bson::doc! { "name": "Jiro", "links": [["spotify", "https://open.spotify.com/artist/1"]] };
+        assert_eq!(bson::from_document::<ArtistInfo>(old).unwrap(), a);
+    }
 
     #[test]
     fn lead_stage_transitions() {

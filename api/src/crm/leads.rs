@@ -285,7 +285,7 @@ pub fn lead_view(pii: &Pii, l: &Lead) -> Result<LeadView, ApiError> {
         artist_name: l.artist.name.clone(),
         genres: l.artist.genres.clone(),
         label: l.artist.label.clone(),
-        links: l.artist.links.iter().cloned().collect(),
+        links: l.artist.links.clone(),
         budget_minor: l.business.budget_minor,
         currency: l.business.currency.clone(),
         stage: l.pipeline.stage.name().into(),
@@ -349,9 +349,9 @@ pub async fn create_lead(
     if b.genres.len() > 10 {
         return Err(ApiError::invalid("genres", "at most 10"));
     }
-    let mut links = Vec::new();
+    let mut links = BTreeMap::new();
     for (k, v) in &b.links {
-        links.push((validate::slug(&format!("links.{k}"), k)?, validate::http_url(&format!("links.{k}"), v)?));
+        links.insert(validate::slug(&format!("links.{k}"), k)?, validate::http_url(&format!("links.{k}"), v)?);
     }
     let settings = super::settings::load(&st, client.id).await?;
     let channel = match b.source.as_deref() {

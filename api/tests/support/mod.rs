@@ -244,7 +244,7 @@ pub async fn user(e: &Env, client: &str, email: &str, role: &str) -> String {
 pub fn lead(first: &str, artist: &str, email: &str) -> Value {
     json!({"first_name": first, "last_name": "Doe", "email": email, "phone": "+33 6 12 34 56 78",
         "address": {"street": "12 rue Oberkampf", "city": "Paris", "postal_code": "75011", "country": "FR"},
-        "artist_name": artist, "genres": ["electro"], "budget_minor": 250_000, "tags": ["vip"], "source": "social", "utm_source": "instagram"})
+        "artist_name": artist, "genres": ["electro"], "links": {"spotify": "https://open.spotify.com/artist/1"}, "budget_minor": 250_000, "tags": ["vip"], "source": "social", "utm_source": "instagram"})
 }
 
 /// Creates user `email` with `role` in tenant `client` ([`user`]) and logs
