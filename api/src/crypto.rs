@@ -129,10 +129,19 @@ impl Pii {
         &self.keys[0].0
     }
 
-    /// The ids of the configured keys after the first (older keys, kept to
-    /// read values not yet rewritten).
-    pub fn older_key_ids(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().skip(1).map(|(k, _)| k.as_str())
+    /// Whether `stored` is a ciphertext that is not bound under the current
+    /// key: an `enc:v1:` value, or a bound one under another key id.
+    pub fn needs_rewrap(&self, stored: &str) -> bool {
+        let current = stored.strip_prefix(PREFIX).and_then(|r| r.strip_prefix(self.current_key_id()));
+        stored.starts_with("enc:") && !current.is_some_and(|r| r.starts_with(':'))
+    }
+
+    /// How the values [`Pii::needs_rewrap`] finds begin, for the configured
+    /// keys: `enc:v1:`, and `enc:v2:{kid}:` for each older key (values under
+    /// a key no longer configured do not decrypt, so are not looked for).
+    pub fn rewrap_prefixes(&self) -> Vec<String> {
+        let older = self.keys.iter().skip(1).map(|(kid, _)| format!("{PREFIX}{kid}:"));
+        std::iter::once(LEGACY_PREFIX.to_string()).chain(older).collect()
     }
 
     /// A fresh random key in the `kid:base64` form [`Pii::new`] reads.
@@ -224,6 +233,19 @@ mod tests {
         t[n] = if t[n] == b'A' { b'B' } else { b'A' };
         assert_eq!(p.decrypt(&String::from_utf8(t).unwrap(), at("email")), Err(CryptoError::Corrupt));
         assert_eq!(p.decrypt("plain", at("email")), Err(CryptoError::Corrupt));
+    }
+
+    #[test]
+    fn values_to_rewrap_are_unbound_or_under_another_key() {
+        let p =
+            Pii::new(&format!("k1:{},old:{}", B64.encode([1u8; 32]), B64.encode([2u8; 32])), &B64.encode([7u8; 32]))
+                .unwrap();
+        assert!(p.needs_rewrap("enc:v1:k1:AAAA"));
+        assert!(p.needs_rewrap("enc:v2:old:AAAA"));
+        assert!(p.needs_rewrap("enc:v2:k10:AAAA"), "a key id that only starts like the current one");
+        assert!(!p.needs_rewrap("enc:v2:k1:AAAA"));
+        assert!(!p.needs_rewrap("placeholder"), "not a ciphertext");
+        assert_eq!(p.rewrap_prefixes(), ["enc:v1:", "enc:v2:old:"]);
     }
 
     #[test]

@@ -76,8 +76,12 @@ pub use state::AppState;
 /// Largest request body, bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-async fn openapi_json() -> Json<serde_json::Value> {
-    Json(openapi::document())
+/// The OpenAPI document, built once per process (it does not change while
+/// the process runs, and building it reads the DTOs' sources).
+static OPENAPI: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(openapi::document);
+
+async fn openapi_json() -> Json<&'static serde_json::Value> {
+    Json(&OPENAPI)
 }
 
 async fn not_found() -> ApiError {

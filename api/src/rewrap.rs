@@ -88,18 +88,12 @@ fn at_path<'a>(d: &'a Document, path: &str) -> Option<&'a Bson> {
     Some(cur)
 }
 
-/// Whether `v` must be rewritten: a v1 value, or one under an older key.
-fn stale(v: &str, current: &str) -> bool {
-    v.starts_with("enc:")
-        && !v.strip_prefix("enc:v2:").is_some_and(|r| r.strip_prefix(current).is_some_and(|r| r.starts_with(':')))
-}
-
 /// `v` (a ciphertext, or an array of them) rewritten for `field` under the
 /// current key; `None` when nothing in it is stale. Values that do not
 /// decrypt are errors.
 fn rewritten(pii: &Pii, v: &Bson, field: Field<'_>) -> Result<Option<Bson>, CryptoError> {
     let one = |s: &str| -> Result<Option<String>, CryptoError> {
-        if stale(s, pii.current_key_id()) {
+        if pii.needs_rewrap(s) {
             Ok(Some(pii.encrypt(&pii.decrypt(s, field)?, field)?))
         } else {
             Ok(None)
@@ -129,9 +123,7 @@ fn rewritten(pii: &Pii, v: &Bson, field: Field<'_>) -> Result<Option<Bson>, Cryp
 /// reads `enc:v1:` values whatever its setting).
 pub async fn place_run(db: &mongodb::Database, pii: &Pii, p: Place) -> Result<Counts, RewrapError> {
     let pii = pii.clone().with_legacy_v1(true);
-    let mut stale_prefixes = vec!["v1:".to_string()];
-    stale_prefixes.extend(pii.older_key_ids().map(|k| format!("v2:{k}:")));
-    let pattern = format!("^enc:({})", stale_prefixes.join("|"));
+    let pattern = format!("^({})", pii.rewrap_prefixes().join("|"));
     let coll = db.collection::<Document>(p.collection);
     let mut cursor = coll.find(doc! { p.path: { "$regex": pattern } }).projection(doc! { p.path: 1 }).await?;
     let mut counts = Counts::default();
@@ -170,15 +162,6 @@ pub async fn run(db: &mongodb::Database, pii: &Pii) -> Result<Vec<(Place, Counts
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stale_values_are_v1_or_under_another_key() {
-        assert!(stale("enc:v1:k1:AAAA", "k1"));
-        assert!(stale("enc:v2:old:AAAA", "k1"));
-        assert!(stale("enc:v2:k10:AAAA", "k1"), "a key id that only starts like the current one");
-        assert!(!stale("enc:v2:k1:AAAA", "k1"));
-        assert!(!stale("placeholder", "k1"), "not a ciphertext");
-    }
 
     #[test]
     fn values_are_found_at_dotted_paths() {

@@ -44,12 +44,8 @@ fi
 # The check's tenant and link (idempotent).
 op=$(cat "$STATE/api-operator-key")
 call() { curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' "$@"; }
-tenant=$(call "$API/v1/clients?domain=$HOST" | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a[0]["id"] if a else "")')
-if [ -z "$tenant" ]; then
-  tenant=$(call -X POST "$API/v1/clients" -d "{\"name\":\"Browser Check\",\"slug\":\"browser-check\",\"domain\":\"$HOST\",
-      \"tracking\":{\"gtm\":\"GTM-CSPCHECK\",\"ga4\":\"G-CSPCHECK1\",\"meta_pixel\":\"1234567890\",\"tiktok\":\"CSPCHECK01\"}}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-fi
+tenant=$(api_tenant "$HOST" "{\"name\":\"Browser Check\",\"slug\":\"browser-check\",\"domain\":\"$HOST\",
+  \"tracking\":{\"gtm\":\"GTM-CSPCHECK\",\"ga4\":\"G-CSPCHECK1\",\"meta_pixel\":\"1234567890\",\"tiktok\":\"CSPCHECK01\"}}")
 # Texts with markup: the page must show them as text and run none of it.
 # Each run sets the link as the check needs it (created, or patched back:
 # schemathesis' operator run may change or archive any tenant's links).

@@ -78,6 +78,22 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# api_tenant DOMAIN BODY: prints the id of the tenant serving DOMAIN, asked
+# of the api at $API with the operator key; created with the JSON BODY
+# (POST /v1/clients) when there is none. For the checks that run against
+# the demo on tenants of their own (schemathesis, browser).
+api_tenant() {
+  local op id
+  op=$(cat "$STATE/api-operator-key")
+  id=$(curl -fsS -H "Authorization: Bearer $op" "$API/v1/clients?domain=$1" |
+    python3 -c 'import json,sys; a=json.load(sys.stdin); print(a[0]["id"] if a else "")')
+  if [ -z "$id" ]; then
+    id=$(curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients" -d "$2" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  fi
+  echo "$id"
+}
+
 # Build tools the Rust workspace needs: rdkafka's bundled librdkafka builds with
 # cmake and wants the curl headers (../shared/docs/infra.md).
 ensure_build_deps() {

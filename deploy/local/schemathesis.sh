@@ -30,16 +30,12 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 # A tenant of its own: generated requests create, change and archive what
 # they find, which must never be the demo's links.
+DOMAIN=schemathesis.smartlinks.local
+TENANT="{\"name\":\"Schemathesis\",\"slug\":\"schemathesis\",\"domain\":\"$DOMAIN\"}"
 tenant_key="$STATE/schemathesis-tenant-key"
 if [ ! -s "$tenant_key" ]; then
   op=$(cat "$STATE/api-operator-key")
-  id=$(curl -fsS -H "Authorization: Bearer $op" "$API/v1/clients?domain=schemathesis.smartlinks.local" |
-    python3 -c 'import json,sys; a=json.load(sys.stdin); print(a[0]["id"] if a else "")')
-  if [ -z "$id" ]; then
-    id=$(curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients" \
-      -d '{"name":"Schemathesis","slug":"schemathesis","domain":"schemathesis.smartlinks.local"}' |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  fi
+  id=$(api_tenant "$DOMAIN" "$TENANT")
   curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients/$id/api-keys" \
     -d '{"name":"schemathesis","scopes":["links:write","analytics:read","crm:write","billing:write","gdpr:write","campaigns:write","alerts:write"]}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$tenant_key"
@@ -49,8 +45,7 @@ fi
 session() {
   local op tenant email password
   op=$(cat "$STATE/api-operator-key")
-  tenant=$(curl -fsS -H "Authorization: Bearer $op" "$API/v1/clients?domain=schemathesis.smartlinks.local" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  tenant=$(api_tenant "$DOMAIN" "$TENANT")
   email="run-$(date +%s)-$$@schemathesis.test"
   password="schemathesis-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
   curl -fsS -o /dev/null -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/users" \
