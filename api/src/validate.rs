@@ -65,7 +65,8 @@ pub fn is_isrc(value: &str) -> bool {
 }
 
 /// An absolute `http` or `https` URL with a host, at most [`MAX_URL_LEN`]
-/// bytes (issue #5: destinations are http/https only, so `javascript:` and
+/// bytes as sent and as normalised (WHATWG URL serialisation, which is what
+/// it gives back) (issue #5: destinations are http/https only, so `javascript:` and
 /// `data:` never reach a redirect or a page).
 pub fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim();
@@ -79,7 +80,14 @@ pub fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
     if u.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::invalid(field, "must have a host"));
     }
-    Ok(u.to_string())
+    // The WHATWG serialisation can be longer than what was sent (a `/`
+    // before a bare query, percent-encoded quotes): the stored form keeps
+    // the limit too, so every URL the API answers with is within it.
+    let normalised = String::from(u);
+    if normalised.len() > MAX_URL_LEN {
+        return Err(ApiError::invalid(field, format!("longer than {MAX_URL_LEN} bytes once normalised")));
+    }
+    Ok(normalised)
 }
 
 /// [`http_url`] on an optional value; empty strings become `None`.
