@@ -324,6 +324,7 @@ pub async fn run_refresher(
                     cache.store(snap);
                 }
                 cache.mark_synced();
+                metrics.cache_refreshes.inc();
                 metrics.cache_age.set(0);
                 health.ready("cache");
             }

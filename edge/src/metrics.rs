@@ -15,6 +15,9 @@ pub const CACHE_CLIENTS: &str = "edge_cache_clients";
 pub const CACHE_LINKS: &str = "edge_cache_links";
 /// Seconds since the cache last synced with MongoDB successfully.
 pub const CACHE_AGE_SECONDS: &str = "edge_cache_age_seconds";
+/// Cache refreshes that completed (a poll for changes or a full load):
+/// a change written to MongoDB before one starts is served after it ends.
+pub const CACHE_REFRESHES_TOTAL: &str = "edge_cache_refreshes_total";
 /// Failed cache refreshes (MongoDB unreachable or a bad document).
 pub const CACHE_REFRESH_ERRORS_TOTAL: &str = "edge_cache_refresh_errors_total";
 /// Events acknowledged by Kafka (live and replayed).
@@ -71,6 +74,8 @@ pub struct Metrics {
     pub cache_links: IntGauge,
     /// See [`CACHE_AGE_SECONDS`].
     pub cache_age: IntGauge,
+    /// See [`CACHE_REFRESHES_TOTAL`].
+    pub cache_refreshes: IntCounter,
     /// See [`CACHE_REFRESH_ERRORS_TOTAL`].
     pub cache_refresh_errors: IntCounter,
     /// See [`EVENTS_PRODUCED_TOTAL`].
@@ -112,6 +117,7 @@ impl Metrics {
             cache_clients: IntGauge::new(CACHE_CLIENTS, "Tenants in the cache.")?,
             cache_links: IntGauge::new(CACHE_LINKS, "Smartlinks in the cache.")?,
             cache_age: IntGauge::new(CACHE_AGE_SECONDS, "Seconds since the last successful cache sync.")?,
+            cache_refreshes: IntCounter::new(CACHE_REFRESHES_TOTAL, "Completed cache refreshes.")?,
             cache_refresh_errors: IntCounter::new(CACHE_REFRESH_ERRORS_TOTAL, "Failed cache refreshes.")?,
             produced: IntCounter::new(EVENTS_PRODUCED_TOTAL, "Events acknowledged by Kafka.")?,
             spooled: IntCounter::new(EVENTS_SPOOLED_TOTAL, "Events written to the spool.")?,
@@ -131,6 +137,7 @@ impl Metrics {
         registry.register(Box::new(m.cache_clients.clone()))?;
         registry.register(Box::new(m.cache_links.clone()))?;
         registry.register(Box::new(m.cache_age.clone()))?;
+        registry.register(Box::new(m.cache_refreshes.clone()))?;
         registry.register(Box::new(m.cache_refresh_errors.clone()))?;
         registry.register(Box::new(m.produced.clone()))?;
         registry.register(Box::new(m.spooled.clone()))?;

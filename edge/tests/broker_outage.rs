@@ -67,7 +67,7 @@ async fn edge_on_own_broker(host: &str) -> (KafkaInstance, String, Env, edge::Ed
     let tenant = insert_client(&env.db, host).await;
     insert_link(&env.db, &tenant, "jiro", "T", "https://open.spotify.com/track/A").await;
     let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
-    wait_status(edge.addr, host, "/jiro/spotify", 302, Duration::from_secs(5)).await;
+    wait_status(edge.addr, host, "/jiro/spotify", 302, CACHE_WAIT).await;
     (kafka, brokers, env, edge)
 }
 

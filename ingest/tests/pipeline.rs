@@ -15,7 +15,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::clickhouse::{DeviceCode, EventRow};
 use schemas::event::{Attribution, Consent, EventKind, RawEvent, RAW_EVENT_VERSION};
-use testkit::{eventually, unique_name, ClickHouseInstance};
+use testkit::{eventually, unique_name, ClickHouseInstance, KafkaInstance};
 
 fn geoip_test_db() -> String {
     testkit::geoip_test_db("GeoIP2-City-Test.mmdb").display().to_string()
@@ -27,6 +27,12 @@ struct Env {
 }
 
 async fn env(clickhouse_url: Option<String>) -> Env {
+    env_on(None, clickhouse_url).await
+}
+
+/// [`env`] on the Kafka bootstrap servers `brokers` (a private broker)
+/// instead of the local stack's.
+async fn env_on(brokers: Option<&str>, clickhouse_url: Option<String>) -> Env {
     common::telemetry::init_logging();
     let name = unique_name("ingest");
     let mut vars = HashMap::new();
@@ -40,6 +46,9 @@ async fn env(clickhouse_url: Option<String>) -> Env {
     vars.insert("CLICKHOUSE_DATABASE".to_string(), name.clone());
     if let Some(url) = clickhouse_url {
         vars.insert("CLICKHOUSE_URL".to_string(), url);
+    }
+    if let Some(brokers) = brokers {
+        vars.insert("KAFKA_BROKERS".to_string(), brokers.to_string());
     }
     let cfg = ingest::Config::init_from_hashmap(&vars).unwrap();
     kafka_util::ensure_topics(&cfg.kafka.brokers, &cfg.kafka.topic_names().specs(1)).await.unwrap();
@@ -372,6 +381,65 @@ async fn an_instance_joining_then_another_leaving_under_load_lose_nothing() {
     tokio::time::timeout(Duration::from_secs(30), first.wait()).await.expect("the first instance leaves");
     producer.await.unwrap();
     wait_rows(&env.ch, N as u64, Duration::from_secs(120)).await;
+    eventually(Duration::from_secs(30), "each event counted once", || async {
+        counts(&env.ch).await.filter(|c| *c == (N as u64, N as u64))
+    })
+    .await;
+    drop_database(&env).await;
+}
+
+/// Issue #21: the broker killed (SIGKILL) and restarted while events
+/// stream in and ingest consumes them. Ingest rides out the outage
+/// (fetches and commits fail, nothing is lost), resumes from the group's
+/// committed offsets once the broker is back, and each event counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_under_load_loses_nothing() {
+    const N: usize = 10_000;
+    let mut kafka = tokio::task::spawn_blocking(KafkaInstance::start_new).await.unwrap();
+    let brokers = kafka.brokers();
+    let env = env_on(Some(&brokers), None).await;
+    let events = stream(N, "198.51.100", "Mozilla/5.0 (X11; Linux x86_64)", EventKind::View, now_ms());
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
+    let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let producer = tokio::spawn({
+        let (b, topic, produced) = (brokers.clone(), env.cfg.kafka.raw_topic.clone(), produced.clone());
+        async move {
+            // Acknowledged chunks: a chunk sent while the broker is down
+            // waits in the producer's queue until it is back.
+            for chunk in events.chunks(N / 20) {
+                produce_events(&b, &topic, chunk).await;
+                produced.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    eventually(Duration::from_secs(60), "ingest writing", || async {
+        (ingest.metrics.written.get() >= (N / 10) as u64).then_some(())
+    })
+    .await;
+    kafka = tokio::task::spawn_blocking(move || {
+        kafka.kill();
+        kafka
+    })
+    .await
+    .unwrap();
+    let (written_at_kill, produced_at_kill) =
+        (ingest.metrics.written.get(), produced.load(std::sync::atomic::Ordering::SeqCst));
+    eprintln!("broker killed with {produced_at_kill} of {N} produced, {written_at_kill} written");
+    assert!(produced_at_kill < N, "killed under load, with events still to produce");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _kafka = tokio::task::spawn_blocking(move || {
+        kafka.start();
+        kafka
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(120), producer).await.expect("every chunk acknowledged").unwrap();
+    wait_rows(&env.ch, N as u64, Duration::from_secs(120)).await;
+    assert!(ingest.metrics.written.get() > written_at_kill, "the same instance resumed after the restart");
     eventually(Duration::from_secs(30), "each event counted once", || async {
         counts(&env.ch).await.filter(|c| *c == (N as u64, N as u64))
     })

@@ -106,6 +106,26 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// How long a test waits for the cache to load or to follow a change: a
+/// margin for a machine shared with Kafka's JVM (CI has 2 cores), not a
+/// promise. What the edge promises (a change served after the next
+/// refresh) is asserted in refresh passes by [`served_after_two_refreshes`].
+pub const CACHE_WAIT: Duration = Duration::from_secs(30);
+
+/// Asserts that `host`/`path` answers `status` once two cache refreshes
+/// (`edge_cache_refreshes_total`) have completed after the call: the one
+/// in flight may have read MongoDB before the change, the next one began
+/// after it. Deterministic on a slow machine, unlike a wall-clock window;
+/// with `EDGE_CACHE_REFRESH_MS` = 1 s it means about 2 s.
+pub async fn served_after_two_refreshes(edge: &edge::Edge, host: &str, path: &str) -> reqwest::Response {
+    let start = edge.metrics.cache_refreshes.get();
+    testkit::eventually(CACHE_WAIT, "two cache refreshes", || async {
+        (edge.metrics.cache_refreshes.get() >= start + 2).then_some(())
+    })
+    .await;
+    http().get(format!("http://{}{path}", edge.addr)).header("host", host).send().await.expect("edge answers")
+}
+
 /// Waits until `host`/`path` answers `status` (the cache picked up a change).
 pub async fn wait_status(addr: std::net::SocketAddr, host: &str, path: &str, status: u16, within: Duration) {
     let c = http();
