@@ -223,9 +223,20 @@ where
 {
     limiter.check_key(key).map_err(|not_until| {
         metrics.rate_limited.inc();
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        ApiError::RateLimited { retry_after_s: wait.as_secs().max(1) }
+        ApiError::RateLimited {
+            code: "rate_limited",
+            limit: "the rate limit".into(),
+            retry_after_s: retry_after(&not_until),
+        }
     })
+}
+
+/// Whole seconds (at least 1) until a refused request would be allowed.
+pub fn retry_after(
+    not_until: &governor::NotUntil<<governor::clock::DefaultClock as governor::clock::Clock>::Instant>,
+) -> u64 {
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+    wait.as_secs().max(1)
 }
 
 /// Axum middleware: authenticates the bearer key, applies the key's rate
@@ -248,6 +259,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         }
     };
     check_rate(&state.limiter, &principal.limiter_key(), &state.metrics)?;
+    state.request_limits.check(&state, &principal).await?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

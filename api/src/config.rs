@@ -37,6 +37,18 @@ pub struct Config {
     /// sustained rate. Default 100.
     #[envconfig(from = "API_RATE_LIMIT_BURST", default = "100")]
     pub rate_limit_burst: u32,
+    /// `API_PLAN_STARTER_RPS`: requests per second a tenant on the
+    /// `starter` plan may send through all its keys and users together
+    /// (GCRA, burst twice as large), on top of each key's own limit;
+    /// 429 `plan_rate_limit` beyond. Default 50.
+    #[envconfig(from = "API_PLAN_STARTER_RPS", default = "50")]
+    pub plan_starter_rps: u32,
+    /// `API_PLAN_PROFESSIONAL_RPS`: the same for the `professional` plan. Default 200.
+    #[envconfig(from = "API_PLAN_PROFESSIONAL_RPS", default = "200")]
+    pub plan_professional_rps: u32,
+    /// `API_PLAN_ENTERPRISE_RPS`: the same for the `enterprise` plan. Default 1000.
+    #[envconfig(from = "API_PLAN_ENTERPRISE_RPS", default = "1000")]
+    pub plan_enterprise_rps: u32,
     /// `API_ROLLUP_GRACE_SECS`: a window is answered from its rollup once the
     /// aggregator's watermark is this far past its end, s; before that, from
     /// raw events. Default 60.

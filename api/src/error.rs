@@ -78,10 +78,17 @@ pub enum ApiError {
         /// Message.
         message: String,
     },
-    /// 429 `rate_limited`: the key's rate is exceeded; retry after the
-    /// given seconds.
-    #[error("rate limit exceeded; retry in {retry_after_s} s")]
+    /// 429: a rate is exceeded; retry after the given seconds. Codes:
+    /// `rate_limited` (the key's or user's own rate, or the per-IP rate of
+    /// `/v1/auth/*`), `plan_rate_limit` (the tenant's plan, all its keys
+    /// and users together), `hourly_request_limit` (the tenant's
+    /// `settings.api_rate_limit`, its keys together).
+    #[error("{limit} exceeded; retry in {retry_after_s} s")]
     RateLimited {
+        /// Stable code naming the limit.
+        code: &'static str,
+        /// The limit, in words ("the key's rate limit").
+        limit: String,
         /// Seconds until a request is allowed again.
         retry_after_s: u64,
     },
@@ -145,7 +152,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownReference { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited { code, .. } => code,
             ApiError::Unavailable { .. } => "unavailable",
         }
     }
@@ -164,9 +171,10 @@ pub struct ErrorDetail {
     /// Stable code: `invalid_request`, `malformed_body`, `malformed_query`,
     /// `malformed_path`, `unauthorized`, `invalid_credentials`,
     /// `totp_required`, `invalid_totp`, `account_locked`, `forbidden`,
-    /// `monthly_link_limit`, `not_found`,
+    /// `monthly_link_limit`, `user_limit`, `not_found`,
     /// `email_taken`,
-    /// `slug_taken`, `domain_taken`, `rate_limited`, `unavailable`,
+    /// `slug_taken`, `domain_taken`, `rate_limited`, `plan_rate_limit`,
+    /// `hourly_request_limit`, `unavailable`,
     /// `method_not_allowed`.
     pub code: String,
     /// Human-readable message.
@@ -193,7 +201,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: ErrorDetail { code: self.code().into(), message, field } };
         let mut resp = (self.status(), axum::Json(body)).into_response();
         match &self {
-            ApiError::RateLimited { retry_after_s } => {
+            ApiError::RateLimited { retry_after_s, .. } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
             ApiError::Unauthorized => {
@@ -283,8 +291,11 @@ mod tests {
     fn statuses_and_codes_are_stable() {
         assert_eq!(ApiError::invalid("slug", "bad").status(), StatusCode::BAD_REQUEST);
         assert_eq!(ApiError::NotFound("smartlink").code(), "not_found");
-        assert_eq!(ApiError::RateLimited { retry_after_s: 1 }.status(), StatusCode::TOO_MANY_REQUESTS);
-        let r = ApiError::RateLimited { retry_after_s: 3 }.into_response();
+        let limited =
+            |code, retry_after_s| ApiError::RateLimited { code, limit: "the key's rate limit".into(), retry_after_s };
+        assert_eq!(limited("rate_limited", 1).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited("plan_rate_limit", 1).code(), "plan_rate_limit");
+        let r = limited("rate_limited", 3).into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
     }
 }

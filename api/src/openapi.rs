@@ -170,7 +170,8 @@ pub fn keywords() -> utoipa::openapi::schema::Array {
 /// host name whose last label starts with a letter (WHATWG reads a numeric
 /// one as an IPv4 address), an optional port, then any path, query and
 /// fragment of the printable ASCII characters that the URL standard never
-/// percent-encodes ([`URL_CHARS`]), at most [`crate::validate::MAX_URL_LEN`]
+/// percent-encodes ([`crate::validate::URL_CHARS`], the form URLs are stored
+/// in), at most [`crate::validate::MAX_URL_LEN`]
 /// − 1 characters: normalisation adds at most the `/` of an empty path, so
 /// what the API stores and answers stays within its limit. The API also
 /// accepts IP literals, non-ASCII and the other characters (normalised
@@ -187,15 +188,9 @@ pub fn https_url() -> utoipa::openapi::Object {
 /// What follows `scheme://` in [`http_url`]'s pattern.
 const URL_REST: &str = concat!(
     "([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?(:[0-9]{1,4})?([/?#]",
-    "[!#-&(-;=?-\\[\\]_a-z~]", // URL_CHARS
+    "[!#-&(-;=?-\\[\\]_a-z~]", // crate::validate::URL_CHARS
     "*)?$"
 );
-
-/// The characters [`URL_REST`] admits after the host: printable ASCII but
-/// `"`, `'`, `<`, `>`, `\`, `^`, `` ` ``, `{`, `|`, `}`, which the WHATWG URL
-/// standard percent-encodes (tripling them) or rewrites in some component.
-#[cfg(test)]
-const URL_CHARS: &[u8] = b"!#$%&()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~";
 
 /// Schema of a map from names to [`http_url`]s: at most `max` entries, names
 /// matching `names` (a schema).
@@ -246,6 +241,23 @@ shaped_strings! {
     isrc = (12, 12, "^[A-Z0-9]{12}$");
     /// Schema of an ISRC or the empty string (clears it).
     isrc_or_empty = (0, 12, "^([A-Z0-9]{12})?$");
+    /// Schema of a GA4 measurement id ([`crate::validate::tag_id`]), or
+    /// `""` for none.
+    ga4_id = (0, 32, "^(G-[A-Z0-9]{4,30})?$");
+    /// Schema of a GTM container id, or `""` for none.
+    gtm_id = (0, 34, "^(GTM-[A-Z0-9]{4,30})?$");
+    /// Schema of a Meta Pixel id (digits), or `""` for none.
+    meta_pixel_id = (0, 30, "^([0-9]{4,30})?$");
+    /// Schema of a TikTok Pixel id, or `""` for none.
+    tiktok_pixel_id = (0, 30, "^([A-Z0-9]{4,30})?$");
+    /// Schema of a hex colour ([`crate::validate::color`]): `#rgb`,
+    /// `#rrggbb` or `#rrggbbaa`, or `""` for none.
+    color = (0, 9, "^(#([0-9A-Fa-f]{3}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8}))?$");
+    /// Schema of an `#rrggbb` colour (QR codes).
+    rgb_color = (7, 7, "^#[0-9A-Fa-f]{6}$");
+    /// Schema of a CSS font family of a landing page: ASCII letters,
+    /// digits, spaces, `-` and `,`.
+    font = (0, 100, "^[A-Za-z0-9 ,-]*$");
 }
 
 /// Schema of a calendar day `YYYY-MM-DD` ([`crate::validate::date`]).
@@ -629,6 +641,7 @@ mod tests {
     fn a_url_of_the_pattern_is_stored_within_the_limit() {
         let url = pattern(http_url());
         let max = http_url().max_length.unwrap();
+        use crate::validate::URL_CHARS;
         assert!(URL_CHARS.iter().all(|&c| url.is_match(&format!("http://a/{}", c as char))));
         assert!((0x21u8..0x7f)
             .filter(|c| !URL_CHARS.contains(c))
@@ -653,6 +666,11 @@ mod tests {
             let stored = crate::validate::http_url("u", &sent).unwrap_or_else(|e| panic!("{sent}: {e:?}"));
             assert!(stored.len() <= sent.len() + 1, "{sent} -> {stored}");
             assert!(stored.len() <= crate::validate::MAX_URL_LEN);
+        }
+        // What the API takes beyond the document is stored in its form.
+        for odd in ["http://a/it's", "http://a/?q={x}|y^", "http://A/\"x\"#`"] {
+            let stored = crate::validate::http_url("u", odd).unwrap();
+            assert!(url.is_match(&stored), "{odd} -> {stored}");
         }
     }
 
@@ -740,7 +758,7 @@ mod tests {
             }
         }
         // The routers' real size (a parse that misses routes fails here).
-        assert_eq!(routed.len(), 82, "routes read from the routers: {routed:?}");
+        assert_eq!(routed.len(), 84, "routes read from the routers: {routed:?}");
         for r in crate::audit::PERSONAL_READS {
             assert!(routed.contains(&("get".to_string(), r.to_string())), "audited read {r} is not a GET route");
         }

@@ -13,6 +13,7 @@ use crate::crypto::{CryptoError, Pii};
 use crate::error::ApiError;
 use crate::mail::{MailConfigError, Mailer, Outgoing};
 use crate::metrics::Metrics;
+use crate::tenants::limits::RequestLimits;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct Inner {
     pub cfg: Config,
     /// Per-key rate limiter (key id or `operator`).
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Per-tenant limits of the tenant's plan ([`RequestLimits`]).
+    pub request_limits: RequestLimits,
     /// Per-client-IP limiter of the unauthenticated `/v1/auth/*` routes;
     /// `None` when `API_AUTH_RATE_PER_MINUTE` is 0.
     pub auth_limiter: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
@@ -105,6 +108,7 @@ impl AppState {
             ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
             ch_db: cfg.clickhouse.database.clone(),
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            request_limits: RequestLimits::new(&cfg),
             auth_limiter: NonZeroU32::new(cfg.auth_rate_per_minute)
                 .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
             operator_hash,

@@ -64,9 +64,15 @@ pub fn is_isrc(value: &str) -> bool {
     value.len() == 12 && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
+/// The bytes a stored URL is made of: printable ASCII but `"`, `'`, `<`,
+/// `>`, `\`, `^`, `` ` ``, `{`, `|`, `}` (which the WHATWG URL standard
+/// percent-encodes in some component, or leaves ambiguous); [`http_url`]
+/// percent-encodes any other.
+pub const URL_CHARS: &[u8] = b"!#$%&()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~";
+
 /// An absolute `http` or `https` URL with a host, at most [`MAX_URL_LEN`]
-/// bytes as sent and as normalised (WHATWG URL serialisation, which is what
-/// it gives back) (issue #5: destinations are http/https only, so `javascript:` and
+/// bytes as sent and as normalised (WHATWG URL serialisation, bytes outside
+/// [`URL_CHARS`] percent-encoded: what it gives back) (issue #5: destinations are http/https only, so `javascript:` and
 /// `data:` never reach a redirect or a page).
 pub fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim();
@@ -80,10 +86,19 @@ pub fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
     if u.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::invalid(field, "must have a host"));
     }
-    // The WHATWG serialisation can be longer than what was sent (a `/`
-    // before a bare query, percent-encoded quotes): the stored form keeps
-    // the limit too, so every URL the API answers with is within it.
-    let normalised = String::from(u);
+    // The WHATWG serialisation, with what it leaves as is outside
+    // URL_CHARS (`'`, `|`, `^`, `{`...) percent-encoded too, so that every
+    // stored URL has the form the OpenAPI document states. It can be longer
+    // than what was sent (a `/` before a bare query, encoded quotes): the
+    // stored form keeps the limit too.
+    let mut normalised = String::new();
+    for b in String::from(u).bytes() {
+        if URL_CHARS.contains(&b) {
+            normalised.push(char::from(b));
+        } else {
+            normalised.push_str(&format!("%{b:02X}"));
+        }
+    }
     if normalised.len() > MAX_URL_LEN {
         return Err(ApiError::invalid(field, format!("longer than {MAX_URL_LEN} bytes once normalised")));
     }

@@ -766,16 +766,8 @@ async fn slow_request_heads_are_cut_and_connections_capped() {
 #[tokio::test]
 async fn a_tenant_creates_at_most_its_plan_s_links_per_month() {
     let e = env().await;
-    let c = e
-        .ok(
-            &e.op,
-            Method::POST,
-            "/v1/clients",
-            Some(json!({"name": "quota", "slug": "quota", "domain": "quota.links.test",
-                "settings": {"max_smartlinks_per_month": 3}})),
-        )
-        .await;
-    let (key, _) = e.key_with(c["id"].as_str().unwrap(), &["links:write"]).await;
+    let id = e.tenant_with("quota", json!({"max_smartlinks_per_month": 3})).await;
+    let (key, _) = e.key_with(&id, &["links:write"]).await;
     let body = |i: usize| {
         json!({"slug": format!("quota-{i}"), "track": {"title": "T", "artist_name": "A"},
             "platforms": {"spotify": "https://open.spotify.com/track/x"}})
@@ -797,4 +789,246 @@ async fn a_tenant_creates_at_most_its_plan_s_links_per_month() {
     // Another tenant's count is its own.
     let (_, other) = e.tenant("quota-other").await;
     e.link(&other, "free").await;
+}
+
+/// Issue #18: `PATCH /v1/clients/{id}`. The operator changes anything; a
+/// tenant admin its name, pixels, look and display settings, not its
+/// status, plan or limits (403 naming the field); other roles and keys
+/// nothing; another tenant's admin sees a 404. Every change is audited with
+/// the fields before and after.
+#[tokio::test]
+async fn a_tenant_is_changed_by_the_operator_and_by_its_admin_within_their_rights() {
+    let e = env().await;
+    let (id, key) = e.tenant("patchy").await;
+    let path = format!("/v1/clients/{id}");
+    let before = e.ok(&e.op, Method::GET, &path, None).await;
+    let v = e
+        .ok(
+            &e.op,
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "Patchy Records", "status": "trial", "plan_type": "professional",
+                "tracking": {"ga4": "G-NEW1234", "tiktok": "CABC1234"},
+                "settings": {"max_users_per_client": 7, "api_rate_limit": 5000}})),
+        )
+        .await;
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str(), v["plan_type"].as_str()),
+        (Some("Patchy Records"), Some("trial"), Some("professional"))
+    );
+    assert_eq!(
+        v["tracking"],
+        json!({"ga4": "G-NEW1234", "gtm": null, "meta_pixel": null, "tiktok": "CABC1234"}),
+        "tracking replaced whole"
+    );
+    assert_eq!(
+        (v["settings"]["max_users_per_client"].as_i64(), v["settings"]["api_rate_limit"].as_i64()),
+        (Some(7), Some(5000))
+    );
+    assert_eq!(
+        v["settings"]["analytics_retention_days"], before["settings"]["analytics_retention_days"],
+        "absent settings kept"
+    );
+    assert_eq!(v["domain"], before["domain"]);
+
+    let (admin, _) = support::user_session(&e, &id, "admin@patchy.test", "admin").await;
+    let v = e
+        .ok(
+            &admin,
+            Method::PATCH,
+            &path,
+            Some(json!({"branding": {"primary_color": "#FF0066", "font": "Inter, sans-serif"},
+            "settings": {"default_platform_order": ["deezer", "spotify"], "anonymize_ip": false}})),
+        )
+        .await;
+    assert_eq!(v["branding"]["primary_color"], "#FF0066");
+    assert_eq!(v["settings"]["default_platform_order"], json!(["deezer", "spotify"]));
+    assert_eq!(v["settings"]["max_users_per_client"], 7, "limits untouched");
+    for (body, field) in [
+        (json!({"plan_type": "enterprise"}), "plan_type"),
+        (json!({"status": "active"}), "status"),
+        (json!({"settings": {"api_rate_limit": 1000000}}), "settings.api_rate_limit"),
+        (json!({"settings": {"max_smartlinks_per_month": 1000000}}), "settings.max_smartlinks_per_month"),
+    ] {
+        let (s, v) = e.call(Some(&admin), Method::PATCH, &path, Some(body)).await;
+        assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(field), "{v}");
+    }
+    let (s, v) =
+        e.call(Some(&admin), Method::PATCH, &path, Some(json!({"settings": {"analytics_retention_days": 0}}))).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("settings.analytics_retention_days")),
+        "{v}"
+    );
+    let (s, v) = e.call(Some(&admin), Method::PATCH, &path, Some(json!({"domain": "elsewhere.test"}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "the domain is not patched: {v}");
+    let (viewer, _) = support::user_session(&e, &id, "viewer@patchy.test", "viewer").await;
+    for who in [&viewer, &key] {
+        let (s, _) = e.call(Some(who), Method::PATCH, &path, Some(json!({"name": "Hijacked"}))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (other, _) = e.tenant("patchy-other").await;
+    let (other_admin, _) = support::user_session(&e, &other, "admin@patchy-other.test", "admin").await;
+    let (s, _) = e.call(Some(&other_admin), Method::PATCH, &path, Some(json!({"name": "Hijacked"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(e.ok(&e.op, Method::GET, &path, None).await["name"], "Patchy Records", "refused changes wrote nothing");
+
+    let audits: Vec<schemas::crm::AuditRecord> = {
+        use futures::TryStreamExt;
+        let oid = bson::oid::ObjectId::parse_str(&id).unwrap();
+        e.mongo
+            .collection(schemas::mongo::collections::AUDIT_LOGS)
+            .find(doc! { "resource": "clients", "action": "update", "resourceId": oid.to_hex() })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(audits.len(), 2, "{audits:?}");
+    let fields: Vec<&str> = audits[0].changes.iter().map(|c| c.field.as_str()).collect();
+    assert!(fields.iter().any(|f| f.contains("planType")), "{fields:?}");
+    assert_eq!(audits[1].actor.kind, "user");
+}
+
+/// Issue #18: `max_users_per_client` is enforced on user creation, under
+/// concurrency (one count cannot admit several), with 403 `user_limit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_has_at_most_its_plan_s_users() {
+    let e = env().await;
+    let id = &e.tenant_with("few", json!({"max_users_per_client": 2})).await;
+    let answers = futures::future::join_all((0..6).map(|i| {
+        e.call(
+            Some(&e.op),
+            Method::POST,
+            "/v1/users",
+            Some(json!({"client_id": id, "email": format!("u{i}@few.test"),
+            "password": support::PASSWORD, "first_name": "Ada", "last_name": "L", "role": "agent"})),
+        )
+    }))
+    .await;
+    let created = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    assert_eq!(created, 2, "{answers:?}");
+    for (s, v) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!((*s, code(v)), (StatusCode::FORBIDDEN, "user_limit"), "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("allows 2 users"), "{v}");
+    }
+    // Raised by the operator: one more fits.
+    e.ok(&e.op, Method::PATCH, &format!("/v1/clients/{id}"), Some(json!({"settings": {"max_users_per_client": 3}})))
+        .await;
+    support::user(&e, id, "late@few.test", "viewer").await;
+}
+
+/// Issue #18: the plan's requests per second bind all of a tenant's keys
+/// and users together (429 `plan_rate_limit`, `Retry-After`), a plan
+/// change applies at once, and the tenant's hourly `api_rate_limit` binds
+/// its keys (429 `hourly_request_limit`) but not its users' sessions.
+#[tokio::test]
+async fn a_tenant_s_plan_limits_its_requests_per_second_and_its_keys_per_hour() {
+    let e = support::env_custom(|cfg| {
+        (cfg.plan_starter_rps, cfg.plan_professional_rps, cfg.plan_enterprise_rps) = (2, 10_000, 10_000);
+    })
+    .await;
+    let (id, key_a) = e.tenant("busy").await;
+    let (key_b, _) = e.key_with(&id, &["links:read"]).await;
+    let path = format!("/v1/clients/{id}");
+    // Starter: 2 a second, burst 4, for both keys together. Count what
+    // the refill adds while the loop runs, as the per-key test does.
+    let started = std::time::Instant::now();
+    let mut allowed = 0;
+    let refused = loop {
+        let key = if allowed % 2 == 0 { &key_a } else { &key_b };
+        let resp = e.http.get(format!("{}{path}", e.base)).bearer_auth(key).send().await.unwrap();
+        if resp.status() != StatusCode::OK {
+            break resp;
+        }
+        allowed += 1;
+        assert!(allowed <= 100, "never limited");
+    };
+    let refilled = 2 * started.elapsed().as_secs_f64().ceil() as usize;
+    assert!((4..=4 + refilled).contains(&allowed), "{allowed} allowed in {:?}", started.elapsed());
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(code(&v), "plan_rate_limit", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("2 requests per second"), "{v}");
+    // The operator is not bound by the tenant's plan, and raises it.
+    e.ok(&e.op, Method::PATCH, &path, Some(json!({"plan_type": "professional", "settings": {"api_rate_limit": 3}})))
+        .await;
+    // Now the hourly key quota (3) binds first, both keys together.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let key = if i % 2 == 0 { &key_a } else { &key_b };
+        let (s, v) = e.call(Some(key), Method::GET, &path, None).await;
+        statuses.push((s.as_u16(), code(&v).to_string()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (200, String::new()),
+            (200, String::new()),
+            (200, String::new()),
+            (429, "hourly_request_limit".into()),
+            (429, "hourly_request_limit".into())
+        ],
+        "(the plan's limit, raised, did not bind)"
+    );
+    // A session of the tenant is bound by the plan only.
+    let (session, _) = support::user_session(&e, &id, "admin@busy.test", "admin").await;
+    for _ in 0..5 {
+        let (s, v) = e.call(Some(&session), Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
+/// Issue #18: a link's QR code, as PNG and SVG, decodes back to the link's
+/// public URL with `src=qr`, in the tenant's colour when it scans, at each
+/// error-correction level; colours that would not scan are refused; a
+/// viewer may download it, another tenant sees a 404.
+#[tokio::test]
+async fn a_link_s_qr_code_decodes_back_to_its_url() {
+    let e = env().await;
+    let (id, key) = e.tenant("qr").await;
+    e.ok(&e.op, Method::PATCH, &format!("/v1/clients/{id}"), Some(json!({"branding": {"primary_color": "#1A237E"}})))
+        .await;
+    let link = e.link(&key, "jiro").await;
+    let url =
+        e.ok(&key, Method::GET, &format!("/v1/smartlinks/{link}"), None).await["url"].as_str().unwrap().to_string();
+    let qr = |query: &str| {
+        let req = e.http.get(format!("{}/v1/smartlinks/{link}/qr?{query}", e.base)).bearer_auth(&key);
+        async move { req.send().await.unwrap() }
+    };
+    for ec in ["L", "M", "Q", "H"] {
+        let r = qr(&format!("format=png&ec={ec}&size=4")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert_eq!(r.headers()["content-disposition"], "inline; filename=\"jiro-qr.png\"");
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(support::qr_text(&bytes).as_deref(), Some(format!("{url}?src=qr").as_str()), "level {ec}");
+    }
+    let r = qr("").await;
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    let svg = r.text().await.unwrap();
+    assert!(svg.contains("<svg") && svg.contains("#1a237e"), "the tenant's navy, which scans: {svg:.300}");
+    let r = qr("fg=%23000000&bg=%23FFF8E1").await;
+    assert!(r.text().await.unwrap().contains("#fff8e1"));
+    for (query, field) in [
+        ("fg=%23EEEEEE", "fg"),
+        ("fg=%23FFFFFF&bg=%23000000", "fg"),
+        ("size=21", "size"),
+        ("ec=X", "ec"),
+        ("format=gif", "format"),
+    ] {
+        let r = qr(query).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["field"], field, "{query}: {v}");
+    }
+    let (viewer, _) = support::user_session(&e, &id, "viewer@qr.test", "viewer").await;
+    let (s, _) = e.call(Some(&viewer), Method::GET, &format!("/v1/smartlinks/{link}/qr?format=png"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, other) = e.tenant("qr-other").await;
+    let (s, _) = e.call(Some(&other), Method::GET, &format!("/v1/smartlinks/{link}/qr"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -70,6 +70,7 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
     let operator_only = StatusCode::FORBIDDEN;
     let table: Vec<(Method, &str, String, Option<Value>, StatusCode)> = vec![
         (Method::GET, "/v1/clients/{id}", format!("/v1/clients/{a}"), None, nf),
+        (Method::PATCH, "/v1/clients/{id}", format!("/v1/clients/{a}"), Some(json!({"name": "Stolen"})), nf),
         (
             Method::POST,
             "/v1/clients/{id}/api-keys",
@@ -87,6 +88,7 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
         ),
         (Method::PATCH, "/v1/users/{id}", format!("/v1/users/{a_user}"), Some(json!({"first_name": "Eve"})), nf),
         (Method::GET, "/v1/smartlinks/{id}", format!("/v1/smartlinks/{link}"), None, nf),
+        (Method::GET, "/v1/smartlinks/{id}/qr", format!("/v1/smartlinks/{link}/qr"), None, nf),
         (Method::PATCH, "/v1/smartlinks/{id}", format!("/v1/smartlinks/{link}"), Some(json!({"slug": "stolen"})), nf),
         (Method::DELETE, "/v1/smartlinks/{id}", format!("/v1/smartlinks/{link}"), None, nf),
         (Method::GET, "/v1/leads/{id}", format!("/v1/leads/{lead1}"), None, nf),

@@ -78,10 +78,12 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# api_tenant DOMAIN BODY: prints the id of the tenant serving DOMAIN, asked
-# of the api at $API with the operator key; created with the JSON BODY
-# (POST /v1/clients) when there is none. For the checks that run against
-# the demo on tenants of their own (schemathesis, browser).
+# api_tenant DOMAIN BODY [PATCH]: prints the id of the tenant serving DOMAIN,
+# asked of the api at $API with the operator key; created with the JSON BODY
+# (POST /v1/clients) when there is none, else changed with the JSON PATCH
+# (PATCH /v1/clients/{id}) when given, so a tenant of an older run gets
+# today's plan and limits. For the checks that run against the demo on
+# tenants of their own (schemathesis, browser).
 api_tenant() {
   local op id
   op=$(cat "$STATE/api-operator-key")
@@ -90,6 +92,8 @@ api_tenant() {
   if [ -z "$id" ]; then
     id=$(curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients" -d "$2" |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  elif [ -n "${3:-}" ]; then
+    curl -fsS -o /dev/null -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X PATCH "$API/v1/clients/$id" -d "$3"
   fi
   echo "$id"
 }

@@ -31,11 +31,14 @@ fi
 # A tenant of its own: generated requests create, change and archive what
 # they find, which must never be the demo's links.
 DOMAIN=schemathesis.smartlinks.local
-TENANT="{\"name\":\"Schemathesis\",\"slug\":\"schemathesis\",\"domain\":\"$DOMAIN\"}"
+# Enterprise, with room for a user per run and every generated request:
+# the plan limits have their own tests (api/tests/api.rs).
+LIMITS='"plan_type":"enterprise","settings":{"max_users_per_client":100000,"api_rate_limit":100000000}'
+TENANT="{\"name\":\"Schemathesis\",\"slug\":\"schemathesis\",\"domain\":\"$DOMAIN\",$LIMITS}"
 tenant_key="$STATE/schemathesis-tenant-key"
 if [ ! -s "$tenant_key" ]; then
   op=$(cat "$STATE/api-operator-key")
-  id=$(api_tenant "$DOMAIN" "$TENANT")
+  id=$(api_tenant "$DOMAIN" "$TENANT" "{$LIMITS}")
   curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients/$id/api-keys" \
     -d '{"name":"schemathesis","scopes":["links:write","analytics:read","crm:write","billing:write","gdpr:write","campaigns:write","alerts:write"]}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$tenant_key"
@@ -45,7 +48,7 @@ fi
 session() {
   local op tenant email password
   op=$(cat "$STATE/api-operator-key")
-  tenant=$(api_tenant "$DOMAIN" "$TENANT")
+  tenant=$(api_tenant "$DOMAIN" "$TENANT" "{$LIMITS}")
   email="run-$(date +%s)-$$@schemathesis.test"
   password="schemathesis-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
   curl -fsS -o /dev/null -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/users" \

@@ -249,16 +249,23 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     let mut attribution = Attribution::default();
     let mut go: Option<String> = None;
     let mut eid: Option<String> = None;
+    let mut from_qr = false;
     if let Some(q) = req.uri().query() {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             match k.as_ref() {
                 "go" => go = Some(v.to_ascii_lowercase()),
                 "eid" => eid = Some(v.into_owned()),
+                "src" => from_qr = v == "qr",
                 name => {
                     attribution.set(name, &v);
                 }
             }
         }
+    }
+    // A link's QR code (the API's `GET /v1/smartlinks/{id}/qr`) carries
+    // `src=qr`: the visit's source, unless the URL names one.
+    if from_qr && attribution.utm_source.is_none() {
+        attribution.set("utm_source", "qr");
     }
     let platform: Option<Cow<'_, str>> = platform.or_else(|| go.map(Cow::Owned));
     let headers = req.headers();

@@ -145,7 +145,7 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
 
     // A view from a visitor behind our (trusted, loopback) proxy, with consent.
     let page = c
-        .get(format!("{base}/jiro?utm_source=instagram&utm_campaign=launch&fbclid=IwAR0"))
+        .get(format!("{base}/jiro?utm_source=instagram&utm_campaign=launch&fbclid=IwAR0&src=qr"))
         .header("host", "links.events.test")
         .header("x-forwarded-for", "6.6.6.6, 81.2.69.142")
         .header("user-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15")
@@ -184,9 +184,10 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
         assert_eq!(click.status(), 302);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // A direct click without consent, with DNT, and a HEAD from a bot.
+    // A direct click without consent, with DNT, from the link's QR code
+    // (`src=qr`), and a HEAD from a bot.
     let direct = c
-        .get(format!("{base}/jiro/deezer"))
+        .get(format!("{base}/jiro/deezer?src=qr"))
         .header("host", "links.events.test")
         .header("dnt", "1")
         .send()
@@ -221,7 +222,7 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
     let view = events.iter().find(|e| e.event_id.to_string() == page_view_id).expect("the page's view id was recorded");
     assert_eq!(view.kind, EventKind::View);
     assert_eq!(view.ip.to_string(), "81.2.69.142", "first untrusted XFF hop");
-    assert_eq!(view.attribution.utm_source.as_deref(), Some("instagram"));
+    assert_eq!(view.attribution.utm_source.as_deref(), Some("instagram"), "a named source wins over src=qr");
     assert_eq!(view.attribution.utm_campaign.as_deref(), Some("launch"));
     assert_eq!(view.attribution.fbclid.as_deref(), Some("IwAR0"));
     assert_eq!(view.referrer.as_deref(), Some("https://l.instagram.com/"));
@@ -242,6 +243,7 @@ async fn every_request_yields_exactly_one_event_with_the_schema_fields() {
 
     let direct = events.iter().find(|e| e.platform.as_deref() == Some("deezer")).unwrap();
     assert!(direct.dnt && direct.visitor_id.is_none() && direct.consent == Consent::Unknown);
+    assert_eq!(direct.attribution.utm_source.as_deref(), Some("qr"), "a QR code's visit has the source qr");
     assert_eq!(direct.ip.to_string(), "127.0.0.1");
     let head = events.iter().find(|e| e.method == "HEAD").unwrap();
     assert_eq!(head.kind, EventKind::View);
@@ -338,4 +340,50 @@ fn uuid_ts_ms(id: &str) -> i64 {
     let id = uuid::Uuid::parse_str(id).expect("a uuid");
     let (secs, nanos) = id.get_timestamp().expect("a UUIDv7").to_unix();
     secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+}
+
+/// Issue #18: a suspended tenant (`PATCH /v1/clients/{id}` with
+/// `status: suspended`, here its document as the API writes it) gets the
+/// neutral 404 page after the next refresh: no redirect, no branding, no
+/// pixel; made active again, its links are served as before.
+#[tokio::test]
+async fn a_suspended_tenant_s_links_answer_a_neutral_page_until_it_is_active_again() {
+    let env = env(&shared_brokers()).await;
+    let host = "links.suspended.test";
+    let client = insert_client(&env.db, host).await;
+    insert_link(&env.db, &client, "jiro", "In Your Light", "https://open.spotify.com/track/A").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, host, "/jiro/spotify", 302, CACHE_WAIT).await;
+    let set_status = |status: &'static str| {
+        let db = env.db.clone();
+        async move {
+            db.collection::<schemas::mongo::Client>(schemas::mongo::collections::CLIENTS)
+                .update_one(
+                    doc! { "_id": client.id },
+                    doc! { "$set": { "metadata.status": status, "metadata.updatedAt": bson::DateTime::now() } },
+                )
+                .await
+                .unwrap();
+        }
+    };
+
+    set_status("suspended").await;
+    let r = served_after_two_refreshes(&edge, host, "/jiro/spotify").await;
+    assert_eq!(r.status(), 404, "nothing redirected");
+    assert!(r.headers().get("location").is_none());
+    let page = served_after_two_refreshes(&edge, host, "/jiro").await;
+    assert_eq!(page.status(), 404);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("This link does not exist"), "{html}");
+    // (#1DB954, the tenant's colour, is also the neutral page's default.)
+    for tenant_mark in ["GTM-TEST1", "1234567890", "In Your Light", "open.spotify.com"] {
+        assert!(!html.contains(tenant_mark), "{tenant_mark} on the neutral page: {html}");
+    }
+
+    set_status("active").await;
+    let r = served_after_two_refreshes(&edge, host, "/jiro/spotify").await;
+    assert_eq!(r.status(), 302, "served again once active");
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
 }

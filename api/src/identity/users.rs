@@ -224,7 +224,8 @@ pub async fn load_user(st: &AppState, p: &Principal, id: &str) -> Result<User, A
     crate::store::load_owned(st, p, collections::USERS, "user", id, |d: &User| d.client_id).await
 }
 
-/// Creates a user (operator, or an admin of the tenant). 409 `email_taken`.
+/// Creates a user (operator, or an admin of the tenant). 409 `email_taken`;
+/// 403 `user_limit` when the tenant has its plan's `max_users_per_client`.
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = UserCreate,
     responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -263,13 +264,16 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    match st.mongo.collection::<User>(collections::USERS).insert_one(&user).await {
-        Ok(_) => {}
-        Err(e) if is_duplicate_key(&e) => {
-            return Err(ApiError::Conflict { code: "email_taken", message: "a user with this email exists".into() })
+    crate::tenants::limits::within_users(&st, &client, || async {
+        match st.mongo.collection::<User>(collections::USERS).insert_one(&user).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(ApiError::Conflict { code: "email_taken", message: "a user with this email exists".into() })
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
-    }
+    })
+    .await?;
     audit::changed(
         &st,
         &p,

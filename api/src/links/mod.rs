@@ -4,8 +4,10 @@
 //! served within about a second. Slugs are unique per tenant (MongoDB
 //! unique index `clientId, slug` → 409 `slug_taken`); destinations are
 //! http(s) URLs only. `DELETE` archives: the edge answers 410 Gone, the
-//! analytics stay.
+//! analytics stay. `GET /v1/smartlinks/{id}/qr` draws a link's QR code
+//! ([`qr`]).
 mod handlers;
+pub mod qr;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -20,9 +22,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/smartlinks", post(handlers::create).get(handlers::list))
         .route("/v1/smartlinks/{id}", get(handlers::get).patch(handlers::patch).delete(handlers::archive))
+        .route("/v1/smartlinks/{id}/qr", get(qr::qr))
 }
 
 /// The OpenAPI paths of [`router`].
 #[derive(OpenApi)]
-#[openapi(paths(handlers::create, handlers::list, handlers::get, handlers::patch, handlers::archive))]
+#[openapi(paths(handlers::create, handlers::list, handlers::get, handlers::patch, handlers::archive, qr::qr))]
 pub struct Doc;

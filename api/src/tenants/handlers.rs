@@ -16,6 +16,7 @@ use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
+use crate::rbac::{Action, Resource};
 use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::validate::{self, rfc, wire};
@@ -25,12 +26,16 @@ use crate::validate::{self, rfc, wire};
 #[serde(deny_unknown_fields)]
 pub struct Tracking {
     /// GA4 measurement id, `G-` + 4..30 of A-Z0-9.
+    #[schema(schema_with = crate::openapi::ga4_id)]
     pub ga4: Option<String>,
     /// GTM container id, `GTM-` + 4..30 of A-Z0-9.
+    #[schema(schema_with = crate::openapi::gtm_id)]
     pub gtm: Option<String>,
     /// Meta Pixel id, digits.
+    #[schema(schema_with = crate::openapi::meta_pixel_id)]
     pub meta_pixel: Option<String>,
     /// TikTok Pixel id, A-Z0-9.
+    #[schema(schema_with = crate::openapi::tiktok_pixel_id)]
     pub tiktok: Option<String>,
 }
 
@@ -39,16 +44,22 @@ pub struct Tracking {
 #[serde(deny_unknown_fields)]
 pub struct BrandingDto {
     /// Logo URL.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub logo: Option<String>,
     /// Favicon URL.
+    #[schema(schema_with = crate::openapi::http_url)]
     pub favicon: Option<String>,
     /// Primary colour.
+    #[schema(schema_with = crate::openapi::color)]
     pub primary_color: Option<String>,
     /// Secondary colour.
+    #[schema(schema_with = crate::openapi::color)]
     pub secondary_color: Option<String>,
     /// Accent colour.
+    #[schema(schema_with = crate::openapi::color)]
     pub accent_color: Option<String>,
-    /// CSS font family (letters, digits, spaces, `-`, `,`), at most 100 characters.
+    /// CSS font family (ASCII letters, digits, spaces, `-`, `,`), at most 100 characters.
+    #[schema(schema_with = crate::openapi::font)]
     pub font: Option<String>,
 }
 
@@ -57,25 +68,97 @@ pub struct BrandingDto {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Days raw events are kept, 1..=3650. Default 365.
+    #[schema(minimum = 1, maximum = 3650)]
     pub analytics_retention_days: i64,
     /// Store visitor IPs anonymised (IPv4 /24, IPv6 /48). Default true.
     pub anonymize_ip: bool,
     /// Platform ids (`spotify`, `apple-music`, ...) in button order.
+    #[schema(schema_with = platform_ids)]
     pub default_platform_order: Vec<String>,
-    /// Smartlinks the tenant may create per month. Default 1000.
+    /// Smartlinks the tenant may create per calendar month (UTC),
+    /// 1..=1000000; 403 `monthly_link_limit` beyond. Default 1000.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_smartlinks_per_month: i64,
+    /// Back-office users the tenant may have, 1..=100000; 403 `user_limit`
+    /// beyond. Default 50.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_users_per_client: i64,
+    /// Requests per hour the tenant's API keys may send together,
+    /// 1..=100000000; 429 `hourly_request_limit` beyond (sessions are
+    /// limited by the plan's requests per second only). Default 1000.
+    #[schema(minimum = 1, maximum = 100000000)]
+    pub api_rate_limit: i64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        let d = mongo::ClientSettings::default();
+        Settings::from(&mongo::ClientSettings::default())
+    }
+}
+
+impl From<&mongo::ClientSettings> for Settings {
+    fn from(s: &mongo::ClientSettings) -> Self {
         Settings {
-            analytics_retention_days: d.analytics_retention_days,
-            anonymize_ip: d.anonymize_ip,
-            default_platform_order: d.default_platform_order,
-            max_smartlinks_per_month: d.max_smartlinks_per_month,
+            analytics_retention_days: s.analytics_retention_days,
+            anonymize_ip: s.anonymize_ip,
+            default_platform_order: s.default_platform_order.clone(),
+            max_smartlinks_per_month: s.max_smartlinks_per_month,
+            max_users_per_client: s.max_users_per_client,
+            api_rate_limit: s.api_rate_limit,
         }
     }
+}
+
+/// `PATCH /v1/clients/{id}` settings: each field present replaces the stored
+/// one (rules as in [`Settings`]). The limits (`max_*`, `api_rate_limit`)
+/// are the operator's to change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsPatch {
+    /// Days raw events are kept, 1..=3650.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub analytics_retention_days: Option<i64>,
+    /// Store visitor IPs anonymised.
+    pub anonymize_ip: Option<bool>,
+    /// Platform ids in button order.
+    #[schema(schema_with = platform_ids)]
+    pub default_platform_order: Option<Vec<String>>,
+    /// Smartlinks per calendar month, 1..=1000000 (operator).
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_smartlinks_per_month: Option<i64>,
+    /// Back-office users, 1..=100000 (operator).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_users_per_client: Option<i64>,
+    /// API-key requests per hour, 1..=100000000 (operator).
+    #[schema(minimum = 1, maximum = 100000000)]
+    pub api_rate_limit: Option<i64>,
+}
+
+/// `PATCH /v1/clients/{id}` body: each field present replaces the stored
+/// one; `tracking` and `branding` are replaced whole. `status` and
+/// `plan_type` are the operator's; a tenant admin changes the rest but the
+/// limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientPatch {
+    /// Display name, 1..=200 characters.
+    #[schema(schema_with = crate::openapi::text_200)]
+    pub name: Option<String>,
+    /// `active`, `trial` or `suspended` (operator). A suspended tenant's
+    /// links answer the edge's neutral 404 page (nothing redirected, no
+    /// pixel) until it is active again.
+    #[schema(schema_with = client_statuses)]
+    pub status: Option<String>,
+    /// `starter`, `professional` or `enterprise` (operator): the requests
+    /// per second its keys and users may send together.
+    #[schema(schema_with = plans)]
+    pub plan_type: Option<String>,
+    /// Pixel ids (replace the stored ones).
+    pub tracking: Option<Tracking>,
+    /// Landing-page look (replaces the stored one).
+    pub branding: Option<BrandingDto>,
+    /// Settings to change.
+    pub settings: Option<SettingsPatch>,
 }
 
 /// `POST /v1/clients` body.
@@ -93,9 +176,11 @@ pub struct ClientCreate {
     pub subdomain: Option<String>,
     /// `active` (default), `trial` or `suspended`.
     #[serde(default)]
+    #[schema(schema_with = client_statuses)]
     pub status: Option<String>,
     /// `starter` (default), `professional` or `enterprise`.
     #[serde(default)]
+    #[schema(schema_with = plans)]
     pub plan_type: Option<String>,
     /// Pixel ids.
     #[serde(default)]
@@ -161,37 +246,90 @@ impl From<&Client> for ClientView {
                 accent_color: c.branding.accent_color.clone(),
                 font: c.branding.font.clone(),
             },
-            settings: Settings {
-                analytics_retention_days: c.settings.analytics_retention_days,
-                anonymize_ip: c.settings.anonymize_ip,
-                default_platform_order: c.settings.default_platform_order.clone(),
-                max_smartlinks_per_month: c.settings.max_smartlinks_per_month,
-            },
+            settings: Settings::from(&c.settings),
             created_at: rfc(c.metadata.created_at),
             updated_at: rfc(c.metadata.updated_at),
         }
     }
 }
 
-fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
-    let t = &body.tracking;
-    let b = &body.branding;
-    let s = &body.settings;
-    if !(1..=3650).contains(&s.analytics_retention_days) {
-        return Err(ApiError::invalid("settings.analytics_retention_days", "must be 1 to 3650"));
+/// `value` of `settings.{field}` when within `range`; 400 otherwise.
+fn in_range(field: &str, value: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(format!("settings.{field}"), format!("must be {} to {}", range.start(), range.end())))
     }
-    if !(1..=1_000_000).contains(&s.max_smartlinks_per_month) {
-        return Err(ApiError::invalid("settings.max_smartlinks_per_month", "must be 1 to 1000000"));
-    }
-    for (i, p) in s.default_platform_order.iter().enumerate() {
+}
+
+/// `order` when every id is a known platform; 400 on the first that is not.
+fn platform_order(order: &[String]) -> Result<Vec<String>, ApiError> {
+    for (i, p) in order.iter().enumerate() {
         if PlatformId::from_id(p).is_none() {
             return Err(ApiError::invalid(format!("settings.default_platform_order[{i}]"), "unknown platform id"));
         }
     }
+    Ok(order.to_vec())
+}
+
+fn build_tracking(t: &Tracking) -> Result<mongo::ClientTracking, ApiError> {
+    Ok(mongo::ClientTracking {
+        ga4: validate::tag_id("tracking.ga4", t.ga4.as_deref(), "G-", false)?,
+        gtm: validate::tag_id("tracking.gtm", t.gtm.as_deref(), "GTM-", false)?,
+        facebook: validate::tag_id("tracking.meta_pixel", t.meta_pixel.as_deref(), "", true)?,
+        tiktok: validate::tag_id("tracking.tiktok", t.tiktok.as_deref(), "", false)?,
+    })
+}
+
+fn build_branding(b: &BrandingDto) -> Result<mongo::Branding, ApiError> {
     let font = validate::opt_text("branding.font", b.font.as_deref(), 100)?;
-    if font.as_deref().is_some_and(|f| !f.chars().all(|c| c.is_alphanumeric() || " -,".contains(c))) {
-        return Err(ApiError::invalid("branding.font", "letters, digits, spaces, '-' and ',' only"));
+    if font.as_deref().is_some_and(|f| !f.chars().all(|c| c.is_ascii_alphanumeric() || " -,".contains(c))) {
+        return Err(ApiError::invalid("branding.font", "ASCII letters, digits, spaces, '-' and ',' only"));
     }
+    Ok(mongo::Branding {
+        logo: validate::opt_http_url("branding.logo", b.logo.as_deref())?,
+        favicon: validate::opt_http_url("branding.favicon", b.favicon.as_deref())?,
+        primary_color: validate::color("branding.primary_color", b.primary_color.as_deref())?,
+        secondary_color: validate::color("branding.secondary_color", b.secondary_color.as_deref())?,
+        accent_color: validate::color("branding.accent_color", b.accent_color.as_deref())?,
+        font,
+    })
+}
+
+const STATUS_RULE: &str = "must be one of active, trial, suspended";
+const PLAN_RULE: &str = "must be one of starter, professional, enterprise";
+/// A tenant's statuses ([`ClientStatus`]).
+const STATUSES: [&str; 3] = ["active", "trial", "suspended"];
+/// Plans ([`PlanType`]).
+const PLANS: [&str; 3] = ["starter", "professional", "enterprise"];
+
+/// Schema of a tenant's status.
+fn client_statuses() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&STATUSES)
+}
+
+/// Schema of a plan.
+fn plans() -> utoipa::openapi::Object {
+    crate::openapi::enumeration(&PLANS)
+}
+
+/// Schema of a button order: known platform ids ([`PlatformId::ALL`]).
+fn platform_ids() -> utoipa::openapi::schema::Array {
+    let ids: Vec<&str> = PlatformId::ALL.iter().map(|p| p.id()).collect();
+    utoipa::openapi::schema::Array::new(crate::openapi::enumeration(&ids))
+}
+
+fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
+    let s = &body.settings;
+    let settings = mongo::ClientSettings {
+        analytics_retention_days: in_range("analytics_retention_days", s.analytics_retention_days, 1..=3650)?,
+        anonymize_ip: s.anonymize_ip,
+        default_platform_order: platform_order(&s.default_platform_order)?,
+        max_smartlinks_per_month: in_range("max_smartlinks_per_month", s.max_smartlinks_per_month, 1..=1_000_000)?,
+        max_users_per_client: in_range("max_users_per_client", s.max_users_per_client, 1..=100_000)?,
+        api_rate_limit: in_range("api_rate_limit", s.api_rate_limit, 1..=100_000_000)?,
+        ..Default::default()
+    };
     Ok(Client {
         id: ObjectId::new(),
         name: validate::text("name", &body.name, 1, 200)?,
@@ -201,40 +339,77 @@ fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
             Some(s) => Some(validate::hostname("subdomain", s)?),
             None => None,
         },
-        tracking: mongo::ClientTracking {
-            ga4: validate::tag_id("tracking.ga4", t.ga4.as_deref(), "G-", false)?,
-            gtm: validate::tag_id("tracking.gtm", t.gtm.as_deref(), "GTM-", false)?,
-            facebook: validate::tag_id("tracking.meta_pixel", t.meta_pixel.as_deref(), "", true)?,
-            tiktok: validate::tag_id("tracking.tiktok", t.tiktok.as_deref(), "", false)?,
-        },
-        branding: mongo::Branding {
-            logo: validate::opt_http_url("branding.logo", b.logo.as_deref())?,
-            favicon: validate::opt_http_url("branding.favicon", b.favicon.as_deref())?,
-            primary_color: validate::color("branding.primary_color", b.primary_color.as_deref())?,
-            secondary_color: validate::color("branding.secondary_color", b.secondary_color.as_deref())?,
-            accent_color: validate::color("branding.accent_color", b.accent_color.as_deref())?,
-            font,
-        },
-        settings: mongo::ClientSettings {
-            analytics_retention_days: s.analytics_retention_days,
-            anonymize_ip: s.anonymize_ip,
-            default_platform_order: s.default_platform_order.clone(),
-            max_smartlinks_per_month: s.max_smartlinks_per_month,
-            ..Default::default()
-        },
+        tracking: build_tracking(&body.tracking)?,
+        branding: build_branding(&body.branding)?,
+        settings,
         metadata: ClientMetadata {
             created_at: now,
             updated_at: now,
             status: match body.status.as_deref() {
                 None => ClientStatus::Active,
-                Some(v) => validate::parse_enum("status", v, "must be one of active, trial, suspended")?,
+                Some(v) => validate::parse_enum("status", v, STATUS_RULE)?,
             },
             plan_type: match body.plan_type.as_deref() {
                 None => PlanType::Starter,
-                Some(v) => validate::parse_enum("plan_type", v, "must be one of starter, professional, enterprise")?,
+                Some(v) => validate::parse_enum("plan_type", v, PLAN_RULE)?,
             },
         },
     })
+}
+
+/// `client` with `patch` applied (validated); 403 when a field is the
+/// operator's and `operator` is false, naming the field.
+fn apply_patch(mut client: Client, patch: ClientPatch, operator: bool, now: DateTime) -> Result<Client, ApiError> {
+    let operator_only = |field: &str| {
+        if operator {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("the operator role to change {field}")))
+        }
+    };
+    if let Some(name) = &patch.name {
+        client.name = validate::text("name", name, 1, 200)?;
+    }
+    if let Some(v) = &patch.status {
+        operator_only("status")?;
+        client.metadata.status = validate::parse_enum("status", v, STATUS_RULE)?;
+    }
+    if let Some(v) = &patch.plan_type {
+        operator_only("plan_type")?;
+        client.metadata.plan_type = validate::parse_enum("plan_type", v, PLAN_RULE)?;
+    }
+    if let Some(t) = &patch.tracking {
+        client.tracking = build_tracking(t)?;
+    }
+    if let Some(b) = &patch.branding {
+        client.branding = build_branding(b)?;
+    }
+    if let Some(s) = patch.settings {
+        let c = &mut client.settings;
+        if let Some(v) = s.analytics_retention_days {
+            c.analytics_retention_days = in_range("analytics_retention_days", v, 1..=3650)?;
+        }
+        if let Some(v) = s.anonymize_ip {
+            c.anonymize_ip = v;
+        }
+        if let Some(v) = &s.default_platform_order {
+            c.default_platform_order = platform_order(v)?;
+        }
+        if let Some(v) = s.max_smartlinks_per_month {
+            operator_only("settings.max_smartlinks_per_month")?;
+            c.max_smartlinks_per_month = in_range("max_smartlinks_per_month", v, 1..=1_000_000)?;
+        }
+        if let Some(v) = s.max_users_per_client {
+            operator_only("settings.max_users_per_client")?;
+            c.max_users_per_client = in_range("max_users_per_client", v, 1..=100_000)?;
+        }
+        if let Some(v) = s.api_rate_limit {
+            operator_only("settings.api_rate_limit")?;
+            c.api_rate_limit = in_range("api_rate_limit", v, 1..=100_000_000)?;
+        }
+    }
+    client.metadata.updated_at = now;
+    Ok(client)
 }
 
 /// Creates a tenant (operator only). 409 `slug_taken` / `domain_taken`
@@ -355,6 +530,54 @@ pub async fn get(
 ) -> Result<Json<ClientView>, ApiError> {
     let id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
     Ok(Json(ClientView::from(&Tenant::load(&st, &p, id).await?)))
+}
+
+/// Changes a tenant: the operator any field; an admin of the tenant (a
+/// session with the `admin` role) its name, pixels, branding and
+/// privacy/display settings, and 403 on the rest (status, plan, limits).
+/// The change is audited (before and after) and reaches the edge at its next
+/// cache refresh (a suspended tenant's links stop redirecting) and this API's
+/// request limits at once.
+#[utoipa::path(patch, path = "/v1/clients/{id}", tag = "tenants", request_body = ClientPatch,
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = ClientView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    meta: Meta,
+    Path(id): Path<String>,
+    Body(body): Body<ClientPatch>,
+) -> Result<Json<ClientView>, ApiError> {
+    let id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
+    let operator = p.require_operator().is_ok();
+    Tenant::load(&st, &p, id).await?;
+    if !operator {
+        p.can(Resource::Settings, Action::Update)?;
+    }
+    // Read-modify-write under the tenant's lock (crate::lock: a
+    // version-checked replace is not atomic on FerretDB).
+    let (before, after) = crate::lock::with_lock(
+        &st,
+        format!("client:{}", id.to_hex()),
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+        || async {
+            let before = Tenant::load(&st, &p, id).await?;
+            let after = apply_patch(before.clone(), body, operator, DateTime::now())?;
+            let done =
+                st.mongo.collection::<Client>(collections::CLIENTS).replace_one(doc! { "_id": id }, &after).await?;
+            if done.matched_count == 0 {
+                return Err(ApiError::NotFound("client"));
+            }
+            Ok((before, after))
+        },
+    )
+    .await?;
+    st.request_limits.forget(id).await;
+    let target = Target { client_id: id, action: "update", resource: "clients", id };
+    audit::changed(&st, &p, &meta, target, Some(&before), Some(&after)).await?;
+    Ok(Json(ClientView::from(&after)))
 }
 
 #[cfg(test)]

@@ -1,15 +1,160 @@
-//! Plan limits of a tenant (seed 000 `clients.settings`), enforced where
-//! the limited thing is made: `max_smartlinks_per_month` on link creation
-//! (issue #14, finding 13).
+//! Plan limits of a tenant (seed 000 `clients.settings`, issue #18),
+//! enforced where the limited thing is made or asked:
+//! - `max_smartlinks_per_month` on link creation (403 `monthly_link_limit`),
+//! - `max_users_per_client` on user creation (403 `user_limit`),
+//! - requests per second by plan, all the tenant's keys and users together
+//!   (429 `plan_rate_limit`, [`RequestLimits`]),
+//! - `api_rate_limit` requests per hour through the tenant's keys
+//!   (429 `hourly_request_limit`).
+//!
+//! The operator is never limited by a tenant's plan.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bson::{doc, DateTime};
-use schemas::mongo::{collections, Client, Smartlink};
+use bson::{doc, oid::ObjectId, DateTime};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use schemas::mongo::{collections, Client, PlanType, Smartlink, User};
 
+use crate::auth::Principal;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::lock;
 use crate::state::AppState;
+
+/// How long a tenant's plan and limits are read from memory before MongoDB
+/// is asked again: a change made through `PATCH /v1/clients/{id}` applies
+/// at once on the API that made it ([`RequestLimits::forget`]), within this
+/// on the others.
+pub const LIMITS_TTL: Duration = Duration::from_secs(10);
+
+/// What a tenant's requests are limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Quotas {
+    /// Requests per second of the plan, all principals together.
+    per_second: u32,
+    /// Requests per hour through API keys (`settings.api_rate_limit`).
+    per_hour: u32,
+}
+
+/// Per-tenant request limits: the plan's requests per second and the
+/// tenant's hourly key quota (GCRA, `governor`, one limiter per tenant and
+/// quota, dropped after an idle hour). A quota change starts a fresh
+/// limiter.
+pub struct RequestLimits {
+    plan_rps: [u32; 3],
+    quotas: moka::future::Cache<ObjectId, Quotas>,
+    limiters: moka::sync::Cache<(ObjectId, &'static str, u32), Arc<DefaultDirectRateLimiter>>,
+}
+
+impl RequestLimits {
+    /// Limits with the plans' rates of `cfg` (`API_PLAN_*_RPS`).
+    pub fn new(cfg: &Config) -> Self {
+        RequestLimits {
+            plan_rps: [cfg.plan_starter_rps, cfg.plan_professional_rps, cfg.plan_enterprise_rps],
+            quotas: moka::future::Cache::builder().max_capacity(100_000).time_to_live(LIMITS_TTL).build(),
+            limiters: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+
+    /// Requests per second of `plan`.
+    pub fn plan_rps(&self, plan: PlanType) -> u32 {
+        match plan {
+            PlanType::Starter => self.plan_rps[0],
+            PlanType::Professional => self.plan_rps[1],
+            PlanType::Enterprise => self.plan_rps[2],
+        }
+    }
+
+    /// Takes one request of `p`'s tenant: Ok, or 429 `plan_rate_limit` /
+    /// `hourly_request_limit` with `Retry-After` (counted in
+    /// `api_rate_limited_total`); 503 when the tenant cannot be read.
+    pub async fn check(&self, st: &AppState, p: &Principal) -> Result<(), ApiError> {
+        let Some(client_id) = p.own_client() else { return Ok(()) };
+        let quotas = self
+            .quotas
+            .try_get_with(client_id, async {
+                let client = st
+                    .mongo
+                    .collection::<Client>(collections::CLIENTS)
+                    .find_one(doc! { "_id": client_id })
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                Ok::<_, ApiError>(Quotas {
+                    per_second: self.plan_rps(client.metadata.plan_type),
+                    per_hour: u32::try_from(client.settings.api_rate_limit.max(1)).unwrap_or(u32::MAX),
+                })
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let plan = format!("the plan's {} requests per second", quotas.per_second);
+        self.take(st, client_id, "second", quotas.per_second, "plan_rate_limit", plan)?;
+        if matches!(p, Principal::Tenant { .. }) {
+            let hourly = format!("the tenant's {} API-key requests per hour", quotas.per_hour);
+            self.take(st, client_id, "hour", quotas.per_hour, "hourly_request_limit", hourly)?;
+        }
+        Ok(())
+    }
+
+    fn take(
+        &self,
+        st: &AppState,
+        client_id: ObjectId,
+        period: &'static str,
+        n: u32,
+        code: &'static str,
+        limit: String,
+    ) -> Result<(), ApiError> {
+        let limiter = self.limiters.get_with((client_id, period, n), || {
+            let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+            let quota = match period {
+                "second" => Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n))),
+                _ => Quota::per_hour(n),
+            };
+            Arc::new(RateLimiter::direct(quota))
+        });
+        limiter.check().map_err(|not_until| {
+            st.metrics.rate_limited.inc();
+            ApiError::RateLimited { code, limit, retry_after_s: crate::auth::retry_after(&not_until) }
+        })
+    }
+
+    /// Reads tenant `client_id`'s plan and limits again at its next request
+    /// (after a change).
+    pub async fn forget(&self, client_id: ObjectId) {
+        self.quotas.invalidate(&client_id).await;
+    }
+}
+
+/// Runs `create`, which adds one back-office user to `client`, unless the
+/// tenant already has `max_users_per_client` (deactivated users count: they
+/// can be reactivated): then 403 `user_limit`. Creations of one tenant are
+/// serialised by a lock (`users-quota:{client}`), so concurrent requests
+/// cannot all pass one count; `create`'s error as is.
+pub async fn within_users<T, F, Fut>(st: &AppState, client: &Client, create: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let name = format!("users-quota:{}", client.id.to_hex());
+    lock::with_lock(st, name, Duration::from_secs(30), Duration::from_secs(10), || async {
+        let users =
+            st.mongo.collection::<User>(collections::USERS).count_documents(doc! { "clientId": client.id }).await?;
+        let max = u64::try_from(client.settings.max_users_per_client).unwrap_or(0);
+        if users >= max {
+            return Err(ApiError::PlanLimit {
+                code: "user_limit",
+                message: format!("the plan allows {max} users; the tenant has {users}"),
+            });
+        }
+        create().await
+    })
+    .await
+}
 
 /// `[start, end)` of the calendar month (UTC) holding `now`: midnight UTC
 /// of its first day and of the next month's first day.

@@ -72,6 +72,8 @@ pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
     cfg.operator_key = format!("operator-key-for-tests-{}", unique_name("k")).into();
     cfg.rate_limit_per_second = 1000;
     cfg.rate_limit_burst = 1000;
+    // Tenants' plans do not limit the tests; the limits have their own.
+    (cfg.plan_starter_rps, cfg.plan_professional_rps, cfg.plan_enterprise_rps) = (10_000, 10_000, 10_000);
     // Tests log in from one address many times; the limit has its own test.
     cfg.auth_rate_per_minute = 0;
     cfg.link_scheme = "http".into();
@@ -160,6 +162,14 @@ impl Env {
             )
             .await;
         (id, k["key"].as_str().unwrap().to_string())
+    }
+
+    /// A new tenant `slug` (domain `{slug}.links.test`) with `settings`,
+    /// made by the operator: its id.
+    pub async fn tenant_with(&self, slug: &str, settings: Value) -> String {
+        let body = json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"), "settings": settings});
+        let c = self.ok(&self.op, Method::POST, "/v1/clients", Some(body)).await;
+        c["id"].as_str().unwrap().to_string()
     }
 
     /// A new API key of tenant `client` with `scopes` (made by the operator):
@@ -255,4 +265,31 @@ pub async fn user_session(e: &Env, client: &str, email: &str, role: &str) -> (St
         e.call(None, Method::POST, "/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     (v["token"].as_str().unwrap().to_string(), id)
+}
+
+/// The text of the one QR code in a PNG (any colour type, as the `png`
+/// crate expands it to 8-bit), read by `rqrr`; `None` when there is not
+/// exactly one readable code.
+pub fn qr_text(png_bytes: &[u8]) -> Option<String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().ok()?;
+    let mut buf = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut buf).ok()?;
+    let channels = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    // Luma of the first three channels (or the grey one).
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        let p = &buf[(y * w + x) * channels..][..channels];
+        if channels >= 3 {
+            ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000) as u8
+        } else {
+            p[0]
+        }
+    });
+    let grids = img.detect_grids();
+    if grids.len() != 1 {
+        return None;
+    }
+    grids[0].decode().ok().map(|(_, text)| text)
 }

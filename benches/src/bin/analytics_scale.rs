@@ -65,7 +65,8 @@ async fn setup(base: &str, op: &str) -> anyhow::Result<Setup> {
             base,
             op,
             "/v1/clients",
-            json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test")}),
+            json!({"name": slug, "slug": slug, "domain": format!("{slug}.links.test"), "plan_type": "enterprise",
+                "settings": {"api_rate_limit": 100_000_000}}),
         )
         .await?;
         let id = c["id"].as_str().context("client id")?.to_string();
