@@ -758,7 +758,7 @@ mod tests {
             }
         }
         // The routers' real size (a parse that misses routes fails here).
-        assert_eq!(routed.len(), 84, "routes read from the routers: {routed:?}");
+        assert_eq!(routed.len(), 85, "routes read from the routers: {routed:?}");
         for r in crate::audit::PERSONAL_READS {
             assert!(routed.contains(&("get".to_string(), r.to_string())), "audited read {r} is not a GET route");
         }

@@ -1032,3 +1032,66 @@ async fn a_link_s_qr_code_decodes_back_to_its_url() {
     let (s, _) = e.call(Some(&other), Method::GET, &format!("/v1/smartlinks/{link}/qr"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Issue #18: links from CSV, all or none (errors name line and column,
+/// slugs checked against the file and the tenant, the plan's links per
+/// month counted for the batch), then found by tag and by text.
+#[tokio::test]
+async fn links_are_imported_from_csv_all_or_none_and_found_by_tag_and_text() {
+    let e = env().await;
+    let id = e.tenant_with("bulk", json!({"max_smartlinks_per_month": 5})).await;
+    let (key, _) = e.key_with(&id, &["links:write"]).await;
+    let import = |csv: &'static str| {
+        let req = e.http.post(format!("{}/v1/smartlinks/import", e.base)).bearer_auth(&key);
+        async move {
+            let r = req.header("content-type", "text/csv").body(csv).send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let count = || async { e.ok(&key, Method::GET, "/v1/smartlinks", None).await["items"].as_array().unwrap().len() };
+    for (csv, field) in [
+        ("slug,title,artist,spotify\nok,T,A,https://open.spotify.com/track/1\nBad Slug,T,A,https://open.spotify.com/track/2\n", "line 3.slug"),
+        ("slug,title,artist,spotify\na,T,A,https://open.spotify.com/track/1\nb,T,A,javascript:alert(1)\n", "line 3.spotify"),
+        ("slug,title,artist,spotify\na,T,A,https://open.spotify.com/track/1\na,T,A,https://open.spotify.com/track/2\n", "line 3.slug"),
+        ("slug,title,artist\na,T,A\n", "line 2.platforms"),
+        ("slug,title,artist,spotify,isrc\na,T,A,https://open.spotify.com/track/1,nope\n", "line 2.isrc"),
+    ] {
+        let (s, v) = import(csv).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{csv}: {v}");
+    }
+    assert_eq!(count().await, 0, "a refused import writes nothing");
+
+    let (s, v) = import(
+        "slug,title,artist,spotify,apple-music,tags,status\n\
+         jiro-light,In Your Light,Jiro,https://open.spotify.com/track/1,,Single|Summer,\n\
+         jiro-night,Night Drive,Jiro,,https://music.apple.com/album/2,summer,draft\n\
+         mika-sun,Sunrise,Mika,https://open.spotify.com/track/3,,,\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["created"], 3);
+    assert_eq!(v["items"][0]["tags"], json!(["single", "summer"]), "tags lowercase");
+    assert_eq!(v["items"][1]["status"], "draft");
+    // A slug the tenant has, on line 3.
+    let (s, v) = import("slug,title,artist,spotify\nnew-one,T,A,https://open.spotify.com/track/9\nmika-sun,T,A,https://open.spotify.com/track/9\n").await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("line 3.slug")), "{v}");
+    // 3 made, 5 a month: a batch of 3 is refused whole.
+    let (s, v) = import("slug,title,artist,spotify\nx1,T,A,https://a.example/1\nx2,T,A,https://a.example/2\nx3,T,A,https://a.example/3\n").await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "monthly_link_limit"), "{v}");
+    assert_eq!(count().await, 3);
+
+    let slugs = |v: Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|l| l["slug"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?tag=Summer", None).await), ["jiro-night", "jiro-light"]);
+    assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?q=JIRO", None).await), ["jiro-night", "jiro-light"]);
+    assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?q=sunr", None).await), ["mika-sun"], "by title");
+    assert!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?q=.*", None).await).is_empty(), "text, not a pattern");
+    let night = e.ok(&key, Method::GET, "/v1/smartlinks?tag=summer&q=night", None).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.ok(&key, Method::PATCH, &format!("/v1/smartlinks/{night}"), Some(json!({"tags": ["Autumn", "autumn"]}))).await;
+    assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?tag=autumn", None).await), ["jiro-night"]);
+    assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?tag=summer", None).await), ["jiro-light"]);
+}

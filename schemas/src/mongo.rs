@@ -480,6 +480,10 @@ pub struct LinkMetadata {
     /// Featured on the tenant's dashboard.
     #[serde(default)]
     pub featured: bool,
+    /// Tags the tenant files the link under (`single`, `q4-campaign`):
+    /// at most 20 of 1..=30 characters, lowercase, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Cached total views (maintained by the aggregator).
     #[serde(default)]
     pub total_views: i64,
@@ -501,6 +505,7 @@ impl LinkMetadata {
             created_by: None,
             status,
             featured: false,
+            tags: Vec::new(),
             total_views: 0,
             unique_visitors: 0,
             conversion_rate: 0.0,
@@ -987,6 +992,12 @@ pub const INDEXES: &[IndexSpec] = &[
         collection: collections::SMARTLINKS,
         name: "client_status_created",
         keys: &[("clientId", 1), ("metadata.status", 1), ("metadata.createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::SMARTLINKS,
+        name: "client_tags",
+        keys: &[("clientId", 1), ("metadata.tags", 1)],
         unique: false,
     },
     IndexSpec {

@@ -124,6 +124,10 @@ pub struct SmartlinkCreate {
     /// Featured on the tenant's dashboard.
     #[serde(default)]
     pub featured: bool,
+    /// Tags, at most 20 of 1..=30 characters; stored lowercase, each once.
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::tags)]
+    pub tags: Vec<String>,
     /// The track.
     pub track: TrackDto,
     /// Destinations by platform id (`spotify`, `apple-music`, `deezer`,
@@ -156,6 +160,9 @@ pub struct SmartlinkPatch {
     pub status: Option<String>,
     /// Featured flag.
     pub featured: Option<bool>,
+    /// Tags (replace the stored ones).
+    #[schema(schema_with = crate::openapi::tags)]
+    pub tags: Option<Vec<String>>,
     /// The track.
     pub track: Option<TrackDto>,
     /// Destinations by platform id.
@@ -196,6 +203,8 @@ pub struct SmartlinkView {
     pub status: String,
     /// Featured flag.
     pub featured: bool,
+    /// Tags, lowercase.
+    pub tags: Vec<String>,
     /// The track.
     pub track: TrackDto,
     /// Destinations by platform id.
@@ -232,6 +241,13 @@ pub struct ListQuery {
     /// Only links with this status.
     #[param(schema_with = status_schema)]
     pub status: Option<String>,
+    /// Only links with this tag (lowercase match).
+    #[param(schema_with = crate::openapi::text_30)]
+    pub tag: Option<String>,
+    /// Only links whose slug, title or artist contains this text
+    /// (case-insensitive), 1..=100 characters.
+    #[param(schema_with = crate::openapi::text_100)]
+    pub q: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
@@ -295,6 +311,7 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
         url: format!("{scheme}://{}/{}", c.domain, l.slug),
         status: status_name(l.metadata.status).into(),
         featured: l.metadata.featured,
+        tags: l.metadata.tags.clone(),
         track: TrackDto {
             title: t.title.clone(),
             artist_name: t.artist_name.clone(),
@@ -325,6 +342,43 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
         created_at: rfc(l.metadata.created_at),
         updated_at: rfc(l.metadata.updated_at),
     }
+}
+
+/// The link `body` describes, of tenant `client`, created at `now`,
+/// validated (400 naming the field).
+pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<Smartlink, ApiError> {
+    let status = match body.status.as_deref() {
+        None => LinkStatus::Active,
+        Some(s) => parse_status("status", s, false)?,
+    };
+    let mut metadata = LinkMetadata::new(now, status);
+    metadata.featured = body.featured;
+    metadata.tags = tags(&body.tags)?;
+    let link = Smartlink {
+        id: ObjectId::new(),
+        client_id: client.id,
+        slug: validate::slug("slug", &body.slug)?,
+        track: track(&body.track)?,
+        platforms: platforms(&body.platforms, &body.custom_platforms)?,
+        media: media(&body.media)?,
+        seo: seo(&body.seo)?,
+        metadata,
+    };
+    require_destination(&link)?;
+    Ok(link)
+}
+
+/// Tags as stored: trimmed, lowercase, each once, in the order given; at
+/// most 20 of 1..=30 characters (400 naming `tags[i]`).
+fn tags(v: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for t in validate::texts("tags", v, 20, 30)? {
+        let t = t.to_lowercase();
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 fn track(t: &TrackDto) -> Result<Track, ApiError> {
@@ -444,23 +498,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<SmartlinkView>), ApiError> {
     p.can(Resource::Links, Action::Create)?;
     let client = Tenant::resolve(&st, &p, body.client_id.as_deref()).await?;
-    let status = match body.status.as_deref() {
-        None => LinkStatus::Active,
-        Some(s) => parse_status("status", s, false)?,
-    };
-    let mut metadata = LinkMetadata::new(DateTime::now(), status);
-    metadata.featured = body.featured;
-    let link = Smartlink {
-        id: ObjectId::new(),
-        client_id: client.id,
-        slug: validate::slug("slug", &body.slug)?,
-        track: track(&body.track)?,
-        platforms: platforms(&body.platforms, &body.custom_platforms)?,
-        media: media(&body.media)?,
-        seo: seo(&body.seo)?,
-        metadata,
-    };
-    require_destination(&link)?;
+    let link = build(&body, &client, DateTime::now())?;
     limits::within_monthly_links(&st, &client, 1, || async {
         st.mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await.map_err(|e| {
             if is_duplicate_key(&e) {
@@ -483,7 +521,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
 }
 
-/// Lists a tenant's smartlinks, newest first, by pages.
+/// Lists a tenant's smartlinks, newest first, by pages; `tag` and `q`
+/// narrow them (a tag, a text in the slug, title or artist).
 #[utoipa::path(get, path = "/v1/smartlinks", tag = "smartlinks", params(ListQuery),
     responses((status = 200, body = SmartlinkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -501,6 +540,22 @@ pub async fn list(
     let mut filter = doc! { "clientId": client.id };
     if let Some(s) = q.status.as_deref() {
         filter.insert("metadata.status", status_name(parse_status("status", s, true)?));
+    }
+    if let Some(t) = q.tag.as_deref() {
+        filter.insert("metadata.tags", validate::text("tag", t, 1, 30)?.to_lowercase());
+    }
+    if let Some(text) = q.q.as_deref() {
+        // A literal, case-insensitive substring: the text is escaped, so
+        // no regular-expression syntax reaches the store.
+        let contains = doc! { "$regex": regex::escape(&validate::text("q", text, 1, 100)?), "$options": "i" };
+        filter.insert(
+            "$or",
+            vec![
+                doc! { "slug": contains.clone() },
+                doc! { "track.title": contains.clone() },
+                doc! { "track.artistName": contains },
+            ],
+        );
     }
     if let Some(c) = q.cursor.as_deref() {
         filter.insert("_id", doc! { "$lt": validate::object_id("cursor", c)? });
@@ -562,6 +617,9 @@ pub async fn patch(
     }
     if let Some(f) = body.featured {
         link.metadata.featured = f;
+    }
+    if let Some(t) = &body.tags {
+        link.metadata.tags = tags(t)?;
     }
     if let Some(t) = &body.track {
         link.track = track(t)?;

@@ -5,15 +5,18 @@
 //! unique index `clientId, slug` → 409 `slug_taken`); destinations are
 //! http(s) URLs only. `DELETE` archives: the edge answers 410 Gone, the
 //! analytics stay. `GET /v1/smartlinks/{id}/qr` draws a link's QR code
-//! ([`qr`]).
+//! ([`qr`]); `POST /v1/smartlinks/import` creates links from CSV, all or
+//! none ([`import`]). Links carry tags; the list filters by tag and text.
 mod handlers;
+pub mod import;
 pub mod qr;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
-pub use handlers::{load_link, SmartlinkCreate, SmartlinkPatch, SmartlinkView};
+pub use handlers::{build, load_link, SmartlinkCreate, SmartlinkPatch, SmartlinkView};
 
 use crate::state::AppState;
 
@@ -23,9 +26,18 @@ pub fn router() -> Router<AppState> {
         .route("/v1/smartlinks", post(handlers::create).get(handlers::list))
         .route("/v1/smartlinks/{id}", get(handlers::get).patch(handlers::patch).delete(handlers::archive))
         .route("/v1/smartlinks/{id}/qr", get(qr::qr))
+        .route("/v1/smartlinks/import", post(import::import).layer(DefaultBodyLimit::max(import::IMPORT_MAX_BYTES)))
 }
 
 /// The OpenAPI paths of [`router`].
 #[derive(OpenApi)]
-#[openapi(paths(handlers::create, handlers::list, handlers::get, handlers::patch, handlers::archive, qr::qr))]
+#[openapi(paths(
+    handlers::create,
+    handlers::list,
+    handlers::get,
+    handlers::patch,
+    handlers::archive,
+    qr::qr,
+    import::import
+))]
 pub struct Doc;
