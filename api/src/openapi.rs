@@ -113,6 +113,7 @@ text_schemas!(0, OPT_TEXT_PATTERN, "a [`crate::validate::opt_text`] field":
     opt_text_50 = 50,
     opt_text_100 = 100,
     opt_text_200 = 200,
+    opt_text_300 = 300,
     opt_text_2000 = 2000,
     opt_text_5000 = 5000,
 );

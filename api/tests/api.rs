@@ -844,6 +844,19 @@ async fn a_tenant_is_changed_by_the_operator_and_by_its_admin_within_their_right
     assert_eq!(v["branding"]["primary_color"], "#FF0066");
     assert_eq!(v["settings"]["default_platform_order"], json!(["deezer", "spotify"]));
     assert_eq!(v["settings"]["max_users_per_client"], 7, "limits untouched");
+    let v = e
+        .ok(&admin, Method::PATCH, &path, Some(json!({"branding": {"texts": {"fr": {"listen": "Jouer", "accept": " "}}}})))
+        .await;
+    assert_eq!(v["branding"]["texts"]["fr"]["listen"], "Jouer", "the tenant's wording of its pages");
+    assert_eq!(v["branding"]["texts"]["fr"]["accept"], Value::Null, "a blank text keeps the edge's");
+    assert_eq!(v["branding"]["primary_color"], Value::Null, "branding is replaced whole");
+    for (texts, field) in [
+        (json!({"de": {"listen": "Hören"}}), "branding.texts.de"),
+        (json!({"fr": {"consent": "a\u{7}b"}}), "branding.texts.fr.consent"),
+    ] {
+        let (s, v) = e.call(Some(&admin), Method::PATCH, &path, Some(json!({"branding": {"texts": texts}}))).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
     for (body, field) in [
         (json!({"plan_type": "enterprise"}), "plan_type"),
         (json!({"status": "active"}), "status"),
@@ -886,10 +899,11 @@ async fn a_tenant_is_changed_by_the_operator_and_by_its_admin_within_their_right
             .await
             .unwrap()
     };
-    assert_eq!(audits.len(), 2, "{audits:?}");
+    assert_eq!(audits.len(), 3, "one per change made, none for the refused: {audits:?}");
     let fields: Vec<&str> = audits[0].changes.iter().map(|c| c.field.as_str()).collect();
-    assert!(fields.iter().any(|f| f.contains("planType")), "{fields:?}");
-    assert_eq!(audits[1].actor.kind, "user");
+    assert!(fields.contains(&"metadata.planType") && fields.contains(&"settings.maxUsersPerClient"), "{fields:?}");
+    assert_eq!((audits[1].actor.kind.as_str(), audits[1].actor.role.as_str()), ("user", "admin"));
+    assert!(audits[2].changes.iter().any(|c| c.field == "branding.texts.fr.listen"), "{:?}", audits[2].changes);
 }
 
 /// Issue #18: `max_users_per_client` is enforced on user creation, under

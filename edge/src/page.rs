@@ -32,6 +32,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use uuid::Uuid;
 
 use crate::cache::{is_http_url, Link, Tenant};
+use crate::i18n::Texts;
 
 /// Name of the consent cookie (`granted` | `denied`), set by the banner.
 pub const CONSENT_COOKIE: &str = "sl_consent";
@@ -56,6 +57,8 @@ pub struct LandingPage<'a> {
     pub secure_cookies: bool,
     /// The response's CSP nonce ([`nonce`]), on our `<style>` and `<script>`.
     pub nonce: &'a str,
+    /// The texts in the visitor's language ([`crate::i18n`]).
+    pub texts: &'a Texts<'a>,
 }
 
 /// A fresh CSP nonce: 122 random bits (a UUIDv4), 32 hex characters; one
@@ -146,7 +149,8 @@ main{{width:100%;max-width:420px;padding:24px;text-align:center}}\
 .logo{{max-height:40px;margin-bottom:16px}}.cover{{width:100%;max-width:320px;aspect-ratio:1;object-fit:cover;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.4)}}\
 h1{{font-size:1.5rem;margin:16px 0 4px}}.artist{{margin:0 0 20px;opacity:.8}}\
 ul{{list-style:none;padding:0;margin:0}}li{{margin:10px 0}}\
-.btn{{display:block;padding:14px;border-radius:999px;background:var(--p);color:var(--s);text-decoration:none;font-weight:600}}\
+.btn{{display:flex;justify-content:space-between;align-items:center;padding:14px 20px;border-radius:999px;background:var(--p);color:var(--s);text-decoration:none;font-weight:600}}\
+.act{{font-size:.85rem;opacity:.85;text-transform:uppercase;letter-spacing:.04em}}\
 #consent{{position:fixed;bottom:0;left:0;right:0;padding:12px;background:rgba(0,0,0,.85);color:#fff;font-size:.9rem}}\
 #consent button{{margin:6px;padding:8px 14px;border:0;border-radius:6px;cursor:pointer}}"
     )
@@ -175,11 +179,12 @@ var b=d.getElementById('consent');
 if(c()==='granted')pixels();else if(c()===null&&!x.dnt){b.hidden=false}
 [].forEach.call(b.querySelectorAll('button'),function(k){k.addEventListener('click',function(){var v=k.getAttribute('data-consent');set(v);b.hidden=true;if(v==='granted')pixels()})})})();"#;
 
-fn head(out: &mut String, title: &str, tenant: Option<&Tenant>) {
+fn head(out: &mut String, title: &str, tenant: Option<&Tenant>, lang: &str) {
     let _ = write!(
         out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{}</title>",
+        attr(lang),
         text(title)
     );
     if let Some(fav) = safe_url(tenant.and_then(|t| t.client.branding.favicon.as_deref())) {
@@ -193,13 +198,11 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     let track = &link.track;
     let title = link.seo.meta_title.clone().unwrap_or_else(|| format!("{} - {}", track.title, track.artist_name));
     let description =
-        link.seo.meta_description.clone().unwrap_or_else(|| {
-            format!("Listen to {} by {} on your favourite platform.", track.title, track.artist_name)
-        });
+        link.seo.meta_description.clone().unwrap_or_else(|| p.texts.description(&track.title, &track.artist_name));
     let cover = safe_url(link.media.cover_art.as_deref());
     let og_image = safe_url(link.seo.og_image.as_deref()).or(cover);
     let mut out = String::with_capacity(8 * 1024);
-    head(&mut out, &title, Some(p.tenant));
+    head(&mut out, &title, Some(p.tenant), p.texts.lang.tag());
     let _ = write!(
         out,
         "<meta name=\"description\" content=\"{d}\">\
@@ -238,17 +241,23 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     for (button, (_, click_id, token)) in p.link.buttons.iter().zip(&p.clicks) {
         let _ = write!(
             out,
-            "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">{label}</a></li>",
+            "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">\
+<span class=\"pl\">{label}</span><span class=\"act\">{listen}</span></a></li>",
             s = attr(&link.slug),
             id = attr(&button.id),
             tok = attr(token),
             eid = click_id,
             label = text(&button.label),
+            listen = text(&p.texts.listen),
         );
     }
-    out.push_str(
-        "</ul></main><div id=\"consent\" hidden>This page uses cookies to measure its audience and for advertising. \
-<button data-consent=\"granted\">Accept</button><button data-consent=\"denied\">Refuse</button></div>",
+    let _ = write!(
+        out,
+        "</ul></main><div id=\"consent\" hidden>{} <button data-consent=\"granted\">{}</button>\
+<button data-consent=\"denied\">{}</button></div>",
+        text(&p.texts.consent),
+        text(&p.texts.accept),
+        text(&p.texts.refuse)
     );
     let t = &p.tenant.client.tracking;
     let data = serde_json::json!({
@@ -271,11 +280,11 @@ pub fn landing(p: &LandingPage<'_>) -> String {
 }
 
 /// A small error page (`404`, `410`, `429`, `503`...) in the tenant's
-/// colours when known; its `<style>` carries `nonce` (served with
-/// [`content_security_policy`]`(nonce, false)`).
-pub fn error(status: u16, message: &str, tenant: Option<&Tenant>, nonce: &str) -> String {
+/// colours when known, in language `lang` (a BCP 47 tag); its `<style>`
+/// carries `nonce` (served with [`content_security_policy`]`(nonce, false)`).
+pub fn error(status: u16, message: &str, tenant: Option<&Tenant>, nonce: &str, lang: &str) -> String {
     let mut out = String::with_capacity(2048);
-    head(&mut out, message, tenant);
+    head(&mut out, message, tenant, lang);
     let _ = write!(
         out,
         "<style nonce=\"{}\">{}</style></head><body><main><h1>{}</h1><p class=\"artist\">{}</p></main></body></html>",
@@ -327,8 +336,13 @@ mod tests {
     }
 
     fn render(s: &Snapshot) -> String {
+        render_in(s, crate::i18n::Lang::En)
+    }
+
+    fn render_in(s: &Snapshot, lang: crate::i18n::Lang) -> String {
         let crate::cache::Resolved::Found(tenant, link) = s.resolve("x.com", "s") else { panic!() };
         let id = Uuid::now_v7();
+        let texts = Texts::new(lang, Some(&tenant.client));
         landing(&LandingPage {
             tenant,
             link,
@@ -338,7 +352,21 @@ mod tests {
             dnt: false,
             secure_cookies: false,
             nonce: "n0nce",
+            texts: &texts,
         })
+    }
+
+    #[test]
+    fn the_page_speaks_the_visitor_s_language() {
+        let s = snapshot("Nuit", "#112233", "https://cdn.example/cover.jpg");
+        let fr = render_in(&s, crate::i18n::Lang::Fr);
+        assert!(fr.contains("<html lang=\"fr\">"), "{fr}");
+        assert!(
+            fr.contains(">Écouter</span>") && fr.contains(">Accepter</button>") && fr.contains(">Refuser</button>")
+        );
+        assert!(fr.contains("Écoutez Nuit de Jiro"), "the description");
+        let en = render(&s);
+        assert!(en.contains("<html lang=\"en\">") && en.contains(">Listen</span>") && en.contains(">Accept</button>"));
     }
 
     #[test]
@@ -399,7 +427,8 @@ mod tests {
 
     #[test]
     fn error_pages_escape_too() {
-        let html = error(404, "<nope>", None, "n");
+        let html = error(404, "<nope>", None, "n", "fr");
+        assert!(html.contains("<html lang=\"fr\">"));
         assert!(html.contains("&lt;nope&gt;") && html.contains("404"));
     }
 }

@@ -36,6 +36,7 @@ use uuid::Uuid;
 
 use crate::cache::{Cache, Link, Resolved, Tenant};
 use crate::client_ip::{client_ip, rate_key, ForwardedHeader};
+use crate::i18n::{self, Lang, Texts};
 use crate::metrics::{DropCause, Metrics};
 use crate::page::{self, CONSENT_COOKIE, VISITOR_COOKIE};
 use crate::sink::EventSink;
@@ -167,18 +168,20 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_onl
 }
 
 /// Adds the HTML security headers: the page's CSP ([`page::content_security_policy`])
-/// and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
+/// and `X-Frame-Options: DENY` for browsers without `frame-ancestors`; and
+/// `Vary: Accept-Language`, the page's language coming from it.
 fn html_policy(r: &mut Resp, nonce: &str, pixels: bool) {
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&page::content_security_policy(nonce, pixels)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
 }
 
-fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_only: bool) -> Resp {
+fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_only: bool, lang: Lang) -> Resp {
     let nonce = page::nonce();
-    let html = page::error(status.as_u16(), message, tenant, &nonce);
+    let html = page::error(status.as_u16(), message, tenant, &nonce, lang.tag());
     let mut r = respond(status, "text/html; charset=utf-8", Bytes::from(html), head_only);
     html_policy(&mut r, &nonce, false);
     r
@@ -195,30 +198,37 @@ pub fn handle<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> Resp {
 
 fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'static str, Resp) {
     let head_only = req.method() == Method::HEAD;
+    // Only pages need the language: a redirect never parses the header.
+    let lang = || i18n::negotiate(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     if req.method() != Method::GET && !head_only {
-        let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None, false);
+        let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None, false, lang());
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return (route::BAD_REQUEST, r);
     }
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > state.max_uri_bytes {
-        return (route::BAD_REQUEST, error_page(StatusCode::URI_TOO_LONG, "URI too long", None, head_only));
+        return (route::BAD_REQUEST, error_page(StatusCode::URI_TOO_LONG, "URI too long", None, head_only, lang()));
     }
     let ip = client_ip(peer, req.headers(), &state.trusted, state.forwarded);
     if let Some(limiter) = &state.limiter {
         if let Err(not_until) = limiter.check_key(&rate_key(ip)) {
             state.metrics.rate_limited.inc();
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, "Too many requests", None, head_only);
+            let l = lang();
+            let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, Texts::new(l, None).too_many, None, head_only, l);
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             return (route::RATE_LIMITED, r);
         }
     }
     let Some(host) = request_host(req) else {
-        return (route::BAD_REQUEST, error_page(StatusCode::BAD_REQUEST, "Missing Host header", None, head_only));
+        return (
+            route::BAD_REQUEST,
+            error_page(StatusCode::BAD_REQUEST, "Missing Host header", None, head_only, lang()),
+        );
     };
     if !state.cache.is_loaded() {
-        let mut r = error_page(StatusCode::SERVICE_UNAVAILABLE, "Starting up, try again in a moment", None, head_only);
+        let l = lang();
+        let mut r = error_page(StatusCode::SERVICE_UNAVAILABLE, Texts::new(l, None).starting, None, head_only, l);
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return (route::UNAVAILABLE, r);
     }
@@ -227,7 +237,8 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
     let (first, second, rest) = (segments.next(), segments.next(), segments.next());
     let not_found = |tenant: Option<&Tenant>| {
-        (route::NOT_FOUND, error_page(StatusCode::NOT_FOUND, "This link does not exist", tenant, head_only))
+        let texts = Texts::new(lang(), tenant.map(|t| &t.client));
+        (route::NOT_FOUND, error_page(StatusCode::NOT_FOUND, &texts.not_found, tenant, head_only, texts.lang))
     };
     let (slug, platform) = match (first.and_then(slug_segment), second, rest) {
         (Some(slug), None | Some(""), None) => (slug, None),
@@ -240,7 +251,8 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     let (tenant, link) = match snapshot.resolve(&host, &slug) {
         Resolved::Found(t, l) => (t, l),
         Resolved::Gone(t) => {
-            return (route::GONE, error_page(StatusCode::GONE, "This link is no longer available", Some(t), head_only));
+            let texts = Texts::new(lang(), Some(&t.client));
+            return (route::GONE, error_page(StatusCode::GONE, &texts.gone, Some(t), head_only, texts.lang));
         }
         Resolved::UnknownSlug(t) => return not_found(Some(t)),
         Resolved::UnknownHost => return not_found(None),
@@ -298,7 +310,8 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         None => {
             let view_event_id = Uuid::now_v7();
             let nonce = page::nonce();
-            let html = render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce);
+            let texts = Texts::new(lang(), Some(&tenant.client));
+            let html = render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce, &texts);
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
             // Pixels may load only where consent can still be given.
             let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
@@ -374,6 +387,7 @@ fn set_cookie(resp: &mut Resp, value: &str) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_landing(
     state: &AppState,
     tenant: &Tenant,
@@ -382,6 +396,7 @@ fn render_landing(
     view_event_id: Uuid,
     dnt: bool,
     nonce: &str,
+    texts: &Texts<'_>,
 ) -> String {
     let clicks = link
         .buttons
@@ -400,6 +415,7 @@ fn render_landing(
         dnt,
         secure_cookies: state.secure_cookies,
         nonce,
+        texts,
     })
 }
 

@@ -387,3 +387,49 @@ async fn a_suspended_tenant_s_links_answer_a_neutral_page_until_it_is_active_aga
     edge.wait().await;
     env.db.drop().await.unwrap();
 }
+
+/// Issue #18: the landing and error pages speak the visitor's language
+/// (`Accept-Language`: French or English), with the tenant's own wording
+/// where it set one, and say so to caches (`Vary`).
+#[tokio::test]
+async fn pages_speak_the_visitor_s_language_with_the_tenant_s_wording() {
+    let env = env(&shared_brokers()).await;
+    let host = "links.i18n.test";
+    let client = insert_client(&env.db, host).await;
+    env.db
+        .collection::<schemas::mongo::Client>(schemas::mongo::collections::CLIENTS)
+        .update_one(
+            doc! { "_id": client.id },
+            doc! { "$set": { "branding.texts.fr.listen": "Jouer", "metadata.updatedAt": bson::DateTime::now() } },
+        )
+        .await
+        .unwrap();
+    insert_link(&env.db, &client, "nuit", "Nuit Blanche", "https://open.spotify.com/track/A").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, host, "/nuit", 200, CACHE_WAIT).await;
+    let get = |path: &'static str, lang: &'static str| {
+        let c = http();
+        let url = format!("http://{}{path}", edge.addr);
+        async move {
+            let r = c.get(url).header("host", host).header("accept-language", lang).send().await.unwrap();
+            let vary = r.headers().get("vary").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), vary, r.text().await.unwrap())
+        }
+    };
+    let (status, vary, fr) = get("/nuit", "fr-FR,fr;q=0.9,en;q=0.8").await;
+    assert_eq!((status, vary.as_deref()), (200, Some("Accept-Language")));
+    assert!(fr.contains("<html lang=\"fr\">"), "{fr}");
+    assert!(fr.contains(">Jouer</span>"), "the tenant's word: {fr}");
+    assert!(fr.contains(">Accepter</button>") && fr.contains("Écoutez Nuit Blanche de Jiro"), "ours otherwise: {fr}");
+    let (_, _, en) = get("/nuit", "de-DE,de;q=0.9,en;q=0.5").await;
+    assert!(
+        en.contains("<html lang=\"en\">") && en.contains(">Listen</span>") && en.contains(">Accept</button>"),
+        "{en}"
+    );
+    let (status, _, missing) = get("/nope", "fr").await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("Ce lien n&#x27;existe pas") || missing.contains("Ce lien n'existe pas"), "{missing}");
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}

@@ -170,6 +170,39 @@ pub struct Branding {
     /// CSS font stack, e.g. `Inter, sans-serif`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub font: Option<String>,
+    /// The tenant's own wording of the landing and error pages, by
+    /// language (`en`, `fr`); what is absent keeps the edge's text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub texts: BTreeMap<String, PageTexts>,
+}
+
+/// A tenant's wording of its pages in one language (issue #18); each text
+/// at most 300 characters, plain text (the edge escapes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageTexts {
+    /// Page description when the link has none; `{title}` and `{artist}`
+    /// are replaced by the track's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The action on each platform button ("Listen", "Play").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The consent banner's sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
+    /// The banner's accept button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    /// The banner's refuse button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse: Option<String>,
+    /// The 404 page's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_found: Option<String>,
+    /// The 410 page's message (an archived link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone: Option<String>,
 }
 
 /// Business and privacy settings of a tenant.

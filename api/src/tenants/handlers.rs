@@ -1,6 +1,7 @@
 //! Tenant handlers (`/v1/clients`): create and list (operator), read
 //! (operator, or the tenant's own key).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -61,6 +62,55 @@ pub struct BrandingDto {
     /// CSS font family (ASCII letters, digits, spaces, `-`, `,`), at most 100 characters.
     #[schema(schema_with = crate::openapi::font)]
     pub font: Option<String>,
+    /// The tenant's wording of its landing and error pages by language
+    /// (`en`, `fr`; the edge picks the visitor's from `Accept-Language`);
+    /// what is absent keeps the edge's text.
+    #[serde(default)]
+    #[schema(schema_with = page_texts_by_language)]
+    pub texts: BTreeMap<String, PageTextsDto>,
+}
+
+/// The languages landing pages are written in (the edge's `i18n`).
+const PAGE_LANGUAGES: [&str; 2] = ["en", "fr"];
+
+/// Schema of [`BrandingDto::texts`]: a [`PageTextsDto`] by language.
+fn page_texts_by_language() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .property_names(Some(crate::openapi::enumeration(&PAGE_LANGUAGES)))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+            utoipa::openapi::Ref::from_schema_name("PageTextsDto").into(),
+        )))
+        .build()
+}
+
+/// A tenant's texts of its pages in one language; each plain text of at
+/// most 300 characters (no control character), empty or absent for the
+/// edge's own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageTextsDto {
+    /// Page description when the link has none; `{title}` and `{artist}`
+    /// are replaced by the track's.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub description: Option<String>,
+    /// The action on each platform button ("Listen", "Play").
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub listen: Option<String>,
+    /// The consent banner's sentence.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub consent: Option<String>,
+    /// The banner's accept button.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub accept: Option<String>,
+    /// The banner's refuse button.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub refuse: Option<String>,
+    /// The 404 page's message.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub not_found: Option<String>,
+    /// The 410 page's message.
+    #[schema(schema_with = crate::openapi::opt_text_300)]
+    pub gone: Option<String>,
 }
 
 /// Limits and privacy settings; absent fields take the defaults shown.
@@ -245,6 +295,24 @@ impl From<&Client> for ClientView {
                 secondary_color: c.branding.secondary_color.clone(),
                 accent_color: c.branding.accent_color.clone(),
                 font: c.branding.font.clone(),
+                texts: c
+                    .branding
+                    .texts
+                    .iter()
+                    .map(|(lang, t)| {
+                        let t = t.clone();
+                        let dto = PageTextsDto {
+                            description: t.description,
+                            listen: t.listen,
+                            consent: t.consent,
+                            accept: t.accept,
+                            refuse: t.refuse,
+                            not_found: t.not_found,
+                            gone: t.gone,
+                        };
+                        (lang.clone(), dto)
+                    })
+                    .collect(),
             },
             settings: Settings::from(&c.settings),
             created_at: rfc(c.metadata.created_at),
@@ -293,7 +361,34 @@ fn build_branding(b: &BrandingDto) -> Result<mongo::Branding, ApiError> {
         secondary_color: validate::color("branding.secondary_color", b.secondary_color.as_deref())?,
         accent_color: validate::color("branding.accent_color", b.accent_color.as_deref())?,
         font,
+        texts: page_texts(&b.texts)?,
     })
+}
+
+/// Validated page texts by language (400 naming `branding.texts.{lang}` or
+/// its field).
+fn page_texts(by_lang: &BTreeMap<String, PageTextsDto>) -> Result<BTreeMap<String, mongo::PageTexts>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (lang, t) in by_lang {
+        let at = format!("branding.texts.{lang}");
+        if !PAGE_LANGUAGES.contains(&lang.as_str()) {
+            return Err(ApiError::invalid(at, format!("pages are written in {}", PAGE_LANGUAGES.join(", "))));
+        }
+        let one = |name: &str, v: &Option<String>| validate::opt_text(&format!("{at}.{name}"), v.as_deref(), 300);
+        let texts = mongo::PageTexts {
+            description: one("description", &t.description)?,
+            listen: one("listen", &t.listen)?,
+            consent: one("consent", &t.consent)?,
+            accept: one("accept", &t.accept)?,
+            refuse: one("refuse", &t.refuse)?,
+            not_found: one("not_found", &t.not_found)?,
+            gone: one("gone", &t.gone)?,
+        };
+        if texts != mongo::PageTexts::default() {
+            out.insert(lang.clone(), texts);
+        }
+    }
+    Ok(out)
 }
 
 const STATUS_RULE: &str = "must be one of active, trial, suspended";
