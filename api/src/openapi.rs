@@ -277,6 +277,20 @@ pub fn time() -> utoipa::openapi::Object {
         .build()
 }
 
+/// Schema of a [`time()`] in a patch, or `""` to remove it.
+pub fn time_or_empty() -> utoipa::openapi::Schema {
+    utoipa::openapi::Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new().item(time()).item(string(0, 0, None)).build(),
+    )
+}
+
+/// Schema of an [`http_url`] in a patch, or `""` to remove it.
+pub fn http_url_or_empty() -> utoipa::openapi::Schema {
+    utoipa::openapi::Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new().item(http_url()).item(string(0, 0, None)).build(),
+    )
+}
+
 /// An integer schema of `min..=max`.
 fn integer(min: i64, max: i64) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()

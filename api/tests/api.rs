@@ -845,7 +845,12 @@ async fn a_tenant_is_changed_by_the_operator_and_by_its_admin_within_their_right
     assert_eq!(v["settings"]["default_platform_order"], json!(["deezer", "spotify"]));
     assert_eq!(v["settings"]["max_users_per_client"], 7, "limits untouched");
     let v = e
-        .ok(&admin, Method::PATCH, &path, Some(json!({"branding": {"texts": {"fr": {"listen": "Jouer", "accept": " "}}}})))
+        .ok(
+            &admin,
+            Method::PATCH,
+            &path,
+            Some(json!({"branding": {"texts": {"fr": {"listen": "Jouer", "accept": " "}}}})),
+        )
         .await;
     assert_eq!(v["branding"]["texts"]["fr"]["listen"], "Jouer", "the tenant's wording of its pages");
     assert_eq!(v["branding"]["texts"]["fr"]["accept"], Value::Null, "a blank text keeps the edge's");
@@ -1108,4 +1113,55 @@ async fn links_are_imported_from_csv_all_or_none_and_found_by_tag_and_text() {
     e.ok(&key, Method::PATCH, &format!("/v1/smartlinks/{night}"), Some(json!({"tags": ["Autumn", "autumn"]}))).await;
     assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?tag=autumn", None).await), ["jiro-night"]);
     assert_eq!(slugs(e.ok(&key, Method::GET, "/v1/smartlinks?tag=summer", None).await), ["jiro-light"]);
+}
+
+/// Issue #18: a link's schedule through the API: go-live and expiry
+/// (RFC 3339, expiry after go-live), a fallback URL, each removed by `""`.
+#[tokio::test]
+async fn a_link_s_schedule_is_set_checked_and_removed() {
+    let e = env().await;
+    let (_, key) = e.tenant("sched").await;
+    let body = |extra: Value| {
+        let mut b = json!({"slug": "sched", "track": {"title": "T", "artist_name": "A"},
+            "platforms": {"spotify": "https://open.spotify.com/track/x"}});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let (s, v) = e
+        .call(
+            Some(&key),
+            Method::POST,
+            "/v1/smartlinks",
+            Some(body(json!({"publish_at": "2027-01-10T00:00:00Z", "expires_at": "2027-01-09T00:00:00Z"}))),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("expires_at")), "{v}");
+    let (s, v) = e
+        .call(Some(&key), Method::POST, "/v1/smartlinks", Some(body(json!({"expired_url": "javascript:alert(1)"}))))
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("expired_url")), "{v}");
+    let v = e
+        .ok(
+            &key,
+            Method::POST,
+            "/v1/smartlinks",
+            Some(body(json!({"publish_at": "2027-01-10T09:00:00+01:00",
+            "expires_at": "2027-06-30T00:00:00Z", "expired_url": "https://label.example/next"}))),
+        )
+        .await;
+    assert_eq!(
+        (v["publish_at"].as_str(), v["expires_at"].as_str()),
+        (Some("2027-01-10T08:00:00Z"), Some("2027-06-30T00:00:00Z"))
+    );
+    assert_eq!(v["expired_url"], "https://label.example/next");
+    let path = format!("/v1/smartlinks/{}", v["id"].as_str().unwrap());
+    let (s, v) = e.call(Some(&key), Method::PATCH, &path, Some(json!({"expires_at": "2027-01-01T00:00:00Z"}))).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("expires_at")),
+        "checked against the stored go-live: {v}"
+    );
+    let v = e.ok(&key, Method::PATCH, &path, Some(json!({"publish_at": "", "expired_url": ""}))).await;
+    assert_eq!((v["publish_at"].clone(), v["expired_url"].clone()), (Value::Null, Value::Null));
+    assert_eq!(v["expires_at"], "2027-06-30T00:00:00Z", "absent fields stay");
 }

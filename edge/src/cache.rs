@@ -58,12 +58,37 @@ pub struct Link {
     pub id_hex: String,
     /// Buttons in the tenant's order; platforms with an invalid URL are left out.
     pub buttons: Vec<Button>,
+    /// `metadata.expiredUrl` as a `Location` value, when it is a safe URL.
+    pub expired_location: Option<HeaderValue>,
+}
+
+/// Where a link is in its schedule at a given instant (issue #18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before `publishAt`: the pre-release page, no redirect.
+    Upcoming(DateTime),
+    /// Live.
+    Live,
+    /// From `expiresAt` on: the fallback URL, or 410.
+    Expired,
 }
 
 impl Link {
     /// The button of platform `id`.
     pub fn button(&self, id: &str) -> Option<&Button> {
         self.buttons.iter().find(|b| b.id == id)
+    }
+
+    /// The link's phase at `now_ms` (Unix ms, UTC).
+    pub fn phase(&self, now_ms: i64) -> Phase {
+        let m = &self.doc.metadata;
+        if m.expires_at.is_some_and(|t| now_ms >= t.timestamp_millis()) {
+            Phase::Expired
+        } else if let Some(t) = m.publish_at.filter(|t| now_ms < t.timestamp_millis()) {
+            Phase::Upcoming(t)
+        } else {
+            Phase::Live
+        }
     }
 }
 
@@ -131,7 +156,13 @@ impl Snapshot {
         for l in links {
             let Some(order) = orders.get(&l.client_id) else { continue };
             let buttons = buttons(&l, order);
-            let link = Link { id_hex: l.id.to_hex(), buttons, doc: l };
+            let expired_location = l
+                .metadata
+                .expired_url
+                .as_deref()
+                .filter(|u| is_http_url(u))
+                .and_then(|u| HeaderValue::from_str(u).ok());
+            let link = Link { id_hex: l.id.to_hex(), buttons, expired_location, doc: l };
             by_tenant.entry(link.doc.client_id).or_default().insert(link.doc.slug.clone(), Arc::new(link));
             link_count += 1;
         }

@@ -68,10 +68,11 @@ pub struct Texts<'a> {
     pub too_many: &'static str,
     /// 503 message while the cache loads.
     pub starting: &'static str,
+    soon: &'static str,
 }
 
 /// The edge's own texts in `lang`.
-fn defaults(lang: Lang) -> [&'static str; 9] {
+fn defaults(lang: Lang) -> [&'static str; 10] {
     match lang {
         Lang::En => [
             "Listen to {title} by {artist} on your favourite platform.",
@@ -83,6 +84,7 @@ fn defaults(lang: Lang) -> [&'static str; 9] {
             "This link is no longer available",
             "Too many requests",
             "Starting up, try again in a moment",
+            "Out {date}",
         ],
         Lang::Fr => [
             "Écoutez {title} de {artist} sur votre plateforme préférée.",
@@ -94,6 +96,7 @@ fn defaults(lang: Lang) -> [&'static str; 9] {
             "Ce lien n'est plus disponible",
             "Trop de requêtes",
             "Démarrage en cours, réessayez dans un instant",
+            "Disponible le {date}",
         ],
     }
 }
@@ -102,7 +105,7 @@ impl<'a> Texts<'a> {
     /// The texts in `lang`, with `client`'s own where it set them.
     pub fn new(lang: Lang, client: Option<&'a Client>) -> Self {
         let own: Option<&'a PageTexts> = client.and_then(|c| c.branding.texts.get(lang.tag()));
-        let [description, listen, consent, accept, refuse, not_found, gone, too_many, starting] = defaults(lang);
+        let [description, listen, consent, accept, refuse, not_found, gone, too_many, starting, soon] = defaults(lang);
         let pick = |mine: Option<&'a String>, default: &'static str| -> Cow<'a, str> {
             match mine.map(|s| s.trim()).filter(|s| !s.is_empty()) {
                 Some(s) => Cow::Borrowed(s),
@@ -120,7 +123,49 @@ impl<'a> Texts<'a> {
             gone: pick(own.and_then(|t| t.gone.as_ref()), gone),
             too_many,
             starting,
+            soon,
         }
+    }
+
+    /// The pre-release line of a link going live at `at`: its UTC day in
+    /// words ("Out 5 December 2026", "Disponible le 5 décembre 2026").
+    pub fn soon(&self, at: bson::DateTime) -> String {
+        const EN: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        const FR: [&str; 12] = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ];
+        let day = time::OffsetDateTime::from_unix_timestamp(at.timestamp_millis().div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let month = usize::from(u8::from(day.month())) - 1;
+        let name = match self.lang {
+            Lang::En => EN[month],
+            Lang::Fr => FR[month],
+        };
+        self.soon.replace("{date}", &format!("{} {name} {}", day.day(), day.year()))
     }
 
     /// The page description of a track (unescaped: the page escapes it).
@@ -167,5 +212,8 @@ mod tests {
         assert!(fr.consent.starts_with("Cette page"), "a blank text keeps ours");
         assert_eq!(fr.description("Nuit", "Jiro"), "Écoutez Nuit de Jiro sur votre plateforme préférée.");
         assert_eq!(Texts::new(Lang::En, Some(&client)).listen, "Listen", "other languages keep ours");
+        let at = bson::DateTime::parse_rfc3339_str("2026-12-05T23:30:00Z").unwrap();
+        assert_eq!(fr.soon(at), "Disponible le 5 décembre 2026");
+        assert_eq!(Texts::new(Lang::En, None).soon(at), "Out 5 December 2026", "the UTC day");
     }
 }

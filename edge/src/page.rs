@@ -59,6 +59,9 @@ pub struct LandingPage<'a> {
     pub nonce: &'a str,
     /// The texts in the visitor's language ([`crate::i18n`]).
     pub texts: &'a Texts<'a>,
+    /// Before the link's go-live: the line saying when ("Out 5 December
+    /// 2026"), shown instead of the buttons.
+    pub upcoming: Option<&'a str>,
 }
 
 /// A fresh CSP nonce: 122 random bits (a UUIDv4), 32 hex characters; one
@@ -150,7 +153,7 @@ main{{width:100%;max-width:420px;padding:24px;text-align:center}}\
 h1{{font-size:1.5rem;margin:16px 0 4px}}.artist{{margin:0 0 20px;opacity:.8}}\
 ul{{list-style:none;padding:0;margin:0}}li{{margin:10px 0}}\
 .btn{{display:flex;justify-content:space-between;align-items:center;padding:14px 20px;border-radius:999px;background:var(--p);color:var(--s);text-decoration:none;font-weight:600}}\
-.act{{font-size:.85rem;opacity:.85;text-transform:uppercase;letter-spacing:.04em}}\
+.soon{{font-size:1.1rem;font-weight:600}}.act{{font-size:.85rem;opacity:.85;text-transform:uppercase;letter-spacing:.04em}}\
 #consent{{position:fixed;bottom:0;left:0;right:0;padding:12px;background:rgba(0,0,0,.85);color:#fff;font-size:.9rem}}\
 #consent button{{margin:6px;padding:8px 14px;border:0;border-radius:6px;cursor:pointer}}"
     )
@@ -237,7 +240,11 @@ pub fn landing(p: &LandingPage<'_>) -> String {
             attr(&format!("{} cover art", track.title))
         );
     }
-    let _ = write!(out, "<h1>{}</h1><p class=\"artist\">{}</p><ul>", text(&track.title), text(&track.artist_name));
+    let _ = write!(out, "<h1>{}</h1><p class=\"artist\">{}</p>", text(&track.title), text(&track.artist_name));
+    if let Some(line) = p.upcoming {
+        let _ = write!(out, "<p class=\"soon\">{}</p>", text(line));
+    }
+    out.push_str("<ul>");
     for (button, (_, click_id, token)) in p.link.buttons.iter().zip(&p.clicks) {
         let _ = write!(
             out,
@@ -353,6 +360,7 @@ mod tests {
             secure_cookies: false,
             nonce: "n0nce",
             texts: &texts,
+            upcoming: None,
         })
     }
 

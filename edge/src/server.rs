@@ -34,7 +34,7 @@ use schemas::event::{
 };
 use uuid::Uuid;
 
-use crate::cache::{Cache, Link, Resolved, Tenant};
+use crate::cache::{Cache, Link, Phase, Resolved, Tenant};
 use crate::client_ip::{client_ip, rate_key, ForwardedHeader};
 use crate::i18n::{self, Lang, Texts};
 use crate::metrics::{DropCause, Metrics};
@@ -257,6 +257,14 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         Resolved::UnknownSlug(t) => return not_found(Some(t)),
         Resolved::UnknownHost => return not_found(None),
     };
+    let now = now_ms();
+    // The link's schedule (issue #18): before go-live and after expiry no
+    // platform is redirected to; an expired link without a fallback is gone.
+    let phase = link.phase(now);
+    if phase == Phase::Expired && link.expired_location.is_none() {
+        let texts = Texts::new(lang(), Some(&tenant.client));
+        return (route::GONE, error_page(StatusCode::GONE, &texts.gone, Some(tenant), head_only, texts.lang));
+    }
 
     let mut attribution = Attribution::default();
     let mut go: Option<String> = None;
@@ -279,7 +287,10 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     if from_qr && attribution.utm_source.is_none() {
         attribution.set("utm_source", "qr");
     }
-    let platform: Option<Cow<'_, str>> = platform.or_else(|| go.map(Cow::Owned));
+    let platform: Option<Cow<'_, str>> = match phase {
+        Phase::Live => platform.or_else(|| go.map(Cow::Owned)),
+        Phase::Upcoming(_) | Phase::Expired => None,
+    };
     let headers = req.headers();
     let cookies = cookies(headers);
     let dnt = headers.get("dnt").is_some_and(|v| v == "1") || headers.get("sec-gpc").is_some_and(|v| v == "1");
@@ -292,8 +303,6 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         }
         (_, false) => (None, None),
     };
-    let now = now_ms();
-
     let (kind, event_id, ts_ms, resp, route) = match &platform {
         Some(p) => {
             let Some(button) = link.button(p) else { return not_found(Some(tenant)) };
@@ -307,11 +316,24 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
             r.headers_mut().insert(header::LOCATION, button.location.clone());
             (EventKind::Click, event_id, ts, r, route::REDIRECT)
         }
+        None if phase == Phase::Expired => {
+            // A visit to an expired link counts as a view; it goes to the fallback.
+            let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
+            if let Some(location) = &link.expired_location {
+                r.headers_mut().insert(header::LOCATION, location.clone());
+            }
+            (EventKind::View, Uuid::now_v7(), now, r, route::REDIRECT)
+        }
         None => {
             let view_event_id = Uuid::now_v7();
             let nonce = page::nonce();
             let texts = Texts::new(lang(), Some(&tenant.client));
-            let html = render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce, &texts);
+            let upcoming = match phase {
+                Phase::Upcoming(at) => Some(texts.soon(at)),
+                _ => None,
+            };
+            let html =
+                render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce, &texts, upcoming.as_deref());
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
             // Pixels may load only where consent can still be given.
             let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
@@ -397,9 +419,10 @@ fn render_landing(
     dnt: bool,
     nonce: &str,
     texts: &Texts<'_>,
+    upcoming: Option<&str>,
 ) -> String {
-    let clicks = link
-        .buttons
+    let buttons = if upcoming.is_some() { &[][..] } else { &link.buttons[..] };
+    let clicks = buttons
         .iter()
         .map(|b| {
             let id = Uuid::now_v7();
@@ -416,6 +439,7 @@ fn render_landing(
         secure_cookies: state.secure_cookies,
         nonce,
         texts,
+        upcoming,
     })
 }
 

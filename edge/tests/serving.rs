@@ -433,3 +433,60 @@ async fn pages_speak_the_visitor_s_language_with_the_tenant_s_wording() {
     edge.wait().await;
     env.db.drop().await.unwrap();
 }
+
+/// Issue #18: a link's schedule. Before its go-live the edge serves a
+/// pre-release page (its date, no button) on every path and redirects
+/// nowhere; from its expiry every visit goes to the fallback URL, or is
+/// answered 410 without one. Visits are counted as views.
+#[tokio::test]
+async fn a_scheduled_link_waits_for_its_go_live_and_leaves_at_its_expiry() {
+    let env = env(&shared_brokers()).await;
+    let host = "links.schedule.test";
+    let client = insert_client(&env.db, host).await;
+    let day = 86_400_000;
+    let soon = insert_link(&env.db, &client, "soon", "Soon", "https://open.spotify.com/track/S").await;
+    let publish = bson::DateTime::from_millis((bson::DateTime::now().timestamp_millis() / day + 3) * day);
+    update_link(&env.db, soon.id, doc! { "metadata.publishAt": publish }).await;
+    let past = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 60_000);
+    let over = insert_link(&env.db, &client, "over", "Over", "https://open.spotify.com/track/O").await;
+    update_link(
+        &env.db,
+        over.id,
+        doc! { "metadata.expiresAt": past, "metadata.expiredUrl": "https://label.example/next" },
+    )
+    .await;
+    let gone = insert_link(&env.db, &client, "gone", "Gone", "https://open.spotify.com/track/G").await;
+    update_link(&env.db, gone.id, doc! { "metadata.expiresAt": past }).await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, host, "/soon", 200, CACHE_WAIT).await; // a view
+    let c = http();
+    let get = |path: &str| c.get(format!("http://{}{path}", edge.addr)).header("host", host).send();
+
+    let page = get("/soon").await.unwrap().text().await.unwrap();
+    let day_words = {
+        let d = time::OffsetDateTime::from_unix_timestamp(publish.timestamp_millis() / 1000).unwrap();
+        format!("Out {} {} {}", d.day(), d.month(), d.year())
+    };
+    assert!(page.contains(&day_words), "{day_words}: {page}");
+    assert!(!page.contains("data-platform=\""), "no button before go-live: {page}");
+    let r = get("/soon/spotify").await.unwrap();
+    assert_eq!(r.status(), 200, "no redirect before go-live");
+    assert!(r.text().await.unwrap().contains(&day_words));
+
+    for path in ["/over", "/over/spotify"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["location"].to_str().unwrap()),
+            (302, "https://label.example/next")
+        );
+    }
+    assert_eq!(get("/gone/spotify").await.unwrap().status(), 410);
+
+    // 1 warm-up + 2 pre-release views + 2 expired visits; the 410 is not one.
+    let events = events(&shared_brokers(), &env.cfg.kafka.raw_topic, 5).await;
+    assert_eq!(events.len(), 5, "{events:#?}");
+    assert!(events.iter().all(|e| e.kind == EventKind::View && e.platform.is_none()), "{events:#?}");
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}

@@ -517,6 +517,18 @@ pub struct LinkMetadata {
     /// at most 20 of 1..=30 characters, lowercase, each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Go-live time, UTC (issue #18): before it the edge serves a
+    /// pre-release page (the track and its date, no button) and redirects
+    /// nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_at: Option<DateTime>,
+    /// Expiry, UTC: from it the edge redirects every visit to
+    /// [`Self::expired_url`], or answers 410 Gone without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime>,
+    /// Where an expired link sends its visitors (http or https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_url: Option<String>,
     /// Cached total views (maintained by the aggregator).
     #[serde(default)]
     pub total_views: i64,
@@ -539,6 +551,9 @@ impl LinkMetadata {
             status,
             featured: false,
             tags: Vec::new(),
+            publish_at: None,
+            expires_at: None,
+            expired_url: None,
             total_views: 0,
             unique_visitors: 0,
             conversion_rate: 0.0,

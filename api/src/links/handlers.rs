@@ -128,6 +128,20 @@ pub struct SmartlinkCreate {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::tags)]
     pub tags: Vec<String>,
+    /// Go-live time, RFC 3339: before it the edge serves a pre-release
+    /// page (the track and its date, no button) and redirects nowhere.
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::time)]
+    pub publish_at: Option<String>,
+    /// Expiry, RFC 3339, after `publish_at`: from it every visit goes to
+    /// `expired_url`, or is answered 410 Gone without one.
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::time)]
+    pub expires_at: Option<String>,
+    /// Where visits of the expired link go (http or https).
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::http_url)]
+    pub expired_url: Option<String>,
     /// The track.
     pub track: TrackDto,
     /// Destinations by platform id (`spotify`, `apple-music`, `deezer`,
@@ -163,6 +177,15 @@ pub struct SmartlinkPatch {
     /// Tags (replace the stored ones).
     #[schema(schema_with = crate::openapi::tags)]
     pub tags: Option<Vec<String>>,
+    /// Go-live time, RFC 3339; `""` removes it.
+    #[schema(schema_with = crate::openapi::time_or_empty)]
+    pub publish_at: Option<String>,
+    /// Expiry, RFC 3339, after `publish_at`; `""` removes it.
+    #[schema(schema_with = crate::openapi::time_or_empty)]
+    pub expires_at: Option<String>,
+    /// Where visits of the expired link go; `""` removes it.
+    #[schema(schema_with = crate::openapi::http_url_or_empty)]
+    pub expired_url: Option<String>,
     /// The track.
     pub track: Option<TrackDto>,
     /// Destinations by platform id.
@@ -205,6 +228,15 @@ pub struct SmartlinkView {
     pub featured: bool,
     /// Tags, lowercase.
     pub tags: Vec<String>,
+    /// Go-live time, RFC 3339 UTC.
+    #[schema(schema_with = crate::openapi::time)]
+    pub publish_at: Option<String>,
+    /// Expiry, RFC 3339 UTC.
+    #[schema(schema_with = crate::openapi::time)]
+    pub expires_at: Option<String>,
+    /// Where visits of the expired link go.
+    #[schema(schema_with = crate::openapi::http_url)]
+    pub expired_url: Option<String>,
     /// The track.
     pub track: TrackDto,
     /// Destinations by platform id.
@@ -312,6 +344,9 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
         status: status_name(l.metadata.status).into(),
         featured: l.metadata.featured,
         tags: l.metadata.tags.clone(),
+        publish_at: l.metadata.publish_at.map(rfc),
+        expires_at: l.metadata.expires_at.map(rfc),
+        expired_url: l.metadata.expired_url.clone(),
         track: TrackDto {
             title: t.title.clone(),
             artist_name: t.artist_name.clone(),
@@ -354,6 +389,10 @@ pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<S
     let mut metadata = LinkMetadata::new(now, status);
     metadata.featured = body.featured;
     metadata.tags = tags(&body.tags)?;
+    metadata.publish_at = opt_instant("publish_at", body.publish_at.as_deref())?;
+    metadata.expires_at = opt_instant("expires_at", body.expires_at.as_deref())?;
+    metadata.expired_url = validate::opt_http_url("expired_url", body.expired_url.as_deref())?;
+    require_schedule(&metadata)?;
     let link = Smartlink {
         id: ObjectId::new(),
         client_id: client.id,
@@ -366,6 +405,22 @@ pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<S
     };
     require_destination(&link)?;
     Ok(link)
+}
+
+/// An optional RFC 3339 instant; absent or empty is none.
+fn opt_instant(field: &str, v: Option<&str>) -> Result<Option<DateTime>, ApiError> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => validate::instant(field, v).map(Some),
+    }
+}
+
+/// A link's schedule rule: it expires after it goes live.
+fn require_schedule(m: &LinkMetadata) -> Result<(), ApiError> {
+    match (m.publish_at, m.expires_at) {
+        (Some(start), Some(end)) if end <= start => Err(ApiError::invalid("expires_at", "must be after publish_at")),
+        _ => Ok(()),
+    }
 }
 
 /// Tags as stored: trimmed, lowercase, each once, in the order given; at
@@ -621,6 +676,16 @@ pub async fn patch(
     if let Some(t) = &body.tags {
         link.metadata.tags = tags(t)?;
     }
+    if let Some(v) = &body.publish_at {
+        link.metadata.publish_at = opt_instant("publish_at", Some(v))?;
+    }
+    if let Some(v) = &body.expires_at {
+        link.metadata.expires_at = opt_instant("expires_at", Some(v))?;
+    }
+    if let Some(v) = &body.expired_url {
+        link.metadata.expired_url = validate::opt_http_url("expired_url", Some(v))?;
+    }
+    require_schedule(&link.metadata)?;
     if let Some(t) = &body.track {
         link.track = track(t)?;
     }

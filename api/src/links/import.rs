@@ -9,8 +9,9 @@
 //! Columns (header line, any order, case-insensitive): `slug`, `title`,
 //! `artist` (required), `status` (`active` or `draft`), `featured`
 //! (`true`/`false`), `album`, `genre`, `release_date` (RFC 3339), `isrc`,
-//! `cover_art`, `tags` (separated by `|`), and one column per platform id
-//! (`spotify`, `apple-music`, ...: the destination URL, empty for none).
+//! `cover_art`, `tags` (separated by `|`), `publish_at`, `expires_at`
+//! (RFC 3339), `expired_url`, and one column per platform id (`spotify`,
+//! `apple-music`, ...: the destination URL, empty for none).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,8 +39,22 @@ pub const IMPORT_MAX_LINES: usize = 1000;
 pub const IMPORT_MAX_BYTES: usize = 1024 * 1024;
 
 /// Columns other than the platform ids.
-const COLUMNS: [&str; 11] =
-    ["slug", "title", "artist", "status", "featured", "album", "genre", "release_date", "isrc", "cover_art", "tags"];
+const COLUMNS: [&str; 14] = [
+    "slug",
+    "title",
+    "artist",
+    "status",
+    "featured",
+    "album",
+    "genre",
+    "release_date",
+    "isrc",
+    "cover_art",
+    "tags",
+    "publish_at",
+    "expires_at",
+    "expired_url",
+];
 
 /// `POST /v1/smartlinks/import` query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -101,7 +116,7 @@ pub fn parse_links_csv(body: &str) -> Result<Vec<(usize, SmartlinkCreate)>, ApiE
         if !COLUMNS.contains(&h.as_str()) && PlatformId::from_id(h).is_none() {
             return Err(ApiError::invalid(
                 format!("line 1.{h}"),
-                "unknown column: slug, title, artist, status, featured, album, genre, release_date, isrc, cover_art, tags or a platform id",
+                "unknown column: slug, title, artist, status, featured, album, genre, release_date, isrc, cover_art, tags, publish_at, expires_at, expired_url or a platform id",
             ));
         }
         if headers[..i].contains(h) {
@@ -126,6 +141,9 @@ pub fn parse_links_csv(body: &str) -> Result<Vec<(usize, SmartlinkCreate)>, ApiE
             status: None,
             featured: false,
             tags: Vec::new(),
+            publish_at: None,
+            expires_at: None,
+            expired_url: None,
             track: TrackDto {
                 title: String::new(),
                 artist_name: String::new(),
@@ -159,6 +177,9 @@ pub fn parse_links_csv(body: &str) -> Result<Vec<(usize, SmartlinkCreate)>, ApiE
                 "release_date" => link.track.release_date = some(),
                 "isrc" => link.track.isrc = some(),
                 "cover_art" => link.media.cover_art = some(),
+                "publish_at" => link.publish_at = some(),
+                "expires_at" => link.expires_at = some(),
+                "expired_url" => link.expired_url = some(),
                 "tags" => link.tags = v.split('|').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect(),
                 platform => {
                     if let Some(url) = some() {
