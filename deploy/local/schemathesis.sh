@@ -36,9 +36,10 @@ DOMAIN=schemathesis.smartlinks.local
 LIMITS='"plan_type":"enterprise","settings":{"max_users_per_client":100000,"api_rate_limit":100000000}'
 TENANT="{\"name\":\"Schemathesis\",\"slug\":\"schemathesis\",\"domain\":\"$DOMAIN\",$LIMITS}"
 tenant_key="$STATE/schemathesis-tenant-key"
+# Made, or brought to today's plan and limits, before any run.
+id=$(api_tenant "$DOMAIN" "$TENANT" "{$LIMITS}")
 if [ ! -s "$tenant_key" ]; then
   op=$(cat "$STATE/api-operator-key")
-  id=$(api_tenant "$DOMAIN" "$TENANT" "{$LIMITS}")
   curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' -X POST "$API/v1/clients/$id/api-keys" \
     -d '{"name":"schemathesis","scopes":["links:write","analytics:read","crm:write","billing:write","gdpr:write","campaigns:write","alerts:write"]}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])' >"$tenant_key"

@@ -27,5 +27,9 @@ pub fn router() -> Router<AppState> {
 
 /// The OpenAPI paths of [`router`].
 #[derive(OpenApi)]
-#[openapi(paths(handlers::create, handlers::list, handlers::get, handlers::patch))]
+#[openapi(
+    paths(handlers::create, handlers::list, handlers::get, handlers::patch),
+    // Named by `BrandingDto::texts`' hand-written schema, so not collected.
+    components(schemas(handlers::PageTextsDto))
+)]
 pub struct Doc;
