@@ -192,6 +192,14 @@ pub fn rfc3339(field: &str, value: &str) -> Result<u32, ApiError> {
         .map_err(|_| ApiError::invalid(field, "out of range (1970..2106)"))
 }
 
+/// [`instant`] on an optional value; absent or empty (blank) is none.
+pub fn opt_instant(field: &str, value: Option<&str>) -> Result<Option<bson::DateTime>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => instant(field, v).map(Some),
+    }
+}
+
 /// An RFC 3339 time, any year and offset (`2026-11-21T09:30:00+01:00`) →
 /// the instant it names; 400 naming `field` otherwise. For times kept in
 /// MongoDB only (a note's due time, an activity's time); [`rfc3339`] is

@@ -389,8 +389,8 @@ pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<S
     let mut metadata = LinkMetadata::new(now, status);
     metadata.featured = body.featured;
     metadata.tags = tags(&body.tags)?;
-    metadata.publish_at = opt_instant("publish_at", body.publish_at.as_deref())?;
-    metadata.expires_at = opt_instant("expires_at", body.expires_at.as_deref())?;
+    metadata.publish_at = validate::opt_instant("publish_at", body.publish_at.as_deref())?;
+    metadata.expires_at = validate::opt_instant("expires_at", body.expires_at.as_deref())?;
     metadata.expired_url = validate::opt_http_url("expired_url", body.expired_url.as_deref())?;
     require_schedule(&metadata)?;
     let link = Smartlink {
@@ -405,14 +405,6 @@ pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<S
     };
     require_destination(&link)?;
     Ok(link)
-}
-
-/// An optional RFC 3339 instant; absent or empty is none.
-fn opt_instant(field: &str, v: Option<&str>) -> Result<Option<DateTime>, ApiError> {
-    match v.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => validate::instant(field, v).map(Some),
-    }
 }
 
 /// A link's schedule rule: it expires after it goes live.
@@ -677,10 +669,10 @@ pub async fn patch(
         link.metadata.tags = tags(t)?;
     }
     if let Some(v) = &body.publish_at {
-        link.metadata.publish_at = opt_instant("publish_at", Some(v))?;
+        link.metadata.publish_at = validate::opt_instant("publish_at", Some(v))?;
     }
     if let Some(v) = &body.expires_at {
-        link.metadata.expires_at = opt_instant("expires_at", Some(v))?;
+        link.metadata.expires_at = validate::opt_instant("expires_at", Some(v))?;
     }
     if let Some(v) = &body.expired_url {
         link.metadata.expired_url = validate::opt_http_url("expired_url", Some(v))?;

@@ -646,7 +646,9 @@ pub async fn patch(
 ) -> Result<Json<ClientView>, ApiError> {
     let id = validate::object_id("id", &id).map_err(|_| ApiError::NotFound("client"))?;
     let operator = p.require_operator().is_ok();
-    Tenant::load(&st, &p, id).await?;
+    // Another tenant's id is a 404 before any permission answer; the
+    // document itself is read once, under the lock.
+    p.check_tenant(id, "client")?;
     if !operator {
         p.can(Resource::Settings, Action::Update)?;
     }

@@ -38,6 +38,15 @@ struct Quotas {
     per_hour: u32,
 }
 
+/// The window of a tenant's request limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Period {
+    /// The plan's requests per second, all principals together.
+    Second,
+    /// The tenant's API-key requests per hour.
+    Hour,
+}
+
 /// Per-tenant request limits: the plan's requests per second and the
 /// tenant's hourly key quota (GCRA, `governor`, one limiter per tenant and
 /// quota, dropped after an idle hour). A quota change starts a fresh
@@ -45,7 +54,7 @@ struct Quotas {
 pub struct RequestLimits {
     plan_rps: [u32; 3],
     quotas: moka::future::Cache<ObjectId, Quotas>,
-    limiters: moka::sync::Cache<(ObjectId, &'static str, u32), Arc<DefaultDirectRateLimiter>>,
+    limiters: moka::sync::Cache<(ObjectId, Period, u32), Arc<DefaultDirectRateLimiter>>,
 }
 
 impl RequestLimits {
@@ -91,34 +100,30 @@ impl RequestLimits {
             })
             .await
             .map_err(|e| (*e).clone())?;
-        let plan = format!("the plan's {} requests per second", quotas.per_second);
-        self.take(st, client_id, "second", quotas.per_second, "plan_rate_limit", plan)?;
+        self.take(st, client_id, Period::Second, quotas.per_second)?;
         if matches!(p, Principal::Tenant { .. }) {
-            let hourly = format!("the tenant's {} API-key requests per hour", quotas.per_hour);
-            self.take(st, client_id, "hour", quotas.per_hour, "hourly_request_limit", hourly)?;
+            self.take(st, client_id, Period::Hour, quotas.per_hour)?;
         }
         Ok(())
     }
 
-    fn take(
-        &self,
-        st: &AppState,
-        client_id: ObjectId,
-        period: &'static str,
-        n: u32,
-        code: &'static str,
-        limit: String,
-    ) -> Result<(), ApiError> {
+    /// Takes one request of `n` per `period` from the tenant's limiter; the
+    /// refusal names the limit (its message is built only then).
+    fn take(&self, st: &AppState, client_id: ObjectId, period: Period, n: u32) -> Result<(), ApiError> {
         let limiter = self.limiters.get_with((client_id, period, n), || {
             let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
             let quota = match period {
-                "second" => Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n))),
-                _ => Quota::per_hour(n),
+                Period::Second => Quota::per_second(n).allow_burst(n.saturating_mul(NonZeroU32::new(2).unwrap_or(n))),
+                Period::Hour => Quota::per_hour(n),
             };
             Arc::new(RateLimiter::direct(quota))
         });
         limiter.check().map_err(|not_until| {
             st.metrics.rate_limited.inc();
+            let (code, limit) = match period {
+                Period::Second => ("plan_rate_limit", format!("the plan's {n} requests per second")),
+                Period::Hour => ("hourly_request_limit", format!("the tenant's {n} API-key requests per hour")),
+            };
             ApiError::RateLimited { code, limit, retry_after_s: crate::auth::retry_after(&not_until) }
         })
     }
