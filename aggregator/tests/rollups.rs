@@ -46,6 +46,7 @@ async fn setup() -> T {
             platforms: Default::default(),
             media: Default::default(),
             seo: Default::default(),
+            routing: Default::default(),
             metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
         };
         mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(l).await.unwrap();

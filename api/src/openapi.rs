@@ -363,7 +363,7 @@ fn error_answer(description: &str, retry_after: bool) -> serde_json::Value {
 }
 
 /// The sources of the DTOs, for [`described`].
-const DTO_SOURCES: [&str; 21] = [
+const DTO_SOURCES: [&str; 22] = [
     include_str!("alerts/handlers.rs"),
     include_str!("analytics/handlers.rs"),
     include_str!("audit_log/handlers.rs"),
@@ -383,6 +383,7 @@ const DTO_SOURCES: [&str; 21] = [
     include_str!("identity/tokens.rs"),
     include_str!("identity/users.rs"),
     include_str!("links/handlers.rs"),
+    include_str!("links/routing.rs"),
     include_str!("ops/handlers.rs"),
     include_str!("tenants/handlers.rs"),
 ];

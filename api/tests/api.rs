@@ -1165,3 +1165,110 @@ async fn a_link_s_schedule_is_set_checked_and_removed() {
     assert_eq!((v["publish_at"].clone(), v["expired_url"].clone()), (Value::Null, Value::Null));
     assert_eq!(v["expires_at"], "2027-06-30T00:00:00Z", "absent fields stay");
 }
+
+/// A link's routing is validated (400 naming the field), stored, shown and
+/// replaced through the API; the events a rule decided are broken down by
+/// rule and A/B variant, views and click-outs apart, the same from rollups
+/// and from raw events.
+#[tokio::test]
+async fn routing_rules_are_validated_stored_and_broken_down_by_variant() {
+    let e = env().await;
+    let (tenant, key) = e.tenant("routes").await;
+    let routing = json!({
+        "rules": [
+            {"id": "ios", "os": ["ios"], "target": {"platform": "apple-music"}},
+            {"id": "launch", "countries": ["fr", "BE"], "variants": [
+                {"id": "a", "weight": 1, "target": {"platform": "spotify"}},
+                {"id": "b", "weight": 1, "target": {"hide": ["deezer"]}}
+            ]}
+        ],
+        "remember_choice": true,
+        "params": {"apple-music": "at=1000lqx&ct={utm_campaign}"}
+    });
+    let body = json!({"slug": "routed", "track": {"title": "T", "artist_name": "A"},
+        "platforms": {"spotify": "https://open.spotify.com/track/x", "apple-music": "https://music.apple.com/album/1"},
+        "routing": routing});
+    let v = e.ok(&key, Method::POST, "/v1/smartlinks", Some(body.clone())).await;
+    assert_eq!(v["routing"]["rules"][1]["countries"], json!(["FR", "BE"]), "stored uppercase: {v}");
+    assert_eq!(v["routing"]["rules"][1]["variants"][0]["weight"], 1);
+    assert_eq!(v["routing"]["remember_choice"], true);
+    let path = format!("/v1/smartlinks/{}", v["id"].as_str().unwrap());
+    let got = e.ok(&key, Method::GET, &path, None).await;
+    assert_eq!(got["routing"], v["routing"]);
+
+    let bad = |r: Value| {
+        let mut b = body.clone();
+        b["slug"] = json!("bad");
+        b["routing"] = r;
+        b
+    };
+    for (r, field) in [
+        (json!({"rules": [{"id": "Bad id"}]}), "routing.rules[0].id"),
+        (json!({"rules": [{"id": "a", "devices": ["fridge"]}]}), "routing.rules[0].devices[0]"),
+        (json!({"rules": [{"id": "a", "target": {"url": "javascript:alert(1)"}}]}), "routing.rules[0].target.url"),
+        (json!({"params": {"spotify": "x={password}"}}), "routing.params.spotify"),
+    ] {
+        let (s, v) = e.call(Some(&key), Method::POST, "/v1/smartlinks", Some(bad(r))).await;
+        assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
+    }
+    let (s, _) = e.call(Some(&key), Method::POST, "/v1/smartlinks", Some(bad(json!({"rulez": []})))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unknown fields are refused");
+    let v = e.ok(&key, Method::PATCH, &path, Some(json!({"routing": {}}))).await;
+    assert_eq!(v["routing"], json!({"rules": [], "remember_choice": false, "app_links": false, "params": {}}));
+
+    // Events the rules decided: views and click-outs by rule and variant.
+    let link = v["id"].as_str().unwrap().to_string();
+    let now = now_s();
+    let routed = |kind, ts, visitor, rule: &str, variant: &str| EventRow {
+        platform: if kind == KindCode::Click { "spotify".into() } else { String::new() },
+        rule_id: rule.into(),
+        variant: variant.into(),
+        ..ev(kind, ts, &tenant, &link, visitor, visitor, now)
+    };
+    let h = DAY + 10 * 3600;
+    let rows = vec![
+        routed(KindCode::View, h + 1, 1, "launch", "a"),
+        routed(KindCode::Click, h + 2, 1, "launch", "a"),
+        routed(KindCode::View, h + 3, 2, "launch", "b"),
+        routed(KindCode::View, h + 4, 3, "launch", "b"),
+        routed(KindCode::Click, h + 5, 3, "launch", "b"),
+        routed(KindCode::View, h + 6, 4, "ios", ""),
+        routed(KindCode::View, h + 7, 5, "", ""),
+    ];
+    e.insert_and_roll(&rows).await;
+    let range = "from=2025-11-21T00:00:00Z&to=2025-11-22T00:00:00Z";
+    let items = |b: &Value| {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["value"].as_str().unwrap().to_string(), i["count"].as_i64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let views = e
+        .ok(&key, Method::GET, &format!("/v1/analytics/breakdown?smartlink_id={link}&{range}&dimension=route"), None)
+        .await;
+    assert_eq!(views["metric"], "views");
+    assert_eq!(items(&views), vec![("launch/b".into(), 2), ("ios".into(), 1), ("launch/a".into(), 1)], "{views}");
+    let clicks = e
+        .ok(
+            &key,
+            Method::GET,
+            &format!("/v1/analytics/breakdown?smartlink_id={link}&{range}&dimension=route_click"),
+            None,
+        )
+        .await;
+    assert_eq!(clicks["metric"], "clicks");
+    assert_eq!(items(&clicks), vec![("launch/a".into(), 1), ("launch/b".into(), 1)], "{clicks}");
+    let q = AnalyticsQuery {
+        from: Some("2025-11-21T00:00:00Z".into()),
+        to: Some("2025-11-22T00:00:00Z".into()),
+        smartlink_id: Some(link.clone()),
+        dimension: Some("route".into()),
+        ..Default::default()
+    };
+    let st = &e.api.state;
+    let rolled = a::breakdown_with(st, &Principal::Operator, &q, Some(u32::MAX)).await.unwrap();
+    let raw = a::breakdown_with(st, &Principal::Operator, &q, Some(0)).await.unwrap();
+    assert_eq!(rolled, raw, "rollups and raw events agree");
+}

@@ -60,6 +60,8 @@ pub struct Link {
     pub buttons: Vec<Button>,
     /// `metadata.expiredUrl` as a `Location` value, when it is a safe URL.
     pub expired_location: Option<HeaderValue>,
+    /// The link's routing rules, compiled ([`crate::routing`]).
+    pub routes: crate::routing::Routes,
 }
 
 /// Where a link is in its schedule at a given instant (issue #18).
@@ -162,7 +164,8 @@ impl Snapshot {
                 .as_deref()
                 .filter(|u| is_http_url(u))
                 .and_then(|u| HeaderValue::from_str(u).ok());
-            let link = Link { id_hex: l.id.to_hex(), buttons, expired_location, doc: l };
+            let routes = crate::routing::Routes::new(&l.routing);
+            let link = Link { id_hex: l.id.to_hex(), buttons, expired_location, routes, doc: l };
             by_tenant.entry(link.doc.client_id).or_default().insert(link.doc.slug.clone(), Arc::new(link));
             link_count += 1;
         }
@@ -452,6 +455,7 @@ mod tests {
             },
             media: Default::default(),
             seo: Default::default(),
+            routing: Default::default(),
             metadata: LinkMetadata::new(DateTime::now(), status),
         }
     }

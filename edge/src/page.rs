@@ -31,13 +31,16 @@ use std::fmt::Write;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use uuid::Uuid;
 
-use crate::cache::{is_http_url, Link, Tenant};
+use crate::cache::{is_http_url, Button, Link, Tenant};
 use crate::i18n::Texts;
 
 /// Name of the consent cookie (`granted` | `denied`), set by the banner.
 pub const CONSENT_COOKIE: &str = "sl_consent";
 /// Name of the first-party visitor cookie, set only with consent.
 pub const VISITOR_COOKIE: &str = "sl_vid";
+/// Cookie remembering the platform a consenting visitor last clicked out
+/// to, for links with `routing.rememberChoice` (issue #18).
+pub const PREFERRED_COOKIE: &str = "sl_pref";
 
 /// Per-request values of a landing page.
 pub struct LandingPage<'a> {
@@ -49,8 +52,14 @@ pub struct LandingPage<'a> {
     pub host: &'a str,
     /// The view's event id, as recorded server-side.
     pub view_event_id: Uuid,
-    /// `(platform id, click id, signed token)` for each button, in button order.
+    /// The buttons shown (a routing rule may hide some), in order.
+    pub buttons: Vec<&'a Button>,
+    /// `(platform id, click id, signed token)` for each shown button, in order.
     pub clicks: Vec<(&'a str, Uuid, String)>,
+    /// The landing URL's attribution parameters, form-encoded (empty or
+    /// `utm_source=ig&...`): carried on every button so a click-out keeps
+    /// the visit's UTMs and click ids (issue #18, pass-through).
+    pub query: &'a str,
     /// `DNT: 1` or `Sec-GPC: 1`: pixels never load.
     pub dnt: bool,
     /// Cookies get `Secure`.
@@ -149,7 +158,7 @@ fn style(tenant: Option<&Tenant>) -> String {
 *{{box-sizing:border-box}}body{{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;\
 background:var(--s);color:var(--a);font-family:var(--f)}}\
 main{{width:100%;max-width:420px;padding:24px;text-align:center}}\
-.logo{{max-height:40px;margin-bottom:16px}}.cover{{width:100%;max-width:320px;aspect-ratio:1;object-fit:cover;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.4)}}\
+.logo{{max-height:40px;margin-bottom:16px}}.backdrop{{position:fixed;inset:0;width:100%;height:100%;object-fit:cover;filter:blur(48px) brightness(.45);transform:scale(1.2);z-index:-1}}.cover{{width:100%;max-width:320px;aspect-ratio:1;object-fit:cover;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.4)}}\
 h1{{font-size:1.5rem;margin:16px 0 4px}}.artist{{margin:0 0 20px;opacity:.8}}\
 ul{{list-style:none;padding:0;margin:0}}li{{margin:10px 0}}\
 .btn{{display:flex;justify-content:space-between;align-items:center;padding:14px 20px;border-radius:999px;background:var(--p);color:var(--s);text-decoration:none;font-weight:600}}\
@@ -233,6 +242,9 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         let _ = write!(out, "<img class=\"logo\" src=\"{}\" alt=\"{}\">", attr(logo), attr(&p.tenant.client.name));
     }
     if let Some(c) = cover {
+        // The cover, blurred, fills the background (an `<img>`: the CSP
+        // allows https images, and no URL is ever written into CSS).
+        let _ = write!(out, "<img class=\"backdrop\" src=\"{}\" alt=\"\" aria-hidden=\"true\">", attr(c));
         let _ = write!(
             out,
             "<img class=\"cover\" src=\"{}\" alt=\"{}\" width=\"320\" height=\"320\">",
@@ -245,14 +257,16 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         let _ = write!(out, "<p class=\"soon\">{}</p>", text(line));
     }
     out.push_str("<ul>");
-    for (button, (_, click_id, token)) in p.link.buttons.iter().zip(&p.clicks) {
+    for (button, (_, click_id, token)) in p.buttons.iter().zip(&p.clicks) {
         let _ = write!(
             out,
-            "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">\
+            "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}{amp}{q}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">\
 <span class=\"pl\">{label}</span><span class=\"act\">{listen}</span></a></li>",
             s = attr(&link.slug),
             id = attr(&button.id),
             tok = attr(token),
+            amp = if p.query.is_empty() { "" } else { "&amp;" },
+            q = attr(p.query),
             eid = click_id,
             label = text(&button.label),
             listen = text(&p.texts.listen),
@@ -282,6 +296,38 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         script_json(&data),
         p.nonce,
         SCRIPT
+    );
+    out
+}
+
+/// The page that opens a platform's app (issue #18, app links): it
+/// navigates to `app` (a URI scheme or an Android intent,
+/// [`crate::routing::app_link`]) and, if the app did not take over within
+/// 1.5 s, to `web`; without JavaScript the visitor follows either link
+/// (and a meta refresh goes to `web` after 3 s). `nonce` is the response's
+/// CSP nonce; `lang` a BCP 47 tag (`fr` gets French).
+pub fn app_open(app: &str, web: &str, label: &str, tenant: Option<&Tenant>, nonce: &str, lang: &str) -> String {
+    let (opening, browser) = if lang == "fr" {
+        ("Ouverture de", "Continuer dans le navigateur")
+    } else {
+        ("Opening", "Continue in the browser")
+    };
+    let mut out = String::with_capacity(2048);
+    head(&mut out, label, tenant, lang);
+    let data = serde_json::json!({ "app": app, "web": web });
+    let _ = write!(
+        out,
+        "<meta http-equiv=\"refresh\" content=\"3;url={w}\"><style nonce=\"{n}\">{css}</style></head><body><main>\
+<h1>{opening} {l}</h1><ul><li><a class=\"btn\" href=\"{a}\">{l}</a></li><li><a class=\"btn\" href=\"{w}\" rel=\"nofollow noopener\">{browser}</a></li></ul>\
+</main><script id=\"sl-app\" type=\"application/json\">{d}</script><script nonce=\"{n}\">\
+var d=JSON.parse(document.getElementById('sl-app').textContent);location.href=d.app;\
+setTimeout(function(){{if(!document.hidden)location.replace(d.web)}},1500);</script></body></html>",
+        w = attr(web),
+        a = attr(app),
+        n = nonce,
+        css = style(tenant),
+        l = text(label),
+        d = script_json(&data),
     );
     out
 }
@@ -337,6 +383,7 @@ mod tests {
             platforms: Platforms { spotify: Some("https://open.spotify.com/t".into()), ..Default::default() },
             media: Media { cover_art: Some(cover.into()), ..Default::default() },
             seo: Default::default(),
+            routing: Default::default(),
             metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
         };
         Snapshot::build(vec![c], vec![l])
@@ -355,7 +402,9 @@ mod tests {
             link,
             host: "x.com",
             view_event_id: id,
+            buttons: link.buttons.iter().collect(),
             clicks: vec![("spotify", id, "tok.en".into())],
+            query: "",
             dnt: false,
             secure_cookies: false,
             nonce: "n0nce",

@@ -34,12 +34,14 @@ use schemas::event::{
 };
 use uuid::Uuid;
 
-use crate::cache::{Cache, Link, Phase, Resolved, Tenant};
+use crate::cache::{Button, Cache, Phase, Resolved, Tenant};
 use crate::client_ip::{client_ip, rate_key, ForwardedHeader};
 use crate::i18n::{self, Lang, Texts};
 use crate::metrics::{DropCause, Metrics};
-use crate::page::{self, CONSENT_COOKIE, VISITOR_COOKIE};
+use crate::page::{self, CONSENT_COOKIE, PREFERRED_COOKIE, VISITOR_COOKIE};
+use crate::routing::{self, Decision, ParamValues, Visit};
 use crate::sink::EventSink;
+use schemas::routing::PREFERRED_RULE;
 
 /// Everything the handler reads. Shared by all connections.
 pub struct AppState {
@@ -61,6 +63,8 @@ pub struct AppState {
     pub eid_key: Vec<u8>,
     /// Cookies get `Secure`.
     pub secure_cookies: bool,
+    /// User agent and GeoIP lookups of the routing rules.
+    pub lookups: crate::routing::Lookups,
 }
 
 /// A per-IP limiter allowing `per_sec` sustained and `burst` at once;
@@ -129,10 +133,12 @@ fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String
 struct Cookies {
     consent: Consent,
     visitor: Option<String>,
+    /// The service the visitor last clicked out to (a platform id).
+    preferred: Option<String>,
 }
 
 fn cookies(headers: &HeaderMap) -> Cookies {
-    let mut c = Cookies { consent: Consent::Unknown, visitor: None };
+    let mut c = Cookies { consent: Consent::Unknown, visitor: None, preferred: None };
     for v in headers.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else { continue };
         for cookie in cookie::Cookie::split_parse(s).flatten() {
@@ -148,6 +154,9 @@ fn cookies(headers: &HeaderMap) -> Cookies {
                     if cookie.value().len() == 32 && cookie.value().bytes().all(|b| b.is_ascii_hexdigit()) =>
                 {
                     c.visitor = Some(cookie.value().to_string());
+                }
+                PREFERRED_COOKIE if schemas::ids::is_slug(cookie.value()) => {
+                    c.preferred = Some(cookie.value().to_string());
                 }
                 _ => {}
             }
@@ -303,18 +312,91 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         }
         (_, false) => (None, None),
     };
+    // Routing rules (issue #18): decided from memory, only for a live link
+    // that has some.
+    let routes = &link.routes;
+    let decision = if phase == Phase::Live && !routes.is_empty() {
+        routes.decide(
+            &Visit {
+                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+                accept_language: headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+                ip,
+                visitor: visitor_id.as_deref(),
+            },
+            &state.lookups,
+        )
+    } else {
+        Decision::default()
+    };
+    let (mut rule_id, mut variant) = (decision.rule_id, decision.variant);
+    // A landing visit the rules send straight to a platform or a URL: the
+    // visitor's remembered service first, then the rule's target.
+    let mut auto: Option<&str> = None;
+    let mut redirect_url: Option<&HeaderValue> = None;
+    if platform.is_none() && phase == Phase::Live {
+        let remembered = cookies
+            .preferred
+            .as_deref()
+            .filter(|p| routes.remember_choice && tracked && link.button(p).is_some() && !decision.hides(p));
+        if let Some(p) = remembered {
+            auto = Some(p);
+            (rule_id, variant) = (Some(PREFERRED_RULE), None);
+        } else if let Some(t) = decision.target {
+            match (&t.platform, &t.url) {
+                (Some(p), _) if link.button(p).is_some() && !t.hides(p) => auto = Some(p),
+                (_, Some(url)) => redirect_url = Some(url),
+                _ => {}
+            }
+        }
+    }
+    let values = |rule_id, variant| ParamValues {
+        attribution: &attribution,
+        slug: &link.doc.slug,
+        country: decision.facts.country,
+        rule: rule_id,
+        variant,
+    };
+    // Where a click-out to `button` goes: the rule's storefront URL or the
+    // stored one, with the link's parameter templates; the prebuilt header
+    // when nothing changes it. An app-opening page instead of a 302 with
+    // app links on a phone.
+    let click_out = |button: &Button, head_only: bool| -> Resp {
+        let base = decision.target.and_then(|t| t.url_for(&button.id));
+        let url = routes.with_params(base.unwrap_or(&button.url), &button.id, &values(rule_id, variant));
+        if routes.app_links {
+            if let Some(app) = decision.facts.mobile_os().and_then(|os| routing::app_link(&button.id, &url, os)) {
+                let nonce = page::nonce();
+                let lang = lang();
+                let html = page::app_open(&app, &url, &button.label, Some(tenant), &nonce, lang.tag());
+                let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
+                html_policy(&mut r, &nonce, false);
+                return r;
+            }
+        }
+        let location = match (&url, base) {
+            (Cow::Borrowed(_), None) => button.location.clone(),
+            _ => HeaderValue::from_str(&url).unwrap_or_else(|_| button.location.clone()),
+        };
+        let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
+        r.headers_mut().insert(header::LOCATION, location);
+        r
+    };
+    // The click-out of an auto-redirect, recorded beside the visit's view.
+    let mut extra_click: Option<(Uuid, &str)> = None;
+    let mut remember: Option<&str> = None;
     let (kind, event_id, ts_ms, resp, route) = match &platform {
         Some(p) => {
-            let Some(button) = link.button(p) else { return not_found(Some(tenant)) };
+            let Some(button) = link.button(p).filter(|b| !decision.hides(&b.id)) else {
+                return not_found(Some(tenant));
+            };
             // A page-issued id keeps its own instant as the click's ts (see
             // `eid`): replays collapse onto one row.
             let (event_id, ts) = eid
                 .as_deref()
                 .and_then(|t| crate::eid::verify(&state.eid_key, t, &link.id_hex, &button.id, now))
                 .unwrap_or_else(|| (Uuid::now_v7(), now));
-            let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
-            r.headers_mut().insert(header::LOCATION, button.location.clone());
-            (EventKind::Click, event_id, ts, r, route::REDIRECT)
+            remember = Some(&button.id);
+            (EventKind::Click, event_id, ts, click_out(button, head_only), route::REDIRECT)
         }
         None if phase == Phase::Expired => {
             // A visit to an expired link counts as a view; it goes to the fallback.
@@ -324,6 +406,22 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
             }
             (EventKind::View, Uuid::now_v7(), now, r, route::REDIRECT)
         }
+        None if auto.is_some() || redirect_url.is_some() => {
+            let resp = match (auto.and_then(|p| link.button(p)), redirect_url) {
+                (Some(button), _) => {
+                    extra_click = Some((Uuid::now_v7(), &button.id));
+                    click_out(button, head_only)
+                }
+                (None, url) => {
+                    let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
+                    if let Some(url) = url {
+                        r.headers_mut().insert(header::LOCATION, url.clone());
+                    }
+                    r
+                }
+            };
+            (EventKind::View, Uuid::now_v7(), now, resp, route::REDIRECT)
+        }
         None => {
             let view_event_id = Uuid::now_v7();
             let nonce = page::nonce();
@@ -332,8 +430,29 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
                 Phase::Upcoming(at) => Some(texts.soon(at)),
                 _ => None,
             };
-            let html =
-                render_landing(state, tenant, link, &host, view_event_id, dnt, &nonce, &texts, upcoming.as_deref());
+            let shown: Vec<&Button> = if upcoming.is_some() {
+                Vec::new()
+            } else {
+                link.buttons.iter().filter(|b| !decision.hides(&b.id)).collect()
+            };
+            let query = routing::query_string(&attribution);
+            let html = render_landing(
+                state,
+                &page::LandingPage {
+                    tenant,
+                    link,
+                    host: &host,
+                    view_event_id,
+                    buttons: shown,
+                    clicks: Vec::new(),
+                    query: &query,
+                    dnt,
+                    secure_cookies: state.secure_cookies,
+                    nonce: &nonce,
+                    texts: &texts,
+                    upcoming: upcoming.as_deref(),
+                },
+            );
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
             // Pixels may load only where consent can still be given.
             let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
@@ -356,6 +475,13 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         set_cookie(
             &mut resp,
             &format!("{VISITOR_COOKIE}=; Max-Age=0; Path=/; SameSite=Lax; HttpOnly{}", secure(state)),
+        );
+    }
+    // The visitor's choice, remembered for the tenant's links that opt in.
+    if let Some(p) = remember.filter(|p| routes.remember_choice && tracked && cookies.preferred.as_deref() != Some(p)) {
+        set_cookie(
+            &mut resp,
+            &format!("{PREFERRED_COOKIE}={p}; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly{}", secure(state)),
         );
     }
 
@@ -383,16 +509,27 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         dnt,
         visitor_id,
         keep_full_ip: !tenant.client.settings.anonymize_ip,
+        rule_id: rule_id.map(str::to_string),
+        variant: variant.map(str::to_string),
     };
     tracing::debug!(event_id = %event_id, kind = ?kind, tenant = %tenant.id_hex, link = %link.id_hex, "event");
-    match serde_json::to_vec(&event) {
+    send(state, &event);
+    if let Some((click_id, p)) = extra_click {
+        let click = RawEvent { event_id: click_id, kind: EventKind::Click, platform: Some(p.to_string()), ..event };
+        send(state, &click);
+    }
+    (route, resp)
+}
+
+/// Serialises `event` and hands it to the sink (never waits).
+fn send(state: &AppState, event: &RawEvent) {
+    match serde_json::to_vec(event) {
         Ok(payload) => state.sink.send(event.partition_key().as_bytes(), &payload),
         Err(e) => {
             state.metrics.drop_event(DropCause::Serialize);
             tracing::error!(error = %e, "event serialisation failed");
         }
     }
-    (route, resp)
 }
 
 fn secure(state: &AppState) -> &'static str {
@@ -409,38 +546,17 @@ fn set_cookie(resp: &mut Resp, value: &str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_landing(
-    state: &AppState,
-    tenant: &Tenant,
-    link: &Link,
-    host: &str,
-    view_event_id: Uuid,
-    dnt: bool,
-    nonce: &str,
-    texts: &Texts<'_>,
-    upcoming: Option<&str>,
-) -> String {
-    let buttons = if upcoming.is_some() { &[][..] } else { &link.buttons[..] };
-    let clicks = buttons
+/// The landing page `p` with a signed click id per shown button (`p.clicks` is filled here).
+fn render_landing(state: &AppState, p: &page::LandingPage<'_>) -> String {
+    let clicks = p
+        .buttons
         .iter()
         .map(|b| {
             let id = Uuid::now_v7();
-            (b.id.as_str(), id, crate::eid::sign(&state.eid_key, &id, &link.id_hex, &b.id))
+            (b.id.as_str(), id, crate::eid::sign(&state.eid_key, &id, &p.link.id_hex, &b.id))
         })
         .collect();
-    page::landing(&page::LandingPage {
-        tenant,
-        link,
-        host,
-        view_event_id,
-        clicks,
-        dnt,
-        secure_cookies: state.secure_cookies,
-        nonce,
-        texts,
-        upcoming,
-    })
+    page::landing(&page::LandingPage { clicks, buttons: p.buttons.clone(), ..*p })
 }
 
 /// The service answering one connection from `peer` ([`handle`] each request).

@@ -87,6 +87,7 @@ fn snapshot() -> Snapshot {
         },
         media: Default::default(),
         seo: Default::default(),
+        routing: Default::default(),
         metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
     };
     let links = vec![link("jiro"), link("b")];

@@ -54,7 +54,7 @@ pub struct Config {
     pub session_capacity: usize,
     /// `INGEST_BOT_PATTERNS_FILE`: a file of bot patterns (one
     /// case-insensitive regex per line, `#` comments) replacing the built-in
-    /// `ingest/data/bot-patterns.txt`: rules updated without a release, read
+    /// `lookup/data/bot-patterns.txt`: rules updated without a release, read
     /// at start. Unset (the default): the built-in list.
     #[envconfig(from = "INGEST_BOT_PATTERNS_FILE")]
     pub bot_patterns_file: Option<PathBuf>,

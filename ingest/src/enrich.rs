@@ -174,8 +174,21 @@ impl Enricher {
             dnt: u8::from(e.dnt),
             user_agent: ua.to_string(),
             ingested_at: now_s,
+            rule_id: e.rule_id.as_deref().map(route_value).unwrap_or_default(),
+            variant: e.variant.as_deref().map(route_value).unwrap_or_default(),
         }
     }
+}
+
+/// A routing rule id or variant as kept: at most
+/// [`schemas::routing::MAX_RULE_ID_CHARS`] characters of `[a-z0-9_-]` (what
+/// the API accepts); anything else is cut there, so a forged raw event
+/// cannot grow a breakdown's values.
+pub fn route_value(v: &str) -> String {
+    v.chars()
+        .take(schemas::routing::MAX_RULE_ID_CHARS)
+        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
+        .collect()
 }
 
 /// Approximate bytes of a row on the wire (for the batch byte bound).
@@ -209,6 +222,8 @@ pub fn row_bytes(r: &EventRow) -> usize {
         &r.ttclid,
         &r.language,
         &r.user_agent,
+        &r.rule_id,
+        &r.variant,
     ]
     .iter()
     .map(|s| s.len() + 1)
@@ -244,6 +259,8 @@ mod tests {
             dnt: false,
             visitor_id: None,
             keep_full_ip: false,
+            rule_id: None,
+            variant: None,
         }
     }
 

@@ -14,12 +14,13 @@
 //! id); no record silently dropped; bounded memory under a ClickHouse outage.
 
 pub mod config;
-pub mod device;
 pub mod enrich;
-pub mod geoip;
 pub mod metrics;
 pub mod pipeline;
 pub mod visitor;
+
+/// Re-exported from the shared [`lookup`] crate (the edge routes with them too).
+pub use lookup::{device, geoip};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -82,6 +82,8 @@ fn event(ip: &str, ua: Option<&str>, method: &str, kind: EventKind, ts_ms: i64) 
         dnt: false,
         visitor_id: None,
         keep_full_ip: false,
+        rule_id: None,
+        variant: None,
     }
 }
 

@@ -103,17 +103,63 @@ fn is_network_error(e: &clickhouse::error::Error) -> bool {
 }
 
 /// Runs every statement of [`schemas::clickhouse::ddl`] for the configured
-/// database and returns the database's tables.
+/// database, then the [`schemas::clickhouse::MIGRATIONS`] it has not
+/// recorded ([`apply_migrations`]), and returns the database's tables.
 pub async fn apply_clickhouse(cfg: &ClickHouseConfig) -> Result<Vec<String>, clickhouse::error::Error> {
     let client = cfg.client();
     for stmt in schemas::clickhouse::ddl(&cfg.database) {
         client.query(&stmt).execute().await?;
     }
+    apply_migrations(&client, &cfg.database).await?;
     client
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
         .bind(&cfg.database)
         .fetch_all::<String>()
         .await
+}
+
+/// Applies, in order, every migration of [`schemas::clickhouse::MIGRATIONS`]
+/// above the highest version recorded in `database`'s
+/// [`schemas::clickhouse::MIGRATIONS_TABLE`], recording each once its steps
+/// ran; returns the versions applied now (empty when up to date). A step
+/// whose effect is already there (a column added by a run that stopped
+/// before recording) is skipped, so a rerun is safe. Concurrent runs are
+/// not locked against each other: deployments run `migrate` once, before
+/// the stages.
+pub async fn apply_migrations(
+    client: &clickhouse::Client,
+    database: &str,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
+    use schemas::clickhouse::{Step, MIGRATIONS, MIGRATIONS_TABLE};
+    let current: u32 =
+        client.query(&format!("SELECT toUInt32(max(version)) FROM {database}.{MIGRATIONS_TABLE}")).fetch_one().await?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for step in m.steps {
+            let Step::AddColumn { table, column, .. } = step;
+            let present: u64 = client
+                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                .bind(database)
+                .bind(*table)
+                .bind(*column)
+                .fetch_one()
+                .await?;
+            if present == 0 {
+                client.query(&step.sql(database)).execute().await?;
+            }
+        }
+        client
+            .query(&format!(
+                "INSERT INTO {database}.{MIGRATIONS_TABLE} (version, name, applied_at) VALUES (?, ?, now())"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await?;
+        tracing::info!(version = m.version, name = m.name, "clickhouse migration applied");
+        applied.push(m.version);
+    }
+    Ok(applied)
 }
 
 /// Creates every index of [`schemas::mongo::INDEXES`] in `db` (a no-op for

@@ -74,6 +74,8 @@ fn sample_row(event_id: Uuid, ingested_at: u32) -> EventRow {
         dnt: 0,
         user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X)".into(),
         ingested_at,
+        rule_id: "iphone".into(),
+        variant: "b".into(),
     }
 }
 
@@ -83,8 +85,8 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     let cfg = clickhouse_config(&db);
     let tables = migrate::apply_clickhouse(&cfg).await.expect("first apply");
     use schemas::clickhouse::{
-        EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE, ROLLUP_SPANS_TABLE,
-        ROLLUP_STATES_TABLE,
+        EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, MIGRATIONS_TABLE, ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE,
+        ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE,
     };
     let expected = [
         EVENTS_TABLE,
@@ -94,6 +96,7 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
         ROLLUP_SPANS_TABLE,
         ROLLUP_STATES_TABLE,
         ROLLUPS_TABLE,
+        MIGRATIONS_TABLE,
     ];
     assert_eq!(tables, expected.map(String::from));
     let again = migrate::apply_clickhouse(&cfg).await.expect("second apply is a no-op");
@@ -134,6 +137,82 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     client.query(&format!("DROP DATABASE {db}")).execute().await.unwrap();
 }
 
+/// A database at the previous schema (the baseline `CREATE TABLE`s, no
+/// migration recorded) holding events is upgraded in place: every row is
+/// still there with its values, new columns read empty, each version is
+/// recorded once, and a second run does nothing.
+#[tokio::test]
+async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
+    use schemas::clickhouse::{ddl, MIGRATIONS, MIGRATIONS_TABLE};
+    let db = unique_name("t_upgrade");
+    let cfg = clickhouse_config(&db);
+    let client = cfg.client();
+    // The schema as released before migrations existed: the baseline DDL
+    // without the migrations log.
+    for stmt in ddl(&db).iter().filter(|s| !s.contains(MIGRATIONS_TABLE)) {
+        client.query(stmt).execute().await.unwrap();
+    }
+    let before: Vec<String> = client
+        .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
+        .bind(&db)
+        .bind(EVENTS_TABLE)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(!before.contains(&"rule_id".to_string()), "the baseline has no rule column: {before:?}");
+    let rows = 1000;
+    client
+        .query(&format!(
+            "INSERT INTO {db}.{EVENTS_TABLE} (event_id, kind, ts, tenant_id, link_id, platform, ingested_at)
+             SELECT generateUUIDv4(), 'click', toDateTime(1763700000 + number, 'UTC'), 't', 'l', 'spotify',
+                    toDateTime(1763700000, 'UTC')
+             FROM system.numbers LIMIT {rows}"
+        ))
+        .execute()
+        .await
+        .unwrap();
+
+    let tables = migrate::apply_clickhouse(&cfg).await.expect("upgrade");
+    assert!(tables.contains(&MIGRATIONS_TABLE.to_string()), "{tables:?}");
+    let (n, platforms, rules): (u64, u64, u64) = client
+        .query(&format!(
+            "SELECT count(), countIf(platform = 'spotify'), countIf(rule_id = '' AND variant = '') FROM {db}.{EVENTS_TABLE}"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!((n, platforms, rules), (rows, rows, rows), "every row kept, new columns empty");
+    let recorded: Vec<u32> = client
+        .query(&format!("SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL ORDER BY version"))
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(recorded, MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>());
+    // Up to date: nothing to apply, nothing recorded twice.
+    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), Vec::<u32>::new());
+    let log_rows: u64 =
+        client.query(&format!("SELECT count() FROM {db}.{MIGRATIONS_TABLE}")).fetch_one().await.unwrap();
+    assert_eq!(log_rows as usize, MIGRATIONS.len());
+
+    // A run that added a column but stopped before recording its version
+    // is finished by the next one instead of failing on the column.
+    client.query(&format!("TRUNCATE TABLE {db}.{MIGRATIONS_TABLE}")).execute().await.unwrap();
+    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), vec![1]);
+    // A row of today's type round-trips through the upgraded table.
+    let id = Uuid::now_v7();
+    let mut insert = client.clone().with_database(&db).insert::<EventRow>(EVENTS_TABLE).await.unwrap();
+    insert.write(&sample_row(id, 1_763_700_005)).await.unwrap();
+    insert.end().await.unwrap();
+    let back: EventRow = client
+        .query(&format!("SELECT ?fields FROM {db}.{EVENTS_TABLE} WHERE event_id = toUUID(?)"))
+        .bind(id.to_string())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(back, sample_row(id, 1_763_700_005));
+    client.query(&format!("DROP DATABASE {db}")).execute().await.unwrap();
+}
+
 fn link(client_id: ObjectId, slug: &str) -> Smartlink {
     let now = DateTime::now();
     Smartlink {
@@ -144,6 +223,7 @@ fn link(client_id: ObjectId, slug: &str) -> Smartlink {
         platforms: Default::default(),
         media: Default::default(),
         seo: Default::default(),
+        routing: Default::default(),
         metadata: LinkMetadata::new(now, LinkStatus::Active),
     }
 }
@@ -243,6 +323,8 @@ async fn kafka_topics_are_created_once_with_their_partitions_and_carry_raw_event
         dnt: true,
         visitor_id: None,
         keep_full_ip: false,
+        rule_id: None,
+        variant: None,
     };
     let producer: FutureProducer = kafka_util::base_config(&cfg.brokers, "test").create().unwrap();
     let payload = serde_json::to_vec(&event).unwrap();

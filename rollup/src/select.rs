@@ -168,17 +168,18 @@ fn breakdown_sql(db: &str, sel: &Selection, ranges: &[(u32, u32)]) -> String {
          FROM (
             SELECT tenant_id, link_id, {bucket} AS bucket, kind, ts, country, device, browser, os, platform,
                 {referrer} AS referrer, {source} AS source, {medium} AS medium, {campaign} AS campaign,
-                {region} AS region, {city} AS city
+                {region} AS region, {city} AS city,
+                if(variant = '', rule_id, concat(rule_id, '/', variant)) AS route
             FROM {db}.{EVENTS_TABLE} FINAL
             WHERE {filter} AND {human}
          )
          ARRAY JOIN
             ['countries', 'devices', 'browsers', 'os', 'referrers', 'sources', 'platforms', 'hours',
-             'regions', 'cities', 'mediums', 'campaigns'] AS dim,
+             'regions', 'cities', 'mediums', 'campaigns', 'routes', 'route_clicks'] AS dim,
             [toString(country), toString(device), browser, os, referrer, source, platform, toString(toHour(ts)),
              if(region = '', '', concat({country}, '|', region)), if(city = '', '', concat({country}, '|', city)),
-             medium, campaign] AS value
-         WHERE (dim = 'platforms') = (kind = 'click') AND value != ''
+             medium, campaign, route, route] AS value
+         WHERE (dim IN ('platforms', 'route_clicks')) = (kind = 'click') AND value != ''
          GROUP BY tenant_id, link_id, bucket, dim, value",
         referrer = cut("referrer_host"),
         source = cut("utm_source"),
@@ -209,6 +210,8 @@ pub fn add(b: &mut RollupBreakdown, dim: &str, value: &str, n: i64, daily: bool)
         "cities" => &mut b.cities,
         "mediums" => &mut b.mediums,
         "campaigns" => &mut b.campaigns,
+        "routes" => &mut b.routes,
+        "route_clicks" => &mut b.route_clicks,
         "hours" => {
             if daily {
                 if let Ok(h) = value.parse::<usize>() {

@@ -263,6 +263,13 @@ pub struct EventRow {
     /// (the latest write of a duplicate wins) and how the aggregator finds
     /// rows written since its last pass.
     pub ingested_at: u32,
+    /// The routing rule that decided the visit (`smartlinks.routing.rules[].id`,
+    /// or `preferred` for a remembered service); empty when none matched.
+    /// Added by migration 1 ([`MIGRATIONS`]).
+    pub rule_id: String,
+    /// The A/B variant the visitor was assigned within [`Self::rule_id`];
+    /// empty without a split. Added by migration 1.
+    pub variant: String,
 }
 
 impl EventRow {
@@ -326,6 +333,8 @@ impl EventRow {
             dnt: 0,
             user_agent: String::new(),
             ingested_at,
+            rule_id: String::new(),
+            variant: String::new(),
         }
     }
 }
@@ -525,7 +534,79 @@ GROUP BY ingested_at, hour"
     )
 }
 
-/// Every statement `migrate` runs, in order, for `database`.
+/// The table recording which [`MIGRATIONS`] a database has: one row per
+/// applied version.
+pub const MIGRATIONS_TABLE: &str = "schema_migrations";
+
+/// One change of a [`Migration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `ALTER TABLE {table} ADD COLUMN {column} {ty}`: appended after the
+    /// last column (RowBinary readers list their columns by name, and
+    /// [`EventRow`] keeps the same order). Existing rows read the type's
+    /// default. 18.16 has no `ADD COLUMN IF NOT EXISTS`: `migrate` checks
+    /// `system.columns` first, so a step interrupted before its version was
+    /// recorded is not run twice.
+    AddColumn {
+        /// Table, without the database.
+        table: &'static str,
+        /// New column.
+        column: &'static str,
+        /// Its ClickHouse type.
+        ty: &'static str,
+    },
+}
+
+impl Step {
+    /// The statement of this step for `database`.
+    pub fn sql(&self, database: &str) -> String {
+        match self {
+            Step::AddColumn { table, column, ty } => format!("ALTER TABLE {database}.{table} ADD COLUMN {column} {ty}"),
+        }
+    }
+}
+
+/// A versioned, forward-only change to the tables [`ddl`] creates. The
+/// `CREATE TABLE` statements stay the baseline (version 0), so a new
+/// database and an upgraded one reach the same schema by the same steps;
+/// `migrate` applies every version above the highest in
+/// [`MIGRATIONS_TABLE`], in order, and records each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Version, from 1, increasing by one.
+    pub version: u32,
+    /// What it does and why (the issue).
+    pub name: &'static str,
+    /// Its changes, in order.
+    pub steps: &'static [Step],
+}
+
+/// Every migration, in version order. Never edit or remove a released one:
+/// add the next version.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events: the routing rule and A/B variant of each visit (issue #18)",
+    steps: &[
+        Step::AddColumn { table: EVENTS_TABLE, column: "rule_id", ty: "String" },
+        Step::AddColumn { table: EVENTS_TABLE, column: "variant", ty: "String" },
+    ],
+}];
+
+/// `CREATE TABLE IF NOT EXISTS {database}.schema_migrations`: version,
+/// name and when it was applied (UTC).
+pub fn migrations_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{MIGRATIONS_TABLE} (
+    version UInt32,
+    name String,
+    applied_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY version"
+    )
+}
+
+/// Every statement `migrate` runs, in order, for `database`, before the
+/// [`MIGRATIONS`].
 pub fn ddl(database: &str) -> Vec<String> {
     vec![
         database_ddl(database),
@@ -536,6 +617,7 @@ pub fn ddl(database: &str) -> Vec<String> {
         rollup_mirror_table_ddl(database),
         events_written_table_ddl(database),
         events_written_view_ddl(database),
+        migrations_table_ddl(database),
     ]
 }
 
@@ -547,8 +629,8 @@ mod tests {
     fn ddl_is_idempotent_and_names_the_database() {
         let stmts = ddl("db_x");
         // The database, events, rollups, states, spans, mirror log,
-        // events_written and its materialized view.
-        assert_eq!(stmts.len(), 8);
+        // events_written and its materialized view, the migrations log.
+        assert_eq!(stmts.len(), 9);
         for stmt in stmts {
             assert!(stmt.contains("IF NOT EXISTS"), "{stmt}");
             assert!(stmt.contains("db_x"), "{stmt}");
@@ -564,8 +646,27 @@ mod tests {
     #[test]
     fn ddl_columns_match_row_fields_in_order() {
         // RowBinary is positional: each DDL column list must follow its struct.
-        assert_eq!(columns(&events_table_ddl("d")), <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
+        // Events: the baseline table, then the columns migrations append.
+        let ddl = events_table_ddl("d");
+        let mut events = columns(&ddl);
+        for m in MIGRATIONS {
+            for Step::AddColumn { table, column, .. } in m.steps {
+                if *table == EVENTS_TABLE {
+                    events.push(column);
+                }
+            }
+        }
+        assert_eq!(events, <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
         assert_eq!(columns(&rollups_table_ddl("d")), <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
+    }
+
+    #[test]
+    fn migrations_are_numbered_from_one_without_gaps() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+            assert!(!m.steps.is_empty(), "{}", m.name);
+        }
+        assert_eq!(MIGRATIONS[0].steps[0].sql("db"), "ALTER TABLE db.events ADD COLUMN rule_id String");
     }
 
     #[test]

@@ -127,6 +127,16 @@ impl Attribution {
         true
     }
 
+    /// The value of query parameter `name` (one of [`Self::PARAMS`]), if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        Self::PARAMS.iter().position(|p| *p == name).and_then(|i| self.values()[i].as_deref())
+    }
+
+    /// `(parameter name, value)` of every value set, in [`Self::PARAMS`] order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        Self::PARAMS.into_iter().zip(self.values()).filter_map(|(n, v)| Some((n, v.as_deref()?)))
+    }
+
     fn values(&self) -> [&Option<String>; 8] {
         [
             &self.utm_source,
@@ -205,6 +215,17 @@ pub struct RawEvent {
     /// Ingest honours it only with [`RawEvent::full_ip_allowed`].
     #[serde(default)]
     pub keep_full_ip: bool,
+    /// The link's routing rule that decided this visit
+    /// (`smartlinks.routing.rules[].id`, or [`crate::routing::PREFERRED_RULE`]
+    /// when the visitor's remembered service did), at most
+    /// [`crate::routing::MAX_RULE_ID_CHARS`] characters; absent when no rule
+    /// matched (issue #18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    /// The A/B variant of [`Self::rule_id`] the visitor is assigned to
+    /// (stable per visitor); absent without a split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// Why a raw event was rejected. Each variant is a bounded metrics label and a
@@ -352,6 +373,8 @@ mod tests {
             dnt: false,
             visitor_id: Some("v_2f1d9c".into()),
             keep_full_ip: false,
+            rule_id: None,
+            variant: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`mongo`]: MongoDB collections, documents (seed 000 field names) and indexes.
 //! - [`topics`]: Kafka topic names, partition counts, dead-letter headers.
 //! - [`ids`]: ObjectId, slug and platform id rules.
+//! - [`routing`]: a smartlink's routing rules (device, country, language, A/B, preferred service).
 //! - [`alerts`]: tenants' tracking-health alert settings, states and delivery log.
 //! - [`billing`]: invoices and payments; [`campaign`]: campaigns and their daily ad KPIs; [`gdpr`]: consents and newsletter subscribers.
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
@@ -21,4 +22,5 @@ pub mod event;
 pub mod gdpr;
 pub mod ids;
 pub mod mongo;
+pub mod routing;
 pub mod topics;

@@ -583,6 +583,9 @@ pub struct Smartlink {
     /// SEO values.
     #[serde(default)]
     pub seo: Seo,
+    /// How visitors are routed (issue #18); the default routes nobody.
+    #[serde(default, skip_serializing_if = "crate::routing::Routing::is_empty")]
+    pub routing: crate::routing::Routing,
     /// Timestamps, status, cached counters.
     pub metadata: LinkMetadata,
 }
@@ -677,6 +680,13 @@ pub struct RollupBreakdown {
     /// UTM campaign → views.
     #[serde(default, with = "counts")]
     pub campaigns: BTreeMap<String, i64>,
+    /// `{rule id}` or `{rule id}/{variant}` → views the routing rule decided
+    /// (issue #18).
+    #[serde(default, with = "counts")]
+    pub routes: BTreeMap<String, i64>,
+    /// `{rule id}` or `{rule id}/{variant}` → click-outs the rule decided.
+    #[serde(default, with = "counts")]
+    pub route_clicks: BTreeMap<String, i64>,
     /// Views per hour of the day, 24 entries (daily rollups; empty on hourly).
     #[serde(default)]
     pub hours: Vec<i64>,
@@ -689,7 +699,7 @@ impl RollupBreakdown {
     pub const OTHER: &'static str = "(other)";
 
     /// Every dimension map with its field name, in a fixed order.
-    pub fn maps_mut(&mut self) -> [(&'static str, &mut BTreeMap<String, i64>); 11] {
+    pub fn maps_mut(&mut self) -> [(&'static str, &mut BTreeMap<String, i64>); 13] {
         [
             ("countries", &mut self.countries),
             ("devices", &mut self.devices),
@@ -702,6 +712,8 @@ impl RollupBreakdown {
             ("cities", &mut self.cities),
             ("mediums", &mut self.mediums),
             ("campaigns", &mut self.campaigns),
+            ("routes", &mut self.routes),
+            ("route_clicks", &mut self.route_clicks),
         ]
     }
 
@@ -734,7 +746,7 @@ impl RollupBreakdown {
     }
 
     /// Every dimension map with its field name, in the order of [`Self::maps_mut`].
-    pub fn maps(&self) -> [(&'static str, &BTreeMap<String, i64>); 11] {
+    pub fn maps(&self) -> [(&'static str, &BTreeMap<String, i64>); 13] {
         [
             ("countries", &self.countries),
             ("devices", &self.devices),
@@ -747,6 +759,8 @@ impl RollupBreakdown {
             ("cities", &self.cities),
             ("mediums", &self.mediums),
             ("campaigns", &self.campaigns),
+            ("routes", &self.routes),
+            ("route_clicks", &self.route_clicks),
         ]
     }
 
@@ -1265,6 +1279,7 @@ mod tests {
             },
             media: Media { cover_art: Some("https://cdn/x.jpg".into()), ..Default::default() },
             seo: Seo::default(),
+            routing: Default::default(),
             metadata: LinkMetadata::new(now(), LinkStatus::Active),
         }
     }

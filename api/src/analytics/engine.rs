@@ -158,11 +158,15 @@ pub enum Dimension {
     UtmMedium,
     /// UTM campaign (views; raw events).
     UtmCampaign,
+    /// Routing rule, `{rule}` or `{rule}/{variant}` (views the rule decided; issue #18).
+    Route,
+    /// Routing rule, `{rule}` or `{rule}/{variant}` (click-outs the rule decided).
+    RouteClick,
 }
 
 impl Dimension {
     /// Every dimension with its query name.
-    pub const ALL: [(Dimension, &'static str); 11] = [
+    pub const ALL: [(Dimension, &'static str); 13] = [
         (Dimension::Country, "country"),
         (Dimension::Region, "region"),
         (Dimension::City, "city"),
@@ -174,6 +178,8 @@ impl Dimension {
         (Dimension::UtmSource, "utm_source"),
         (Dimension::UtmMedium, "utm_medium"),
         (Dimension::UtmCampaign, "utm_campaign"),
+        (Dimension::Route, "route"),
+        (Dimension::RouteClick, "route_click"),
     ];
 
     /// The dimension named `s`.
@@ -181,9 +187,9 @@ impl Dimension {
         Dimension::ALL.iter().find(|(_, n)| *n == s).map(|(d, _)| *d)
     }
 
-    /// `clicks` for platforms, `views` otherwise.
+    /// `clicks` for platforms and rule click-outs, `views` otherwise.
     pub fn metric(self) -> &'static str {
-        if self == Dimension::Platform {
+        if matches!(self, Dimension::Platform | Dimension::RouteClick) {
             "clicks"
         } else {
             "views"
@@ -204,6 +210,8 @@ impl Dimension {
             Dimension::City => &b.cities,
             Dimension::UtmMedium => &b.mediums,
             Dimension::UtmCampaign => &b.campaigns,
+            Dimension::Route => &b.routes,
+            Dimension::RouteClick => &b.route_clicks,
         }
     }
 

@@ -52,9 +52,11 @@ pub struct AnalyticsQuery {
     #[param(pattern = "^(hour|day)$")]
     pub interval: Option<String>,
     /// Breakdown: `country`, `region`, `city`, `device`, `os`, `browser`,
-    /// `platform`, `referrer`, `utm_source`, `utm_medium`, `utm_campaign`.
+    /// `platform`, `referrer`, `utm_source`, `utm_medium`, `utm_campaign`,
+    /// `route` (views by routing rule, `{rule}` or `{rule}/{variant}`),
+    /// `route_click` (click-outs by routing rule).
     #[param(
-        pattern = "^(country|region|city|device|os|browser|platform|referrer|utm_source|utm_medium|utm_campaign)$"
+        pattern = "^(country|region|city|device|os|browser|platform|referrer|utm_source|utm_medium|utm_campaign|route|route_click)$"
     )]
     pub dimension: Option<String>,
     /// Breakdown: most values returned, 1..=1000 (default 50).
@@ -510,7 +512,7 @@ pub async fn breakdown_with(
     })
 }
 
-/// Views (clicks for platforms) by one dimension.
+/// Views (clicks for platforms and `route_click`) by one dimension.
 #[utoipa::path(get, path = "/v1/analytics/breakdown", tag = "analytics", params(AnalyticsQuery),
     responses((status = 200, body = BreakdownView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

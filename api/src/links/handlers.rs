@@ -23,6 +23,8 @@ use crate::state::AppState;
 use crate::tenants::{limits, Tenant};
 use crate::validate::{self, rfc};
 
+use super::routing::RoutingDto;
+
 /// The track a smartlink promotes.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +161,10 @@ pub struct SmartlinkCreate {
     /// SEO values.
     #[serde(default)]
     pub seo: SeoDto,
+    /// Routing rules (device, OS, browser, country, language, A/B split),
+    /// preferred service, app links and destination parameters.
+    #[serde(default)]
+    pub routing: Option<RoutingDto>,
 }
 
 /// `PATCH /v1/smartlinks/{id}` body: each field present replaces the
@@ -198,6 +204,8 @@ pub struct SmartlinkPatch {
     pub media: Option<MediaDto>,
     /// SEO values.
     pub seo: Option<SeoDto>,
+    /// Routing (replaces the stored one whole; `{}` removes every rule).
+    pub routing: Option<RoutingDto>,
 }
 
 /// Counters the aggregator keeps on the link (all time, bots excluded).
@@ -247,6 +255,8 @@ pub struct SmartlinkView {
     pub media: MediaDto,
     /// SEO values.
     pub seo: SeoDto,
+    /// Routing rules and options.
+    pub routing: RoutingDto,
     /// Cached counters.
     pub stats: LinkStats,
     /// Creation time, RFC 3339 UTC.
@@ -369,6 +379,7 @@ pub fn view(l: &Smartlink, c: &Client, scheme: &str) -> SmartlinkView {
             keywords: l.seo.keywords.clone(),
             og_image: l.seo.og_image.clone(),
         },
+        routing: super::routing::view(&l.routing),
         stats: LinkStats {
             total_views: l.metadata.total_views,
             unique_visitors: l.metadata.unique_visitors,
@@ -401,6 +412,7 @@ pub fn build(body: &SmartlinkCreate, client: &Client, now: DateTime) -> Result<S
         platforms: platforms(&body.platforms, &body.custom_platforms)?,
         media: media(&body.media)?,
         seo: seo(&body.seo)?,
+        routing: body.routing.as_ref().map(super::routing::parse).transpose()?.unwrap_or_default(),
         metadata,
     };
     require_destination(&link)?;
@@ -695,6 +707,9 @@ pub async fn patch(
     if let Some(m) = &body.media {
         link.media = media(m)?;
     }
+    if let Some(r) = &body.routing {
+        link.routing = super::routing::parse(r)?;
+    }
     if let Some(s) = &body.seo {
         link.seo = seo(s)?;
     }
@@ -816,6 +831,7 @@ mod tests {
             platforms: Default::default(),
             media: Default::default(),
             seo: Default::default(),
+            routing: Default::default(),
             metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
         };
         old.metadata.total_views = 77;

@@ -157,6 +157,7 @@ pub fn parse_links_csv(body: &str) -> Result<Vec<(usize, SmartlinkCreate)>, ApiE
             custom_platforms: Vec::new(),
             media: MediaDto::default(),
             seo: Default::default(),
+            routing: None,
         };
         for (h, v) in headers.iter().zip(rec.iter()) {
             let some = || (!v.is_empty()).then(|| v.to_string());

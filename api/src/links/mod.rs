@@ -7,9 +7,12 @@
 //! analytics stay. `GET /v1/smartlinks/{id}/qr` draws a link's QR code
 //! ([`qr`]); `POST /v1/smartlinks/import` creates links from CSV, all or
 //! none ([`import`]). Links carry tags; the list filters by tag and text.
+//! Links route visitors by device, OS, browser, country, language and A/B
+//! split ([`routing`]; evaluated by the edge).
 mod handlers;
 pub mod import;
 pub mod qr;
+pub mod routing;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         platforms: Platforms { spotify: Some(TARGET.into()), ..Default::default() },
         media: Media::default(),
         seo: Seo::default(),
+        routing: Default::default(),
         metadata: LinkMetadata::new(now, LinkStatus::Active),
     };
     db.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&link).await?;

@@ -52,6 +52,8 @@ fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
                 dnt: false,
                 visitor_id: None,
                 keep_full_ip: false,
+                rule_id: None,
+                variant: None,
             }
         })
         .collect())

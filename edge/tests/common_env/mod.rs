@@ -33,6 +33,11 @@ pub async fn env(brokers: &str) -> Env {
     vars.insert("KAFKA_RAW_TOPIC".to_string(), format!("raw.{name}"));
     vars.insert("KAFKA_DEAD_LETTER_TOPIC".to_string(), format!("dlq.{name}"));
     vars.insert("MONGODB_DATABASE".to_string(), name.clone());
+    // MaxMind's test database: addresses with known countries (routing rules).
+    vars.insert(
+        "EDGE_GEOIP_DATABASES".to_string(),
+        testkit::geoip_test_db("GeoIP2-City-Test.mmdb").display().to_string(),
+    );
     if let Ok(uri) = std::env::var("MONGODB_URI") {
         vars.insert("MONGODB_URI".to_string(), uri);
     }
@@ -83,10 +88,17 @@ pub async fn insert_link(db: &mongodb::Database, client: &Client, slug: &str, ti
         },
         media: Media { cover_art: Some("https://cdn.example.com/cover.jpg".into()), ..Default::default() },
         seo: Seo::default(),
+        routing: Default::default(),
         metadata: LinkMetadata::new(now, LinkStatus::Active),
     };
     db.collection::<Smartlink>(collections::SMARTLINKS).insert_one(&l).await.expect("insert link");
     l
+}
+
+/// Sets `link`'s routing (issue #18) as the API stores it.
+pub async fn set_routing(db: &mongodb::Database, id: ObjectId, routing: serde_json::Value) {
+    let r: schemas::routing::Routing = serde_json::from_value(routing).expect("routing JSON");
+    update_link(db, id, doc! { "routing": bson::to_bson(&r).expect("routing BSON") }).await;
 }
 
 pub async fn update_link(db: &mongodb::Database, id: ObjectId, set: bson::Document) {

@@ -86,7 +86,7 @@ pub fn browser_shaped(ua: &str) -> bool {
 }
 
 /// Our bot patterns: case-insensitive regular expressions, one per line of
-/// a text (`#` comments), the built-in ones from `ingest/data/bot-patterns.txt`.
+/// a text (`#` comments), the built-in ones from `lookup/data/bot-patterns.txt`.
 #[derive(Debug, Clone)]
 pub struct BotRules {
     any: Option<regex::Regex>,
