@@ -139,16 +139,26 @@ pub fn parse_wrk(out: &str) -> Option<WrkReport> {
 /// Runs `wrk --latency` against `url` with `Host: host`. Errors when wrk is
 /// missing, fails, or prints nothing parseable.
 pub fn run_wrk(url: &str, host: &str, threads: u32, connections: u32, duration: Duration) -> anyhow::Result<WrkReport> {
-    let out = std::process::Command::new("wrk")
-        .arg(format!("-t{threads}"))
+    run_wrk_with(url, &[format!("Host: {host}")], threads, connections, duration)
+}
+
+/// [`run_wrk`] sending every header of `headers` (`Name: value`) on each request.
+pub fn run_wrk_with(
+    url: &str,
+    headers: &[String],
+    threads: u32,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<WrkReport> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", duration.as_secs().max(1)))
-        .arg("--latency")
-        .arg("-H")
-        .arg(format!("Host: {host}"))
-        .arg(url)
-        .output()
-        .map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
+        .arg("--latency");
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let out = cmd.arg(url).output().map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
     parse_wrk(&text).ok_or_else(|| anyhow::anyhow!("cannot parse wrk output:\n{text}"))

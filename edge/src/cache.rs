@@ -47,6 +47,8 @@ pub struct Button {
     pub url: String,
     /// `url` as a `Location` header value.
     pub location: HeaderValue,
+    /// The platform's mark as inline SVG ([`crate::icons`]), when it has one.
+    pub icon: Option<String>,
 }
 
 /// A link as the edge serves it.
@@ -227,7 +229,7 @@ fn buttons(link: &Smartlink, order: &[String]) -> Vec<Button> {
         .filter(|(_, _, url)| is_http_url(url))
         .filter_map(|(id, label, url)| {
             let location = HeaderValue::from_str(&url).ok()?;
-            Some(Button { id, label, url, location })
+            Some(Button { icon: crate::icons::svg(&id), id, label, url, location })
         })
         .collect()
 }

@@ -20,6 +20,7 @@ pub mod client_ip;
 pub mod config;
 pub mod eid;
 pub mod i18n;
+pub mod icons;
 pub mod metrics;
 pub mod page;
 pub mod routing;

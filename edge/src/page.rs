@@ -162,7 +162,7 @@ main{{width:100%;max-width:420px;padding:24px;text-align:center}}\
 h1{{font-size:1.5rem;margin:16px 0 4px}}.artist{{margin:0 0 20px;opacity:.8}}\
 ul{{list-style:none;padding:0;margin:0}}li{{margin:10px 0}}\
 .btn{{display:flex;justify-content:space-between;align-items:center;padding:14px 20px;border-radius:999px;background:var(--p);color:var(--s);text-decoration:none;font-weight:600}}\
-.soon{{font-size:1.1rem;font-weight:600}}.act{{font-size:.85rem;opacity:.85;text-transform:uppercase;letter-spacing:.04em}}\
+.pl{{display:flex;align-items:center}}.ic{{width:28px;height:28px;margin-right:10px;flex:none}}.soon{{font-size:1.1rem;font-weight:600}}.act{{font-size:.85rem;opacity:.85;text-transform:uppercase;letter-spacing:.04em}}\
 #consent{{position:fixed;bottom:0;left:0;right:0;padding:12px;background:rgba(0,0,0,.85);color:#fff;font-size:.9rem}}\
 #consent button{{margin:6px;padding:8px 14px;border:0;border-radius:6px;cursor:pointer}}"
     )
@@ -261,13 +261,14 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         let _ = write!(
             out,
             "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}{amp}{q}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">\
-<span class=\"pl\">{label}</span><span class=\"act\">{listen}</span></a></li>",
+<span class=\"pl\">{icon}{label}</span><span class=\"act\">{listen}</span></a></li>",
             s = attr(&link.slug),
             id = attr(&button.id),
             tok = attr(token),
             amp = if p.query.is_empty() { "" } else { "&amp;" },
             q = attr(p.query),
             eid = click_id,
+            icon = button.icon.as_deref().unwrap_or(""),
             label = text(&button.label),
             listen = text(&p.texts.listen),
         );
@@ -457,6 +458,8 @@ mod tests {
         assert!(html.contains("og:image\" content=\"https://cdn.example/cover.jpg\""));
         assert!(html.contains("--p:#112233"));
         assert!(html.contains("\"eventId\":\""));
+        assert!(html.contains("<span class=\"pl\"><svg class=\"ic\""), "the platform's mark beside its name: {html}");
+        assert!(html.contains("<img class=\"backdrop\" src=\"https://cdn.example/cover.jpg\" alt=\"\""));
         assert!(html.len() < 12_000, "{} bytes", html.len());
     }
 

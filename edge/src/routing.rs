@@ -49,8 +49,8 @@ pub struct CompiledTarget {
     pub url: Option<HeaderValue>,
     /// Hidden platforms.
     pub hide: Vec<String>,
-    /// Storefront URL per platform (http(s) only).
-    pub urls: Vec<(String, String)>,
+    /// Storefront URL per platform (http(s) only), with its `Location` value.
+    pub urls: Vec<(String, String, HeaderValue)>,
 }
 
 impl CompiledTarget {
@@ -63,7 +63,7 @@ impl CompiledTarget {
                 .urls
                 .iter()
                 .filter(|(_, u)| crate::cache::is_http_url(u))
-                .map(|(p, u)| (p.clone(), u.clone()))
+                .filter_map(|(p, u)| Some((p.clone(), u.clone(), HeaderValue::from_str(u).ok()?)))
                 .collect(),
         }
     }
@@ -73,9 +73,10 @@ impl CompiledTarget {
         self.hide.iter().any(|h| h == platform)
     }
 
-    /// The rule's URL for `platform`, if it overrides the stored one.
-    pub fn url_for(&self, platform: &str) -> Option<&str> {
-        self.urls.iter().find(|(p, _)| p == platform).map(|(_, u)| u.as_str())
+    /// The rule's URL for `platform` and its `Location` value, if it
+    /// overrides the stored one.
+    pub fn url_for(&self, platform: &str) -> Option<(&str, &HeaderValue)> {
+        self.urls.iter().find(|(p, _, _)| p == platform).map(|(_, u, h)| (u.as_str(), h))
     }
 }
 
@@ -241,7 +242,7 @@ impl Routes {
             f.browser = bit(&BROWSER_FAMILIES, routing::browser_family(&d.browser, v.user_agent.unwrap_or("")));
         }
         if self.needs_country {
-            f.country = lookups.geoip.lookup(v.ip).map(|g| g.country).unwrap_or_default();
+            f.country = lookups.geoip.country(v.ip).unwrap_or_default();
         }
         if self.needs_language {
             f.language = primary_language(v.accept_language).unwrap_or_default();
@@ -387,13 +388,27 @@ pub fn query_string(a: &Attribution) -> String {
 }
 
 /// The primary subtag of the most preferred language of an
-/// `Accept-Language` value (RFC 9110 §12.5.4), lowercase.
+/// `Accept-Language` value (RFC 9110 §12.5.4: the highest `q`, the first
+/// of equals; `q=0` and `*` never), lowercase. Read in place, on the
+/// request path: no allocation but the answer.
 pub fn primary_language(accept_language: Option<&str>) -> Option<String> {
-    accept_language::parse_with_quality(accept_language?)
-        .into_iter()
-        .filter(|(_, q)| *q > 0.0)
-        .map(|(range, _)| range.split('-').next().unwrap_or_default().to_ascii_lowercase())
-        .find(|p| !p.is_empty() && p != "*")
+    let mut best: Option<(&str, f32)> = None;
+    for item in accept_language?.split(',') {
+        let mut parts = item.split(';');
+        let range = parts.next().unwrap_or("").trim();
+        let primary = range.split('-').next().unwrap_or("");
+        if primary.is_empty() || primary == "*" || !primary.bytes().all(|b| b.is_ascii_alphabetic()) {
+            continue;
+        }
+        let q = parts
+            .find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .map_or(Some(1.0), |v| v.trim().parse::<f32>().ok())
+            .unwrap_or(0.0);
+        if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
+            best = Some((primary, q));
+        }
+    }
+    best.map(|(p, _)| p.to_ascii_lowercase())
 }
 
 /// The app URL opening `web` (a platform's stored http(s) URL) in the
@@ -530,6 +545,17 @@ mod tests {
             r.with_params("https://open.spotify.com/track/1", "spotify", &none),
             "https://open.spotify.com/track/1"
         );
+    }
+
+    #[test]
+    fn the_most_preferred_language_by_weight() {
+        assert_eq!(primary_language(Some("fr-FR,fr;q=0.9,en;q=0.8")).as_deref(), Some("fr"));
+        assert_eq!(primary_language(Some("en;q=0.5, DE-ch;q=0.9")).as_deref(), Some("de"));
+        assert_eq!(primary_language(Some("*, ja;q=0.1")).as_deref(), Some("ja"));
+        assert_eq!(primary_language(Some("fr;q=0, es")).as_deref(), Some("es"));
+        assert_eq!(primary_language(Some("fr;q=abc")), None, "an unreadable weight counts as 0");
+        assert_eq!(primary_language(Some("")), None);
+        assert_eq!(primary_language(None), None);
     }
 
     #[test]

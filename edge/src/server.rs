@@ -7,6 +7,12 @@
 //!   `click` event. Only stored http(s) URLs are ever redirected to.
 //! - Unknown host or slug, drafts, unknown platform: 404 page. Archived: 410.
 //!   Any other method: 405. Before the first cache load: 503.
+//! - A link with routing rules ([`crate::routing`], issue #18) may instead
+//!   send a landing visit straight to a platform (302, a view and a click
+//!   event) or to a URL (302, a view), hide platforms (their path: 404),
+//!   send a click-out to a storefront URL, add query parameters to the
+//!   destination, or answer a phone's click-out with a page that opens the
+//!   app (200); the deciding rule and variant are in every event.
 //!
 //! The handler is synchronous and allocation-light: it reads the cache
 //! snapshot, builds the event, hands it to the sink (never waiting for the
@@ -361,8 +367,9 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     // when nothing changes it. An app-opening page instead of a 302 with
     // app links on a phone.
     let click_out = |button: &Button, head_only: bool| -> Resp {
-        let base = decision.target.and_then(|t| t.url_for(&button.id));
-        let url = routes.with_params(base.unwrap_or(&button.url), &button.id, &values(rule_id, variant));
+        let (base, prebuilt) =
+            decision.target.and_then(|t| t.url_for(&button.id)).unwrap_or((button.url.as_str(), &button.location));
+        let url = routes.with_params(base, &button.id, &values(rule_id, variant));
         if routes.app_links {
             if let Some(app) = decision.facts.mobile_os().and_then(|os| routing::app_link(&button.id, &url, os)) {
                 let nonce = page::nonce();
@@ -373,9 +380,10 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
                 return r;
             }
         }
-        let location = match (&url, base) {
-            (Cow::Borrowed(_), None) => button.location.clone(),
-            _ => HeaderValue::from_str(&url).unwrap_or_else(|_| button.location.clone()),
+        // Unchanged by parameters: the `Location` built with the snapshot.
+        let location = match &url {
+            Cow::Borrowed(_) => prebuilt.clone(),
+            Cow::Owned(u) => HeaderValue::from_str(u).unwrap_or_else(|_| prebuilt.clone()),
         };
         let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
         r.headers_mut().insert(header::LOCATION, location);

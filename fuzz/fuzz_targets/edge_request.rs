@@ -1,6 +1,6 @@
 //! The edge's whole request path (host and slug resolution, path, query,
 //! attribution, headers, cookies, client IP, click-id verification, page
-//! rendering, event encoding) on arbitrary requests: no panic, and only the
+//! rendering, routing rules, event encoding) on arbitrary requests: no panic, and only the
 //! statuses the edge documents.
 //!
 //! Input: `METHOD URI` on the first line, then `name: value` header lines;
@@ -59,6 +59,10 @@ fn state() -> &'static AppState {
             max_uri_bytes: 4096,
             eid_key: b"fuzz-click-id-key-0123456789abcdef".to_vec(),
             secure_cookies: true,
+            lookups: edge::routing::Lookups {
+                ua: lookup::device::UaParser::new(1000),
+                geoip: lookup::geoip::GeoIp::empty(),
+            },
         }
     })
 }
@@ -90,7 +94,23 @@ fn snapshot() -> Snapshot {
         routing: Default::default(),
         metadata: LinkMetadata::new(DateTime::now(), LinkStatus::Active),
     };
-    let links = vec![link("jiro"), link("b")];
+    // `b` routes: every rule kind, an A/B split, the remembered service,
+    // app links and parameter templates.
+    let routing = serde_json::from_value(serde_json::json!({
+        "rules": [
+            {"id": "ios", "os": ["ios"], "target": {"platform": "deezer"}},
+            {"id": "fr", "languages": ["fr"], "countries": ["FR"], "target": {"url": "https://label.example/fr"}},
+            {"id": "desk", "devices": ["desktop"], "browsers": ["chrome"],
+             "target": {"hide": ["deezer"], "urls": {"spotify": "https://open.spotify.com/intl-fr/t"}}},
+            {"id": "ab", "variants": [{"id": "a", "weight": 1, "target": {"platform": "spotify"}},
+                                      {"id": "b", "weight": 2}]}
+        ],
+        "rememberChoice": true,
+        "appLinks": true,
+        "params": {"*": "utm_source={utm_source}&r={rule}-{variant}", "spotify": "si={fbclid}"}
+    }))
+    .expect("routing");
+    let links = vec![link("jiro"), Smartlink { routing, ..link("b") }];
     Snapshot::build(vec![c], links)
 }
 

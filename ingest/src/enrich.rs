@@ -296,6 +296,13 @@ mod tests {
         let again = en.enrich(&e, 1_763_700_002);
         assert_eq!((again.is_unique, again.session_id, again.visitor_hash), (0, r.session_id, r.visitor_hash));
         assert!(row_bytes(&r) > 200);
+        assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("", ""), "no rule decided it");
+        let routed = RawEvent { rule_id: Some("fr-ios".into()), variant: Some("b".into()), ..e.clone() };
+        let r = en.enrich(&routed, 1_763_700_003);
+        assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("fr-ios", "b"), "the edge's decision is kept");
+        let forged = RawEvent { rule_id: Some("x\"</script>".into()), variant: Some("é".repeat(40)), ..e };
+        let r = en.enrich(&forged, 1_763_700_004);
+        assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("x", ""), "cut to what the API accepts");
     }
 
     #[test]

@@ -16,4 +16,9 @@ fn dbip_lite_flat_schema_is_detected_and_answers() {
     let tokyo = g.lookup("2001:218::1".parse::<IpAddr>().unwrap()).unwrap();
     assert_eq!((tokyo.country, tokyo.region.as_str()), (*b"JP", "Tokyo"), "the IPv6 file answers IPv6");
     assert_eq!(g.lookup("127.0.0.1".parse::<IpAddr>().unwrap()).unwrap().country, [0, 0]);
+    // The country alone (the edge's routing rules) agrees.
+    for a in ["81.2.69.142", "2001:218::1", "127.0.0.1"] {
+        let ip: IpAddr = a.parse().unwrap();
+        assert_eq!(g.country(ip).unwrap(), g.lookup(ip).unwrap().country, "{a}");
+    }
 }

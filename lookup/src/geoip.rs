@@ -80,6 +80,24 @@ struct FlatCity<'a> {
     timezone: Option<&'a str>,
 }
 
+/// Only the country of a MaxMind record (no allocation).
+#[derive(Deserialize)]
+struct MaxMindCountry<'a> {
+    #[serde(borrow)]
+    country: Option<IsoCode<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    iso_code: Option<&'a str>,
+}
+
+/// Only the country of a flat record.
+#[derive(Deserialize)]
+struct FlatCountry<'a> {
+    country_code: Option<&'a str>,
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -101,6 +119,18 @@ fn country_code(s: Option<&str>) -> [u8; 2] {
 }
 
 impl Db {
+    /// The country alone (what routing rules ask, on the request path):
+    /// decoded without allocating. `Ok(None)` when the address is not in
+    /// this file.
+    fn country(&self, ip: IpAddr) -> Result<Option<[u8; 2]>, maxminddb::MaxMindDbError> {
+        Ok(match self.schema {
+            Schema::MaxMind => {
+                self.reader.lookup::<MaxMindCountry>(ip)?.map(|c| country_code(c.country.and_then(|c| c.iso_code)))
+            }
+            Schema::Flat => self.reader.lookup::<FlatCountry>(ip)?.map(|c| country_code(c.country_code)),
+        })
+    }
+
     /// `Ok(None)` when the address is not in this file.
     fn lookup(&self, ip: IpAddr) -> Result<Option<Geo>, maxminddb::MaxMindDbError> {
         match self.schema {
@@ -159,12 +189,30 @@ impl GeoIp {
     /// The location of `ip`; empty when no file knows it. A corrupt record
     /// is an error (counted by the caller), not a panic.
     pub fn lookup(&self, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
+        Ok(self.ask(ip, Db::lookup)?.unwrap_or_default())
+    }
+
+    /// The ISO 3166-1 alpha-2 country of `ip`, uppercase, `[0, 0]` when no
+    /// file knows it: [`Self::lookup`]'s country without decoding the rest
+    /// of the record (the edge's routing rules, per request).
+    pub fn country(&self, ip: IpAddr) -> Result<[u8; 2], maxminddb::MaxMindDbError> {
+        Ok(self.ask(ip, Db::country)?.unwrap_or_default())
+    }
+
+    /// Asks each file in order with `read` until one knows `ip`. IPv4-only
+    /// files are not asked about IPv6 addresses; a file whose reader panics
+    /// is marked broken, logged and skipped from then on.
+    fn ask<T>(
+        &self,
+        ip: IpAddr,
+        read: impl Fn(&Db, IpAddr) -> Result<Option<T>, maxminddb::MaxMindDbError>,
+    ) -> Result<Option<T>, maxminddb::MaxMindDbError> {
         for db in self.dbs.load().iter() {
             if db.broken.load(Ordering::Relaxed) || (ip.is_ipv6() && db.reader.metadata.ip_version == 4) {
                 continue;
             }
-            match catch_unwind(AssertUnwindSafe(|| db.lookup(ip))) {
-                Ok(Ok(Some(g))) => return Ok(g),
+            match catch_unwind(AssertUnwindSafe(|| read(db, ip))) {
+                Ok(Ok(Some(g))) => return Ok(Some(g)),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
@@ -177,7 +225,7 @@ impl GeoIp {
                 }
             }
         }
-        Ok(Geo::default())
+        Ok(None)
     }
 
     /// Files found corrupt at lookup time (skipped until replaced).
@@ -250,6 +298,10 @@ mod tests {
         assert_eq!(g.lookup(ip("1.2.3.4")).unwrap(), Geo::default());
         let lite = GeoIp::open(&[test_db("GeoLite2-City-Test.mmdb")]).unwrap();
         assert_eq!(lite.lookup(ip("81.2.69.142")).unwrap().country, *b"GB");
+        // The country alone agrees with the full lookup.
+        for a in ["81.2.69.142", "89.160.20.128", "2001:218::1", "1.2.3.4", "216.160.83.56"] {
+            assert_eq!(g.country(ip(a)).unwrap(), g.lookup(ip(a)).unwrap().country, "{a}");
+        }
     }
 
     /// Which of the three lookups of the broken-double test database fail:
