@@ -136,6 +136,15 @@ pub fn parse_wrk(out: &str) -> Option<WrkReport> {
     (r.requests > 0 && r.rps > 0.0).then_some(r)
 }
 
+/// Prints one machine-readable result line for `benches/run.sh`:
+/// `RATIO|{name}|{ours}|{ceiling}|{unit}|{target}`, where `ceiling` is what
+/// the same run measured for the reference (bare hyper, raw insert, the
+/// plain redirect...) and `target` says what the issue asks (`>= 80%`).
+/// `run.sh` gathers these lines from every bench into one table.
+pub fn ratio(name: &str, ours: f64, ceiling: f64, unit: &str, target: &str) {
+    println!("RATIO|{name}|{ours:.1}|{ceiling:.1}|{unit}|{target}");
+}
+
 /// Runs `wrk --latency` against `url` with `Host: host`. Errors when wrk is
 /// missing, fails, or prints nothing parseable.
 pub fn run_wrk(url: &str, host: &str, threads: u32, connections: u32, duration: Duration) -> anyhow::Result<WrkReport> {

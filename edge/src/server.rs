@@ -529,7 +529,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     (route, resp)
 }
 
-/// Serialises `event` and hands it to the sink (never waits).
+/// Serialises `event` (JSON) and hands it to the sink (never waits).
 fn send(state: &AppState, event: &RawEvent) {
     match serde_json::to_vec(event) {
         Ok(payload) => state.sink.send(event.partition_key().as_bytes(), &payload),

@@ -69,6 +69,8 @@ fn main() -> anyhow::Result<()> {
         false_pos.len(),
         browser_uas.len()
     );
+    benches::ratio("bot recall (crawler UAs flagged)", recall, 100.0, "%", ">= 97%");
+    benches::ratio("browsers flagged as bots", fp, 100.0, "%", "<= 0.5%");
     if recall < 97.0 || fp > 0.5 {
         anyhow::bail!("below the bar: recall ≥ 97 %, false positives ≤ 0.5 %");
     }

@@ -190,6 +190,18 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(r == STOREFRONT, "the routed link answers {r:?}, not the rule's storefront");
     let produced_before = edge.metrics.produced.get();
 
+    // `BENCH_PROFILE=1` (benches/profile.sh): the plain edge alone, once,
+    // for a profiler attached to this process.
+    if std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1") {
+        eprintln!("measuring: edge only, {secs} s (pid {})", std::process::id());
+        let r = wrk(&edge_url, duration).await??;
+        println!("{}", row("edge 302 + event to Kafka", &r));
+        shutdown.cancel();
+        edge.wait().await;
+        db.drop().await?;
+        return Ok(());
+    }
+
     eprintln!("measuring: {secs} s per server and round, 2 rounds, {conns} connections, wrk 1 thread");
     let bare_report = wrk(&bare_url, duration).await??;
     let mut edge_report: Option<benches::WrkReport> = None;
@@ -231,6 +243,15 @@ async fn main() -> anyhow::Result<()> {
         100.0 * routed_report.rps / edge_report.rps,
         routed_report.p99.as_secs_f64() / edge_report.p99.as_secs_f64(),
     );
+    benches::ratio("edge redirects/s vs bare hyper", edge_report.rps, bare_report.rps, "req/s", ">= 80%");
+    benches::ratio(
+        "edge p99 vs bare hyper p99",
+        edge_report.p99.as_secs_f64() * 1e6,
+        bare_report.p99.as_secs_f64() * 1e6,
+        "µs",
+        "<= 200%",
+    );
+    benches::ratio("20 routing rules vs plain redirect", routed_report.rps, edge_report.rps, "req/s", ">= 95%");
     shutdown.cancel();
     edge.wait().await;
     db.drop().await?;

@@ -85,6 +85,25 @@ async fn main() -> anyhow::Result<()> {
         geoip_errors: prometheus::IntCounter::new("geoip_errors", "bench")?,
     };
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    // `BENCH_PROFILE=1` (benches/profile.sh): parse + enrich, over and over
+    // for 10 s, for a profiler attached to this process.
+    if std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1") {
+        eprintln!("measuring: enrichment, 1 core, 10 s (pid {})", std::process::id());
+        let (t, mut done) = (Instant::now(), 0usize);
+        while t.elapsed() < Duration::from_secs(10) {
+            for p in &payloads {
+                let e = ingest::enrich::parse(p, now_ms).map_err(|r| anyhow::anyhow!("{}: {}", r.reason, r.error))?;
+                std::hint::black_box(enricher.enrich(&e, (now_ms / 1000) as u32));
+            }
+            done += payloads.len();
+        }
+        println!(
+            "| parse + validate + enrich (1 core, profiled) | {done} | {:.2} | {:.0} |",
+            t.elapsed().as_secs_f64(),
+            done as f64 / t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let t = Instant::now();
     let mut rows: Vec<EventRow> = Vec::with_capacity(n);
     for p in &payloads {
@@ -173,6 +192,8 @@ async fn main() -> anyhow::Result<()> {
         "UA cache: {hits} hits / {misses} misses ({:.1}% hits); rows in ClickHouse: {stored} of {n}",
         100.0 * hits as f64 / (hits + misses).max(1) as f64
     );
+    benches::ratio("enrichment, 1 core", n as f64 / enrich_secs, 1_000_000.0, "events/s", ">= 100% (1M/s)");
+    benches::ratio("ingest end to end vs raw insert", n as f64 / e2e_secs, n as f64 / raw_secs, "events/s", ">= 80%");
     let admin = cfg.clickhouse.client();
     for db in [&cfg.clickhouse.database, &raw_db] {
         admin.query(&format!("DROP DATABASE {db}")).execute().await?;
