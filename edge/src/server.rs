@@ -40,7 +40,7 @@ use schemas::event::{
 };
 use uuid::Uuid;
 
-use crate::cache::{Button, Cache, Phase, Resolved, Tenant};
+use crate::cache::{Button, Cache, Link, Phase, Resolved, Tenant};
 use crate::client_ip::{client_ip, rate_key, ForwardedHeader};
 use crate::i18n::{self, Lang, Texts};
 use crate::metrics::{DropCause, Metrics};
@@ -334,28 +334,15 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     } else {
         Decision::default()
     };
-    let (mut rule_id, mut variant) = (decision.rule_id, decision.variant);
-    // A landing visit the rules send straight to a platform or a URL: the
-    // visitor's remembered service first, then the rule's target.
-    let mut auto: Option<&str> = None;
-    let mut redirect_url: Option<&HeaderValue> = None;
-    if platform.is_none() && phase == Phase::Live {
-        let remembered = cookies
-            .preferred
-            .as_deref()
-            .filter(|p| routes.remember_choice && tracked && link.button(p).is_some() && !decision.hides(p));
-        if let Some(p) = remembered {
-            auto = Some(p);
-            (rule_id, variant) = (Some(PREFERRED_RULE), None);
-        } else if let Some(t) = decision.target {
-            match (&t.platform, &t.url) {
-                (Some(p), _) if link.button(p).is_some() && !t.hides(p) => auto = Some(p),
-                (_, Some(url)) => redirect_url = Some(url),
-                _ => {}
-            }
-        }
-    }
-    let values = |rule_id, variant| ParamValues {
+    let skip = match (&platform, phase) {
+        (None, Phase::Live) => landing_skip(link, &decision, cookies.preferred.as_deref(), tracked),
+        _ => None,
+    };
+    let (rule_id, variant) = match skip {
+        Some(Skip::Preferred(_)) => (Some(PREFERRED_RULE), None),
+        _ => (decision.rule_id, decision.variant),
+    };
+    let values = ParamValues {
         attribution: &attribution,
         slug: &link.doc.slug,
         country: decision.facts.country,
@@ -369,7 +356,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     let click_out = |button: &Button, head_only: bool| -> Resp {
         let (base, prebuilt) =
             decision.target.and_then(|t| t.url_for(&button.id)).unwrap_or((button.url.as_str(), &button.location));
-        let url = routes.with_params(base, &button.id, &values(rule_id, variant));
+        let url = routes.with_params(base, &button.id, &values);
         if routes.app_links {
             if let Some(app) = decision.facts.mobile_os().and_then(|os| routing::app_link(&button.id, &url, os)) {
                 let nonce = page::nonce();
@@ -392,8 +379,8 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     // The click-out of an auto-redirect, recorded beside the visit's view.
     let mut extra_click: Option<(Uuid, &str)> = None;
     let mut remember: Option<&str> = None;
-    let (kind, event_id, ts_ms, resp, route) = match &platform {
-        Some(p) => {
+    let (kind, event_id, ts_ms, resp, route) = match (&platform, skip) {
+        (Some(p), _) => {
             let Some(button) = link.button(p).filter(|b| !decision.hides(&b.id)) else {
                 return not_found(Some(tenant));
             };
@@ -406,7 +393,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
             remember = Some(&button.id);
             (EventKind::Click, event_id, ts, click_out(button, head_only), route::REDIRECT)
         }
-        None if phase == Phase::Expired => {
+        (None, _) if phase == Phase::Expired => {
             // A visit to an expired link counts as a view; it goes to the fallback.
             let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
             if let Some(location) = &link.expired_location {
@@ -414,23 +401,16 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
             }
             (EventKind::View, Uuid::now_v7(), now, r, route::REDIRECT)
         }
-        None if auto.is_some() || redirect_url.is_some() => {
-            let resp = match (auto.and_then(|p| link.button(p)), redirect_url) {
-                (Some(button), _) => {
-                    extra_click = Some((Uuid::now_v7(), &button.id));
-                    click_out(button, head_only)
-                }
-                (None, url) => {
-                    let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
-                    if let Some(url) = url {
-                        r.headers_mut().insert(header::LOCATION, url.clone());
-                    }
-                    r
-                }
-            };
-            (EventKind::View, Uuid::now_v7(), now, resp, route::REDIRECT)
+        (None, Some(Skip::Preferred(button) | Skip::Platform(button))) => {
+            extra_click = Some((Uuid::now_v7(), &button.id));
+            (EventKind::View, Uuid::now_v7(), now, click_out(button, head_only), route::REDIRECT)
         }
-        None => {
+        (None, Some(Skip::Url(url))) => {
+            let mut r = respond(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new(), true);
+            r.headers_mut().insert(header::LOCATION, url.clone());
+            (EventKind::View, Uuid::now_v7(), now, r, route::REDIRECT)
+        }
+        (None, None) => {
             let view_event_id = Uuid::now_v7();
             let nonce = page::nonce();
             let texts = Texts::new(lang(), Some(&tenant.client));
@@ -537,6 +517,40 @@ fn send(state: &AppState, event: &RawEvent) {
             state.metrics.drop_event(DropCause::Serialize);
             tracing::error!(error = %e, "event serialisation failed");
         }
+    }
+}
+
+/// Where a live link's landing visit goes instead of its page (issue #18).
+enum Skip<'a> {
+    /// The visitor's remembered service (recorded as rule `preferred`).
+    Preferred(&'a Button),
+    /// The matching rule's platform.
+    Platform(&'a Button),
+    /// The matching rule's URL.
+    Url(&'a HeaderValue),
+}
+
+/// The [`Skip`] of a landing visit to `link`: the service remembered in
+/// `preferred` when the link opts in, the visitor is `tracked` (consent,
+/// no DNT/GPC) and the rule does not hide it; else the matching rule's
+/// platform (when the link has it and does not hide it) or URL; `None`
+/// shows the page.
+fn landing_skip<'a>(
+    link: &'a Link,
+    decision: &Decision<'a>,
+    preferred: Option<&str>,
+    tracked: bool,
+) -> Option<Skip<'a>> {
+    let remembered =
+        preferred.filter(|p| link.routes.remember_choice && tracked && !decision.hides(p)).and_then(|p| link.button(p));
+    if let Some(button) = remembered {
+        return Some(Skip::Preferred(button));
+    }
+    let t = decision.target?;
+    match (&t.platform, &t.url) {
+        (Some(p), _) if !t.hides(p) => link.button(p).map(Skip::Platform),
+        (_, Some(url)) => Some(Skip::Url(url)),
+        _ => None,
     }
 }
 
