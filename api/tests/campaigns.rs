@@ -288,3 +288,38 @@ async fn csv_import_refuses_bad_files_whole() {
     let (s, v) = csv(&e, &key, &import, &huge).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "malformed_body"), "{v}");
 }
+
+/// A campaign longer than a year: KPI and performance reads without days
+/// answer its last 365 days (a request that names no day is never refused);
+/// naming both days more than 366 apart is a 400 on `to`; days are
+/// `YYYY-MM-DD` (the document says so; an RFC 3339 instant is refused).
+#[tokio::test]
+async fn reads_of_a_long_campaign_default_to_a_year() {
+    let e = env().await;
+    let (tenant, _) = e.tenant("long-campaign").await;
+    let (key, _) = e.key_with(&tenant, &["campaigns:write", "analytics:read"]).await;
+    let body = json!({"name": "Long", "kind": "acquisition", "start_date": "2024-01-01", "end_date": "2026-06-30",
+        "budget_minor": 100_000, "currency": "EUR", "billing_model": "fixed", "platforms": [{"name": "meta"}]});
+    let id = e.ok(&key, Method::POST, "/v1/campaigns", Some(body)).await["id"].as_str().unwrap().to_string();
+    let import = format!("/v1/campaigns/{id}/kpis/import");
+    let file = "date,platform,impressions\n2024-01-02,meta,1\n2026-06-29,meta,2\n";
+    assert_eq!(csv(&e, &key, &import, file).await.0, StatusCode::OK);
+    let listed = e.ok(&key, Method::GET, &format!("/v1/campaigns/{id}/kpis"), None).await;
+    let days: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["date"].as_str().unwrap()).collect();
+    assert_eq!(days, ["2026-06-29"], "the last 365 days: {listed}");
+    let p = e.ok(&key, Method::GET, &format!("/v1/campaigns/{id}/performance"), None).await;
+    assert_eq!(p["days"].as_array().map(Vec::len), Some(366), "2025-06-30 to 2026-06-30: {}", p["days"]);
+    let from_only = e.ok(&key, Method::GET, &format!("/v1/campaigns/{id}/kpis?from=2024-01-01"), None).await;
+    assert_eq!(from_only.as_array().map(Vec::len), Some(1), "a year from `from`: {from_only}");
+    let (s, v) =
+        e.call(Some(&key), Method::GET, &format!("/v1/campaigns/{id}/kpis?from=2024-01-01&to=2026-06-30"), None).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("to")), "{v}");
+    let (s, v) = e
+        .call(Some(&key), Method::GET, &format!("/v1/campaigns/{id}/performance?from=2026-01-01T00:00:00Z"), None)
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("from")), "{v}");
+    let doc = e.ok(&key, Method::GET, "/v1/openapi.json", None).await;
+    let params = &doc["paths"]["/v1/campaigns/{id}/kpis"]["get"]["parameters"];
+    let from = params.as_array().unwrap().iter().find(|p| p["name"] == "from").unwrap();
+    assert_eq!(from["schema"]["format"], "date", "{from}");
+}

@@ -1060,20 +1060,37 @@ pub fn parse_kpi_csv(c: &Campaign, body: &str) -> Result<Vec<DailyKpi>, ApiError
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DayRange {
-    /// First day `YYYY-MM-DD` (default the campaign's start).
+    /// First day `YYYY-MM-DD` (default the campaign's start, or 365 days
+    /// before `to` for a longer campaign).
+    #[param(schema_with = crate::openapi::date)]
     pub from: Option<String>,
-    /// Last day, inclusive (default the campaign's end, or today).
+    /// Last day, inclusive (default the campaign's end, or today; at most
+    /// 365 days after `from` when only `from` is given). Both given: at
+    /// most 366 days apart.
+    #[param(schema_with = crate::openapi::date)]
     pub to: Option<String>,
 }
 
+/// The longest range a default may span, ms (365 days): what a request
+/// that names no day gets, so that it never answers 400.
+const DEFAULT_SPAN_MS: i64 = 365 * 86_400_000;
+
 fn range(c: &Campaign, q: &DayRange) -> Result<(DateTime, DateTime), ApiError> {
-    let from = match &q.from {
-        Some(d) => validate::date("from", d)?,
-        None => c.start_date,
-    };
-    let to = match &q.to {
-        Some(d) => validate::date("to", d)?,
-        None => c.end_date.unwrap_or_else(|| validate::date("to", &day(DateTime::now())).unwrap_or(c.start_date)),
+    let default_to =
+        || c.end_date.unwrap_or_else(|| validate::date("to", &day(DateTime::now())).unwrap_or(c.start_date));
+    let (from, to) = match (&q.from, &q.to) {
+        (Some(f), Some(t)) => (validate::date("from", f)?, validate::date("to", t)?),
+        (Some(f), None) => {
+            let from = validate::date("from", f)?;
+            (from, default_to().min(DateTime::from_millis(from.timestamp_millis() + DEFAULT_SPAN_MS)))
+        }
+        (None, t) => {
+            let to = match t {
+                Some(t) => validate::date("to", t)?,
+                None => default_to(),
+            };
+            (c.start_date.max(DateTime::from_millis(to.timestamp_millis() - DEFAULT_SPAN_MS)), to)
+        }
     };
     if to < from {
         return Err(ApiError::invalid("to", "must not be before from"));
