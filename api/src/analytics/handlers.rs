@@ -660,6 +660,7 @@ pub struct AgencyQuery {
     /// Range end, RFC 3339, exclusive. Default now.
     pub to: Option<String>,
     /// Tenants and links listed, 1..=100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub top: Option<usize>,
 }
 

@@ -109,19 +109,30 @@ fn str_of(v: &Value, k: &str) -> anyhow::Result<String> {
 async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
     use reqwest::Method;
     let found = api.ok(op, Method::GET, &format!("/v1/clients?domain={HOST}"), None).await?;
+    // What the demo's tenant looks like; set again on a tenant found, which
+    // anything with the operator key may have changed since (a schemathesis
+    // run suspends tenants and shrinks their limits).
+    let look = json!({"plan_type": "professional",
+        "tracking": {"gtm": "GTM-DEMO123", "meta_pixel": "1234567890"},
+        "branding": {"primary_color": "#1DB954", "secondary_color": "#121212"}});
     let tenant = match found.as_array().and_then(|a| a.first()) {
-        Some(c) => str_of(c, "id")?,
+        Some(c) => {
+            let id = str_of(c, "id")?;
+            let mut patch = look.clone();
+            patch["status"] = json!("active");
+            patch["name"] = json!("Demo Records");
+            patch["settings"] = json!({"analytics_retention_days": 365, "anonymize_ip": true, "default_platform_order": [],
+                "max_smartlinks_per_month": 1000, "max_users_per_client": 50, "api_rate_limit": 1000});
+            api.ok(op, Method::PATCH, &format!("/v1/clients/{id}"), Some(patch)).await?;
+            id
+        }
         None => {
-            let c = api
-                .ok(
-                    op,
-                    Method::POST,
-                    "/v1/clients",
-                    Some(json!({"name": "Demo Records", "slug": "demo-records", "domain": HOST, "subdomain": "demo.localhost", "plan_type": "professional",
-                        "tracking": {"gtm": "GTM-DEMO123", "meta_pixel": "1234567890"},
-                        "branding": {"primary_color": "#1DB954", "secondary_color": "#121212"}})),
-                )
-                .await?;
+            let mut body =
+                json!({"name": "Demo Records", "slug": "demo-records", "domain": HOST, "subdomain": "demo.localhost"});
+            if let (Some(b), Some(l)) = (body.as_object_mut(), look.as_object()) {
+                b.extend(l.clone());
+            }
+            let c = api.ok(op, Method::POST, "/v1/clients", Some(body)).await?;
             str_of(&c, "id")?
         }
     };
@@ -143,21 +154,35 @@ async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
         Some(json!({"emails": ["alerts@demo-records.local"], "thresholds": {"client_rate_min": 0.5}})),
     )
     .await?;
-    for (slug, title, artist) in LINKS {
-        let body = json!({"slug": slug, "track": {"title": title, "artist_name": artist},
+    let link = |slug: &str, title: &str, artist: &str| {
+        json!({"slug": slug, "track": {"title": title, "artist_name": artist},
             "platforms": {"spotify": format!("https://open.spotify.com/track/{slug}"), "apple-music": format!("https://music.apple.com/album/{slug}"),
                 "youtube": format!("https://music.youtube.com/watch?v={slug}"), "deezer": format!("https://www.deezer.com/track/{slug}")},
-            "media": {"cover_art": "https://picsum.photos/seed/smartlink/600"}});
-        let (s, v) = api.call(&key, Method::POST, "/v1/smartlinks", Some(body)).await?;
+            "media": {"cover_art": "https://picsum.photos/seed/smartlink/600"}})
+    };
+    for (slug, title, artist) in LINKS {
+        let (s, v) = api.call(&key, Method::POST, "/v1/smartlinks", Some(link(slug, title, artist))).await?;
         anyhow::ensure!(s == 201 || (s == 409 && v["error"]["code"] == "slug_taken"), "creating {slug}: {s} {v}");
     }
-    // A reused link someone paused or archived since is made active again:
-    // the run counts what it sends, so every link must serve.
+    // A reused link is set back to what the run expects: anything with the
+    // operator key may have paused, scheduled or routed it since, and the
+    // run counts what it sends, so every link must serve its page and
+    // redirect every platform.
     let links = api.ok(&key, Method::GET, "/v1/smartlinks?limit=100", None).await?;
     for l in links["items"].as_array().or(links.as_array()).into_iter().flatten() {
-        if LINKS.iter().any(|(slug, _, _)| l["slug"] == *slug) && l["status"] != "active" {
-            let path = format!("/v1/smartlinks/{}", str_of(l, "id")?);
-            api.ok(&key, Method::PATCH, &path, Some(json!({"status": "active"}))).await?;
+        if let Some((slug, title, artist)) = LINKS.iter().find(|(slug, _, _)| l["slug"] == *slug) {
+            let mut patch = link(slug, title, artist);
+            if let Some(p) = patch.as_object_mut() {
+                p.remove("slug");
+                p.extend([
+                    ("status".to_string(), json!("active")),
+                    ("publish_at".to_string(), json!("")),
+                    ("expires_at".to_string(), json!("")),
+                    ("expired_url".to_string(), json!("")),
+                    ("routing".to_string(), json!({})),
+                ]);
+            }
+            api.ok(&key, Method::PATCH, &format!("/v1/smartlinks/{}", str_of(l, "id")?), Some(patch)).await?;
         }
     }
     Ok((tenant, key))
