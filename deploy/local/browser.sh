@@ -44,8 +44,11 @@ fi
 # The check's tenant and link (idempotent).
 op=$(cat "$STATE/api-operator-key")
 call() { curl -fsS -H "Authorization: Bearer $op" -H 'Content-Type: application/json' "$@"; }
-tenant=$(api_tenant "$HOST" "{\"name\":\"Browser Check\",\"slug\":\"browser-check\",\"domain\":\"$HOST\",
-  \"tracking\":{\"gtm\":\"GTM-CSPCHECK\",\"ga4\":\"G-CSPCHECK1\",\"meta_pixel\":\"1234567890\",\"tiktok\":\"CSPCHECK01\"}}")
+tracking='"tracking":{"gtm":"GTM-CSPCHECK","ga4":"G-CSPCHECK1","meta_pixel":"1234567890","tiktok":"CSPCHECK01"}'
+# Found, the tenant is set back as the check needs it (schemathesis'
+# operator run may suspend it or change its pixels).
+tenant=$(api_tenant "$HOST" "{\"name\":\"Browser Check\",\"slug\":\"browser-check\",\"domain\":\"$HOST\",$tracking}" \
+  "{\"status\":\"active\",$tracking}")
 # Texts with markup: the page must show them as text and run none of it.
 # Each run sets the link as the check needs it (created, or patched back:
 # schemathesis' operator run may change or archive any tenant's links).
@@ -59,10 +62,11 @@ case $status in
   409)
     id=$(call "$API/v1/smartlinks?client_id=$tenant&limit=200" |
       python3 -c "import json,sys; print(next(l['id'] for l in json.load(sys.stdin)['items'] if l['slug'] == '$SLUG'))")
-    call -o /dev/null -X PATCH "$API/v1/smartlinks/$id" -d "{$link}" ;;
+    call -o /dev/null -X PATCH "$API/v1/smartlinks/$id" \
+      -d "{$link,\"publish_at\":\"\",\"expires_at\":\"\",\"expired_url\":\"\",\"routing\":{}}" ;;
   *) die "browser: creating the link answered $status: $(cat "$STATE/browser-link.json")" ;;
 esac
-sleep 2 # the edge picks a link up within about a second
+sleep 2 # the edge picks a tenant or link change up within about a second
 
 log "browser: the landing page under its CSP in Chromium ($(chromium --version 2>/dev/null | head -1))"
 BROWSER_DEPS="$deps" PAGE_URL="http://$HOST:${EDGE##*:}/$SLUG" PAGE_HOST="$HOST" \
