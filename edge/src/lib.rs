@@ -113,8 +113,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     } else {
         cfg.event_id_key.expose().as_bytes().to_vec()
     };
-    let geoip_paths: Vec<std::path::PathBuf> =
-        cfg.geoip_databases.split(',').map(str::trim).filter(|s| !s.is_empty()).map(std::path::PathBuf::from).collect();
+    let geoip_paths = lookup::geoip::paths(&cfg.geoip_databases);
     // Only country rules need it: a missing file degrades them (they match
     // no one), never the edge.
     let geoip = match lookup::geoip::GeoIp::open(&geoip_paths) {

@@ -52,10 +52,9 @@ pub struct LandingPage<'a> {
     pub host: &'a str,
     /// The view's event id, as recorded server-side.
     pub view_event_id: Uuid,
-    /// The buttons shown (a routing rule may hide some), in order.
-    pub buttons: Vec<&'a Button>,
-    /// `(platform id, click id, signed token)` for each shown button, in order.
-    pub clicks: Vec<(&'a str, Uuid, String)>,
+    /// The buttons shown (a routing rule may hide some), in order, each
+    /// with its click id and signed token ([`crate::eid`]).
+    pub clicks: Vec<(&'a Button, Uuid, String)>,
     /// The landing URL's attribution parameters, form-encoded (empty or
     /// `utm_source=ig&...`): carried on every button so a click-out keeps
     /// the visit's UTMs and click ids (issue #18, pass-through).
@@ -257,7 +256,7 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         let _ = write!(out, "<p class=\"soon\">{}</p>", text(line));
     }
     out.push_str("<ul>");
-    for (button, (_, click_id, token)) in p.buttons.iter().zip(&p.clicks) {
+    for (button, click_id, token) in &p.clicks {
         let _ = write!(
             out,
             "<li><a class=\"btn\" href=\"/{s}/{id}?eid={tok}{amp}{q}\" data-platform=\"{id}\" data-eid=\"{eid}\" rel=\"nofollow noopener\">\
@@ -403,8 +402,7 @@ mod tests {
             link,
             host: "x.com",
             view_event_id: id,
-            buttons: link.buttons.iter().collect(),
-            clicks: vec![("spotify", id, "tok.en".into())],
+            clicks: link.buttons.iter().take(1).map(|b| (b, id, "tok.en".to_string())).collect(),
             query: "",
             dnt: false,
             secure_cookies: false,

@@ -267,12 +267,10 @@ impl Routes {
         let Some(rule) = found else { return Decision { facts, ..Decision::default() } };
         match rule.variants.last() {
             None => Decision { rule_id: Some(&rule.id), variant: None, target: Some(&rule.target), facts },
-            Some((_, total, _)) => {
+            Some(last @ (_, total, _)) => {
+                // `point < total`, the last cumulative weight: some variant takes it.
                 let point = assignment(v, &rule.id) % total;
-                let (id, _, target) = rule.variants.iter().find(|(_, upto, _)| point < *upto).unwrap_or_else(|| {
-                    // `point < total` = the last cumulative weight.
-                    &rule.variants[rule.variants.len() - 1]
-                });
+                let (id, _, target) = rule.variants.iter().find(|(_, upto, _)| point < *upto).unwrap_or(last);
                 Decision { rule_id: Some(&rule.id), variant: Some(id), target: Some(target), facts }
             }
         }

@@ -418,29 +418,21 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
                 Phase::Upcoming(at) => Some(texts.soon(at)),
                 _ => None,
             };
-            let shown: Vec<&Button> = if upcoming.is_some() {
-                Vec::new()
-            } else {
-                link.buttons.iter().filter(|b| !decision.hides(&b.id)).collect()
-            };
+            let shown: &[Button] = if upcoming.is_some() { &[] } else { &link.buttons };
             let query = routing::query_string(&attribution);
-            let html = render_landing(
-                state,
-                &page::LandingPage {
-                    tenant,
-                    link,
-                    host: &host,
-                    view_event_id,
-                    buttons: shown,
-                    clicks: Vec::new(),
-                    query: &query,
-                    dnt,
-                    secure_cookies: state.secure_cookies,
-                    nonce: &nonce,
-                    texts: &texts,
-                    upcoming: upcoming.as_deref(),
-                },
-            );
+            let html = page::landing(&page::LandingPage {
+                tenant,
+                link,
+                host: &host,
+                view_event_id,
+                clicks: signed_clicks(state, link, shown.iter().filter(|b| !decision.hides(&b.id))),
+                query: &query,
+                dnt,
+                secure_cookies: state.secure_cookies,
+                nonce: &nonce,
+                texts: &texts,
+                upcoming: upcoming.as_deref(),
+            });
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
             // Pixels may load only where consent can still be given.
             let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
@@ -568,17 +560,19 @@ fn set_cookie(resp: &mut Resp, value: &str) {
     }
 }
 
-/// The landing page `p` with a signed click id per shown button (`p.clicks` is filled here).
-fn render_landing(state: &AppState, p: &page::LandingPage<'_>) -> String {
-    let clicks = p
-        .buttons
-        .iter()
+/// Each of `buttons` with a fresh click id and its signed token: what the
+/// page hands to the pixels and the server records on the click ([`crate::eid`]).
+fn signed_clicks<'a>(
+    state: &AppState,
+    link: &Link,
+    buttons: impl Iterator<Item = &'a Button>,
+) -> Vec<(&'a Button, Uuid, String)> {
+    buttons
         .map(|b| {
             let id = Uuid::now_v7();
-            (b.id.as_str(), id, crate::eid::sign(&state.eid_key, &id, &p.link.id_hex, &b.id))
+            (b, id, crate::eid::sign(&state.eid_key, &id, &link.id_hex, &b.id))
         })
-        .collect();
-    page::landing(&page::LandingPage { clicks, buttons: p.buttons.clone(), ..*p })
+        .collect()
 }
 
 /// The service answering one connection from `peer` ([`handle`] each request).

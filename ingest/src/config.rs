@@ -110,7 +110,7 @@ impl Config {
 
     /// The GeoIP database paths, in order.
     pub fn geoip_paths(&self) -> Vec<PathBuf> {
-        self.geoip_databases.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+        lookup::geoip::paths(&self.geoip_databases)
     }
 }
 

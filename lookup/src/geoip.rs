@@ -163,6 +163,12 @@ impl Db {
     }
 }
 
+/// The `.mmdb` paths of a comma-separated list (a stage's
+/// `*_GEOIP_DATABASES` setting), in order; blanks and empty items skipped.
+pub fn paths(list: &str) -> Vec<PathBuf> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+}
+
 /// The configured databases, swappable at run time.
 pub struct GeoIp {
     dbs: ArcSwap<Vec<Arc<Db>>>,

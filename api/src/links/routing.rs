@@ -206,13 +206,13 @@ pub fn parse(dto: &RoutingDto) -> Result<Routing, ApiError> {
             browsers: one_of_each(&format!("{f}.browsers"), &r.browsers, &BROWSER_FAMILIES)?,
             countries: each(&format!("{f}.countries"), &r.countries, |v| {
                 let c = v.to_ascii_uppercase();
-                validate::is_country(&c).then_some(c).ok_or("must be an ISO 3166-1 alpha-2 code")
+                validate::is_country(&c).then_some(c).ok_or_else(|| "must be an ISO 3166-1 alpha-2 code".to_string())
             })?,
             languages: each(&format!("{f}.languages"), &r.languages, |v| {
                 let l = v.to_ascii_lowercase();
                 ((2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()))
                     .then_some(l)
-                    .ok_or("must be a primary language subtag (2 or 3 letters)")
+                    .ok_or_else(|| "must be a primary language subtag (2 or 3 letters)".to_string())
             })?,
             target,
             variants,
@@ -278,7 +278,7 @@ fn parse_target(f: &str, t: &TargetDto) -> Result<Target, ApiError> {
 fn each(
     field: &str,
     values: &[String],
-    check: impl Fn(&str) -> Result<String, &'static str>,
+    check: impl Fn(&str) -> Result<String, String>,
 ) -> Result<Vec<String>, ApiError> {
     if values.len() > MAX_VALUES {
         return Err(ApiError::invalid(field, format!("at most {MAX_VALUES}")));
@@ -296,11 +296,7 @@ fn each(
 fn one_of_each(field: &str, values: &[String], allowed: &[&str]) -> Result<Vec<String>, ApiError> {
     each(field, values, |v| {
         let v = v.to_ascii_lowercase();
-        allowed.contains(&v.as_str()).then_some(v).ok_or("not a value this condition knows")
-    })
-    .map_err(|e| match e {
-        ApiError::Invalid { field, .. } => ApiError::invalid(field, format!("must be one of {}", allowed.join(", "))),
-        e => e,
+        allowed.contains(&v.as_str()).then_some(v).ok_or_else(|| format!("must be one of {}", allowed.join(", ")))
     })
 }
 
