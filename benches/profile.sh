@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CPU profiles of the hot paths as flamegraphs (issue #17): where the edge's
-# redirect and ingest's enrichment spend their time.
+# redirect, ingest's enrichment and ingest end to end spend their time.
 #
-#   benches/profile.sh [edge|ingest]...   (default: both)
+#   benches/profile.sh [edge|ingest|ingest-e2e]...   (default: edge, ingest)
 #
 # Builds the benches in release with line tables (its own target dir, so
 # the normal release build is untouched), samples the process with Debian's
@@ -53,6 +53,7 @@ for t in "${targets[@]}"; do
   case $t in
     edge) profile edge-redirect 8 env BENCH_PROFILE=1 "$BIN/edge_redirect" 10 64 ;;
     ingest) profile ingest-enrich 6 env BENCH_PROFILE=1 "$BIN/ingest_throughput" 400000 ;;
-    *) die "unknown target $t (edge, ingest)" ;;
+    ingest-e2e) profile ingest-e2e 6 env BENCH_PROFILE=e2e "$BIN/ingest_throughput" 1500000 ;;
+    *) die "unknown target $t (edge, ingest, ingest-e2e)" ;;
   esac
 done

@@ -173,6 +173,63 @@ pub fn run_wrk_with(
     parse_wrk(&text).ok_or_else(|| anyhow::anyhow!("cannot parse wrk output:\n{text}"))
 }
 
+/// CPU time of the processes on this machine by name, s (user + system,
+/// from `/proc/<pid>/stat`, Linux): what each engine spent while a bench
+/// ran, to show where the two cores went. `names` are `comm` prefixes
+/// (`java` for the Kafka broker, `clickhouse` for the server); the bench's
+/// own process is `self`, and `machine` is every core's busy time (all
+/// processes, from `/proc/stat`).
+pub fn cpu_seconds(names: &[&str]) -> Vec<(String, f64)> {
+    // USER_HZ is 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)).
+    const TICKS: f64 = 100.0;
+    let ticks = |stat: &str| -> Option<f64> {
+        // Fields after the `(comm)`: state is the 3rd, utime the 14th, stime the 15th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) as f64 / TICKS)
+    };
+    let mut out: Vec<(String, f64)> = names.iter().map(|n| (n.to_string(), 0.0)).collect();
+    if let Some(busy) = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        // cpu user nice system idle iowait irq softirq steal ...
+        let f: Vec<u64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        Some((f.iter().sum::<u64>() - f.get(3)? - f.get(4)?) as f64 / TICKS)
+    }) {
+        out.iter_mut().filter(|(n, _)| n == "machine").for_each(|(_, t)| *t = busy);
+    }
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let Some(secs) = std::fs::read_to_string(entry.path().join("stat")).ok().as_deref().and_then(ticks) else {
+            continue;
+        };
+        for (name, total) in out.iter_mut() {
+            let named = !matches!(name.as_str(), "self" | "machine") && comm.trim().starts_with(name.as_str());
+            if named || (name == "self" && pid == me) {
+                *total += secs;
+            }
+        }
+    }
+    out
+}
+
+/// What [`cpu_seconds`] counted between `before` and `after`, as
+/// `name 1.23 s (61% of a core)` over `wall` seconds.
+pub fn cpu_share(before: &[(String, f64)], after: &[(String, f64)], wall: f64) -> String {
+    before
+        .iter()
+        .zip(after)
+        .map(|((name, a), (_, b))| {
+            format!("{name} {:.2} s ({:.0}% of a core)", b - a, 100.0 * (b - a) / wall.max(1e-9))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,13 @@ pub struct Config {
     /// group to scale (up to the raw topic's 6 partitions). Default `smartlinks-ingest`.
     #[envconfig(from = "INGEST_GROUP_ID", default = "smartlinks-ingest")]
     pub group_id: String,
+    /// `INGEST_CONSUMERS`: members of the consumer group this process
+    /// runs, each on its own partitions with its own batches and commits
+    /// (at most the raw topic's partitions are busy; up to one per core is
+    /// useful). The session, dedup and GeoIP cache capacities below are
+    /// split between them. Default 1.
+    #[envconfig(from = "INGEST_CONSUMERS", default = "1")]
+    pub consumers: usize,
     /// `INGEST_GEOIP_DATABASES`: comma-separated `.mmdb` paths, asked in
     /// order (MaxMind GeoIP2/GeoLite2 City or DB-IP Lite). Default the DB-IP
     /// files `deploy/local/up.sh` installs under `.state/geoip/`. Empty: no
@@ -61,6 +68,12 @@ pub struct Config {
     /// `INGEST_UA_CACHE_SIZE`: distinct user agents cached parsed. Default 20000.
     #[envconfig(from = "INGEST_UA_CACHE_SIZE", default = "20000")]
     pub ua_cache_size: usize,
+    /// `INGEST_GEOIP_CACHE_SIZE`: locations cached per consumer, by /24
+    /// (IPv4) or /48 (IPv6) network when the databases answer alike for the
+    /// whole network, else by address (`lookup::geoip::GeoCache`). Default
+    /// 100000 (~15 MB).
+    #[envconfig(from = "INGEST_GEOIP_CACHE_SIZE", default = "100000")]
+    pub geoip_cache_size: usize,
     /// `INGEST_DEDUP_CAPACITY`: recent event ids remembered to skip
     /// redeliveries before they reach ClickHouse. Default 1000000.
     #[envconfig(from = "INGEST_DEDUP_CAPACITY", default = "1000000")]

@@ -2,13 +2,14 @@
 //! enrich. Everything here is synchronous and in memory; the consumer loop
 //! calls [`parse`] then [`Enricher::enrich`] once per record.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode};
 use schemas::event::RawEvent;
 
 use crate::device::{bot_reason, UaParser};
-use crate::geoip::GeoIp;
+use crate::geoip::{GeoCache, GeoIp};
 use crate::visitor::{anonymize, key64, Sessions, VisitorHasher};
 
 /// Why a record goes to the dead-letter topic.
@@ -21,13 +22,35 @@ pub struct Reject {
 }
 
 /// Parses a record value with simd-json into a [`RawEvent`] and validates it
-/// against `now_ms`. The value is copied (simd-json parses in place).
+/// against `now_ms` (a one-off [`Parser`]).
 pub fn parse(value: &[u8], now_ms: i64) -> Result<RawEvent, Reject> {
-    let mut buf = value.to_vec();
-    let event: RawEvent =
-        simd_json::serde::from_slice(&mut buf).map_err(|e| Reject { reason: "parse_error", error: e.to_string() })?;
-    event.validate(now_ms).map_err(|e| Reject { reason: e.reason(), error: e.to_string() })?;
-    Ok(event)
+    Parser::default().parse(value, now_ms)
+}
+
+/// A reusable simd-json parser: the copy of the record it parses in place
+/// (simd-json rewrites its input while unescaping) and simd-json's own
+/// buffers (structural indexes, string scratch) are kept from one record to
+/// the next, so parsing allocates only the event's own strings. One per
+/// consumer.
+#[derive(Default)]
+pub struct Parser {
+    input: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+}
+
+impl Parser {
+    /// Parses `value` (a raw topic record, JSON) into a [`RawEvent`] and
+    /// validates it against `now_ms` (ms since the Unix epoch, UTC). A
+    /// `parse_error` or the validation's reason when it is not one.
+    pub fn parse(&mut self, value: &[u8], now_ms: i64) -> Result<RawEvent, Reject> {
+        self.input.clear();
+        self.input.extend_from_slice(value);
+        let buffers = self.buffers.get_or_insert_with(|| simd_json::Buffers::new(value.len().max(1024)));
+        let event: RawEvent = simd_json::serde::from_slice_with_buffers(&mut self.input, buffers)
+            .map_err(|e| Reject { reason: "parse_error", error: e.to_string() })?;
+        event.validate(now_ms).map_err(|e| Reject { reason: e.reason(), error: e.to_string() })?;
+        Ok(event)
+    }
 }
 
 /// Longest referrer host kept, bytes (a DNS name is at most 253, RFC 1035).
@@ -40,11 +63,15 @@ pub const MAX_UTM_CHARS: usize = 100;
 /// name or IP literal has (so garbage never becomes a breakdown value).
 pub fn referrer_host(url: &str) -> String {
     let host = raw_host(url);
+    let host = match host.get(..4) {
+        Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
+        _ => host,
+    };
     let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']');
     if host.len() > MAX_HOST_BYTES || !host.bytes().all(valid) {
         return String::new();
     }
-    host
+    host.to_ascii_lowercase()
 }
 
 /// A UTM value as kept: trimmed, control characters dropped, runs of white
@@ -69,20 +96,38 @@ pub fn utm_value(v: &str) -> String {
     out
 }
 
-fn raw_host(url: &str) -> String {
-    let rest = match url.find("://") {
-        Some(i) => &url[i + 3..],
-        None => return String::new(),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+/// The host part of `url`'s authority, as written (an IPv6 literal with
+/// its brackets); empty without `://` or with an unclosed literal.
+fn raw_host(url: &str) -> &str {
+    let Some(i) = url.find("://") else { return "" };
+    let rest = &url[i + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let host = authority.rsplit('@').next().unwrap_or("");
-    let host = if host.starts_with('[') {
-        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    if host.starts_with('[') {
+        host.find(']').map_or("", |end| &host[..=end])
     } else {
-        host.split(':').next().unwrap_or("").to_string()
-    };
-    let host = host.to_ascii_lowercase();
-    host.strip_prefix("www.").map(str::to_string).unwrap_or(host)
+        host.split(':').next().unwrap_or("")
+    }
+}
+
+/// `ip` as text (`81.2.69.0`, `2001:db8::`), formatted by hand for IPv4
+/// (the common case; `Display` goes through the formatting machinery).
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 /// Primary language of an `Accept-Language` value: `fr-FR,fr;q=0.9` → `fr`.
@@ -100,6 +145,8 @@ pub fn language(accept_language: &str) -> String {
 pub struct Enricher {
     /// GeoIP databases.
     pub geoip: Arc<GeoIp>,
+    /// Locations by network, in front of `geoip` (`INGEST_GEOIP_CACHE_SIZE`).
+    pub geo_cache: GeoCache,
     /// User-agent parser.
     pub ua: Arc<UaParser>,
     /// Visitor hashes.
@@ -112,12 +159,13 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// The row of `e`, written at `now_s` (seconds since the Unix epoch, UTC).
-    pub fn enrich(&mut self, e: &RawEvent, now_s: u32) -> EventRow {
+    /// The row of `e`, written at `now_s` (seconds since the Unix epoch,
+    /// UTC). Takes the event by value: its strings move into the row.
+    pub fn enrich(&mut self, e: RawEvent, now_s: u32) -> EventRow {
         let ua = e.user_agent.as_deref().unwrap_or("");
         let device = self.ua.parse(e.user_agent.as_deref());
-        let reason = bot_reason(&e.method, e.user_agent.as_deref(), &device);
-        let geo = match self.geoip.lookup(e.ip) {
+        let reason = bot_reason(&e.method, &device);
+        let geo = match self.geo_cache.lookup(&self.geoip, e.ip) {
             Ok(g) => g,
             Err(err) => {
                 self.geoip_errors.inc();
@@ -128,23 +176,28 @@ impl Enricher {
         let visitor_hash = self.visitors.hash(e.ts_ms, &e.tenant_id, e.ip, ua);
         let visitor_key = e.visitor_id.as_deref().map_or(visitor_hash, key64);
         let visit = self.sessions.observe(key64(&e.link_id), visitor_key, e.ts_ms);
-        let a = &e.attribution;
-        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        let ip = ip_text(if e.full_ip_allowed() { e.ip } else { anonymize(e.ip) });
+        let referrer_host = e.referrer.as_deref().map(referrer_host).unwrap_or_default();
+        let language = e.accept_language.as_deref().map(language).unwrap_or_default();
+        let consent = ConsentCode::from(e.consent);
+        let a = e.attribution;
+        let utm = |v: Option<String>| v.as_deref().map(utm_value).unwrap_or_default();
+        let route = |v: Option<String>| v.as_deref().map(route_value).unwrap_or_default();
         EventRow {
             event_id: e.event_id,
             kind: KindCode::from(e.kind),
             ts: (e.ts_ms / 1000) as u32,
             ts_ms: e.ts_ms as u64,
-            tenant_id: e.tenant_id.clone(),
-            link_id: e.link_id.clone(),
-            slug: e.slug.clone(),
-            host: e.host.clone(),
-            platform: e.platform.clone().unwrap_or_default(),
+            tenant_id: e.tenant_id,
+            link_id: e.link_id,
+            slug: e.slug,
+            host: e.host,
+            platform: e.platform.unwrap_or_default(),
             is_bot: u8::from(reason.is_some()),
             bot_reason: reason.unwrap_or("").to_string(),
-            ip: if e.full_ip_allowed() { e.ip } else { anonymize(e.ip) }.to_string(),
+            ip,
             visitor_hash,
-            visitor_id: s(&e.visitor_id),
+            visitor_id: e.visitor_id.unwrap_or_default(),
             session_id: visit.session_id,
             visit_number: visit.visit_number,
             is_unique: u8::from(visit.is_unique),
@@ -159,23 +212,23 @@ impl Enricher {
             browser: device.browser.clone(),
             browser_version: device.browser_version.clone(),
             vendor: device.vendor.clone(),
-            referrer: s(&e.referrer),
-            referrer_host: e.referrer.as_deref().map(referrer_host).unwrap_or_default(),
-            utm_source: a.utm_source.as_deref().map(utm_value).unwrap_or_default(),
-            utm_medium: a.utm_medium.as_deref().map(utm_value).unwrap_or_default(),
-            utm_campaign: a.utm_campaign.as_deref().map(utm_value).unwrap_or_default(),
-            utm_term: a.utm_term.as_deref().map(utm_value).unwrap_or_default(),
-            utm_content: a.utm_content.as_deref().map(utm_value).unwrap_or_default(),
-            gclid: s(&a.gclid),
-            fbclid: s(&a.fbclid),
-            ttclid: s(&a.ttclid),
-            language: e.accept_language.as_deref().map(language).unwrap_or_default(),
-            consent: ConsentCode::from(e.consent),
+            referrer: e.referrer.unwrap_or_default(),
+            referrer_host,
+            utm_source: utm(a.utm_source),
+            utm_medium: utm(a.utm_medium),
+            utm_campaign: utm(a.utm_campaign),
+            utm_term: utm(a.utm_term),
+            utm_content: utm(a.utm_content),
+            gclid: a.gclid.unwrap_or_default(),
+            fbclid: a.fbclid.unwrap_or_default(),
+            ttclid: a.ttclid.unwrap_or_default(),
+            language,
+            consent,
             dnt: u8::from(e.dnt),
-            user_agent: ua.to_string(),
+            user_agent: e.user_agent.unwrap_or_default(),
             ingested_at: now_s,
-            rule_id: e.rule_id.as_deref().map(route_value).unwrap_or_default(),
-            variant: e.variant.as_deref().map(route_value).unwrap_or_default(),
+            rule_id: route(e.rule_id),
+            variant: route(e.variant),
         }
     }
 }
@@ -268,6 +321,7 @@ mod tests {
         let db = testkit::geoip_test_db("GeoIP2-City-Test.mmdb");
         Enricher {
             geoip: Arc::new(GeoIp::open(&[db]).unwrap()),
+            geo_cache: GeoCache::new(100),
             ua: Arc::new(UaParser::new(100)),
             visitors: VisitorHasher::new(b"s"),
             sessions: Sessions::new(1_800_000, 100),
@@ -279,7 +333,7 @@ mod tests {
     fn a_click_is_enriched_fully() {
         let mut en = enricher();
         let e = raw("81.2.69.142", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", "GET");
-        let r = en.enrich(&e, 1_763_700_001);
+        let r = en.enrich(e.clone(), 1_763_700_001);
         assert_eq!(
             (r.country, r.region.as_str(), r.city.as_str(), r.timezone.as_str()),
             (*b"GB", "England", "London", "Europe/London")
@@ -293,35 +347,35 @@ mod tests {
         );
         assert_eq!((r.ts, r.ts_ms, r.kind), (1_763_700_000, 1_763_700_000_123, KindCode::Click));
         assert_eq!((r.visit_number, r.is_unique, r.is_returning), (1, 1, 0));
-        let again = en.enrich(&e, 1_763_700_002);
+        let again = en.enrich(e.clone(), 1_763_700_002);
         assert_eq!((again.is_unique, again.session_id, again.visitor_hash), (0, r.session_id, r.visitor_hash));
         assert!(row_bytes(&r) > 200);
         assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("", ""), "no rule decided it");
         let routed = RawEvent { rule_id: Some("fr-ios".into()), variant: Some("b".into()), ..e.clone() };
-        let r = en.enrich(&routed, 1_763_700_003);
+        let r = en.enrich(routed, 1_763_700_003);
         assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("fr-ios", "b"), "the edge's decision is kept");
         let forged = RawEvent { rule_id: Some("x\"</script>".into()), variant: Some("é".repeat(40)), ..e };
-        let r = en.enrich(&forged, 1_763_700_004);
+        let r = en.enrich(forged, 1_763_700_004);
         assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("x", ""), "cut to what the API accepts");
     }
 
     #[test]
     fn head_requests_and_crawlers_are_bots_and_full_ip_when_opted_out() {
         let mut en = enricher();
-        let r = en.enrich(&raw("2001:218::1", "Mozilla/5.0", "HEAD"), 0);
+        let r = en.enrich(raw("2001:218::1", "Mozilla/5.0", "HEAD"), 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.device), (1, "head_request", DeviceCode::Bot));
         assert_eq!((r.country, r.ip.as_str()), (*b"JP", "2001:218::"));
         let mut e =
             raw("81.2.69.142", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "GET");
         e.keep_full_ip = true;
-        let r = en.enrich(&e, 0);
+        let r = en.enrich(e.clone(), 0);
         assert_eq!((r.is_bot, r.bot_reason.as_str(), r.ip.as_str()), (1, "crawler_ua", "81.2.69.142"));
         // Issue #14: a visitor's DNT/GPC or refusal wins over the tenant's opt-out.
         let (mut dnt, mut denied) = (e.clone(), e.clone());
         dnt.dnt = true;
         denied.consent = schemas::event::Consent::Denied;
-        assert_eq!(en.enrich(&dnt, 0).ip, "81.2.69.0");
-        assert_eq!(en.enrich(&denied, 0).ip, "81.2.69.0");
+        assert_eq!(en.enrich(dnt, 0).ip, "81.2.69.0");
+        assert_eq!(en.enrich(denied, 0).ip, "81.2.69.0");
     }
 
     #[test]
@@ -329,7 +383,7 @@ mod tests {
         let mut en = enricher();
         let dir = testkit::geoip_test_db("");
         en.geoip = Arc::new(GeoIp::open(&[dir.join("GeoIP2-City-Test-Invalid-Node-Count.mmdb")]).unwrap());
-        let r = en.enrich(&raw("81.2.69.142", "Mozilla/5.0", "GET"), 0);
+        let r = en.enrich(raw("81.2.69.142", "Mozilla/5.0", "GET"), 0);
         assert_eq!(r.country, [0, 0]);
         assert_eq!(en.geoip_errors.get(), 1);
     }
@@ -354,6 +408,12 @@ mod tests {
         assert_eq!(referrer_host("http://[2001:db8::1]:80/"), "[2001:db8::1]");
         assert_eq!(referrer_host(&format!("https://{}.example/", "a".repeat(300))), "", "too long");
         assert_eq!(referrer_host("https://ex<script>ample.com/"), "", "not a host");
+        assert_eq!(referrer_host("https://WWW.x.io"), "x.io");
+        assert_eq!(referrer_host("https://www."), "");
+        assert_eq!(referrer_host("http://[2001:DB8::1"), "", "an unclosed literal is not a host");
+        for a in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "81.2.69.142", "2001:db8::1"] {
+            assert_eq!(ip_text(a.parse().unwrap()), a);
+        }
         assert_eq!(utm_value("  Summer \t\n Drop\u{7}  "), "Summer Drop");
         assert_eq!(utm_value(&"é".repeat(300)).chars().count(), MAX_UTM_CHARS);
         assert_eq!(language("en-US,en;q=0.5"), "en");

@@ -8,7 +8,8 @@
 //!
 //! Reads: the raw topic, GeoIP files. Writes: ClickHouse `events`, the
 //! dead-letter topic, consumer-group offsets. Serves: the admin listener
-//! (127.0.0.1:9181). Scale by running more copies with the same group id.
+//! (127.0.0.1:9181). Scale by running more copies with the same group id, or
+//! more group members per process (`INGEST_CONSUMERS`, up to one per core).
 //!
 //! Guarantees: at-least-once into ClickHouse, counted once (dedup by event
 //! id); no record silently dropped; bounded memory under a ClickHouse outage.
@@ -73,34 +74,11 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .context("loading the bot patterns (INGEST_BOT_PATTERNS_FILE)")?;
     tracing::info!(patterns = rules.len(), file = ?cfg.bot_patterns_file, "bot patterns loaded");
     let ua = Arc::new(device::UaParser::with_rules(cfg.ua_cache_size, rules));
-    let enricher = enrich::Enricher {
-        geoip: geoip.clone(),
-        ua: ua.clone(),
-        visitors: visitor::VisitorHasher::new(cfg.visitor_secret.expose().as_bytes()),
-        sessions: visitor::Sessions::new(cfg.session_timeout_ms, cfg.session_capacity),
-        geoip_errors: metrics.geoip_errors.clone(),
-    };
-
-    let consumer: pipeline::IngestConsumer = kafka_util::base_config(&cfg.kafka.brokers, "smartlinks-ingest")
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
-        .set("max.poll.interval.ms", cfg.max_poll_interval_ms.to_string())
-        .set("queued.max.messages.kbytes", "65536")
-        .create_with_context(pipeline::IngestContext)
-        .context("creating the Kafka consumer")?;
-    consumer.subscribe(&[&cfg.kafka.raw_topic]).context("subscribing to the raw topic")?;
-    let consumer = Arc::new(consumer);
     let dlq: rdkafka::producer::FutureProducer = kafka_util::base_config(&cfg.kafka.brokers, "smartlinks-ingest-dlq")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
         .context("creating the dead-letter producer")?;
-    health.ready("kafka");
-    health.ready("clickhouse");
-
     let limits = pipeline::BatchLimits {
         max_rows: cfg.batch_max_rows,
         max_bytes: cfg.batch_max_bytes,
@@ -108,20 +86,52 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         retry_max: Duration::from_millis(cfg.retry_max_ms),
         commit_delay: Duration::from_millis(cfg.commit_delay_ms),
     };
-    let pipe = pipeline::Pipeline::new(
-        consumer.clone(),
-        dlq,
-        cfg.kafka.dead_letter_topic.clone(),
-        cfg.kafka.raw_topic.clone(),
-        cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
-        enricher,
-        cfg.dedup_capacity,
-        metrics.clone(),
-        health.clone(),
-        limits,
-    );
+    // `INGEST_CONSUMERS` members of the group in this process, each with
+    // its own partitions, enrichment state, batches and commits; the
+    // per-consumer bounds split the configured ones.
+    let n = cfg.consumers.max(1);
+    let mut consumers = Vec::with_capacity(n);
+    let mut pipes = Vec::with_capacity(n);
+    for i in 0..n {
+        let consumer: pipeline::IngestConsumer =
+            kafka_util::base_config(&cfg.kafka.brokers, &format!("smartlinks-ingest-{i}"))
+                .set("group.id", &cfg.group_id)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "false")
+                .set("session.timeout.ms", "10000")
+                .set("max.poll.interval.ms", cfg.max_poll_interval_ms.to_string())
+                .set("queued.max.messages.kbytes", (65536 / n).to_string())
+                .create_with_context(pipeline::IngestContext)
+                .context("creating the Kafka consumer")?;
+        consumer.subscribe(&[&cfg.kafka.raw_topic]).context("subscribing to the raw topic")?;
+        let consumer = Arc::new(consumer);
+        let enricher = enrich::Enricher {
+            geoip: geoip.clone(),
+            geo_cache: geoip::GeoCache::new(cfg.geoip_cache_size / n),
+            ua: ua.clone(),
+            visitors: visitor::VisitorHasher::new(cfg.visitor_secret.expose().as_bytes()),
+            sessions: visitor::Sessions::new(cfg.session_timeout_ms, cfg.session_capacity / n),
+            geoip_errors: metrics.geoip_errors.clone(),
+        };
+        pipes.push(pipeline::Pipeline::new(
+            consumer.clone(),
+            dlq.clone(),
+            cfg.kafka.dead_letter_topic.clone(),
+            cfg.kafka.raw_topic.clone(),
+            cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
+            enricher,
+            cfg.dedup_capacity / n,
+            metrics.clone(),
+            health.clone(),
+            limits,
+        ));
+        consumers.push(consumer);
+    }
+    health.ready("kafka");
+    health.ready("clickhouse");
     tokio::spawn(report(
-        consumer,
+        consumers,
         cfg.kafka.raw_topic.clone(),
         geoip,
         ua,
@@ -133,15 +143,21 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
-    let done = tokio::spawn(pipe.run(shutdown));
+    let runs: Vec<_> = pipes.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
+    let done = tokio::spawn(async move {
+        for r in runs {
+            let _ = r.await;
+        }
+    });
     Ok(Ingest { admin_addr, health, metrics, done })
 }
 
-/// Every 5 s: consumer lag per partition and UA cache counters; every
-/// `geoip_reload`: reload changed GeoIP files.
+/// Every 5 s: consumer lag per partition (of every consumer of the
+/// process) and UA cache counters; every `geoip_reload`: reload changed
+/// GeoIP files.
 #[allow(clippy::too_many_arguments)]
 async fn report(
-    consumer: Arc<pipeline::IngestConsumer>,
+    consumers: Vec<Arc<pipeline::IngestConsumer>>,
     topic: String,
     geoip: Arc<geoip::GeoIp>,
     ua: Arc<device::UaParser>,
@@ -159,16 +175,22 @@ async fn report(
         metrics.ua_cache.with_label_values(&["hit"]).inc_by(hits - hits0);
         metrics.ua_cache.with_label_values(&["miss"]).inc_by(misses - misses0);
         (hits0, misses0) = (hits, misses);
-        let (c, t, m) = (consumer.clone(), topic.clone(), metrics.clone());
+        let (cs, t, m) = (consumers.clone(), topic.clone(), metrics.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            let Ok(assignment) = c.assignment() else { return };
-            let Ok(positions) = c.position() else { return };
-            for el in assignment.elements_for_topic(&t) {
-                let Ok((_, high)) = c.fetch_watermarks(&t, el.partition(), Duration::from_secs(2)) else { continue };
-                let pos =
-                    positions.find_partition(&t, el.partition()).and_then(|p| p.offset().to_raw()).filter(|o| *o >= 0);
-                let lag = pos.map_or(high, |p| (high - p).max(0));
-                m.lag.with_label_values(&[&el.partition().to_string()]).set(lag);
+            for c in cs {
+                let Ok(assignment) = c.assignment() else { continue };
+                let Ok(positions) = c.position() else { continue };
+                for el in assignment.elements_for_topic(&t) {
+                    let Ok((_, high)) = c.fetch_watermarks(&t, el.partition(), Duration::from_secs(2)) else {
+                        continue;
+                    };
+                    let pos = positions
+                        .find_partition(&t, el.partition())
+                        .and_then(|p| p.offset().to_raw())
+                        .filter(|o| *o >= 0);
+                    let lag = pos.map_or(high, |p| (high - p).max(0));
+                    m.lag.with_label_values(&[&el.partition().to_string()]).set(lag);
+                }
             }
         })
         .await;

@@ -88,6 +88,32 @@ struct Batch {
     started: Option<Instant>,
 }
 
+/// Row buffers handed back by the writer once a batch is written, for the
+/// next batches: a batch grows to tens of MB in a few hundred ms, and a
+/// fresh buffer each time costs its growth (copies, then page faults on
+/// fresh memory) again and again. Holds at most [`RowPool::KEEP`] buffers.
+#[derive(Clone, Default)]
+struct RowPool(Arc<std::sync::Mutex<Vec<Vec<EventRow>>>>);
+
+impl RowPool {
+    /// Buffers kept: one being filled while one is written.
+    const KEEP: usize = 2;
+
+    /// An empty buffer, recycled when there is one.
+    fn take(&self) -> Vec<EventRow> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
+    }
+
+    /// Empties `rows` (dropping them) and keeps the buffer.
+    fn give(&self, mut rows: Vec<EventRow>) {
+        rows.clear();
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < Self::KEEP {
+            pool.push(rows);
+        }
+    }
+}
+
 /// Bounds of a batch.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -118,6 +144,8 @@ pub struct Pipeline {
     pub clickhouse: clickhouse::Client,
     /// Enrichment state.
     pub enricher: Enricher,
+    /// The record parser (its buffers reused).
+    pub parser: enrich::Parser,
     /// Recently written event ids.
     pub recent: quick_cache::unsync::Cache<uuid::Uuid, ()>,
     /// Metrics.
@@ -127,6 +155,7 @@ pub struct Pipeline {
     /// Batch bounds.
     pub limits: BatchLimits,
     batch: Batch,
+    pool: RowPool,
 }
 
 /// Writes closed batches to ClickHouse and commits their offsets, in order.
@@ -138,6 +167,7 @@ struct Writer {
     health: common::admin::Health,
     retry_max: Duration,
     commit_delay: Duration,
+    pool: RowPool,
 }
 
 fn now_ms() -> i64 {
@@ -166,11 +196,13 @@ impl Pipeline {
             topic,
             clickhouse,
             enricher,
+            parser: enrich::Parser::default(),
             recent: quick_cache::unsync::Cache::new(dedup_capacity.max(16)),
             metrics,
             health,
             limits,
             batch: Batch::default(),
+            pool: RowPool::default(),
         }
     }
 
@@ -185,11 +217,15 @@ impl Pipeline {
             health: self.health.clone(),
             retry_max: self.limits.retry_max,
             commit_delay: self.limits.commit_delay,
+            pool: self.pool.clone(),
         });
         // The writer keeps retrying until `writer_stop`: shutdown + 5 s.
         let writer_stop = common::shutdown::CancellationToken::new();
         let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
         let writer_task = tokio::spawn(writer.run(rx, writer_stop.clone()));
+        // Its own handle: a record borrowed from it stays valid while
+        // `handle` takes `self` mutably (no copy of the record).
+        let consumer = self.consumer.clone();
         loop {
             let wait = match self.batch.started {
                 Some(t) => self.limits.max_age.saturating_sub(t.elapsed()),
@@ -197,20 +233,27 @@ impl Pipeline {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = tokio::time::timeout(wait, self.consumer.recv()) => match r {
+                r = tokio::time::timeout(wait, consumer.recv()) => match r {
                     Err(_) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "kafka consume error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Ok(Ok(msg)) => {
-                        let msg = msg.detach();
                         self.handle(&msg, &shutdown).await;
+                        // While records are queued, `recv` is always ready
+                        // and this loop would keep its worker thread: the
+                        // writer task (woken on the same worker) and the
+                        // other consumers' tasks would wait behind it. Each
+                        // record spends a unit of tokio's cooperative budget,
+                        // so the loop yields every 128 records.
+                        tokio::task::consume_budget().await;
                     }
                 },
             }
             if self.should_flush() {
-                let batch = std::mem::take(&mut self.batch);
+                let next = Batch { rows: self.pool.take(), ..Batch::default() };
+                let batch = std::mem::replace(&mut self.batch, next);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     r = tx.send(batch) => if r.is_err() { break },
@@ -237,19 +280,21 @@ impl Pipeline {
             || b.started.is_some_and(|t| t.elapsed() >= self.limits.max_age)
     }
 
-    async fn handle(&mut self, msg: &rdkafka::message::OwnedMessage, shutdown: &common::shutdown::CancellationToken) {
+    async fn handle(&mut self, msg: &impl Message, shutdown: &common::shutdown::CancellationToken) {
         self.metrics.consumed.inc();
         self.batch.started.get_or_insert_with(Instant::now);
         let value = msg.payload().unwrap_or_default();
-        match enrich::parse(value, now_ms()) {
+        let now = now_ms();
+        match self.parser.parse(value, now) {
             Ok(event) => {
-                if self.recent.get(&event.event_id).is_some() {
+                let id = event.event_id;
+                if self.recent.get(&id).is_some() {
                     self.metrics.duplicates.inc();
                 } else {
-                    let row = self.enricher.enrich(&event, (now_ms() / 1000) as u32);
+                    let row = self.enricher.enrich(event, (now / 1000) as u32);
                     self.batch.bytes += enrich::row_bytes(&row);
                     self.batch.rows.push(row);
-                    self.recent.insert(event.event_id, ());
+                    self.recent.insert(id, ());
                 }
             }
             Err(reject) => {
@@ -265,7 +310,7 @@ impl Pipeline {
     /// acknowledges it. Returns false when shutdown came first.
     async fn dead_letter(
         &mut self,
-        msg: &rdkafka::message::OwnedMessage,
+        msg: &impl Message,
         reject: &Reject,
         shutdown: &common::shutdown::CancellationToken,
     ) -> bool {
@@ -417,6 +462,7 @@ impl Writer {
                 tracing::warn!(error = %e, "offset commit failed");
             }
         }
+        self.pool.give(batch.rows);
         Some(tpl)
     }
 }

@@ -17,7 +17,6 @@
 
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -39,21 +38,22 @@ pub fn anonymize(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Computes visitor hashes with the daily salt of a secret.
+/// Computes visitor hashes with the daily salt of a secret. One per
+/// consumer (it keeps the last day's salt, no lock).
 pub struct VisitorHasher {
     secret: Vec<u8>,
     /// (day, salt) of the last day used.
-    salt: Mutex<(i64, [u8; 16])>,
+    salt: (i64, [u8; 16]),
 }
 
 impl VisitorHasher {
     /// A hasher keyed by `secret` (`INGEST_VISITOR_SECRET`).
     pub fn new(secret: &[u8]) -> Self {
-        Self { secret: secret.to_vec(), salt: Mutex::new((i64::MIN, [0; 16])) }
+        Self { secret: secret.to_vec(), salt: (i64::MIN, [0; 16]) }
     }
 
-    fn salt(&self, day: i64) -> [u8; 16] {
-        let mut g = self.salt.lock().unwrap_or_else(|e| e.into_inner());
+    fn salt(&mut self, day: i64) -> [u8; 16] {
+        let g = &mut self.salt;
         if g.0 != day {
             // HMAC accepts keys of any length.
             let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
@@ -68,7 +68,7 @@ impl VisitorHasher {
     }
 
     /// The visitor hash of an event at `ts_ms` (ms since the Unix epoch, UTC).
-    pub fn hash(&self, ts_ms: i64, tenant: &str, ip: IpAddr, user_agent: &str) -> u64 {
+    pub fn hash(&mut self, ts_ms: i64, tenant: &str, ip: IpAddr, user_agent: &str) -> u64 {
         let salt = self.salt(ts_ms.div_euclid(DAY_MS));
         let mut h = SipHasher13::new_with_key(&salt);
         h.write(tenant.as_bytes());
@@ -127,15 +127,34 @@ impl Sessions {
             h.write_u32(n);
             h.finish()
         };
-        let (state, is_unique) = match self.map.get(&key).copied() {
-            None => (State { last_ms: ts_ms, visit_number: 1, session_id: new_session(1) }, true),
-            Some(s) if ts_ms - s.last_ms > self.timeout_ms => {
-                let n = s.visit_number + 1;
-                (State { last_ms: ts_ms, visit_number: n, session_id: new_session(n) }, false)
+        // One probe of the map: updated in place, or inserted through the guard.
+        let first = State { last_ms: ts_ms, visit_number: 1, session_id: new_session(1) };
+        let seen = match self.map.get_mut_or_guard(&key) {
+            Ok(Some(mut s)) => {
+                if ts_ms - s.last_ms > self.timeout_ms {
+                    let n = s.visit_number + 1;
+                    *s = State { last_ms: ts_ms, visit_number: n, session_id: new_session(n) };
+                } else {
+                    s.last_ms = s.last_ms.max(ts_ms);
+                }
+                Ok(*s)
             }
-            Some(s) => (State { last_ms: s.last_ms.max(ts_ms), ..s }, false),
+            // Present but not readable (not in this unsync cache): replace.
+            Ok(None) => Err(false),
+            Err(guard) => {
+                guard.insert(first);
+                Err(true)
+            }
         };
-        self.map.insert(key, state);
+        let (state, is_unique) = match seen {
+            Ok(s) => (s, false),
+            Err(inserted) => {
+                if !inserted {
+                    self.map.insert(key, first);
+                }
+                (first, true)
+            }
+        };
         Visit {
             visit_number: state.visit_number,
             is_unique,
@@ -164,7 +183,7 @@ mod tests {
 
     #[test]
     fn visitor_hash_is_stable_within_a_day_and_rotates_across_days() {
-        let h = VisitorHasher::new(b"secret");
+        let mut h = VisitorHasher::new(b"secret");
         let ip: IpAddr = "81.2.69.142".parse().unwrap();
         let day = 1_763_683_200_000; // 2025-11-21T00:00:00Z
         let a = h.hash(day + 1000, "t1", ip, "ua");

@@ -30,6 +30,10 @@ pub struct Device {
     pub vendor: String,
     /// A crawler by its user agent.
     pub crawler: bool,
+    /// Why the user agent alone marks a bot (`no_user_agent`, `unfurler`,
+    /// `crawler_ua`), worked out once per distinct user agent and cached
+    /// with the rest; [`bot_reason`] adds what the request says.
+    pub bot: Option<&'static str>,
 }
 
 /// Link-preview fetchers of social networks and messengers, and security
@@ -165,12 +169,21 @@ pub enum BotRulesError {
 }
 
 /// Why an event is flagged as a bot; `None` for a person. The values are
-/// stored in `events.bot_reason` and are a bounded metrics label.
-pub fn bot_reason(method: &str, user_agent: Option<&str>, device: &Device) -> Option<&'static str> {
-    let ua = user_agent.unwrap_or("");
+/// stored in `events.bot_reason` and are a bounded metrics label. `device`
+/// is the parse of the event's user agent ([`UaParser::parse`]), which
+/// carries the user agent's own reason ([`Device::bot`]); a `HEAD` request
+/// is a bot whatever it claims.
+pub fn bot_reason(method: &str, device: &Device) -> Option<&'static str> {
     if method.eq_ignore_ascii_case("HEAD") {
         return Some("head_request");
     }
+    device.bot
+}
+
+/// What the user agent alone says: `no_user_agent`, `unfurler` (a link
+/// preview fetcher, [`UNFURLERS`], [`UNFURLER_APPS`]), `crawler_ua` (by the
+/// lists, `crawler`), or `None`.
+fn ua_reason(ua: &str, crawler: bool) -> Option<&'static str> {
     if ua.trim().is_empty() {
         return Some("no_user_agent");
     }
@@ -180,7 +193,7 @@ pub fn bot_reason(method: &str, user_agent: Option<&str>, device: &Device) -> Op
     {
         return Some("unfurler");
     }
-    device.crawler.then_some("crawler_ua")
+    crawler.then_some("crawler_ua")
 }
 
 /// Cached user-agent parser. Thread-safe.
@@ -244,6 +257,7 @@ impl UaParser {
                 browser_version: String::new(),
                 vendor: String::new(),
                 crawler: crawler_by_list,
+                bot: ua_reason(ua, crawler_by_list),
             };
         };
         let crawler = crawler_by_list || r.category == "crawler";
@@ -272,6 +286,7 @@ impl UaParser {
             browser_version: known(r.version),
             vendor: known(r.vendor),
             crawler,
+            bot: ua_reason(ua, crawler),
         }
     }
 }
@@ -345,7 +360,7 @@ mod tests {
         let line = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari Line/13.16.0";
         let tecno = "Mozilla/5.0 (Linux; Android 13; TECNO CAMON 20) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
         for ua in [snapchat, line, tecno] {
-            assert_eq!(bot_reason("GET", Some(ua), &p.parse(Some(ua))), None, "{ua}");
+            assert_eq!(bot_reason("GET", &p.parse(Some(ua))), None, "{ua}");
         }
         let err = BotRules::parse("# ok\nfine\n(unclosed\n").unwrap_err();
         assert!(matches!(err, BotRulesError::Pattern { line: 3, .. }), "{err}");
@@ -359,15 +374,15 @@ mod tests {
     fn bot_reasons() {
         let p = UaParser::new(100);
         let d = |ua: &str| p.parse(Some(ua));
-        assert_eq!(bot_reason("HEAD", Some(IPHONE), &d(IPHONE)), Some("head_request"));
-        assert_eq!(bot_reason("GET", None, &p.parse(None)), Some("no_user_agent"));
+        assert_eq!(bot_reason("HEAD", &d(IPHONE)), Some("head_request"));
+        assert_eq!(bot_reason("GET", &p.parse(None)), Some("no_user_agent"));
         let fb = "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)";
-        assert_eq!(bot_reason("GET", Some(fb), &d(fb)), Some("unfurler"));
+        assert_eq!(bot_reason("GET", &d(fb)), Some("unfurler"));
         let wa = "WhatsApp/2.23.20.0 A";
-        assert_eq!(bot_reason("GET", Some(wa), &d(wa)), Some("unfurler"));
-        assert_eq!(bot_reason("GET", Some(GOOGLEBOT), &d(GOOGLEBOT)), Some("crawler_ua"));
+        assert_eq!(bot_reason("GET", &d(wa)), Some("unfurler"));
+        assert_eq!(bot_reason("GET", &d(GOOGLEBOT)), Some("crawler_ua"));
         let curl = "curl/8.4.0";
-        assert_eq!(bot_reason("GET", Some(curl), &d(curl)), Some("crawler_ua"), "isbot lists HTTP libraries");
-        assert_eq!(bot_reason("GET", Some(IPHONE), &d(IPHONE)), None);
+        assert_eq!(bot_reason("GET", &d(curl)), Some("crawler_ua"), "isbot lists HTTP libraries");
+        assert_eq!(bot_reason("GET", &d(IPHONE)), None);
     }
 }

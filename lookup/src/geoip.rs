@@ -25,7 +25,7 @@
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -120,45 +120,62 @@ fn country_code(s: Option<&str>) -> [u8; 2] {
 
 impl Db {
     /// The country alone (what routing rules ask, on the request path):
-    /// decoded without allocating. `Ok(None)` when the address is not in
-    /// this file.
-    fn country(&self, ip: IpAddr) -> Result<Option<[u8; 2]>, maxminddb::MaxMindDbError> {
+    /// decoded without allocating. `None` when the address is not in this
+    /// file; with the prefix length of the network the answer holds for.
+    fn country(&self, ip: IpAddr) -> Result<(Option<[u8; 2]>, usize), maxminddb::MaxMindDbError> {
         Ok(match self.schema {
             Schema::MaxMind => {
-                self.reader.lookup::<MaxMindCountry>(ip)?.map(|c| country_code(c.country.and_then(|c| c.iso_code)))
+                let (c, len) = self.reader.lookup_prefix::<MaxMindCountry>(ip)?;
+                (c.map(|c| country_code(c.country.and_then(|c| c.iso_code))), len)
             }
-            Schema::Flat => self.reader.lookup::<FlatCountry>(ip)?.map(|c| country_code(c.country_code)),
+            Schema::Flat => {
+                let (c, len) = self.reader.lookup_prefix::<FlatCountry>(ip)?;
+                (c.map(|c| country_code(c.country_code)), len)
+            }
         })
     }
 
-    /// `Ok(None)` when the address is not in this file.
-    fn lookup(&self, ip: IpAddr) -> Result<Option<Geo>, maxminddb::MaxMindDbError> {
+    /// The location of `ip`, `None` when the address is not in this file;
+    /// with the prefix length of the network the answer holds for.
+    fn lookup(&self, ip: IpAddr) -> Result<(Option<Geo>, usize), maxminddb::MaxMindDbError> {
         match self.schema {
-            Schema::MaxMind => Ok(self.reader.lookup::<geoip2::City>(ip)?.map(|c| Geo {
-                country: country_code(c.country.as_ref().and_then(|c| c.iso_code)),
-                region: c
-                    .subdivisions
-                    .as_ref()
-                    .and_then(|s| s.first())
-                    .and_then(|s| s.names.as_ref())
-                    .and_then(|n| n.get("en"))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                city: c
-                    .city
-                    .as_ref()
-                    .and_then(|c| c.names.as_ref())
-                    .and_then(|n| n.get("en"))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                timezone: c.location.as_ref().and_then(|l| l.time_zone).unwrap_or_default().to_string(),
-            })),
-            Schema::Flat => Ok(self.reader.lookup::<FlatCity>(ip)?.map(|c| Geo {
-                country: country_code(c.country_code),
-                region: c.state1.unwrap_or_default().to_string(),
-                city: c.city.unwrap_or_default().to_string(),
-                timezone: c.timezone.unwrap_or_default().to_string(),
-            })),
+            Schema::MaxMind => {
+                let (c, len) = self.reader.lookup_prefix::<geoip2::City>(ip)?;
+                Ok((
+                    c.map(|c| Geo {
+                        country: country_code(c.country.as_ref().and_then(|c| c.iso_code)),
+                        region: c
+                            .subdivisions
+                            .as_ref()
+                            .and_then(|s| s.first())
+                            .and_then(|s| s.names.as_ref())
+                            .and_then(|n| n.get("en"))
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        city: c
+                            .city
+                            .as_ref()
+                            .and_then(|c| c.names.as_ref())
+                            .and_then(|n| n.get("en"))
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        timezone: c.location.as_ref().and_then(|l| l.time_zone).unwrap_or_default().to_string(),
+                    }),
+                    len,
+                ))
+            }
+            Schema::Flat => {
+                let (c, len) = self.reader.lookup_prefix::<FlatCity>(ip)?;
+                Ok((
+                    c.map(|c| Geo {
+                        country: country_code(c.country_code),
+                        region: c.state1.unwrap_or_default().to_string(),
+                        city: c.city.unwrap_or_default().to_string(),
+                        timezone: c.timezone.unwrap_or_default().to_string(),
+                    }),
+                    len,
+                ))
+            }
         }
     }
 }
@@ -172,6 +189,9 @@ pub fn paths(list: &str) -> Vec<PathBuf> {
 /// The configured databases, swappable at run time.
 pub struct GeoIp {
     dbs: ArcSwap<Vec<Arc<Db>>>,
+    /// Bumped by every reload that changed a file: [`GeoCache`]s drop
+    /// their answers when it moves.
+    generation: AtomicU64,
 }
 
 impl GeoIp {
@@ -179,12 +199,12 @@ impl GeoIp {
     /// that is missing or corrupt.
     pub fn open(paths: &[PathBuf]) -> Result<Self, GeoIpError> {
         let dbs = paths.iter().map(|p| open(p).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { dbs: ArcSwap::from_pointee(dbs) })
+        Ok(Self { dbs: ArcSwap::from_pointee(dbs), generation: AtomicU64::new(0) })
     }
 
     /// No database: every lookup is empty.
     pub fn empty() -> Self {
-        Self { dbs: ArcSwap::from_pointee(Vec::new()) }
+        Self { dbs: ArcSwap::from_pointee(Vec::new()), generation: AtomicU64::new(0) }
     }
 
     /// `database_type` of each file, in order (for logs and tests).
@@ -195,31 +215,34 @@ impl GeoIp {
     /// The location of `ip`; empty when no file knows it. A corrupt record
     /// is an error (counted by the caller), not a panic.
     pub fn lookup(&self, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
-        Ok(self.ask(ip, Db::lookup)?.unwrap_or_default())
+        Ok(self.ask(ip, Db::lookup)?.0.unwrap_or_default())
     }
 
     /// The ISO 3166-1 alpha-2 country of `ip`, uppercase, `[0, 0]` when no
     /// file knows it: [`Self::lookup`]'s country without decoding the rest
     /// of the record (the edge's routing rules, per request).
     pub fn country(&self, ip: IpAddr) -> Result<[u8; 2], maxminddb::MaxMindDbError> {
-        Ok(self.ask(ip, Db::country)?.unwrap_or_default())
+        Ok(self.ask(ip, Db::country)?.0.unwrap_or_default())
     }
 
     /// Asks each file in order with `read` until one knows `ip`. IPv4-only
     /// files are not asked about IPv6 addresses; a file whose reader panics
-    /// is marked broken, logged and skipped from then on.
+    /// is marked broken, logged and skipped from then on. Gives the answer
+    /// and the longest prefix length of the networks the files asked
+    /// answered for: every address of that network gets the same answer.
     fn ask<T>(
         &self,
         ip: IpAddr,
-        read: impl Fn(&Db, IpAddr) -> Result<Option<T>, maxminddb::MaxMindDbError>,
-    ) -> Result<Option<T>, maxminddb::MaxMindDbError> {
+        read: impl Fn(&Db, IpAddr) -> Result<(Option<T>, usize), maxminddb::MaxMindDbError>,
+    ) -> Result<(Option<T>, usize), maxminddb::MaxMindDbError> {
+        let mut prefix = 0;
         for db in self.dbs.load().iter() {
             if db.broken.load(Ordering::Relaxed) || (ip.is_ipv6() && db.reader.metadata.ip_version == 4) {
                 continue;
             }
             match catch_unwind(AssertUnwindSafe(|| read(db, ip))) {
-                Ok(Ok(Some(g))) => return Ok(Some(g)),
-                Ok(Ok(None)) => {}
+                Ok(Ok((Some(g), len))) => return Ok((Some(g), prefix.max(len))),
+                Ok(Ok((None, len))) => prefix = prefix.max(len),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     db.broken.store(true, Ordering::Relaxed);
@@ -231,7 +254,19 @@ impl GeoIp {
                 }
             }
         }
-        Ok(None)
+        Ok((None, prefix))
+    }
+
+    /// [`Self::lookup`] and the prefix length of the network the answer
+    /// holds for (what [`GeoCache`] keys by).
+    pub fn lookup_network(&self, ip: IpAddr) -> Result<(Geo, usize), maxminddb::MaxMindDbError> {
+        let (geo, len) = self.ask(ip, Db::lookup)?;
+        Ok((geo.unwrap_or_default(), len))
+    }
+
+    /// Counts reloads that changed a file (see [`GeoCache`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Files found corrupt at lookup time (skipped until replaced).
@@ -262,11 +297,117 @@ impl GeoIp {
         }
         if reloaded > 0 {
             self.dbs.store(Arc::new(next));
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         match first_error {
             Some(e) => Err(e),
             None => Ok(reloaded),
         }
+    }
+}
+
+/// The network a [`GeoCache`] entry answers for: an IPv4 /24 or IPv6 /48
+/// (what [`GeoCache::NET_V4`] / [`GeoCache::NET_V6`] cover), or one address
+/// when the databases split that network finer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NetKey {
+    /// The /24 of an IPv4 address (its first three octets).
+    V4Net(u32),
+    V4(u32),
+    /// The /48 of an IPv6 address (its first three segments).
+    V6Net(u64),
+    V6(u128),
+}
+
+/// What a [`GeoCache`] holds for a key.
+#[derive(Debug, Clone)]
+enum Cached {
+    /// The answer (for the whole network under a network key).
+    Geo(Geo),
+    /// Under a network key: the databases split this network finer, look
+    /// for the address's own entry.
+    Split,
+}
+
+/// A per-consumer cache of locations by network, in front of [`GeoIp`]
+/// (not thread-safe: one per consumer, no lock on the hot path).
+///
+/// Exact by construction: an answer is cached for a whole /24 (IPv4) or
+/// /48 (IPv6) only when every database asked returned a network at least
+/// that wide (a prefix length ≤ 24 or ≤ 48, `maxminddb`'s
+/// `lookup_prefix`), so every address of it has the same record; otherwise
+/// for its address alone. Visitors of one place share networks (a mobile
+/// carrier's NAT, a city's ISP block) and each visitor sends several
+/// events (a view, then clicks), so most lookups hit. Least recently used
+/// entries are evicted past the capacity; a reload of the databases
+/// ([`GeoIp::generation`]) empties it.
+pub struct GeoCache {
+    map: quick_cache::unsync::Cache<NetKey, Cached>,
+    capacity: usize,
+    generation: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl GeoCache {
+    /// Prefix length an IPv4 entry covers.
+    pub const NET_V4: usize = 24;
+    /// Prefix length an IPv6 entry covers.
+    pub const NET_V6: usize = 48;
+
+    /// A cache of at most `capacity` networks (at least 16).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(16);
+        Self { map: quick_cache::unsync::Cache::new(capacity), capacity, generation: 0, hits: 0, misses: 0 }
+    }
+
+    /// `(hits, misses)` since creation.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    /// The location of `ip` as [`GeoIp::lookup`] gives it, from the cache
+    /// when its network was asked before. Errors (a corrupt record) are not
+    /// cached.
+    pub fn lookup(&mut self, geoip: &GeoIp, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
+        let generation = geoip.generation();
+        if generation != self.generation {
+            self.map = quick_cache::unsync::Cache::new(self.capacity);
+            self.generation = generation;
+        }
+        let (net, exact, net_len) = match ip {
+            IpAddr::V4(v4) => {
+                let a = u32::from(v4);
+                (NetKey::V4Net(a >> (32 - Self::NET_V4)), NetKey::V4(a), Self::NET_V4)
+            }
+            IpAddr::V6(v6) => {
+                let a = u128::from(v6);
+                (NetKey::V6Net((a >> (128 - Self::NET_V6)) as u64), NetKey::V6(a), Self::NET_V6)
+            }
+        };
+        // One probe for most lookups: the network's entry, which is either
+        // the answer or says to look for the address's own.
+        let found = match self.map.get(&net) {
+            Some(Cached::Geo(g)) => Some(g.clone()),
+            Some(Cached::Split) => match self.map.get(&exact) {
+                Some(Cached::Geo(g)) => Some(g.clone()),
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some(g) = found {
+            self.hits += 1;
+            return Ok(g);
+        }
+        self.misses += 1;
+        let (geo, len) = geoip.lookup_network(ip)?;
+        if len <= net_len {
+            self.map.insert(net, Cached::Geo(geo.clone()));
+        } else {
+            self.map.insert(net, Cached::Split);
+            self.map.insert(exact, Cached::Geo(geo.clone()));
+        }
+        Ok(geo)
     }
 }
 
@@ -356,5 +497,33 @@ mod tests {
             .unwrap();
         assert!(g.reload_if_changed().is_err());
         assert_eq!(g.lookup(ip("81.2.69.142")).unwrap().country, *b"GB", "old version still serves");
+    }
+
+    #[test]
+    fn the_cache_answers_as_the_databases_do_network_by_network() {
+        let g = GeoIp::open(&[test_db("GeoIP2-City-Test.mmdb")]).unwrap();
+        let mut cache = GeoCache::new(10_000);
+        // /24s the test file splits finer (London's 81.2.69.142/31 beside
+        // other records and holes) and /24s it answers as a whole.
+        let nets = ["81.2.69", "89.160.20", "216.160.83", "2.125.160", "175.16.199", "67.43.156", "1.2.3"];
+        for pass in 0..2 {
+            for net in nets {
+                for last in 0..=255 {
+                    let a = ip(&format!("{net}.{last}"));
+                    assert_eq!(cache.lookup(&g, a).unwrap(), g.lookup(a).unwrap(), "{a}, pass {pass}");
+                }
+            }
+            for a in ["2001:218::1", "2001:218::ffff", "2001:218:0:1::1", "2001:220::1", "2a02:cf40::1"] {
+                assert_eq!(cache.lookup(&g, ip(a)).unwrap(), g.lookup(ip(a)).unwrap(), "{a}, pass {pass}");
+            }
+        }
+        let (hits, misses) = cache.stats();
+        assert_eq!(hits + misses, 2 * (7 * 256 + 5));
+        assert!(misses < 7 * 256, "whole /24s answered once: {misses} misses");
+        assert_eq!(hits, 7 * 256 + 5 + (7 * 256 + 5 - misses), "the second pass hits every time");
+        // A reload empties it.
+        g.generation.fetch_add(1, Ordering::AcqRel);
+        cache.lookup(&g, ip("175.16.199.1")).unwrap();
+        assert_eq!(cache.stats().1, misses + 1);
     }
 }

@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     browser_uas.dedup();
 
     let parser = UaParser::new(1);
-    let flagged = |ua: &str| bot_reason("GET", Some(ua), &parser.parse_uncached(ua)).is_some();
+    let flagged = |ua: &str| bot_reason("GET", &parser.parse_uncached(ua)).is_some();
     let missed: Vec<&String> = crawler_uas.iter().filter(|ua| !flagged(ua)).collect();
     let false_pos: Vec<&String> = browser_uas.iter().filter(|ua| flagged(ua)).collect();
     let recall = 100.0 * (crawler_uas.len() - missed.len()) as f64 / crawler_uas.len().max(1) as f64;
