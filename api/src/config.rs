@@ -20,10 +20,16 @@ pub struct Config {
     /// least 24 characters otherwise. Never logged.
     #[envconfig(from = "API_OPERATOR_KEY", default = "")]
     pub operator_key: Secret,
-    /// `API_HEADER_TIMEOUT_MS`: time a client has to send a request head
-    /// (slowloris: hyper answers 408 and closes), ms. Default 10000.
+    /// `API_HEADER_TIMEOUT_MS`: time a client has to send a request head,
+    /// from its first byte (slowloris: answered 408 and closed), ms.
+    /// Default 10000.
     #[envconfig(from = "API_HEADER_TIMEOUT_MS", default = "10000")]
     pub header_timeout_ms: u64,
+    /// `API_IDLE_TIMEOUT_MS`: time a connection may wait for a request
+    /// without sending a byte (a dashboard's keep-alive connection between
+    /// calls), ms. Default 60000.
+    #[envconfig(from = "API_IDLE_TIMEOUT_MS", default = "60000")]
+    pub idle_timeout_ms: u64,
     /// `API_MAX_CONNECTIONS`: connections open at once; more are closed at
     /// accept and counted in `api_connections_refused_total`; 0: no cap.
     /// Default 4096.

@@ -183,6 +183,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let limits = common::http::HttpLimits {
         max_header_bytes: 16 * 1024,
         header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
         max_connections: cfg.max_connections,
     };
     let refused = state.metrics.connections_refused.clone();

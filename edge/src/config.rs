@@ -43,10 +43,17 @@ pub struct Config {
     /// `EDGE_MAX_URI_BYTES`: bound on path + query, bytes; longer gets 414. Default 4096.
     #[envconfig(from = "EDGE_MAX_URI_BYTES", default = "4096")]
     pub max_uri_bytes: usize,
-    /// `EDGE_HEADER_TIMEOUT_MS`: time a client has to send its request head
-    /// (slowloris), ms. Default 5000.
+    /// `EDGE_HEADER_TIMEOUT_MS`: time a client has to send its request head,
+    /// from the head's first byte (slowloris: answered 408 and closed), ms.
+    /// Default 5000.
     #[envconfig(from = "EDGE_HEADER_TIMEOUT_MS", default = "5000")]
     pub header_timeout_ms: u64,
+    /// `EDGE_IDLE_TIMEOUT_MS`: time a connection may wait for a request
+    /// without sending a byte (a keep-alive connection between a visitor's
+    /// page view and click, a load balancer's pooled connection), ms;
+    /// nginx's `keepalive_timeout` is 75 s. Default 60000.
+    #[envconfig(from = "EDGE_IDLE_TIMEOUT_MS", default = "60000")]
+    pub idle_timeout_ms: u64,
     /// `EDGE_MAX_CONNECTIONS`: connections open at once; more are closed at
     /// accept and counted in `edge_connections_refused_total`; 0: no cap.
     /// Keep it under the process's file-descriptor limit. Default 50000.

@@ -172,6 +172,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
     let limits = common::http::HttpLimits {
         max_header_bytes: cfg.max_header_bytes,
         header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
         max_connections: cfg.max_connections,
     };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);

@@ -17,6 +17,12 @@
 //! public client IP (`X-Forwarded-For` from loopback, a trusted proxy), so
 //! the user agent parse and the GeoIP lookup are paid as for real visitors.
 //!
+//! Then the plain link once more while a child process holds 10,000 idle
+//! keep-alive connections to the edge (each used for one redirect first),
+//! with the process's resident memory before and with them (bytes per
+//! connection), its peak, and a check that the edge still serves every
+//! one of them afterwards.
+//!
 //! Usage: `cargo run --release -p benches --bin edge_redirect -- [SECONDS] [CONNECTIONS]`
 //! (defaults 10 and 64). wrk uses one thread, the servers two tokio workers.
 
@@ -121,9 +127,95 @@ fn row(name: &str, r: &benches::WrkReport) -> String {
     )
 }
 
+/// Idle keep-alive connections the run holds open while it measures the
+/// edge again (issue #17: held without moving p99).
+const IDLE_CONNECTIONS: usize = 10_000;
+
+/// Resident and peak resident memory of this process (`VmRSS`, `VmHWM` of
+/// `/proc/self/status`), bytes.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// One GET of `/jiro/spotify` on `stream` as a visitor, keep-alive, and its
+/// answer read to the end of its head and body. Whether it was a 302.
+fn request(stream: &mut std::net::TcpStream) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let mut req = String::from("GET /jiro/spotify HTTP/1.1\r\n");
+    for h in visitor_headers() {
+        req.push_str(&h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    let (mut buf, mut len) = ([0u8; 4096], 0);
+    loop {
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        len += n;
+        let head = &buf[..len];
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            let body: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while len < end + 4 + body {
+                let n = stream.read(&mut buf[len..])?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                len += n;
+            }
+            return Ok(text.starts_with("http/1.1 302"));
+        }
+        if len == buf.len() {
+            return Ok(false);
+        }
+    }
+}
+
+/// The child process of the idle-connection step (`edge_redirect --hold
+/// ADDR N`): opens N connections to ADDR, one redirect on each (so each is
+/// an idle keep-alive connection, as a visitor's browser leaves it), says
+/// `held N` on stdout, waits for a line on stdin, then asks for a redirect
+/// again on every connection and says `alive M`: how many the edge kept.
+/// A process of its own, so the client side's sockets are neither in the
+/// edge's memory nor in its file-descriptor limit.
+fn hold(addr: &str, n: usize) -> anyhow::Result<()> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        anyhow::ensure!(request(&mut s)?, "no redirect on a new connection");
+        conns.push(s);
+    }
+    println!("held {}", conns.len());
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let alive = conns.iter_mut().filter_map(|s| request(s).ok()).filter(|ok| *ok).count();
+    println!("alive {alive}");
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--hold") {
+        let addr = args.get(2).ok_or_else(|| anyhow::anyhow!("--hold ADDR N"))?;
+        return hold(addr, args.get(3).map(|n| n.parse()).transpose()?.unwrap_or(IDLE_CONNECTIONS));
+    }
     let secs: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
     let conns: u32 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let duration = Duration::from_secs(secs);
@@ -221,7 +313,44 @@ async fn main() -> anyhow::Result<()> {
         routed_report.ok_or_else(|| anyhow::anyhow!("no run"))?,
     );
 
-    // Every answered redirect is an event Kafka must acknowledge.
+    // The plain edge again with IDLE_CONNECTIONS idle keep-alive
+    // connections open (held by a child process), and what they cost.
+    let (rss_before, _) = memory();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--hold", &edge.addr.to_string(), &IDLE_CONNECTIONS.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?);
+    let mut line = String::new();
+    let read_line = |out: &mut std::io::BufReader<std::process::ChildStdout>, line: &mut String| {
+        line.clear();
+        std::io::BufRead::read_line(out, line).map(|_| line.trim().to_string())
+    };
+    let held = read_line(&mut out, &mut line)?;
+    anyhow::ensure!(held == format!("held {IDLE_CONNECTIONS}"), "the holder said {held:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_idle, _) = memory();
+    // Best of two, as for the runs without them.
+    let mut idle_report: Option<benches::WrkReport> = None;
+    for _ in 0..2 {
+        let r = wrk(&edge_url, duration).await??;
+        requests += r.requests;
+        if idle_report.as_ref().is_none_or(|b| r.rps > b.rps) {
+            idle_report = Some(r);
+        }
+    }
+    let idle_report = idle_report.ok_or_else(|| anyhow::anyhow!("no run"))?;
+    use std::io::Write as _;
+    writeln!(child.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("no stdin"))?, "check")?;
+    let alive = read_line(&mut out, &mut line)?;
+    child.wait()?;
+    let alive: usize = alive.strip_prefix("alive ").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let (rss_after, rss_peak) = memory();
+    let per_connection = rss_idle.saturating_sub(rss_before) as f64 / IDLE_CONNECTIONS as f64;
+
+    // Every answered redirect is an event Kafka must acknowledge (the
+    // holder's 2 × IDLE_CONNECTIONS redirects are on top).
     let expected = requests;
     let started = Instant::now();
     while edge.metrics.produced.get() - produced_before < expected && started.elapsed() < Duration::from_secs(60) {
@@ -235,7 +364,20 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", row("bare hyper 302 (baseline)", &bare_report));
     println!("{}", row("edge 302 + event to Kafka", &edge_report));
     println!("{}", row("edge 302, 20 routing rules + event", &routed_report));
+    println!(
+        "{}",
+        row(&format!("edge 302 + event, {IDLE_CONNECTIONS} idle keep-alive connections open"), &idle_report)
+    );
     println!();
+    println!(
+        "memory: RSS {:.1} MiB before the idle connections, {:.1} MiB with {IDLE_CONNECTIONS} open ({:.1} KiB per \
+         connection), {:.1} MiB after; peak RSS {:.1} MiB; {alive} of {IDLE_CONNECTIONS} still served after the run",
+        rss_before as f64 / 1048576.0,
+        rss_idle as f64 / 1048576.0,
+        per_connection / 1024.0,
+        rss_after as f64 / 1048576.0,
+        rss_peak as f64 / 1048576.0,
+    );
     println!(
         "edge throughput = {:.0}% of bare hyper; with 20 rules = {:.1}% of the plain redirect (p99 {:.2}x); \
          events acknowledged by Kafka: {produced} of {expected} redirects (spooled: {spooled})",
@@ -252,9 +394,17 @@ async fn main() -> anyhow::Result<()> {
         "<= 200%",
     );
     benches::ratio("20 routing rules vs plain redirect", routed_report.rps, edge_report.rps, "req/s", ">= 95%");
+    benches::ratio(
+        &format!("edge p99 with {IDLE_CONNECTIONS} idle connections vs without"),
+        idle_report.p99.as_secs_f64() * 1e6,
+        edge_report.p99.as_secs_f64() * 1e6,
+        "µs",
+        "<= 110%",
+    );
     shutdown.cancel();
     edge.wait().await;
     db.drop().await?;
     anyhow::ensure!(produced >= expected, "only {produced} of {expected} events acknowledged");
+    anyhow::ensure!(alive == IDLE_CONNECTIONS, "the edge kept {alive} of {IDLE_CONNECTIONS} idle connections");
     Ok(())
 }
