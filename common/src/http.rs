@@ -264,6 +264,16 @@ mod tests {
     use http_body_util::Full;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// 8 KiB heads, the given timeouts (ms) and connection cap.
+    fn limits(header_ms: u64, idle_ms: u64, max_connections: usize) -> HttpLimits {
+        HttpLimits {
+            max_header_bytes: 8192,
+            header_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            max_connections,
+        }
+    }
+
     async fn server(limits: HttpLimits) -> (SocketAddr, prometheus::IntCounter, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -293,13 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_sent_byte_by_byte_is_cut_at_the_deadline() {
-        let limits = HttpLimits {
-            max_header_bytes: 8192,
-            header_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 0,
-        };
-        let (addr, _, stop) = server(limits).await;
+        let (addr, _, stop) = server(limits(300, 30000, 0)).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
         // Keeps dribbling a header well past the deadline.
@@ -333,13 +337,7 @@ mod tests {
     /// closed at the idle timeout.
     #[tokio::test]
     async fn idle_keep_alive_connections_outlive_the_head_timeout() {
-        let limits = HttpLimits {
-            max_header_bytes: 8192,
-            header_timeout: Duration::from_millis(200),
-            idle_timeout: Duration::from_millis(1500),
-            max_connections: 0,
-        };
-        let (addr, _, stop) = server(limits).await;
+        let (addr, _, stop) = server(limits(200, 1500, 0)).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         assert!(get(&mut s).await);
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -360,13 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_past_the_cap_are_closed_and_counted() {
-        let limits = HttpLimits {
-            max_header_bytes: 8192,
-            header_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(30),
-            max_connections: 2,
-        };
-        let (addr, refused, stop) = server(limits).await;
+        let (addr, refused, stop) = server(limits(30000, 30000, 2)).await;
         let mut held = Vec::new();
         for _ in 0..2 {
             let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
