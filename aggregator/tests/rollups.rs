@@ -69,7 +69,7 @@ fn row(t: &T, e: &Ev, id: uuid::Uuid, ingested_at: u32) -> EventRow {
     EventRow {
         platform: e.platform.into(),
         is_bot: u8::from(e.bot),
-        bot_reason: if e.bot { "crawler_ua".into() } else { String::new() },
+        bot_reason: if e.bot { "crawler_ua".into() } else { Default::default() },
         country: e.country,
         device: if e.bot { DeviceCode::Bot } else { DeviceCode::Mobile },
         os: "iOS".into(),
@@ -438,7 +438,7 @@ async fn a_flooded_link_still_rolls_and_never_stops_other_tenants() {
     let big = "r".repeat(980);
     let rows: Vec<EventRow> = (0..20_000u64)
         .map(|i| EventRow {
-            referrer_host: format!("{i:08}.{big}.example"),
+            referrer_host: format!("{i:08}.{big}.example").into(),
             ..row(&t, &view(t.link_a, H10 + (i % 3600) as u32, i), uuid::Uuid::new_v4(), now)
         })
         .collect();

@@ -1220,7 +1220,7 @@ async fn routing_rules_are_validated_stored_and_broken_down_by_variant() {
     let link = v["id"].as_str().unwrap().to_string();
     let now = now_s();
     let routed = |kind, ts, visitor, rule: &str, variant: &str| EventRow {
-        platform: if kind == KindCode::Click { "spotify".into() } else { String::new() },
+        platform: if kind == KindCode::Click { "spotify".into() } else { Default::default() },
         rule_id: rule.into(),
         variant: variant.into(),
         ..ev(kind, ts, &tenant, &link, visitor, visitor, now)

@@ -20,6 +20,7 @@
 //! hyper), URI length (414), time to send the head (slowloris), per-IP rate
 //! (429 with `Retry-After`).
 
+use schemas::Text;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -128,11 +129,11 @@ fn slug_segment(s: &str) -> Option<Cow<'_, str>> {
     schemas::ids::is_slug(&s).then_some(s)
 }
 
-fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<Text> {
     let v = headers.get(name)?;
     let s = String::from_utf8_lossy(v.as_bytes());
     let s = truncate_utf8(s.trim(), MAX_HEADER_VALUE_BYTES);
-    (!s.is_empty()).then(|| s.to_string())
+    (!s.is_empty()).then(|| Text::from(s))
 }
 
 /// Consent and visitor cookies of a request.
@@ -470,14 +471,14 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         event_id,
         kind,
         ts_ms,
-        tenant_id: tenant.id_hex.clone(),
-        link_id: link.id_hex.clone(),
-        slug: link.doc.slug.clone(),
-        host,
-        path: path.to_string(),
-        method: if head_only { "HEAD" } else { "GET" }.to_string(),
+        tenant_id: Text::from(tenant.id_hex.as_str()),
+        link_id: Text::from(link.id_hex.as_str()),
+        slug: Text::from(link.doc.slug.as_str()),
+        host: host.into(),
+        path: Text::from(path),
+        method: Text::const_new(if head_only { "HEAD" } else { "GET" }),
         platform: match kind {
-            EventKind::Click => platform.map(Cow::into_owned),
+            EventKind::Click => platform.as_deref().map(Text::from),
             EventKind::View => None,
         },
         ip,
@@ -487,15 +488,15 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         attribution,
         consent: cookies.consent,
         dnt,
-        visitor_id,
+        visitor_id: visitor_id.map(Text::from),
         keep_full_ip: !tenant.client.settings.anonymize_ip,
-        rule_id: rule_id.map(str::to_string),
-        variant: variant.map(str::to_string),
+        rule_id: rule_id.map(Text::from),
+        variant: variant.map(Text::from),
     };
     tracing::debug!(event_id = %event_id, kind = ?kind, tenant = %tenant.id_hex, link = %link.id_hex, "event");
     send(state, &event);
     if let Some((click_id, p)) = extra_click {
-        let click = RawEvent { event_id: click_id, kind: EventKind::Click, platform: Some(p.to_string()), ..event };
+        let click = RawEvent { event_id: click_id, kind: EventKind::Click, platform: Some(Text::from(p)), ..event };
         send(state, &click);
     }
     (route, resp)

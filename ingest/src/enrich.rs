@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode};
 use schemas::event::RawEvent;
+use schemas::Text;
 
 use crate::device::{bot_reason, UaParser};
 use crate::geoip::{GeoCache, GeoIp};
@@ -61,7 +62,7 @@ pub const MAX_UTM_CHARS: usize = 100;
 /// Host of a URL, lowercased, without `www.` and port; empty when none, or
 /// when it is longer than [`MAX_HOST_BYTES`] or holds a character no host
 /// name or IP literal has (so garbage never becomes a breakdown value).
-pub fn referrer_host(url: &str) -> String {
+pub fn referrer_host(url: &str) -> Text {
     let host = raw_host(url);
     let host = match host.get(..4) {
         Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
@@ -69,15 +70,17 @@ pub fn referrer_host(url: &str) -> String {
     };
     let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']');
     if host.len() > MAX_HOST_BYTES || !host.bytes().all(valid) {
-        return String::new();
+        return Text::default();
     }
-    host.to_ascii_lowercase()
+    let mut out = Text::from(host);
+    out.make_ascii_lowercase();
+    out
 }
 
 /// A UTM value as kept: trimmed, control characters dropped, runs of white
 /// space folded to one space, at most [`MAX_UTM_CHARS`] characters.
-pub fn utm_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len().min(MAX_UTM_CHARS));
+pub fn utm_value(v: &str) -> Text {
+    let mut out = Text::with_capacity(v.len().min(MAX_UTM_CHARS));
     let mut space = false;
     for c in v.trim().chars().filter(|c| !c.is_control() || c.is_whitespace()) {
         if c.is_whitespace() {
@@ -112,9 +115,9 @@ fn raw_host(url: &str) -> &str {
 
 /// `ip` as text (`81.2.69.0`, `2001:db8::`), formatted by hand for IPv4
 /// (the common case; `Display` goes through the formatting machinery).
-pub fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else { return ip.to_string() };
-    let mut s = String::with_capacity(15);
+pub fn ip_text(ip: IpAddr) -> Text {
+    let IpAddr::V4(v4) = ip else { return compact_str::ToCompactString::to_compact_string(&ip) };
+    let mut s = Text::default();
     for (i, o) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             s.push('.');
@@ -131,13 +134,15 @@ pub fn ip_text(ip: IpAddr) -> String {
 }
 
 /// Primary language of an `Accept-Language` value: `fr-FR,fr;q=0.9` → `fr`.
-pub fn language(accept_language: &str) -> String {
+pub fn language(accept_language: &str) -> Text {
     let first = accept_language.split(',').next().unwrap_or("").split(';').next().unwrap_or("").trim();
     let primary = first.split(['-', '_']).next().unwrap_or("");
     if (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic()) {
-        primary.to_ascii_lowercase()
+        let mut out = Text::from(primary);
+        out.make_ascii_lowercase();
+        out
     } else {
-        String::new()
+        Text::default()
     }
 }
 
@@ -181,8 +186,8 @@ impl Enricher {
         let language = e.accept_language.as_deref().map(language).unwrap_or_default();
         let consent = ConsentCode::from(e.consent);
         let a = e.attribution;
-        let utm = |v: Option<String>| v.as_deref().map(utm_value).unwrap_or_default();
-        let route = |v: Option<String>| v.as_deref().map(route_value).unwrap_or_default();
+        let utm = |v: Option<Text>| v.as_deref().map(utm_value).unwrap_or_default();
+        let route = |v: Option<Text>| v.as_deref().map(route_value).unwrap_or_default();
         EventRow {
             event_id: e.event_id,
             kind: KindCode::from(e.kind),
@@ -194,7 +199,7 @@ impl Enricher {
             host: e.host,
             platform: e.platform.unwrap_or_default(),
             is_bot: u8::from(reason.is_some()),
-            bot_reason: reason.unwrap_or("").to_string(),
+            bot_reason: Text::const_new(reason.unwrap_or("")),
             ip,
             visitor_hash,
             visitor_id: e.visitor_id.unwrap_or_default(),
@@ -237,7 +242,7 @@ impl Enricher {
 /// [`schemas::routing::MAX_RULE_ID_CHARS`] characters of `[a-z0-9_-]` (what
 /// the API accepts); anything else is cut there, so a forged raw event
 /// cannot grow a breakdown's values.
-pub fn route_value(v: &str) -> String {
+pub fn route_value(v: &str) -> Text {
     v.chars()
         .take(schemas::routing::MAX_RULE_ID_CHARS)
         .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
@@ -354,7 +359,7 @@ mod tests {
         let routed = RawEvent { rule_id: Some("fr-ios".into()), variant: Some("b".into()), ..e.clone() };
         let r = en.enrich(routed, 1_763_700_003);
         assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("fr-ios", "b"), "the edge's decision is kept");
-        let forged = RawEvent { rule_id: Some("x\"</script>".into()), variant: Some("é".repeat(40)), ..e };
+        let forged = RawEvent { rule_id: Some("x\"</script>".into()), variant: Some("é".repeat(40).into()), ..e };
         let r = en.enrich(forged, 1_763_700_004);
         assert_eq!((r.rule_id.as_str(), r.variant.as_str()), ("x", ""), "cut to what the API accepts");
     }

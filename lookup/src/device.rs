@@ -8,6 +8,7 @@
 //! Parsing is cached by user agent in a bounded cache (`quick_cache`): real
 //! traffic repeats a few thousand strings, so nearly every event is a hit.
 
+use schemas::Text;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,15 +20,15 @@ pub struct Device {
     /// Device class.
     pub class: DeviceCode,
     /// OS name (`iOS`, `Windows 10`, `Android`, `Mac OSX`).
-    pub os: String,
+    pub os: Text,
     /// OS version.
-    pub os_version: String,
+    pub os_version: Text,
     /// Browser name (`Safari`, `Chrome`, `Googlebot`).
-    pub browser: String,
+    pub browser: Text,
     /// Browser version.
-    pub browser_version: String,
+    pub browser_version: Text,
     /// Vendor (`Apple`, `Google`).
-    pub vendor: String,
+    pub vendor: Text,
     /// A crawler by its user agent.
     pub crawler: bool,
     /// Why the user agent alone marks a bot (`no_user_agent`, `unfurler`,
@@ -245,17 +246,17 @@ impl UaParser {
 
     /// Parses without the cache (benchmarks compare both).
     pub fn parse_uncached(&self, ua: &str) -> Device {
-        let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_string() };
+        let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { Text::default() } else { Text::from(s) };
         let crawler_by_list =
             !ua.is_empty() && (self.bots.is_bot(ua) || !browser_shaped(ua) || self.rules.is_match(ua));
         let Some(r) = self.woothee.parse(ua) else {
             return Device {
                 class: if crawler_by_list { DeviceCode::Bot } else { DeviceCode::Other },
-                os: String::new(),
-                os_version: String::new(),
-                browser: String::new(),
-                browser_version: String::new(),
-                vendor: String::new(),
+                os: Text::default(),
+                os_version: Text::default(),
+                browser: Text::default(),
+                browser_version: Text::default(),
+                vendor: Text::default(),
                 crawler: crawler_by_list,
                 bot: ua_reason(ua, crawler_by_list),
             };

@@ -22,6 +22,7 @@
 //! re-read when their modification time changes ([`GeoIp::reload_if_changed`]),
 //! without a restart; a file that fails to load keeps the previous version.
 
+use schemas::Text;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -39,11 +40,11 @@ pub struct Geo {
     /// ISO 3166-1 alpha-2, uppercase.
     pub country: [u8; 2],
     /// First subdivision (region, state), English name.
-    pub region: String,
+    pub region: Text,
     /// City, English name.
-    pub city: String,
+    pub city: Text,
     /// IANA time zone.
-    pub timezone: String,
+    pub timezone: Text,
 }
 
 /// Errors opening a database.
@@ -150,16 +151,16 @@ impl Db {
                             .and_then(|s| s.first())
                             .and_then(|s| s.names.as_ref())
                             .and_then(|n| n.get("en"))
-                            .map(|s| s.to_string())
+                            .map(|s| Text::from(*s))
                             .unwrap_or_default(),
                         city: c
                             .city
                             .as_ref()
                             .and_then(|c| c.names.as_ref())
                             .and_then(|n| n.get("en"))
-                            .map(|s| s.to_string())
+                            .map(|s| Text::from(*s))
                             .unwrap_or_default(),
-                        timezone: c.location.as_ref().and_then(|l| l.time_zone).unwrap_or_default().to_string(),
+                        timezone: c.location.as_ref().and_then(|l| l.time_zone).map(Text::from).unwrap_or_default(),
                     }),
                     len,
                 ))
@@ -169,9 +170,9 @@ impl Db {
                 Ok((
                     c.map(|c| Geo {
                         country: country_code(c.country_code),
-                        region: c.state1.unwrap_or_default().to_string(),
-                        city: c.city.unwrap_or_default().to_string(),
-                        timezone: c.timezone.unwrap_or_default().to_string(),
+                        region: c.state1.map(Text::from).unwrap_or_default(),
+                        city: c.city.map(Text::from).unwrap_or_default(),
+                        timezone: c.timezone.map(Text::from).unwrap_or_default(),
                     }),
                     len,
                 ))

@@ -18,6 +18,7 @@
 //! `GROUP BY event_id` subquery. The rollups (aggregator) do the same, so
 //! "duplicates never inflate a count" holds before and after merges.
 
+use crate::Text;
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 use uuid::Uuid;
@@ -183,25 +184,25 @@ pub struct EventRow {
     /// Event time, ms since the Unix epoch, UTC (sub-second order).
     pub ts_ms: u64,
     /// Tenant id, 24 hex digits.
-    pub tenant_id: String,
+    pub tenant_id: Text,
     /// Smartlink id, 24 hex digits.
-    pub link_id: String,
+    pub link_id: Text,
     /// Slug as stored.
-    pub slug: String,
+    pub slug: Text,
     /// Host the request came to.
-    pub host: String,
+    pub host: Text,
     /// Platform id of a click; empty on views.
-    pub platform: String,
+    pub platform: Text,
     /// 1 when flagged as a bot (crawler UA, HEAD, unfurler, scanner).
     pub is_bot: u8,
     /// Why it is a bot (`crawler_ua`, `head_request`, `unfurler`, ...); empty if not.
-    pub bot_reason: String,
+    pub bot_reason: Text,
     /// Client IP, anonymised (IPv4 /24, IPv6 /48) unless the tenant opted out.
-    pub ip: String,
+    pub ip: Text,
     /// Keyed hash of (tenant, IP, user agent, daily salt): counts uniques without cookies.
     pub visitor_hash: u64,
     /// First-party visitor cookie, when the visitor consented; else empty.
-    pub visitor_id: String,
+    pub visitor_id: Text,
     /// Session id (30 min of inactivity ends a session).
     pub session_id: u64,
     /// 1-based number of this visitor's visit to this link.
@@ -213,51 +214,51 @@ pub struct EventRow {
     /// ISO 3166-1 alpha-2 country code (`FixedString(2)`).
     pub country: [u8; 2],
     /// Region or subdivision name.
-    pub region: String,
+    pub region: Text,
     /// City name.
-    pub city: String,
+    pub city: Text,
     /// IANA time zone of the location.
-    pub timezone: String,
+    pub timezone: Text,
     /// Device class.
     pub device: DeviceCode,
     /// Operating system name (`iOS`, `Windows 10`).
-    pub os: String,
+    pub os: Text,
     /// Operating system version.
-    pub os_version: String,
+    pub os_version: Text,
     /// Browser name.
-    pub browser: String,
+    pub browser: Text,
     /// Browser version.
-    pub browser_version: String,
+    pub browser_version: Text,
     /// Browser or device vendor.
-    pub vendor: String,
+    pub vendor: Text,
     /// Full `Referer`.
-    pub referrer: String,
+    pub referrer: Text,
     /// Host of the `Referer`, lowercased, without `www.`.
-    pub referrer_host: String,
+    pub referrer_host: Text,
     /// `utm_source`.
-    pub utm_source: String,
+    pub utm_source: Text,
     /// `utm_medium`.
-    pub utm_medium: String,
+    pub utm_medium: Text,
     /// `utm_campaign`.
-    pub utm_campaign: String,
+    pub utm_campaign: Text,
     /// `utm_term`.
-    pub utm_term: String,
+    pub utm_term: Text,
     /// `utm_content`.
-    pub utm_content: String,
+    pub utm_content: Text,
     /// Google Ads click id.
-    pub gclid: String,
+    pub gclid: Text,
     /// Meta click id.
-    pub fbclid: String,
+    pub fbclid: Text,
     /// TikTok click id.
-    pub ttclid: String,
+    pub ttclid: Text,
     /// Primary language of `Accept-Language` (`fr`, `en`), lowercase; empty if none.
-    pub language: String,
+    pub language: Text,
     /// Cookie-consent state.
     pub consent: ConsentCode,
     /// 1 when `DNT: 1` or `Sec-GPC: 1` was sent.
     pub dnt: u8,
     /// `User-Agent` as received.
-    pub user_agent: String,
+    pub user_agent: Text,
     /// When ingest's write of the row landed (set on each write attempt),
     /// seconds since the Unix epoch, UTC; the `ReplacingMergeTree` version
     /// (the latest write of a duplicate wins) and how the aggregator finds
@@ -266,10 +267,10 @@ pub struct EventRow {
     /// The routing rule that decided the visit (`smartlinks.routing.rules[].id`,
     /// or `preferred` for a remembered service); empty when none matched.
     /// Added by migration 1 ([`MIGRATIONS`]).
-    pub rule_id: String,
+    pub rule_id: Text,
     /// The A/B variant the visitor was assigned within [`Self::rule_id`];
     /// empty without a split. Added by migration 1.
-    pub variant: String,
+    pub variant: Text,
 }
 
 impl EventRow {
@@ -296,45 +297,45 @@ impl EventRow {
             ts_ms: u64::from(ts) * 1000,
             tenant_id: tenant_id.into(),
             link_id: link_id.into(),
-            slug: String::new(),
-            host: String::new(),
-            platform: String::new(),
+            slug: Text::default(),
+            host: Text::default(),
+            platform: Text::default(),
             is_bot: 0,
-            bot_reason: String::new(),
-            ip: String::new(),
+            bot_reason: Text::default(),
+            ip: Text::default(),
             visitor_hash,
-            visitor_id: String::new(),
+            visitor_id: Text::default(),
             session_id,
             visit_number: 1,
             is_unique: 1,
             is_returning: 0,
             country: [0, 0],
-            region: String::new(),
-            city: String::new(),
-            timezone: String::new(),
+            region: Text::default(),
+            city: Text::default(),
+            timezone: Text::default(),
             device: DeviceCode::Other,
-            os: String::new(),
-            os_version: String::new(),
-            browser: String::new(),
-            browser_version: String::new(),
-            vendor: String::new(),
-            referrer: String::new(),
-            referrer_host: String::new(),
-            utm_source: String::new(),
-            utm_medium: String::new(),
-            utm_campaign: String::new(),
-            utm_term: String::new(),
-            utm_content: String::new(),
-            gclid: String::new(),
-            fbclid: String::new(),
-            ttclid: String::new(),
-            language: String::new(),
+            os: Text::default(),
+            os_version: Text::default(),
+            browser: Text::default(),
+            browser_version: Text::default(),
+            vendor: Text::default(),
+            referrer: Text::default(),
+            referrer_host: Text::default(),
+            utm_source: Text::default(),
+            utm_medium: Text::default(),
+            utm_campaign: Text::default(),
+            utm_term: Text::default(),
+            utm_content: Text::default(),
+            gclid: Text::default(),
+            fbclid: Text::default(),
+            ttclid: Text::default(),
+            language: Text::default(),
             consent: ConsentCode::Unknown,
             dnt: 0,
-            user_agent: String::new(),
+            user_agent: Text::default(),
             ingested_at,
-            rule_id: String::new(),
-            variant: String::new(),
+            rule_id: Text::default(),
+            variant: Text::default(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! seed 000 (`server`, `attribution`) and the request facts the dual engine
 //! (seed 002) records before any JavaScript runs.
 
+use crate::Text;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -76,28 +77,28 @@ pub enum Consent {
 pub struct Attribution {
     /// `utm_source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm_source: Option<String>,
+    pub utm_source: Option<Text>,
     /// `utm_medium`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm_medium: Option<String>,
+    pub utm_medium: Option<Text>,
     /// `utm_campaign`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm_campaign: Option<String>,
+    pub utm_campaign: Option<Text>,
     /// `utm_term`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm_term: Option<String>,
+    pub utm_term: Option<Text>,
     /// `utm_content`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm_content: Option<String>,
+    pub utm_content: Option<Text>,
     /// Google Ads click id (`gclid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gclid: Option<String>,
+    pub gclid: Option<Text>,
     /// Meta click id (`fbclid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fbclid: Option<String>,
+    pub fbclid: Option<Text>,
     /// TikTok click id (`ttclid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttclid: Option<String>,
+    pub ttclid: Option<Text>,
 }
 
 impl Attribution {
@@ -123,7 +124,7 @@ impl Attribution {
             "ttclid" => &mut self.ttclid,
             _ => return false,
         };
-        *slot = Some(truncate_utf8(value, MAX_QUERY_VALUE_BYTES).to_owned());
+        *slot = Some(truncate_utf8(value, MAX_QUERY_VALUE_BYTES).into());
         true
     }
 
@@ -137,7 +138,7 @@ impl Attribution {
         Self::PARAMS.into_iter().zip(self.values()).filter_map(|(n, v)| Some((n, v.as_deref()?)))
     }
 
-    fn values(&self) -> [&Option<String>; 8] {
+    fn values(&self) -> [&Option<Text>; 8] {
         [
             &self.utm_source,
             &self.utm_medium,
@@ -169,21 +170,21 @@ pub struct RawEvent {
     /// When the edge received the request: ms since the Unix epoch, UTC.
     pub ts_ms: i64,
     /// The tenant (`clients._id`), 24 lowercase hex digits.
-    pub tenant_id: String,
+    pub tenant_id: Text,
     /// The smartlink (`smartlinks._id`), 24 lowercase hex digits.
-    pub link_id: String,
+    pub link_id: Text,
     /// The link's slug as stored (lowercase).
-    pub slug: String,
+    pub slug: Text,
     /// The `Host` header as received, lowercased, without port.
-    pub host: String,
+    pub host: Text,
     /// The request path as received (without the query string).
-    pub path: String,
+    pub path: Text,
     /// HTTP method, `GET` or `HEAD` (HEAD requests are flagged as bots downstream).
-    pub method: String,
+    pub method: Text,
     /// The platform clicked (`spotify`, `apple-music`, ... see
     /// [`crate::mongo::PlatformId`]); present on clicks only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Text>,
     /// Client IP: the socket peer, or the first untrusted hop of the
     /// forwarding header the trusted proxy writes (`X-Forwarded-For` or
     /// `Forwarded`, RFC 7239; edge `EDGE_FORWARDED_HEADER`). Raw here;
@@ -191,13 +192,13 @@ pub struct RawEvent {
     pub ip: IpAddr,
     /// `User-Agent`, at most [`MAX_HEADER_VALUE_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Text>,
     /// `Accept-Language`, at most [`MAX_HEADER_VALUE_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accept_language: Option<String>,
+    pub accept_language: Option<Text>,
     /// `Referer`, at most [`MAX_HEADER_VALUE_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referrer: Option<String>,
+    pub referrer: Option<Text>,
     /// UTM parameters and click ids from the query string.
     #[serde(default)]
     pub attribution: Attribution,
@@ -209,7 +210,7 @@ pub struct RawEvent {
     pub dnt: bool,
     /// The first-party visitor cookie, set only with consent (random, opaque).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visitor_id: Option<String>,
+    pub visitor_id: Option<Text>,
     /// The tenant opted out of IP anonymisation (seed 002 GDPR settings);
     /// copied from the tenant's settings by the edge so ingest needs no lookup.
     /// Ingest honours it only with [`RawEvent::full_ip_allowed`].
@@ -221,11 +222,11 @@ pub struct RawEvent {
     /// [`crate::routing::MAX_RULE_ID_CHARS`] characters; absent when no rule
     /// matched (issue #18).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule_id: Option<String>,
+    pub rule_id: Option<Text>,
     /// The A/B variant of [`Self::rule_id`] the visitor is assigned to
     /// (stable per visitor); absent without a split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub variant: Option<Text>,
 }
 
 /// Why a raw event was rejected. Each variant is a bounded metrics label and a
@@ -417,8 +418,8 @@ mod tests {
             (|e| e.link_id = "65F1C0FFEE0000000000CAFE".into(), "bad_id"),
             (|e| e.slug = "../etc".into(), "bad_slug"),
             (|e| e.platform = None, "platform_mismatch"),
-            (|e| e.user_agent = Some("x".repeat(2000)), "too_long"),
-            (|e| e.attribution.gclid = Some("x".repeat(300)), "too_long"),
+            (|e| e.user_agent = Some("x".repeat(2000).into()), "too_long"),
+            (|e| e.attribution.gclid = Some("x".repeat(300).into()), "too_long"),
         ];
         for (break_it, reason) in cases {
             let mut e = sample();

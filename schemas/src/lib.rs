@@ -12,6 +12,16 @@
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
 //!
 //! It performs no I/O; `migrate` applies the DDL, indexes and topics.
+//!
+//! String fields of events and rows are [`Text`]: inline up to 24 bytes.
+
+/// A string field of an event ([`event::RawEvent`]) or of an analytics row
+/// ([`clickhouse::EventRow`]): UTF-8 like `String`, serialised the same,
+/// but held inline up to 24 bytes (`compact_str`), so ids, slugs, hosts,
+/// platforms, places and device names cost no allocation. Ingest builds a
+/// row of ~30 of them per event and frees it on another thread: as
+/// `String`s they were a fifth of its CPU (benches/README.md, 2026-12-07).
+pub type Text = compact_str::CompactString;
 
 pub mod alerts;
 pub mod billing;

@@ -127,6 +127,9 @@ fn row(name: &str, r: &benches::WrkReport) -> String {
     )
 }
 
+/// Processes whose CPU time each run prints.
+const CPU_NAMES: &[&str] = &["self", "wrk", "java", "machine"];
+
 /// Idle keep-alive connections the run holds open while it measures the
 /// edge again (issue #17: held without moving p99).
 const IDLE_CONNECTIONS: usize = 10_000;
@@ -271,9 +274,20 @@ async fn main() -> anyhow::Result<()> {
     let edge_url = format!("http://{}/jiro/spotify", edge.addr);
     let routed_url = format!("http://{}/routed/spotify", edge.addr);
     let bare_url = format!("http://{bare}/jiro/spotify");
+    // Each measured run also says where the two cores went: this process
+    // (the server), wrk, the Kafka broker, the whole machine.
     let wrk = |url: &str, secs: Duration| {
         let u = url.to_string();
-        tokio::task::spawn_blocking(move || benches::run_wrk_with(&u, &visitor_headers(), 1, conns, secs))
+        tokio::task::spawn_blocking(move || {
+            let cpu = benches::cpu_seconds(CPU_NAMES);
+            let t = Instant::now();
+            let r = benches::run_wrk_with(&u, &visitor_headers(), 1, conns, secs);
+            if secs >= Duration::from_secs(3) {
+                let share = benches::cpu_share(&cpu, &benches::cpu_seconds(CPU_NAMES), t.elapsed().as_secs_f64());
+                eprintln!("{u}: CPU {share}");
+            }
+            r
+        })
     };
     for url in [&edge_url, &routed_url, &bare_url] {
         wrk(url, Duration::from_secs(2)).await??;
