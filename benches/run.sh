@@ -27,7 +27,7 @@ export RUST_LOG=warn
 if [ "$QUICK" = quick ]; then
   runs=("edge_redirect 2 32" "ingest_throughput 20000" "analytics_scale 100000 1" "bot_recall")
 else
-  runs=("edge_redirect 10 64" "ingest_throughput 200000" "analytics_scale 1000000 1" "bot_recall")
+  runs=("edge_redirect 10 64" "ingest_throughput 600000" "analytics_scale 1000000 1" "bot_recall")
 fi
 failed=()
 for r in "${runs[@]}"; do

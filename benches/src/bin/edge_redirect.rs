@@ -128,7 +128,7 @@ fn row(name: &str, r: &benches::WrkReport) -> String {
 }
 
 /// Processes whose CPU time each run prints.
-const CPU_NAMES: &[&str] = &["self", "wrk", "java", "machine"];
+const CPU_NAMES: &[&str] = &["self", "java", "machine"];
 
 /// Idle keep-alive connections the run holds open while it measures the
 /// edge again (issue #17: held without moving p99).
@@ -275,7 +275,8 @@ async fn main() -> anyhow::Result<()> {
     let routed_url = format!("http://{}/routed/spotify", edge.addr);
     let bare_url = format!("http://{bare}/jiro/spotify");
     // Each measured run also says where the two cores went: this process
-    // (the server), wrk, the Kafka broker, the whole machine.
+    // (the server), the Kafka broker, the whole machine (wrk, which exits
+    // before the second reading, is in the machine's share).
     let wrk = |url: &str, secs: Duration| {
         let u = url.to_string();
         tokio::task::spawn_blocking(move || {
