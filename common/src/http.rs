@@ -15,7 +15,7 @@
 //! connection waits for a request, idle or not, so with it alone an idle
 //! keep-alive connection (a visitor's browser, a load balancer's pool)
 //! would be closed after the few seconds a head may take. hyper's timer is
-//! therefore set to the idle timeout, and [`HeadDeadline`] times the head
+//! therefore set to the idle timeout, and `HeadDeadline` times the head
 //! itself from its first byte.
 
 use std::convert::Infallible;
