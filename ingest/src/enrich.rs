@@ -405,6 +405,31 @@ mod tests {
         assert_eq!(parse(&serde_json::to_vec(&bad).unwrap(), e.ts_ms).unwrap_err().reason, "bad_id");
     }
 
+    /// One parser, its buffers reused, over records of growing and
+    /// shrinking sizes with failures between them: every answer is the one a
+    /// fresh parser gives (nothing left over from the record before).
+    #[test]
+    fn a_reused_parser_answers_as_a_fresh_one() {
+        let small = raw("81.2.69.142", "ua", "GET");
+        let big = RawEvent {
+            referrer: Some(format!("https://e.x/{}", "é\\\"".repeat(200)).into()),
+            ..raw("2001:218::1", &"Mozilla/5.0 ".repeat(80), "HEAD")
+        };
+        let mut p = Parser::default();
+        let records: Vec<Vec<u8>> = vec![
+            serde_json::to_vec(&small).unwrap(),
+            serde_json::to_vec(&big).unwrap(),
+            b"{not json".to_vec(),
+            serde_json::to_vec(&small).unwrap(),
+            br#"{"v":1}"#.to_vec(),
+            serde_json::to_vec(&big).unwrap(),
+        ];
+        for r in &records {
+            assert_eq!(p.parse(r, small.ts_ms), parse(r, small.ts_ms));
+        }
+        assert_eq!(p.parse(&records[1], small.ts_ms).unwrap(), big);
+    }
+
     #[test]
     fn referrer_hosts_and_languages() {
         assert_eq!(referrer_host("https://user@WWW.Example.com:8443/a"), "example.com");
