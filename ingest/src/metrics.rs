@@ -20,6 +20,9 @@ pub const BATCH_WRITE_SECONDS: &str = "ingest_batch_write_seconds";
 pub const CONSUMER_LAG: &str = "ingest_consumer_lag";
 /// User-agent cache lookups, by result (`hit`, `miss`).
 pub const UA_CACHE_TOTAL: &str = "ingest_ua_cache_total";
+/// GeoIP cache lookups by network, by result (`hit`, `miss`), summed over
+/// the process's consumers (`lookup::geoip::GeoCache`).
+pub const GEOIP_CACHE_TOTAL: &str = "ingest_geoip_cache_total";
 /// ClickHouse write errors, by kind (`network`, `timeout`, `server`, `other`).
 pub const CLICKHOUSE_ERRORS_TOTAL: &str = "ingest_clickhouse_errors_total";
 /// GeoIP lookups that failed on a corrupt database.
@@ -48,6 +51,8 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// See [`UA_CACHE_TOTAL`].
     pub ua_cache: IntCounterVec,
+    /// See [`GEOIP_CACHE_TOTAL`].
+    pub geoip_cache: IntCounterVec,
     /// See [`CLICKHOUSE_ERRORS_TOTAL`].
     pub clickhouse_errors: IntCounterVec,
     /// See [`GEOIP_ERRORS_TOTAL`].
@@ -89,6 +94,10 @@ impl Metrics {
                 Opts::new(UA_CACHE_TOTAL, "User-agent cache lookups, by result."),
                 &["result"],
             )?,
+            geoip_cache: IntCounterVec::new(
+                Opts::new(GEOIP_CACHE_TOTAL, "GeoIP cache lookups by network, by result."),
+                &["result"],
+            )?,
             clickhouse_errors: IntCounterVec::new(
                 Opts::new(CLICKHOUSE_ERRORS_TOTAL, "ClickHouse write errors, by kind."),
                 &["kind"],
@@ -108,6 +117,7 @@ impl Metrics {
         r.register(Box::new(m.write_seconds.clone()))?;
         r.register(Box::new(m.lag.clone()))?;
         r.register(Box::new(m.ua_cache.clone()))?;
+        r.register(Box::new(m.geoip_cache.clone()))?;
         r.register(Box::new(m.clickhouse_errors.clone()))?;
         r.register(Box::new(m.geoip_errors.clone()))?;
         r.register(Box::new(m.commit_errors.clone()))?;

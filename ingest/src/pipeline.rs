@@ -156,6 +156,8 @@ pub struct Pipeline {
     pub limits: BatchLimits,
     batch: Batch,
     pool: RowPool,
+    /// GeoIP cache (hits, misses) already added to the metrics.
+    geo_reported: (u64, u64),
 }
 
 /// Writes closed batches to ClickHouse and commits their offsets, in order.
@@ -203,6 +205,7 @@ impl Pipeline {
             limits,
             batch: Batch::default(),
             pool: RowPool::default(),
+            geo_reported: (0, 0),
         }
     }
 
@@ -252,6 +255,7 @@ impl Pipeline {
                 },
             }
             if self.should_flush() {
+                self.report_geo_cache();
                 let next = Batch { rows: self.pool.take(), ..Batch::default() };
                 let batch = std::mem::replace(&mut self.batch, next);
                 tokio::select! {
@@ -271,6 +275,16 @@ impl Pipeline {
         });
         let _ = writer_task.await;
         tracing::info!("ingest consumer stopped");
+    }
+
+    /// Adds the GeoIP cache's hits and misses since the last call to
+    /// `ingest_geoip_cache_total` (once per batch: the cache itself keeps
+    /// plain counters, no atomic per event).
+    fn report_geo_cache(&mut self) {
+        let (hits, misses) = self.enricher.geo_cache.stats();
+        let (h0, m0) = std::mem::replace(&mut self.geo_reported, (hits, misses));
+        self.metrics.geoip_cache.with_label_values(&["hit"]).inc_by(hits - h0);
+        self.metrics.geoip_cache.with_label_values(&["miss"]).inc_by(misses - m0);
     }
 
     fn should_flush(&self) -> bool {

@@ -238,6 +238,11 @@ async fn events_are_enriched_and_written_to_clickhouse() {
         (ingest.metrics.written.get() == events.len() as u64).then_some(())
     })
     .await;
+    // 604 events from 7 addresses: the GeoIP cache answered nearly all
+    // (MaxMind's test file splits 81.2.69.0/24 finer: cached by address).
+    let geo = |r: &str| ingest.metrics.geoip_cache.with_label_values(&[r]).get();
+    assert_eq!(geo("hit") + geo("miss"), events.len() as u64, "every event's lookup is counted");
+    assert!(geo("miss") <= 7 && geo("hit") >= 597, "hits {} misses {}", geo("hit"), geo("miss"));
     drop_database(&env).await;
 }
 
