@@ -187,6 +187,15 @@ impl HeadDeadline {
             }
         }
     }
+
+    /// An answer is being written: a request under way is done, and the
+    /// connection waits for the next one (idle, no head deadline).
+    fn answering(&mut self) {
+        self.observe_calls();
+        if matches!(self.phase, Phase::Request) {
+            self.phase = Phase::Idle;
+        }
+    }
 }
 
 impl AsyncRead for HeadDeadline {
@@ -224,10 +233,7 @@ impl AsyncRead for HeadDeadline {
 impl AsyncWrite for HeadDeadline {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.observe_calls();
-        if matches!(this.phase, Phase::Request) {
-            this.phase = Phase::Idle;
-        }
+        this.answering();
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
@@ -237,10 +243,7 @@ impl AsyncWrite for HeadDeadline {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.observe_calls();
-        if matches!(this.phase, Phase::Request) {
-            this.phase = Phase::Idle;
-        }
+        this.answering();
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 

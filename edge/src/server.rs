@@ -20,7 +20,6 @@
 //! hyper), URI length (414), time to send the head (slowloris), per-IP rate
 //! (429 with `Retry-After`).
 
-use schemas::Text;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +48,7 @@ use crate::page::{self, CONSENT_COOKIE, PREFERRED_COOKIE, VISITOR_COOKIE};
 use crate::routing::{self, Decision, ParamValues, Visit};
 use crate::sink::EventSink;
 use schemas::routing::PREFERRED_RULE;
+use schemas::Text;
 
 /// Everything the handler reads. Shared by all connections.
 pub struct AppState {

@@ -1,6 +1,6 @@
 //! From a Kafka record to a ClickHouse row: parse (simd-json), validate,
 //! enrich. Everything here is synchronous and in memory; the consumer loop
-//! calls [`parse`] then [`Enricher::enrich`] once per record.
+//! calls [`Parser::parse`] then [`Enricher::enrich`] once per record.
 
 use std::net::IpAddr;
 use std::sync::Arc;

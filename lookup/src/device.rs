@@ -8,11 +8,11 @@
 //! Parsing is cached by user agent in a bounded cache (`quick_cache`): real
 //! traffic repeats a few thousand strings, so nearly every event is a hit.
 
-use schemas::Text;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use schemas::clickhouse::DeviceCode;
+use schemas::Text;
 
 /// What a user agent says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,6 @@
 //! re-read when their modification time changes ([`GeoIp::reload_if_changed`]),
 //! without a restart; a file that fails to load keeps the previous version.
 
-use schemas::Text;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -32,6 +31,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use maxminddb::{geoip2, Reader};
+use schemas::Text;
 use serde::Deserialize;
 
 /// A location. Empty strings and `[0, 0]` when unknown.
@@ -216,7 +216,7 @@ impl GeoIp {
     /// The location of `ip`; empty when no file knows it. A corrupt record
     /// is an error (counted by the caller), not a panic.
     pub fn lookup(&self, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
-        Ok(self.ask(ip, Db::lookup)?.0.unwrap_or_default())
+        Ok(self.lookup_network(ip)?.0)
     }
 
     /// The ISO 3166-1 alpha-2 country of `ip`, uppercase, `[0, 0]` when no
@@ -344,7 +344,6 @@ enum Cached {
 /// ([`GeoIp::generation`]) empties it.
 pub struct GeoCache {
     map: quick_cache::unsync::Cache<NetKey, Cached>,
-    capacity: usize,
     generation: u64,
     hits: u64,
     misses: u64,
@@ -358,8 +357,7 @@ impl GeoCache {
 
     /// A cache of at most `capacity` networks (at least 16).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(16);
-        Self { map: quick_cache::unsync::Cache::new(capacity), capacity, generation: 0, hits: 0, misses: 0 }
+        Self { map: quick_cache::unsync::Cache::new(capacity.max(16)), generation: 0, hits: 0, misses: 0 }
     }
 
     /// `(hits, misses)` since creation.
@@ -373,7 +371,7 @@ impl GeoCache {
     pub fn lookup(&mut self, geoip: &GeoIp, ip: IpAddr) -> Result<Geo, maxminddb::MaxMindDbError> {
         let generation = geoip.generation();
         if generation != self.generation {
-            self.map = quick_cache::unsync::Cache::new(self.capacity);
+            self.map.clear();
             self.generation = generation;
         }
         let (net, exact, net_len) = match ip {

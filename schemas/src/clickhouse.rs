@@ -18,10 +18,11 @@
 //! `GROUP BY event_id` subquery. The rollups (aggregator) do the same, so
 //! "duplicates never inflate a count" holds before and after merges.
 
-use crate::Text;
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 use uuid::Uuid;
+
+use crate::Text;
 
 /// Default ClickHouse database.
 pub const DEFAULT_DATABASE: &str = "smartlinks";

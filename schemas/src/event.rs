@@ -15,13 +15,13 @@
 //! seed 000 (`server`, `attribution`) and the request facts the dual engine
 //! (seed 002) records before any JavaScript runs.
 
-use crate::Text;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{is_object_id, is_slug};
+use crate::Text;
 
 /// Version of the raw event written by this build of the edge.
 pub const RAW_EVENT_VERSION: u16 = 1;

@@ -127,6 +127,13 @@ fn row(name: &str, r: &benches::WrkReport) -> String {
     )
 }
 
+/// Keeps in `best` the faster of it and `r` (best of several runs).
+fn keep_faster(best: &mut Option<benches::WrkReport>, r: benches::WrkReport) {
+    if best.as_ref().is_none_or(|b| r.rps > b.rps) {
+        *best = Some(r);
+    }
+}
+
 /// Processes whose CPU time each run prints.
 const CPU_NAMES: &[&str] = &["self", "java", "machine"];
 
@@ -318,9 +325,7 @@ async fn main() -> anyhow::Result<()> {
         for (url, best) in [(&edge_url, &mut edge_report), (&routed_url, &mut routed_report)] {
             let r = wrk(url, duration).await??;
             requests += r.requests;
-            if best.as_ref().is_none_or(|b| r.rps > b.rps) {
-                *best = Some(r);
-            }
+            keep_faster(best, r);
         }
     }
     let (edge_report, routed_report) = (
@@ -351,9 +356,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..2 {
         let r = wrk(&edge_url, duration).await??;
         requests += r.requests;
-        if idle_report.as_ref().is_none_or(|b| r.rps > b.rps) {
-            idle_report = Some(r);
-        }
+        keep_faster(&mut idle_report, r);
     }
     let idle_report = idle_report.ok_or_else(|| anyhow::anyhow!("no run"))?;
     use std::io::Write as _;
