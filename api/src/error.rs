@@ -259,8 +259,8 @@ impl From<rollup::RollupError> for ApiError {
     }
 }
 
-impl From<crate::crypto::CryptoError> for ApiError {
-    fn from(e: crate::crypto::CryptoError) -> Self {
+impl From<crypto::CryptoError> for ApiError {
+    fn from(e: crypto::CryptoError) -> Self {
         ApiError::Unavailable { store: "pii encryption", detail: e.to_string() }
     }
 }

@@ -39,7 +39,6 @@ pub mod cache;
 pub mod campaigns;
 pub mod config;
 pub mod crm;
-pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod gdpr;

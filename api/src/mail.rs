@@ -16,8 +16,8 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use schemas::mongo::{collections, EmailLog};
 
-use crate::crypto::Pii;
 use crate::error::ApiError;
+use crypto::Pii;
 
 /// Why the mailer could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +149,7 @@ impl Mailer {
         let log = EmailLog {
             id,
             client_id: m.client_id,
-            to_enc: pii.encrypt(&m.to, crate::crypto::Field::new(collections::EMAIL_LOGS, id, "to"))?,
+            to_enc: pii.encrypt(&m.to, crypto::Field::new(collections::EMAIL_LOGS, id, "to"))?,
             to_index: pii.email_index(&m.to),
             subject: m.subject.clone(),
             template: m.template.to_string(),

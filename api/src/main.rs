@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// `api rewrap-pii`: one [`api::rewrap::run`] on the configured database.
 async fn rewrap_pii(cfg: &api::Config) -> anyhow::Result<()> {
-    let pii = api::crypto::Pii::new(cfg.pii_keys.expose(), cfg.blind_index_key.expose())
+    let pii = crypto::Pii::new(cfg.pii_keys.expose(), cfg.blind_index_key.expose())
         .context("API_PII_KEYS / API_BLIND_INDEX_KEY")?;
     let db = cfg.mongo.database().await.context("MongoDB URI")?;
     let report = api::rewrap::run(&db, &pii).await.context("rewrapping personal data")?;

@@ -1,6 +1,6 @@
 //! `api rewrap-pii`: rewrites every stored personal-data ciphertext that
 //! is not bound to its place or not under the current key, as a bound
-//! value under the current key ([`crate::crypto`], security review finding
+//! value under the current key ([`crypto`], security review finding
 //! 17). Run once after upgrading from `enc:v1:` values (they are refused
 //! from then on), and after putting a new key first in `API_PII_KEYS`
 //! (then the old key can be dropped once a run finds nothing left).
@@ -14,7 +14,7 @@ use bson::{doc, Bson, Document};
 use futures::TryStreamExt;
 use schemas::mongo::collections;
 
-use crate::crypto::{CryptoError, Field, Pii};
+use crypto::{CryptoError, Field, Pii};
 
 /// Where ciphertexts are stored: the field holding them (a string, or an
 /// array of strings), and the [`Field`] name they are bound to (with the

@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::AnswerCache;
 use crate::config::Config;
-use crate::crypto::{CryptoError, Pii};
 use crate::error::ApiError;
 use crate::mail::{MailConfigError, Mailer, Outgoing};
 use crate::metrics::Metrics;
 use crate::tenants::limits::RequestLimits;
+use crypto::{CryptoError, Pii};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]

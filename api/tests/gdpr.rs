@@ -300,7 +300,7 @@ async fn unbound_ciphertexts_are_refused_until_rewrapped_and_a_new_key_rewraps_e
     assert_eq!((s, code(&v)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{v}");
 
     // `api rewrap-pii` binds them; the API reads them again.
-    let pii = api::crypto::Pii::new(&keys, index).unwrap();
+    let pii = crypto::Pii::new(&keys, index).unwrap();
     let counts = |report: &[(api::rewrap::Place, api::rewrap::Counts)], path: &str| {
         report.iter().find(|(p, _)| p.collection == "leads" && p.path == path).unwrap().1.clone()
     };
@@ -317,7 +317,7 @@ async fn unbound_ciphertexts_are_refused_until_rewrapped_and_a_new_key_rewraps_e
     assert_eq!((back["email"].as_str(), back["phone"].as_str()), (Some("ada@rewrap.test"), Some("+33612345678")));
 
     // A new key first: every value of every place moves to it; then nothing is left.
-    let rotated = api::crypto::Pii::new(&format!("test2:{},{keys}", b64(&k2)), index).unwrap();
+    let rotated = crypto::Pii::new(&format!("test2:{},{keys}", b64(&k2)), index).unwrap();
     let report = api::rewrap::run(&e.mongo, &rotated).await.unwrap();
     for path in ["personal.emailEnc", "personal.phoneEnc", "personal.addressEnc"] {
         assert_eq!(counts(&report, path).rewritten, 1, "{path}");
@@ -327,7 +327,7 @@ async fn unbound_ciphertexts_are_refused_until_rewrapped_and_a_new_key_rewraps_e
     for f in ["emailEnc", "phoneEnc", "addressEnc"] {
         assert!(personal.get_str(f).unwrap().starts_with("enc:v2:test2:"), "{f}");
     }
-    let owner = api::crypto::Field::new("leads", oid, "phone");
+    let owner = crypto::Field::new("leads", oid, "phone");
     assert_eq!(rotated.decrypt(personal.get_str("phoneEnc").unwrap(), owner).unwrap(), "+33612345678");
     let again = api::rewrap::run(&e.mongo, &rotated).await.unwrap();
     assert!(again.iter().all(|(_, c)| *c == api::rewrap::Counts::default()), "idempotent: {again:?}");

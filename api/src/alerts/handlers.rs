@@ -13,7 +13,6 @@ use super::health::{self, Windows};
 use super::notifier::{default_settings, new_secret};
 use crate::audit::Meta;
 use crate::auth::Principal;
-use crate::crypto::Field;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::rbac::{Action, Resource};
@@ -21,6 +20,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::tenants::{ClientScope, Tenant};
 use crate::validate::{self, rfc, to_rfc3339};
+use crypto::Field;
 
 /// Most recipient emails.
 const MAX_EMAILS: usize = 10;

@@ -40,11 +40,11 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::health::{self, Health, Verdict, Windows};
-use crate::crypto::Field;
 use crate::error::ApiError;
 use crate::mail::Outgoing;
 use crate::state::AppState;
 use crate::validate::to_rfc3339;
+use crypto::Field;
 
 /// How long a claimed attempt may run before another instance may retry it.
 const ATTEMPT_LEASE: Duration = Duration::from_secs(300);

@@ -37,7 +37,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::money::{self, line_total, quantity_milli};
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
-use crate::crypto::Field;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::mail::{MailAttachment, Outgoing};
@@ -47,6 +46,7 @@ use crate::tenants::Tenant;
 use crate::validate::email;
 use crate::validate::{self, day, rfc, wire};
 use crate::validate::{currency, hex};
+use crypto::Field;
 
 /// Largest invoice total accepted, minor units (10^15).
 const MAX_TOTAL_MINOR: i64 = 1_000_000_000_000_000;

@@ -19,7 +19,6 @@ use super::fields::{custom_json, tags};
 use super::person::{self, Address, PersonInput, PersonView};
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
-use crate::crypto::Pii;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path};
 use crate::identity::assignee;
@@ -29,6 +28,7 @@ use crate::tenants::ClientScope;
 use crate::tenants::Tenant;
 use crate::validate;
 use crate::validate::hex;
+use crypto::Pii;
 
 /// A contact as the API shows it (personal data decrypted).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

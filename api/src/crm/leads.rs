@@ -23,7 +23,6 @@ use super::fields::{custom_json, percent, priority, tags};
 use super::person::{self, Address, PersonInput, PersonView};
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
-use crate::crypto::Pii;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path, Query};
 use crate::identity::assignee;
@@ -32,6 +31,7 @@ use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::validate::{self, rfc, wire};
 use crate::validate::{currency, hex, money};
+use crypto::Pii;
 
 /// `POST /v1/leads` body.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,7 +9,7 @@ use schemas::crm::Person;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::crypto::{Field, Pii};
+use crypto::{Field, Pii};
 
 /// The record a [`Person`] is embedded in (`leads` or `contacts`, and its
 /// `_id`): its ciphertexts are bound to fields `email`, `phone`, `address`

@@ -16,7 +16,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit::{self, Entry, Meta};
 use crate::auth::Principal;
 use crate::crm::person;
-use crate::crypto::{Field, Pii};
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Query};
 use crate::rbac::{Action, Resource};
@@ -24,6 +23,7 @@ use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::validate::email;
 use crate::validate::rfc;
+use crypto::{Field, Pii};
 
 const ERASED: &str = "[erased]";
 

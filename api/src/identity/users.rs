@@ -18,7 +18,6 @@ use super::password::{hash_password, password_policy, verify_password, DUMMY_HAS
 use super::tokens;
 use crate::audit::{self, Entry, Meta, Target};
 use crate::auth::{generate_token, Principal};
-use crate::crypto::Field;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
 use crate::extract::{Body, Path};
 use crate::rbac::{Action, Resource};
@@ -26,6 +25,7 @@ use crate::state::AppState;
 use crate::tenants::Tenant;
 use crate::validate::email;
 use crate::validate::{self, rfc, wire};
+use crypto::Field;
 
 /// `POST /v1/users` body.
 #[derive(Debug, Deserialize, ToSchema)]

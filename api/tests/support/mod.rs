@@ -77,7 +77,7 @@ pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
     // Tests log in from one address many times; the limit has its own test.
     cfg.auth_rate_per_minute = 0;
     cfg.link_scheme = "http".into();
-    cfg.pii_keys = api::crypto::Pii::generate_key("test1").unwrap().into();
+    cfg.pii_keys = crypto::Pii::generate_key("test1").unwrap().into();
     cfg.blind_index_key = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE=".into();
     cfg.login_lock_secs = 2;
     cfg.ops_alert_emails = "oncall@ops.test, sre@ops.test".into();

@@ -1,4 +1,5 @@
-//! Personal data at rest (issue #6, seed 001 "Chiffrement"): AES-256-GCM
+//! `crypto`: personal data and secrets at rest (issue #6, seed 001
+//! "Chiffrement"; destination credentials, issue #19): AES-256-GCM
 //! (RustCrypto `aes-gcm`) for emails, phones, addresses and TOTP secrets,
 //! and a keyed hash (HMAC-SHA256, "blind index") for exact lookups and
 //! uniqueness on emails without storing them in clear.
@@ -15,7 +16,7 @@
 //!   ([`Pii::rebind`]). `enc:v1:` values, written before the binding, are
 //!   refused ([`CryptoError::Legacy`]) unless `API_PII_LEGACY_V1` is set
 //!   ([`Pii::with_legacy_v1`]): a v1 value would decrypt wherever it is
-//!   copied. `api rewrap-pii` ([`crate::rewrap`]) rewrites them as v2, and
+//!   copied. `api rewrap-pii` rewrites them as v2, and
 //!   values under an older key with the current one.
 //! - The blind index is `hex(HMAC-SHA256(API_BLIND_INDEX_KEY, normalised value))`;
 //!   emails are normalised by trimming and lowercasing.
