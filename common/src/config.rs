@@ -78,6 +78,11 @@ pub struct KafkaConfig {
     /// `smartlinks.events.dead-letter` ([`schemas::topics::DEAD_LETTERS`]).
     #[envconfig(from = "KAFKA_DEAD_LETTER_TOPIC", default = "smartlinks.events.dead-letter")]
     pub dead_letter_topic: String,
+    /// `KAFKA_CONVERSION_DEAD_LETTER_TOPIC`: requests the forwarder could
+    /// not deliver to an ad platform. Default
+    /// `smartlinks.conversions.dead-letter` ([`schemas::topics::CONVERSION_DEAD_LETTERS`]).
+    #[envconfig(from = "KAFKA_CONVERSION_DEAD_LETTER_TOPIC", default = "smartlinks.conversions.dead-letter")]
+    pub conversion_dead_letter_topic: String,
     /// `KAFKA_REPLICATION`: replication factor of topics `migrate` creates.
     /// Default 1 (single local broker); 3 in production.
     #[envconfig(from = "KAFKA_REPLICATION", default = "1")]
@@ -87,7 +92,11 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// The topic names in use.
     pub fn topic_names(&self) -> schemas::topics::TopicNames {
-        schemas::topics::TopicNames { raw_events: self.raw_topic.clone(), dead_letters: self.dead_letter_topic.clone() }
+        schemas::topics::TopicNames {
+            raw_events: self.raw_topic.clone(),
+            dead_letters: self.dead_letter_topic.clone(),
+            conversion_dead_letters: self.conversion_dead_letter_topic.clone(),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use ipnet::IpNet;
 use schemas::event::{
-    truncate_utf8, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION,
+    truncate_utf8, AdCookies, Attribution, Consent, EventKind, RawEvent, MAX_HEADER_VALUE_BYTES, RAW_EVENT_VERSION,
 };
 use uuid::Uuid;
 
@@ -142,10 +142,13 @@ struct Cookies {
     visitor: Option<String>,
     /// The service the visitor last clicked out to (a platform id).
     preferred: Option<String>,
+    /// The ad platforms' cookies (`_fbp`, `_fbc`, `_ga`, `_ttp`); put in
+    /// the event only when the visitor is tracked.
+    ad: AdCookies,
 }
 
 fn cookies(headers: &HeaderMap) -> Cookies {
-    let mut c = Cookies { consent: Consent::Unknown, visitor: None, preferred: None };
+    let mut c = Cookies { consent: Consent::Unknown, visitor: None, preferred: None, ad: AdCookies::default() };
     for v in headers.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else { continue };
         for cookie in cookie::Cookie::split_parse(s).flatten() {
@@ -164,6 +167,9 @@ fn cookies(headers: &HeaderMap) -> Cookies {
                 }
                 PREFERRED_COOKIE if schemas::ids::is_slug(cookie.value()) => {
                     c.preferred = Some(cookie.value().to_string());
+                }
+                name if name.starts_with('_') => {
+                    c.ad.set(name, cookie.value());
                 }
                 _ => {}
             }
@@ -489,6 +495,8 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         consent: cookies.consent,
         dnt,
         visitor_id: visitor_id.map(Text::from),
+        // The platforms' cookies are the visitor's: only with consent.
+        ad_cookies: if tracked { cookies.ad } else { AdCookies::default() },
         keep_full_ip: !tenant.client.settings.anonymize_ip,
         rule_id: rule_id.map(Text::from),
         variant: variant.map(Text::from),
@@ -605,6 +613,23 @@ mod tests {
         let c = cookies(&h);
         assert_eq!(c.consent, Consent::Unknown);
         assert_eq!(c.visitor, None);
+    }
+
+    #[test]
+    fn the_ad_platforms_cookies_are_read_and_junk_is_left_out() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("_fbp=fb.1.1700000000000.123; _ga=GA1.1.42.1700000000; _ttp=abc; _xyz=1; _fbc="),
+        );
+        let c = cookies(&h);
+        assert_eq!(c.ad.fbp.as_deref(), Some("fb.1.1700000000000.123"));
+        assert_eq!(c.ad.ga.as_deref(), Some("GA1.1.42.1700000000"));
+        assert_eq!(c.ad.ttp.as_deref(), Some("abc"));
+        assert_eq!(c.ad.fbc, None, "empty value");
+        let long = format!("_ga={}", "1".repeat(300));
+        h.insert(header::COOKIE, HeaderValue::from_str(&long).unwrap());
+        assert!(cookies(&h).ad.is_empty(), "over 256 bytes");
     }
 
     #[test]

@@ -316,6 +316,7 @@ mod tests {
             consent: Consent::Granted,
             dnt: false,
             visitor_id: None,
+            ad_cookies: Default::default(),
             keep_full_ip: false,
             rule_id: None,
             variant: None,

@@ -81,6 +81,7 @@ fn event(ip: &str, ua: Option<&str>, method: &str, kind: EventKind, ts_ms: i64) 
         consent: Consent::Unknown,
         dnt: false,
         visitor_id: None,
+        ad_cookies: Default::default(),
         keep_full_ip: false,
         rule_id: None,
         variant: None,

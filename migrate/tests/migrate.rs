@@ -322,6 +322,7 @@ async fn kafka_topics_are_created_once_with_their_partitions_and_carry_raw_event
         consent: Consent::Denied,
         dnt: true,
         visitor_id: None,
+        ad_cookies: Default::default(),
         keep_full_ip: false,
         rule_id: None,
         variant: None,

@@ -152,6 +152,56 @@ impl Attribution {
     }
 }
 
+/// The ad platforms' own first-party cookies on the link's domain, which
+/// the tenant's pixels set once the visitor consented: the forwarder
+/// (issue #19) hands them to the platforms so server and pixel events
+/// match the same browser. Recorded by the edge only with consent and
+/// without `DNT`/`Sec-GPC`; each value at most [`MAX_QUERY_VALUE_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdCookies {
+    /// Meta browser id, cookie `_fbp` (`fb.1.{ms}.{random}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbp: Option<Text>,
+    /// Meta click id cookie `_fbc` (`fb.1.{ms}.{fbclid}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbc: Option<Text>,
+    /// Google Analytics cookie `_ga` (`GA1.1.{random}.{s}`): its last two
+    /// parts are the GA4 client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga: Option<Text>,
+    /// TikTok browser id, cookie `_ttp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttp: Option<Text>,
+}
+
+impl AdCookies {
+    /// The cookie names captured, in field order.
+    pub const NAMES: [&'static str; 4] = ["_fbp", "_fbc", "_ga", "_ttp"];
+
+    /// True when no cookie is set (then the field is left out of the JSON).
+    pub fn is_empty(&self) -> bool {
+        self.fbp.is_none() && self.fbc.is_none() && self.ga.is_none() && self.ttp.is_none()
+    }
+
+    /// Sets the value of cookie `name` (one of [`Self::NAMES`]) when it is
+    /// 1..=[`MAX_QUERY_VALUE_BYTES`] bytes of printable ASCII without
+    /// spaces; returns false, changing nothing, otherwise.
+    pub fn set(&mut self, name: &str, value: &str) -> bool {
+        if value.is_empty() || value.len() > MAX_QUERY_VALUE_BYTES || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return false;
+        }
+        let slot = match name {
+            "_fbp" => &mut self.fbp,
+            "_fbc" => &mut self.fbc,
+            "_ga" => &mut self.ga,
+            "_ttp" => &mut self.ttp,
+            _ => return false,
+        };
+        *slot = Some(value.into());
+        true
+    }
+}
+
 /// One view or click as recorded by the edge, before enrichment.
 ///
 /// Produced as JSON to [`crate::topics::RAW_EVENTS`]; see the module docs for
@@ -211,6 +261,9 @@ pub struct RawEvent {
     /// The first-party visitor cookie, set only with consent (random, opaque).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor_id: Option<Text>,
+    /// The ad platforms' cookies (issue #19), only with consent.
+    #[serde(default, skip_serializing_if = "AdCookies::is_empty")]
+    pub ad_cookies: AdCookies,
     /// The tenant opted out of IP anonymisation (seed 002 GDPR settings);
     /// copied from the tenant's settings by the edge so ingest needs no lookup.
     /// Ingest honours it only with [`RawEvent::full_ip_allowed`].
@@ -373,6 +426,7 @@ mod tests {
             consent: Consent::Granted,
             dnt: false,
             visitor_id: Some("v_2f1d9c".into()),
+            ad_cookies: Default::default(),
             keep_full_ip: false,
             rule_id: None,
             variant: None,

@@ -8,6 +8,7 @@
 //! - [`ids`]: ObjectId, slug and platform id rules.
 //! - [`routing`]: a smartlink's routing rules (device, country, language, A/B, preferred service).
 //! - [`alerts`]: tenants' tracking-health alert settings, states and delivery log.
+//! - [`conversions`]: the ad platforms a tenant forwards conversions to, and the delivery log.
 //! - [`billing`]: invoices and payments; [`campaign`]: campaigns and their daily ad KPIs; [`gdpr`]: consents and newsletter subscribers.
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
 //!
@@ -27,6 +28,7 @@ pub mod alerts;
 pub mod billing;
 pub mod campaign;
 pub mod clickhouse;
+pub mod conversions;
 pub mod crm;
 pub mod event;
 pub mod gdpr;

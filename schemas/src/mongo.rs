@@ -77,6 +77,10 @@ pub mod collections {
     pub const ALERT_STATES: &str = "alert_states";
     /// Tracking-health notifications and their attempts ([`crate::alerts::AlertDelivery`]).
     pub const ALERT_DELIVERIES: &str = "alert_deliveries";
+    /// Tenants' ad-platform accounts for server-side conversions ([`crate::conversions::Destination`]).
+    pub const CONVERSION_DESTINATIONS: &str = "conversion_destinations";
+    /// What the forwarder sent to them ([`crate::conversions::DeliveryLog`]).
+    pub const CONVERSION_DELIVERIES: &str = "conversion_deliveries";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -1251,6 +1255,19 @@ pub const INDEXES: &[IndexSpec] = &[
         keys: &[("status", 1), ("nextAttemptAt", 1)],
         unique: false,
     },
+    IndexSpec {
+        collection: collections::CONVERSION_DESTINATIONS,
+        name: "client",
+        keys: &[("clientId", 1), ("createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::CONVERSION_DELIVERIES,
+        name: "destination_at",
+        keys: &[("clientId", 1), ("destinationId", 1), ("at", -1)],
+        unique: false,
+    },
+    IndexSpec { collection: collections::CONVERSION_DELIVERIES, name: "at", keys: &[("at", 1)], unique: false },
 ];
 
 #[cfg(test)]

@@ -21,6 +21,36 @@ pub const RAW_EVENTS_RETENTION_DAYS: i64 = 7;
 pub const DEAD_LETTERS_RETENTION_DAYS: i64 = 14;
 /// The consumer group of ingest.
 pub const INGEST_GROUP: &str = "smartlinks-ingest";
+/// The consumer group of the forwarder (issue #19): it reads the raw topic
+/// on its own offsets, so a slow ad platform never holds ingest back.
+pub const FORWARDER_GROUP: &str = "smartlinks-forwarder";
+/// Requests the forwarder could not deliver to an ad platform (refused, or
+/// still failing after its retries): the JSON body it sent, without the
+/// credential, with [`conversion_dead_letter_headers`] naming the
+/// destination, the reason and the platform's answer.
+pub const CONVERSION_DEAD_LETTERS: &str = "smartlinks.conversions.dead-letter";
+/// Days Kafka keeps conversion dead letters (they hold IPs and user agents).
+pub const CONVERSION_DEAD_LETTERS_RETENTION_DAYS: i64 = 14;
+
+/// Header names the forwarder sets on every conversion dead letter.
+pub mod conversion_dead_letter_headers {
+    /// `rejected` (the platform refused it) or `abandoned` (retries exhausted).
+    pub const REASON: &str = "dlq-reason";
+    /// The platform (`meta`, `ga4`, `tiktok`).
+    pub const PLATFORM: &str = "dlq-platform";
+    /// The tenant, 24 hex digits.
+    pub const TENANT: &str = "dlq-tenant";
+    /// The destination, 24 hex digits.
+    pub const DESTINATION: &str = "dlq-destination";
+    /// The last HTTP status, decimal; absent without an answer.
+    pub const STATUS: &str = "dlq-status";
+    /// The platform's answer or the transport error, at most 2 KiB.
+    pub const ANSWER: &str = "dlq-answer";
+    /// Attempts made, decimal.
+    pub const ATTEMPTS: &str = "dlq-attempts";
+    /// When it was dead-lettered: ms since the Unix epoch, UTC, decimal.
+    pub const TS_MS: &str = "dlq-ts-ms";
+}
 
 /// Header names ingest sets on every dead-letter record.
 pub mod dead_letter_headers {
@@ -58,24 +88,37 @@ pub struct TopicNames {
     pub raw_events: String,
     /// Dead-letter topic, default [`DEAD_LETTERS`].
     pub dead_letters: String,
+    /// Conversion dead-letter topic, default [`CONVERSION_DEAD_LETTERS`].
+    pub conversion_dead_letters: String,
 }
 
 impl Default for TopicNames {
     fn default() -> Self {
-        Self { raw_events: RAW_EVENTS.into(), dead_letters: DEAD_LETTERS.into() }
+        Self {
+            raw_events: RAW_EVENTS.into(),
+            dead_letters: DEAD_LETTERS.into(),
+            conversion_dead_letters: CONVERSION_DEAD_LETTERS.into(),
+        }
     }
 }
 
 impl TopicNames {
     /// The default names with `.{suffix}` appended, for an isolated test.
     pub fn with_suffix(suffix: &str) -> Self {
-        Self { raw_events: format!("{RAW_EVENTS}.{suffix}"), dead_letters: format!("{DEAD_LETTERS}.{suffix}") }
+        Self {
+            raw_events: format!("{RAW_EVENTS}.{suffix}"),
+            dead_letters: format!("{DEAD_LETTERS}.{suffix}"),
+            conversion_dead_letters: format!("{CONVERSION_DEAD_LETTERS}.{suffix}"),
+        }
     }
 
-    /// The specs of both topics with `replication` replicas: raw events with
-    /// [`RAW_EVENTS_PARTITIONS`] partitions and 7 days of retention, dead
-    /// letters with [`DEAD_LETTERS_PARTITIONS`] and 30 days. Both compress with
-    /// lz4, as the edge produces.
+    /// The specs of the three topics with `replication` replicas: raw
+    /// events with [`RAW_EVENTS_PARTITIONS`] partitions and
+    /// [`RAW_EVENTS_RETENTION_DAYS`] of retention, dead letters with
+    /// [`DEAD_LETTERS_PARTITIONS`] and [`DEAD_LETTERS_RETENTION_DAYS`],
+    /// conversion dead letters with 1 partition and
+    /// [`CONVERSION_DEAD_LETTERS_RETENTION_DAYS`]. All compress with lz4,
+    /// as the edge produces.
     pub fn specs(&self, replication: i32) -> Vec<TopicSpec> {
         const DAY_MS: i64 = 86_400_000;
         vec![
@@ -94,6 +137,15 @@ impl TopicNames {
                 replication,
                 config: vec![
                     ("retention.ms", (DEAD_LETTERS_RETENTION_DAYS * DAY_MS).to_string()),
+                    ("compression.type", "lz4".into()),
+                ],
+            },
+            TopicSpec {
+                name: self.conversion_dead_letters.clone(),
+                partitions: 1,
+                replication,
+                config: vec![
+                    ("retention.ms", (CONVERSION_DEAD_LETTERS_RETENTION_DAYS * DAY_MS).to_string()),
                     ("compression.type", "lz4".into()),
                 ],
             },

@@ -71,6 +71,7 @@ fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
                 consent: Consent::Unknown,
                 dnt: false,
                 visitor_id: None,
+                ad_cookies: Default::default(),
                 keep_full_ip: false,
                 rule_id: None,
                 variant: None,
