@@ -13,12 +13,13 @@
 //! | [`billing`] | `/v1/invoices` |
 //! | [`gdpr`] | `/v1/gdpr/*`, `/v1/newsletter` |
 //! | [`alerts`] | `/v1/alerts` (tenants' tracking-health alerts, and the notifier sending them) |
+//! | [`conversions`] | `/v1/destinations` (ad platforms the `forwarder` sends consented conversions to, its delivery log) |
 //! | [`audit_log`] | `/v1/audit` (records written by [`audit`], which every mutation goes through) |
 //!
 //! Shared by all: [`auth`] (bearer keys and sessions) and [`rbac`] (who may
 //! do what), [`error`] (JSON errors with a stable code), [`extract`] and
 //! [`validate`] (request parsing and field rules), [`store`], [`lock`],
-//! [`crypto`] (PII at rest), [`mail`], [`metrics`], [`state`], [`config`].
+//! the `crypto` library (PII and secrets at rest), [`mail`], [`metrics`], [`state`], [`config`].
 //!
 //! JSON over HTTP under `/v1`, OpenAPI at `/v1/openapi.json`
 //! ([`openapi::document`]). Every `/v1` route but the OpenAPI document,
@@ -38,6 +39,7 @@ pub mod billing;
 pub mod cache;
 pub mod campaigns;
 pub mod config;
+pub mod conversions;
 pub mod crm;
 pub mod error;
 pub mod extract;
@@ -107,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit_log::router())
         .merge(ops::router())
         .merge(alerts::router())
+        .merge(conversions::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::trail))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()

@@ -10,7 +10,7 @@ use utoipa::openapi::Type;
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::{alerts, analytics, audit_log, billing, campaigns, crm, gdpr, identity, links, ops, tenants};
+use crate::{alerts, analytics, audit_log, billing, campaigns, conversions, crm, gdpr, identity, links, ops, tenants};
 
 /// The API's OpenAPI document (JSON): the info, tags and security scheme
 /// here, every domain's paths merged in, each operation's answers and
@@ -31,6 +31,7 @@ pub fn document() -> serde_json::Value {
         audit_log::Doc::openapi(),
         ops::Doc::openapi(),
         alerts::Doc::openapi(),
+        conversions::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -251,6 +252,14 @@ shaped_strings! {
     meta_pixel_id = (0, 30, "^([0-9]{4,30})?$");
     /// Schema of a TikTok Pixel id, or `""` for none.
     tiktok_pixel_id = (0, 30, "^([A-Z0-9]{4,30})?$");
+    /// Schema of a conversion destination's account id: a Meta pixel id
+    /// (digits), a GA4 measurement id (`G-…`) or a TikTok pixel code.
+    destination_account = (4, 32, "^(G-)?[A-Z0-9]{4,30}$");
+    /// Schema of a destination's credential: 8..=512 printable ASCII
+    /// characters without spaces.
+    destination_credential = (8, 512, "^[!-~]{8,512}$");
+    /// Schema of a platform's test event code, or `""` for none.
+    test_event_code = (0, 64, "^[A-Za-z0-9_-]{0,64}$");
     /// Schema of a hex colour ([`crate::validate::color`]): `#rgb`,
     /// `#rrggbb` or `#rrggbbaa`, or `""` for none.
     color = (0, 9, "^(#([0-9A-Fa-f]{3}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8}))?$");
@@ -363,8 +372,9 @@ fn error_answer(description: &str, retry_after: bool) -> serde_json::Value {
 }
 
 /// The sources of the DTOs, for [`described`].
-const DTO_SOURCES: [&str; 22] = [
+const DTO_SOURCES: [&str; 23] = [
     include_str!("alerts/handlers.rs"),
+    include_str!("conversions/handlers.rs"),
     include_str!("analytics/handlers.rs"),
     include_str!("audit_log/handlers.rs"),
     include_str!("billing/invoices.rs"),
@@ -577,6 +587,7 @@ fn completed(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
         (name = "users", description = "Back-office users, login sessions, TOTP"),
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
         (name = "alerts", description = "Tracking-health alerts to tenants (seed 002): settings, health now, delivery log"),
+        (name = "destinations", description = "Server-side conversions (issue #19): the ad platforms a tenant forwards consented views and click-outs to, and the delivery log"),
         (name = "ops", description = "Operations: Alertmanager's webhook receiver, emailing the operators (operator key)"),
     )
 )]
@@ -783,6 +794,7 @@ mod tests {
             include_str!("audit_log/mod.rs"),
             include_str!("ops/mod.rs"),
             include_str!("alerts/mod.rs"),
+            include_str!("conversions/mod.rs"),
         ]
         .concat();
         // `.route(\n "/path", …)` as rustfmt breaks a long one: the same as on one line.
@@ -805,7 +817,7 @@ mod tests {
             }
         }
         // The routers' real size (a parse that misses routes fails here).
-        assert_eq!(routed.len(), 85, "routes read from the routers: {routed:?}");
+        assert_eq!(routed.len(), 91, "routes read from the routers: {routed:?}");
         for r in crate::audit::PERSONAL_READS {
             assert!(routed.contains(&("get".to_string(), r.to_string())), "audited read {r} is not a GET route");
         }

@@ -56,6 +56,9 @@ pub enum Resource {
     Gdpr,
     /// Tracking-health alerts: settings, states, delivery log.
     Alerts,
+    /// Conversion destinations (ad platforms' accounts and credentials)
+    /// and their delivery log (issue #19).
+    Destinations,
 }
 
 impl Resource {
@@ -76,6 +79,7 @@ impl Resource {
             Resource::Billing => "billing",
             Resource::Gdpr => "gdpr",
             Resource::Alerts => "alerts",
+            Resource::Destinations => "destinations",
         }
     }
 
@@ -127,6 +131,7 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
         Role::Manager => match resource {
             Links | Campaigns => matches!(action, Create | Read | Update | Delete),
             Alerts => matches!(action, Read | Update),
+            Destinations => action == Read,
             Billing => matches!(action, Create | Read | Update),
             Gdpr => action == Read,
             Analytics => matches!(action, Read | Export),
@@ -170,12 +175,13 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
             (has("alerts:write") && matches!(action, Action::Read | Action::Update))
                 || (action == Action::Read && has("analytics:read"))
         }
+        Resource::Destinations => has("destinations:write") && action != Action::Export,
         _ => false,
     }
 }
 
 /// Every scope a tenant key may hold.
-pub const SCOPES: [&str; 11] = [
+pub const SCOPES: [&str; 12] = [
     "links:read",
     "links:write",
     "analytics:read",
@@ -187,6 +193,7 @@ pub const SCOPES: [&str; 11] = [
     "billing:write",
     "gdpr:write",
     "alerts:write",
+    "destinations:write",
 ];
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
         "billing:write",
         "gdpr:write",
         "alerts:write",
+        "destinations:write",
     ];
     let (kb, _) = e.key_with(&b, &scopes).await;
     let (_, a_key_id) = e.key_with(&a, &["links:read"]).await;
@@ -61,6 +62,15 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
             "issuer": {"name": "Agency", "address": "2 rue\nParis"},
             "lines": [{"description": "Promo", "quantity": 1, "unit_price_minor": 10_000}], "vat_rate_bp": 2000,
             "issue_date": "2026-03-10", "currency": "EUR"})),
+        )
+        .await);
+
+    let destination = id(e
+        .ok(
+            &ta,
+            Method::POST,
+            "/v1/destinations",
+            Some(json!({"platform": "meta", "name": "Iso", "pixel_id": "1234567890", "credential": "iso-secret-1"})),
         )
         .await);
 
@@ -137,6 +147,22 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
             nf,
         ),
         (Method::GET, "/v1/invoices/{id}/payments", format!("/v1/invoices/{invoice}/payments"), None, nf),
+        (Method::GET, "/v1/destinations/{id}", format!("/v1/destinations/{destination}"), None, nf),
+        (
+            Method::PATCH,
+            "/v1/destinations/{id}",
+            format!("/v1/destinations/{destination}"),
+            Some(json!({"enabled": false})),
+            nf,
+        ),
+        (Method::DELETE, "/v1/destinations/{id}", format!("/v1/destinations/{destination}"), None, nf),
+        (
+            Method::GET,
+            "/v1/destinations/{id}/deliveries",
+            format!("/v1/destinations/{destination}/deliveries"),
+            None,
+            nf,
+        ),
     ];
 
     // Every `{id}` operation of the OpenAPI document is in the table.
@@ -192,6 +218,8 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
         keys.as_array().unwrap().iter().any(|k| k["id"] == a_key_id.as_str() && k["revoked_at"].is_null()),
         "{keys}"
     );
+    let d = e.ok(&ta, Method::GET, &format!("/v1/destinations/{destination}"), None).await;
+    assert_eq!(d["enabled"], true, "{d}");
     let tasks = e.ok(&ta, Method::GET, "/v1/tasks", None).await;
     assert!(tasks.as_array().unwrap().iter().all(|t| t["status"] != "COMPLETED"), "{tasks}");
 
