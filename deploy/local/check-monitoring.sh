@@ -49,7 +49,7 @@ print(" ".join(sorted({x["labels"]["alertname"] + "(" + x["labels"].get("tenant"
   sleep 2
 done
 
-for stage in edge:9180 ingest:9181 aggregator:9182 api:9183; do
+for stage in edge:9180 ingest:9181 forwarder:9184 aggregator:9182 api:9183; do
   IFS=: read -r name port <<<"$stage"
   body=$(curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics") || { echo "$name: /metrics unreachable" >&2; rc=1; continue; }
   if ! problems=$(printf '%s\n' "$body" | promtool check metrics 2>&1); then

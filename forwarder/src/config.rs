@@ -68,8 +68,9 @@ pub struct Config {
     #[envconfig(from = "FORWARDER_RETRY_MAX_MS", default = "30000")]
     pub retry_max_ms: u64,
     /// `FORWARDER_DESTINATION_RPS`: requests per second to one destination
-    /// (burst of twice as many), below the platforms' quotas. Default 20.
-    #[envconfig(from = "FORWARDER_DESTINATION_RPS", default = "20")]
+    /// (burst of twice as many), below the platforms' quotas (GA4 takes a
+    /// request per visitor, 25 events at most). Default 100.
+    #[envconfig(from = "FORWARDER_DESTINATION_RPS", default = "100")]
     pub destination_rps: u32,
     /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
     /// at start ([`Config::insecure_settings`]); `local` only warns.

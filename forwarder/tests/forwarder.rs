@@ -4,6 +4,7 @@
 //! a 429 then success (retried), a 400 (dead-lettered at once), a 500 for
 //! good (retried, then dead-lettered); consent denied, DNT and bots are
 //! never sent.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

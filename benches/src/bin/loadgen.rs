@@ -18,6 +18,16 @@
 //!    them too and equals ClickHouse's, then prints a summary read from the
 //!    API (`/v1/analytics/overview`, `breakdown`, `realtime`, `health`,
 //!    `/v1/alerts`).
+//! 4. With `LOADGEN_PLATFORM_STUB_LOG` (issue #19): before sending, gives
+//!    the demo tenant a Meta, a GA4 and a TikTok destination
+//!    (`/v1/destinations`; any other destination of the demo tenant is
+//!    deleted) and waits until the forwarder has loaded them (its
+//!    `forwarder_destinations` gauge at `LOADGEN_FORWARDER_ADMIN`, default
+//!    `http://127.0.0.1:9184`); afterwards, waits until the file the
+//!    `platform-stub` writes shows every consented human view and click
+//!    exactly once per destination with the event id the page handed its
+//!    pixels (`eventId` of the page's data, a button's `data-eid`), and no
+//!    event of a visitor who did not consent.
 //!
 //! Usage: `loadgen [VISITS] [CONCURRENCY]` (defaults 3000, 32). Settings from
 //! the environment: `LOADGEN_EDGE` (default `http://127.0.0.1:8080`),
@@ -66,6 +76,11 @@ struct Sent {
     clicks: BTreeMap<String, u64>,
     bot_events: u64,
     errors: u64,
+    /// Event ids of consented human views and clicks (the pixels' ids):
+    /// each must reach each destination once.
+    consented: Vec<String>,
+    /// Event ids of views and clicks without consent: sent nowhere.
+    unconsented: Vec<String>,
 }
 
 /// The API as the demo tenant's tools use it.
@@ -188,6 +203,119 @@ async fn seed(api: &Api, op: &str) -> anyhow::Result<(String, String)> {
     Ok((tenant, key))
 }
 
+/// The text of `s` between the first `start` and the next `end`.
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+/// The demo tenant's conversion destinations (issue #19): (name, platform,
+/// account id, credential). The forwarder of the demo sends to the
+/// `platform-stub`, which plays all three platforms.
+const DESTINATIONS: [(&str, &str, &str, &str); 3] = [
+    ("Demo Meta pixel", "meta", "1234567890", "demo-meta-access-token"),
+    ("Demo GA4 stream", "ga4", "G-DEMO1234", "demo-ga4-api-secret"),
+    ("Demo TikTok pixel", "tiktok", "CDEMO12345", "demo-tiktok-access-token"),
+];
+
+/// Sets the demo tenant's destinations to [`DESTINATIONS`] (deleting any
+/// other, which an operator's tool may have added), then waits until the
+/// forwarder at `admin` has loaded at least one per platform.
+async fn seed_destinations(api: &Api, op: &str, tenant: &str, admin: &str) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let found = api.ok(op, Method::GET, &format!("/v1/destinations?client_id={tenant}"), None).await?;
+    let found = found.as_array().cloned().unwrap_or_default();
+    for d in &found {
+        if !DESTINATIONS.iter().any(|(n, p, ..)| d["name"] == *n && d["platform"] == *p) {
+            api.ok(op, Method::DELETE, &format!("/v1/destinations/{}", str_of(d, "id")?), None).await.ok();
+        }
+    }
+    for (name, platform, account, credential) in DESTINATIONS {
+        let want = json!({"pixel_id": account, "credential": credential, "events": ["view", "click"], "enabled": true, "test_event_code": ""});
+        match found.iter().find(|d| d["name"] == name && d["platform"] == platform) {
+            Some(d) => {
+                api.ok(op, Method::PATCH, &format!("/v1/destinations/{}", str_of(d, "id")?), Some(want)).await?;
+            }
+            None => {
+                let mut body = want;
+                body["client_id"] = json!(tenant);
+                body["name"] = json!(name);
+                body["platform"] = json!(platform);
+                if let Some(b) = body.as_object_mut() {
+                    b.remove("test_event_code");
+                }
+                api.ok(op, Method::POST, "/v1/destinations", Some(body)).await?;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = api.http.get(format!("{admin}/metrics")).send().await;
+        let text = match metrics {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let loaded = ["meta", "ga4", "tiktok"].iter().all(|p| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("forwarder_destinations{{platform=\"{p}\"}}")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .is_some_and(|n| n >= 1.0)
+        });
+        if loaded {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the forwarder at {admin} did not load the demo's destinations");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `log` (the `platform-stub`'s lines) shows each of
+/// `consented` once per destination of [`DESTINATIONS`] and none of
+/// `unconsented`; returns the events seen per platform.
+async fn check_conversions(
+    log: &std::path::Path,
+    consented: &[String],
+    unconsented: &[String],
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut seen: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+            if let (Some(a), Some(id)) = (v["account"].as_str(), v["event_id"].as_str()) {
+                *seen.entry((a.to_string(), id.to_string())).or_insert(0) += 1;
+            }
+        }
+        let leaked: Vec<&String> = unconsented
+            .iter()
+            .filter(|id| DESTINATIONS.iter().any(|d| seen.contains_key(&(d.2.to_string(), (*id).clone()))))
+            .collect();
+        anyhow::ensure!(leaked.is_empty(), "events without consent reached a platform: {leaked:?}");
+        let mut per = BTreeMap::new();
+        let mut missing = 0;
+        for (_, platform, account, _) in DESTINATIONS {
+            for id in consented {
+                match seen.get(&(account.to_string(), id.clone())) {
+                    Some(1) => *per.entry(platform.to_string()).or_insert(0) += 1,
+                    Some(n) => anyhow::bail!("event {id} reached {platform} {n} times"),
+                    None => missing += 1,
+                }
+            }
+        }
+        if missing == 0 {
+            return Ok(per);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{missing} consented events did not reach their destination in {} (forwarder log: $SMARTLINKS_STATE_DIR/logs/forwarder.log)",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Public IPv4 addresses DB-IP places in a country.
 fn client_ips(n: usize, rng: &mut benches::Rng) -> anyhow::Result<Vec<String>> {
     let [ipv4, _] = benches::dbip_paths();
@@ -256,12 +384,17 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
             s.bot_events += 1;
         } else {
             s.views += 1;
+            if let Some(id) = between(&body, "\"eventId\":\"", "\"") {
+                let consented = cookie.contains("sl_consent=granted");
+                if consented { &mut s.consented } else { &mut s.unconsented }.push(id.to_string());
+            }
         }
     }
     if p.clicks {
         let needle = format!("href=\"/{}/{}?eid=", p.link, p.platform);
         if let Some(start) = body.find(&needle) {
             let href = &body[start + 6..];
+            let click_id = between(href, "data-eid=\"", "\"").map(str::to_string);
             let href = &href[..href.find('"').unwrap_or(0)];
             let r = http
                 .get(format!("{edge}{href}"))
@@ -273,7 +406,13 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
                 .await;
             let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
             match r {
-                Ok(r) if r.status() == 302 => *s.clicks.entry(p.platform.clone()).or_insert(0) += 1,
+                Ok(r) if r.status() == 302 => {
+                    *s.clicks.entry(p.platform.clone()).or_insert(0) += 1;
+                    if let Some(id) = click_id {
+                        let consented = cookie.contains("sl_consent=granted");
+                        if consented { &mut s.consented } else { &mut s.unconsented }.push(id);
+                    }
+                }
                 _ => s.errors += 1,
             }
         }
@@ -303,6 +442,11 @@ async fn main() -> anyhow::Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| testkit::state_dir().join("demo-tenant-key"));
     std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
+    let stub_log = std::env::var("LOADGEN_PLATFORM_STUB_LOG").ok().map(std::path::PathBuf::from);
+    if stub_log.is_some() {
+        let admin = std::env::var("LOADGEN_FORWARDER_ADMIN").unwrap_or_else(|_| "http://127.0.0.1:9184".into());
+        seed_destinations(&api, &op, &tenant_hex, &admin).await?;
+    }
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
     // The run's events are those from now on: the API's overview of
     // [t0, ...) must show exactly what this run sends.
@@ -530,6 +674,17 @@ async fn main() -> anyhow::Result<()> {
         dv as u64 == sent.views && dc as u64 == total_clicks && db as u64 == sent.bot_events,
         "the daily rollup differs from what was sent"
     );
+    if let Some(log) = &stub_log {
+        let waited = Instant::now();
+        let per = check_conversions(log, &sent.consented, &sent.unconsented).await?;
+        println!(
+            "conversions: {} consented views and clicks reached each destination once with the pixels' event ids {per:?}; \
+             {} without consent reached none ({:.1} s after the check began)",
+            sent.consented.len(),
+            sent.unconsented.len(),
+            waited.elapsed().as_secs_f64()
+        );
+    }
     println!("OK: the API and the rollups counted exactly what was sent. GeoIP by DB-IP Lite (CC BY 4.0, https://db-ip.com).");
     println!("demo tenant key written to {} (scopes links:write, analytics:read)", key_file.display());
     Ok(())
