@@ -330,6 +330,12 @@ async fn analytics_from_rollups_equal_raw_events() {
         country: *b"FR",
         ..ev(KindCode::View, DAY + 86_400 + 2 * 3600 + 60, &tenant, &link_a, 3, 31, now)
     });
+    // Their pages' engagement beacons (issue #19): visitor 1 stayed 14 s and
+    // clicked, visitor 2 left after 3 s (a bounce), visitor 3, in the raw
+    // half hour, after 5 s (a bounce); the crawler's is not counted.
+    e.insert_engagements(&tenant, &link_a, &[(h10 + 5, 14_000, true, false), (h10 + 30, 60_000, false, true)]).await;
+    e.insert_engagements(&tenant, &link_b, &[(h23 + 100, 3_000, false, false)]).await;
+    e.insert_engagements(&tenant, &link_a, &[(DAY + 86_400 + 2 * 3600 + 60, 5_000, false, false)]).await;
     e.insert_and_roll(&rows).await;
 
     // 22:00 the day before → 02:30 the day after: an hour, a day, two hours and a half hour.
@@ -348,6 +354,9 @@ async fn analytics_from_rollups_equal_raw_events() {
     );
     assert_eq!(o["conversions"], 2);
     assert_eq!(o["conversion_rate"], 0.5);
+    assert_eq!(o["engaged_views"], 3, "{o}");
+    assert!((o["avg_time_on_page_s"].as_f64().unwrap() - 22.0 / 3.0).abs() < 1e-9, "{o}");
+    assert!((o["bounce_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9, "{o}");
     assert_eq!(o["top_countries"][0], json!({"value": "GB", "count": 2}));
     assert_eq!(
         o["clicks_by_platform"],

@@ -100,6 +100,20 @@ try {
     });
     assert.equal(clicks[1].length, 1);
     assert.equal(clicks[1][0].event_id, clicks[0], 'the click carries the id of its redirect');
+    // The page hidden: with consent it reports its engagement to its own
+    // URL (issue #19), once, under its CSP (connect-src 'self'), and the
+    // edge accepts it (204).
+    const beacon = page.waitForResponse((r) => r.request().method() === 'POST', { timeout: 5000 });
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    const answer = await beacon;
+    assert.equal(answer.status(), 204, 'the edge recorded the engagement');
+    const report = JSON.parse(answer.request().postData());
+    assert.equal(report.c, true, 'a button was clicked');
+    assert.ok(report.ms >= 0 && typeof report.t === 'string', JSON.stringify(report));
     await noViolation(page, seen, 'after consent');
 
     // Next visit: consent remembered, pixels at once, no banner.

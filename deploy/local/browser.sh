@@ -10,6 +10,8 @@
 #   pixel script is requested before consent;
 # - after "Accept", the tenant's pixels (GTM, GA4, Meta, TikTok) load and
 #   receive smartlink_view / smartlink_click with the server's event ids;
+#   hidden, the page reports its engagement to the edge (issue #19: a
+#   beacon to its own URL, answered 204);
 # - after "Refuse", and with `DNT: 1`, the policy allows no script but ours
 #   and no pixel is requested;
 # - a link whose texts carry markup runs none of it;

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod client_ip;
 pub mod config;
 pub mod eid;
+pub mod engage;
 pub mod i18n;
 pub mod icons;
 pub mod metrics;

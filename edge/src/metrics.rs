@@ -38,6 +38,9 @@ pub const SPOOL_PENDING: &str = "edge_spool_pending";
 pub const RATE_LIMITED_TOTAL: &str = "edge_rate_limited_total";
 /// Connections closed at accept because `EDGE_MAX_CONNECTIONS` were open.
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "edge_connections_refused_total";
+/// Engagement beacons (issue #19), by `result` (`recorded`, `no_consent`,
+/// `invalid`; [`crate::engage::Outcome`]).
+pub const ENGAGEMENTS_TOTAL: &str = "edge_engagements_total";
 
 /// Why an event was lost. The only causes there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,8 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     /// See [`CONNECTIONS_REFUSED_TOTAL`].
     pub connections_refused: IntCounter,
+    /// See [`ENGAGEMENTS_TOTAL`].
+    pub engagements: IntCounterVec,
 }
 
 impl Metrics {
@@ -131,6 +136,10 @@ impl Metrics {
                 CONNECTIONS_REFUSED_TOTAL,
                 "Connections closed at accept: the connection cap was reached.",
             )?,
+            engagements: IntCounterVec::new(
+                Opts::new(ENGAGEMENTS_TOTAL, "Engagement beacons, by result."),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.request_duration.clone()))?;
@@ -148,6 +157,11 @@ impl Metrics {
         registry.register(Box::new(m.spool_pending.clone()))?;
         registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.connections_refused.clone()))?;
+        registry.register(Box::new(m.engagements.clone()))?;
+        for o in [crate::engage::Outcome::Recorded, crate::engage::Outcome::NoConsent, crate::engage::Outcome::Invalid]
+        {
+            m.engagements.with_label_values(&[o.as_str()]);
+        }
         for cause in [DropCause::SpoolFull, DropCause::SpoolIo, DropCause::Serialize] {
             m.dropped.with_label_values(&[cause.as_str()]);
         }

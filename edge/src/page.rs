@@ -4,7 +4,8 @@
 //! Escaping rules (every value comes from a tenant or a link, so none is trusted):
 //! - text and attribute values: HTML-escaped (`html-escape`);
 //! - URLs in `src`/`href`: http(s) only ([`crate::cache::is_http_url`]),
-//!   else left out, then HTML-escaped;
+//!   images the page loads https only (its CSP's `img-src`), else left
+//!   out, then HTML-escaped;
 //! - CSS values: colours must be `#rgb`/`#rrggbb`/`#rrggbbaa`, fonts
 //!   `[A-Za-z0-9 ,'"-]`, else the default is used (HTML escaping does not
 //!   protect a `<style>` block);
@@ -52,6 +53,8 @@ pub struct LandingPage<'a> {
     pub host: &'a str,
     /// The view's event id, as recorded server-side.
     pub view_event_id: Uuid,
+    /// The view's id signed for its engagement beacon ([`crate::engage`]).
+    pub engage_token: &'a str,
     /// The buttons shown (a routing rule may hide some), in order, each
     /// with its click id and signed token ([`crate::eid`]).
     pub clicks: Vec<(&'a Button, Uuid, String)>,
@@ -86,11 +89,15 @@ const PIXEL_SCRIPT_HOSTS: &str =
 /// `pixels`: the client's pixels may load on this page (the tenant has one,
 /// the visitor has not refused consent and sends no `DNT`/`Sec-GPC`); then
 /// scripts added by ours are trusted (`'strict-dynamic'`: GTM loads the tags
-/// its container holds) and may send to any https endpoint. Otherwise only
-/// our nonced script runs and nothing is sent anywhere.
-pub fn content_security_policy(nonce: &str, pixels: bool) -> String {
+/// its container holds) and may send to any https endpoint. `beacon`: the
+/// page may report its engagement to its own origin ([`crate::engage`];
+/// the visitor has not refused and sends no `DNT`/`Sec-GPC`). Otherwise
+/// only our nonced script runs and nothing is sent anywhere.
+pub fn content_security_policy(nonce: &str, pixels: bool, beacon: bool) -> String {
     let (scripts, connect) = if pixels {
-        (format!("'nonce-{nonce}' 'strict-dynamic' {PIXEL_SCRIPT_HOSTS}"), "https:")
+        (format!("'nonce-{nonce}' 'strict-dynamic' {PIXEL_SCRIPT_HOSTS}"), "'self' https:")
+    } else if beacon {
+        (format!("'nonce-{nonce}'"), "'self'")
     } else {
         (format!("'nonce-{nonce}'"), "'none'")
     };
@@ -127,6 +134,13 @@ fn safe_font(f: Option<&str>) -> String {
 
 fn safe_url(u: Option<&str>) -> Option<&str> {
     u.filter(|u| is_http_url(u))
+}
+
+/// An image the page loads itself (favicon, logo, cover): https only, as
+/// the CSP's `img-src https: data:` allows (a plain-http one would be
+/// blocked, and reported as a violation, in every browser).
+fn safe_image(u: Option<&str>) -> Option<&str> {
+    safe_url(u).filter(|u| u.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")))
 }
 
 /// JSON for a `<script type="application/json">` block: cannot close it.
@@ -168,13 +182,18 @@ ul{{list-style:none;padding:0;margin:0}}li{{margin:10px 0}}\
 }
 
 /// The inline script: consent banner, pixels after consent, dataLayer /
-/// fbq / ttq events with the server's ids. Static: data comes from `#sl-data`.
+/// fbq / ttq events with the server's ids, and with consent the engagement
+/// beacon when the page is hidden (visible time, a button clicked:
+/// [`crate::engage`]). Static: data comes from `#sl-data`.
 const SCRIPT: &str = r#"(function(){var w=window,d=document,x=JSON.parse(d.getElementById('sl-data').textContent);
 w.dataLayer=w.dataLayer||[];
 function c(){var m=d.cookie.match(/(?:^|; )sl_consent=(granted|denied)/);return m?m[1]:null}
 function set(v){d.cookie='sl_consent='+v+'; Max-Age=31536000; Path=/; SameSite=Lax'+(x.secure?'; Secure':'')}
 function load(s){var e=d.createElement('script');e.async=true;e.src=s;d.head.appendChild(e)}
-var on=false;
+var on=false,vis=0,since=d.visibilityState==='visible'?Date.now():0,sent=false,clicked=false;
+function hide(){if(since){vis+=Date.now()-since;since=0}if(sent||x.dnt||c()!=='granted'||!navigator.sendBeacon)return;sent=true;navigator.sendBeacon(location.pathname,JSON.stringify({t:x.engage,ms:vis,c:clicked}))}
+d.addEventListener('visibilitychange',function(){if(d.visibilityState==='hidden')hide();else if(!since)since=Date.now()});
+w.addEventListener('pagehide',hide);
 function pixels(){if(on||x.dnt)return;on=true;var p=x.pixels;
 if(p.gtm){w.dataLayer.push({'gtm.start':Date.now(),event:'gtm.js'});load('https://www.googletagmanager.com/gtm.js?id='+encodeURIComponent(p.gtm))}
 if(p.ga4){w.gtag=function(){w.dataLayer.push(arguments)};w.gtag('js',new Date());w.gtag('config',p.ga4);load('https://www.googletagmanager.com/gtag/js?id='+encodeURIComponent(p.ga4))}
@@ -183,7 +202,7 @@ if(p.tiktok){var t=w.ttq=w.ttq||[];t.methods=['page','track','identify'];t.setAn
 w.dataLayer.push({event:'smartlink_view',event_id:x.eventId,smartlink_id:x.linkId,track_title:x.title,artist_name:x.artist});
 if(w.fbq)w.fbq('track','ViewContent',{content_name:x.title,content_category:'Music'},{eventID:x.eventId});
 if(w.ttq)w.ttq.track('ViewContent',{content_name:x.title},{event_id:x.eventId})}
-[].forEach.call(d.querySelectorAll('a[data-platform]'),function(a){a.addEventListener('click',function(){if(!on)return;var e=a.getAttribute('data-eid'),pl=a.getAttribute('data-platform');
+[].forEach.call(d.querySelectorAll('a[data-platform]'),function(a){a.addEventListener('click',function(){clicked=true;if(!on)return;var e=a.getAttribute('data-eid'),pl=a.getAttribute('data-platform');
 w.dataLayer.push({event:'smartlink_click',event_id:e,smartlink_id:x.linkId,platform:pl});
 if(w.fbq)w.fbq('trackCustom','SmartlinkClick',{platform:pl},{eventID:e});if(w.ttq)w.ttq.track('ClickButton',{content_name:pl},{event_id:e})})});
 var b=d.getElementById('consent');
@@ -198,7 +217,7 @@ fn head(out: &mut String, title: &str, tenant: Option<&Tenant>, lang: &str) {
         attr(lang),
         text(title)
     );
-    if let Some(fav) = safe_url(tenant.and_then(|t| t.client.branding.favicon.as_deref())) {
+    if let Some(fav) = safe_image(tenant.and_then(|t| t.client.branding.favicon.as_deref())) {
         let _ = write!(out, "<link rel=\"icon\" href=\"{}\">", attr(fav));
     }
 }
@@ -210,8 +229,8 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     let title = link.seo.meta_title.clone().unwrap_or_else(|| format!("{} - {}", track.title, track.artist_name));
     let description =
         link.seo.meta_description.clone().unwrap_or_else(|| p.texts.description(&track.title, &track.artist_name));
-    let cover = safe_url(link.media.cover_art.as_deref());
-    let og_image = safe_url(link.seo.og_image.as_deref()).or(cover);
+    let cover = safe_image(link.media.cover_art.as_deref());
+    let og_image = safe_url(link.seo.og_image.as_deref()).or(safe_url(link.media.cover_art.as_deref()));
     let mut out = String::with_capacity(8 * 1024);
     head(&mut out, &title, Some(p.tenant), p.texts.lang.tag());
     let _ = write!(
@@ -237,7 +256,7 @@ pub fn landing(p: &LandingPage<'_>) -> String {
         );
     }
     let _ = write!(out, "<style nonce=\"{}\">{}</style></head><body><main>", p.nonce, style(Some(p.tenant)));
-    if let Some(logo) = safe_url(p.tenant.client.branding.logo.as_deref()) {
+    if let Some(logo) = safe_image(p.tenant.client.branding.logo.as_deref()) {
         let _ = write!(out, "<img class=\"logo\" src=\"{}\" alt=\"{}\">", attr(logo), attr(&p.tenant.client.name));
     }
     if let Some(c) = cover {
@@ -283,6 +302,7 @@ pub fn landing(p: &LandingPage<'_>) -> String {
     let t = &p.tenant.client.tracking;
     let data = serde_json::json!({
         "eventId": p.view_event_id,
+        "engage": p.engage_token,
         "linkId": p.link.id_hex,
         "title": track.title,
         "artist": track.artist_name,
@@ -402,6 +422,7 @@ mod tests {
             link,
             host: "x.com",
             view_event_id: id,
+            engage_token: "tok.en",
             clicks: link.buttons.iter().take(1).map(|b| (b, id, "tok.en".to_string())).collect(),
             query: "",
             dnt: false,
@@ -444,6 +465,17 @@ mod tests {
     }
 
     #[test]
+    fn images_the_page_loads_are_https_only_as_its_policy_allows() {
+        let s = snapshot("In Your Light", "#112233", "http://cdn.example/cover.jpg");
+        let html = render(&s);
+        assert!(!html.contains("<img class=\"backdrop\"") && !html.contains("<img class=\"cover\""), "{html}");
+        assert!(
+            html.contains("og:image\" content=\"http://cdn.example/cover.jpg\""),
+            "a crawler reads it, not the page"
+        );
+    }
+
+    #[test]
     fn landing_has_buttons_seo_and_the_event_id() {
         let s = snapshot("In Your Light", "#112233", "https://cdn.example/cover.jpg");
         let html = render(&s);
@@ -469,9 +501,15 @@ mod tests {
         assert_eq!(html.matches("<style nonce=\"n0nce\">").count(), 1);
         assert!(!html.contains("<script>") && !html.contains("<style>"), "no inline block without the nonce");
         assert!(!html.contains("onclick=") && !html.contains("onload="), "no inline handlers");
-        let with = content_security_policy("n0nce", true);
-        let without = content_security_policy("n0nce", false);
-        for csp in [&with, &without] {
+        let with = content_security_policy("n0nce", true, true);
+        let without = content_security_policy("n0nce", false, false);
+        let beacon_only = content_security_policy("n0nce", false, true);
+        assert!(
+            beacon_only.contains("connect-src 'self';") && !beacon_only.contains("strict-dynamic"),
+            "{beacon_only}"
+        );
+        assert!(with.contains("connect-src 'self' https:"), "{with}");
+        for csp in [&with, &without, &beacon_only] {
             assert!(csp.starts_with("default-src 'none'; script-src 'nonce-n0nce'"), "{csp}");
             assert!(csp.contains("style-src 'nonce-n0nce'") && csp.ends_with("frame-ancestors 'none'"), "{csp}");
             assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");

@@ -82,7 +82,8 @@ pub fn limiter(per_sec: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<IpAdd
     Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
 }
 
-type Resp = Response<Full<Bytes>>;
+/// An answer of the edge: a full body in memory.
+pub type Resp = Response<Full<Bytes>>;
 
 /// Route labels for metrics (a fixed set).
 /// Response header carrying the event id of a landing page view or a
@@ -99,12 +100,12 @@ mod route {
     pub const UNAVAILABLE: &str = "unavailable";
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Lowercase host without port or trailing dot, from `Host` or the URI authority.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -123,23 +124,28 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// A path segment as a slug, lowercased; `None` when not a valid slug.
-fn slug_segment(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn slug_segment(s: &str) -> Option<Cow<'_, str>> {
     let s =
         if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) };
     schemas::ids::is_slug(&s).then_some(s)
 }
 
-fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<Text> {
+pub(crate) fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<Text> {
     let v = headers.get(name)?;
     let s = String::from_utf8_lossy(v.as_bytes());
     let s = truncate_utf8(s.trim(), MAX_HEADER_VALUE_BYTES);
     (!s.is_empty()).then(|| Text::from(s))
 }
 
+/// `DNT: 1` or `Sec-GPC: 1`: the visitor asks not to be tracked.
+pub(crate) fn dnt(headers: &HeaderMap) -> bool {
+    headers.get("dnt").is_some_and(|v| v == "1") || headers.get("sec-gpc").is_some_and(|v| v == "1")
+}
+
 /// Consent and visitor cookies of a request.
-struct Cookies {
-    consent: Consent,
-    visitor: Option<String>,
+pub(crate) struct Cookies {
+    pub(crate) consent: Consent,
+    pub(crate) visitor: Option<String>,
     /// The service the visitor last clicked out to (a platform id).
     preferred: Option<String>,
     /// The ad platforms' cookies (`_fbp`, `_fbc`, `_ga`, `_ttp`); put in
@@ -147,7 +153,7 @@ struct Cookies {
     ad: AdCookies,
 }
 
-fn cookies(headers: &HeaderMap) -> Cookies {
+pub(crate) fn cookies(headers: &HeaderMap) -> Cookies {
     let mut c = Cookies { consent: Consent::Unknown, visitor: None, preferred: None, ad: AdCookies::default() };
     for v in headers.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else { continue };
@@ -178,7 +184,7 @@ fn cookies(headers: &HeaderMap) -> Cookies {
     c
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_only: bool) -> Resp {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_only: bool) -> Resp {
     let mut r = Response::new(Full::new(if head_only { Bytes::new() } else { body }));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -192,9 +198,9 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes, head_onl
 /// Adds the HTML security headers: the page's CSP ([`page::content_security_policy`])
 /// and `X-Frame-Options: DENY` for browsers without `frame-ancestors`; and
 /// `Vary: Accept-Language`, the page's language coming from it.
-fn html_policy(r: &mut Resp, nonce: &str, pixels: bool) {
+fn html_policy(r: &mut Resp, nonce: &str, pixels: bool, beacon: bool) {
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&page::content_security_policy(nonce, pixels)) {
+    if let Ok(v) = HeaderValue::from_str(&page::content_security_policy(nonce, pixels, beacon)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -205,7 +211,7 @@ fn error_page(status: StatusCode, message: &str, tenant: Option<&Tenant>, head_o
     let nonce = page::nonce();
     let html = page::error(status.as_u16(), message, tenant, &nonce, lang.tag());
     let mut r = respond(status, "text/html; charset=utf-8", Bytes::from(html), head_only);
-    html_policy(&mut r, &nonce, false);
+    html_policy(&mut r, &nonce, false, false);
     r
 }
 
@@ -224,7 +230,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     let lang = || i18n::negotiate(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     if req.method() != Method::GET && !head_only {
         let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None, false, lang());
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
         return (route::BAD_REQUEST, r);
     }
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -315,7 +321,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
     };
     let headers = req.headers();
     let cookies = cookies(headers);
-    let dnt = headers.get("dnt").is_some_and(|v| v == "1") || headers.get("sec-gpc").is_some_and(|v| v == "1");
+    let dnt = dnt(headers);
     let tracked = cookies.consent == Consent::Granted && !dnt;
     let (visitor_id, set_visitor) = match (&cookies.visitor, tracked) {
         (Some(v), true) => (Some(v.clone()), None),
@@ -370,7 +376,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
                 let lang = lang();
                 let html = page::app_open(&app, &url, &button.label, Some(tenant), &nonce, lang.tag());
                 let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
-                html_policy(&mut r, &nonce, false);
+                html_policy(&mut r, &nonce, false, false);
                 return r;
             }
         }
@@ -427,11 +433,13 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
             };
             let shown: &[Button] = if upcoming.is_some() { &[] } else { &link.buttons };
             let query = routing::query_string(&attribution);
+            let engage_token = crate::eid::sign(&state.eid_key, &view_event_id, &link.id_hex, crate::engage::SCOPE);
             let html = page::landing(&page::LandingPage {
                 tenant,
                 link,
                 host: &host,
                 view_event_id,
+                engage_token: &engage_token,
                 clicks: signed_clicks(state, link, shown.iter().filter(|b| !decision.hides(&b.id))),
                 query: &query,
                 dnt,
@@ -441,9 +449,10 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
                 upcoming: upcoming.as_deref(),
             });
             let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html), head_only);
-            // Pixels may load only where consent can still be given.
-            let pixels = tenant.client.tracking.any() && !dnt && cookies.consent != Consent::Denied;
-            html_policy(&mut r, &nonce, pixels);
+            // Pixels may load, and the page report its engagement, only
+            // where consent can still be given.
+            let may = !dnt && cookies.consent != Consent::Denied;
+            html_policy(&mut r, &nonce, tenant.client.tracking.any() && may, may);
             (EventKind::View, view_event_id, now, r, route::LANDING)
         }
     };
@@ -485,7 +494,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         method: Text::const_new(if head_only { "HEAD" } else { "GET" }),
         platform: match kind {
             EventKind::Click => platform.as_deref().map(Text::from),
-            EventKind::View => None,
+            EventKind::View | EventKind::Engagement => None,
         },
         ip,
         user_agent: header_string(headers, header::USER_AGENT),
@@ -497,6 +506,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
         visitor_id: visitor_id.map(Text::from),
         // The platforms' cookies are the visitor's: only with consent.
         ad_cookies: if tracked { cookies.ad } else { AdCookies::default() },
+        engagement: None,
         keep_full_ip: !tenant.client.settings.anonymize_ip,
         rule_id: rule_id.map(Text::from),
         variant: variant.map(Text::from),
@@ -511,7 +521,7 @@ fn route_request<B>(state: &AppState, peer: SocketAddr, req: &Request<B>) -> (&'
 }
 
 /// Serialises `event` (JSON) and hands it to the sink (never waits).
-fn send(state: &AppState, event: &RawEvent) {
+pub(crate) fn send(state: &AppState, event: &RawEvent) {
     match serde_json::to_vec(event) {
         Ok(payload) => state.sink.send(event.partition_key().as_bytes(), &payload),
         Err(e) => {
@@ -590,8 +600,16 @@ pub fn service(
     peer: SocketAddr,
 ) -> impl hyper::service::Service<Request<Incoming>, Response = Resp, Error = Infallible, Future: Send> + Send {
     hyper::service::service_fn(move |req: Request<Incoming>| {
+        // A page's engagement beacon reads a body; every other request is
+        // answered at once from memory.
+        if req.method() == Method::POST {
+            let state = state.clone();
+            return futures::future::Either::Left(Box::pin(async move {
+                Ok::<_, Infallible>(crate::engage::handle(&state, peer, req).await)
+            }));
+        }
         let resp = handle(&state, peer, &req);
-        async move { Ok::<_, Infallible>(resp) }
+        futures::future::Either::Right(std::future::ready(Ok::<_, Infallible>(resp)))
     })
 }
 

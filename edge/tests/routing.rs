@@ -232,6 +232,7 @@ async fn an_a_b_split_is_stable_per_visitor_and_recorded() {
                 assert_eq!(e.platform.as_deref(), Some(expected), "{e:?}");
                 *clicks.entry(arm).or_default() += 1;
             }
+            EventKind::Engagement => panic!("no page was hidden here: {e:?}"),
         }
     }
     assert_eq!(views, clicks, "one click-out per auto-redirected view");

@@ -490,3 +490,90 @@ async fn a_scheduled_link_waits_for_its_go_live_and_leaves_at_its_expiry() {
     edge.wait().await;
     env.db.drop().await.unwrap();
 }
+
+/// Issue #19: a landing page's engagement beacon (`POST /{slug}`) is
+/// recorded once checked (consent, the view's signed token for this link,
+/// a bounded body), as an engagement event naming its view; without
+/// consent nothing is recorded; a forged or foreign token, junk, a body too
+/// large and an unknown link are refused with a JSON error.
+#[tokio::test]
+async fn a_consented_page_reports_its_engagement_and_forged_reports_are_refused() {
+    let brokers = shared_brokers();
+    let env = env(&brokers).await;
+    let tenant = insert_client(&env.db, "links.engage.test").await;
+    insert_link(&env.db, &tenant, "jiro", "In Your Light", "https://open.spotify.com/track/A").await;
+    insert_link(&env.db, &tenant, "nova", "Nova", "https://open.spotify.com/track/B").await;
+    let edge = edge::start(env.cfg.clone(), prometheus::Registry::new(), env.shutdown.clone()).await.unwrap();
+    wait_status(edge.addr, "links.engage.test", "/jiro", 200, CACHE_WAIT).await; // 1 view
+    let c = http();
+    let base = format!("http://{}", edge.addr);
+    let page = |path: &'static str| {
+        let c = c.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = c.get(url).header("host", "links.engage.test").header("cookie", "sl_consent=granted").send().await;
+            r.unwrap().text().await.unwrap()
+        }
+    };
+    let field = |html: &str, name: &str| {
+        let needle = format!("\"{name}\":\"");
+        let start = html.find(&needle).unwrap() + needle.len();
+        html[start..start + html[start..].find('"').unwrap()].to_string()
+    };
+    let html = page("/jiro").await; // 2 views
+    let (view_id, token) = (field(&html, "eventId"), field(&html, "engage"));
+    let nova_token = field(&page("/nova").await, "engage"); // 3 views
+    assert!(html.contains("sendBeacon"), "the page reports its engagement");
+
+    let post = |path: &'static str, cookie: &'static str, body: String| {
+        let c = c.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = c
+                .post(url)
+                .header("host", "links.engage.test")
+                .header("cookie", cookie)
+                .header("content-type", "text/plain;charset=UTF-8")
+                .header("user-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let report = |t: &str, ms: u64, clicked: bool| format!("{{\"t\":\"{t}\",\"ms\":{ms},\"c\":{clicked}}}");
+    assert_eq!(post("/jiro", "sl_consent=granted", report(&token, 12_345, true)).await.0, 204);
+    // Without consent: accepted, not recorded.
+    assert_eq!(post("/jiro", "", report(&token, 1, false)).await.0, 204);
+    assert_eq!(post("/jiro", "sl_consent=denied", report(&token, 1, false)).await.0, 204);
+    // Refused: another link's token, a forged one, junk, too large, unknown link.
+    let (s, body) = post("/jiro", "sl_consent=granted", report(&nova_token, 1, false)).await;
+    assert_eq!((s, body.as_str()), (400, "{\"error\":{\"code\":\"bad_token\"}}"));
+    let forged = format!("{}.0000000000000000", token.split('.').next().unwrap());
+    assert_eq!(post("/jiro", "sl_consent=granted", report(&forged, 1, false)).await.0, 400);
+    assert_eq!(post("/jiro", "sl_consent=granted", "not json".into()).await.0, 400);
+    assert_eq!(post("/jiro", "sl_consent=granted", "x".repeat(2000)).await.0, 413);
+    assert_eq!(post("/nope", "sl_consent=granted", report(&token, 1, false)).await.0, 404);
+    // An hour-long tab is capped at 4 h.
+    assert_eq!(post("/nova", "sl_consent=granted", report(&nova_token, 99_000_000, false)).await.0, 204);
+
+    let all = events(&brokers, &env.cfg.kafka.raw_topic, 5).await;
+    let engaged: Vec<_> = all.iter().filter(|e| e.kind == EventKind::Engagement).collect();
+    assert_eq!(engaged.len(), 2, "{engaged:?}");
+    let first = engaged.iter().find(|e| e.link_id == all[1].link_id).unwrap();
+    let report = first.engagement.unwrap();
+    assert_eq!(report.view_id.to_string(), view_id);
+    assert_eq!((report.visible_ms, report.clicked), (12_345, true));
+    assert_eq!(report.view_ts_ms, all.iter().find(|e| e.event_id.to_string() == view_id).unwrap().ts_ms);
+    assert_eq!((first.consent, first.method.as_str(), first.platform.as_ref()), (Consent::Granted, "POST", None));
+    first.validate(first.ts_ms).expect("a valid raw event");
+    let capped = engaged.iter().find(|e| e.link_id != all[1].link_id).unwrap();
+    assert_eq!(capped.engagement.unwrap().visible_ms, schemas::event::MAX_ENGAGED_MS);
+    let m = |r: &str| edge.metrics.engagements.with_label_values(&[r]).get();
+    assert_eq!((m("recorded"), m("no_consent"), m("invalid")), (2, 2, 5));
+    env.shutdown.cancel();
+    edge.wait().await;
+    env.db.drop().await.unwrap();
+}

@@ -7,7 +7,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaug
 /// Events sent to a destination, by `platform` and `outcome`
 /// (`delivered`, `rejected`, `abandoned`): one per event and destination.
 pub const EVENTS_TOTAL: &str = "forwarder_events_total";
-/// Raw events not forwarded, by `reason` (`no_consent`, `dnt`, `bot`,
+/// Raw events not forwarded, by `reason` (`engagement`, `no_consent`, `dnt`, `bot`,
 /// `no_destination`, `no_client_id`, `unparsable`).
 pub const SKIPPED_TOTAL: &str = "forwarder_skipped_total";
 /// HTTP attempts, by `platform` and `status` (`2xx`, `4xx`, `429`, `5xx`,
@@ -146,7 +146,7 @@ impl Metrics {
             }
             m.destinations.with_label_values(&[p]);
         }
-        for reason in ["no_consent", "dnt", "bot", "no_destination", "no_client_id", "unparsable"] {
+        for reason in ["engagement", "no_consent", "dnt", "bot", "no_destination", "no_client_id", "unparsable"] {
             m.skipped.with_label_values(&[reason]);
         }
         for c in ["mongodb", "credential"] {

@@ -34,7 +34,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::conversions::{DeliveryLog, DeliveryOutcome};
-use schemas::event::{Consent, RawEvent};
+use schemas::event::{Consent, EventKind, RawEvent};
 use schemas::topics::conversion_dead_letter_headers as dlh;
 
 use crate::destinations::{Dest, Destinations};
@@ -42,9 +42,12 @@ use crate::metrics::Metrics;
 use crate::platforms::{self, Endpoints, Request};
 use crate::sender::{Attempted, Sender};
 
-/// Why an event is not forwarded, if it is not: `dnt`, `no_consent` or `bot`.
+/// Why an event is not forwarded, if it is not: `engagement` (a page's
+/// beacon, not a conversion), `dnt`, `no_consent` or `bot`.
 pub fn skip_reason(e: &RawEvent, ua: &UaParser) -> Option<&'static str> {
-    if e.dnt {
+    if e.kind == EventKind::Engagement {
+        Some("engagement")
+    } else if e.dnt {
         Some("dnt")
     } else if e.consent != Consent::Granted {
         Some("no_consent")

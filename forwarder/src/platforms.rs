@@ -124,8 +124,11 @@ fn meta_event(e: &RawEvent) -> Value {
     if let Some(v) = &e.visitor_id {
         user.insert("external_id".into(), json!([sha256_hex(v)]));
     }
+    // Engagements never get here (`pipeline::skip_reason`).
     let (name, custom) = match e.kind {
-        EventKind::View => ("ViewContent", json!({"content_category": "Music", "content_ids": [e.link_id.as_str()]})),
+        EventKind::View | EventKind::Engagement => {
+            ("ViewContent", json!({"content_category": "Music", "content_ids": [e.link_id.as_str()]}))
+        }
         EventKind::Click => {
             ("SmartlinkClick", json!({"platform": e.platform.as_deref(), "content_ids": [e.link_id.as_str()]}))
         }
@@ -162,7 +165,7 @@ fn tiktok_event(e: &RawEvent) -> Value {
         page.insert("referrer".into(), json!(r.as_str()));
     }
     let (name, properties) = match e.kind {
-        EventKind::View => {
+        EventKind::View | EventKind::Engagement => {
             ("ViewContent", json!({"content_type": "product", "contents": [{"content_id": e.link_id.as_str()}]}))
         }
         EventKind::Click => (
@@ -203,7 +206,7 @@ fn ga4_event(e: &RawEvent) -> Value {
         }
     }
     let name = match e.kind {
-        EventKind::View => "smartlink_view",
+        EventKind::View | EventKind::Engagement => "smartlink_view",
         EventKind::Click => "smartlink_click",
     };
     json!({"name": name, "params": params})
@@ -398,6 +401,7 @@ mod tests {
                 ga: Some("GA1.1.111.222".into()),
                 ..Default::default()
             },
+            engagement: None,
             keep_full_ip: false,
             rule_id: None,
             variant: None,

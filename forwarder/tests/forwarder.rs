@@ -156,6 +156,7 @@ fn event(tenant: ObjectId, kind: EventKind, consent: Consent) -> RawEvent {
         dnt: false,
         visitor_id: (consent == Consent::Granted).then(|| Uuid::new_v4().simple().to_string().into()),
         ad_cookies: AdCookies { fbp: Some("fb.1.1700000000000.42".into()), ..Default::default() },
+        engagement: None,
         keep_full_ip: false,
         rule_id: None,
         variant: None,

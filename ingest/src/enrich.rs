@@ -1,12 +1,13 @@
 //! From a Kafka record to a ClickHouse row: parse (simd-json), validate,
 //! enrich. Everything here is synchronous and in memory; the consumer loop
-//! calls [`Parser::parse`] then [`Enricher::enrich`] once per record.
+//! calls [`Parser::parse`] then [`Enricher::enrich`] once per record
+//! ([`Enricher::engagement`] for an engagement beacon).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use schemas::clickhouse::{ConsentCode, DeviceCode, EventRow, KindCode};
-use schemas::event::RawEvent;
+use schemas::clickhouse::{ConsentCode, DeviceCode, EngagementRow, EventRow, KindCode};
+use schemas::event::{Engagement, RawEvent};
 use schemas::Text;
 
 use crate::device::{bot_reason, UaParser};
@@ -164,8 +165,29 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// The row of `e`, written at `now_s` (seconds since the Unix epoch,
-    /// UTC). Takes the event by value: its strings move into the row.
+    /// The `engagements` row of an engagement beacon (issue #19): the
+    /// view's id and time, the visible time and click, and the bot flag of
+    /// the beacon's request (our bot rules on its user agent). No IP, no
+    /// visitor id: nothing personal is kept.
+    pub fn engagement(&self, e: &RawEvent, report: &Engagement) -> EngagementRow {
+        let device = self.ua.parse(e.user_agent.as_deref());
+        // A beacon is a POST: only the user agent says whether a bot sent it.
+        let bot = bot_reason("GET", &device).is_some();
+        EngagementRow {
+            view_event_id: report.view_id,
+            ts: (report.view_ts_ms / 1000) as u32,
+            tenant_id: e.tenant_id.clone(),
+            link_id: e.link_id.clone(),
+            visible_ms: report.visible_ms,
+            clicked: u8::from(report.clicked),
+            is_bot: u8::from(bot),
+            ingested_at: 0,
+        }
+    }
+
+    /// The row of view or click `e`, written at `now_s` (seconds since the
+    /// Unix epoch, UTC). Takes the event by value: its strings move into
+    /// the row.
     pub fn enrich(&mut self, e: RawEvent, now_s: u32) -> EventRow {
         let ua = e.user_agent.as_deref().unwrap_or("");
         let device = self.ua.parse(e.user_agent.as_deref());
@@ -190,7 +212,9 @@ impl Enricher {
         let route = |v: Option<Text>| v.as_deref().map(route_value).unwrap_or_default();
         EventRow {
             event_id: e.event_id,
-            kind: KindCode::from(e.kind),
+            // Engagements never get here: the pipeline hands them to
+            // [`Enricher::engagement`] (validation ties the kind to its report).
+            kind: KindCode::of(e.kind).unwrap_or(KindCode::View),
             ts: (e.ts_ms / 1000) as u32,
             ts_ms: e.ts_ms as u64,
             tenant_id: e.tenant_id,
@@ -317,6 +341,7 @@ mod tests {
             dnt: false,
             visitor_id: None,
             ad_cookies: Default::default(),
+            engagement: None,
             keep_full_ip: false,
             rule_id: None,
             variant: None,

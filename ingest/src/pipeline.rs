@@ -36,7 +36,7 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use schemas::clickhouse::{EventRow, EVENTS_TABLE};
+use schemas::clickhouse::{EngagementRow, EventRow, ENGAGEMENTS_TABLE, EVENTS_TABLE};
 use schemas::topics::dead_letter_headers as dlh;
 
 use crate::enrich::{self, Enricher, Reject};
@@ -82,6 +82,8 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 #[derive(Default)]
 struct Batch {
     rows: Vec<EventRow>,
+    /// Engagement beacons (issue #19), written to `engagements` with the rows.
+    engagements: Vec<EngagementRow>,
     bytes: usize,
     /// Next offset to commit, per partition.
     offsets: HashMap<i32, i64>,
@@ -304,6 +306,11 @@ impl Pipeline {
                 let id = event.event_id;
                 if self.recent.get(&id).is_some() {
                     self.metrics.duplicates.inc();
+                } else if let Some(report) = event.engagement {
+                    let row = self.enricher.engagement(&event, &report);
+                    self.batch.bytes += 64 + row.tenant_id.len() + row.link_id.len();
+                    self.batch.engagements.push(row);
+                    self.recent.insert(id, ());
                 } else {
                     let row = self.enricher.enrich(event, (now / 1000) as u32);
                     self.batch.bytes += enrich::row_bytes(&row);
@@ -390,10 +397,26 @@ impl Writer {
         }
     }
 
-    async fn write(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
+    /// Inserts `rows` into `events`, then `engagements` into its table
+    /// (a retry after the second failed inserts the rows again: they
+    /// collapse by their key like any redelivery).
+    async fn write(&self, rows: &[EventRow], engagements: &[EngagementRow]) -> Result<(), clickhouse::error::Error> {
+        self.insert(EVENTS_TABLE, rows).await?;
+        self.insert(ENGAGEMENTS_TABLE, engagements).await
+    }
+
+    /// One `INSERT` of `rows` into `table` (none when empty).
+    async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite>(
+        &self,
+        table: &str,
+        rows: &[T],
+    ) -> Result<(), clickhouse::error::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let mut insert = self
             .clickhouse
-            .insert::<EventRow>(EVENTS_TABLE)
+            .insert::<T>(table)
             .await?
             .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)));
         for row in rows {
@@ -406,19 +429,21 @@ impl Writer {
     /// fails) and commits its offsets. Returns what it committed, or `None`
     /// when `stop` came before the write succeeded (nothing committed).
     async fn flush(&self, mut batch: Batch, stop: &common::shutdown::CancellationToken) -> Option<TopicPartitionList> {
-        if !batch.rows.is_empty() {
+        if !batch.rows.is_empty() || !batch.engagements.is_empty() {
             let started = Instant::now();
             let mut paused: Option<TopicPartitionList> = None;
-            let count = batch.rows.len();
+            let count = batch.rows.len() + batch.engagements.len();
             // One attempt at a time holds the rows (the lock is never contended).
-            let rows = tokio::sync::Mutex::new(&mut batch.rows);
+            let rows = tokio::sync::Mutex::new((&mut batch.rows, &mut batch.engagements));
             let write = || async {
                 let mut rows = rows.lock().await;
                 // `ingested_at` is the time of the write that lands: the
                 // aggregator finds new rows by it, even after an outage.
                 let now = (now_ms() / 1000) as u32;
-                rows.iter_mut().for_each(|r| r.ingested_at = now);
-                self.write(&rows).await
+                rows.0.iter_mut().for_each(|r| r.ingested_at = now);
+                rows.1.iter_mut().for_each(|r| r.ingested_at = now);
+                let (events, engagements) = &*rows;
+                self.write(events, engagements).await
             };
             let backoff = ExponentialBuilder::new()
                 .with_min_delay(Duration::from_millis(100))
@@ -444,7 +469,7 @@ impl Writer {
                 tracing::info!(after = ?started.elapsed(), "clickhouse write succeeded; consumption resumed");
             }
             self.health.ready("clickhouse");
-            self.metrics.written.inc_by(batch.rows.len() as u64);
+            self.metrics.written.inc_by((batch.rows.len() + batch.engagements.len()) as u64);
             if tracing::enabled!(tracing::Level::DEBUG) {
                 for r in &batch.rows {
                     tracing::debug!(event_id = %r.event_id, tenant = %r.tenant_id, link = %r.link_id, "event written");

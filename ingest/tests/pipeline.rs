@@ -82,6 +82,7 @@ fn event(ip: &str, ua: Option<&str>, method: &str, kind: EventKind, ts_ms: i64) 
         dnt: false,
         visitor_id: None,
         ad_cookies: Default::default(),
+        engagement: None,
         keep_full_ip: false,
         rule_id: None,
         variant: None,
@@ -626,4 +627,55 @@ async fn with_clickhouse_stopped_for_30s_and_ingest_restarted_meanwhile_nothing_
     assert_eq!(counts(&env.ch).await.unwrap(), (N as u64, N as u64));
     assert!(ingest.metrics.written.get() >= (N - N / 2) as u64, "the restarted instance wrote the outage's events");
     assert!(ingest.health.is_ready());
+}
+
+/// Issue #19: engagement beacons go to `engagements` (never `events`),
+/// filed at their view's time; a page reporting twice counts once; a
+/// bot's beacon is flagged; one without its report is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engagement_beacons_are_written_to_their_table_once_per_view() {
+    let env = env(None).await;
+    let t = now_ms();
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15";
+    let view = event("81.2.69.142", Some(iphone), "GET", EventKind::View, t - 60_000);
+    let bot_view = event("81.2.69.143", Some(iphone), "GET", EventKind::View, t - 30_000);
+    let beacon = |view: &RawEvent, ua: &str, ms: u32, clicked: bool, at: i64| {
+        let mut e = event("81.2.69.142", Some(ua), "POST", EventKind::Engagement, at);
+        e.platform = None;
+        e.consent = Consent::Granted;
+        e.engagement = Some(schemas::event::Engagement {
+            view_id: view.event_id,
+            view_ts_ms: view.ts_ms,
+            visible_ms: ms,
+            clicked,
+        });
+        e
+    };
+    let first = beacon(&view, iphone, 4_000, false, t);
+    let again = beacon(&view, iphone, 9_000, true, t + 1_000);
+    let googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let bot = beacon(&bot_view, googlebot, 1, false, t + 2_000);
+    let mut bad = beacon(&view, iphone, 1, false, t);
+    bad.engagement = None;
+    let all = [view.clone(), bot_view.clone(), first, again, bot, bad];
+    produce_events(&env.cfg.kafka.brokers, &env.cfg.kafka.raw_topic, &all).await;
+    let ingest =
+        ingest::start(env.cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
+            .await
+            .unwrap();
+    wait_rows(&env.ch, 2, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "views and beacons written", || async {
+        (ingest.metrics.written.get() == 5).then_some(())
+    })
+    .await;
+    let rows: Vec<schemas::clickhouse::EngagementRow> =
+        env.ch.query("SELECT ?fields FROM engagements FINAL ORDER BY is_bot").fetch_all().await.unwrap();
+    assert_eq!(rows.len(), 2, "one row per view: {rows:?}");
+    let r = &rows[0];
+    assert_eq!((r.view_event_id, r.ts, r.is_bot), (view.event_id, (view.ts_ms / 1000) as u32, 0), "filed at the view");
+    assert!([(4_000, 0), (9_000, 1)].contains(&(r.visible_ms, r.clicked)), "{r:?}");
+    assert_eq!((rows[1].view_event_id, rows[1].is_bot), (bot_view.event_id, 1));
+    assert_eq!(counts(&env.ch).await, Some((2, 2)), "events holds the views only");
+    assert_eq!(ingest.metrics.dead_letter.with_label_values(&["bad_engagement"]).get(), 1);
+    drop_database(&env).await;
 }

@@ -85,10 +85,12 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
     let cfg = clickhouse_config(&db);
     let tables = migrate::apply_clickhouse(&cfg).await.expect("first apply");
     use schemas::clickhouse::{
-        EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, MIGRATIONS_TABLE, ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE,
-        ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE,
+        ENGAGEMENTS_TABLE, ENGAGEMENTS_WRITTEN_VIEW, EVENTS_WRITTEN_TABLE, EVENTS_WRITTEN_VIEW, MIGRATIONS_TABLE,
+        ROLLUPS_TABLE, ROLLUP_MIRROR_TABLE, ROLLUP_SPANS_TABLE, ROLLUP_STATES_TABLE,
     };
     let expected = [
+        ENGAGEMENTS_TABLE,
+        ENGAGEMENTS_WRITTEN_VIEW,
         EVENTS_TABLE,
         EVENTS_WRITTEN_TABLE,
         EVENTS_WRITTEN_VIEW,
@@ -171,6 +173,16 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
         .execute()
         .await
         .unwrap();
+    // And rollups, which migration 2 widens.
+    client
+        .query(&format!(
+            "INSERT INTO {db}.rollups (grain, bucket, tenant_id, link_id, views, breakdown, computed_at)
+             SELECT 'hour', toDateTime(1763700000 + number * 3600, 'UTC'), 't', '', 5, '{{}}', toDateTime(1763700000, 'UTC')
+             FROM system.numbers LIMIT 10"
+        ))
+        .execute()
+        .await
+        .unwrap();
 
     let tables = migrate::apply_clickhouse(&cfg).await.expect("upgrade");
     assert!(tables.contains(&MIGRATIONS_TABLE.to_string()), "{tables:?}");
@@ -182,6 +194,12 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
         .await
         .unwrap();
     assert_eq!((n, platforms, rules), (rows, rows, rows), "every row kept, new columns empty");
+    let (rollups, views, engaged): (u64, u64, u64) = client
+        .query(&format!("SELECT count(), sum(views), sum(engaged_views + engaged_ms + bounces) FROM {db}.rollups"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!((rollups, views, engaged), (10, 50, 0), "rollups kept, engagement columns zero");
     let recorded: Vec<u32> = client
         .query(&format!("SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL ORDER BY version"))
         .fetch_all()
@@ -197,7 +215,7 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
     // A run that added a column but stopped before recording its version
     // is finished by the next one instead of failing on the column.
     client.query(&format!("TRUNCATE TABLE {db}.{MIGRATIONS_TABLE}")).execute().await.unwrap();
-    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), vec![1]);
+    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), vec![1, 2]);
     // A row of today's type round-trips through the upgraded table.
     let id = Uuid::now_v7();
     let mut insert = client.clone().with_database(&db).insert::<EventRow>(EVENTS_TABLE).await.unwrap();
@@ -323,6 +341,7 @@ async fn kafka_topics_are_created_once_with_their_partitions_and_carry_raw_event
         dnt: true,
         visitor_id: None,
         ad_cookies: Default::default(),
+        engagement: None,
         keep_full_ip: false,
         rule_id: None,
         variant: None,

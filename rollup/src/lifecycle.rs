@@ -186,8 +186,8 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
         let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
         crate::spans::delete_before(&stores.ch, &stores.ch_db, &hex, cutoff).await?;
         cutoffs.insert(cutoff);
-        for table in ["events", "rollups", "rollup_states"] {
-            let col = if table == "events" { "ts" } else { "bucket" };
+        for table in ["events", "engagements", "rollups", "rollup_states"] {
+            let col = if matches!(table, "events" | "engagements") { "ts" } else { "bucket" };
             stores
                 .ch
                 .query(&format!(

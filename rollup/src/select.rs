@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use schemas::clickhouse::EVENTS_TABLE;
+use schemas::clickhouse::{BOUNCE_MS, ENGAGEMENTS_TABLE, EVENTS_TABLE};
 use schemas::mongo::{RollupBreakdown, RollupMetrics};
 use serde::Deserialize;
 
@@ -115,6 +115,16 @@ struct Counters {
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
+struct EngagementCounters {
+    tenant_id: String,
+    link_id: String,
+    bucket: u32,
+    engaged_views: u64,
+    engaged_ms: u64,
+    bounces: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
 struct BreakdownRow {
     tenant_id: String,
     link_id: String,
@@ -153,6 +163,23 @@ fn counters_sql(db: &str, sel: &Selection, ranges: &[(u32, u32)], by_link: bool)
             countIf(is_bot = 1) AS bots
          FROM {db}.{EVENTS_TABLE} FINAL
          WHERE {filter}
+         GROUP BY {group}"
+    )
+}
+
+/// The engagement counters of `engagements` (issue #19): reports, their
+/// visible time and bounces (left without a click-out within
+/// [`BOUNCE_MS`]), humans only unless bots are asked for; filed in their
+/// view's window (`ts` is the view's).
+fn engagement_sql(db: &str, sel: &Selection, ranges: &[(u32, u32)], by_link: bool) -> String {
+    let link = if by_link { "link_id" } else { "'' AS link_id" };
+    let group = if by_link { "tenant_id, link_id, bucket" } else { "tenant_id, bucket" };
+    let (human, bucket, filter) = (sel.human_sql(), sel.bucket_sql(), sel.where_sql(ranges));
+    format!(
+        "SELECT tenant_id, {link}, {bucket} AS bucket, count() AS engaged_views,
+            sum(toUInt64(visible_ms)) AS engaged_ms, countIf(clicked = 0 AND visible_ms < {BOUNCE_MS}) AS bounces
+         FROM {db}.{ENGAGEMENTS_TABLE} FINAL
+         WHERE {filter} AND {human}
          GROUP BY {group}"
     )
 }
@@ -251,13 +278,19 @@ pub async fn counters(
     ranges: &[(u32, u32)],
 ) -> Result<Vec<Computed>, RollupError> {
     let mut rows: Vec<Counters> = Vec::new();
-    if sel.per_link() {
-        rows.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, true)), ranges).fetch_all::<Counters>().await?);
+    let mut engaged: Vec<EngagementCounters> = Vec::new();
+    for by_link in [true, false] {
+        if (by_link && !sel.per_link()) || (!by_link && !sel.per_tenant()) {
+            continue;
+        }
+        let (c, e) = futures::try_join!(
+            sel.bind(ch.query(&counters_sql(db, sel, ranges, by_link)), ranges).fetch_all::<Counters>(),
+            sel.bind(ch.query(&engagement_sql(db, sel, ranges, by_link)), ranges).fetch_all::<EngagementCounters>(),
+        )?;
+        rows.extend(c);
+        engaged.extend(e);
     }
-    if sel.per_tenant() {
-        rows.extend(sel.bind(ch.query(&counters_sql(db, sel, ranges, false)), ranges).fetch_all::<Counters>().await?);
-    }
-    Ok(rows
+    let mut out: Vec<Computed> = rows
         .into_iter()
         .map(|c| Computed {
             metrics: RollupMetrics {
@@ -268,13 +301,34 @@ pub async fn counters(
                 total_conversions: c.conversions as i64,
                 conversion_rate: rate(c.clicks, c.views),
                 bots: c.bots as i64,
+                ..Default::default()
             },
             breakdown: RollupBreakdown::default(),
             tenant_id: c.tenant_id,
             link_id: c.link_id,
             bucket: c.bucket,
         })
-        .collect())
+        .collect();
+    // Engagements join their key's counters (a key with reports only, its
+    // view erased, gets a result of its own).
+    let mut at: HashMap<(String, String, u32), usize> =
+        out.iter().enumerate().map(|(i, c)| ((c.tenant_id.clone(), c.link_id.clone(), c.bucket), i)).collect();
+    for e in engaged {
+        let i = *at.entry((e.tenant_id.clone(), e.link_id.clone(), e.bucket)).or_insert_with(|| {
+            out.push(Computed {
+                tenant_id: e.tenant_id.clone(),
+                link_id: e.link_id.clone(),
+                bucket: e.bucket,
+                metrics: RollupMetrics::default(),
+                breakdown: RollupBreakdown::default(),
+            });
+            out.len() - 1
+        });
+        let m = &mut out[i].metrics;
+        (m.engaged_views, m.engaged_ms, m.bounces) = (e.engaged_views as i64, e.engaged_ms as i64, e.bounces as i64);
+        m.derive_engagement();
+    }
+    Ok(out)
 }
 
 /// [`counters`] with breakdowns: views by country, device, browser, OS,

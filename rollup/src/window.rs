@@ -158,7 +158,7 @@ async fn previous_rollups(
 
 /// The counters of a stored rollup row.
 pub fn metrics_of(r: &RollupRow) -> RollupMetrics {
-    RollupMetrics {
+    let mut m = RollupMetrics {
         total_views: r.views as i64,
         total_clicks: r.clicks as i64,
         unique_visitors: r.unique_visitors as i64,
@@ -166,7 +166,13 @@ pub fn metrics_of(r: &RollupRow) -> RollupMetrics {
         total_conversions: r.conversions as i64,
         conversion_rate: crate::rate(r.clicks, r.views),
         bots: r.bots as i64,
-    }
+        engaged_views: r.engaged_views as i64,
+        engaged_ms: r.engaged_ms as i64,
+        bounces: r.bounces as i64,
+        ..Default::default()
+    };
+    m.derive_engagement();
+    m
 }
 
 /// Adds zero rollups (and empty states) for keys of `previous` that have no
@@ -237,6 +243,9 @@ async fn write_rollups(
                 bots: c.metrics.bots as u64,
                 breakdown: serde_json::to_string(&c.breakdown)?,
                 computed_at: now,
+                engaged_views: c.metrics.engaged_views as u64,
+                engaged_ms: c.metrics.engaged_ms as u64,
+                bounces: c.metrics.bounces as u64,
             })
             .await?;
     }

@@ -45,6 +45,42 @@ pub const EVENTS_WRITTEN_TABLE: &str = "events_written";
 /// The materialized view that fills [`EVENTS_WRITTEN_TABLE`] from every
 /// insert into `events`.
 pub const EVENTS_WRITTEN_VIEW: &str = "events_written_mv";
+/// Table of the landing pages' engagement beacons (issue #19), one row per
+/// view ([`engagements_table_ddl`]).
+pub const ENGAGEMENTS_TABLE: &str = "engagements";
+/// The materialized view that marks the hours of engagements written as
+/// dirty in [`EVENTS_WRITTEN_TABLE`], so a late beacon re-rolls its view's hour.
+pub const ENGAGEMENTS_WRITTEN_VIEW: &str = "engagements_written_mv";
+
+/// A page counts as a bounce when it was left without a click-out after
+/// less than this much visible time, ms (10 s: GA4's "engaged session"
+/// threshold, seed 000 `bounceRate`).
+pub const BOUNCE_MS: u32 = 10_000;
+
+/// One engagement beacon: a row of [`ENGAGEMENTS_TABLE`]. No personal data
+/// (no IP, no visitor id): an erasure has nothing to delete here.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct EngagementRow {
+    /// The view's event id; with the view's time, the dedup key (a page
+    /// reporting twice counts once: the last report wins).
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub view_event_id: Uuid,
+    /// The view's time, seconds since the Unix epoch, UTC: the engagement is
+    /// counted in the view's window.
+    pub ts: u32,
+    /// Tenant id, 24 hex digits.
+    pub tenant_id: Text,
+    /// Smartlink id, 24 hex digits.
+    pub link_id: Text,
+    /// Time the page was visible, ms.
+    pub visible_ms: u32,
+    /// 1 when a platform button was clicked on the page.
+    pub clicked: u8,
+    /// 1 when the beacon's request was flagged as a bot's.
+    pub is_bot: u8,
+    /// When written, seconds since the Unix epoch, UTC (the replacing version).
+    pub ingested_at: u32,
+}
 /// Precision of the distinct-count states: `uniqCombined(18)`, 2^18
 /// HyperLogLog cells (≤ 192 KiB a state; exact below a few thousand
 /// values). Relative standard error ≈ 1.04 / √2^18 ≈ 0.2%; the measured
@@ -107,6 +143,13 @@ pub struct RollupRow {
     pub breakdown: String,
     /// When computed, seconds since the Unix epoch, UTC.
     pub computed_at: u32,
+    /// Views whose page reported its engagement (consenting humans).
+    /// Added by migration 2 ([`MIGRATIONS`]), as the next two.
+    pub engaged_views: u64,
+    /// Their visible time on page, summed, ms.
+    pub engaged_ms: u64,
+    /// Those left without a click-out within [`BOUNCE_MS`].
+    pub bounces: u64,
 }
 
 /// Event kind as stored: `Enum8('view' = 1, 'click' = 2)`.
@@ -119,11 +162,14 @@ pub enum KindCode {
     Click = 2,
 }
 
-impl From<crate::event::EventKind> for KindCode {
-    fn from(k: crate::event::EventKind) -> Self {
+impl KindCode {
+    /// The stored kind of a view or click; `None` for an engagement, which
+    /// is not an `events` row (`engagements` holds it).
+    pub fn of(k: crate::event::EventKind) -> Option<KindCode> {
         match k {
-            crate::event::EventKind::View => KindCode::View,
-            crate::event::EventKind::Click => KindCode::Click,
+            crate::event::EventKind::View => Some(KindCode::View),
+            crate::event::EventKind::Click => Some(KindCode::Click),
+            crate::event::EventKind::Engagement => None,
         }
     }
 }
@@ -527,13 +573,46 @@ ORDER BY (ingested_at, hour)"
 /// The materialized view that feeds [`events_written_table_ddl`] from every
 /// block inserted into `events` (ingest, backfills, tests alike).
 pub fn events_written_view_ddl(database: &str) -> String {
+    written_view_ddl(database, EVENTS_WRITTEN_VIEW, EVENTS_TABLE)
+}
+
+/// `CREATE MATERIALIZED VIEW {view}`: every block inserted into `source`
+/// (which has `ts` and `ingested_at`) counted into [`EVENTS_WRITTEN_TABLE`]
+/// by write second and hour.
+fn written_view_ddl(database: &str, view: &str, source: &str) -> String {
     format!(
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{EVENTS_WRITTEN_VIEW}
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view}
 TO {database}.{EVENTS_WRITTEN_TABLE}
 AS SELECT ingested_at, toStartOfHour(ts) AS hour, count() AS rows
-FROM {database}.{EVENTS_TABLE}
+FROM {database}.{source}
 GROUP BY ingested_at, hour"
     )
+}
+
+/// The `CREATE TABLE IF NOT EXISTS {database}.engagements` statement: day
+/// partitions like `events` (retention drops them alike), ordered like
+/// `events` with the view id last so a view's repeated reports collapse.
+pub fn engagements_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{ENGAGEMENTS_TABLE} (
+    view_event_id UUID,
+    ts DateTime('UTC'),
+    tenant_id String,
+    link_id String,
+    visible_ms UInt32,
+    clicked UInt8,
+    is_bot UInt8,
+    ingested_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY (tenant_id, link_id, ts, view_event_id)"
+    )
+}
+
+/// The materialized view feeding [`EVENTS_WRITTEN_TABLE`] from every insert
+/// into `engagements` (the view's hour is dirty again).
+pub fn engagements_written_view_ddl(database: &str) -> String {
+    written_view_ddl(database, ENGAGEMENTS_WRITTEN_VIEW, ENGAGEMENTS_TABLE)
 }
 
 /// The table recording which [`MIGRATIONS`] a database has: one row per
@@ -585,14 +664,25 @@ pub struct Migration {
 
 /// Every migration, in version order. Never edit or remove a released one:
 /// add the next version.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events: the routing rule and A/B variant of each visit (issue #18)",
-    steps: &[
-        Step::AddColumn { table: EVENTS_TABLE, column: "rule_id", ty: "String" },
-        Step::AddColumn { table: EVENTS_TABLE, column: "variant", ty: "String" },
-    ],
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events: the routing rule and A/B variant of each visit (issue #18)",
+        steps: &[
+            Step::AddColumn { table: EVENTS_TABLE, column: "rule_id", ty: "String" },
+            Step::AddColumn { table: EVENTS_TABLE, column: "variant", ty: "String" },
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "rollups: engaged views, their visible time and bounces (issue #19)",
+        steps: &[
+            Step::AddColumn { table: ROLLUPS_TABLE, column: "engaged_views", ty: "UInt64" },
+            Step::AddColumn { table: ROLLUPS_TABLE, column: "engaged_ms", ty: "UInt64" },
+            Step::AddColumn { table: ROLLUPS_TABLE, column: "bounces", ty: "UInt64" },
+        ],
+    },
+];
 
 /// `CREATE TABLE IF NOT EXISTS {database}.schema_migrations`: version,
 /// name and when it was applied (UTC).
@@ -619,6 +709,8 @@ pub fn ddl(database: &str) -> Vec<String> {
         rollup_mirror_table_ddl(database),
         events_written_table_ddl(database),
         events_written_view_ddl(database),
+        engagements_table_ddl(database),
+        engagements_written_view_ddl(database),
         migrations_table_ddl(database),
     ]
 }
@@ -631,8 +723,9 @@ mod tests {
     fn ddl_is_idempotent_and_names_the_database() {
         let stmts = ddl("db_x");
         // The database, events, rollups, states, spans, mirror log,
-        // events_written and its materialized view, the migrations log.
-        assert_eq!(stmts.len(), 9);
+        // events_written and its materialized view, engagements and theirs,
+        // the migrations log.
+        assert_eq!(stmts.len(), 11);
         for stmt in stmts {
             assert!(stmt.contains("IF NOT EXISTS"), "{stmt}");
             assert!(stmt.contains("db_x"), "{stmt}");
@@ -648,18 +741,28 @@ mod tests {
     #[test]
     fn ddl_columns_match_row_fields_in_order() {
         // RowBinary is positional: each DDL column list must follow its struct.
-        // Events: the baseline table, then the columns migrations append.
-        let ddl = events_table_ddl("d");
-        let mut events = columns(&ddl);
-        for m in MIGRATIONS {
-            for Step::AddColumn { table, column, .. } in m.steps {
-                if *table == EVENTS_TABLE {
-                    events.push(column);
+        // Events and rollups: the baseline table, then the columns
+        // migrations append.
+        let with_migrations = |ddl: String, of: &str| {
+            let mut cols: Vec<String> = columns(&ddl).into_iter().map(str::to_string).collect();
+            for m in MIGRATIONS {
+                for Step::AddColumn { table, column, .. } in m.steps {
+                    if *table == of {
+                        cols.push(column.to_string());
+                    }
                 }
             }
-        }
-        assert_eq!(events, <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
-        assert_eq!(columns(&rollups_table_ddl("d")), <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
+            cols
+        };
+        assert_eq!(
+            with_migrations(events_table_ddl("d"), EVENTS_TABLE),
+            <EventRow as clickhouse::Row>::COLUMN_NAMES.to_vec()
+        );
+        assert_eq!(
+            with_migrations(rollups_table_ddl("d"), ROLLUPS_TABLE),
+            <RollupRow as clickhouse::Row>::COLUMN_NAMES.to_vec()
+        );
+        assert_eq!(columns(&engagements_table_ddl("d")), <EngagementRow as clickhouse::Row>::COLUMN_NAMES.to_vec());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub const MAX_QUERY_VALUE_BYTES: usize = 256;
 /// Earliest accepted event time: 2020-01-01T00:00:00Z, in ms since the Unix epoch.
 pub const MIN_TS_MS: i64 = 1_577_836_800_000;
 
-/// What happened: a landing-page view or a click-out to a platform.
+/// What happened: a landing-page view, a click-out to a platform, or the
+/// engagement a page reported when it was hidden.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -44,6 +45,11 @@ pub enum EventKind {
     View,
     /// `GET /{slug}/{platform}` or `?go=`: the visitor was redirected to a platform.
     Click,
+    /// `POST /{slug}`: the page's beacon on page hide (issue #19): how long
+    /// the page of view [`Engagement::view_id`] was visible and whether a
+    /// button was clicked. Only with consent; never a view or click: ingest
+    /// writes it to `engagements`, not `events`.
+    Engagement,
 }
 
 impl EventKind {
@@ -52,6 +58,7 @@ impl EventKind {
         match self {
             EventKind::View => "view",
             EventKind::Click => "click",
+            EventKind::Engagement => "engagement",
         }
     }
 }
@@ -150,6 +157,25 @@ impl Attribution {
             &self.ttclid,
         ]
     }
+}
+
+/// Longest time on page an engagement beacon may report, ms (4 h): a tab
+/// left visible longer is not attention; the edge caps values to it.
+pub const MAX_ENGAGED_MS: u32 = 4 * 3_600_000;
+
+/// What a landing page's beacon reports on page hide (issue #19; seed 000
+/// `business.timeOnPage`, the input of `avgTimeOnPage` and `bounceRate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engagement {
+    /// The view the page was served for (its event id, the pixels' id).
+    pub view_id: Uuid,
+    /// When that view happened: ms since the Unix epoch, UTC (the view id's
+    /// UUIDv7 instant). The engagement is filed in the view's window.
+    pub view_ts_ms: i64,
+    /// Time the page was visible, ms, at most [`MAX_ENGAGED_MS`].
+    pub visible_ms: u32,
+    /// A platform button was clicked on the page.
+    pub clicked: bool,
 }
 
 /// The ad platforms' own first-party cookies on the link's domain, which
@@ -264,6 +290,9 @@ pub struct RawEvent {
     /// The ad platforms' cookies (issue #19), only with consent.
     #[serde(default, skip_serializing_if = "AdCookies::is_empty")]
     pub ad_cookies: AdCookies,
+    /// On [`EventKind::Engagement`] only: what the page reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<Engagement>,
     /// The tenant opted out of IP anonymisation (seed 002 GDPR settings);
     /// copied from the tenant's settings by the edge so ingest needs no lookup.
     /// Ingest honours it only with [`RawEvent::full_ip_allowed`].
@@ -304,6 +333,11 @@ pub enum ValidationError {
     /// A click without a platform, or a view with one.
     #[error("platform must be present on clicks and only on clicks")]
     PlatformMismatch,
+    /// An engagement without its report (or with a view id that is not a
+    /// UUIDv7, a time over [`MAX_ENGAGED_MS`], a view time out of range),
+    /// or a report on another kind.
+    #[error("engagement must be present, and valid, on engagements and only on them")]
+    BadEngagement,
     /// A header or query value exceeds its byte limit.
     #[error("{0} is too long")]
     TooLong(&'static str),
@@ -319,6 +353,7 @@ impl ValidationError {
             ValidationError::BadId(_) => "bad_id",
             ValidationError::BadSlug => "bad_slug",
             ValidationError::PlatformMismatch => "platform_mismatch",
+            ValidationError::BadEngagement => "bad_engagement",
             ValidationError::TooLong(_) => "too_long",
         }
     }
@@ -358,6 +393,15 @@ impl RawEvent {
         }
         if (self.kind == EventKind::Click) != self.platform.is_some() {
             return Err(ValidationError::PlatformMismatch);
+        }
+        match (&self.engagement, self.kind) {
+            (None, EventKind::View | EventKind::Click) => {}
+            (Some(e), EventKind::Engagement)
+                if e.view_id.get_version_num() == 7
+                    && e.visible_ms <= MAX_ENGAGED_MS
+                    && e.view_ts_ms >= MIN_TS_MS
+                    && e.view_ts_ms <= self.ts_ms => {}
+            _ => return Err(ValidationError::BadEngagement),
         }
         for (name, value) in
             [("user_agent", &self.user_agent), ("accept_language", &self.accept_language), ("referrer", &self.referrer)]
@@ -427,6 +471,7 @@ mod tests {
             dnt: false,
             visitor_id: Some("v_2f1d9c".into()),
             ad_cookies: Default::default(),
+            engagement: None,
             keep_full_ip: false,
             rule_id: None,
             variant: None,

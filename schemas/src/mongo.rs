@@ -641,6 +641,36 @@ pub struct RollupMetrics {
     pub conversion_rate: f64,
     /// Events flagged as bots.
     pub bots: i64,
+    /// Views whose page reported its engagement (consenting humans, issue #19).
+    #[serde(default)]
+    pub engaged_views: i64,
+    /// Their visible time on page, summed, ms.
+    #[serde(default)]
+    pub engaged_ms: i64,
+    /// Those left without a click-out within 10 s (`BOUNCE_MS`).
+    #[serde(default)]
+    pub bounces: i64,
+    /// Seed 000 `avgTimeOnPage`: `engaged_ms / engaged_views` in seconds,
+    /// 0 without engaged views.
+    #[serde(default)]
+    pub avg_time_on_page: f64,
+    /// Seed 000 `bounceRate`: `bounces / engaged_views`, 0..1, 0 without
+    /// engaged views.
+    #[serde(default)]
+    pub bounce_rate: f64,
+}
+
+impl RollupMetrics {
+    /// Sets [`Self::avg_time_on_page`] and [`Self::bounce_rate`] from the
+    /// engagement counters.
+    pub fn derive_engagement(&mut self) {
+        let n = self.engaged_views.max(0) as f64;
+        (self.avg_time_on_page, self.bounce_rate) = if n > 0.0 {
+            (self.engaged_ms.max(0) as f64 / n / 1000.0, self.bounces.max(0) as f64 / n)
+        } else {
+            (0.0, 0.0)
+        };
+    }
 }
 
 /// Breakdowns of a rollup (seed 000 `breakdown`), each a map from dimension

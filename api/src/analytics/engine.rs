@@ -306,6 +306,10 @@ fn add_metrics(into: &mut RollupMetrics, m: &RollupMetrics) {
     into.total_views += m.total_views;
     into.total_clicks += m.total_clicks;
     into.bots += m.bots;
+    into.engaged_views += m.engaged_views;
+    into.engaged_ms += m.engaged_ms;
+    into.bounces += m.bounces;
+    into.derive_engagement();
 }
 
 fn row_breakdown(r: &RollupRow) -> Result<RollupBreakdown, ApiError> {

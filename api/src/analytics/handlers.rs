@@ -98,6 +98,15 @@ pub struct OverviewView {
     pub conversion_rate: f64,
     /// Bot events (views and clicks), never in the other numbers unless `include_bots`.
     pub bots: i64,
+    /// Views whose page reported its engagement on page hide (visitors who
+    /// consented; issue #19): the base of the next two.
+    pub engaged_views: i64,
+    /// Seed 000 `avgTimeOnPage`: mean visible time of those pages, seconds
+    /// (0 without engaged views).
+    pub avg_time_on_page_s: f64,
+    /// Seed 000 `bounceRate`: share of those pages left without a click-out
+    /// within 10 s, 0..=1 (0 without engaged views).
+    pub bounce_rate: f64,
     /// Clicks by platform, largest first. Breakdowns keep each window's top
     /// values (`API_BREAKDOWN_TOP_N`) and sum the rest under `(other)`.
     pub clicks_by_platform: Vec<Count>,
@@ -153,6 +162,12 @@ pub struct PointView {
     pub conversion_rate: f64,
     /// Bot events.
     pub bots: i64,
+    /// Views whose page reported its engagement.
+    pub engaged_views: i64,
+    /// Mean visible time of those pages, seconds.
+    pub avg_time_on_page_s: f64,
+    /// Share of those pages left without a click-out within 10 s, 0..=1.
+    pub bounce_rate: f64,
     /// Clicks by platform id.
     pub clicks_by_platform: BTreeMap<String, i64>,
     /// `rollup` or `raw`.
@@ -400,6 +415,9 @@ pub async fn overview_with(
         conversions: m.total_conversions,
         conversion_rate: m.conversion_rate,
         bots: m.bots,
+        engaged_views: m.engaged_views,
+        avg_time_on_page_s: m.avg_time_on_page,
+        bounce_rate: m.bounce_rate,
         clicks_by_platform: counts(&o.breakdown.platforms, usize::MAX),
         top_countries: counts(&o.breakdown.countries, 10),
         top_platforms: counts(&o.breakdown.platforms, 10),
@@ -454,6 +472,9 @@ pub async fn timeseries_with(
                 conversions: p.metrics.total_conversions,
                 conversion_rate: p.metrics.conversion_rate,
                 bots: p.metrics.bots,
+                engaged_views: p.metrics.engaged_views,
+                avg_time_on_page_s: p.metrics.avg_time_on_page,
+                bounce_rate: p.metrics.bounce_rate,
                 clicks_by_platform: p.platforms,
                 source: if p.from_rollup { "rollup" } else { "raw" }.into(),
             })

@@ -175,7 +175,11 @@ fn test_code(v: &str) -> Result<Option<String>, ApiError> {
 fn events(v: &[String]) -> Result<Vec<EventKind>, ApiError> {
     let mut out = Vec::new();
     for (i, k) in v.iter().enumerate() {
-        let k: EventKind = validate::parse_enum(&format!("events[{i}]"), k, "must be view or click")?;
+        let field = format!("events[{i}]");
+        let k: EventKind = validate::parse_enum(&field, k, "must be view or click")?;
+        if k == EventKind::Engagement {
+            return Err(ApiError::invalid(field, "must be view or click"));
+        }
         if !out.contains(&k) {
             out.push(k);
         }

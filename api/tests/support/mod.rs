@@ -215,6 +215,28 @@ impl Env {
         ins.end().await.unwrap();
     }
 
+    /// Inserts engagement beacons `(view ts, visible ms, clicked, bot)` of
+    /// `link` into ClickHouse `engagements` (issue #19).
+    pub async fn insert_engagements(&self, tenant: &str, link: &str, rows: &[(u32, u32, bool, bool)]) {
+        use schemas::clickhouse::{EngagementRow, ENGAGEMENTS_TABLE};
+        let mut ins = self.ch.insert::<EngagementRow>(ENGAGEMENTS_TABLE).await.unwrap();
+        for &(ts, visible_ms, clicked, bot) in rows {
+            ins.write(&EngagementRow {
+                view_event_id: uuid::Uuid::now_v7(),
+                ts,
+                tenant_id: tenant.into(),
+                link_id: link.into(),
+                visible_ms,
+                clicked: u8::from(clicked),
+                is_bot: u8::from(bot),
+                ingested_at: rollup::now_s(),
+            })
+            .await
+            .unwrap();
+        }
+        ins.end().await.unwrap();
+    }
+
     /// Inserts `rows` into ClickHouse `events`, runs one aggregator pass
     /// over everything and saves its watermark, so the rows' closed windows
     /// are read from rollups.

@@ -72,6 +72,7 @@ fn events(n: usize) -> anyhow::Result<Vec<RawEvent>> {
                 dnt: false,
                 visitor_id: None,
                 ad_cookies: Default::default(),
+                engagement: None,
                 keep_full_ip: false,
                 rule_id: None,
                 variant: None,

@@ -81,6 +81,12 @@ struct Sent {
     consented: Vec<String>,
     /// Event ids of views and clicks without consent: sent nowhere.
     unconsented: Vec<String>,
+    /// Engagement beacons accepted (issue #19): consented human views.
+    engaged: u64,
+    /// Their visible time, summed, ms.
+    engaged_ms: u64,
+    /// Those without a click within 10 s.
+    bounces: u64,
 }
 
 /// The API as the demo tenant's tools use it.
@@ -390,6 +396,7 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
             }
         }
     }
+    let mut clicked = false;
     if p.clicks {
         let needle = format!("href=\"/{}/{}?eid=", p.link, p.platform);
         if let Some(start) = body.find(&needle) {
@@ -407,11 +414,37 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
             let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
             match r {
                 Ok(r) if r.status() == 302 => {
+                    clicked = true;
                     *s.clicks.entry(p.platform.clone()).or_insert(0) += 1;
                     if let Some(id) = click_id {
                         let consented = cookie.contains("sl_consent=granted");
                         if consented { &mut s.consented } else { &mut s.unconsented }.push(id);
                     }
+                }
+                _ => s.errors += 1,
+            }
+        }
+    }
+    // The page is hidden (the visitor leaves, or follows the button): with
+    // consent it reports its visible time (issue #19), as its script does.
+    if !p.crawler && cookie.contains("sl_consent=granted") {
+        if let Some(token) = between(&body, "\"engage\":\"", "\"") {
+            let ms = 500 + (p.i as u64 * 7919) % 30_000;
+            let r = http
+                .post(format!("{edge}/{}", p.link))
+                .header("host", HOST)
+                .header("user-agent", &p.ua)
+                .header("x-forwarded-for", &p.ip)
+                .header("cookie", &cookie)
+                .body(json!({"t": token, "ms": ms, "c": clicked}).to_string())
+                .send()
+                .await;
+            let mut s = sent.lock().unwrap_or_else(|e| e.into_inner());
+            match r {
+                Ok(r) if r.status() == 204 => {
+                    s.engaged += 1;
+                    s.engaged_ms += ms;
+                    s.bounces += u64::from(!clicked && ms < 10_000);
                 }
                 _ => s.errors += 1,
             }
@@ -575,7 +608,8 @@ async fn main() -> anyhow::Result<()> {
         let r = daily.find_one(doc! { "_id": &today }).await?;
         let api_done = o["views"].as_u64() == Some(sent.views)
             && o["clicks"].as_u64() == Some(total_clicks)
-            && o["bots"].as_u64() == Some(sent.bot_events);
+            && o["bots"].as_u64() == Some(sent.bot_events)
+            && o["engaged_views"].as_u64() == Some(sent.engaged);
         if let (true, Some(r)) = (api_done && stored - base_stored >= total, r) {
             let m = &r.metrics;
             if (m.total_views - base.total_views) as u64 >= sent.views
@@ -646,6 +680,19 @@ async fn main() -> anyhow::Result<()> {
         overview["returning_visitors"],
         overview["conversions"],
         overview["conversion_rate"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    let (avg, bounce) = (overview["avg_time_on_page_s"].as_f64(), overview["bounce_rate"].as_f64());
+    let want_avg = sent.engaged_ms as f64 / sent.engaged.max(1) as f64 / 1000.0;
+    let want_bounce = sent.bounces as f64 / sent.engaged.max(1) as f64;
+    anyhow::ensure!(
+        avg.is_some_and(|a| (a - want_avg).abs() < 1e-6) && bounce.is_some_and(|b| (b - want_bounce).abs() < 1e-9),
+        "engagement differs: API {avg:?} s, bounce {bounce:?}; sent {want_avg} s, {want_bounce}"
+    );
+    println!(
+        "engagement (beacons of consenting visitors): {} pages, {:.1} s on page on average, bounce rate {:.1}% (API = sent)",
+        sent.engaged,
+        want_avg,
+        want_bounce * 100.0
     );
     println!("top countries: {}", list(&overview, "top_countries"));
     println!("devices: {}", list(&devices, "items"));
