@@ -155,13 +155,27 @@ pub struct Config {
     /// at each retry, at most an hour. Default 60.
     #[envconfig(from = "API_ALERTS_RETRY_BASE_SECS", default = "60")]
     pub alerts_retry_base_secs: u32,
-    /// `API_ALERTS_WEBHOOK_TIMEOUT_MS`: a webhook's whole request, ms. Default 10000.
+    /// `API_ALERTS_WEBHOOK_TIMEOUT_MS`: a webhook's whole request (alerts'
+    /// and tenant webhooks'), ms. Default 10000.
     #[envconfig(from = "API_ALERTS_WEBHOOK_TIMEOUT_MS", default = "10000")]
     pub alerts_webhook_timeout_ms: u64,
-    /// `API_ALERTS_ALLOW_HTTP_WEBHOOKS`: accept `http://` webhook URLs (the
+    /// `API_ALERTS_ALLOW_HTTP_WEBHOOKS`: accept `http://` webhook URLs, for
+    /// alerts and tenant webhooks (the
     /// local stack's receivers); production keeps https only. Default false.
     #[envconfig(from = "API_ALERTS_ALLOW_HTTP_WEBHOOKS", default = "false")]
     pub alerts_allow_http_webhooks: bool,
+    /// `API_WEBHOOKS_SECS`: how often tenant webhook messages due are sent
+    /// and daily digests made, s; 0 disables the dispatcher. Default 5.
+    #[envconfig(from = "API_WEBHOOKS_SECS", default = "5")]
+    pub webhooks_secs: u32,
+    /// `API_WEBHOOKS_MAX_ATTEMPTS`: attempts per webhook message before it
+    /// is marked failed (a replay sends it again). Default 8.
+    #[envconfig(from = "API_WEBHOOKS_MAX_ATTEMPTS", default = "8")]
+    pub webhooks_max_attempts: u32,
+    /// `API_WEBHOOKS_RETRY_BASE_SECS`: wait before a message's first retry,
+    /// s; doubled at each retry, at most an hour. Default 30.
+    #[envconfig(from = "API_WEBHOOKS_RETRY_BASE_SECS", default = "30")]
+    pub webhooks_retry_base_secs: u32,
     /// `SMARTLINKS_ENV`: `production` (default) refuses insecure settings
     /// at start ([`Config::insecure_settings`]); `local` only warns.
     #[envconfig(from = "SMARTLINKS_ENV", default = "production")]

@@ -14,11 +14,13 @@
 //! | [`gdpr`] | `/v1/gdpr/*`, `/v1/newsletter` |
 //! | [`alerts`] | `/v1/alerts` (tenants' tracking-health alerts, and the notifier sending them) |
 //! | [`conversions`] | `/v1/destinations` (ad platforms the `forwarder` sends consented conversions to, its delivery log) |
+//! | [`webhooks`] | `/v1/webhooks` (tenants' signed webhooks: endpoints, delivery log, replay, and the dispatcher) |
 //! | [`audit_log`] | `/v1/audit` (records written by [`audit`], which every mutation goes through) |
 //!
 //! Shared by all: [`auth`] (bearer keys and sessions) and [`rbac`] (who may
 //! do what), [`error`] (JSON errors with a stable code), [`extract`] and
 //! [`validate`] (request parsing and field rules), [`store`], [`lock`],
+//! [`delivery`] (messages sent with retries),
 //! the `crypto` library (PII and secrets at rest), [`mail`], [`metrics`], [`state`], [`config`].
 //!
 //! JSON over HTTP under `/v1`, OpenAPI at `/v1/openapi.json`
@@ -41,6 +43,7 @@ pub mod campaigns;
 pub mod config;
 pub mod conversions;
 pub mod crm;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod gdpr;
@@ -57,6 +60,7 @@ pub mod state;
 pub mod store;
 pub mod tenants;
 pub mod validate;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(alerts::router())
         .merge(conversions::router())
+        .merge(webhooks::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::trail))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware));
     Router::new()
@@ -178,6 +183,15 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
             notifier,
             state.clone(),
             Duration::from_secs(u64::from(cfg.alerts_eval_secs)),
+            shutdown.clone(),
+        ));
+    }
+    if cfg.webhooks_secs > 0 && state.pii.is_some() {
+        let dispatcher = webhooks::dispatch::Dispatcher::new(state.clone())
+            .context("building the webhook dispatcher's HTTP client")?;
+        tokio::spawn(webhooks::dispatch::run(
+            dispatcher,
+            Duration::from_secs(u64::from(cfg.webhooks_secs)),
             shutdown.clone(),
         ));
     }

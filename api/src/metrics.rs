@@ -65,6 +65,12 @@ pub struct Metrics {
     /// `api_tenant_alert_last_evaluation_seconds`: end of the last
     /// evaluation that succeeded, Unix s.
     pub alert_last_evaluation: IntGauge,
+    /// `api_webhook_deliveries_total{outcome}`: tenant webhook message
+    /// attempts `delivered`, `retry` or `failed` (issue #19).
+    pub webhook_deliveries: IntCounterVec,
+    /// `api_webhook_enqueue_errors_total`: webhook messages that could not
+    /// be queued (MongoDB failed; the change they told of stands).
+    pub webhook_enqueue_errors: IntCounter,
 }
 
 impl Metrics {
@@ -153,7 +159,18 @@ impl Metrics {
                 "api_tenant_alert_last_evaluation_seconds",
                 "End of the last successful evaluation of the tenants' tracking health, Unix s.",
             )?,
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new("api_webhook_deliveries_total", "Tenant webhook message attempts by outcome."),
+                &["outcome"],
+            )?,
+            webhook_enqueue_errors: IntCounter::new(
+                "api_webhook_enqueue_errors_total",
+                "Tenant webhook messages that could not be queued.",
+            )?,
         };
+        for outcome in ["delivered", "retry", "failed"] {
+            m.webhook_deliveries.with_label_values(&[outcome]);
+        }
         // Every known label value from the start: a dashboard or rule sees 0, not nothing.
         for channel in ["email", "webhook"] {
             for outcome in ["delivered", "retry", "failed"] {
@@ -170,6 +187,8 @@ impl Metrics {
         r.register(Box::new(m.alert_deliveries.clone()))?;
         r.register(Box::new(m.alert_evaluations.clone()))?;
         r.register(Box::new(m.alert_last_evaluation.clone()))?;
+        r.register(Box::new(m.webhook_deliveries.clone()))?;
+        r.register(Box::new(m.webhook_enqueue_errors.clone()))?;
         r.register(Box::new(m.emails.clone()))?;
         r.register(Box::new(m.retries.clone()))?;
         r.register(Box::new(m.payments_refused.clone()))?;

@@ -10,7 +10,9 @@ use utoipa::openapi::Type;
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::{alerts, analytics, audit_log, billing, campaigns, conversions, crm, gdpr, identity, links, ops, tenants};
+use crate::{
+    alerts, analytics, audit_log, billing, campaigns, conversions, crm, gdpr, identity, links, ops, tenants, webhooks,
+};
 
 /// The API's OpenAPI document (JSON): the info, tags and security scheme
 /// here, every domain's paths merged in, each operation's answers and
@@ -32,6 +34,7 @@ pub fn document() -> serde_json::Value {
         ops::Doc::openapi(),
         alerts::Doc::openapi(),
         conversions::Doc::openapi(),
+        webhooks::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -45,6 +48,7 @@ const ID_FIELDS: &[&str] = &[
     "id",
     "cursor",
     "key_id",
+    "delivery_id",
     "client_id",
     "smartlink_id",
     "smartlink_ids",
@@ -372,7 +376,7 @@ fn error_answer(description: &str, retry_after: bool) -> serde_json::Value {
 }
 
 /// The sources of the DTOs, for [`described`].
-const DTO_SOURCES: [&str; 23] = [
+const DTO_SOURCES: [&str; 24] = [
     include_str!("alerts/handlers.rs"),
     include_str!("conversions/handlers.rs"),
     include_str!("analytics/handlers.rs"),
@@ -396,6 +400,7 @@ const DTO_SOURCES: [&str; 23] = [
     include_str!("links/routing.rs"),
     include_str!("ops/handlers.rs"),
     include_str!("tenants/handlers.rs"),
+    include_str!("webhooks/handlers.rs"),
 ];
 
 /// What the source says of a field: its doc comment (lines joined by `\n`
@@ -588,6 +593,7 @@ fn completed(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
         (name = "analytics", description = "Views, clicks, visitors: rollups for closed windows, raw events for the open ones"),
         (name = "alerts", description = "Tracking-health alerts to tenants (seed 002): settings, health now, delivery log"),
         (name = "destinations", description = "Server-side conversions (issue #19): the ad platforms a tenant forwards consented views and click-outs to, and the delivery log"),
+        (name = "webhooks", description = "Tenant webhooks (issue #19): endpoints and their events, Standard Webhooks signatures, delivery log, replay"),
         (name = "ops", description = "Operations: Alertmanager's webhook receiver, emailing the operators (operator key)"),
     )
 )]
@@ -795,6 +801,7 @@ mod tests {
             include_str!("ops/mod.rs"),
             include_str!("alerts/mod.rs"),
             include_str!("conversions/mod.rs"),
+            include_str!("webhooks/mod.rs"),
         ]
         .concat();
         // `.route(\n "/path", …)` as rustfmt breaks a long one: the same as on one line.
@@ -817,7 +824,7 @@ mod tests {
             }
         }
         // The routers' real size (a parse that misses routes fails here).
-        assert_eq!(routed.len(), 91, "routes read from the routers: {routed:?}");
+        assert_eq!(routed.len(), 98, "routes read from the routers: {routed:?}");
         for r in crate::audit::PERSONAL_READS {
             assert!(routed.contains(&("get".to_string(), r.to_string())), "audited read {r} is not a GET route");
         }

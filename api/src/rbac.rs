@@ -59,6 +59,8 @@ pub enum Resource {
     /// Conversion destinations (ad platforms' accounts and credentials)
     /// and their delivery log (issue #19).
     Destinations,
+    /// Tenant webhook endpoints, their delivery log and replays (issue #19).
+    Webhooks,
 }
 
 impl Resource {
@@ -80,6 +82,7 @@ impl Resource {
             Resource::Gdpr => "gdpr",
             Resource::Alerts => "alerts",
             Resource::Destinations => "destinations",
+            Resource::Webhooks => "webhooks",
         }
     }
 
@@ -131,7 +134,7 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
         Role::Manager => match resource {
             Links | Campaigns => matches!(action, Create | Read | Update | Delete),
             Alerts => matches!(action, Read | Update),
-            Destinations => action == Read,
+            Destinations | Webhooks => action == Read,
             Billing => matches!(action, Create | Read | Update),
             Gdpr => action == Read,
             Analytics => matches!(action, Read | Export),
@@ -176,12 +179,13 @@ pub fn scopes_allow(scopes: &[String], resource: Resource, action: Action) -> bo
                 || (action == Action::Read && has("analytics:read"))
         }
         Resource::Destinations => has("destinations:write") && action != Action::Export,
+        Resource::Webhooks => has("webhooks:write") && action != Action::Export,
         _ => false,
     }
 }
 
 /// Every scope a tenant key may hold.
-pub const SCOPES: [&str; 12] = [
+pub const SCOPES: [&str; 13] = [
     "links:read",
     "links:write",
     "analytics:read",
@@ -194,6 +198,7 @@ pub const SCOPES: [&str; 12] = [
     "gdpr:write",
     "alerts:write",
     "destinations:write",
+    "webhooks:write",
 ];
 
 #[cfg(test)]

@@ -52,3 +52,20 @@ where
     let target = crate::audit::Target { client_id, action: "update", resource, id: client_id };
     crate::audit::changed(st, p, meta, target, old, Some(new)).await
 }
+
+/// Deletes the document `t.id` of tenant `t.client_id` from `collection`
+/// and audits it (`t`, with `old` as it was). Errors: MongoDB (503).
+pub async fn delete_owned<T>(
+    st: &AppState,
+    p: &Principal,
+    meta: &crate::audit::Meta,
+    collection: &str,
+    t: crate::audit::Target<'_>,
+    old: &T,
+) -> Result<(), ApiError>
+where
+    T: serde::Serialize + Send + Sync,
+{
+    st.mongo.collection::<T>(collection).delete_one(doc! { "_id": t.id, "clientId": t.client_id }).await?;
+    crate::audit::changed(st, p, meta, t, Some(old), None).await
+}

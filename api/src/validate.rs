@@ -21,6 +21,17 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
     Ok(v.to_string())
 }
 
+/// A log listing's `limit` parameter: `given` or 50, within 1..=200 (400
+/// on `limit` otherwise).
+pub fn log_limit(given: Option<i64>) -> Result<i64, ApiError> {
+    let limit = given.unwrap_or(50);
+    if (1..=200).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid("limit", "must be within 1 and 200"))
+    }
+}
+
 /// [`text`] on an optional value; empty strings become `None`.
 pub fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
     match value.map(str::trim) {

@@ -338,6 +338,16 @@ async fn analytics_from_rollups_equal_raw_events() {
     e.insert_engagements(&tenant, &link_a, &[(DAY + 86_400 + 2 * 3600 + 60, 5_000, false, false)]).await;
     e.insert_and_roll(&rows).await;
 
+    // What a click-out is worth to the tenant (seed 000 conversion values).
+    e.ok(
+        &e.op,
+        Method::PATCH,
+        &format!("/v1/clients/{tenant}"),
+        Some(json!({"settings": {"conversion_values": [{"platform": "spotify", "value_minor": 50},
+            {"platform": "apple-music", "value_minor": 10}, {"platform": "apple-music", "value_minor": 30}]}})),
+    )
+    .await;
+
     // 22:00 the day before → 02:30 the day after: an hour, a day, two hours and a half hour.
     let range = "from=2025-11-20T22:00:00Z&to=2025-11-22T02:30:00Z";
     let o = e.ok(&key, Method::GET, &format!("/v1/analytics/overview?client_id={tenant}&{range}"), None).await;
@@ -355,6 +365,10 @@ async fn analytics_from_rollups_equal_raw_events() {
     assert_eq!(o["conversions"], 2);
     assert_eq!(o["conversion_rate"], 0.5);
     assert_eq!(o["engaged_views"], 3, "{o}");
+    assert_eq!(
+        o["conversion_value_minor"], 80,
+        "a Spotify click at 50, an Apple Music one at 30 (the last value given)"
+    );
     assert!((o["avg_time_on_page_s"].as_f64().unwrap() - 22.0 / 3.0).abs() < 1e-9, "{o}");
     assert!((o["bounce_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9, "{o}");
     assert_eq!(o["top_countries"][0], json!({"value": "GB", "count": 2}));

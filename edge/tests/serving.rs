@@ -122,8 +122,12 @@ async fn landing_pages_and_redirects_per_host_and_slug_with_escaping() {
     let head = c.head(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert!(head.bytes().await.unwrap().is_empty());
+    // POST is a page's engagement beacon: without consent nothing is recorded (204).
     let post = c.post(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
-    assert_eq!(post.status(), 405);
+    assert_eq!(post.status(), 204);
+    let put = c.put(format!("http://{}/jiro", edge.addr)).header("host", "links.a.test").send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, HEAD, POST");
     let long = format!("http://{}/jiro?x={}", edge.addr, "a".repeat(5000));
     assert_eq!(c.get(long).header("host", "links.a.test").send().await.unwrap().status(), 414);
 

@@ -14,6 +14,7 @@ use futures::TryStreamExt;
 use schemas::conversions::{Destination, Platform, CREDENTIAL_FIELD};
 use schemas::event::EventKind;
 use schemas::mongo::collections;
+use schemas::webhooks::{WebhookEndpoint, WebhookEvent};
 
 /// One enabled destination, ready to send to.
 #[derive(Debug, Clone)]
@@ -52,6 +53,9 @@ pub struct Loaded {
     /// Destinations whose credential did not decrypt (a key missing from
     /// `FORWARDER_PII_KEYS`, or a copied value), left out.
     pub undecryptable: Vec<ObjectId>,
+    /// Webhook endpoints subscribed to `clicks.batch` (enabled), by
+    /// tenant: `(endpoint id, tenant id)`.
+    pub click_hooks: HashMap<String, Vec<(ObjectId, ObjectId)>>,
 }
 
 impl Loaded {
@@ -61,7 +65,8 @@ impl Loaded {
     }
 }
 
-/// Reads every enabled destination and decrypts its credential with `pii`.
+/// Reads every enabled destination and decrypts its credential with `pii`,
+/// and the webhook endpoints that want batched click-outs.
 /// Errors only when MongoDB does; a credential that does not decrypt
 /// leaves that destination out ([`Loaded::undecryptable`]).
 pub async fn load(db: &mongodb::Database, pii: &Pii) -> Result<Loaded, LoadError> {
@@ -88,6 +93,13 @@ pub async fn load(db: &mongodb::Database, pii: &Pii) -> Result<Loaded, LoadError
                 out.undecryptable.push(d.id);
             }
         }
+    }
+    let mut hooks = db
+        .collection::<WebhookEndpoint>(collections::WEBHOOK_ENDPOINTS)
+        .find(doc! { "enabled": true, "events": WebhookEvent::ClicksBatch.as_str() })
+        .await?;
+    while let Some(e) = hooks.try_next().await? {
+        out.click_hooks.entry(e.client_id.to_hex()).or_default().push((e.id, e.client_id));
     }
     Ok(out)
 }

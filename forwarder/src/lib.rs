@@ -10,7 +10,9 @@
 //! decrypted with the api's keys, [`destinations`]). Writes: the
 //! platforms (HTTPS), the conversion dead-letter topic, MongoDB
 //! `conversion_deliveries` (the delivery log, kept 30 days), its
-//! consumer-group offsets. Serves: the admin listener (127.0.0.1:9184).
+//! consumer-group offsets, and the tenants' `clicks.batch` webhook
+//! messages (MongoDB `webhook_deliveries`, which the api signs and sends).
+//! Serves: the admin listener (127.0.0.1:9184).
 //!
 //! Guarantees: at-least-once per destination (a round's offsets are
 //! committed after each of its requests was delivered or dead-lettered);
@@ -131,6 +133,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         dlq,
         dlq_topic: cfg.kafka.conversion_dead_letter_topic.clone(),
         log: db.collection::<DeliveryLog>(collections::CONVERSION_DELIVERIES),
+        webhooks: db.collection(collections::WEBHOOK_DELIVERIES),
         metrics: metrics.clone(),
         limits: pipeline::RoundLimits {
             max_events: cfg.batch_max_events.max(1),
@@ -166,6 +169,7 @@ async fn refresh(
                     metrics.destinations.with_label_values(&[p.as_str()]).set(loaded.count(p) as i64);
                 }
                 metrics.destination_errors.with_label_values(&["credential"]).inc_by(loaded.undecryptable.len() as u64);
+                metrics.click_webhooks.set(loaded.click_hooks.values().map(Vec::len).sum::<usize>() as i64);
                 destinations.store(loaded);
                 health.ready("mongodb");
             }

@@ -30,6 +30,10 @@ pub const DELIVERY_LOG_ERRORS_TOTAL: &str = "forwarder_delivery_log_errors_total
 pub const COMMIT_ERRORS_TOTAL: &str = "forwarder_commit_errors_total";
 /// Consumer lag per partition (high watermark - position), records.
 pub const CONSUMER_LAG: &str = "forwarder_consumer_lag";
+/// Click-outs queued for tenants' `clicks.batch` webhooks (one per click and endpoint).
+pub const WEBHOOK_CLICKS_TOTAL: &str = "forwarder_webhook_clicks_total";
+/// Webhook endpoints loaded that want `clicks.batch`.
+pub const CLICK_WEBHOOKS: &str = "forwarder_click_webhooks";
 
 /// Every metric of the forwarder.
 #[derive(Clone)]
@@ -56,6 +60,10 @@ pub struct Metrics {
     pub commit_errors: IntCounter,
     /// See [`CONSUMER_LAG`].
     pub lag: IntGaugeVec,
+    /// See [`WEBHOOK_CLICKS_TOTAL`].
+    pub webhook_clicks: IntCounter,
+    /// See [`CLICK_WEBHOOKS`].
+    pub click_webhooks: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -126,6 +134,14 @@ impl Metrics {
             lag: reg(
                 r,
                 IntGaugeVec::new(Opts::new(CONSUMER_LAG, "Consumer lag per partition, records."), &["partition"])?,
+            )?,
+            webhook_clicks: reg(
+                r,
+                IntCounter::new(WEBHOOK_CLICKS_TOTAL, "Click-outs queued for tenants' clicks.batch webhooks.")?,
+            )?,
+            click_webhooks: reg(
+                r,
+                prometheus::IntGauge::new(CLICK_WEBHOOKS, "Webhook endpoints loaded that want clicks.batch.")?,
             )?,
         };
         // Every label value the forwarder uses exists from the start, so

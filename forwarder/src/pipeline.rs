@@ -36,6 +36,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemas::conversions::{DeliveryLog, DeliveryOutcome};
 use schemas::event::{Consent, EventKind, RawEvent};
 use schemas::topics::conversion_dead_letter_headers as dlh;
+use schemas::webhooks::{WebhookDelivery, WebhookEvent, MAX_CLICKS_PER_BATCH};
 
 use crate::destinations::{Dest, Destinations};
 use crate::metrics::Metrics;
@@ -85,16 +86,24 @@ pub struct Pipeline {
     pub dlq_topic: String,
     /// The delivery log.
     pub log: mongodb::Collection<DeliveryLog>,
+    /// Tenant webhook messages (`clicks.batch`), sent by the api.
+    pub webhooks: mongodb::Collection<WebhookDelivery>,
     /// Metrics.
     pub metrics: Metrics,
     /// Round bounds.
     pub limits: RoundLimits,
 }
 
+/// One tenant's click-outs of a round for its `clicks.batch` webhooks:
+/// its endpoints `(endpoint id, tenant id)` and the clicks (no personal data).
+type TenantClicks = (Vec<(ObjectId, ObjectId)>, Vec<serde_json::Value>);
+
 /// Raw events of one round, by destination, and the offsets they cover.
 #[derive(Default)]
 struct Round {
     by_dest: HashMap<ObjectId, (Arc<Dest>, Vec<Arc<RawEvent>>)>,
+    /// Click-outs for tenants' `clicks.batch` webhooks, by tenant.
+    clicks: HashMap<String, TenantClicks>,
     /// Next offset to commit, per (topic, partition).
     offsets: HashMap<(String, i32), i64>,
     records: usize,
@@ -157,11 +166,14 @@ impl Pipeline {
             self.metrics.skipped.with_label_values(&["unparsable"]).inc();
             return;
         };
+        let snapshot = self.destinations.snapshot();
+        if event.kind == EventKind::Click {
+            self.take_click(round, &event, &snapshot);
+        }
         if let Some(reason) = skip_reason(&event, &self.ua) {
             self.metrics.skipped.with_label_values(&[reason]).inc();
             return;
         }
-        let snapshot = self.destinations.snapshot();
         let wanted: Vec<&Arc<Dest>> = snapshot
             .by_tenant
             .get(event.tenant_id.as_str())
@@ -177,9 +189,71 @@ impl Pipeline {
         }
     }
 
+    /// Adds click `e` (a person's) to the round's `clicks.batch` messages
+    /// when its tenant has endpoints for them: what the tenant's own
+    /// systems may know of a click-out, without IP, user agent or visitor.
+    fn take_click(&self, round: &mut Round, e: &RawEvent, snapshot: &crate::destinations::Loaded) {
+        let Some(hooks) = snapshot.click_hooks.get(e.tenant_id.as_str()) else { return };
+        if bot_reason(&e.method, &self.ua.parse(e.user_agent.as_deref())).is_some() {
+            return;
+        }
+        let ts = bson::DateTime::from_millis(e.ts_ms).try_to_rfc3339_string().unwrap_or_default();
+        let click = serde_json::json!({
+            "event_id": e.event_id.to_string(),
+            "link_id": e.link_id.as_str(),
+            "slug": e.slug.as_str(),
+            "platform": e.platform.as_deref(),
+            "ts": ts,
+            "utm_source": e.attribution.utm_source.as_deref(),
+            "utm_medium": e.attribution.utm_medium.as_deref(),
+            "utm_campaign": e.attribution.utm_campaign.as_deref(),
+            "rule_id": e.rule_id.as_deref(),
+            "variant": e.variant.as_deref(),
+        });
+        let entry = round.clicks.entry(e.tenant_id.to_string()).or_insert_with(|| (hooks.clone(), Vec::new()));
+        entry.1.push(click);
+    }
+
+    /// Queues the round's `clicks.batch` messages (at most
+    /// [`MAX_CLICKS_PER_BATCH`] clicks each) in `webhook_deliveries`, which
+    /// the api sends; retried until MongoDB takes them or `shutdown`.
+    async fn queue_clicks(&self, round: &Round, shutdown: &CancellationToken) {
+        let mut deliveries = Vec::new();
+        for (hooks, clicks) in round.clicks.values() {
+            for chunk in clicks.chunks(MAX_CLICKS_PER_BATCH) {
+                for (endpoint, client) in hooks {
+                    let data = serde_json::json!({ "clicks": chunk });
+                    deliveries.push(WebhookDelivery::new(*client, *endpoint, WebhookEvent::ClicksBatch, data));
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.webhooks.insert_many(&deliveries).await {
+                Ok(_) => {
+                    let clicks: usize = round.clicks.values().map(|(h, c)| h.len() * c.len()).sum();
+                    self.metrics.webhook_clicks.inc_by(clicks as u64);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "queuing click webhooks failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     /// Sends every destination's requests of `round`, dead-letters the
     /// failed ones and writes the delivery log.
     async fn send(&self, round: &Round, shutdown: &CancellationToken) {
+        self.queue_clicks(round, shutdown).await;
         let sends = round.by_dest.values().map(|(dest, events)| async move {
             let requests = platforms::build(dest, events, &self.endpoints);
             let carried: usize = requests.iter().map(|r| r.event_ids.len()).sum();

@@ -259,6 +259,23 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
         .await
         .unwrap();
 
+    // A webhook endpoint of A wanting its click-outs, batched.
+    let hook = schemas::webhooks::WebhookEndpoint {
+        id: ObjectId::new(),
+        client_id: a,
+        url: "https://hooks.label.test/clicks".into(),
+        secret_enc: "unused here".into(),
+        events: vec![schemas::webhooks::WebhookEvent::ClicksBatch],
+        description: String::new(),
+        enabled: true,
+        created_at: DateTime::now(),
+        updated_at: DateTime::now(),
+    };
+    db.collection::<schemas::webhooks::WebhookEndpoint>(collections::WEBHOOK_ENDPOINTS)
+        .insert_one(&hook)
+        .await
+        .unwrap();
+
     let f = forwarder::start(cfg.clone(), prometheus::Registry::new(), common::shutdown::CancellationToken::new())
         .await
         .unwrap();
@@ -363,7 +380,28 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     assert_eq!(abandoned.0["dlq-attempts"], "3");
     assert_eq!(abandoned.1["data"][0]["event_id"], click.event_id.to_string());
 
+    // The click-outs of people, consented or not (no personal data in
+    // them), queued for A's endpoint; none of the bot, none of B.
+    let queued: Vec<schemas::webhooks::WebhookDelivery> = {
+        use futures::TryStreamExt;
+        db.collection(collections::WEBHOOK_DELIVERIES).find(doc! {}).await.unwrap().try_collect().await.unwrap()
+    };
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!((queued[0].endpoint_id, queued[0].event), (hook.id, schemas::webhooks::WebhookEvent::ClicksBatch));
+    let body: Value = serde_json::from_str(&queued[0].payload).unwrap();
+    let mut ids: Vec<&str> =
+        body["data"]["clicks"].as_array().unwrap().iter().map(|c| c["event_id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = ids_of(&[&click, &denied, &dnt]);
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        !queued[0].payload.contains("81.2.69.160") && !queued[0].payload.contains("iPhone"),
+        "no IP, no user agent"
+    );
+
     let m = &f.metrics;
+    assert_eq!(m.webhook_clicks.get(), 3);
     assert_eq!(m.skipped.with_label_values(&["no_consent"]).get(), 2);
     assert_eq!(m.skipped.with_label_values(&["dnt"]).get(), 1);
     assert_eq!(m.skipped.with_label_values(&["bot"]).get(), 1);
@@ -376,6 +414,10 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     assert_eq!(m.destinations.with_label_values(&["meta"]).get(), 3, "the paused one is not loaded");
 
     db.drop().await.unwrap();
+}
+
+fn ids_of(events: &[&RawEvent]) -> Vec<String> {
+    events.iter().map(|e| e.event_id.to_string()).collect()
 }
 
 fn base64_key() -> String {

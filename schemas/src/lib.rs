@@ -9,6 +9,7 @@
 //! - [`routing`]: a smartlink's routing rules (device, country, language, A/B, preferred service).
 //! - [`alerts`]: tenants' tracking-health alert settings, states and delivery log.
 //! - [`conversions`]: the ad platforms a tenant forwards conversions to, and the delivery log.
+//! - [`webhooks`]: tenants' webhook endpoints and the messages sent to them.
 //! - [`billing`]: invoices and payments; [`campaign`]: campaigns and their daily ad KPIs; [`gdpr`]: consents and newsletter subscribers.
 //! - [`crm`]: CRM (leads, contacts, opportunities) and audit documents, and how the seeds map onto them.
 //!
@@ -36,3 +37,4 @@ pub mod ids;
 pub mod mongo;
 pub mod routing;
 pub mod topics;
+pub mod webhooks;

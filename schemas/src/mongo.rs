@@ -81,6 +81,12 @@ pub mod collections {
     pub const CONVERSION_DESTINATIONS: &str = "conversion_destinations";
     /// What the forwarder sent to them ([`crate::conversions::DeliveryLog`]).
     pub const CONVERSION_DELIVERIES: &str = "conversion_deliveries";
+    /// Tenants' webhook endpoints ([`crate::webhooks::WebhookEndpoint`]).
+    pub const WEBHOOK_ENDPOINTS: &str = "webhook_endpoints";
+    /// Messages to them, with their attempts ([`crate::webhooks::WebhookDelivery`]).
+    pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries";
+    /// Daily digests claimed, one per endpoint and day (`_id` = `{endpoint}:{YYYY-MM-DD}`).
+    pub const WEBHOOK_DIGESTS: &str = "webhook_digests";
 }
 
 /// Status of a tenant (seed 000 `clients.metadata.status`).
@@ -230,6 +236,11 @@ pub struct ClientSettings {
     /// Platform ids in the order buttons appear on landing pages; platforms
     /// not listed follow in [`PlatformId::ALL`] order.
     pub default_platform_order: Vec<String>,
+    /// What a click-out to each platform is worth to the tenant, in minor
+    /// units of its currency (seed 000 `conversionGoals[].value`,
+    /// `conversionValue`; issue #19): platform id → value. A platform not
+    /// listed is worth nothing.
+    pub conversion_values: BTreeMap<String, i64>,
 }
 
 impl Default for ClientSettings {
@@ -243,6 +254,7 @@ impl Default for ClientSettings {
             features: Vec::new(),
             anonymize_ip: true,
             default_platform_order: Vec::new(),
+            conversion_values: BTreeMap::new(),
         }
     }
 }
@@ -1298,6 +1310,24 @@ pub const INDEXES: &[IndexSpec] = &[
         unique: false,
     },
     IndexSpec { collection: collections::CONVERSION_DELIVERIES, name: "at", keys: &[("at", 1)], unique: false },
+    IndexSpec {
+        collection: collections::WEBHOOK_ENDPOINTS,
+        name: "client",
+        keys: &[("clientId", 1), ("createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::WEBHOOK_DELIVERIES,
+        name: "endpoint_created",
+        keys: &[("clientId", 1), ("endpointId", 1), ("createdAt", -1)],
+        unique: false,
+    },
+    IndexSpec {
+        collection: collections::WEBHOOK_DELIVERIES,
+        name: "due",
+        keys: &[("status", 1), ("nextAttemptAt", 1)],
+        unique: false,
+    },
 ];
 
 #[cfg(test)]

@@ -408,10 +408,7 @@ pub async fn deliveries(
 ) -> Result<Json<Vec<AlertDeliveryView>>, ApiError> {
     p.can(Resource::Alerts, Action::Read)?;
     let client = Tenant::resolve(&st, &p, q.client_id.as_deref()).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be within 1 and 200"));
-    }
+    let limit = validate::log_limit(q.limit)?;
     let found: Vec<AlertDelivery> = st
         .mongo
         .collection::<AlertDelivery>(collections::ALERT_DELIVERIES)

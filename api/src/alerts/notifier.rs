@@ -30,14 +30,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
 use bson::{doc, oid::ObjectId, DateTime};
 use futures::TryStreamExt;
-use hmac::{Hmac, Mac};
 use schemas::alerts::{AlertDelivery, AlertKind, AlertSettings, AlertState, Channel, DeliveryStatus};
 use schemas::mongo::{collections, Client};
+use schemas::webhooks::WebhookEvent;
 use serde_json::json;
-use sha2::Sha256;
 
 use super::health::{self, Health, Verdict, Windows};
 use crate::error::ApiError;
@@ -46,12 +44,13 @@ use crate::state::AppState;
 use crate::validate::to_rfc3339;
 use crypto::Field;
 
+use crate::webhooks::signing::without_url;
+pub use crate::webhooks::signing::{backoff, new_secret, sign};
+
 /// How long a claimed attempt may run before another instance may retry it.
 const ATTEMPT_LEASE: Duration = Duration::from_secs(300);
 /// How long an evaluation may hold `alerts:evaluate` (a dead holder's lock expires).
 const EVALUATION_LEASE: Duration = Duration::from_secs(600);
-/// Longest wait between two attempts.
-const MAX_BACKOFF_SECS: u64 = 3600;
 /// Deliveries sent per call of [`Notifier::deliver_due`].
 const BATCH: i64 = 100;
 
@@ -68,16 +67,7 @@ pub struct Evaluation {
     pub deliveries: usize,
 }
 
-/// What one round of sending did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sent {
-    /// Accepted by their receivers.
-    pub delivered: usize,
-    /// Failed, kept for a later attempt.
-    pub retried: usize,
-    /// Failed for good.
-    pub failed: usize,
-}
+pub use crate::delivery::Sent;
 
 /// Judges tenants and sends their notifications; see the module docs.
 pub struct Notifier {
@@ -160,6 +150,12 @@ impl Notifier {
                 let id = format!("{hex}:{}", v.kind.as_str());
                 let prev = states.get(&id);
                 let Some(change) = self.claim(&id, c.id, prev, &v, slot).await? else { continue };
+                // The tenant's webhook endpoints subscribed to alerts hear
+                // of every change this instance claimed (issue #19).
+                let event = if change == "firing" { WebhookEvent::AlertFiring } else { WebhookEvent::AlertResolved };
+                let data = json!({"client_id": hex, "client": c.slug, "kind": v.kind.as_str(), "status": change,
+                    "summary": summary(&v, &h, w, change), "value": v.value, "threshold": v.threshold});
+                crate::webhooks::enqueue(st, c.id, event, data).await;
                 let mut notify = s.kinds.contains(&v.kind);
                 if change == "firing" {
                     out.fired.push((c.id, v.kind));
@@ -316,24 +312,10 @@ impl Notifier {
     pub async fn deliver_due(&self, now: DateTime) -> Result<Sent, ApiError> {
         let st = &self.st;
         let coll = st.mongo.collection::<AlertDelivery>(collections::ALERT_DELIVERIES);
-        let due: Vec<AlertDelivery> = coll
-            .find(doc! { "status": "pending", "nextAttemptAt": { "$lte": now } })
-            .sort(doc! { "nextAttemptAt": 1 })
-            .limit(BATCH)
-            .await?
-            .try_collect()
-            .await?;
         let mut sent = Sent::default();
-        for d in due {
-            let name = format!("alert-delivery:{}", d.id.to_hex());
-            let lock = match crate::lock::acquire(st, name, ATTEMPT_LEASE, Duration::ZERO).await {
-                Ok(l) => l,
-                Err(ApiError::Unavailable { store: "lock", .. }) => continue, // another instance sends it
-                Err(e) => return Err(e),
-            };
-            let outcome = self.attempt(&coll, d.id, now, &mut sent).await;
-            lock.release().await;
-            outcome?;
+        for id in crate::delivery::due_ids(st, collections::ALERT_DELIVERIES, now, BATCH).await? {
+            let name = format!("alert-delivery:{}", id.to_hex());
+            crate::delivery::if_free(st, name, ATTEMPT_LEASE, || self.attempt(&coll, id, now, &mut sent)).await?;
         }
         Ok(sent)
     }
@@ -348,13 +330,10 @@ impl Notifier {
         sent: &mut Sent,
     ) -> Result<(), ApiError> {
         let st = &self.st;
-        let Some(d) = coll.find_one(doc! { "_id": id }).await? else { return Ok(()) };
-        if d.status != DeliveryStatus::Pending || d.next_attempt_at > now {
+        let due = |d: &AlertDelivery| (d.status == DeliveryStatus::Pending && d.next_attempt_at <= now, d.attempts);
+        let Some((d, attempts)) = crate::delivery::begin_attempt(coll, id, now, ATTEMPT_LEASE, due).await? else {
             return Ok(()); // sent or rescheduled meanwhile
-        }
-        let attempts = d.attempts + 1;
-        let lease = DateTime::from_millis(now.timestamp_millis() + ATTEMPT_LEASE.as_millis() as i64);
-        coll.update_one(doc! { "_id": id }, doc! { "$set": { "nextAttemptAt": lease, "attempts": attempts } }).await?;
+        };
         let channel = match d.channel {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
@@ -483,28 +462,6 @@ impl Failure {
     }
 }
 
-/// A reqwest error without the URL (it may carry a tenant's token).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {cause}")
-    }
-}
-
 /// Where delivery `id`'s target (an email or a webhook URL) is bound.
 fn target_field(id: ObjectId) -> Field<'static> {
     Field::new(collections::ALERT_DELIVERIES, id, "target")
@@ -522,34 +479,6 @@ pub fn default_settings(client_id: ObjectId) -> AlertSettings {
         thresholds: Default::default(),
         updated_at: DateTime::from_millis(0),
     }
-}
-
-/// The wait after attempt `attempts` (1-based): `base · 2^(attempts-1)` s,
-/// at most an hour.
-pub fn backoff(base_secs: u32, attempts: u32) -> Duration {
-    let secs = u64::from(base_secs).saturating_mul(1u64 << attempts.saturating_sub(1).min(20));
-    Duration::from_secs(secs.min(MAX_BACKOFF_SECS))
-}
-
-/// The `webhook-signature` header of Standard Webhooks: `v1,` and the
-/// base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` keyed by the base64
-/// after `whsec_` in `secret`. Errors: a secret that is not `whsec_` + base64.
-pub fn sign(secret: &str, id: &str, timestamp: &str, body: &str) -> Result<String, String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = secret
-        .strip_prefix("whsec_")
-        .and_then(|k| b64.decode(k).ok())
-        .ok_or_else(|| "the webhook secret is not whsec_ + base64".to_string())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    Ok(format!("v1,{}", b64.encode(mac.finalize().into_bytes())))
-}
-
-/// A fresh webhook secret: `whsec_` and the base64 of 32 random bytes.
-pub fn new_secret() -> Result<String, getrandom::Error> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b)?;
-    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b)))
 }
 
 /// `ada@label.com` → `a***@label.com`, for the delivery log.

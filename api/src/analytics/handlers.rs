@@ -107,6 +107,10 @@ pub struct OverviewView {
     /// Seed 000 `bounceRate`: share of those pages left without a click-out
     /// within 10 s, 0..=1 (0 without engaged views).
     pub bounce_rate: f64,
+    /// Seed 000 `conversionValue`: click-outs by platform times the values
+    /// the tenant assigns them (`settings.conversion_values`), in minor
+    /// units of its currency; 0 without values.
+    pub conversion_value_minor: i64,
     /// Clicks by platform, largest first. Breakdowns keep each window's top
     /// values (`API_BREAKDOWN_TOP_N`) and sum the rest under `(other)`.
     pub clicks_by_platform: Vec<Count>,
@@ -377,6 +381,12 @@ pub async fn engine_for(st: &AppState, closed_until: Option<u32>) -> Result<Engi
     Ok(Engine { ch: &st.ch, db: &st.ch_db, closed_until, pending, top_n: st.cfg.breakdown_top_n, spans })
 }
 
+/// Σ clicks × value over the platforms of `clicks` that `values` prices
+/// (the `(other)` bucket of a capped breakdown is worth nothing).
+pub fn conversion_value(values: &BTreeMap<String, i64>, clicks: &BTreeMap<String, i64>) -> i64 {
+    clicks.iter().map(|(p, n)| values.get(p).map_or(0, |v| v.saturating_mul(*n))).fold(0i64, i64::saturating_add)
+}
+
 fn counts(m: &BTreeMap<String, i64>, top: usize) -> Vec<Count> {
     let mut v: Vec<Count> =
         m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| Count { value: k.clone(), count: *n }).collect();
@@ -418,6 +428,7 @@ pub async fn overview_with(
         engaged_views: m.engaged_views,
         avg_time_on_page_s: m.avg_time_on_page,
         bounce_rate: m.bounce_rate,
+        conversion_value_minor: conversion_value(&r.client.settings.conversion_values, &o.breakdown.platforms),
         clicks_by_platform: counts(&o.breakdown.platforms, usize::MAX),
         top_countries: counts(&o.breakdown.countries, 10),
         top_platforms: counts(&o.breakdown.platforms, 10),

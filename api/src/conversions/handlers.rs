@@ -130,10 +130,7 @@ fn view(d: &Destination) -> DestinationView {
 }
 
 fn platform_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(Platform::ALL.iter().map(|p| p.as_str())))
-        .build()
+    crate::openapi::enumeration(&Platform::ALL.map(Platform::as_str))
 }
 
 fn events_schema() -> utoipa::openapi::schema::Array {
@@ -356,12 +353,8 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     p.can(Resource::Destinations, Action::Delete)?;
     let old = load(&st, &p, &id).await?;
-    st.mongo
-        .collection::<Destination>(collections::CONVERSION_DESTINATIONS)
-        .delete_one(doc! { "_id": old.id, "clientId": old.client_id })
-        .await?;
     let target = Target { client_id: old.client_id, action: "delete", resource: "destinations", id: old.id };
-    audit::changed(&st, &p, &meta, target, Some(&old), None).await?;
+    crate::store::delete_owned(&st, &p, &meta, collections::CONVERSION_DESTINATIONS, target, &old).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -379,10 +372,7 @@ pub struct DeliveriesQuery {
 }
 
 fn outcome_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(["delivered", "rejected", "abandoned"]))
-        .build()
+    crate::openapi::enumeration(&["delivered", "rejected", "abandoned"])
 }
 
 /// One request to a destination, after its last attempt.
@@ -421,10 +411,7 @@ pub async fn deliveries(
 ) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     p.can(Resource::Destinations, Action::Read)?;
     let d = load(&st, &p, &id).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be within 1 and 200"));
-    }
+    let limit = validate::log_limit(q.limit)?;
     let mut f = doc! { "clientId": d.client_id, "destinationId": d.id };
     if let Some(o) = &q.outcome {
         let o: schemas::conversions::DeliveryOutcome =

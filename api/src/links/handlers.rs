@@ -14,6 +14,8 @@ use schemas::mongo::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use schemas::webhooks::WebhookEvent;
+
 use crate::audit::{self, Meta, Target};
 use crate::auth::Principal;
 use crate::error::{is_duplicate_key, ApiError, ErrorBody};
@@ -577,7 +579,14 @@ pub async fn create(
         Some(&link),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(view(&link, &client, &st.cfg.link_scheme))))
+    let v = view(&link, &client, &st.cfg.link_scheme);
+    tell(&st, client.id, WebhookEvent::LinkCreated, &v).await;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// Queues `event` about link `v` for the tenant's webhooks ([`crate::webhooks::enqueue`]).
+pub(crate) async fn tell(st: &AppState, client: bson::oid::ObjectId, event: WebhookEvent, v: &impl serde::Serialize) {
+    crate::webhooks::enqueue(st, client, event, serde_json::to_value(v).unwrap_or_default()).await;
 }
 
 /// Lists a tenant's smartlinks, newest first, by pages; `tag` and `q`
@@ -737,7 +746,9 @@ pub async fn patch(
                 Some(&link),
             )
             .await?;
-            Ok(Json(view(&link, &client, &st.cfg.link_scheme)))
+            let v = view(&link, &client, &st.cfg.link_scheme);
+            tell(&st, client.id, WebhookEvent::LinkUpdated, &v).await;
+            Ok(Json(v))
         }
         Err(e) if is_duplicate_key(&e) => Err(slug_taken(&link.slug)),
         Err(e) => Err(e.into()),
@@ -809,6 +820,8 @@ pub async fn archive(
         Some(&archived),
     )
     .await?;
+    let data = serde_json::json!({"id": link.id.to_hex(), "slug": link.slug});
+    tell(&st, link.client_id, WebhookEvent::LinkArchived, &data).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -249,7 +249,10 @@ pub async fn import(
         let target = Target { client_id: client.id, action: "create", resource: "smartlinks", id: link.id };
         audit::changed(&st, &p, &meta, target, None, Some(link)).await?;
     }
-    let items = links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect();
+    let items: Vec<_> = links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect();
+    for v in &items {
+        super::handlers::tell(&st, client.id, schemas::webhooks::WebhookEvent::LinkCreated, v).await;
+    }
     Ok((StatusCode::CREATED, Json(ImportResult { created, items })))
 }
 

@@ -138,6 +138,22 @@ pub struct Settings {
     /// limited by the plan's requests per second only). Default 1000.
     #[schema(minimum = 1, maximum = 100000000)]
     pub api_rate_limit: i64,
+    /// What a click-out to each platform is worth, in minor units of the
+    /// tenant's currency (seed 000 `conversionGoals`): the analytics'
+    /// `conversion_value_minor`. A platform listed twice keeps its last value.
+    pub conversion_values: Vec<ConversionValue>,
+}
+
+/// The value of a click-out to one platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionValue {
+    /// Platform id (`spotify`, `apple-music`, ...).
+    #[schema(schema_with = platform_id)]
+    pub platform: String,
+    /// Minor units, 0..=100000000.
+    #[schema(minimum = 0, maximum = 100000000)]
+    pub value_minor: i64,
 }
 
 impl Default for Settings {
@@ -155,6 +171,11 @@ impl From<&mongo::ClientSettings> for Settings {
             max_smartlinks_per_month: s.max_smartlinks_per_month,
             max_users_per_client: s.max_users_per_client,
             api_rate_limit: s.api_rate_limit,
+            conversion_values: s
+                .conversion_values
+                .iter()
+                .map(|(p, v)| ConversionValue { platform: p.clone(), value_minor: *v })
+                .collect(),
         }
     }
 }
@@ -182,6 +203,8 @@ pub struct SettingsPatch {
     /// API-key requests per hour, 1..=100000000 (operator).
     #[schema(minimum = 1, maximum = 100000000)]
     pub api_rate_limit: Option<i64>,
+    /// Values of click-outs per platform (replaced whole).
+    pub conversion_values: Option<Vec<ConversionValue>>,
 }
 
 /// `PATCH /v1/clients/{id}` body: each field present replaces the stored
@@ -331,6 +354,25 @@ fn in_range(field: &str, value: i64, range: std::ops::RangeInclusive<i64>) -> Re
 }
 
 /// `order` when every id is a known platform; 400 on the first that is not.
+/// Schema of one known platform id.
+fn platform_id() -> utoipa::openapi::Object {
+    let ids: Vec<&str> = PlatformId::ALL.iter().map(|p| p.id()).collect();
+    crate::openapi::enumeration(&ids)
+}
+
+/// The values of `v` by platform (a platform listed twice keeps its last).
+fn conversion_values(v: &[ConversionValue]) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, c) in v.iter().enumerate() {
+        if PlatformId::from_id(&c.platform).is_none() {
+            return Err(ApiError::invalid(format!("settings.conversion_values[{i}].platform"), "unknown platform id"));
+        }
+        let value = in_range("conversion_values.value_minor", c.value_minor, 0..=100_000_000)?;
+        out.insert(c.platform.clone(), value);
+    }
+    Ok(out)
+}
+
 fn platform_order(order: &[String]) -> Result<Vec<String>, ApiError> {
     for (i, p) in order.iter().enumerate() {
         if PlatformId::from_id(p).is_none() {
@@ -423,6 +465,7 @@ fn build_client(body: ClientCreate, now: DateTime) -> Result<Client, ApiError> {
         max_smartlinks_per_month: in_range("max_smartlinks_per_month", s.max_smartlinks_per_month, 1..=1_000_000)?,
         max_users_per_client: in_range("max_users_per_client", s.max_users_per_client, 1..=100_000)?,
         api_rate_limit: in_range("api_rate_limit", s.api_rate_limit, 1..=100_000_000)?,
+        conversion_values: conversion_values(&s.conversion_values)?,
         ..Default::default()
     };
     Ok(Client {
@@ -489,6 +532,9 @@ fn apply_patch(mut client: Client, patch: ClientPatch, operator: bool, now: Date
         }
         if let Some(v) = &s.default_platform_order {
             c.default_platform_order = platform_order(v)?;
+        }
+        if let Some(v) = &s.conversion_values {
+            c.conversion_values = conversion_values(v)?;
         }
         if let Some(v) = s.max_smartlinks_per_month {
             operator_only("settings.max_smartlinks_per_month")?;

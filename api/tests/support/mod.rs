@@ -83,6 +83,8 @@ pub async fn env_custom(change: impl FnOnce(&mut api::Config)) -> Env {
     cfg.ops_alert_emails = "oncall@ops.test, sre@ops.test".into();
     // Tests drive the tenant-alert notifier themselves (api::alerts::Notifier).
     cfg.alerts_eval_secs = 0;
+    // ... and the webhook dispatcher (api::webhooks::dispatch::Dispatcher).
+    cfg.webhooks_secs = 0;
     cfg.alerts_allow_http_webhooks = true;
     let outbox = std::env::temp_dir().join(format!("outbox-{name}"));
     cfg.mail_url = format!("file:{}", outbox.display()).into();

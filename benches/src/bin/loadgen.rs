@@ -27,7 +27,10 @@
 //!    `platform-stub` writes shows every consented human view and click
 //!    exactly once per destination with the event id the page handed its
 //!    pixels (`eventId` of the page's data, a button's `data-eid`), and no
-//!    event of a visitor who did not consent.
+//!    event of a visitor who did not consent. It also gives the tenant a
+//!    webhook endpoint for batched click-outs (the stub again) and checks
+//!    every person's click-out of the run arrived in exactly one message,
+//!    its Standard Webhooks signature verified with the endpoint's secret.
 //!
 //! Usage: `loadgen [VISITS] [CONCURRENCY]` (defaults 3000, 32). Settings from
 //! the environment: `LOADGEN_EDGE` (default `http://127.0.0.1:8080`),
@@ -87,6 +90,9 @@ struct Sent {
     engaged_ms: u64,
     /// Those without a click within 10 s.
     bounces: u64,
+    /// Event ids of every person's click-out: each in one `clicks.batch`
+    /// webhook message.
+    click_ids: Vec<String>,
 }
 
 /// The API as the demo tenant's tools use it.
@@ -225,9 +231,78 @@ const DESTINATIONS: [(&str, &str, &str, &str); 3] = [
     ("Demo TikTok pixel", "tiktok", "CDEMO12345", "demo-tiktok-access-token"),
 ];
 
+/// Where the demo tenant's webhook goes: the platform-stub.
+const WEBHOOK_URL: &str = "http://127.0.0.1:9190/webhook";
+
+/// Gives the demo tenant one webhook endpoint, [`WEBHOOK_URL`], for
+/// batched click-outs (deleting any other), with a fresh signing secret:
+/// returns the secret.
+async fn seed_webhook(api: &Api, op: &str, tenant: &str) -> anyhow::Result<String> {
+    use reqwest::Method;
+    let found = api.ok(op, Method::GET, &format!("/v1/webhooks?client_id={tenant}"), None).await?;
+    for w in found.as_array().into_iter().flatten() {
+        api.ok(op, Method::DELETE, &format!("/v1/webhooks/{}", str_of(w, "id")?), None).await.ok();
+    }
+    let body = json!({"client_id": tenant, "url": WEBHOOK_URL, "events": ["clicks.batch"], "description": "demo"});
+    let w = api.ok(op, Method::POST, "/v1/webhooks", Some(body)).await?;
+    str_of(&w, "secret")
+}
+
+/// Waits until `log` (the `platform-stub`'s lines) holds a `clicks.batch`
+/// message, signed with `secret`, for each of `clicks`, each once; fails
+/// on a bad signature. Returns the messages seen.
+async fn check_click_webhooks(log: &std::path::Path, secret: &str, clicks: &[String]) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut messages = std::collections::HashSet::new();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+            if v["platform"] != "webhook" {
+                continue;
+            }
+            let (id, ts, sig, body) = (
+                v["webhook_id"].as_str().unwrap_or(""),
+                v["timestamp"].as_str().unwrap_or(""),
+                v["signature"].as_str().unwrap_or(""),
+                v["body"].as_str().unwrap_or(""),
+            );
+            let Ok(b) = serde_json::from_str::<Value>(body) else { continue };
+            if b["type"] != "clicks.batch" || !messages.insert(id.to_string()) {
+                continue; // another message, or a retry of one seen
+            }
+            let ours = b["data"]["clicks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["event_id"].as_str().is_some_and(|e| clicks.iter().any(|x| x == e)));
+            if ours {
+                let want = api::webhooks::signing::sign(secret, id, ts, body).map_err(|e| anyhow::anyhow!(e))?;
+                anyhow::ensure!(sig == want, "webhook message {id}: the signature does not verify with the secret");
+            }
+            for c in b["data"]["clicks"].as_array().into_iter().flatten() {
+                if let Some(e) = c["event_id"].as_str() {
+                    *seen.entry(e.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        let missing = clicks.iter().filter(|c| !seen.contains_key(*c)).count();
+        if let Some(c) = clicks.iter().find(|c| seen.get(*c).copied().unwrap_or(0) > 1) {
+            anyhow::bail!("click {c} was in {} webhook messages", seen[c]);
+        }
+        if missing == 0 {
+            return Ok(messages.len());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{missing} click-outs never reached the tenant's webhook");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Sets the demo tenant's destinations to [`DESTINATIONS`] (deleting any
 /// other, which an operator's tool may have added), then waits until the
-/// forwarder at `admin` has loaded at least one per platform.
+/// forwarder at `admin` has loaded at least one per platform, and its
+/// `clicks.batch` webhook.
 async fn seed_destinations(api: &Api, op: &str, tenant: &str, admin: &str) -> anyhow::Result<()> {
     use reqwest::Method;
     let found = api.ok(op, Method::GET, &format!("/v1/destinations?client_id={tenant}"), None).await?;
@@ -262,12 +337,15 @@ async fn seed_destinations(api: &Api, op: &str, tenant: &str, admin: &str) -> an
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        let loaded = ["meta", "ga4", "tiktok"].iter().all(|p| {
+        let gauge = |name: String| {
             text.lines()
-                .find(|l| l.starts_with(&format!("forwarder_destinations{{platform=\"{p}\"}}")))
+                .find(|l| l.starts_with(&name))
                 .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .is_some_and(|n| n >= 1.0)
-        });
+        };
+        let loaded =
+            ["meta", "ga4", "tiktok"].iter().all(|p| gauge(format!("forwarder_destinations{{platform=\"{p}\"}}")))
+                && gauge("forwarder_click_webhooks ".into());
         if loaded {
             return Ok(());
         }
@@ -416,6 +494,9 @@ async fn visit(http: &reqwest::Client, edge: &str, sent: &Mutex<Sent>, p: &Plan,
                 Ok(r) if r.status() == 302 => {
                     clicked = true;
                     *s.clicks.entry(p.platform.clone()).or_insert(0) += 1;
+                    if let Some(id) = &click_id {
+                        s.click_ids.push(id.clone());
+                    }
                     if let Some(id) = click_id {
                         let consented = cookie.contains("sl_consent=granted");
                         if consented { &mut s.consented } else { &mut s.unconsented }.push(id);
@@ -476,8 +557,10 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| testkit::state_dir().join("demo-tenant-key"));
     std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
     let stub_log = std::env::var("LOADGEN_PLATFORM_STUB_LOG").ok().map(std::path::PathBuf::from);
+    let mut webhook_secret = String::new();
     if stub_log.is_some() {
         let admin = std::env::var("LOADGEN_FORWARDER_ADMIN").unwrap_or_else(|_| "http://127.0.0.1:9184".into());
+        webhook_secret = seed_webhook(&api, &op, &tenant_hex).await?;
         seed_destinations(&api, &op, &tenant_hex, &admin).await?;
     }
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
@@ -730,6 +813,11 @@ async fn main() -> anyhow::Result<()> {
             sent.consented.len(),
             sent.unconsented.len(),
             waited.elapsed().as_secs_f64()
+        );
+        let messages = check_click_webhooks(log, &webhook_secret, &sent.click_ids).await?;
+        println!(
+            "webhooks: all {} click-outs reached the tenant's endpoint once, in {messages} signed clicks.batch messages (Standard Webhooks signature verified)",
+            sent.click_ids.len()
         );
     }
     println!("OK: the API and the rollups counted exactly what was sent. GeoIP by DB-IP Lite (CC BY 4.0, https://db-ip.com).");

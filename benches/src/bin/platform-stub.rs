@@ -6,7 +6,9 @@
 //! JSON line per event received to a file, for `loadgen` to check that each
 //! consented event reached each destination once with the pixel's id:
 //! `{"platform":"meta","account":"1234","event_id":"…","name":"SmartlinkClick"}`.
-//! `GET /readyz` answers 200 (the demo's stage runner waits on it).
+//! It also plays a tenant's webhook receiver (`POST /webhook`): one line
+//! `{"platform":"webhook","webhook_id","timestamp","signature","body"}`
+//! per message. `GET /readyz` answers 200 (the demo's stage runner waits on it).
 //!
 //! Settings: `PLATFORM_STUB_LISTEN` (default `127.0.0.1:9190`),
 //! `PLATFORM_STUB_LOG` (default `$SMARTLINKS_STATE_DIR/platform-stub.jsonl`).
@@ -48,6 +50,17 @@ async fn ga4(State(log): State<Log>, Query(q): Query<HashMap<String, String>>, J
     record(&log, "ga4", q.get("measurement_id").map_or("", String::as_str), &events, "event_id", "name");
 }
 
+/// A tenant webhook (issue #19): the Standard Webhooks headers and the body,
+/// one JSON line, for loadgen to verify the signature with the secret.
+async fn webhook(State(log): State<Log>, headers: axum::http::HeaderMap, body: String) -> axum::http::StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let line = json!({"platform": "webhook", "webhook_id": h("webhook-id"), "timestamp": h("webhook-timestamp"),
+        "signature": h("webhook-signature"), "body": body});
+    let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(f, "{line}");
+    axum::http::StatusCode::NO_CONTENT
+}
+
 async fn tiktok(State(log): State<Log>, Json(b): Json<Value>) -> Json<Value> {
     let data = b["data"].as_array().cloned().unwrap_or_default();
     record(&log, "tiktok", b["event_source_id"].as_str().unwrap_or(""), &data, "event_id", "event");
@@ -69,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/{version}/{pixel}/events", post(meta))
         .route("/mp/collect", post(ga4))
         .route("/open_api/v1.3/event/track/", post(tiktok))
+        .route("/webhook", post(webhook))
         .route("/readyz", get(|| async { "ok" }))
         .with_state(Arc::new(Mutex::new(file)));
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
