@@ -128,12 +128,13 @@ async fn engage(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> R
         crate::cache::Resolved::Found(t, l) => (t, l),
         _ => return Err((StatusCode::NOT_FOUND, "not_found")),
     };
-    let headers: HeaderMap = req.headers().clone();
-    let cookies = crate::server::cookies(&headers);
-    let dnt = crate::server::dnt(&headers);
-    if cookies.consent != Consent::Granted || dnt {
+    let headers: &HeaderMap = req.headers();
+    let cookies = crate::server::cookies(headers);
+    if cookies.consent != Consent::Granted || crate::server::dnt(headers) {
         return Ok(Outcome::NoConsent);
     }
+    // What the event keeps of the request, taken before its body is read.
+    let user_agent = crate::server::header_string(headers, header::USER_AGENT);
     if req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         > Some(MAX_BODY_BYTES)
     {
@@ -162,7 +163,7 @@ async fn engage(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> R
         method: Text::const_new("POST"),
         platform: None,
         ip,
-        user_agent: crate::server::header_string(&headers, header::USER_AGENT),
+        user_agent,
         accept_language: None,
         referrer: None,
         attribution: Default::default(),
