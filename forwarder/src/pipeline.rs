@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use bson::{oid::ObjectId, DateTime};
 use common::shutdown::CancellationToken;
+use futures::StreamExt;
 use lookup::device::{bot_reason, UaParser};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -66,6 +67,8 @@ pub struct RoundLimits {
     pub max_events: usize,
     /// Age of the round's first event.
     pub max_age: Duration,
+    /// Requests in flight to one destination.
+    pub concurrency: usize,
 }
 
 /// The consumer loop's state.
@@ -260,12 +263,33 @@ impl Pipeline {
             if carried < events.len() {
                 self.metrics.skipped.with_label_values(&["no_client_id"]).inc_by((events.len() - carried) as u64);
             }
-            let mut done = Vec::with_capacity(requests.len());
-            for r in requests {
-                let a = self.sender.deliver(dest, &r).await;
-                done.push((dest.clone(), r, a));
-            }
-            done
+            // A destination's requests go out a few at a time (GA4 takes
+            // one per visitor); once one of them is abandoned (the platform
+            // is down through every retry), the rest of the round's are
+            // dead-lettered unsent instead of each waiting out its retries:
+            // a round, and so every tenant's conversions, stays bounded.
+            let broken = std::sync::atomic::AtomicBool::new(false);
+            let broken = &broken;
+            futures::stream::iter(requests)
+                .map(|r| async move {
+                    let a = if broken.load(std::sync::atomic::Ordering::Relaxed) {
+                        Attempted {
+                            outcome: DeliveryOutcome::Abandoned,
+                            status: None,
+                            attempts: 0,
+                            answer: Some("not attempted: another request of this round was abandoned".into()),
+                        }
+                    } else {
+                        self.sender.deliver(dest, &r).await
+                    };
+                    if a.outcome == DeliveryOutcome::Abandoned {
+                        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    (dest.clone(), r, a)
+                })
+                .buffer_unordered(self.limits.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
         });
         let results: Vec<(Arc<Dest>, Request, Attempted)> =
             futures::future::join_all(sends).await.into_iter().flatten().collect();
