@@ -15,8 +15,9 @@
 //! that.
 //!
 //! ## What is forwarded
-//! A view or click of a visitor who consented (`consent: granted`), sends
-//! no `DNT`/`Sec-GPC`, is no bot (our bot rules on the user agent, HEAD
+//! A view or click of a visitor who consented (`consent: granted`; a view
+//! whose visitor accepted the banner on its page comes with the page's
+//! engagement beacon, [`late_view`]), sends no `DNT`/`Sec-GPC`, is no bot (our bot rules on the user agent, HEAD
 //! requests), to each enabled destination of its tenant whose `events`
 //! name its kind. Everything else is counted in `forwarder_skipped_total`
 //! by reason. Events consumed while their tenant had no destination are
@@ -43,6 +44,27 @@ use crate::destinations::{Dest, Destinations};
 use crate::metrics::Metrics;
 use crate::platforms::{self, Endpoints, Request};
 use crate::sender::{Attempted, Sender};
+
+/// The view an engagement beacon stands for when its visitor accepted the
+/// consent banner on that page ([`schemas::event::Engagement::consented_on_page`]):
+/// the view was recorded without consent and never sent; the pixels fire
+/// it on accepting with the view's id, so the platforms get it from both
+/// engines with one id. The view's id and time, the beacon's request facts
+/// (IP, user agent, the landing query's attribution, the platforms'
+/// cookies). Any other event as it is.
+pub fn late_view(e: RawEvent) -> RawEvent {
+    match e.engagement {
+        Some(g) if e.kind == EventKind::Engagement && g.consented_on_page => RawEvent {
+            event_id: g.view_id,
+            kind: EventKind::View,
+            ts_ms: g.view_ts_ms,
+            method: "GET".into(),
+            engagement: None,
+            ..e
+        },
+        _ => e,
+    }
+}
 
 /// Why an event is not forwarded, if it is not: `engagement` (a page's
 /// beacon, not a conversion), `dnt`, `no_consent` or `bot`.
@@ -173,6 +195,7 @@ impl Pipeline {
         if event.kind == EventKind::Click {
             self.take_click(round, &event, &snapshot);
         }
+        let event = late_view(event);
         if let Some(reason) = skip_reason(&event, &self.ua) {
             self.metrics.skipped.with_label_values(&[reason]).inc();
             return;
