@@ -845,6 +845,30 @@ mod tests {
     }
 
     #[test]
+    fn every_schema_name_is_defined_once() {
+        // Two DTOs of one name share one `components.schemas` entry: the
+        // document would describe one with the other's fields.
+        let mut seen = std::collections::HashMap::new();
+        for (i, src) in DTO_SOURCES.iter().enumerate() {
+            let mut lines = src.lines().peekable();
+            while let Some(line) = lines.next() {
+                if !line.contains("derive(") || !line.contains("ToSchema") {
+                    continue;
+                }
+                let Some(decl) = lines.find(|l| l.starts_with("pub struct ") || l.starts_with("pub enum ")) else {
+                    continue;
+                };
+                let name: String =
+                    decl.split_whitespace().nth(2).unwrap_or("").chars().take_while(|c| c.is_alphanumeric()).collect();
+                if let Some(j) = seen.insert(name.clone(), i) {
+                    panic!("{name} is defined in DTO_SOURCES[{j}] and DTO_SOURCES[{i}]");
+                }
+            }
+        }
+        assert!(seen.contains_key("WebhookDeliveryView") && seen.contains_key("ConversionDeliveryView"));
+    }
+
+    #[test]
     fn every_operation_documents_what_the_layers_in_front_of_it_answer() {
         let doc = document();
         let public = identity_public_routes();

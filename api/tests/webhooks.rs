@@ -127,9 +127,13 @@ async fn link_changes_reach_a_subscribed_endpoint_signed_retried_logged_and_repl
     assert_eq!(d.deliver_due(bson::DateTime::now()).await.unwrap().delivered, 1);
     assert_eq!(seen.lock().unwrap().last().unwrap().0["webhook-id"], first.as_str());
 
-    // The daily digest: once per endpoint and day, with yesterday's numbers.
-    assert_eq!(d.digests(bson::DateTime::now()).await.unwrap(), 1);
-    assert_eq!(d.digests(bson::DateTime::now()).await.unwrap(), 0, "made once");
+    // The daily digest: once per endpoint and day, with yesterday's
+    // numbers, not before the day's last events had time to arrive.
+    let day_start = bson::DateTime::now().timestamp_millis() / 86_400_000 * 86_400_000;
+    let at = |ms: i64| bson::DateTime::from_millis(day_start + ms);
+    assert_eq!(d.digests(at(60_000)).await.unwrap(), 0, "a minute into the day: too early");
+    assert_eq!(d.digests(at(12 * 3_600_000)).await.unwrap(), 1);
+    assert_eq!(d.digests(at(13 * 3_600_000)).await.unwrap(), 0, "made once");
     assert_eq!(d.deliver_due(bson::DateTime::now()).await.unwrap().delivered, 1);
     let digest: Value = serde_json::from_str(&seen.lock().unwrap().last().unwrap().1).unwrap();
     assert_eq!(

@@ -113,6 +113,7 @@ try {
     assert.equal(answer.status(), 204, 'the edge recorded the engagement');
     const report = JSON.parse(answer.request().postData());
     assert.equal(report.c, true, 'a button was clicked');
+    assert.equal(report.lc, true, 'consent was given on this page: the view may now go to the ad platforms');
     assert.ok(report.ms >= 0 && typeof report.t === 'string', JSON.stringify(report));
     await noViolation(page, seen, 'after consent');
 

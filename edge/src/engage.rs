@@ -3,8 +3,8 @@
 //!
 //! A landing page whose visitor consented sends, once, when it is hidden
 //! (`visibilitychange` to hidden or `pagehide`), `navigator.sendBeacon` to
-//! its own URL: `POST /{slug}` with `{"t": token, "ms": visible ms, "c":
-//! clicked}`. The token is the view's event id signed for this link and
+//! its own URL: `POST /{slug}?{the landing query}` with `{"t": token,
+//! "ms": visible ms, "c": clicked, "lc": consent given on this page}`. The token is the view's event id signed for this link and
 //! [`SCOPE`] ([`crate::eid`]): a client cannot report for a view it was not
 //! served, nor reuse a button's token. The edge checks it, the consent
 //! cookie and the absence of `DNT`/`Sec-GPC`, then hands an
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Request, StatusCode};
-use schemas::event::{AdCookies, Consent, Engagement, EventKind, RawEvent, MAX_ENGAGED_MS, RAW_EVENT_VERSION};
+use schemas::event::{Consent, Engagement, EventKind, RawEvent, MAX_ENGAGED_MS, RAW_EVENT_VERSION};
 use schemas::Text;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -49,6 +49,9 @@ struct Report {
     /// A platform button was clicked.
     #[serde(default)]
     c: bool,
+    /// Consent was given on this page (not before it loaded).
+    #[serde(default)]
+    lc: bool,
 }
 
 /// How a beacon ended: the `edge_engagements_total` label.
@@ -128,12 +131,23 @@ async fn engage(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> R
         crate::cache::Resolved::Found(t, l) => (t, l),
         _ => return Err((StatusCode::NOT_FOUND, "not_found")),
     };
-    let headers: HeaderMap = req.headers().clone();
-    let cookies = crate::server::cookies(&headers);
-    let dnt = crate::server::dnt(&headers);
-    if cookies.consent != Consent::Granted || dnt {
+    let headers: &HeaderMap = req.headers();
+    let cookies = crate::server::cookies(headers);
+    if cookies.consent != Consent::Granted || crate::server::dnt(headers) {
         return Ok(Outcome::NoConsent);
     }
+    // What the event keeps of the request, taken before its body is read:
+    // the landing URL's attribution (the page sends its own query), the
+    // user agent and the platforms' cookies, for the view the forwarder
+    // may now send ([`Engagement::consented_on_page`]).
+    let user_agent = crate::server::header_string(headers, header::USER_AGENT);
+    let mut attribution = schemas::event::Attribution::default();
+    if let Some(q) = req.uri().query() {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            attribution.set(&k, &v);
+        }
+    }
+    let ad_cookies = cookies.ad.clone();
     if req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         > Some(MAX_BODY_BYTES)
     {
@@ -162,14 +176,14 @@ async fn engage(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> R
         method: Text::const_new("POST"),
         platform: None,
         ip,
-        user_agent: crate::server::header_string(&headers, header::USER_AGENT),
+        user_agent,
         accept_language: None,
         referrer: None,
-        attribution: Default::default(),
+        attribution,
         consent: Consent::Granted,
         dnt: false,
         visitor_id: cookies.visitor.map(Text::from),
-        ad_cookies: AdCookies::default(),
+        ad_cookies,
         keep_full_ip: false,
         rule_id: None,
         variant: None,
@@ -178,6 +192,7 @@ async fn engage(state: &AppState, peer: SocketAddr, req: Request<Incoming>) -> R
             view_ts_ms,
             visible_ms: report.ms.min(u64::from(MAX_ENGAGED_MS)) as u32,
             clicked: report.c,
+            consented_on_page: report.lc,
         }),
     };
     crate::server::send(state, &event);

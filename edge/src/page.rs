@@ -190,8 +190,8 @@ w.dataLayer=w.dataLayer||[];
 function c(){var m=d.cookie.match(/(?:^|; )sl_consent=(granted|denied)/);return m?m[1]:null}
 function set(v){d.cookie='sl_consent='+v+'; Max-Age=31536000; Path=/; SameSite=Lax'+(x.secure?'; Secure':'')}
 function load(s){var e=d.createElement('script');e.async=true;e.src=s;d.head.appendChild(e)}
-var on=false,vis=0,since=d.visibilityState==='visible'?Date.now():0,sent=false,clicked=false;
-function hide(){if(since){vis+=Date.now()-since;since=0}if(sent||x.dnt||c()!=='granted'||!navigator.sendBeacon)return;sent=true;navigator.sendBeacon(location.pathname,JSON.stringify({t:x.engage,ms:vis,c:clicked}))}
+var on=false,vis=0,since=d.visibilityState==='visible'?Date.now():0,sent=false,clicked=false,late=c()!=='granted';
+function hide(){if(since){vis+=Date.now()-since;since=0}if(sent||x.dnt||c()!=='granted'||!navigator.sendBeacon)return;sent=true;navigator.sendBeacon(location.pathname+location.search,JSON.stringify({t:x.engage,ms:vis,c:clicked,lc:late}))}
 d.addEventListener('visibilitychange',function(){if(d.visibilityState==='hidden')hide();else if(!since)since=Date.now()});
 w.addEventListener('pagehide',hide);
 function pixels(){if(on||x.dnt)return;on=true;var p=x.pixels;

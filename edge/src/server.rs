@@ -150,7 +150,7 @@ pub(crate) struct Cookies {
     preferred: Option<String>,
     /// The ad platforms' cookies (`_fbp`, `_fbc`, `_ga`, `_ttp`); put in
     /// the event only when the visitor is tracked.
-    ad: AdCookies,
+    pub(crate) ad: AdCookies,
 }
 
 pub(crate) fn cookies(headers: &HeaderMap) -> Cookies {

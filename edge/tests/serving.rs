@@ -548,7 +548,9 @@ async fn a_consented_page_reports_its_engagement_and_forged_reports_are_refused(
         }
     };
     let report = |t: &str, ms: u64, clicked: bool| format!("{{\"t\":\"{t}\",\"ms\":{ms},\"c\":{clicked}}}");
-    assert_eq!(post("/jiro", "sl_consent=granted", report(&token, 12_345, true)).await.0, 204);
+    // The page posts to its own URL (its query too), consent given on it.
+    let first_report = format!("{{\"t\":\"{token}\",\"ms\":12345,\"c\":true,\"lc\":true}}");
+    assert_eq!(post("/jiro?fbclid=IwAR9", "sl_consent=granted; _fbp=fb.1.1.2", first_report).await.0, 204);
     // Without consent: accepted, not recorded.
     assert_eq!(post("/jiro", "", report(&token, 1, false)).await.0, 204);
     assert_eq!(post("/jiro", "sl_consent=denied", report(&token, 1, false)).await.0, 204);
@@ -566,14 +568,18 @@ async fn a_consented_page_reports_its_engagement_and_forged_reports_are_refused(
     let all = events(&brokers, &env.cfg.kafka.raw_topic, 5).await;
     let engaged: Vec<_> = all.iter().filter(|e| e.kind == EventKind::Engagement).collect();
     assert_eq!(engaged.len(), 2, "{engaged:?}");
-    let first = engaged.iter().find(|e| e.link_id == all[1].link_id).unwrap();
+    // Events of several partitions arrive in any order: the view is found by its id.
+    let jiro_view = all.iter().find(|e| e.event_id.to_string() == view_id).expect("the view");
+    let first = engaged.iter().find(|e| e.link_id == jiro_view.link_id).unwrap();
     let report = first.engagement.unwrap();
     assert_eq!(report.view_id.to_string(), view_id);
-    assert_eq!((report.visible_ms, report.clicked), (12_345, true));
-    assert_eq!(report.view_ts_ms, all.iter().find(|e| e.event_id.to_string() == view_id).unwrap().ts_ms);
+    assert_eq!((report.visible_ms, report.clicked, report.consented_on_page), (12_345, true, true));
+    assert_eq!(first.attribution.fbclid.as_deref(), Some("IwAR9"), "the landing query's attribution");
+    assert_eq!(first.ad_cookies.fbp.as_deref(), Some("fb.1.1.2"), "the platforms' cookies, with consent");
+    assert_eq!(report.view_ts_ms, jiro_view.ts_ms);
     assert_eq!((first.consent, first.method.as_str(), first.platform.as_ref()), (Consent::Granted, "POST", None));
     first.validate(first.ts_ms).expect("a valid raw event");
-    let capped = engaged.iter().find(|e| e.link_id != all[1].link_id).unwrap();
+    let capped = engaged.iter().find(|e| e.link_id != jiro_view.link_id).unwrap();
     assert_eq!(capped.engagement.unwrap().visible_ms, schemas::event::MAX_ENGAGED_MS);
     let m = |r: &str| edge.metrics.engagements.with_label_values(&[r]).get();
     assert_eq!((m("recorded"), m("no_consent"), m("invalid")), (2, 2, 5));

@@ -53,6 +53,10 @@ pub struct Config {
     /// old, ms: the delay a platform sees an event with. Default 1000.
     #[envconfig(from = "FORWARDER_BATCH_MAX_MS", default = "1000")]
     pub batch_max_ms: u64,
+    /// `FORWARDER_CONCURRENCY`: requests in flight to one destination
+    /// (GA4 takes one per visitor). Default 8.
+    #[envconfig(from = "FORWARDER_CONCURRENCY", default = "8")]
+    pub concurrency: usize,
     /// `FORWARDER_REQUEST_TIMEOUT_MS`: one HTTP attempt, ms. Default 10000.
     #[envconfig(from = "FORWARDER_REQUEST_TIMEOUT_MS", default = "10000")]
     pub request_timeout_ms: u64,

@@ -138,6 +138,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         limits: pipeline::RoundLimits {
             max_events: cfg.batch_max_events.max(1),
             max_age: Duration::from_millis(cfg.batch_max_ms),
+            concurrency: cfg.concurrency,
         },
     };
     health.ready("kafka");

@@ -15,8 +15,9 @@
 //! that.
 //!
 //! ## What is forwarded
-//! A view or click of a visitor who consented (`consent: granted`), sends
-//! no `DNT`/`Sec-GPC`, is no bot (our bot rules on the user agent, HEAD
+//! A view or click of a visitor who consented (`consent: granted`; a view
+//! whose visitor accepted the banner on its page comes with the page's
+//! engagement beacon, [`late_view`]), sends no `DNT`/`Sec-GPC`, is no bot (our bot rules on the user agent, HEAD
 //! requests), to each enabled destination of its tenant whose `events`
 //! name its kind. Everything else is counted in `forwarder_skipped_total`
 //! by reason. Events consumed while their tenant had no destination are
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use bson::{oid::ObjectId, DateTime};
 use common::shutdown::CancellationToken;
+use futures::StreamExt;
 use lookup::device::{bot_reason, UaParser};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -42,6 +44,27 @@ use crate::destinations::{Dest, Destinations};
 use crate::metrics::Metrics;
 use crate::platforms::{self, Endpoints, Request};
 use crate::sender::{Attempted, Sender};
+
+/// The view an engagement beacon stands for when its visitor accepted the
+/// consent banner on that page ([`schemas::event::Engagement::consented_on_page`]):
+/// the view was recorded without consent and never sent; the pixels fire
+/// it on accepting with the view's id, so the platforms get it from both
+/// engines with one id. The view's id and time, the beacon's request facts
+/// (IP, user agent, the landing query's attribution, the platforms'
+/// cookies). Any other event as it is.
+pub fn late_view(e: RawEvent) -> RawEvent {
+    match e.engagement {
+        Some(g) if e.kind == EventKind::Engagement && g.consented_on_page => RawEvent {
+            event_id: g.view_id,
+            kind: EventKind::View,
+            ts_ms: g.view_ts_ms,
+            method: "GET".into(),
+            engagement: None,
+            ..e
+        },
+        _ => e,
+    }
+}
 
 /// Why an event is not forwarded, if it is not: `engagement` (a page's
 /// beacon, not a conversion), `dnt`, `no_consent` or `bot`.
@@ -66,6 +89,8 @@ pub struct RoundLimits {
     pub max_events: usize,
     /// Age of the round's first event.
     pub max_age: Duration,
+    /// Requests in flight to one destination.
+    pub concurrency: usize,
 }
 
 /// The consumer loop's state.
@@ -170,6 +195,7 @@ impl Pipeline {
         if event.kind == EventKind::Click {
             self.take_click(round, &event, &snapshot);
         }
+        let event = late_view(event);
         if let Some(reason) = skip_reason(&event, &self.ua) {
             self.metrics.skipped.with_label_values(&[reason]).inc();
             return;
@@ -260,12 +286,33 @@ impl Pipeline {
             if carried < events.len() {
                 self.metrics.skipped.with_label_values(&["no_client_id"]).inc_by((events.len() - carried) as u64);
             }
-            let mut done = Vec::with_capacity(requests.len());
-            for r in requests {
-                let a = self.sender.deliver(dest, &r).await;
-                done.push((dest.clone(), r, a));
-            }
-            done
+            // A destination's requests go out a few at a time (GA4 takes
+            // one per visitor); once one of them is abandoned (the platform
+            // is down through every retry), the rest of the round's are
+            // dead-lettered unsent instead of each waiting out its retries:
+            // a round, and so every tenant's conversions, stays bounded.
+            let broken = std::sync::atomic::AtomicBool::new(false);
+            let broken = &broken;
+            futures::stream::iter(requests)
+                .map(|r| async move {
+                    let a = if broken.load(std::sync::atomic::Ordering::Relaxed) {
+                        Attempted {
+                            outcome: DeliveryOutcome::Abandoned,
+                            status: None,
+                            attempts: 0,
+                            answer: Some("not attempted: another request of this round was abandoned".into()),
+                        }
+                    } else {
+                        self.sender.deliver(dest, &r).await
+                    };
+                    if a.outcome == DeliveryOutcome::Abandoned {
+                        broken.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    (dest.clone(), r, a)
+                })
+                .buffer_unordered(self.limits.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
         });
         let results: Vec<(Arc<Dest>, Request, Attempted)> =
             futures::future::join_all(sends).await.into_iter().flatten().collect();

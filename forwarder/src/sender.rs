@@ -54,6 +54,18 @@ pub struct Sender {
     metrics: Metrics,
 }
 
+/// A transport error as the delivery log keeps it: without the URL (it
+/// holds credentials), `timeout: …` when the attempt timed out.
+fn transport_error(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let text = e.without_url().to_string();
+    if timeout {
+        format!("timeout: {text}")
+    } else {
+        text
+    }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
@@ -114,15 +126,13 @@ impl Sender {
                             Some(status),
                             Some(truncate(&String::from_utf8_lossy(&body), MAX_ANSWER_BYTES)),
                         ),
-                        Err(e) => (
-                            Verdict::Retry { cause: "transport", after: None },
-                            Some(status),
-                            Some(e.without_url().to_string()),
-                        ),
+                        Err(e) => {
+                            (Verdict::Retry { cause: "transport", after: None }, Some(status), Some(transport_error(e)))
+                        }
                     }
                 }
                 // Never the URL: it holds Meta's and GA4's credentials.
-                Err(e) => (Verdict::Retry { cause: "transport", after: None }, None, Some(e.without_url().to_string())),
+                Err(e) => (Verdict::Retry { cause: "transport", after: None }, None, Some(transport_error(e))),
             };
             self.metrics.request_seconds.with_label_values(&[platform]).observe(started.elapsed().as_secs_f64());
             let class = match status {

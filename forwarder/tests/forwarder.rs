@@ -2,7 +2,8 @@
 //! receiver that checks each platform's documented request shape (path,
 //! credential, field names, hashing, units, dedup ids) and plays failures:
 //! a 429 then success (retried), a 400 (dead-lettered at once), a 500 for
-//! good (retried, then dead-lettered); consent denied, DNT and bots are
+//! good (retried, then dead-lettered), answers slower than the request
+//! timeout (retried, then dead-lettered); consent denied, DNT and bots are
 //! never sent.
 #![allow(clippy::unwrap_used)]
 
@@ -91,6 +92,10 @@ async fn ga4(
 ) -> StatusCode {
     assert_eq!(q.get("api_secret").map(String::as_str), Some("ga4-secret"));
     let id = q.get("measurement_id").cloned().unwrap();
+    if id.ends_with("SLOW") {
+        // Past the forwarder's request timeout (300 ms here): a timeout.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
     assert!(body["client_id"].is_string() && body["timestamp_micros"].as_i64().unwrap() > 1_000_000_000_000_000);
     let events = body["events"].as_array().unwrap();
     assert!(events.len() <= 25);
@@ -209,6 +214,10 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
         ("FORWARDER_MAX_ATTEMPTS", "3".into()),
         ("FORWARDER_RETRY_MIN_MS", "20".into()),
         ("FORWARDER_RETRY_MAX_MS", "100".into()),
+        ("FORWARDER_REQUEST_TIMEOUT_MS", "300".into()),
+        // One request at a time: which of a destination's requests is
+        // abandoned first, and which are then not attempted, is fixed.
+        ("FORWARDER_CONCURRENCY", "1".into()),
         ("FORWARDER_META_URL", url.clone()),
         ("FORWARDER_GA4_URL", url.clone()),
         ("FORWARDER_TIKTOK_URL", url.clone()),
@@ -249,13 +258,14 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     let meta_bad = dest(Platform::Meta, "333-always400", "meta-token/1", both());
     let ga = dest(Platform::Ga4, "G-OK", "ga4-secret", both());
     let tt_down = dest(Platform::Tiktok, "TT-always500", "tt-token", vec![EventKind::Click]);
+    let ga_slow = dest(Platform::Ga4, "G-SLOW", "ga4-secret", both());
     let mut paused = dest(Platform::Meta, "444", "meta-token/1", both());
     paused.enabled = false;
     rx.script.lock().unwrap().insert("222".into(), vec![429, 429]);
     rx.script.lock().unwrap().insert("333-always400".into(), vec![]);
     rx.script.lock().unwrap().insert("TT-always500".into(), vec![]);
     db.collection::<Destination>(collections::CONVERSION_DESTINATIONS)
-        .insert_many([&meta_ok, &meta_flaky, &meta_bad, &ga, &tt_down, &paused])
+        .insert_many([&meta_ok, &meta_flaky, &meta_bad, &ga, &tt_down, &ga_slow, &paused])
         .await
         .unwrap();
 
@@ -289,11 +299,30 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     let mut bot = event(a, EventKind::Click, Consent::Granted);
     bot.user_agent = Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)".into());
     let other_tenant = event(b, EventKind::Click, Consent::Granted);
+    // A first visit: the view recorded before the banner was answered;
+    // the visitor accepts on the page, whose beacon says so: the view is
+    // sent then, with its own id (the pixels' on accepting). A beacon of a
+    // visitor who had consented before is no conversion.
+    let late = event(a, EventKind::View, Consent::Unknown);
+    let beacon = |consented_on_page: bool| {
+        let mut e = event(a, EventKind::Engagement, Consent::Granted);
+        e.method = "POST".into();
+        e.engagement = Some(schemas::event::Engagement {
+            view_id: late.event_id,
+            view_ts_ms: late.ts_ms,
+            visible_ms: 5_000,
+            clicked: false,
+            consented_on_page,
+        });
+        e
+    };
+    let (accepted, engaged) = (beacon(true), beacon(false));
     let producer: FutureProducer = kafka_util::base_config(&cfg.kafka.brokers, "test").create().unwrap();
-    let mut payloads: Vec<Vec<u8>> = [&view, &click, &denied, &unknown, &dnt, &bot, &other_tenant]
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap())
-        .collect();
+    let mut payloads: Vec<Vec<u8>> =
+        [&view, &click, &denied, &unknown, &dnt, &bot, &other_tenant, &late, &accepted, &engaged]
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap())
+            .collect();
     payloads.push(b"{not json".to_vec());
     for p in &payloads {
         producer
@@ -311,7 +340,7 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
         async move {
             use futures::TryStreamExt;
             let v: Vec<DeliveryLog> = log.find(doc! {}).await.ok()?.try_collect().await.ok()?;
-            (v.len() >= 6).then_some(v)
+            (v.len() >= 10).then_some(v)
         }
     })
     .await;
@@ -324,7 +353,7 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     let mut got = ok[0].event_ids.clone();
     got.sort();
     assert_eq!(got, {
-        let mut v = ids(&[&view, &click]);
+        let mut v = ids(&[&view, &click, &late]);
         v.sort();
         v
     });
@@ -338,12 +367,20 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     assert!(bad[0].answer.as_deref().unwrap().contains("Invalid parameter"));
 
     let g = by(&ga);
-    assert_eq!(g.len(), 2, "one request per client id");
+    assert_eq!(g.len(), 3, "one request per client id");
     assert!(g.iter().all(|e| e.outcome == DeliveryOutcome::Delivered));
 
     let tt = by(&tt_down);
     assert_eq!((tt[0].outcome, tt[0].attempts), (DeliveryOutcome::Abandoned, 3), "500 three times");
     assert!(by(&paused).is_empty(), "a paused destination gets nothing");
+    // Three requests (three visitors) to a platform that times out: the
+    // first is retried, then abandoned; the others are dead-lettered unsent.
+    let mut slow = by(&ga_slow);
+    slow.sort_by_key(|e| std::cmp::Reverse(e.attempts));
+    assert_eq!(slow.len(), 3);
+    assert_eq!((slow[0].outcome, slow[0].attempts, slow[0].status), (DeliveryOutcome::Abandoned, 3, None), "timeouts");
+    assert!(slow[0].answer.as_deref().unwrap().starts_with("timeout"), "{:?}", slow[0].answer);
+    assert!(slow[1..].iter().all(|e| (e.outcome, e.attempts) == (DeliveryOutcome::Abandoned, 0)), "not attempted");
 
     // What the receiver saw: no event but the consented ones, the pixel's
     // event id each, and each consented one once per healthy destination.
@@ -356,7 +393,10 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     assert_eq!(meta111.len(), 1);
     let names: Vec<&str> =
         meta111[0]["data"].as_array().unwrap().iter().map(|e| e["event_name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["ViewContent", "SmartlinkClick"]);
+    assert_eq!(names, ["ViewContent", "SmartlinkClick", "ViewContent"]);
+    let sent_late = &meta111[0]["data"][2];
+    assert_eq!(sent_late["event_id"], late.event_id.to_string(), "the view's id, as the pixels send it");
+    assert_eq!(sent_late["event_time"], late.ts_ms / 1000, "at the view's time");
     assert_eq!(meta111[0]["data"][1]["event_id"], click.event_id.to_string());
     assert_eq!(meta111[0]["data"][1]["user_data"]["fbc"], format!("fb.1.{}.IwAR-test", click.ts_ms));
     assert_eq!(
@@ -368,15 +408,16 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     // with the platform's answer and the body sent (no credential).
     let brokers = cfg.kafka.brokers.clone();
     let topic = cfg.kafka.conversion_dead_letter_topic.clone();
-    let dl = tokio::task::spawn_blocking(move || dead_letters(&brokers, &topic, 2)).await.unwrap();
-    assert_eq!(dl.len(), 2, "{dl:?}");
+    let dl = tokio::task::spawn_blocking(move || dead_letters(&brokers, &topic, 5)).await.unwrap();
+    assert_eq!(dl.len(), 5, "{dl:?}");
     let rejected = dl.iter().find(|(h, _)| h["dlq-reason"] == "rejected").expect("rejected");
     assert_eq!(rejected.0["dlq-platform"], "meta");
     assert_eq!(rejected.0["dlq-status"], "400");
     assert_eq!(rejected.0["dlq-destination"], meta_bad.id.to_hex());
     assert!(rejected.0["dlq-answer"].contains("Invalid parameter"));
     assert!(!rejected.1.to_string().contains("meta-token"));
-    let abandoned = dl.iter().find(|(h, _)| h["dlq-reason"] == "abandoned").expect("abandoned");
+    let abandoned =
+        dl.iter().find(|(h, _)| h["dlq-reason"] == "abandoned" && h["dlq-platform"] == "tiktok").expect("abandoned");
     assert_eq!(abandoned.0["dlq-attempts"], "3");
     assert_eq!(abandoned.1["data"][0]["event_id"], click.event_id.to_string());
 
@@ -402,7 +443,8 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
 
     let m = &f.metrics;
     assert_eq!(m.webhook_clicks.get(), 3);
-    assert_eq!(m.skipped.with_label_values(&["no_consent"]).get(), 2);
+    assert_eq!(m.skipped.with_label_values(&["no_consent"]).get(), 3);
+    assert_eq!(m.skipped.with_label_values(&["engagement"]).get(), 1);
     assert_eq!(m.skipped.with_label_values(&["dnt"]).get(), 1);
     assert_eq!(m.skipped.with_label_values(&["bot"]).get(), 1);
     assert_eq!(m.skipped.with_label_values(&["no_destination"]).get(), 1);
@@ -410,7 +452,9 @@ async fn consented_events_reach_each_destination_once_and_failures_are_retried_o
     assert_eq!(m.retries.with_label_values(&["meta", "429"]).get(), 2);
     assert_eq!(m.dead_letters.with_label_values(&["meta", "rejected"]).get(), 1);
     assert_eq!(m.dead_letters.with_label_values(&["tiktok", "abandoned"]).get(), 1);
-    assert_eq!(m.events.with_label_values(&["meta", "delivered"]).get(), 3);
+    assert_eq!(m.dead_letters.with_label_values(&["ga4", "abandoned"]).get(), 3);
+    assert_eq!(m.retries.with_label_values(&["ga4", "transport"]).get(), 2);
+    assert_eq!(m.events.with_label_values(&["meta", "delivered"]).get(), 4);
     assert_eq!(m.destinations.with_label_values(&["meta"]).get(), 3, "the paused one is not loaded");
 
     db.drop().await.unwrap();

@@ -648,6 +648,7 @@ async fn engagement_beacons_are_written_to_their_table_once_per_view() {
             view_ts_ms: view.ts_ms,
             visible_ms: ms,
             clicked,
+            consented_on_page: false,
         });
         e
     };

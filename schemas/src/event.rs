@@ -176,6 +176,12 @@ pub struct Engagement {
     pub visible_ms: u32,
     /// A platform button was clicked on the page.
     pub clicked: bool,
+    /// The visitor accepted the consent banner on this page: its view was
+    /// recorded without consent, and the forwarder may now send it to the
+    /// ad platforms (with the pixels' event id, as the pixels do on
+    /// accepting).
+    #[serde(default)]
+    pub consented_on_page: bool,
 }
 
 /// The ad platforms' own first-party cookies on the link's domain, which

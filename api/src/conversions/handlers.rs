@@ -377,7 +377,7 @@ fn outcome_schema() -> utoipa::openapi::Object {
 
 /// One request to a destination, after its last attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryView {
+pub struct ConversionDeliveryView {
     /// Log entry id.
     pub id: String,
     /// `delivered`, `rejected` (refused by the platform, dead-lettered) or
@@ -400,7 +400,7 @@ pub struct DeliveryView {
 /// A destination's delivery log, newest first (kept 30 days).
 #[utoipa::path(get, path = "/v1/destinations/{id}/deliveries", tag = "destinations",
     params(("id" = String, Path, description = "Destination id"), DeliveriesQuery),
-    responses((status = 200, body = Vec<DeliveryView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = Vec<ConversionDeliveryView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deliveries(
@@ -408,7 +408,7 @@ pub async fn deliveries(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<DeliveriesQuery>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+) -> Result<Json<Vec<ConversionDeliveryView>>, ApiError> {
     p.can(Resource::Destinations, Action::Read)?;
     let d = load(&st, &p, &id).await?;
     let limit = validate::log_limit(q.limit)?;
@@ -430,7 +430,7 @@ pub async fn deliveries(
     Ok(Json(
         found
             .into_iter()
-            .map(|l| DeliveryView {
+            .map(|l| ConversionDeliveryView {
                 id: l.id.to_hex(),
                 outcome: l.outcome.as_str().into(),
                 status: l.status,

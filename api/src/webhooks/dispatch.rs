@@ -13,7 +13,7 @@
 //! through the API sends it again). Redirects are not followed.
 //!
 //! Digests: for each enabled endpoint subscribed to `digest.daily`, once
-//! per UTC day after it ends, yesterday's numbers of its tenant (the
+//! per UTC day, `API_ALERTS_SETTLE_SECS` after it ends, its numbers (the
 //! analytics overview); claimed by inserting `{endpoint}:{day}` into
 //! `webhook_digests` (a unique `_id`), so one instance makes it.
 
@@ -155,7 +155,8 @@ impl Dispatcher {
     }
 
     /// Makes the daily digests due at `now` (yesterday, UTC, for each
-    /// subscribed endpoint that has none yet); returns how many. Errors:
+    /// subscribed endpoint that has none yet, once `API_ALERTS_SETTLE_SECS`
+    /// of today passed); returns how many. Errors:
     /// MongoDB or ClickHouse (503), the claims already made are kept.
     pub async fn digests(&self, now: DateTime) -> Result<usize, ApiError> {
         let st = &self.st;
@@ -166,7 +167,13 @@ impl Dispatcher {
             .await?
             .try_collect()
             .await?;
-        let today = (now.timestamp_millis() / 1000 / 86_400 * 86_400) as u32;
+        let now_s = (now.timestamp_millis() / 1000) as u32;
+        let today = now_s / 86_400 * 86_400;
+        // Events of the day's last minutes are still on their way through
+        // Kafka and ingest: the digest waits as the alerts do.
+        if now_s < today + self.st.cfg.alerts_settle_secs {
+            return Ok(0);
+        }
         let day = today - 86_400;
         let date = crate::validate::to_rfc3339(day)[..10].to_string();
         let mut made = 0;

@@ -321,7 +321,7 @@ fn status_schema() -> utoipa::openapi::Object {
 
 /// One message in the delivery log.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryView {
+pub struct WebhookDeliveryView {
     /// Message id: the `webhook-id` header of every attempt and replay.
     pub id: String,
     /// The event (`link.created`, ...).
@@ -344,8 +344,8 @@ pub struct DeliveryView {
     pub next_attempt_at: Option<String>,
 }
 
-fn delivery_view(d: WebhookDelivery) -> DeliveryView {
-    DeliveryView {
+fn delivery_view(d: WebhookDelivery) -> WebhookDeliveryView {
+    WebhookDeliveryView {
         id: d.id.to_hex(),
         event: d.event.as_str().into(),
         status: validate::wire(&d.status),
@@ -362,7 +362,7 @@ fn delivery_view(d: WebhookDelivery) -> DeliveryView {
 /// An endpoint's messages and their attempts, newest first.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "Endpoint id"), DeliveriesQuery),
-    responses((status = 200, body = Vec<DeliveryView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = Vec<WebhookDeliveryView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deliveries(
@@ -370,7 +370,7 @@ pub async fn deliveries(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<DeliveriesQuery>,
-) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+) -> Result<Json<Vec<WebhookDeliveryView>>, ApiError> {
     p.can(Resource::Webhooks, Action::Read)?;
     let e = load(&st, &p, &id).await?;
     let limit = validate::log_limit(q.limit)?;
@@ -395,7 +395,7 @@ pub async fn deliveries(
 /// pending again, due at once, its attempts counted from zero.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", tag = "webhooks",
     params(("id" = String, Path, description = "Endpoint id"), ("delivery_id" = String, Path, description = "Message id")),
-    responses((status = 202, body = DeliveryView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = WebhookDeliveryView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay(
@@ -403,7 +403,7 @@ pub async fn replay(
     Extension(p): Extension<Principal>,
     meta: Meta,
     Path((id, delivery_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+) -> Result<(StatusCode, Json<WebhookDeliveryView>), ApiError> {
     p.can(Resource::Webhooks, Action::Update)?;
     let e = load(&st, &p, &id).await?;
     let did = validate::object_id("delivery_id", &delivery_id).map_err(|_| ApiError::NotFound("webhook delivery"))?;
