@@ -98,6 +98,25 @@ async fn link_changes_reach_a_subscribed_endpoint_signed_retried_logged_and_repl
 
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 3);
+    let before = seen.lock().unwrap().len();
+    // A CSV import: one link.created message per link.
+    let r = e
+        .http
+        .post(format!("{}/v1/smartlinks/import", e.base))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body("slug,title,artist,spotify\nbulk-a,T,A,https://open.spotify.com/track/1\nbulk-b,T,A,https://open.spotify.com/track/2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(d.deliver_due(bson::DateTime::now()).await.unwrap().delivered, 2);
+    let imported: Vec<Value> =
+        seen.lock().unwrap()[before..].iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect();
+    let mut slugs: Vec<&str> = imported.iter().map(|b| b["data"]["slug"].as_str().unwrap()).collect();
+    slugs.sort();
+    assert_eq!(slugs, ["bulk-a", "bulk-b"]);
+    assert!(imported.iter().all(|b| b["type"] == "link.created"));
     for (h, body) in &got {
         let (mid, ts) = (h["webhook-id"].to_str().unwrap(), h["webhook-timestamp"].to_str().unwrap());
         assert_eq!(

@@ -250,9 +250,8 @@ pub async fn import(
         audit::changed(&st, &p, &meta, target, None, Some(link)).await?;
     }
     let items: Vec<_> = links.iter().map(|l| view(l, &client, &st.cfg.link_scheme)).collect();
-    for v in &items {
-        super::handlers::tell(&st, client.id, schemas::webhooks::WebhookEvent::LinkCreated, v).await;
-    }
+    let data = items.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect();
+    crate::webhooks::enqueue_all(&st, client.id, schemas::webhooks::WebhookEvent::LinkCreated, data).await;
     Ok((StatusCode::CREATED, Json(ImportResult { created, items })))
 }
 

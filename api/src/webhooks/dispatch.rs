@@ -176,15 +176,35 @@ impl Dispatcher {
         }
         let day = today - 86_400;
         let date = crate::validate::to_rfc3339(day)[..10].to_string();
+        // The day's claims already made: each round reads them once instead
+        // of failing an insert per endpoint all day long.
+        let claims = st.mongo.collection::<bson::Document>(collections::WEBHOOK_DIGESTS);
+        let ids: Vec<String> = endpoints.iter().map(|e| format!("{}:{date}", e.id.to_hex())).collect();
+        let done: std::collections::HashSet<String> = claims
+            .find(doc! { "_id": { "$in": &ids } })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect::<Vec<bson::Document>>()
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
+        let mut engine = None;
         let mut made = 0;
-        for e in endpoints {
-            let claim = doc! { "_id": format!("{}:{date}", e.id.to_hex()), "at": now };
-            match st.mongo.collection::<bson::Document>(collections::WEBHOOK_DIGESTS).insert_one(claim).await {
+        for (e, id) in endpoints.iter().zip(ids) {
+            if done.contains(&id) {
+                continue;
+            }
+            match claims.insert_one(doc! { "_id": id, "at": now }).await {
                 Ok(_) => {}
                 Err(err) if crate::error::is_duplicate_key(&err) => continue,
                 Err(err) => return Err(err.into()),
             }
-            let engine = crate::analytics::engine_for(st, None).await?;
+            // The rollups' watermark, loaded once per round that has work.
+            let engine = match &mut engine {
+                Some(en) => en,
+                None => engine.insert(crate::analytics::engine_for(st, None).await?),
+            };
             let scope = crate::analytics::Scope { tenant_id: e.client_id.to_hex(), link_id: None };
             let o = engine.overview(&scope, day, today, false).await?;
             let m = &o.metrics;

@@ -58,6 +58,16 @@ pub struct Doc;
 /// is logged and counted (`api_webhook_enqueue_errors_total`) and the
 /// message is lost to the endpoints (the change itself stands).
 pub async fn enqueue(st: &AppState, client: ObjectId, event: WebhookEvent, data: serde_json::Value) {
+    enqueue_all(st, client, event, vec![data]).await;
+}
+
+/// [`enqueue`] for several messages of one event (a CSV import's links):
+/// the tenant's endpoints are looked up once, the deliveries written in
+/// one insert.
+pub async fn enqueue_all(st: &AppState, client: ObjectId, event: WebhookEvent, data: Vec<serde_json::Value>) {
+    if data.is_empty() {
+        return;
+    }
     let r = async {
         let endpoints: Vec<WebhookEndpoint> = st
             .mongo
@@ -66,8 +76,10 @@ pub async fn enqueue(st: &AppState, client: ObjectId, event: WebhookEvent, data:
             .await?
             .try_collect()
             .await?;
-        let deliveries: Vec<WebhookDelivery> =
-            endpoints.iter().map(|e| WebhookDelivery::new(client, e.id, event, data.clone())).collect();
+        let deliveries: Vec<WebhookDelivery> = endpoints
+            .iter()
+            .flat_map(|e| data.iter().map(|d| WebhookDelivery::new(client, e.id, event, d.clone())))
+            .collect();
         if !deliveries.is_empty() {
             st.mongo.collection::<WebhookDelivery>(collections::WEBHOOK_DELIVERIES).insert_many(&deliveries).await?;
         }
