@@ -20,6 +20,12 @@ pub struct Config {
     /// least 24 characters otherwise. Never logged.
     #[envconfig(from = "API_OPERATOR_KEY", default = "")]
     pub operator_key: Secret,
+    /// `API_APP_DIR`: the dashboard's build (`web/dist`, made by
+    /// `deploy/local/web.sh`), served under `/app/` ([`crate::app`]); a
+    /// relative path is from the working directory. Missing: `/app/`
+    /// answers 404 and the rest of the API runs. Default `web/dist`.
+    #[envconfig(from = "API_APP_DIR", default = "web/dist")]
+    pub app_dir: std::path::PathBuf,
     /// `API_HEADER_TIMEOUT_MS`: time a client has to send a request head,
     /// from its first byte (slowloris: answered 408 and closed), ms.
     /// Default 10000.

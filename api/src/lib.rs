@@ -17,6 +17,8 @@
 //! | [`webhooks`] | `/v1/webhooks` (tenants' signed webhooks: endpoints, delivery log, replay, and the dispatcher) |
 //! | [`audit_log`] | `/v1/audit` (records written by [`audit`], which every mutation goes through) |
 //!
+//! The dashboard's single-page app is served under `/app/` ([`app`]).
+//!
 //! Shared by all: [`auth`] (bearer keys and sessions) and [`rbac`] (who may
 //! do what), [`error`] (JSON errors with a stable code), [`extract`] and
 //! [`validate`] (request parsing and field rules), [`store`], [`lock`],
@@ -34,6 +36,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod app;
 pub mod audit;
 pub mod audit_log;
 pub mod auth;
@@ -121,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .merge(identity::public_router(state.clone()))
         .merge(authed)
+        .merge(app::router(&state.cfg.app_dir))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))

@@ -64,6 +64,26 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// Every resource, in the table's order.
+    pub const ALL: [Resource; 16] = [
+        Resource::Links,
+        Resource::Analytics,
+        Resource::Leads,
+        Resource::Contacts,
+        Resource::Opportunities,
+        Resource::Tasks,
+        Resource::Activities,
+        Resource::Users,
+        Resource::Settings,
+        Resource::Audit,
+        Resource::Campaigns,
+        Resource::Billing,
+        Resource::Gdpr,
+        Resource::Alerts,
+        Resource::Destinations,
+        Resource::Webhooks,
+    ];
+
     /// The name used in audit records and errors (`leads`).
     pub fn name(self) -> &'static str {
         match self {
@@ -110,6 +130,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 5] = [Action::Create, Action::Read, Action::Update, Action::Delete, Action::Export];
+
     /// `create`, `read`, ...
     pub fn name(self) -> &'static str {
         match self {
@@ -120,6 +143,18 @@ impl Action {
             Action::Export => "export",
         }
     }
+}
+
+/// What `role` may do, as `resource:action` names (`links:create`): the
+/// table above, for clients such as the dashboard to show only what the
+/// user may do (the API checks every request regardless).
+pub fn permissions(role: Role) -> Vec<String> {
+    Resource::ALL
+        .iter()
+        .flat_map(|r| Action::ALL.iter().map(move |a| (*r, *a)))
+        .filter(|(r, a)| role_allows(role, *r, *a))
+        .map(|(r, a)| format!("{}:{}", r.name(), a.name()))
+        .collect()
 }
 
 /// Whether a user with `role` may do `action` on `resource` (the table above).
@@ -204,6 +239,23 @@ pub const SCOPES: [&str; 13] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permissions_list_what_the_role_may_do() {
+        let viewer = permissions(Role::Viewer);
+        assert!(viewer.contains(&"links:read".to_owned()));
+        assert!(!viewer.iter().any(|p| p == "links:create" || p == "analytics:export"));
+        let manager = permissions(Role::Manager);
+        assert!(manager.contains(&"links:create".to_owned()) && manager.contains(&"analytics:export".to_owned()));
+        assert_eq!(
+            permissions(Role::Admin).len(),
+            Resource::ALL
+                .iter()
+                .flat_map(|r| Action::ALL.map(|a| (*r, a)))
+                .filter(|(r, a)| role_allows(Role::Admin, *r, *a))
+                .count()
+        );
+    }
 
     #[test]
     fn matrix_spot_checks() {

@@ -14,6 +14,8 @@ VISITS=${1:-3000}
 log "building the stages (release; the first build takes a few minutes)"
 (cd "$ROOT" && cargo build --release --locked -p edge -p ingest -p forwarder -p aggregator -p api -p benches \
   --bin edge --bin ingest --bin forwarder --bin aggregator --bin api --bin loadgen --bin platform-stub)
+# The dashboard (issue #20), which the api serves under /app/.
+"$DEPLOY/web.sh"
 
 # The operator key: generated once, kept in the state directory (mode 600).
 OPERATOR_KEY_FILE="$STATE/api-operator-key"
@@ -62,16 +64,25 @@ start_stage aggregator 9182 AGGREGATOR_INTERVAL_MS=2000 RUST_LOG=warn
 # (production: every 5 min, windows ending 5 min before).
 start_stage api 9183 API_OPS_ALERT_EMAILS=oncall@smartlinks.local API_OPERATOR_KEY="$API_OPERATOR_KEY" API_PII_KEYS="$API_PII_KEYS" API_BLIND_INDEX_KEY="$API_BLIND_INDEX_KEY" \
   API_LINK_BASE_SCHEME=http API_MAIL_URL="file:$STATE/outbox" API_ALERTS_EVAL_SECS=15 API_ALERTS_SETTLE_SECS=0 \
-  API_WEBHOOKS_SECS=1 API_ALERTS_ALLOW_HTTP_WEBHOOKS=true RUST_LOG=warn
+  API_WEBHOOKS_SECS=1 API_ALERTS_ALLOW_HTTP_WEBHOOKS=true API_APP_DIR="$ROOT/web/dist" RUST_LOG=warn
 
 log "load generator: $VISITS visits"
 LOADGEN_RETURN_AFTER_MS=3000 LOADGEN_PLATFORM_STUB_LOG="$STATE/platform-stub.jsonl" RUST_LOG=warn \
   "$CARGO_TARGET_DIR/release/loadgen" "$VISITS" 32
 
+log "dashboard: demo logins and campaign"
+LOGINS=$("$DEPLOY/app_seed.py")
+
 log "monitoring: Prometheus targets, alerts, metric catalogue"
 "$DEPLOY/check-monitoring.sh"
 
+ADMIN_EMAIL=$(python3 -c "import json; print(json.load(open('$LOGINS'))['admin']['email'])")
+ADMIN_PASSWORD=$(python3 -c "import json; print(json.load(open('$LOGINS'))['admin']['password'])")
 cat <<EOT
+
+Dashboard:       http://127.0.0.1:8081/app/
+  demo login:    $ADMIN_EMAIL / $ADMIN_PASSWORD   (admin of the demo tenant; a viewer too: $LOGINS)
+  operator view: "Sign in with the operator key", the key in $STATE/api-operator-key
 
 The stages keep running (deploy/local/status.sh; stop with deploy/local/down.sh).
   landing page:  curl -H 'Host: demo.smartlinks.local' http://127.0.0.1:8080/jiro-in-your-light

@@ -22,7 +22,9 @@
 # nothing lost): deploy/local/demo.sh, deploy/local/chaos-clickhouse.sh.
 # TEST_SKIP_E2E=1 skips those two, the landing page in Chromium under its
 # Content-Security-Policy (consent, pixels, DNT, framing, markup in texts:
-# deploy/local/browser.sh), schemathesis against the demo's api (no
+# deploy/local/browser.sh), the dashboard in Chromium (numbers = API, link
+# creation to the edge, roles, axe-core, screenshots: deploy/local/app-e2e.sh),
+# schemathesis against the demo's api (no
 # 5xx, answers match the OpenAPI document: deploy/local/schemathesis.sh),
 # and the bot-detection benchmark on public
 # lists (benches bot_recall: recall >= 97 %, false positives <= 0.5 %). Then
@@ -67,6 +69,7 @@ if [ -z "${TEST_SKIP_E2E:-}" ]; then
   "$DEPLOY/demo.sh" 500 || broken+=("deploy/local/demo.sh 500")
   "$DEPLOY/chaos-clickhouse.sh" || broken+=("deploy/local/chaos-clickhouse.sh")
   "$DEPLOY/browser.sh" || broken+=("deploy/local/browser.sh")
+  "$DEPLOY/app-e2e.sh" || broken+=("deploy/local/app-e2e.sh")
   # After the drill: the operator's generated requests may archive any
   # tenant's links, the demo's too (loadgen reactivates them next run).
   "$DEPLOY/schemathesis.sh" 10 || broken+=("deploy/local/schemathesis.sh")

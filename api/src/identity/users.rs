@@ -82,6 +82,9 @@ pub struct UserView {
     pub last_name: String,
     /// Role.
     pub role: String,
+    /// What the role may do, `resource:action` (`links:create`,
+    /// `analytics:export`; [`crate::rbac::permissions`]).
+    pub permissions: Vec<String>,
     /// Active.
     pub is_active: bool,
     /// The user proved they read this email (`POST /v1/auth/verify-email`).
@@ -165,6 +168,7 @@ pub fn view(st: &AppState, u: &User) -> Result<UserView, ApiError> {
         first_name: u.first_name.clone(),
         last_name: u.last_name.clone(),
         role: wire(&u.permissions.role),
+        permissions: crate::rbac::permissions(u.permissions.role),
         is_active: u.is_active,
         email_verified: u.auth.email_verified,
         totp_enabled: u.auth.totp_secret_enc.is_some(),
