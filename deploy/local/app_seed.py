@@ -4,17 +4,23 @@
     deploy/local/app_seed.py            # after the load generator (demo.sh runs it)
 
 Idempotent. For the demo tenant (demo.smartlinks.local, made by loadgen):
-- two back-office users, an admin and a viewer, with passwords generated
+- three back-office users, an admin, a viewer and a manager who signs in
+  with a TOTP code, with passwords (and the manager's TOTP secret) generated
   once and kept in $STATE/app-logins.json (mode 600): the demo's login and
-  the browser tests' role check;
+  the browser tests' sign-ins and role checks;
 - a campaign promoting the tenant's links, with 7 days of ad KPIs on Meta
   and TikTok, so that the campaigns page shows the ad side beside our
   click-outs.
 Needs the api on $API (default http://127.0.0.1:8081) and the operator key
 in $STATE/api-operator-key. Prints the logins file's path.
 """
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
+import struct
+import time
 import os
 import secrets
 import sys
@@ -32,7 +38,8 @@ CAMPAIGN = "In Your Light: release push"
 def call(method, path, body=None, token=None):
     """JSON request; returns (status, answer)."""
     req = urllib.request.Request(API + path, method=method)
-    req.add_header("Authorization", "Bearer " + token)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -47,6 +54,14 @@ def call(method, path, body=None, token=None):
             return e.code, json.loads(raw)
         except ValueError:
             return e.code, raw.decode(errors="replace")
+
+
+def totp(secret, at=None):
+    """RFC 6238 code (SHA-1, 6 digits, 30 s steps) of a base32 secret."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int((at or time.time()) // 30)), hashlib.sha1).digest()
+    off = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1_000_000)
 
 
 def must(status_answer, *ok):
@@ -65,7 +80,7 @@ def main():
 
     logins = json.load(open(LOGINS)) if os.path.exists(LOGINS) else {}
     users = {u["email"]: u for u in must(call("GET", f"/v1/users?client_id={tenant}", token=op), 200)}
-    for role, first in (("admin", "Dana"), ("viewer", "Vic")):
+    for role, first in (("admin", "Dana"), ("viewer", "Vic"), ("manager", "Max")):
         email = f"{role}@{HOST}"
         if logins.get(role, {}).get("email") == email and email in users:
             # Set back as the demo needs it (schemathesis' operator run may
@@ -85,6 +100,13 @@ def main():
         if status != 201:
             sys.exit(f"app_seed: creating {email} answered {status}: {answer}")
         logins[role] = {"email": email, "password": password, "client_id": tenant}
+        if role == "manager":
+            # The manager signs in with a second factor (TOTP), enrolled here.
+            session = must(call("POST", "/v1/auth/login", {"email": email, "password": password}, ""), 200)["token"]
+            secret = must(call("POST", "/v1/auth/totp/setup", {}, session), 200)["secret"]
+            must(call("POST", "/v1/auth/totp/enable", {"code": totp(secret)}, session), 200, 204)
+            call("POST", "/v1/auth/logout", None, session)
+            logins[role]["totp_secret"] = secret
         old = os.umask(0o077)
         with open(LOGINS, "w") as f:
             json.dump(logins, f, indent=2)

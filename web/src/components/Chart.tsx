@@ -29,8 +29,12 @@ export function Chart({ points, previous, interval, label }: Props) {
       width: Math.max(280, el.clientWidth),
       height: 260,
       scales: { x: { time: true } },
+      // Buckets are UTC hours and days (the API's): shown in UTC.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
       axes: [
-        { values: interval === 'hour' ? '{HH}:{mm}\n{DD}/{MM}' : undefined, stroke: '#444' },
+        interval === 'hour'
+          ? { stroke: '#444', values: '{HH}:{mm}\n{MMM} {D}' }
+          : { stroke: '#444', values: '{MMM} {D}', incrs: [86_400, 2 * 86_400, 7 * 86_400, 30 * 86_400] },
         { stroke: '#444', size: 56 },
       ],
       series: [

@@ -101,7 +101,7 @@ export function Overview({ ctx, linkId }: { ctx: Ctx; linkId?: string }) {
           </div>
           <section class="panel">
             <h2>
-              Views and click-outs per {iv} <span class="muted">(dashed: previous period)</span>
+              Views and click-outs per {iv}, UTC <span class="muted">(dashed: previous period)</span>
             </h2>
             <Chart
               points={d.series.points}
