@@ -12,7 +12,9 @@
 #   - the Prometheus rules: `promtool check rules` and their unit tests
 #     (`promtool test rules deploy/prometheus/tests/*.yml`), the
 #     Prometheus and Alertmanager configurations, and a runbook for every
-#     alert (deploy/runbooks/<alert>.md).
+#     alert (deploy/runbooks/<alert>.md);
+#   - the Helm chart and the operators' resources validate offline against a
+#     pinned Kubernetes release (deploy/local/check-k8s.sh).
 # The test suite's leftovers of earlier runs (topics and databases named
 # like testkit::unique_name) are dropped first (testkit's `sweep`).
 # Every test binary runs (`--no-fail-fast`); then, end to end on the real
@@ -45,6 +47,8 @@ RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_l
   cargo doc --workspace --no-deps --locked -q || broken+=("cargo doc (intra-doc links)")
 log "house rules: Prometheus rules, their unit tests, configs and runbooks"
 "$DEPLOY/check-alerts.sh" || broken+=("deploy/local/check-alerts.sh")
+log "house rules: the production manifests (helm lint, helm template, Kubernetes OpenAPI)"
+"$DEPLOY/check-k8s.sh" || broken+=("deploy/local/check-k8s.sh")
 "$DEPLOY/test-summary-selftest.sh" || broken+=("deploy/local/test-summary-selftest.sh")
 
 # A long-lived machine's shared target dir grows past its disk (a full disk
