@@ -40,6 +40,13 @@ pub struct Config {
     /// about the ClickHouse server's cores). Default 2.
     #[envconfig(from = "AGGREGATOR_ROLL_CONCURRENCY", default = "2")]
     pub roll_concurrency: usize,
+    /// `AGGREGATOR_LEASE_SECS`: the leader lease's TTL, s (MongoDB
+    /// `leases`, `_id: aggregator`). Of several aggregators one rolls, the
+    /// others stand by and try the lease every third of it: a leader that
+    /// dies is replaced within this time (at once when it stops cleanly and
+    /// releases it). The leader renews before each pass. Default 15.
+    #[envconfig(from = "AGGREGATOR_LEASE_SECS", default = "15")]
+    pub lease_secs: u64,
     /// ClickHouse endpoint and database.
     #[envconfig(nested)]
     pub clickhouse: ClickHouseConfig,

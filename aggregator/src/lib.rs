@@ -15,6 +15,12 @@
 //! Once a day (and at start) it applies each tenant's retention
 //! ([`rollup::lifecycle::apply_retention`]).
 //!
+//! Several aggregators may run (issue #15): one works, holding a leader
+//! lease in MongoDB `leases` ([`common::mongo::Lease`],
+//! `AGGREGATOR_LEASE_SECS`); the others are ready but idle
+//! (`aggregator_leader` 0) and take over within the lease's TTL when the
+//! leader dies, at once when it stops cleanly.
+//!
 //! Reads: ClickHouse `events`. Writes: ClickHouse `rollups`, MongoDB
 //! rollups, `smartlinks.metadata` counters, `aggregator_state`. Serves: the
 //! admin listener (127.0.0.1:9182).
@@ -26,11 +32,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::admin::Health;
+use common::mongo::Lease;
 use common::shutdown::CancellationToken;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 pub use config::Config;
 use rollup::{lifecycle, now_s, PassConfig, PassReport, RollupError, Stores};
+use schemas::mongo::collections;
 
 /// Metrics of the aggregator.
 #[derive(Clone)]
@@ -57,6 +65,12 @@ pub struct Metrics {
     /// `aggregator_mirror_documents_total{outcome}`: MongoDB rollup
     /// documents `written` or left `unchanged` (same numbers).
     pub mirror_documents: IntCounterVec,
+    /// `aggregator_leader`: 1 while this instance holds the leader lease
+    /// and rolls, 0 while it stands by.
+    pub leader: IntGauge,
+    /// `aggregator_lease_changes_total{change}`: leadership `acquired` or
+    /// `lost` by this instance.
+    pub lease_changes: IntCounterVec,
 }
 
 impl Metrics {
@@ -94,6 +108,11 @@ impl Metrics {
                 Opts::new("aggregator_mirror_documents_total", "MongoDB rollup documents, by outcome."),
                 &["outcome"],
             )?,
+            leader: IntGauge::new("aggregator_leader", "1 while this instance holds the leader lease and rolls.")?,
+            lease_changes: IntCounterVec::new(
+                Opts::new("aggregator_lease_changes_total", "Leadership acquired or lost by this instance."),
+                &["change"],
+            )?,
         };
         r.register(Box::new(m.windows.clone()))?;
         r.register(Box::new(m.errors.clone()))?;
@@ -104,6 +123,8 @@ impl Metrics {
         r.register(Box::new(m.last_success.clone()))?;
         r.register(Box::new(m.mirror_pending_days.clone()))?;
         r.register(Box::new(m.mirror_documents.clone()))?;
+        r.register(Box::new(m.leader.clone()))?;
+        r.register(Box::new(m.lease_changes.clone()))?;
         Ok(m)
     }
 
@@ -165,10 +186,44 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
     let (m, h) = (metrics.clone(), health.clone());
+    let lease = Lease::new(
+        stores.mongo.collection(collections::LEASES),
+        "aggregator",
+        Duration::from_secs(cfg.lease_secs.max(1)),
+    );
+    tracing::info!(owner = %lease.owner(), ttl_s = cfg.lease_secs, "aggregator: trying the leader lease");
     let done = tokio::spawn(async move {
         let mut last_retention: Option<Instant> = None;
+        let mut leading = false;
         let pass_cfg = cfg.pass_config();
+        // A standby tries the lease every third of its TTL.
+        let standby_pause = Duration::from_millis((cfg.lease_secs.max(1) * 1000 / 3).min(cfg.interval_ms.max(100)));
         loop {
+            let now_leading = match lease.hold().await {
+                Ok(held) => held,
+                Err(e) => {
+                    // Without MongoDB the lease cannot be renewed: stop
+                    // rolling (another instance may take over once it expires).
+                    tracing::warn!(error = %e, "leader lease unreachable; standing by");
+                    m.errors.with_label_values(&["mongodb"]).inc();
+                    false
+                }
+            };
+            if now_leading != leading {
+                leading = now_leading;
+                m.leader.set(i64::from(leading));
+                m.lease_changes.with_label_values(&[if leading { "acquired" } else { "lost" }]).inc();
+                tracing::info!(owner = %lease.owner(), leading, "aggregator leadership changed");
+            }
+            if !leading {
+                // A standby is healthy: ready, idle.
+                h.ready("rollups");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(standby_pause) => {}
+                }
+                continue;
+            }
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(86_400)) {
                 match lifecycle::apply_retention(&stores, now_s()).await {
                     Ok(n) => {
@@ -210,6 +265,12 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        // A clean stop hands the lease over at once.
+        if leading {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "leader lease not released; it expires by itself");
             }
         }
     });

@@ -8,22 +8,16 @@
 // Helpers of an integration test fail the test by panicking, like its asserts.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
 use envconfig::Envconfig;
 use schemas::clickhouse::{EventRow, KindCode, EVENTS_TABLE};
 use schemas::mongo::{collections, Rollup};
+use support::{metric, now_s};
 use testkit::{eventually, unique_name, ClickHouseInstance};
-
-fn now_s() -> u32 {
-    (bson::DateTime::now().timestamp_millis() / 1000) as u32
-}
-
-async fn metric(admin: std::net::SocketAddr, line_start: &str) -> Option<f64> {
-    let body = reqwest::get(format!("http://{admin}/metrics")).await.ok()?.text().await.ok()?;
-    body.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
-}
 
 async fn daily_views(mongo: &mongodb::Database, tenant: &str, day: u32) -> Option<(i64, i64)> {
     let id = rollup::rollup_id(tenant, "", day);

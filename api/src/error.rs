@@ -271,17 +271,8 @@ impl From<getrandom::Error> for ApiError {
     }
 }
 
-/// `true` when a MongoDB write failed on a unique index: E11000, or the
-/// `InternalError` "UNIQUE constraint failed" FerretDB 1.24 answers to an
-/// update that breaks a unique index (its inserts answer E11000).
-pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000 || c.message.contains("UNIQUE constraint failed"),
-        _ => e.to_string().contains("E11000"),
-    }
-}
+/// Unique-index violations ([`common::mongo::is_duplicate_key`]).
+pub use common::mongo::is_duplicate_key;
 
 #[cfg(test)]
 mod tests {

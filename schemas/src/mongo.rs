@@ -71,6 +71,8 @@ pub mod collections {
     pub const NEWSLETTER_SUBSCRIBERS: &str = "newsletter_subscribers";
     /// Short-lived mutexes (`_id` = the locked record), see `api::lock`.
     pub const LOCKS: &str = "locks";
+    /// Leader leases (`_id` = the role, e.g. `aggregator`), see `common::mongo::Lease`.
+    pub const LEASES: &str = "leases";
     /// Tracking-health alert settings, one per tenant ([`crate::alerts::AlertSettings`]).
     pub const ALERT_SETTINGS: &str = "alert_settings";
     /// Tracking-health alert states, one per tenant and kind ([`crate::alerts::AlertState`]).
