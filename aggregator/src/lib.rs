@@ -181,6 +181,7 @@ pub async fn start(cfg: Config, registry: Registry, shutdown: CancellationToken)
         ch: cfg.clickhouse.client().with_database(&cfg.clickhouse.database),
         ch_db: cfg.clickhouse.database.clone(),
         mongo: cfg.mongo.database().await.context("MongoDB URI")?,
+        topology: cfg.clickhouse.topology(),
     };
     let (admin_addr, _) = common::admin::spawn(cfg.admin_listen, registry, health.clone(), shutdown.clone())
         .await

@@ -51,7 +51,12 @@ async fn setup() -> T {
         };
         mongo.collection::<Smartlink>(collections::SMARTLINKS).insert_one(l).await.unwrap();
     }
-    T { stores: Stores { ch: ch_cfg.client().with_database(&name), ch_db: name, mongo }, tenant, link_a, link_b }
+    T {
+        stores: Stores { ch: ch_cfg.client().with_database(&name), ch_db: name, mongo, topology: Default::default() },
+        tenant,
+        link_a,
+        link_b,
+    }
 }
 
 struct Ev {

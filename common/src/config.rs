@@ -115,6 +115,12 @@ pub struct ClickHouseConfig {
     /// `CLICKHOUSE_PASSWORD`: password. Default empty. Never logged.
     #[envconfig(from = "CLICKHOUSE_PASSWORD", default = "")]
     pub password: Secret,
+    /// `CLICKHOUSE_CLUSTER`: the cluster (in the servers' `remote_servers`)
+    /// whose replicated tables sit behind `Distributed` ones
+    /// ([`schemas::clickhouse::Topology`], issue #15); empty (the default):
+    /// one server.
+    #[envconfig(from = "CLICKHOUSE_CLUSTER", default = "")]
+    pub cluster: String,
 }
 
 impl ClickHouseConfig {
@@ -122,12 +128,25 @@ impl ClickHouseConfig {
     /// names its database; queries name theirs with [`Self::database`]).
     /// Row validation is off: ClickHouse 18.16 lacks the
     /// `RowBinaryWithNamesAndTypes` format it needs (`../shared/docs/infra.md`).
+    ///
+    /// On a cluster, inserts through `Distributed` tables wait until the
+    /// shard has the rows (`insert_distributed_sync`): the rollup watermark
+    /// never passes rows still queued.
     pub fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
+        let client = clickhouse::Client::default()
             .with_url(&self.url)
             .with_user(&self.user)
             .with_password(self.password.expose())
-            .with_validation(false)
+            .with_validation(false);
+        match self.topology() {
+            schemas::clickhouse::Topology::Single => client,
+            schemas::clickhouse::Topology::Cluster(_) => client.with_setting("insert_distributed_sync", "1"),
+        }
+    }
+
+    /// One server or the cluster `cluster` names.
+    pub fn topology(&self) -> schemas::clickhouse::Topology {
+        schemas::clickhouse::Topology::from_cluster(&self.cluster)
     }
 }
 

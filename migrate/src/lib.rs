@@ -107,10 +107,11 @@ fn is_network_error(e: &clickhouse::error::Error) -> bool {
 /// recorded ([`apply_migrations`]), and returns the database's tables.
 pub async fn apply_clickhouse(cfg: &ClickHouseConfig) -> Result<Vec<String>, clickhouse::error::Error> {
     let client = cfg.client();
-    for stmt in schemas::clickhouse::ddl(&cfg.database) {
+    let topology = cfg.topology();
+    for stmt in schemas::clickhouse::ddl(&cfg.database, &topology) {
         client.query(&stmt).execute().await?;
     }
-    apply_migrations(&client, &cfg.database).await?;
+    apply_migrations(&client, &cfg.database, &topology).await?;
     client
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
         .bind(&cfg.database)
@@ -129,6 +130,7 @@ pub async fn apply_clickhouse(cfg: &ClickHouseConfig) -> Result<Vec<String>, cli
 pub async fn apply_migrations(
     client: &clickhouse::Client,
     database: &str,
+    topology: &schemas::clickhouse::Topology,
 ) -> Result<Vec<u32>, clickhouse::error::Error> {
     use schemas::clickhouse::{Step, MIGRATIONS, MIGRATIONS_TABLE};
     let current: u32 =
@@ -136,16 +138,21 @@ pub async fn apply_migrations(
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         for step in m.steps {
-            let Step::AddColumn { table, column, .. } = step;
+            let Step::AddColumn { column, .. } = step;
             let present: u64 = client
                 .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
                 .bind(database)
-                .bind(*table)
+                .bind(step.local_table(topology))
                 .bind(*column)
                 .fetch_one()
                 .await?;
             if present == 0 {
-                client.query(&step.sql(database)).execute().await?;
+                client.query(&step.sql(database, topology)).execute().await?;
+            }
+            // On a cluster the Distributed table in front takes the new
+            // columns (also when an interrupted run added them locally).
+            for stmt in step.refresh_distributed(database, topology) {
+                client.query(&stmt).execute().await?;
             }
         }
         client

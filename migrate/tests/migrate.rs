@@ -151,7 +151,7 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
     let client = cfg.client();
     // The schema as released before migrations existed: the baseline DDL
     // without the migrations log.
-    for stmt in ddl(&db).iter().filter(|s| !s.contains(MIGRATIONS_TABLE)) {
+    for stmt in ddl(&db, &schemas::clickhouse::Topology::Single).iter().filter(|s| !s.contains(MIGRATIONS_TABLE)) {
         client.query(stmt).execute().await.unwrap();
     }
     let before: Vec<String> = client
@@ -207,7 +207,10 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
         .unwrap();
     assert_eq!(recorded, MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>());
     // Up to date: nothing to apply, nothing recorded twice.
-    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        migrate::apply_migrations(&client, &db, &schemas::clickhouse::Topology::Single).await.unwrap(),
+        Vec::<u32>::new()
+    );
     let log_rows: u64 =
         client.query(&format!("SELECT count() FROM {db}.{MIGRATIONS_TABLE}")).fetch_one().await.unwrap();
     assert_eq!(log_rows as usize, MIGRATIONS.len());
@@ -215,7 +218,10 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
     // A run that added a column but stopped before recording its version
     // is finished by the next one instead of failing on the column.
     client.query(&format!("TRUNCATE TABLE {db}.{MIGRATIONS_TABLE}")).execute().await.unwrap();
-    assert_eq!(migrate::apply_migrations(&client, &db).await.unwrap(), vec![1, 2]);
+    assert_eq!(
+        migrate::apply_migrations(&client, &db, &schemas::clickhouse::Topology::Single).await.unwrap(),
+        vec![1, 2]
+    );
     // A row of today's type round-trips through the upgraded table.
     let id = Uuid::now_v7();
     let mut insert = client.clone().with_database(&db).insert::<EventRow>(EVENTS_TABLE).await.unwrap();

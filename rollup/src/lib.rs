@@ -159,6 +159,9 @@ pub struct Stores {
     pub ch_db: String,
     /// MongoDB database.
     pub mongo: mongodb::Database,
+    /// One ClickHouse server or a cluster (where mutations go and are
+    /// awaited; [`schemas::clickhouse::Topology`]).
+    pub topology: schemas::clickhouse::Topology,
 }
 
 /// The SQL condition that keeps rows whose `bucket` is one of `starts`

@@ -52,7 +52,10 @@ async fn wait_mutations(stores: &Stores, timeout: Duration) -> Result<(), Rollup
     let check = || async {
         let pending: u64 = stores
             .ch
-            .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
+            .query(&format!(
+                "SELECT count() FROM {} WHERE database = ? AND is_done = 0",
+                stores.topology.mutations_source()
+            ))
             .bind(&stores.ch_db)
             .fetch_one()
             .await
@@ -127,7 +130,10 @@ pub async fn erase_visitor_with(
     }
     stores
         .ch
-        .query(&format!("ALTER TABLE {}.events DELETE WHERE tenant_id = ? AND {cond}", stores.ch_db))
+        .query(&format!(
+            "ALTER TABLE {} DELETE WHERE tenant_id = ? AND {cond}",
+            stores.topology.mutation_target(&stores.ch_db, "events")
+        ))
         .bind(tenant_id)
         .bind(&value)
         .execute()
@@ -184,15 +190,15 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
     for (days, ids) in by_days {
         let cutoff = Grain::Day.floor(now).saturating_sub((days as u32).saturating_mul(86_400));
         let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
-        crate::spans::delete_before(&stores.ch, &stores.ch_db, &hex, cutoff).await?;
+        crate::spans::delete_before(stores, &hex, cutoff).await?;
         cutoffs.insert(cutoff);
         for table in ["events", "engagements", "rollups", "rollup_states"] {
             let col = if matches!(table, "events" | "engagements") { "ts" } else { "bucket" };
             stores
                 .ch
                 .query(&format!(
-                    "ALTER TABLE {}.{table} DELETE WHERE has(?, tenant_id) AND {col} < toDateTime(?)",
-                    stores.ch_db
+                    "ALTER TABLE {} DELETE WHERE has(?, tenant_id) AND {col} < toDateTime(?)",
+                    stores.topology.mutation_target(&stores.ch_db, table)
                 ))
                 .bind(&hex)
                 .bind(cutoff)
@@ -212,7 +218,10 @@ pub async fn apply_retention(stores: &Stores, now: u32) -> Result<usize, RollupE
     // weeks are plenty (an aggregator down longer re-rolls from there).
     stores
         .ch
-        .query(&format!("ALTER TABLE {}.{EVENTS_WRITTEN_TABLE} DELETE WHERE ingested_at < toDateTime(?)", stores.ch_db))
+        .query(&format!(
+            "ALTER TABLE {} DELETE WHERE ingested_at < toDateTime(?)",
+            stores.topology.mutation_target(&stores.ch_db, EVENTS_WRITTEN_TABLE)
+        ))
         .bind(now.saturating_sub(14 * 86_400))
         .execute()
         .await?;

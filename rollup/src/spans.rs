@@ -149,19 +149,15 @@ pub async fn rebuild_all(ch: &clickhouse::Client, db: &str, now: u32) -> Result<
 /// day start, Unix s): retention. `ALTER … DELETE` is a mutation: once it
 /// and the day states' deletion are done, [`refresh`] the cutoff day to
 /// merge the blocks across it again from the days kept.
-pub async fn delete_before(
-    ch: &clickhouse::Client,
-    db: &str,
-    tenants: &[String],
-    cutoff: u32,
-) -> Result<(), RollupError> {
-    ch.query(&format!(
-        "ALTER TABLE {db}.{ROLLUP_SPANS_TABLE} DELETE WHERE has(?, tenant_id) AND start < toDateTime(?)"
-    ))
-    .bind(tenants)
-    .bind(cutoff)
-    .execute()
-    .await?;
+pub async fn delete_before(stores: &crate::Stores, tenants: &[String], cutoff: u32) -> Result<(), RollupError> {
+    let target = stores.topology.mutation_target(&stores.ch_db, ROLLUP_SPANS_TABLE);
+    stores
+        .ch
+        .query(&format!("ALTER TABLE {target} DELETE WHERE has(?, tenant_id) AND start < toDateTime(?)"))
+        .bind(tenants)
+        .bind(cutoff)
+        .execute()
+        .await?;
     Ok(())
 }
 

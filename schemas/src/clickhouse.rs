@@ -387,9 +387,125 @@ impl EventRow {
     }
 }
 
-/// `CREATE DATABASE IF NOT EXISTS {database}`.
-pub fn database_ddl(database: &str) -> String {
-    format!("CREATE DATABASE IF NOT EXISTS {database}")
+/// Where the tables live (issue #15): one server, or a ClickHouse cluster
+/// (`remote_servers` in the servers' config, ZooKeeper for replication and
+/// `ON CLUSTER` DDL), chosen by config (`CLICKHOUSE_CLUSTER`).
+///
+/// On a cluster every table `t` is a `Replicated*MergeTree` named
+/// `t_local` on each server (`/clickhouse/tables/{shard}/{database}/t`,
+/// replica `{replica}`: the servers' macros) with a `Distributed` table `t`
+/// in front, so that reads and inserts name `t` as on one server; the
+/// materialized views read the local tables and write the local targets
+/// (each replica's view fires for the blocks inserted there; replication
+/// copies its output). Inserts through `Distributed` are synchronous (the
+/// client sets `insert_distributed_sync`), so the rollup watermark
+/// (`max(ingested_at)`) never passes rows still queued. Each table is
+/// sharded by a key its duplicates share ([`Topology::shard_key`]): `FINAL`
+/// deduplicates within a shard only, so a redelivered event lands on the
+/// shard of its first copy and a re-rolled rollup on the shard of the row it
+/// replaces. Mutations (`ALTER … DELETE`: erasure, retention) name the local
+/// tables `ON CLUSTER` ([`Topology::mutation_target`]) and are awaited on
+/// every replica ([`Topology::mutations_source`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Topology {
+    /// One server: plain `*MergeTree` tables.
+    #[default]
+    Single,
+    /// The cluster of that name in the servers' `remote_servers`.
+    Cluster(String),
+}
+
+impl Topology {
+    /// `Single` for an empty name, else the named cluster.
+    pub fn from_cluster(name: &str) -> Topology {
+        if name.trim().is_empty() {
+            Topology::Single
+        } else {
+            Topology::Cluster(name.trim().to_owned())
+        }
+    }
+
+    /// ` ON CLUSTER {name}`, or nothing on one server.
+    pub fn on_cluster(&self) -> String {
+        match self {
+            Topology::Single => String::new(),
+            Topology::Cluster(c) => format!(" ON CLUSTER {c}"),
+        }
+    }
+
+    /// The table an `ALTER TABLE … DELETE` (or `DROP PARTITION`) names:
+    /// `{database}.{table}`, or `{database}.{table}_local ON CLUSTER {name}`
+    /// (a `Distributed` table has no rows to mutate).
+    pub fn mutation_target(&self, database: &str, table: &str) -> String {
+        match self {
+            Topology::Single => format!("{database}.{table}"),
+            Topology::Cluster(c) => format!("{database}.{table}_local ON CLUSTER {c}"),
+        }
+    }
+
+    /// Where mutations are listed: `system.mutations`, or on a cluster
+    /// every server's (`cluster('{name}', system, mutations)`): a mutation
+    /// is done when every replica did it.
+    pub fn mutations_source(&self) -> String {
+        match self {
+            Topology::Single => "system.mutations".into(),
+            Topology::Cluster(c) => format!("cluster('{c}', system, mutations)"),
+        }
+    }
+
+    /// The sharding key of `table` on a cluster: one its duplicates share
+    /// (events and rollups by tenant and link: a redelivered event and a
+    /// re-rolled window land where their first copy is).
+    pub fn shard_key(table: &str) -> &'static str {
+        match table {
+            ROLLUP_MIRROR_TABLE => "cityHash64(id)",
+            EVENTS_WRITTEN_TABLE => "cityHash64(hour)",
+            MIGRATIONS_TABLE => "version",
+            _ => "cityHash64(tenant_id, link_id)",
+        }
+    }
+
+    /// The statements creating `table` from its one-server `CREATE TABLE
+    /// IF NOT EXISTS {database}.{table} (…) ENGINE = X(args) …` statement:
+    /// that statement on one server; on a cluster the replicated local
+    /// table and the `Distributed` table in front, both `ON CLUSTER`.
+    fn table(&self, database: &str, table: &str, single: String) -> Vec<String> {
+        let Topology::Cluster(c) = self else { return vec![single] };
+        let head = format!("CREATE TABLE IF NOT EXISTS {database}.{table} (");
+        let local =
+            single.replacen(&head, &format!("CREATE TABLE IF NOT EXISTS {database}.{table}_local ON CLUSTER {c} ("), 1);
+        let local = replicated_engine(&local, &format!("/clickhouse/tables/{{shard}}/{database}/{table}"));
+        vec![local, self.distributed(database, table)]
+    }
+
+    /// `CREATE TABLE … AS {table}_local ENGINE = Distributed(…)` on a cluster.
+    fn distributed(&self, database: &str, table: &str) -> String {
+        let c = match self {
+            Topology::Single => "",
+            Topology::Cluster(c) => c,
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {c} AS {database}.{table}_local \
+ENGINE = Distributed({c}, {database}, {table}_local, {})",
+            Topology::shard_key(table)
+        )
+    }
+}
+
+/// `ENGINE = XMergeTree(args)` of `stmt` as `ENGINE =
+/// ReplicatedXMergeTree('{path}', '{replica}', args)`.
+fn replicated_engine(stmt: &str, path: &str) -> String {
+    let Some(at) = stmt.find("ENGINE = ") else { return stmt.to_owned() };
+    let rest = &stmt[at + "ENGINE = ".len()..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else { return stmt.to_owned() };
+    let (engine, args) = (&rest[..open], &rest[open + 1..close]);
+    let args = if args.is_empty() { String::new() } else { format!(", {args}") };
+    format!("{}ENGINE = Replicated{engine}('{path}', '{{replica}}'{args}){}", &stmt[..at], &rest[close + 1..])
+}
+
+/// `CREATE DATABASE IF NOT EXISTS {database}` (on every server of a cluster).
+pub fn database_ddl(database: &str, topology: &Topology) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {database}{}", topology.on_cluster())
 }
 
 /// The `CREATE TABLE IF NOT EXISTS {database}.events` statement.
@@ -572,19 +688,24 @@ ORDER BY (ingested_at, hour)"
 
 /// The materialized view that feeds [`events_written_table_ddl`] from every
 /// block inserted into `events` (ingest, backfills, tests alike).
-pub fn events_written_view_ddl(database: &str) -> String {
-    written_view_ddl(database, EVENTS_WRITTEN_VIEW, EVENTS_TABLE)
+pub fn events_written_view_ddl(database: &str, topology: &Topology) -> String {
+    written_view_ddl(database, EVENTS_WRITTEN_VIEW, EVENTS_TABLE, topology)
 }
 
 /// `CREATE MATERIALIZED VIEW {view}`: every block inserted into `source`
 /// (which has `ts` and `ingested_at`) counted into [`EVENTS_WRITTEN_TABLE`]
-/// by write second and hour.
-fn written_view_ddl(database: &str, view: &str, source: &str) -> String {
+/// by write second and hour. On a cluster, on every server, from the local
+/// table into the local target ([`Topology`]).
+fn written_view_ddl(database: &str, view: &str, source: &str, topology: &Topology) -> String {
+    let (on, local) = match topology {
+        Topology::Single => (String::new(), ""),
+        Topology::Cluster(_) => (topology.on_cluster(), "_local"),
+    };
     format!(
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view}
-TO {database}.{EVENTS_WRITTEN_TABLE}
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{view}{on}
+TO {database}.{EVENTS_WRITTEN_TABLE}{local}
 AS SELECT ingested_at, toStartOfHour(ts) AS hour, count() AS rows
-FROM {database}.{source}
+FROM {database}.{source}{local}
 GROUP BY ingested_at, hour"
     )
 }
@@ -611,8 +732,8 @@ ORDER BY (tenant_id, link_id, ts, view_event_id)"
 
 /// The materialized view feeding [`EVENTS_WRITTEN_TABLE`] from every insert
 /// into `engagements` (the view's hour is dirty again).
-pub fn engagements_written_view_ddl(database: &str) -> String {
-    written_view_ddl(database, ENGAGEMENTS_WRITTEN_VIEW, ENGAGEMENTS_TABLE)
+pub fn engagements_written_view_ddl(database: &str, topology: &Topology) -> String {
+    written_view_ddl(database, ENGAGEMENTS_WRITTEN_VIEW, ENGAGEMENTS_TABLE, topology)
 }
 
 /// The table recording which [`MIGRATIONS`] a database has: one row per
@@ -639,10 +760,38 @@ pub enum Step {
 }
 
 impl Step {
-    /// The statement of this step for `database`.
-    pub fn sql(&self, database: &str) -> String {
-        match self {
-            Step::AddColumn { table, column, ty } => format!("ALTER TABLE {database}.{table} ADD COLUMN {column} {ty}"),
+    /// The table whose columns this step changes, as `system.columns` names
+    /// it on a server: `{table}`, or `{table}_local` on a cluster.
+    pub fn local_table(&self, topology: &Topology) -> String {
+        let Step::AddColumn { table, .. } = self;
+        match topology {
+            Topology::Single => (*table).to_owned(),
+            Topology::Cluster(_) => format!("{table}_local"),
+        }
+    }
+
+    /// The statement of this step for `database`: on a cluster, the local
+    /// table altered `ON CLUSTER` (then [`Step::refresh_distributed`]).
+    pub fn sql(&self, database: &str, topology: &Topology) -> String {
+        let Step::AddColumn { table, column, ty } = self;
+        format!("ALTER TABLE {} ADD COLUMN {column} {ty}", topology.mutation_target(database, table))
+    }
+
+    /// On a cluster, the statements making the `Distributed` table in front
+    /// of this step's table again with the local table's new columns
+    /// (ClickHouse 18.16 refuses `ALTER … ON CLUSTER` on a `Distributed`
+    /// table over replicated shards; it holds no rows, inserts being
+    /// synchronous, so nothing is lost); nothing on one server.
+    pub fn refresh_distributed(&self, database: &str, topology: &Topology) -> Vec<String> {
+        let Step::AddColumn { table, .. } = self;
+        match topology {
+            Topology::Single => vec![],
+            Topology::Cluster(c) => {
+                vec![
+                    format!("DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {c}"),
+                    topology.distributed(database, table),
+                ]
+            }
         }
     }
 }
@@ -697,22 +846,23 @@ ORDER BY version"
     )
 }
 
-/// Every statement `migrate` runs, in order, for `database`, before the
-/// [`MIGRATIONS`].
-pub fn ddl(database: &str) -> Vec<String> {
-    vec![
-        database_ddl(database),
-        events_table_ddl(database),
-        rollups_table_ddl(database),
-        rollup_states_table_ddl(database),
-        rollup_spans_table_ddl(database),
-        rollup_mirror_table_ddl(database),
-        events_written_table_ddl(database),
-        events_written_view_ddl(database),
-        engagements_table_ddl(database),
-        engagements_written_view_ddl(database),
-        migrations_table_ddl(database),
-    ]
+/// Every statement `migrate` runs, in order, for `database` on
+/// `topology`, before the [`MIGRATIONS`]: one source for one server and a
+/// cluster ([`Topology`]).
+pub fn ddl(database: &str, topology: &Topology) -> Vec<String> {
+    let t = |table: &str, single: String| topology.table(database, table, single);
+    let mut out = vec![database_ddl(database, topology)];
+    out.extend(t(EVENTS_TABLE, events_table_ddl(database)));
+    out.extend(t(ROLLUPS_TABLE, rollups_table_ddl(database)));
+    out.extend(t(ROLLUP_STATES_TABLE, rollup_states_table_ddl(database)));
+    out.extend(t(ROLLUP_SPANS_TABLE, rollup_spans_table_ddl(database)));
+    out.extend(t(ROLLUP_MIRROR_TABLE, rollup_mirror_table_ddl(database)));
+    out.extend(t(EVENTS_WRITTEN_TABLE, events_written_table_ddl(database)));
+    out.push(events_written_view_ddl(database, topology));
+    out.extend(t(ENGAGEMENTS_TABLE, engagements_table_ddl(database)));
+    out.push(engagements_written_view_ddl(database, topology));
+    out.extend(t(MIGRATIONS_TABLE, migrations_table_ddl(database)));
+    out
 }
 
 #[cfg(test)]
@@ -721,7 +871,7 @@ mod tests {
 
     #[test]
     fn ddl_is_idempotent_and_names_the_database() {
-        let stmts = ddl("db_x");
+        let stmts = ddl("db_x", &Topology::Single);
         // The database, events, rollups, states, spans, mirror log,
         // events_written and its materialized view, engagements and theirs,
         // the migrations log.
@@ -730,6 +880,40 @@ mod tests {
             assert!(stmt.contains("IF NOT EXISTS"), "{stmt}");
             assert!(stmt.contains("db_x"), "{stmt}");
         }
+    }
+
+    #[test]
+    fn cluster_ddl_replicates_every_table_behind_a_distributed_one() {
+        let c = Topology::Cluster("sl".into());
+        let stmts = ddl("db", &c);
+        // The database, 8 tables twice (local + Distributed), 2 views.
+        assert_eq!(stmts.len(), 1 + 8 * 2 + 2);
+        for stmt in &stmts {
+            assert!(stmt.contains(" ON CLUSTER sl"), "{stmt}");
+            assert!(
+                !stmt.contains("ENGINE = ReplacingMergeTree") && !stmt.contains("ENGINE = SummingMergeTree"),
+                "{stmt}"
+            );
+        }
+        let events = stmts.iter().find(|s| s.contains("db.events_local ON CLUSTER sl (")).unwrap();
+        assert!(events.contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/events', '{replica}', ingested_at)\nPARTITION BY toYYYYMMDD(ts)"
+        ), "{events}");
+        assert!(stmts.contains(
+            &"CREATE TABLE IF NOT EXISTS db.events ON CLUSTER sl AS db.events_local ENGINE = Distributed(sl, db, events_local, cityHash64(tenant_id, link_id))".to_owned()
+        ));
+        let view = stmts.iter().find(|s| s.contains(EVENTS_WRITTEN_VIEW)).unwrap();
+        assert!(view.contains("TO db.events_written_local") && view.contains("FROM db.events_local"), "{view}");
+        // The local tables keep the one-server columns (RowBinary is positional).
+        assert_eq!(columns(events), columns(&events_table_ddl("db")));
+        let step = MIGRATIONS[0].steps[0];
+        assert_eq!(step.sql("db", &c), "ALTER TABLE db.events_local ON CLUSTER sl ADD COLUMN rule_id String");
+        assert_eq!(step.local_table(&c), "events_local");
+        assert_eq!(step.refresh_distributed("db", &c).len(), 2);
+        assert!(step.refresh_distributed("db", &Topology::Single).is_empty());
+        assert_eq!(c.mutation_target("db", "events"), "db.events_local ON CLUSTER sl");
+        assert_eq!(c.mutations_source(), "cluster('sl', system, mutations)");
+        assert_eq!(Topology::from_cluster(" "), Topology::Single);
     }
 
     /// Column names of a `CREATE TABLE` statement, in order.
@@ -771,7 +955,10 @@ mod tests {
             assert_eq!(m.version as usize, i + 1, "{}", m.name);
             assert!(!m.steps.is_empty(), "{}", m.name);
         }
-        assert_eq!(MIGRATIONS[0].steps[0].sql("db"), "ALTER TABLE db.events ADD COLUMN rule_id String");
+        assert_eq!(
+            MIGRATIONS[0].steps[0].sql("db", &Topology::Single),
+            "ALTER TABLE db.events ADD COLUMN rule_id String"
+        );
     }
 
     #[test]

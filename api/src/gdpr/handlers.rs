@@ -681,7 +681,12 @@ pub async fn erase(
         invoices_retained: f.invoices.len() as u64,
     };
     // Events first: if this fails, nothing else changed and the request can be retried.
-    let stores = rollup::Stores { ch: st.ch.clone(), ch_db: st.ch_db.clone(), mongo: st.mongo.clone() };
+    let stores = rollup::Stores {
+        ch: st.ch.clone(),
+        ch_db: st.ch_db.clone(),
+        mongo: st.mongo.clone(),
+        topology: st.cfg.clickhouse.topology(),
+    };
     for v in &f.visitor_ids {
         let e = rollup::lifecycle::erase_visitor(
             &stores,

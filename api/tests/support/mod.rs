@@ -244,7 +244,12 @@ impl Env {
     /// are read from rollups.
     pub async fn insert_and_roll(&self, rows: &[schemas::clickhouse::EventRow]) {
         self.insert(rows).await;
-        let stores = rollup::Stores { ch: self.ch.clone(), ch_db: self.ch_db.clone(), mongo: self.mongo.clone() };
+        let stores = rollup::Stores {
+            ch: self.ch.clone(),
+            ch_db: self.ch_db.clone(),
+            mongo: self.mongo.clone(),
+            topology: Default::default(),
+        };
         let report = rollup::pass_since(&stores, &rollup::PassConfig::unbounded(), 0, rollup::now_s()).await.unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
     }

@@ -244,7 +244,8 @@ async fn main() -> anyhow::Result<()> {
     println!("generated {n} events over 30 days in {generate_s:.1} s");
 
     // 3. Catch-up, as the aggregator service runs it.
-    let stores = rollup::Stores { ch: ch.clone(), ch_db: name.clone(), mongo: mongo.clone() };
+    let stores =
+        rollup::Stores { ch: ch.clone(), ch_db: name.clone(), mongo: mongo.clone(), topology: Default::default() };
     let pass_cfg = rollup::PassConfig::default();
     let t0 = Instant::now();
     let (mut passes, mut first_pass_s, mut windows) = (0, 0.0, 0);
