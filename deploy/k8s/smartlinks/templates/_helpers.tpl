@@ -79,6 +79,7 @@ imagePullSecrets:
 KAFKA_BROKERS: {{ .Values.engines.kafkaBrokers | quote }}
 KAFKA_REPLICATION: {{ .Values.engines.kafkaReplication | quote }}
 CLICKHOUSE_URL: {{ .Values.engines.clickhouseUrl | quote }}
+CLICKHOUSE_CLUSTER: {{ .Values.engines.clickhouseCluster | quote }}
 CLICKHOUSE_DATABASE: {{ .Values.engines.clickhouseDatabase | quote }}
 CLICKHOUSE_USER: {{ .Values.engines.clickhouseUser | quote }}
 MONGODB_DATABASE: {{ .Values.engines.mongodbDatabase | quote }}
