@@ -42,9 +42,11 @@ pub struct Config {
     pub roll_concurrency: usize,
     /// `AGGREGATOR_LEASE_SECS`: the leader lease's TTL, s (MongoDB
     /// `leases`, `_id: aggregator`). Of several aggregators one rolls, the
-    /// others stand by and try the lease every third of it: a leader that
-    /// dies is replaced within this time (at once when it stops cleanly and
-    /// releases it). The leader renews before each pass. Default 15.
+    /// others stand by and try the lease every third of it (or every
+    /// `AGGREGATOR_INTERVAL_MS` when shorter): a leader that dies is replaced
+    /// within this time and one try more (at its standby's next try when it
+    /// stops cleanly and releases it). The leader renews before each pass,
+    /// so keep it above the longest pass. Default 15.
     #[envconfig(from = "AGGREGATOR_LEASE_SECS", default = "15")]
     pub lease_secs: u64,
     /// ClickHouse endpoint and database.

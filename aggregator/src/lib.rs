@@ -18,8 +18,8 @@
 //! Several aggregators may run (issue #15): one works, holding a leader
 //! lease in MongoDB `leases` ([`common::mongo::Lease`],
 //! `AGGREGATOR_LEASE_SECS`); the others are ready but idle
-//! (`aggregator_leader` 0) and take over within the lease's TTL when the
-//! leader dies, at once when it stops cleanly.
+//! (`aggregator_leader` 0) and take over within the lease's TTL (and one
+//! try) when the leader dies, at their next try when it stops cleanly.
 //!
 //! Reads: ClickHouse `events`. Writes: ClickHouse `rollups`, MongoDB
 //! rollups, `smartlinks.metadata` counters, `aggregator_state`. Serves: the

@@ -189,10 +189,13 @@ defaults
   timeout server 30s
   timeout http-keep-alive 10s
   option http-keep-alive
-  # A request whose instance died before answering is tried on the other.
+  # A request whose connection an instance refused (it is dead or
+  # restarting) is tried on the other. Only then: a request an edge received
+  # may have been recorded before the edge died, and sending it again would
+  # count it twice (its client gets a 502 instead: an unanswered request).
   retries 2
   option redispatch
-  retry-on conn-failure empty-response response-timeout
+  retry-on conn-failure
 frontend edge
   bind 127.0.0.1:$LB_EDGE
   # The balancer writes the visitor's address for the edge

@@ -9,11 +9,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use common::config::ClickHouseConfig;
 use envconfig::Envconfig;
-use schemas::clickhouse::{ddl, EventRow, KindCode, Topology, EVENTS_TABLE, MIGRATIONS, MIGRATIONS_TABLE};
+use schemas::clickhouse::{EventRow, KindCode, Topology, EVENTS_TABLE, MIGRATIONS, MIGRATIONS_TABLE};
 use testkit::{eventually, unique_name};
 use uuid::Uuid;
 
@@ -42,19 +44,8 @@ async fn cluster_schema_upgrades_in_place_dedups_and_mutates_every_replica() {
     assert_eq!(topology, Topology::Cluster("smartlinks".into()));
 
     // The previous schema (no migration applied), with rows, on both replicas.
-    for stmt in ddl(&db, &topology).iter().filter(|s| !s.contains(MIGRATIONS_TABLE)) {
-        r1.query(stmt).execute().await.unwrap();
-    }
     let rows = 1000u64;
-    r1.query(&format!(
-        "INSERT INTO {db}.{EVENTS_TABLE} (event_id, kind, ts, tenant_id, link_id, platform, ingested_at)
-         SELECT generateUUIDv4(), 'click', toDateTime(1763700000 + number, 'UTC'), 't', 'l', 'spotify',
-                toDateTime(1763700000, 'UTC')
-         FROM system.numbers LIMIT {rows}"
-    ))
-    .execute()
-    .await
-    .unwrap();
+    support::previous_schema_with_events(&r1, &db, &topology, rows).await;
     // Synchronous through Distributed: r1's local table has them at once; r2 by replication.
     assert_eq!(count(&r1, &format!("SELECT count() FROM {db}.events_local")).await, rows);
     eventually(Duration::from_secs(30), "replication to r2", || async {

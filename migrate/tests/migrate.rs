@@ -2,6 +2,8 @@
 //! (`deploy/local/up.sh`): each test uses its own database / topic names, so
 //! they run in parallel and never touch the demo's data.
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -145,15 +147,12 @@ async fn clickhouse_ddl_applies_twice_and_the_row_type_round_trips_with_dedup() 
 /// recorded once, and a second run does nothing.
 #[tokio::test]
 async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
-    use schemas::clickhouse::{ddl, MIGRATIONS, MIGRATIONS_TABLE};
+    use schemas::clickhouse::{MIGRATIONS, MIGRATIONS_TABLE};
     let db = unique_name("t_upgrade");
     let cfg = clickhouse_config(&db);
     let client = cfg.client();
-    // The schema as released before migrations existed: the baseline DDL
-    // without the migrations log.
-    for stmt in ddl(&db, &schemas::clickhouse::Topology::Single).iter().filter(|s| !s.contains(MIGRATIONS_TABLE)) {
-        client.query(stmt).execute().await.unwrap();
-    }
+    let rows = 1000;
+    support::previous_schema_with_events(&client, &db, &schemas::clickhouse::Topology::Single, rows).await;
     let before: Vec<String> = client
         .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
         .bind(&db)
@@ -162,17 +161,6 @@ async fn migrations_upgrade_the_previous_schema_in_place_without_losing_rows() {
         .await
         .unwrap();
     assert!(!before.contains(&"rule_id".to_string()), "the baseline has no rule column: {before:?}");
-    let rows = 1000;
-    client
-        .query(&format!(
-            "INSERT INTO {db}.{EVENTS_TABLE} (event_id, kind, ts, tenant_id, link_id, platform, ingested_at)
-             SELECT generateUUIDv4(), 'click', toDateTime(1763700000 + number, 'UTC'), 't', 'l', 'spotify',
-                    toDateTime(1763700000, 'UTC')
-             FROM system.numbers LIMIT {rows}"
-        ))
-        .execute()
-        .await
-        .unwrap();
     // And rollups, which migration 2 widens.
     client
         .query(&format!(
