@@ -71,12 +71,18 @@ async fn cluster_schema_upgrades_in_place_dedups_and_mutates_every_replica() {
                 .await;
         assert_eq!(kept, rows, "{name}: every row kept, the new column empty");
     }
-    let recorded: Vec<u32> = r2
-        .query(&format!("SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL ORDER BY version"))
-        .fetch_all()
-        .await
-        .unwrap();
-    assert_eq!(recorded, MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>());
+    // Read on r2 once replication brought the log there (a read through
+    // Distributed may go to a replica a moment behind the one written).
+    let want: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+    eventually(Duration::from_secs(30), "the migrations log on r2", || async {
+        let recorded: Vec<u32> = r2
+            .query(&format!("SELECT version FROM {db}.{MIGRATIONS_TABLE}_local FINAL ORDER BY version"))
+            .fetch_all()
+            .await
+            .unwrap();
+        (recorded == want).then_some(())
+    })
+    .await;
     assert!(migrate::apply_migrations(&r1, &db, &topology).await.unwrap().is_empty(), "up to date");
 
     // A redelivered event counts once under FINAL, read on the other

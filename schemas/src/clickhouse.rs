@@ -403,7 +403,11 @@ impl EventRow {
 /// sharded by a key its duplicates share ([`Topology::shard_key`]): `FINAL`
 /// deduplicates within a shard only, so a redelivered event lands on the
 /// shard of its first copy and a re-rolled rollup on the shard of the row it
-/// replaces. Mutations (`ALTER … DELETE`: erasure, retention) name the local
+/// replaces. A read through `Distributed` may go to a replica a moment
+/// behind the one an insert reached: the aggregator's overlap
+/// (`AGGREGATOR_OVERLAP_SECS`) re-rolls the windows of rows that show up
+/// after its watermark passed, so rollups stay exact while replicas lag less
+/// than it. Mutations (`ALTER … DELETE`: erasure, retention) name the local
 /// tables `ON CLUSTER` ([`Topology::mutation_target`]) and are awaited on
 /// every replica ([`Topology::mutations_source`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
