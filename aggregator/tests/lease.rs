@@ -17,7 +17,7 @@ use common::mongo::Lease;
 use envconfig::Envconfig;
 use schemas::clickhouse::{EventRow, KindCode, EVENTS_TABLE};
 use schemas::mongo::{collections, Rollup};
-use support::{metric, now_s};
+use support::{metric, migrated, now_s};
 use testkit::{eventually, unique_name};
 
 #[tokio::test]
@@ -53,16 +53,7 @@ async fn one_holder_renewal_expiry_and_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_aggregators_one_rolls_the_standby_takes_over() {
     let name = unique_name("agg_lease");
-    let mut cfg = aggregator::Config::init_from_env().unwrap();
-    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.interval_ms = 200;
-    cfg.lease_secs = 3;
-    cfg.clickhouse.database = name.clone();
-    cfg.mongo.database = name.clone();
-    migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
-    let mongo = cfg.mongo.database().await.unwrap();
-    migrate::apply_mongo_indexes(&mongo).await.unwrap();
-    let ch = cfg.clickhouse.client().with_database(&name);
+    let (cfg, mongo, ch) = migrated(&name, |c| c.lease_secs = 3).await;
     let tenant = ObjectId::new().to_hex();
     let link = ObjectId::new().to_hex();
     let now = now_s();

@@ -13,10 +13,9 @@ mod support;
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
-use envconfig::Envconfig;
 use schemas::clickhouse::{EventRow, KindCode, EVENTS_TABLE};
 use schemas::mongo::{collections, Rollup};
-use support::{metric, now_s};
+use support::{metric, migrated, now_s};
 use testkit::{eventually, unique_name, ClickHouseInstance};
 
 async fn daily_views(mongo: &mongodb::Database, tenant: &str, day: u32) -> Option<(i64, i64)> {
@@ -29,16 +28,7 @@ async fn daily_views(mongo: &mongodb::Database, tenant: &str, day: u32) -> Optio
 async fn the_loop_survives_clickhouse_down_and_rolls_what_arrived_meanwhile() {
     let mut clickhouse = tokio::task::spawn_blocking(ClickHouseInstance::start_new).await.unwrap();
     let name = unique_name("agg_outage");
-    let mut cfg = aggregator::Config::init_from_env().unwrap();
-    cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
-    cfg.interval_ms = 200;
-    cfg.clickhouse.url = clickhouse.url();
-    cfg.clickhouse.database = name.clone();
-    cfg.mongo.database = name.clone();
-    migrate::apply_clickhouse(&cfg.clickhouse).await.unwrap();
-    let mongo = cfg.mongo.database().await.unwrap();
-    migrate::apply_mongo_indexes(&mongo).await.unwrap();
-    let ch = cfg.clickhouse.client().with_database(&name);
+    let (cfg, mongo, ch) = migrated(&name, |c| c.clickhouse.url = clickhouse.url()).await;
     let insert = |rows: Vec<EventRow>| {
         let ch = ch.clone();
         async move {

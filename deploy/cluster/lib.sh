@@ -63,7 +63,17 @@ EOC
   log "zookeeper: starting on 127.0.0.1:$ZK_PORT (Debian's zookeeper $(dpkg-query -W -f='${Version}' zookeeper))"
   cstart zookeeper "$CSTATE/logs/zookeeper.log" java -Xmx256m -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
     org.apache.zookeeper.server.ZooKeeperServerMain "$CSTATE/zookeeper/zoo.cfg"
-  wait_until 60 zookeeper "$CSTATE/logs/zookeeper.log" port_open "$ZK_PORT"
+  # Serving, not only listening: while it loads its snapshot it accepts
+  # connections but no session, and a ClickHouse replica started then fails
+  # to attach its replicated tables and exits.
+  wait_until 60 zookeeper "$CSTATE/logs/zookeeper.log" zk_serving
+}
+
+# zk_serving: ZooKeeper answers `stat` with its mode (it is serving requests).
+zk_serving() {
+  local out
+  out=$(exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf stat >&3 && timeout 2 cat <&3) 2>/dev/null || return 1
+  [[ $out == *"Mode: "* ]]
 }
 
 # start_clickhouse_replica I: replica r$((I+1)) of the cluster `smartlinks`.

@@ -149,9 +149,14 @@ pub async fn apply_migrations(
             if present == 0 {
                 client.query(&step.sql(database, topology)).execute().await?;
             }
-            // On a cluster the Distributed table in front takes the new
-            // columns (also when an interrupted run added them locally).
-            for stmt in step.refresh_distributed(database, topology) {
+        }
+        // On a cluster the Distributed tables in front take the new columns
+        // (also when an interrupted run added them locally), once per table.
+        let mut tables: Vec<&str> = m.steps.iter().map(Step::table).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for table in tables {
+            for stmt in topology.refresh_distributed(database, table) {
                 client.query(&stmt).execute().await?;
             }
         }

@@ -479,21 +479,32 @@ impl Topology {
         let local =
             single.replacen(&head, &format!("CREATE TABLE IF NOT EXISTS {database}.{table}_local ON CLUSTER {c} ("), 1);
         let local = replicated_engine(&local, &format!("/clickhouse/tables/{{shard}}/{database}/{table}"));
-        vec![local, self.distributed(database, table)]
+        vec![local, distributed_ddl(c, database, table)]
     }
 
-    /// `CREATE TABLE … AS {table}_local ENGINE = Distributed(…)` on a cluster.
-    fn distributed(&self, database: &str, table: &str) -> String {
-        let c = match self {
-            Topology::Single => "",
-            Topology::Cluster(c) => c,
-        };
-        format!(
-            "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {c} AS {database}.{table}_local \
-ENGINE = Distributed({c}, {database}, {table}_local, {})",
-            Topology::shard_key(table)
-        )
+    /// On a cluster, the statements making the `Distributed` table in front
+    /// of `table` again with its local table's columns, after a migration
+    /// changed them (ClickHouse 18.16 refuses `ALTER … ON CLUSTER` on a
+    /// `Distributed` table over replicated shards; it holds no rows, inserts
+    /// being synchronous, so nothing is lost); nothing on one server.
+    pub fn refresh_distributed(&self, database: &str, table: &str) -> Vec<String> {
+        match self {
+            Topology::Single => vec![],
+            Topology::Cluster(c) => vec![
+                format!("DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {c}"),
+                distributed_ddl(c, database, table),
+            ],
+        }
     }
+}
+
+/// `CREATE TABLE … AS {table}_local ENGINE = Distributed(…)` on `cluster`.
+fn distributed_ddl(cluster: &str, database: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} AS {database}.{table}_local \
+ENGINE = Distributed({cluster}, {database}, {table}_local, {})",
+        Topology::shard_key(table)
+    )
 }
 
 /// `ENGINE = XMergeTree(args)` of `stmt` as `ENGINE =
@@ -764,6 +775,12 @@ pub enum Step {
 }
 
 impl Step {
+    /// The table this step changes, without the database.
+    pub fn table(&self) -> &'static str {
+        let Step::AddColumn { table, .. } = self;
+        table
+    }
+
     /// The table whose columns this step changes, as `system.columns` names
     /// it on a server: `{table}`, or `{table}_local` on a cluster.
     pub fn local_table(&self, topology: &Topology) -> String {
@@ -775,28 +792,10 @@ impl Step {
     }
 
     /// The statement of this step for `database`: on a cluster, the local
-    /// table altered `ON CLUSTER` (then [`Step::refresh_distributed`]).
+    /// table altered `ON CLUSTER` (then [`Topology::refresh_distributed`]).
     pub fn sql(&self, database: &str, topology: &Topology) -> String {
         let Step::AddColumn { table, column, ty } = self;
         format!("ALTER TABLE {} ADD COLUMN {column} {ty}", topology.mutation_target(database, table))
-    }
-
-    /// On a cluster, the statements making the `Distributed` table in front
-    /// of this step's table again with the local table's new columns
-    /// (ClickHouse 18.16 refuses `ALTER … ON CLUSTER` on a `Distributed`
-    /// table over replicated shards; it holds no rows, inserts being
-    /// synchronous, so nothing is lost); nothing on one server.
-    pub fn refresh_distributed(&self, database: &str, topology: &Topology) -> Vec<String> {
-        let Step::AddColumn { table, .. } = self;
-        match topology {
-            Topology::Single => vec![],
-            Topology::Cluster(c) => {
-                vec![
-                    format!("DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {c}"),
-                    topology.distributed(database, table),
-                ]
-            }
-        }
     }
 }
 
@@ -913,8 +912,8 @@ mod tests {
         let step = MIGRATIONS[0].steps[0];
         assert_eq!(step.sql("db", &c), "ALTER TABLE db.events_local ON CLUSTER sl ADD COLUMN rule_id String");
         assert_eq!(step.local_table(&c), "events_local");
-        assert_eq!(step.refresh_distributed("db", &c).len(), 2);
-        assert!(step.refresh_distributed("db", &Topology::Single).is_empty());
+        assert_eq!(c.refresh_distributed("db", step.table()).len(), 2);
+        assert!(Topology::Single.refresh_distributed("db", step.table()).is_empty());
         assert_eq!(c.mutation_target("db", "events"), "db.events_local ON CLUSTER sl");
         assert_eq!(c.mutations_source(), "cluster('sl', system, mutations)");
         assert_eq!(Topology::from_cluster(" "), Topology::Single);
